@@ -1,0 +1,153 @@
+from . import teaclave_frontend_service_pb2 as _teaclave_frontend_service_pb2
+from google.protobuf import empty_pb2 as _empty_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class WaitTaskRequest(_message.Message):
+    __slots__ = ("task_id", "timeout_ms")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    timeout_ms: int
+    def __init__(self, task_id: _Optional[str] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+
+class PutOp(_message.Message):
+    __slots__ = ("key", "value")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    key: bytes
+    value: bytes
+    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ...) -> None: ...
+
+class DeleteOp(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: bytes
+    def __init__(self, key: _Optional[bytes] = ...) -> None: ...
+
+class EnqueueOp(_message.Message):
+    __slots__ = ("queue", "value")
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    queue: bytes
+    value: bytes
+    def __init__(self, queue: _Optional[bytes] = ..., value: _Optional[bytes] = ...) -> None: ...
+
+class AckOp(_message.Message):
+    __slots__ = ("queue", "seq")
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    queue: bytes
+    seq: int
+    def __init__(self, queue: _Optional[bytes] = ..., seq: _Optional[int] = ...) -> None: ...
+
+class StorageOp(_message.Message):
+    __slots__ = ("put", "delete", "enqueue", "ack")
+    PUT_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    ENQUEUE_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    put: PutOp
+    delete: DeleteOp
+    enqueue: EnqueueOp
+    ack: AckOp
+    def __init__(self, put: _Optional[_Union[PutOp, _Mapping]] = ..., delete: _Optional[_Union[DeleteOp, _Mapping]] = ..., enqueue: _Optional[_Union[EnqueueOp, _Mapping]] = ..., ack: _Optional[_Union[AckOp, _Mapping]] = ...) -> None: ...
+
+class CommitRequest(_message.Message):
+    __slots__ = ("ops",)
+    OPS_FIELD_NUMBER: _ClassVar[int]
+    ops: _containers.RepeatedCompositeFieldContainer[StorageOp]
+    def __init__(self, ops: _Optional[_Iterable[_Union[StorageOp, _Mapping]]] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ("key", "after_version", "timeout_ms")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    AFTER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    key: bytes
+    after_version: int
+    timeout_ms: int
+    def __init__(self, key: _Optional[bytes] = ..., after_version: _Optional[int] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+
+class WatchResponse(_message.Message):
+    __slots__ = ("found", "value", "version")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    value: bytes
+    version: int
+    def __init__(self, found: _Optional[bool] = ..., value: _Optional[bytes] = ..., version: _Optional[int] = ...) -> None: ...
+
+class WatchQueueRequest(_message.Message):
+    __slots__ = ("queue", "after_seq", "max_items", "timeout_ms")
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    MAX_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    queue: bytes
+    after_seq: int
+    max_items: int
+    timeout_ms: int
+    def __init__(self, queue: _Optional[bytes] = ..., after_seq: _Optional[int] = ..., max_items: _Optional[int] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+
+class QueueItem(_message.Message):
+    __slots__ = ("seq", "value")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    value: bytes
+    def __init__(self, seq: _Optional[int] = ..., value: _Optional[bytes] = ...) -> None: ...
+
+class WatchQueueResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[QueueItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[QueueItem, _Mapping]]] = ...) -> None: ...
+
+class ExecutorInfo(_message.Message):
+    __slots__ = ("executor_id", "executors", "labels", "slots")
+    EXECUTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    EXECUTORS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    executor_id: str
+    executors: _containers.RepeatedScalarFieldContainer[str]
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    slots: int
+    def __init__(self, executor_id: _Optional[str] = ..., executors: _Optional[_Iterable[str]] = ..., labels: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ...) -> None: ...
+
+class PullTaskWaitRequest(_message.Message):
+    __slots__ = ("executor", "timeout_ms")
+    EXECUTOR_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    executor: ExecutorInfo
+    timeout_ms: int
+    def __init__(self, executor: _Optional[_Union[ExecutorInfo, _Mapping]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+
+class PullTaskWaitResponse(_message.Message):
+    __slots__ = ("staged_task",)
+    STAGED_TASK_FIELD_NUMBER: _ClassVar[int]
+    staged_task: bytes
+    def __init__(self, staged_task: _Optional[bytes] = ...) -> None: ...
+
+class ExecutorHeartbeatRequest(_message.Message):
+    __slots__ = ("executor", "running_task_ids", "wait_ms")
+    EXECUTOR_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    executor: ExecutorInfo
+    running_task_ids: _containers.RepeatedScalarFieldContainer[str]
+    wait_ms: int
+    def __init__(self, executor: _Optional[_Union[ExecutorInfo, _Mapping]] = ..., running_task_ids: _Optional[_Iterable[str]] = ..., wait_ms: _Optional[int] = ...) -> None: ...
+
+class ExecutorHeartbeatResponse(_message.Message):
+    __slots__ = ("cancel_task_ids",)
+    CANCEL_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    cancel_task_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, cancel_task_ids: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -1,0 +1,293 @@
+"""One settings object for the whole platform: a TOML file plus environment overrides.
+
+Only ``launcher`` and ``cli`` call :func:`load_settings`; everything else receives the frozen
+:class:`Settings` it needs. Environment variables are read from the mapping passed in, never
+from ``os.environ`` directly, so tests can hand in their own. Every variable is listed in
+``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cloister.errors import ConfigurationError
+
+SERVICES = (
+    "authentication",
+    "frontend",
+    "management",
+    "storage",
+    "access_control",
+    "scheduler",
+    "execution",
+)
+"""The seven services, each run as its own process."""
+
+ENDPOINTS = (
+    "authentication_api",
+    "authentication_internal",
+    "frontend",
+    "management",
+    "storage",
+    "access_control",
+    "scheduler",
+)
+"""Every listening endpoint; the execution service has none."""
+
+DEFAULT_PORTS = {
+    "authentication_api": 7776,
+    "authentication_internal": 17776,
+    "frontend": 7777,
+    "management": 17777,
+    "storage": 17778,
+    "access_control": 17779,
+    "scheduler": 17780,
+}
+
+
+class Secret:
+    """A string that never shows itself in ``repr``, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    """Where a service listens and where its peers reach it; port 0 picks a free port."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class AdminSettings:
+    user: str = "admin"
+    password: Secret | None = None
+
+
+@dataclass(frozen=True)
+class AuthenticationSettings:
+    token_lifetime_seconds: int = 86_400
+    pbkdf2_iterations: int = 100_000
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    backend: str = "sqlite"
+    path: Path | None = None
+    """Database file; defaults to ``<state_dir>/storage/cloister.db``."""
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    executor_timeout_seconds: float = 30.0
+    """An execution service silent for this long is lost and its tasks fail."""
+
+
+@dataclass(frozen=True)
+class ExecutionSettings:
+    slots: int = field(default_factory=lambda: os.cpu_count() or 1)
+    executors: tuple[str, ...] = ("builtin",)
+    labels: tuple[str, ...] = ()
+    heartbeat_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class RPCSettings:
+    max_message_bytes: int = 4 * 1024 * 1024
+    call_timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = "INFO"
+    format: str = "console"
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: Path
+    tee_backend: str = "sim"
+    endpoints: Mapping[str, EndpointSettings] = field(default_factory=dict)
+    admin: AdminSettings = AdminSettings()
+    authentication: AuthenticationSettings = AuthenticationSettings()
+    storage: StorageSettings = StorageSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    execution: ExecutionSettings = ExecutionSettings()
+    rpc: RPCSettings = RPCSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    def endpoint(self, name: str) -> EndpointSettings:
+        return self.endpoints[name]
+
+    @property
+    def database_path(self) -> Path:
+        return self.storage.path or self.state_dir / "storage" / "cloister.db"
+
+    @property
+    def attestation_dir(self) -> Path:
+        return self.state_dir / "attestation"
+
+    @property
+    def run_dir(self) -> Path:
+        """Where running services publish the addresses they bound."""
+        return self.state_dir / "run"
+
+
+def default_state_dir(env: Mapping[str, str]) -> Path:
+    """``$CLOISTER_STATE_DIR``, else ``$XDG_STATE_HOME/cloister``, else ``~/.local/state/cloister``."""
+    if env.get("CLOISTER_STATE_DIR"):
+        return Path(env["CLOISTER_STATE_DIR"])
+    base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "cloister"
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "admin": AdminSettings,
+    "authentication": AuthenticationSettings,
+    "storage": StorageSettings,
+    "scheduler": SchedulerSettings,
+    "execution": ExecutionSettings,
+    "rpc": RPCSettings,
+    "logging": LoggingSettings,
+}
+
+
+def _coerce(value: Any, annotation: Any, name: str) -> Any:
+    text = str(annotation)
+    if isinstance(value, str):
+        if "Secret" in text:
+            return Secret(value)
+        if "tuple" in text:
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        if "bool" in text:
+            return value.lower() in ("1", "true", "yes", "on")
+        if text.startswith("int") or text == "<class 'int'>":
+            return _to_number(int, value, name)
+        if "float" in text:
+            return _to_number(float, value, name)
+        if "Path" in text:
+            return Path(value)
+        return value
+    if "tuple" in text and isinstance(value, list):
+        return tuple(str(v) for v in value)
+    if "Path" in text and value is not None:
+        return Path(value)
+    if "Secret" in text and value is not None:
+        return Secret(str(value))
+    return value
+
+
+def _to_number(kind: type, value: str, name: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        raise ConfigurationError(f"setting {name} must be a number, got {value!r}") from None
+
+
+def _build_section(cls: type[Any], values: Mapping[str, Any], section: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigurationError(f"unknown setting [{section}] {key}")
+        kwargs[key] = _coerce(value, fields[key].type, f"{section}.{key}")
+    return cls(**kwargs)
+
+
+def _parse_endpoint(name: str, value: Any) -> EndpointSettings:
+    if isinstance(value, Mapping):
+        return EndpointSettings(host=str(value.get("host", "127.0.0.1")), port=int(value.get("port", 0)))
+    host, sep, port = str(value).rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigurationError(f"endpoint {name} must look like HOST:PORT, got {value!r}")
+    return EndpointSettings(host=host or "127.0.0.1", port=int(port))
+
+
+def load_settings(
+    path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    state_dir: Path | None = None,
+) -> Settings:
+    """Read ``path`` (TOML) and apply ``env`` overrides (``CLOISTER_<SECTION>__<KEY>``).
+
+    Precedence, highest first: the ``state_dir`` argument, the environment, the file, defaults.
+    """
+    env = dict(env if env is not None else {})
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigurationError(f"configuration file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(f"configuration file {path} is not valid TOML: {exc}") from None
+
+    sections: dict[str, dict[str, Any]] = {name: dict(data.get(name, {})) for name in (*_SECTIONS, "endpoints")}
+    unknown = set(data) - set(sections) - {"state_dir", "tee_backend"}
+    if unknown:
+        raise ConfigurationError(f"unknown configuration sections: {', '.join(sorted(unknown))}")
+    for key, value in env.items():
+        if not key.startswith("CLOISTER_") or "__" not in key:
+            continue
+        section, _, name = key[len("CLOISTER_") :].lower().partition("__")
+        if section in sections:
+            sections[section][name] = value
+    if env.get("CLOISTER_ADMIN_USER"):
+        sections["admin"]["user"] = env["CLOISTER_ADMIN_USER"]
+    if env.get("CLOISTER_ADMIN_PASSWORD"):
+        sections["admin"]["password"] = env["CLOISTER_ADMIN_PASSWORD"]
+
+    endpoints = {name: EndpointSettings(port=port) for name, port in DEFAULT_PORTS.items()}
+    for name, value in sections.pop("endpoints").items():
+        if name not in endpoints:
+            raise ConfigurationError(f"unknown endpoint {name!r}; known: {', '.join(ENDPOINTS)}")
+        endpoints[name] = _parse_endpoint(name, value)
+
+    if state_dir is None:
+        if data.get("state_dir") and not env.get("CLOISTER_STATE_DIR"):
+            state_dir = Path(data["state_dir"]).expanduser()
+        else:
+            state_dir = default_state_dir(env)
+    tee_backend = env.get("CLOISTER_TEE_BACKEND") or data.get("tee_backend", "sim")
+    return Settings(
+        state_dir=Path(state_dir).expanduser().resolve(),
+        tee_backend=str(tee_backend),
+        endpoints=endpoints,
+        **{name: _build_section(cls, sections[name], name) for name, cls in _SECTIONS.items()},
+    )
+
+
+def with_ephemeral_ports(settings: Settings) -> Settings:
+    """The same settings with every endpoint on a free loopback port (tests, benchmarks)."""
+    return dataclasses.replace(
+        settings, endpoints={name: EndpointSettings(port=0) for name in settings.endpoints}
+    )

@@ -1,0 +1,203 @@
+"""The errors Cloister raises and the gRPC status each one travels as (layer 1: no grpc here).
+
+Every error a user can see is a ``CloisterError`` whose ``status`` is the gRPC code of the
+reference and whose ``message`` is safe to show to anyone::
+
+    CloisterError
+    ├── AuthenticationError          16 UNAUTHENTICATED
+    ├── AccessDeniedError             7 PERMISSION_DENIED
+    ├── InvalidArgumentError          3 INVALID_ARGUMENT
+    │   ├── InvalidTaskIdError           "invalid task id"
+    │   ├── InvalidFunctionIdError       "invalid function id"
+    │   └── InvalidDataIdError           "invalid data id"
+    ├── FailedOperationError          2 UNKNOWN (the reference's "failed to ..." answers)
+    ├── NotFoundError                 5 NOT_FOUND (storage, internal only)
+    ├── ResourceExhaustedError        8 RESOURCE_EXHAUSTED
+    ├── UnimplementedError           12 UNIMPLEMENTED
+    ├── UnavailableError             14 UNAVAILABLE
+    ├── DeadlineExceededError         4 DEADLINE_EXCEEDED
+    ├── InternalError                13 INTERNAL
+    │   └── MalformedRequestError        a field could not be parsed (the reference's code for it)
+    ├── AttestationError             16 UNAUTHENTICATED (a peer failed verification)
+    └── TaskError                       (SDK only: how a task ended)
+        ├── TaskFailedError               the function or its data failed
+        ├── TaskCancelledError            a participant cancelled it
+        └── ExecutorLostError             its execution service stopped answering
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class StatusCode(enum.IntEnum):
+    """gRPC status codes, numbered as on the wire."""
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
+
+
+class CloisterError(Exception):
+    """Base of every error Cloister reports; ``message`` never holds secrets."""
+
+    status: StatusCode = StatusCode.INTERNAL
+    default_message: str = "internal error"
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message if message is not None else self.default_message
+        super().__init__(self.message)
+
+
+class AuthenticationError(CloisterError):
+    status = StatusCode.UNAUTHENTICATED
+    default_message = "authentication failed"
+
+
+class AccessDeniedError(CloisterError):
+    status = StatusCode.PERMISSION_DENIED
+    default_message = "permission denied"
+
+
+class InvalidArgumentError(CloisterError):
+    status = StatusCode.INVALID_ARGUMENT
+    default_message = "invalid argument"
+
+
+class InvalidTaskIdError(InvalidArgumentError):
+    default_message = "invalid task id"
+
+
+class InvalidFunctionIdError(InvalidArgumentError):
+    default_message = "invalid function id"
+
+
+class InvalidDataIdError(InvalidArgumentError):
+    default_message = "invalid data id"
+
+
+class FailedOperationError(CloisterError):
+    status = StatusCode.UNKNOWN
+    default_message = "operation failed"
+
+
+class NotFoundError(CloisterError):
+    status = StatusCode.NOT_FOUND
+    default_message = "not found"
+
+
+class ResourceExhaustedError(CloisterError):
+    status = StatusCode.RESOURCE_EXHAUSTED
+    default_message = "resource exhausted"
+
+
+class UnimplementedError(CloisterError):
+    status = StatusCode.UNIMPLEMENTED
+    default_message = "not implemented"
+
+
+class UnavailableError(CloisterError):
+    status = StatusCode.UNAVAILABLE
+    default_message = "service unavailable"
+
+
+class DeadlineExceededError(CloisterError):
+    status = StatusCode.DEADLINE_EXCEEDED
+    default_message = "deadline exceeded"
+
+
+class InternalError(CloisterError):
+    status = StatusCode.INTERNAL
+    default_message = "internal error"
+
+
+class MalformedRequestError(InternalError):
+    """A request field could not be parsed: bad URL, crypto info, JSON or executor name.
+
+    The reference answers these with INTERNAL, so Cloister does too, but always with a message
+    that names the field and what was wrong with it.
+    """
+
+    default_message = "malformed request"
+
+
+class AttestationError(CloisterError):
+    """A peer's evidence, identity or certificate did not verify."""
+
+    status = StatusCode.UNAUTHENTICATED
+    default_message = "attestation failed"
+
+
+class ConfigurationError(CloisterError):
+    """The settings or the state directory cannot be used; raised at start-up only."""
+
+    status = StatusCode.FAILED_PRECONDITION
+    default_message = "invalid configuration"
+
+
+class TaskError(CloisterError):
+    """A task ended without a result; raised by the SDK when waiting for one."""
+
+    status = StatusCode.UNKNOWN
+
+    def __init__(self, task_id: str, reason: str) -> None:
+        self.task_id = task_id
+        self.reason = reason
+        super().__init__(f"task {task_id}: {reason}")
+
+
+class TaskFailedError(TaskError):
+    """The function, its arguments or its data failed."""
+
+
+class TaskCancelledError(TaskError):
+    """A participant cancelled the task."""
+
+
+class ExecutorLostError(TaskFailedError):
+    """The execution service running the task stopped answering."""
+
+
+_BY_STATUS: dict[StatusCode, type[CloisterError]] = {
+    StatusCode.UNAUTHENTICATED: AuthenticationError,
+    StatusCode.PERMISSION_DENIED: AccessDeniedError,
+    StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
+    StatusCode.UNKNOWN: FailedOperationError,
+    StatusCode.NOT_FOUND: NotFoundError,
+    StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
+    StatusCode.UNIMPLEMENTED: UnimplementedError,
+    StatusCode.UNAVAILABLE: UnavailableError,
+    StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
+    StatusCode.INTERNAL: InternalError,
+}
+
+_INVALID_ARGUMENT_BY_MESSAGE: dict[str, type[CloisterError]] = {
+    InvalidTaskIdError.default_message: InvalidTaskIdError,
+    InvalidFunctionIdError.default_message: InvalidFunctionIdError,
+    InvalidDataIdError.default_message: InvalidDataIdError,
+}
+
+
+def error_for_status(status: int, message: str) -> CloisterError:
+    """The most specific error for a status a server sent (the client side of the mapping)."""
+    code = StatusCode(status) if status in StatusCode._value2member_map_ else StatusCode.UNKNOWN
+    cls = _BY_STATUS.get(code, CloisterError)
+    if code is StatusCode.INVALID_ARGUMENT:
+        cls = _INVALID_ARGUMENT_BY_MESSAGE.get(message, cls)
+    error = cls(message)
+    error.status = code
+    return error

@@ -1,0 +1,157 @@
+"""Input and output file records and their crypto info (reference §7.1, §7.2)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from cloister.errors import MalformedRequestError
+
+CMAC_LENGTH = 16
+_MAX_URL_LENGTH = 8192
+_SCHEMAS = {
+    # schema: (JSON variant name, key length, iv length)
+    "aes-gcm-128": ("AesGcm128", 16, 12),
+    "aes-gcm-256": ("AesGcm256", 32, 12),
+    "teaclave-file-128": ("TeaclaveFile128", 16, 0),
+    "raw": ("Raw", 0, 0),
+}
+_SCHEMA_BY_VARIANT = {variant: schema for schema, (variant, _, _) in _SCHEMAS.items()}
+
+
+@dataclass(frozen=True)
+class FileCrypto:
+    """How a file is encrypted. ``repr`` hides the key."""
+
+    schema: str
+    key: bytes = field(default=b"", repr=False)
+    iv: bytes = field(default=b"", repr=False)
+
+    @classmethod
+    def from_request(cls, schema: str, key: bytes, iv: bytes) -> FileCrypto:
+        """Validate a ``FileCryptoInfo`` as the reference does, with its messages."""
+        if schema not in _SCHEMAS:
+            raise MalformedRequestError(f"Invalid crypto schema: {schema}")
+        variant, key_len, iv_len = _SCHEMAS[schema]
+        if schema == "raw":
+            return cls("raw")
+        if len(key) != key_len:
+            name = "teaclave_file_128" if schema == "teaclave-file-128" else variant
+            raise MalformedRequestError(f"Invalid key length for {name}: {len(key)}")
+        if schema == "teaclave-file-128":
+            if iv:
+                raise MalformedRequestError("IV is not empty for teaclave_file_128")
+        elif len(iv) != iv_len:
+            raise MalformedRequestError(f"Invalid iv length for {variant}: {len(iv)}")
+        return cls(schema, bytes(key), bytes(iv))
+
+    @classmethod
+    def fusion(cls, key: bytes) -> FileCrypto:
+        return cls("teaclave-file-128", key)
+
+    def to_json(self) -> Any:
+        variant = _SCHEMAS[self.schema][0]
+        if self.schema == "raw":
+            return "Raw"
+        body: dict[str, list[int]] = {"key": list(self.key)}
+        if self.schema != "teaclave-file-128":
+            body["iv"] = list(self.iv)
+        return {variant: body}
+
+    @classmethod
+    def from_json(cls, data: Any) -> FileCrypto:
+        if data == "Raw":
+            return cls("raw")
+        ((variant, body),) = data.items()
+        return cls(_SCHEMA_BY_VARIANT[variant], bytes(body["key"]), bytes(body.get("iv", [])))
+
+
+def parse_url(url: str) -> str:
+    """Check that ``url`` is absolute (scheme and location or path) and return it unchanged."""
+    if not url or len(url) > _MAX_URL_LENGTH:
+        raise MalformedRequestError("invalid url: empty or too long")
+    parts = urlsplit(url)
+    if not parts.scheme or not (parts.netloc or parts.path):
+        raise MalformedRequestError(f"invalid url: {url!r} is not an absolute URL")
+    return url
+
+
+def parse_cmac(cmac: bytes) -> bytes:
+    if len(cmac) != CMAC_LENGTH:
+        raise MalformedRequestError(f"Invalid length: cmac must be {CMAC_LENGTH} bytes, got {len(cmac)}")
+    return bytes(cmac)
+
+
+def _tag_json(tag: bytes | None) -> dict[str, list[int]] | None:
+    return None if tag is None else {"tag": list(tag)}
+
+
+def _owner_json(owner: frozenset[str]) -> dict[str, list[str]]:
+    return {"uids": sorted(owner)}
+
+
+@dataclass(frozen=True)
+class InputFile:
+    url: str
+    cmac: bytes
+    crypto: FileCrypto
+    owner: frozenset[str]
+    uuid: uuid.UUID
+
+    @property
+    def external_id(self) -> str:
+        return f"input-{self.uuid}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "cmac": _tag_json(self.cmac),
+            "crypto_info": self.crypto.to_json(),
+            "owner": _owner_json(self.owner),
+            "uuid": str(self.uuid),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> InputFile:
+        return cls(
+            url=data["url"],
+            cmac=bytes(data["cmac"]["tag"]),
+            crypto=FileCrypto.from_json(data["crypto_info"]),
+            owner=frozenset(data["owner"]["uids"]),
+            uuid=uuid.UUID(data["uuid"]),
+        )
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    url: str
+    cmac: bytes | None
+    crypto: FileCrypto
+    owner: frozenset[str]
+    uuid: uuid.UUID
+
+    @property
+    def external_id(self) -> str:
+        return f"output-{self.uuid}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "cmac": _tag_json(self.cmac),
+            "crypto_info": self.crypto.to_json(),
+            "owner": _owner_json(self.owner),
+            "uuid": str(self.uuid),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OutputFile:
+        cmac = data.get("cmac")
+        return cls(
+            url=data["url"],
+            cmac=None if cmac is None else bytes(cmac["tag"]),
+            crypto=FileCrypto.from_json(data["crypto_info"]),
+            owner=frozenset(data["owner"]["uids"]),
+            uuid=uuid.UUID(data["uuid"]),
+        )

@@ -1,0 +1,162 @@
+"""Functions, their declared arguments and files, and per-user function lists (reference §6)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from cloister.errors import MalformedRequestError
+
+EXECUTOR_TYPES = {"builtin": "Builtin", "python": "Python", "wamr": "WAMicroRuntime"}
+"""Request spelling of an executor type → its persisted name."""
+_EXECUTOR_TYPE_BY_NAME = {v: k for k, v in EXECUTOR_TYPES.items()}
+
+EXECUTORS = {"builtin": "Builtin", "mesapy": "MesaPy", "wamr": "WAMicroRuntime"}
+"""Request spelling of a task's executor → its persisted name (reference §3.2)."""
+_EXECUTOR_BY_NAME = {v: k for k, v in EXECUTORS.items()}
+EXECUTOR_ALIASES = {"python": "mesapy", "wasm": "wamr"}
+"""Cloister's own names, accepted wherever Teaclave's are."""
+
+
+def parse_executor_type(text: str) -> str:
+    text = "wamr" if text == "wasm" else text
+    if text not in EXECUTOR_TYPES:
+        raise MalformedRequestError(f"Invalid executor type: {text}")
+    return text
+
+
+def parse_executor(text: str) -> str:
+    text = EXECUTOR_ALIASES.get(text, text)
+    if text not in EXECUTORS:
+        raise MalformedRequestError(f"Unsupported executor: {text}")
+    return text
+
+
+@dataclass(frozen=True)
+class FunctionArgument:
+    key: str
+    default_value: str = ""
+    allow_overwrite: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "default_value": self.default_value, "allow_overwrite": self.allow_overwrite}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FunctionArgument:
+        return cls(data["key"], data["default_value"], data["allow_overwrite"])
+
+
+@dataclass(frozen=True)
+class FunctionFile:
+    """A declared input or output: the data name the function opens."""
+
+    name: str
+    description: str = ""
+    optional: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "optional": self.optional}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FunctionFile:
+        return cls(data["name"], data["description"], data["optional"])
+
+
+@dataclass(frozen=True)
+class Function:
+    id: uuid.UUID
+    name: str
+    description: str
+    public: bool
+    executor_type: str
+    payload: bytes = field(repr=False)
+    arguments: tuple[FunctionArgument, ...]
+    inputs: tuple[FunctionFile, ...]
+    outputs: tuple[FunctionFile, ...]
+    owner: str
+    user_allowlist: tuple[str, ...]
+    usage_quota: int | None
+
+    @property
+    def external_id(self) -> str:
+        return f"function-{self.id}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "name": self.name,
+            "description": self.description,
+            "public": self.public,
+            "executor_type": EXECUTOR_TYPES[self.executor_type],
+            "payload": list(self.payload),
+            "arguments": [a.to_json() for a in self.arguments],
+            "inputs": [f.to_json() for f in self.inputs],
+            "outputs": [f.to_json() for f in self.outputs],
+            "owner": self.owner,
+            "user_allowlist": list(self.user_allowlist),
+            "usage_quota": self.usage_quota,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Function:
+        return cls(
+            id=uuid.UUID(data["id"]),
+            name=data["name"],
+            description=data["description"],
+            public=data["public"],
+            executor_type=_EXECUTOR_TYPE_BY_NAME[data["executor_type"]],
+            payload=bytes(data["payload"]),
+            arguments=tuple(FunctionArgument.from_json(a) for a in data["arguments"]),
+            inputs=tuple(FunctionFile.from_json(f) for f in data["inputs"]),
+            outputs=tuple(FunctionFile.from_json(f) for f in data["outputs"]),
+            owner=data["owner"],
+            user_allowlist=tuple(data["user_allowlist"]),
+            usage_quota=data["usage_quota"],
+        )
+
+
+def normalize_quota(quota: int) -> int | None:
+    """A negative request quota means unlimited."""
+    return None if quota < 0 else quota
+
+
+@dataclass(frozen=True)
+class FunctionUsage:
+    function_id: uuid.UUID
+    use_numbers: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"function_id": str(self.function_id), "use_numbers": self.use_numbers}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FunctionUsage:
+        return cls(uuid.UUID(data["function_id"]), data["use_numbers"])
+
+
+@dataclass(frozen=True)
+class UserFunctions:
+    """The ``user-<uuid v5>`` record: functions a user registered and was allowed to use."""
+
+    id: str
+    registered_functions: tuple[str, ...] = ()
+    allowed_functions: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "registered_functions": list(self.registered_functions),
+            "allowed_functions": list(self.allowed_functions),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> UserFunctions:
+        return cls(data["id"], tuple(data["registered_functions"]), tuple(data["allowed_functions"]))
+
+
+def executor_name(executor: str) -> str:
+    return EXECUTORS[executor]
+
+
+def executor_from_name(name: str) -> str:
+    return _EXECUTOR_BY_NAME[name]

@@ -1,0 +1,63 @@
+"""External ids: ``<prefix>-<uuid>``, both the id users see and the storage key (reference §3.1)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from cloister.errors import InvalidArgumentError
+
+# Namespace DNS, as Teaclave uses for the per-user function lists.
+_USER_NAMESPACE = uuid.UUID("6ba7b810-9dad-11d1-80b4-00c04fd430c8")
+_MAX_ID_LENGTH = 256
+
+
+@dataclass(frozen=True)
+class ExternalId:
+    prefix: str
+    uuid: uuid.UUID
+
+    def __str__(self) -> str:
+        return f"{self.prefix}-{self.uuid}"
+
+    @property
+    def key(self) -> bytes:
+        return str(self).encode()
+
+    @classmethod
+    def new(cls, prefix: str) -> ExternalId:
+        return cls(prefix, uuid.uuid4())
+
+    @classmethod
+    def parse(cls, text: str, prefix: str | None = None) -> ExternalId:
+        """Parse ``text``; with ``prefix``, anything of another kind is rejected too.
+
+        Raises:
+            InvalidArgumentError: the text is not an external id (of that kind).
+        """
+        if len(text) > _MAX_ID_LENGTH:
+            raise InvalidArgumentError("id is too long")
+        head, sep, rest = text.partition("-")
+        if not sep or not rest or (prefix is not None and head != prefix):
+            raise InvalidArgumentError(f"not a {prefix or 'valid'} id")
+        try:
+            parsed = uuid.UUID(rest)
+        except ValueError:
+            raise InvalidArgumentError(f"not a {prefix or 'valid'} id") from None
+        return cls(head, parsed)
+
+    def to_json(self) -> dict[str, str]:
+        return {"prefix": self.prefix, "uuid": str(self.uuid)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, str]) -> ExternalId:
+        return cls(data["prefix"], uuid.UUID(data["uuid"]))
+
+
+def user_record_key(user_id: str) -> bytes:
+    """Storage key of a user's function lists: ``user-<uuid v5 of the id>``."""
+    return f"user-{uuid.uuid5(_USER_NAMESPACE, user_id)}".encode()
+
+
+def usage_key(function_uuid: uuid.UUID) -> bytes:
+    return f"usage-{function_uuid}".encode()

@@ -1,0 +1,285 @@
+"""Tasks: their state, result, status machine (reference §8) and the staged form executors run."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from cloister.model.files import FileCrypto, InputFile, OutputFile
+from cloister.model.functions import EXECUTOR_TYPES, executor_from_name, executor_name
+from cloister.model.ids import ExternalId
+
+_EXECUTOR_TYPE_BY_NAME = {v: k for k, v in EXECUTOR_TYPES.items()}
+
+
+class TaskStatus(enum.IntEnum):
+    """Numbered as ``teaclave_common_proto.TaskStatus``."""
+
+    CREATED = 0
+    DATA_ASSIGNED = 1
+    APPROVED = 2
+    STAGED = 3
+    RUNNING = 4
+    FINISHED = 10
+    CANCELED = 20
+    FAILED = 99
+
+    @property
+    def wire_name(self) -> str:
+        return _STATUS_NAMES[self]
+
+    @property
+    def is_ended(self) -> bool:
+        return self in (TaskStatus.FINISHED, TaskStatus.CANCELED, TaskStatus.FAILED)
+
+    @classmethod
+    def from_wire_name(cls, name: str) -> TaskStatus:
+        return _STATUS_BY_NAME[name]
+
+
+_STATUS_NAMES = {
+    TaskStatus.CREATED: "Created",
+    TaskStatus.DATA_ASSIGNED: "DataAssigned",
+    TaskStatus.APPROVED: "Approved",
+    TaskStatus.STAGED: "Staged",
+    TaskStatus.RUNNING: "Running",
+    TaskStatus.FINISHED: "Finished",
+    TaskStatus.CANCELED: "Canceled",
+    TaskStatus.FAILED: "Failed",
+}
+_STATUS_BY_NAME = {v: k for k, v in _STATUS_NAMES.items()}
+
+# Reasons the reference fixes (§8.8, §8.9).
+REASON_CANCELED_BEFORE_STAGING = "Task canceled"
+REASON_CANCELED_BY_USER = "Task Canceled by the user"
+REASON_EXECUTOR_TIMEOUT = "Runtime Error: Executor Timeout"
+
+
+@dataclass(frozen=True)
+class TaskOutputs:
+    return_value: bytes = b""
+    tags_map: dict[str, bytes] = field(default_factory=dict)
+    log: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """``NotReady`` when both are None; otherwise exactly one of ``outputs`` and ``failure``."""
+
+    outputs: TaskOutputs | None = None
+    failure: str | None = None
+
+    @classmethod
+    def ok(cls, outputs: TaskOutputs) -> TaskResult:
+        return cls(outputs=outputs)
+
+    @classmethod
+    def err(cls, reason: str) -> TaskResult:
+        return cls(failure=reason)
+
+    @property
+    def is_ready(self) -> bool:
+        return self.outputs is not None or self.failure is not None
+
+    def to_json(self) -> Any:
+        if self.outputs is not None:
+            return {
+                "Ok": {
+                    "return_value": list(self.outputs.return_value),
+                    "tags_map": {"inner": {k: {"tag": list(v)} for k, v in sorted(self.outputs.tags_map.items())}},
+                    "log": list(self.outputs.log),
+                }
+            }
+        if self.failure is not None:
+            return {"Err": {"reason": self.failure}}
+        return "NotReady"
+
+    @classmethod
+    def from_json(cls, data: Any) -> TaskResult:
+        if data == "NotReady":
+            return cls()
+        if "Ok" in data:
+            ok = data["Ok"]
+            return cls.ok(
+                TaskOutputs(
+                    return_value=bytes(ok["return_value"]),
+                    tags_map={k: bytes(v["tag"]) for k, v in ok["tags_map"]["inner"].items()},
+                    log=tuple(ok["log"]),
+                )
+            )
+        return cls.err(data["Err"]["reason"])
+
+
+def _owners_json(owners: dict[str, frozenset[str]]) -> dict[str, Any]:
+    return {"inner": {name: {"uids": sorted(uids)} for name, uids in sorted(owners.items())}}
+
+
+def _owners_from_json(data: dict[str, Any]) -> dict[str, frozenset[str]]:
+    return {name: frozenset(v["uids"]) for name, v in data["inner"].items()}
+
+
+@dataclass(frozen=True)
+class TaskState:
+    task_id: uuid.UUID
+    creator: str
+    function_id: ExternalId
+    function_arguments: dict[str, Any]
+    executor: str
+    inputs_ownership: dict[str, frozenset[str]]
+    outputs_ownership: dict[str, frozenset[str]]
+    function_owner: str
+    participants: frozenset[str]
+    approved_users: frozenset[str] = frozenset()
+    assigned_inputs: dict[str, InputFile] = field(default_factory=dict)
+    assigned_outputs: dict[str, OutputFile] = field(default_factory=dict)
+    result: TaskResult = TaskResult()
+    status: TaskStatus = TaskStatus.CREATED
+
+    @property
+    def external_id(self) -> str:
+        return f"task-{self.task_id}"
+
+    @property
+    def key(self) -> bytes:
+        return self.external_id.encode()
+
+    @property
+    def all_data_assigned(self) -> bool:
+        return set(self.inputs_ownership) == set(self.assigned_inputs) and set(self.outputs_ownership) == set(
+            self.assigned_outputs
+        )
+
+    @property
+    def all_approved(self) -> bool:
+        return len(self.participants) == 1 or self.approved_users >= self.participants
+
+    def with_status(self, status: TaskStatus, result: TaskResult | None = None) -> TaskState:
+        return replace(self, status=status, result=self.result if result is None else result)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task_id": str(self.task_id),
+            "creator": self.creator,
+            "function_id": self.function_id.to_json(),
+            "function_arguments": {"inner": dict(sorted(self.function_arguments.items()))},
+            "executor": executor_name(self.executor),
+            "inputs_ownership": _owners_json(self.inputs_ownership),
+            "outputs_ownership": _owners_json(self.outputs_ownership),
+            "function_owner": self.function_owner,
+            "participants": {"uids": sorted(self.participants)},
+            "approved_users": {"uids": sorted(self.approved_users)},
+            "assigned_inputs": {"inner": {k: v.to_json() for k, v in sorted(self.assigned_inputs.items())}},
+            "assigned_outputs": {"inner": {k: v.to_json() for k, v in sorted(self.assigned_outputs.items())}},
+            "result": self.result.to_json(),
+            "status": self.status.wire_name,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TaskState:
+        return cls(
+            task_id=uuid.UUID(data["task_id"]),
+            creator=data["creator"],
+            function_id=ExternalId.from_json(data["function_id"]),
+            function_arguments=dict(data["function_arguments"]["inner"]),
+            executor=executor_from_name(data["executor"]),
+            inputs_ownership=_owners_from_json(data["inputs_ownership"]),
+            outputs_ownership=_owners_from_json(data["outputs_ownership"]),
+            function_owner=data["function_owner"],
+            participants=frozenset(data["participants"]["uids"]),
+            approved_users=frozenset(data["approved_users"]["uids"]),
+            assigned_inputs={k: InputFile.from_json(v) for k, v in data["assigned_inputs"]["inner"].items()},
+            assigned_outputs={k: OutputFile.from_json(v) for k, v in data["assigned_outputs"]["inner"].items()},
+            result=TaskResult.from_json(data["result"]),
+            status=TaskStatus.from_wire_name(data["status"]),
+        )
+
+
+@dataclass(frozen=True)
+class StagedInput:
+    url: str
+    cmac: bytes
+    crypto: FileCrypto
+
+
+@dataclass(frozen=True)
+class StagedOutput:
+    url: str
+    crypto: FileCrypto
+
+
+@dataclass(frozen=True)
+class StagedTask:
+    """What an execution service needs to run one task; its JSON travels on the wire (§3.2)."""
+
+    task_id: uuid.UUID
+    function_id: uuid.UUID
+    user_id: str
+    executor: str
+    executor_type: str
+    function_name: str
+    function_arguments: dict[str, Any]
+    function_payload: bytes = field(repr=False)
+    input_data: dict[str, StagedInput]
+    output_data: dict[str, StagedOutput]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task_id": str(self.task_id),
+            "function_id": str(self.function_id),
+            "user_id": self.user_id,
+            "executor": executor_name(self.executor),
+            "executor_type": EXECUTOR_TYPES[self.executor_type],
+            "function_name": self.function_name,
+            "function_arguments": {"inner": dict(sorted(self.function_arguments.items()))},
+            "function_payload": list(self.function_payload),
+            "input_data": {
+                "inner": {
+                    k: {"url": v.url, "cmac": {"tag": list(v.cmac)}, "crypto_info": v.crypto.to_json()}
+                    for k, v in sorted(self.input_data.items())
+                }
+            },
+            "output_data": {
+                "inner": {
+                    k: {"url": v.url, "crypto_info": v.crypto.to_json()} for k, v in sorted(self.output_data.items())
+                }
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StagedTask:
+        return cls(
+            task_id=uuid.UUID(data["task_id"]),
+            function_id=uuid.UUID(data["function_id"]),
+            user_id=data["user_id"],
+            executor=executor_from_name(data["executor"]),
+            executor_type=_EXECUTOR_TYPE_BY_NAME[data["executor_type"]],
+            function_name=data["function_name"],
+            function_arguments=dict(data["function_arguments"]["inner"]),
+            function_payload=bytes(data["function_payload"]),
+            input_data={
+                k: StagedInput(v["url"], bytes(v["cmac"]["tag"]), FileCrypto.from_json(v["crypto_info"]))
+                for k, v in data["input_data"]["inner"].items()
+            },
+            output_data={
+                k: StagedOutput(v["url"], FileCrypto.from_json(v["crypto_info"]))
+                for k, v in data["output_data"]["inner"].items()
+            },
+        )
+
+    @classmethod
+    def for_task(cls, task: TaskState, function: Any, user_id: str) -> StagedTask:
+        """Stage ``task`` to run ``function`` (a :class:`~cloister.model.functions.Function`)."""
+        return cls(
+            task_id=task.task_id,
+            function_id=function.id,
+            user_id=user_id,
+            executor=task.executor,
+            executor_type=function.executor_type,
+            function_name=function.name,
+            function_arguments=task.function_arguments,
+            function_payload=function.payload,
+            input_data={k: StagedInput(f.url, f.cmac, f.crypto) for k, f in task.assigned_inputs.items()},
+            output_data={k: StagedOutput(f.url, f.crypto) for k, f in task.assigned_outputs.items()},
+        )

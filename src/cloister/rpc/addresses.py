@@ -1,0 +1,56 @@
+"""Where running services are: configured addresses, or the ports they published at start.
+
+A service configured with port 0 binds a free port and writes it to ``<state>/run/<endpoint>``
+so its peers, the launcher and ``cloister status`` find it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cloister.config import Settings
+from cloister.errors import UnavailableError
+
+
+def publish(settings: Settings, endpoint: str, port: int) -> None:
+    run_dir = settings.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    host = settings.endpoint(endpoint).host
+    tmp = run_dir / f".{endpoint}.tmp"
+    tmp.write_text(f"{_connect_host(host)}:{port}\n")
+    os.replace(tmp, run_dir / endpoint)
+
+
+def unpublish(settings: Settings, endpoint: str) -> None:
+    (settings.run_dir / endpoint).unlink(missing_ok=True)
+
+
+def published(settings: Settings, endpoint: str) -> str | None:
+    try:
+        return (settings.run_dir / endpoint).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def resolve(settings: Settings, endpoint: str) -> str:
+    """The address to connect to ``endpoint``.
+
+    Raises:
+        UnavailableError: it uses a dynamic port and is not running.
+    """
+    configured = settings.endpoint(endpoint)
+    if configured.port:
+        return f"{_connect_host(configured.host)}:{configured.port}"
+    address = published(settings, endpoint)
+    if address is None:
+        raise UnavailableError(f"{endpoint} is not running (no address in {Path(settings.run_dir)})")
+    return address
+
+
+def _connect_host(host: str) -> str:
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return host
