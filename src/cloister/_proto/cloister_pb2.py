@@ -26,7 +26,7 @@ from . import teaclave_frontend_service_pb2 as teaclave__frontend__service__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0e\x63loister.proto\x12\x08\x63loister\x1a\x1fteaclave_frontend_service.proto\x1a\x1bgoogle/protobuf/empty.proto\"6\n\x0fWaitTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\ntimeout_ms\x18\x02 \x01(\r\"#\n\x05PutOp\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x17\n\x08\x44\x65leteOp\x12\x0b\n\x03key\x18\x01 \x01(\x0c\")\n\tEnqueueOp\x12\r\n\x05queue\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"#\n\x05\x41\x63kOp\x12\r\n\x05queue\x18\x01 \x01(\x0c\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"\x9f\x01\n\tStorageOp\x12\x1e\n\x03put\x18\x01 \x01(\x0b\x32\x0f.cloister.PutOpH\x00\x12$\n\x06\x64\x65lete\x18\x02 \x01(\x0b\x32\x12.cloister.DeleteOpH\x00\x12&\n\x07\x65nqueue\x18\x03 \x01(\x0b\x32\x13.cloister.EnqueueOpH\x00\x12\x1e\n\x03\x61\x63k\x18\x04 \x01(\x0b\x32\x0f.cloister.AckOpH\x00\x42\x04\n\x02op\"1\n\rCommitRequest\x12 \n\x03ops\x18\x01 \x03(\x0b\x32\x13.cloister.StorageOp\"F\n\x0cWatchRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x15\n\rafter_version\x18\x02 \x01(\x04\x12\x12\n\ntimeout_ms\x18\x03 \x01(\r\">\n\rWatchResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x0f\n\x07version\x18\x03 \x01(\x04\"\\\n\x11WatchQueueRequest\x12\r\n\x05queue\x18\x01 \x01(\x0c\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\x12\x11\n\tmax_items\x18\x03 \x01(\r\x12\x12\n\ntimeout_ms\x18\x04 \x01(\r\"\'\n\tQueueItem\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05value\x18\x02 \x01(\x0c\"8\n\x12WatchQueueResponse\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.cloister.QueueItem\"U\n\x0c\x45xecutorInfo\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x11\n\texecutors\x18\x02 \x03(\t\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12\r\n\x05slots\x18\x04 \x01(\r\"S\n\x13PullTaskWaitRequest\x12(\n\x08\x65xecutor\x18\x01 \x01(\x0b\x32\x16.cloister.ExecutorInfo\x12\x12\n\ntimeout_ms\x18\x02 \x01(\r\"+\n\x14PullTaskWaitResponse\x12\x13\n\x0bstaged_task\x18\x01 \x01(\x0c\"o\n\x18\x45xecutorHeartbeatRequest\x12(\n\x08\x65xecutor\x18\x01 \x01(\x0b\x32\x16.cloister.ExecutorInfo\x12\x18\n\x10running_task_ids\x18\x02 \x03(\t\x12\x0f\n\x07wait_ms\x18\x03 \x01(\r\"4\n\x19\x45xecutorHeartbeatResponse\x12\x17\n\x0f\x63\x61ncel_task_ids\x18\x01 \x03(\t2c\n\x08\x46rontend\x12W\n\x08WaitTask\x12\x19.cloister.WaitTaskRequest\x1a\x30.teaclave_frontend_service_proto.GetTaskResponse2e\n\nManagement\x12W\n\x08WaitTask\x12\x19.cloister.WaitTaskRequest\x1a\x30.teaclave_frontend_service_proto.GetTaskResponse2\xc7\x01\n\x07Storage\x12\x39\n\x06\x43ommit\x12\x17.cloister.CommitRequest\x1a\x16.google.protobuf.Empty\x12\x38\n\x05Watch\x12\x16.cloister.WatchRequest\x1a\x17.cloister.WatchResponse\x12G\n\nWatchQueue\x12\x1b.cloister.WatchQueueRequest\x1a\x1c.cloister.WatchQueueResponse2\xb8\x01\n\tScheduler\x12M\n\x0cPullTaskWait\x12\x1d.cloister.PullTaskWaitRequest\x1a\x1e.cloister.PullTaskWaitResponse\x12\\\n\x11\x45xecutorHeartbeat\x12\".cloister.ExecutorHeartbeatRequest\x1a#.cloister.ExecutorHeartbeatResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0e\x63loister.proto\x12\x08\x63loister\x1a\x1fteaclave_frontend_service.proto\x1a\x1bgoogle/protobuf/empty.proto\"6\n\x0fWaitTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x12\n\ntimeout_ms\x18\x02 \x01(\r\"#\n\x05PutOp\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"\x17\n\x08\x44\x65leteOp\x12\x0b\n\x03key\x18\x01 \x01(\x0c\")\n\tEnqueueOp\x12\r\n\x05queue\x18\x01 \x01(\x0c\x12\r\n\x05value\x18\x02 \x01(\x0c\"#\n\x05\x41\x63kOp\x12\r\n\x05queue\x18\x01 \x01(\x0c\x12\x0b\n\x03seq\x18\x02 \x01(\x04\"\x9f\x01\n\tStorageOp\x12\x1e\n\x03put\x18\x01 \x01(\x0b\x32\x0f.cloister.PutOpH\x00\x12$\n\x06\x64\x65lete\x18\x02 \x01(\x0b\x32\x12.cloister.DeleteOpH\x00\x12&\n\x07\x65nqueue\x18\x03 \x01(\x0b\x32\x13.cloister.EnqueueOpH\x00\x12\x1e\n\x03\x61\x63k\x18\x04 \x01(\x0b\x32\x0f.cloister.AckOpH\x00\x42\x04\n\x02op\"1\n\rCommitRequest\x12 \n\x03ops\x18\x01 \x03(\x0b\x32\x13.cloister.StorageOp\"F\n\x0cWatchRequest\x12\x0b\n\x03key\x18\x01 \x01(\x0c\x12\x15\n\rafter_version\x18\x02 \x01(\x04\x12\x12\n\ntimeout_ms\x18\x03 \x01(\r\"?\n\x0eVersionedValue\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x0f\n\x07version\x18\x03 \x01(\x04\"\x1b\n\x0bReadRequest\x12\x0c\n\x04keys\x18\x01 \x03(\x0c\"8\n\x0cReadResponse\x12(\n\x06values\x18\x01 \x03(\x0b\x32\x18.cloister.VersionedValue\"\\\n\x11WatchQueueRequest\x12\r\n\x05queue\x18\x01 \x01(\x0c\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\x12\x11\n\tmax_items\x18\x03 \x01(\r\x12\x12\n\ntimeout_ms\x18\x04 \x01(\r\"\'\n\tQueueItem\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05value\x18\x02 \x01(\x0c\"8\n\x12WatchQueueResponse\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.cloister.QueueItem\"U\n\x0c\x45xecutorInfo\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x11\n\texecutors\x18\x02 \x03(\t\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12\r\n\x05slots\x18\x04 \x01(\r\"S\n\x13PullTaskWaitRequest\x12(\n\x08\x65xecutor\x18\x01 \x01(\x0b\x32\x16.cloister.ExecutorInfo\x12\x12\n\ntimeout_ms\x18\x02 \x01(\r\"+\n\x14PullTaskWaitResponse\x12\x13\n\x0bstaged_task\x18\x01 \x01(\x0c\"o\n\x18\x45xecutorHeartbeatRequest\x12(\n\x08\x65xecutor\x18\x01 \x01(\x0b\x32\x16.cloister.ExecutorInfo\x12\x18\n\x10running_task_ids\x18\x02 \x03(\t\x12\x0f\n\x07wait_ms\x18\x03 \x01(\r\"4\n\x19\x45xecutorHeartbeatResponse\x12\x17\n\x0f\x63\x61ncel_task_ids\x18\x01 \x03(\t2c\n\x08\x46rontend\x12W\n\x08WaitTask\x12\x19.cloister.WaitTaskRequest\x1a\x30.teaclave_frontend_service_proto.GetTaskResponse2e\n\nManagement\x12W\n\x08WaitTask\x12\x19.cloister.WaitTaskRequest\x1a\x30.teaclave_frontend_service_proto.GetTaskResponse2\xff\x01\n\x07Storage\x12\x39\n\x06\x43ommit\x12\x17.cloister.CommitRequest\x1a\x16.google.protobuf.Empty\x12\x35\n\x04Read\x12\x15.cloister.ReadRequest\x1a\x16.cloister.ReadResponse\x12\x39\n\x05Watch\x12\x16.cloister.WatchRequest\x1a\x18.cloister.VersionedValue\x12G\n\nWatchQueue\x12\x1b.cloister.WatchQueueRequest\x1a\x1c.cloister.WatchQueueResponse2\xb8\x01\n\tScheduler\x12M\n\x0cPullTaskWait\x12\x1d.cloister.PullTaskWaitRequest\x1a\x1e.cloister.PullTaskWaitResponse\x12\\\n\x11\x45xecutorHeartbeat\x12\".cloister.ExecutorHeartbeatRequest\x1a#.cloister.ExecutorHeartbeatResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,30 +49,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMMITREQUEST']._serialized_end=499
   _globals['_WATCHREQUEST']._serialized_start=501
   _globals['_WATCHREQUEST']._serialized_end=571
-  _globals['_WATCHRESPONSE']._serialized_start=573
-  _globals['_WATCHRESPONSE']._serialized_end=635
-  _globals['_WATCHQUEUEREQUEST']._serialized_start=637
-  _globals['_WATCHQUEUEREQUEST']._serialized_end=729
-  _globals['_QUEUEITEM']._serialized_start=731
-  _globals['_QUEUEITEM']._serialized_end=770
-  _globals['_WATCHQUEUERESPONSE']._serialized_start=772
-  _globals['_WATCHQUEUERESPONSE']._serialized_end=828
-  _globals['_EXECUTORINFO']._serialized_start=830
-  _globals['_EXECUTORINFO']._serialized_end=915
-  _globals['_PULLTASKWAITREQUEST']._serialized_start=917
-  _globals['_PULLTASKWAITREQUEST']._serialized_end=1000
-  _globals['_PULLTASKWAITRESPONSE']._serialized_start=1002
-  _globals['_PULLTASKWAITRESPONSE']._serialized_end=1045
-  _globals['_EXECUTORHEARTBEATREQUEST']._serialized_start=1047
-  _globals['_EXECUTORHEARTBEATREQUEST']._serialized_end=1158
-  _globals['_EXECUTORHEARTBEATRESPONSE']._serialized_start=1160
-  _globals['_EXECUTORHEARTBEATRESPONSE']._serialized_end=1212
-  _globals['_FRONTEND']._serialized_start=1214
-  _globals['_FRONTEND']._serialized_end=1313
-  _globals['_MANAGEMENT']._serialized_start=1315
-  _globals['_MANAGEMENT']._serialized_end=1416
-  _globals['_STORAGE']._serialized_start=1419
-  _globals['_STORAGE']._serialized_end=1618
-  _globals['_SCHEDULER']._serialized_start=1621
-  _globals['_SCHEDULER']._serialized_end=1805
+  _globals['_VERSIONEDVALUE']._serialized_start=573
+  _globals['_VERSIONEDVALUE']._serialized_end=636
+  _globals['_READREQUEST']._serialized_start=638
+  _globals['_READREQUEST']._serialized_end=665
+  _globals['_READRESPONSE']._serialized_start=667
+  _globals['_READRESPONSE']._serialized_end=723
+  _globals['_WATCHQUEUEREQUEST']._serialized_start=725
+  _globals['_WATCHQUEUEREQUEST']._serialized_end=817
+  _globals['_QUEUEITEM']._serialized_start=819
+  _globals['_QUEUEITEM']._serialized_end=858
+  _globals['_WATCHQUEUERESPONSE']._serialized_start=860
+  _globals['_WATCHQUEUERESPONSE']._serialized_end=916
+  _globals['_EXECUTORINFO']._serialized_start=918
+  _globals['_EXECUTORINFO']._serialized_end=1003
+  _globals['_PULLTASKWAITREQUEST']._serialized_start=1005
+  _globals['_PULLTASKWAITREQUEST']._serialized_end=1088
+  _globals['_PULLTASKWAITRESPONSE']._serialized_start=1090
+  _globals['_PULLTASKWAITRESPONSE']._serialized_end=1133
+  _globals['_EXECUTORHEARTBEATREQUEST']._serialized_start=1135
+  _globals['_EXECUTORHEARTBEATREQUEST']._serialized_end=1246
+  _globals['_EXECUTORHEARTBEATRESPONSE']._serialized_start=1248
+  _globals['_EXECUTORHEARTBEATRESPONSE']._serialized_end=1300
+  _globals['_FRONTEND']._serialized_start=1302
+  _globals['_FRONTEND']._serialized_end=1401
+  _globals['_MANAGEMENT']._serialized_start=1403
+  _globals['_MANAGEMENT']._serialized_end=1504
+  _globals['_STORAGE']._serialized_start=1507
+  _globals['_STORAGE']._serialized_end=1762
+  _globals['_SCHEDULER']._serialized_start=1765
+  _globals['_SCHEDULER']._serialized_end=1949
 # @@protoc_insertion_point(module_scope)

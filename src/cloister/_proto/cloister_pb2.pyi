@@ -74,7 +74,7 @@ class WatchRequest(_message.Message):
     timeout_ms: int
     def __init__(self, key: _Optional[bytes] = ..., after_version: _Optional[int] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
 
-class WatchResponse(_message.Message):
+class VersionedValue(_message.Message):
     __slots__ = ("found", "value", "version")
     FOUND_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +83,18 @@ class WatchResponse(_message.Message):
     value: bytes
     version: int
     def __init__(self, found: _Optional[bool] = ..., value: _Optional[bytes] = ..., version: _Optional[int] = ...) -> None: ...
+
+class ReadRequest(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, keys: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class ReadResponse(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedCompositeFieldContainer[VersionedValue]
+    def __init__(self, values: _Optional[_Iterable[_Union[VersionedValue, _Mapping]]] = ...) -> None: ...
 
 class WatchQueueRequest(_message.Message):
     __slots__ = ("queue", "after_seq", "max_items", "timeout_ms")

@@ -185,10 +185,15 @@ class StorageStub:
                 request_serializer=cloister__pb2.CommitRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.Read = channel.unary_unary(
+                '/cloister.Storage/Read',
+                request_serializer=cloister__pb2.ReadRequest.SerializeToString,
+                response_deserializer=cloister__pb2.ReadResponse.FromString,
+                _registered_method=True)
         self.Watch = channel.unary_unary(
                 '/cloister.Storage/Watch',
                 request_serializer=cloister__pb2.WatchRequest.SerializeToString,
-                response_deserializer=cloister__pb2.WatchResponse.FromString,
+                response_deserializer=cloister__pb2.VersionedValue.FromString,
                 _registered_method=True)
         self.WatchQueue = channel.unary_unary(
                 '/cloister.Storage/WatchQueue',
@@ -201,6 +206,12 @@ class StorageServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Commit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Read(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -226,10 +237,15 @@ def add_StorageServicer_to_server(servicer, server):
                     request_deserializer=cloister__pb2.CommitRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
+            'Read': grpc.unary_unary_rpc_method_handler(
+                    servicer.Read,
+                    request_deserializer=cloister__pb2.ReadRequest.FromString,
+                    response_serializer=cloister__pb2.ReadResponse.SerializeToString,
+            ),
             'Watch': grpc.unary_unary_rpc_method_handler(
                     servicer.Watch,
                     request_deserializer=cloister__pb2.WatchRequest.FromString,
-                    response_serializer=cloister__pb2.WatchResponse.SerializeToString,
+                    response_serializer=cloister__pb2.VersionedValue.SerializeToString,
             ),
             'WatchQueue': grpc.unary_unary_rpc_method_handler(
                     servicer.WatchQueue,
@@ -275,6 +291,33 @@ class Storage:
             _registered_method=True)
 
     @staticmethod
+    def Read(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloister.Storage/Read',
+            cloister__pb2.ReadRequest.SerializeToString,
+            cloister__pb2.ReadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def Watch(request,
             target,
             options=(),
@@ -290,7 +333,7 @@ class Storage:
             target,
             '/cloister.Storage/Watch',
             cloister__pb2.WatchRequest.SerializeToString,
-            cloister__pb2.WatchResponse.FromString,
+            cloister__pb2.VersionedValue.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,7 +49,7 @@ def resolve(settings: Settings, endpoint: str) -> str:
 
 
 def _connect_host(host: str) -> str:
-    if host in ("0.0.0.0", ""):
+    if host in ("0.0.0.0", ""):  # noqa: S104 - a wildcard listener is reached on loopback
         return "127.0.0.1"
     if host == "::":
         return "[::1]"

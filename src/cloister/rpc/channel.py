@@ -43,9 +43,11 @@ def fetch_certificate(address: str, identity: ServiceIdentity | None, timeout: f
     if identity is not None:
         _load_identity(context, identity)
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as raw:
-            with context.wrap_socket(raw, server_hostname=TLS_NAME) as tls:
-                der = tls.getpeercert(binary_form=True)
+        with (
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=TLS_NAME) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
     except (OSError, ValueError) as exc:
         raise UnavailableError(f"cannot reach {address}: {exc}") from None
     if not der:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from cloister.errors import AuthenticationError, FailedOperationError
 
 ID = "id"
-TOKEN = "token"
+TOKEN = "token"  # noqa: S105 - a metadata key, not a secret
 ROLE = "role"
 _MAX_VALUE_LENGTH = 8192
 

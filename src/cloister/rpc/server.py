@@ -41,7 +41,9 @@ INBOUND: dict[str, tuple[str, ...]] = {
 PUBLIC_ENDPOINTS = frozenset({"authentication_api", "frontend"})
 _OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check"})
 
-request_context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("request_context", default={})
+request_context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "request_context", default=None
+)
 """Bound for every call: service, method, request_id and user_id, for log records."""
 
 

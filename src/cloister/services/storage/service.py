@@ -1,0 +1,29 @@
+"""The storage process: open the sealed database and serve it."""
+
+from __future__ import annotations
+
+from cloister._proto import cloister_pb2_grpc as cgrpc
+from cloister._proto import teaclave_storage_service_pb2_grpc as sgrpc
+from cloister.config import Settings
+from cloister.crypto.sealing import Sealer, load_or_create_key
+from cloister.rpc.runtime import ServiceRuntime
+from cloister.services.storage.servicer import StorageServicer, TeaclaveStorageServicer
+from cloister.storage.sqlite import SQLiteStore
+
+
+async def serve(settings: Settings) -> None:
+    runtime = ServiceRuntime(settings, "storage")
+    key = load_or_create_key(settings.state_dir / "storage" / "storage.key")
+    store = SQLiteStore(settings.database_path, Sealer(key))
+    store.start()
+    try:
+        await runtime.serve(
+            "storage",
+            [
+                lambda s: sgrpc.add_TeaclaveStorageServicer_to_server(TeaclaveStorageServicer(store), s),
+                lambda s: cgrpc.add_StorageServicer_to_server(StorageServicer(store), s),
+            ],
+        )
+        await runtime.run_until_stopped()
+    finally:
+        store.close()

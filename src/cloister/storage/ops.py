@@ -1,0 +1,52 @@
+"""The write operations a storage commit is made of; a commit applies all of them or none."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Put:
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Delete:
+    key: bytes
+
+
+@dataclass(frozen=True)
+class Enqueue:
+    queue: bytes
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Ack:
+    """Remove one element, by sequence number, from a queue."""
+
+    queue: bytes
+    seq: int
+
+
+@dataclass(frozen=True)
+class Dequeue:
+    """Pop the oldest element of a queue (Teaclave's Dequeue); fails when it is empty."""
+
+    queue: bytes
+
+
+Op = Put | Delete | Enqueue | Ack | Dequeue
+
+
+@dataclass(frozen=True)
+class Versioned:
+    value: bytes
+    version: int
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    seq: int
+    value: bytes

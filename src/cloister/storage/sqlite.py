@@ -1,0 +1,266 @@
+"""The embedded backend: SQLite in WAL mode, one writer thread with group commit.
+
+Every acknowledged write has been fsynced (``synchronous=FULL``). Concurrent commits that
+arrive while one is being written are applied together in the next transaction, each inside
+its own savepoint, so one fsync serves many writers without one batch's failure touching
+another's. Reads run on the event loop's thread from a separate connection: in WAL mode they
+never wait for the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from cloister.crypto.sealing import Sealer
+from cloister.errors import NotFoundError
+from cloister.storage.ops import Ack, Delete, Dequeue, Enqueue, Op, Put, QueueItem, Versioned
+
+logger = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (key BLOB PRIMARY KEY, value BLOB NOT NULL, version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS queue_items (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, queue BLOB NOT NULL, value BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_items_by_queue ON queue_items (queue, seq);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+_MAX_GROUP = 256
+
+
+class _Batch:
+    __slots__ = ("future", "loop", "ops")
+
+    def __init__(self, ops: Sequence[Op], loop: asyncio.AbstractEventLoop, future: asyncio.Future) -> None:
+        self.ops = ops
+        self.loop = loop
+        self.future = future
+
+
+class SQLiteStore:
+    def __init__(self, path: Path, sealer: Sealer) -> None:
+        self._path = path
+        self._sealer = sealer
+        self._pending: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
+        self._key_waiters: dict[bytes, set[asyncio.Event]] = {}
+        self._queue_waiters: dict[bytes, set[asyncio.Event]] = {}
+        self._writer: threading.Thread | None = None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            os.chmod(path.parent, 0o700)
+        self._write_db = self._connect()
+        self._write_db.executescript(_SCHEMA)
+        row = self._write_db.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
+        self._version = row[0] if row else 0
+        os.chmod(path, 0o600)
+        self._read_db = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=10000")
+        return db
+
+    def start(self) -> None:
+        self._writer = threading.Thread(target=self._write_loop, name="storage-writer", daemon=True)
+        self._writer.start()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._pending.put(None)
+            self._writer.join()
+            self._writer = None
+        self._read_db.close()
+        self._write_db.close()
+
+    # --- reads -------------------------------------------------------------------------
+
+    def get(self, key: bytes) -> Versioned | None:
+        row = self._read_db.execute("SELECT value, version FROM kv WHERE key = ?", (key,)).fetchone()
+        return None if row is None else Versioned(self._sealer.unseal(row[0], key), row[1])
+
+    def read(self, keys: Sequence[bytes]) -> list[Versioned | None]:
+        """Several keys from one snapshot."""
+        self._read_db.execute("BEGIN")
+        try:
+            return [self.get(key) for key in keys]
+        finally:
+            self._read_db.execute("COMMIT")
+
+    def keys_with_prefix(self, prefix: bytes) -> list[bytes]:
+        """Keys starting with ``prefix + b"-"``, in byte order (reference §9.4, without its stray key)."""
+        low, high = prefix + b"-", prefix + b"."
+        rows = self._read_db.execute("SELECT key FROM kv WHERE key >= ? AND key < ? ORDER BY key", (low, high))
+        return [bytes(r[0]) for r in rows]
+
+    def queue_items(self, name: bytes, after_seq: int, limit: int) -> list[QueueItem]:
+        rows = self._read_db.execute(
+            "SELECT seq, value FROM queue_items WHERE queue = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (name, after_seq, limit),
+        )
+        return [QueueItem(seq, self._sealer.unseal(value, name)) for seq, value in rows]
+
+    # --- writes ------------------------------------------------------------------------
+
+    async def commit(self, ops: Sequence[Op]) -> list[bytes | None]:
+        """Apply ``ops`` atomically and durably; one result per op (a Dequeue's value)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[bytes | None]] = loop.create_future()
+        self._pending.put(_Batch(ops, loop, future))
+        return await future
+
+    def _write_loop(self) -> None:
+        while True:
+            first = self._pending.get()
+            if first is None:
+                return
+            group = [first]
+            stop = False
+            while len(group) < _MAX_GROUP:
+                try:
+                    nxt = self._pending.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                group.append(nxt)
+            self._write_group(group)
+            if stop:
+                return
+
+    def _write_group(self, group: list[_Batch]) -> None:
+        db = self._write_db
+        outcomes: list[tuple[_Batch, list[bytes | None] | BaseException]] = []
+        keys: set[bytes] = set()
+        queues: set[bytes] = set()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for batch in group:
+                db.execute("SAVEPOINT batch")
+                version_before = self._version
+                try:
+                    results = [self._apply(db, op, keys, queues) for op in batch.ops]
+                except Exception as exc:
+                    db.execute("ROLLBACK TO batch")
+                    db.execute("RELEASE batch")
+                    self._version = version_before
+                    outcomes.append((batch, exc))
+                    continue
+                db.execute("RELEASE batch")
+                outcomes.append((batch, results))
+            db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('version', ?)", (self._version,))
+            db.execute("COMMIT")
+        except Exception as exc:
+            logger.exception("storage commit failed")
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            outcomes = [(batch, exc) for batch in group]
+            keys.clear()
+            queues.clear()
+        loops = {batch.loop for batch in group}
+        for loop in loops:
+            mine = [(b, r) for b, r in outcomes if b.loop is loop]
+            loop.call_soon_threadsafe(self._finish, mine, frozenset(keys), frozenset(queues))
+
+    def _apply(self, db: sqlite3.Connection, op: Op, keys: set[bytes], queues: set[bytes]) -> bytes | None:
+        if isinstance(op, Put):
+            self._version += 1
+            db.execute(
+                "INSERT OR REPLACE INTO kv (key, value, version) VALUES (?, ?, ?)",
+                (op.key, self._sealer.seal(op.value, op.key), self._version),
+            )
+            keys.add(op.key)
+        elif isinstance(op, Delete):
+            self._version += 1
+            db.execute("DELETE FROM kv WHERE key = ?", (op.key,))
+            keys.add(op.key)
+        elif isinstance(op, Enqueue):
+            db.execute(
+                "INSERT INTO queue_items (queue, value) VALUES (?, ?)",
+                (op.queue, self._sealer.seal(op.value, op.queue)),
+            )
+            queues.add(op.queue)
+        elif isinstance(op, Ack):
+            db.execute("DELETE FROM queue_items WHERE queue = ? AND seq = ?", (op.queue, op.seq))
+        elif isinstance(op, Dequeue):
+            row = db.execute(
+                "SELECT seq, value FROM queue_items WHERE queue = ? ORDER BY seq LIMIT 1", (op.queue,)
+            ).fetchone()
+            if row is None:
+                raise NotFoundError("queue is empty")
+            db.execute("DELETE FROM queue_items WHERE seq = ?", (row[0],))
+            return self._sealer.unseal(row[1], op.queue)
+        else:  # pragma: no cover - the Op union is closed
+            raise TypeError(f"unknown storage op {op!r}")
+        return None
+
+    def _finish(
+        self,
+        outcomes: list[tuple[_Batch, list[bytes | None] | BaseException]],
+        keys: frozenset[bytes],
+        queues: frozenset[bytes],
+    ) -> None:
+        for batch, result in outcomes:
+            if batch.future.done():
+                continue
+            if isinstance(result, BaseException):
+                batch.future.set_exception(result)
+            else:
+                batch.future.set_result(result)
+        for key in keys:
+            for event in self._key_waiters.get(key, ()):
+                event.set()
+        for name in queues:
+            for event in self._queue_waiters.get(name, ()):
+                event.set()
+
+    # --- watches -----------------------------------------------------------------------
+
+    async def watch(self, key: bytes, after_version: int, timeout: float) -> Versioned | None:
+        """The key's value once its version passes ``after_version`` (or at ``timeout``)."""
+        current = self.get(key)
+        if _changed(current, after_version) or timeout <= 0:
+            return current
+        event = asyncio.Event()
+        waiters = self._key_waiters.setdefault(key, set())
+        waiters.add(event)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout)
+        finally:
+            waiters.discard(event)
+            if not waiters:
+                self._key_waiters.pop(key, None)
+        return self.get(key)
+
+    async def watch_queue(self, name: bytes, after_seq: int, limit: int, timeout: float) -> list[QueueItem]:
+        items = self.queue_items(name, after_seq, limit)
+        if items or timeout <= 0:
+            return items
+        event = asyncio.Event()
+        waiters = self._queue_waiters.setdefault(name, set())
+        waiters.add(event)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout)
+        finally:
+            waiters.discard(event)
+            if not waiters:
+                self._queue_waiters.pop(name, None)
+        return self.queue_items(name, after_seq, limit)
+
+
+def _changed(current: Versioned | None, after_version: int) -> bool:
+    if current is None:
+        return after_version > 0
+    return current.version > after_version
