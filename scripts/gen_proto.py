@@ -44,5 +44,23 @@ def generate(out_dir: Path) -> None:
     init.write_text('"""Generated gRPC and protobuf modules (layer 0): never edit, run scripts/gen_proto.py."""\n')
 
 
+def check() -> int:
+    """Exit status 1 when the committed modules differ from what the .proto files generate."""
+    import filecmp
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = Path(tmp)
+        generate(fresh)
+        names = sorted(p.name for p in fresh.iterdir() if p.is_file())
+        stale = [n for n in names if not (DEFAULT_OUT / n).exists() or not filecmp.cmp(fresh / n, DEFAULT_OUT / n, False)]
+    if stale:
+        print(f"src/cloister/_proto is out of date ({', '.join(stale)}): run 'make proto'", file=sys.stderr)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--check"]:
+        raise SystemExit(check())
     generate(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_OUT)

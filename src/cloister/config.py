@@ -99,6 +99,12 @@ class AuthenticationSettings:
 
 
 @dataclass(frozen=True)
+class AccessControlSettings:
+    policy_dir: Path | None = None
+    """Directory holding ``model.conf`` and ``policy.csv``; defaults to the packaged policy."""
+
+
+@dataclass(frozen=True)
 class StorageSettings:
     backend: str = "sqlite"
     path: Path | None = None
@@ -138,6 +144,7 @@ class Settings:
     endpoints: Mapping[str, EndpointSettings] = field(default_factory=dict)
     admin: AdminSettings = AdminSettings()
     authentication: AuthenticationSettings = AuthenticationSettings()
+    access_control: AccessControlSettings = AccessControlSettings()
     storage: StorageSettings = StorageSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     execution: ExecutionSettings = ExecutionSettings()
@@ -172,6 +179,7 @@ def default_state_dir(env: Mapping[str, str]) -> Path:
 _SECTIONS: dict[str, type[Any]] = {
     "admin": AdminSettings,
     "authentication": AuthenticationSettings,
+    "access_control": AccessControlSettings,
     "storage": StorageSettings,
     "scheduler": SchedulerSettings,
     "execution": ExecutionSettings,

@@ -33,6 +33,26 @@ def published(settings: Settings, endpoint: str) -> str | None:
         return None
 
 
+def mark_ready(settings: Settings, service: str) -> None:
+    """Tell the launcher and ``cloister status`` that ``service`` is up (with its pid)."""
+    run_dir = settings.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / f".{service}.ready.tmp"
+    tmp.write_text(f"{os.getpid()}\n")
+    os.replace(tmp, run_dir / f"{service}.ready")
+
+
+def unmark_ready(settings: Settings, service: str) -> None:
+    (settings.run_dir / f"{service}.ready").unlink(missing_ok=True)
+
+
+def ready_pid(settings: Settings, service: str) -> int | None:
+    try:
+        return int((settings.run_dir / f"{service}.ready").read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
 def resolve(settings: Settings, endpoint: str) -> str:
     """The address to connect to ``endpoint``.
 

@@ -43,7 +43,7 @@ class ServiceRuntime:
         self.verifier = PeerVerifier(self.deployment.as_root_ca(), enclave_info)
         self.identity: ServiceIdentity = create_identity(self.deployment, service, settings.tee_backend)
         if self.identity.tee_backend == "sim":
-            logger.warning(SIMULATED_NOTICE)
+            logger.info(SIMULATED_NOTICE)
         self._servers: list[tuple[str, grpc.aio.Server]] = []
         self._peers: list[Peer] = []
         self._stopping = asyncio.Event()
@@ -72,12 +72,18 @@ class ServiceRuntime:
         self._stopping.set()
 
     async def run_until_stopped(self) -> None:
+        """Announce readiness, then serve until SIGINT or SIGTERM."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._stopping.set)
-        await self._stopping.wait()
-        await self.shutdown()
+        addresses.mark_ready(self.settings, self.service)
+        logger.info("%s ready", self.service)
+        try:
+            await self._stopping.wait()
+        finally:
+            addresses.unmark_ready(self.settings, self.service)
+            await self.shutdown()
 
     async def shutdown(self) -> None:
         for endpoint, _ in self._servers:

@@ -1,0 +1,44 @@
+# Cloister developer commands. Everything installs into .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint unit e2e bench proto clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start all seven services in the foreground (Ctrl-C stops them). ARGS="--state-dir DIR" to choose state.
+run: $(STAMP)
+	$(BIN)/cloister up $(ARGS)
+
+## Lint and run the whole test suite.
+test: $(STAMP) lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/python scripts/gen_proto.py --check
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+e2e: $(STAMP)
+	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+## Latency and throughput, printed as ratios against a bare TLS gRPC round trip.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.task_latency $(BENCH_ARGS)
+
+## Regenerate src/cloister/_proto from proto/*.proto.
+proto: $(STAMP)
+	$(BIN)/python scripts/gen_proto.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

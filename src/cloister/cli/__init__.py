@@ -1,0 +1,1 @@
+"""The ``cloister`` command (layer 6): start the platform, check it, run one service."""

@@ -1,0 +1,137 @@
+"""``cloister up | status | service``."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from cloister import logs
+from cloister.attestation.sim import SIMULATED_NOTICE
+from cloister.config import SERVICES, Settings, load_settings
+from cloister.errors import CloisterError
+from cloister.launcher import Platform, ServiceFailedError
+
+console = Console(stderr=True, highlight=False)
+
+state_dir_option = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="State directory (default: $CLOISTER_STATE_DIR, else ~/.local/state/cloister).",
+)
+config_option = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="TOML settings."
+)
+
+
+def _settings(state_dir: Path | None, config_path: Path | None) -> Settings:
+    try:
+        return load_settings(config_path, os.environ, state_dir=state_dir)
+    except CloisterError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+@click.group()
+@click.version_option(package_name="cloister")
+def main() -> None:
+    """Cloister: confidential multi-party function-as-a-service."""
+
+
+@main.command()
+@state_dir_option
+@config_option
+def up(state_dir: Path | None, config_path: Path | None) -> None:
+    """Start all seven services in the foreground; Ctrl-C stops them."""
+    settings = _settings(state_dir, config_path)
+    logs.configure("launcher", settings.logging.level)
+    platform = Platform(settings, config_path.resolve() if config_path else None)
+    stopping = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    console.print(f"Starting Cloister in [bold]{settings.state_dir}[/] ...")
+    try:
+        platform.start()
+    except (CloisterError, OSError) as exc:
+        message = exc.message if isinstance(exc, CloisterError) else str(exc)
+        raise click.ClickException(message) from None
+    _print_banner(platform)
+    try:
+        while not stopping:
+            exited = platform.exited()
+            if exited:
+                for name, code in exited.items():
+                    console.print(f"[red]{name} exited with status {code}; see {platform.log_dir / name}.log[/]")
+                raise click.ClickException("a service stopped unexpectedly; stopping the platform")
+            time.sleep(0.2)
+    finally:
+        console.print("Stopping Cloister ...")
+        platform.stop()
+        console.print("Stopped.")
+
+
+def _print_banner(platform: Platform) -> None:
+    settings = platform.settings
+    attestation = settings.attestation_dir
+    print(f"Cloister is running (state directory {settings.state_dir})", flush=True)
+    print(f"  authentication API  {platform.endpoint('authentication_api')}")
+    print(f"  frontend API        {platform.endpoint('frontend')}")
+    print(f"  attestation root CA {attestation / 'as_root_ca.pem'}")
+    print(f"  enclave info        {attestation / 'enclave_info.toml'}")
+    password_file = platform.admin_password_file()
+    if password_file is not None:
+        print(f"  log in as '{settings.admin.user}' with the password in {password_file}")
+    else:
+        print(f"  log in as '{settings.admin.user}' with the password you configured (CLOISTER_ADMIN_PASSWORD)")
+    print(f"  logs                {platform.log_dir}")
+    print(f"  {SIMULATED_NOTICE}" if settings.tee_backend == "sim" else f"  TEE backend {settings.tee_backend}")
+    print("Press Ctrl-C to stop.", flush=True)
+
+
+@main.command()
+@state_dir_option
+@config_option
+def status(state_dir: Path | None, config_path: Path | None) -> None:
+    """Health-check every service; exit 0 only when all answer."""
+    from cloister.cli.health import check_all
+
+    settings = _settings(state_dir, config_path)
+    results = check_all(settings)
+    healthy = True
+    for name, (ok, detail) in results.items():
+        healthy &= ok
+        mark = "[green]up[/]" if ok else "[red]down[/]"
+        console.print(f"{name:<24} {mark}  {detail}")
+    sys.exit(0 if healthy else 1)
+
+
+@main.command()
+@click.argument("name", type=click.Choice(SERVICES))
+@state_dir_option
+@config_option
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write logs here.")
+def service(name: str, state_dir: Path | None, config_path: Path | None, log_file: Path | None) -> None:
+    """Run one service in the foreground (for deployments across hosts)."""
+    settings = _settings(state_dir, config_path)
+    logs.configure(name, settings.logging.level, log_file)
+    module = importlib.import_module(f"cloister.services.{name}.service")
+    try:
+        asyncio.run(module.serve(settings))
+    except CloisterError as exc:
+        console.print(f"[red]{name}: {exc.message}[/]")
+        sys.exit(1)
+    except ServiceFailedError as exc:  # pragma: no cover - defensive
+        console.print(f"[red]{exc.message}[/]")
+        sys.exit(1)

@@ -1,0 +1,44 @@
+"""Upper bounds on what one request may carry, so no field can exhaust memory or storage.
+
+The limits are generous: Teaclave had none beyond the 4 MiB gRPC message size. The payload
+limit follows from that size too: a stored record keeps bytes as a JSON list of integers
+(reference §3.2), up to four characters per byte, and must still fit in one storage message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sized
+
+from cloister.errors import MalformedRequestError
+
+MAX_NAME_CHARS = 1024
+"""Function names, data names, argument keys, user ids."""
+MAX_TEXT_CHARS = 64 * 1024
+"""Descriptions and argument default values."""
+MAX_ARGUMENTS = 1000
+MAX_FILES = 1000
+"""Declared inputs (or outputs) of a function; entries of one ownership list."""
+MAX_USERS = 1000
+"""Users in an allowlist, an owner list or one data name's owners."""
+MAX_ARGUMENTS_JSON_BYTES = 64 * 1024
+MAX_PAYLOAD_BYTES = 768 * 1024
+
+
+def check_text(value: str, what: str, limit: int = MAX_NAME_CHARS) -> str:
+    """Return ``value`` if it has at most ``limit`` characters, else say which field is too long."""
+    if len(value) > limit:
+        raise MalformedRequestError(f"{what} is too long: at most {limit} characters")
+    return value
+
+
+def check_count(values: Sized, what: str, limit: int) -> None:
+    if len(values) > limit:
+        raise MalformedRequestError(f"too many {what}: at most {limit}")
+
+
+def check_users(users: list[str], what: str) -> list[str]:
+    """A bounded list of bounded user ids."""
+    check_count(users, what, MAX_USERS)
+    for user in users:
+        check_text(user, f"a user id in {what}")
+    return users

@@ -1,0 +1,1 @@
+"""Frontend service: authenticates and authorizes every client call, forwards it, audits it."""

@@ -1,0 +1,42 @@
+"""A real platform (seven processes, TLS, fresh state) shared by the tests of a module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from cloister.sdk import AuthenticationService, FrontendService
+from cloister.testing import RunningPlatform, start_platform
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
+    running = start_platform(tmp_path_factory.mktemp("platform"))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+class Session:
+    """A logged-in user's two clients."""
+
+    def __init__(self, platform: RunningPlatform, user: str, password: str) -> None:
+        self.user = user
+        self.auth = AuthenticationService(*platform.connection_args("authentication"))
+        self.auth.user_login(user, password)
+        self.frontend = FrontendService(*platform.connection_args("frontend"))
+        self.frontend.metadata = dict(self.auth.metadata or {})
+
+    def close(self) -> None:
+        self.auth.close()
+        self.frontend.close()
+
+
+def login(platform: RunningPlatform, user: str, password: str) -> Session:
+    return Session(platform, user, password)
+
+
+def admin(platform: RunningPlatform) -> Session:
+    return Session(platform, platform.admin_user, platform.admin_password)

@@ -1,0 +1,45 @@
+"""The first thing a user does: log in, register a function, run a task, read its result."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import admin, login
+
+from cloister.sdk import FunctionArgument
+from cloister.testing import RunningPlatform
+
+
+def test_admin_registers_user_who_runs_echo(platform: RunningPlatform) -> None:
+    root = admin(platform)
+    root.auth.user_register("echo_user", "echo-password", "PlatformAdmin", "")
+    user = login(platform, "echo_user", "echo-password")
+
+    function_id = user.frontend.register_function(
+        "builtin-echo", "returns its message", "builtin", arguments=[FunctionArgument("message")]
+    )
+    task_id = user.frontend.create_task(function_id, {"message": "Hello From Teaclave!"}, "builtin")
+    user.frontend.invoke_task(task_id)
+
+    assert user.frontend.get_task_result(task_id) == b"Hello From Teaclave!"
+    task = user.frontend.get_task(task_id)
+    assert task["status"] == 10
+    assert task["creator"] == "echo_user"
+    assert json.loads(task["function_arguments"]) == {"message": "Hello From Teaclave!"}
+
+
+def test_task_log_is_returned_when_asked_for(platform: RunningPlatform) -> None:
+    root = admin(platform)
+    function_id = root.frontend.register_function(
+        "builtin-echo",
+        "echo with logs",
+        "builtin",
+        arguments=[FunctionArgument("message"), FunctionArgument("save_log")],
+    )
+    task_id = root.frontend.create_task(
+        function_id, {"message": "Hello, Teaclave Tests!", "save_log": "true"}, "builtin"
+    )
+    root.frontend.invoke_task(task_id)
+    assert root.frontend.get_task_result(task_id) == b"Hello, Teaclave Tests!"
+    task = root.frontend.wait_task(task_id)
+    assert any("Hello, Teaclave Tests!" in line for line in task.result.Ok.log)

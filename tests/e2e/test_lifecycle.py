@@ -1,0 +1,99 @@
+"""Cancellation, executor loss and restarts, each on a platform of its own."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import admin
+
+from cloister.errors import ExecutorLostError, TaskCancelledError
+from cloister.sdk import FunctionArgument
+from cloister.testing import RunningPlatform, start_platform
+
+FAKE_EXECUTOR = Path(__file__).with_name("stalled_executor.py")
+
+
+@pytest.fixture
+def own_platform(tmp_path: Path) -> Iterator[RunningPlatform]:
+    running = start_platform(tmp_path)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def _echo(session, message: str) -> str:
+    function_id = session.frontend.register_function(
+        "builtin-echo", "echo", "builtin", arguments=[FunctionArgument("message")]
+    )
+    return session.frontend.create_task(function_id, {"message": message}, "builtin")
+
+
+def test_cancel_queued_task(own_platform: RunningPlatform) -> None:
+    own_platform.platform.stop_service("execution")
+    root = admin(own_platform)
+    task_id = _echo(root, "never runs")
+    root.frontend.invoke_task(task_id)
+    assert root.frontend.get_task(task_id)["status"] == 3  # Staged: no executor is running
+
+    root.frontend.cancel_task(task_id)
+    with pytest.raises(TaskCancelledError, match="Task Canceled by the user"):
+        root.frontend.get_task_result(task_id)
+
+    own_platform.platform.start_service("execution")
+    later = _echo(root, "runs")
+    root.frontend.invoke_task(later)
+    assert root.frontend.get_task_result(later) == b"runs"
+    assert root.frontend.get_task(task_id)["status"] == 20  # still Canceled, never executed
+
+
+def test_executor_killed_mid_task_fails_the_task(own_platform: RunningPlatform) -> None:
+    own_platform.platform.stop_service("execution")
+    root = admin(own_platform)
+    task_id = _echo(root, "stalls")
+    # A real executor process holding the execution identity pulls the task and then
+    # stops answering, the way a crashed execution service does.
+    executor = subprocess.Popen(
+        [sys.executable, str(FAKE_EXECUTOR), str(own_platform.state_dir)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert executor.stdout is not None
+        assert executor.stdout.readline().strip() == "waiting"
+        root.frontend.invoke_task(task_id)
+        assert executor.stdout.readline().strip() == "pulled"
+        assert root.frontend.get_task(task_id)["status"] == 4  # Running
+        executor.kill()
+    finally:
+        executor.kill()
+        executor.wait()
+    with pytest.raises(ExecutorLostError, match="Executor Timeout"):
+        root.frontend.get_task_result(task_id)
+    assert root.frontend.get_task(task_id)["status"] == 99
+
+
+def test_everything_survives_a_restart(own_platform: RunningPlatform) -> None:
+    root = admin(own_platform)
+    root.auth.user_register("dora", "dora-password", "PlatformAdmin", "")
+    task_id = _echo(root, "before restart")
+    root.frontend.invoke_task(task_id)
+    assert root.frontend.get_task_result(task_id) == b"before restart"
+    pending = _echo(root, "created before restart")
+    function_id = root.frontend.get_task(task_id)["function_id"]
+    token = root.auth.metadata
+
+    own_platform.restart()
+
+    again = admin(own_platform)
+    assert "dora" in again.auth.list_users(own_platform.admin_user)
+    assert again.frontend.get_function(function_id).name == "builtin-echo"
+    assert again.frontend.get_task(task_id)["result"]["Ok"]["return_value"]
+    again.frontend.invoke_task(pending)
+    assert again.frontend.get_task_result(pending) == b"created before restart"
+    # A token issued before the restart is still accepted.
+    old = admin(own_platform)
+    old.frontend.metadata = dict(token or {})
+    assert old.frontend.get_task(task_id)["status"] == 10
