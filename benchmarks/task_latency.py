@@ -1,0 +1,93 @@
+"""Echo-task latency (invoke → result seen by the client) and throughput on an idle platform.
+
+Usage: python -m benchmarks.task_latency [--tasks N] [--concurrency C]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from benchmarks.baseline import bare_tls_round_trip, median, percentile
+from cloister.sdk import AuthenticationService, FrontendService, FunctionArgument
+from cloister.testing import RunningPlatform, start_platform
+
+
+def _client(platform: RunningPlatform) -> FrontendService:
+    auth = AuthenticationService(*platform.connection_args("authentication"))
+    auth.user_login(platform.admin_user, platform.admin_password)
+    frontend = FrontendService(*platform.connection_args("frontend"))
+    frontend.metadata = dict(auth.metadata or {})
+    auth.close()
+    return frontend
+
+
+def _latencies(frontend: FrontendService, function_id: str, count: int) -> list[float]:
+    samples = []
+    for i in range(count):
+        task_id = frontend.create_task(function_id, {"message": f"bench {i}"}, "builtin")
+        started = time.perf_counter()
+        frontend.invoke_task(task_id)
+        result = frontend.get_task_result(task_id)
+        samples.append(time.perf_counter() - started)
+        assert result == f"bench {i}".encode()
+    return samples
+
+
+def _throughput(platform: RunningPlatform, function_id: str, count: int, concurrency: int) -> float:
+    clients = [_client(platform) for _ in range(concurrency)]
+    per_client = count // concurrency
+
+    def work(frontend: FrontendService) -> None:
+        for i in range(per_client):
+            task_id = frontend.create_task(function_id, {"message": str(i)}, "builtin")
+            frontend.invoke_task(task_id)
+            frontend.get_task_result(task_id)
+
+    threads = [threading.Thread(target=work, args=(c,)) for c in clients]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    for client in clients:
+        client.close()
+    return per_client * concurrency / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tasks", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+
+    baseline = bare_tls_round_trip()
+    with tempfile.TemporaryDirectory() as tmp:
+        platform = start_platform(Path(tmp), heartbeat=1.0, executor_timeout=30.0)
+        try:
+            frontend = _client(platform)
+            function_id = frontend.register_function(
+                "builtin-echo", "bench", "builtin", arguments=[FunctionArgument("message")]
+            )
+            _latencies(frontend, function_id, 20)  # warm up
+            samples = _latencies(frontend, function_id, args.tasks)
+            throughput = _throughput(platform, function_id, args.tasks, args.concurrency)
+            frontend.close()
+        finally:
+            platform.stop()
+
+    rtt = median(baseline)
+    p50, p99 = median(samples), percentile(samples, 0.99)
+    print(f"bare TLS gRPC unary round trip   p50 {rtt * 1000:8.3f} ms   (baseline, {len(baseline)} calls)")
+    print(f"echo task invoke->result          p50 {p50 * 1000:8.3f} ms   = {p50 / rtt:6.1f} x baseline")
+    print(f"echo task invoke->result          p99 {p99 * 1000:8.3f} ms   = {p99 / rtt:6.1f} x baseline")
+    print(f"echo task throughput                  {throughput:8.1f} tasks/s with {args.concurrency} clients")
+    print(f"tasks measured: {len(samples)} sequential, {args.tasks // args.concurrency * args.concurrency} concurrent")
+
+
+if __name__ == "__main__":
+    main()

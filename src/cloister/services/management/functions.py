@@ -1,0 +1,137 @@
+"""Functions: register, update, read, list, delete and disable (reference §6.2–§6.5).
+
+Each change that touches several records (the function, its usage counter, users' function
+lists) is one storage commit, made while holding the locks of the records it rewrites.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from cloister.errors import InvalidFunctionIdError
+from cloister.model.functions import Function, FunctionUsage, UserFunctions
+from cloister.model.ids import ExternalId, usage_key, user_record_key
+from cloister.model.roles import Role
+from cloister.services.management import permissions
+from cloister.services.management.locks import KeyLocks
+from cloister.services.management.records import decode, parse_id, put, read_many
+from cloister.storage.client import StorageClient
+from cloister.storage.ops import Delete, Op
+
+_PREFIX = "function"
+
+
+def function_key(function_id: ExternalId) -> bytes:
+    return function_id.key
+
+
+class FunctionService:
+    def __init__(self, storage: StorageClient, locks: KeyLocks) -> None:
+        self._storage = storage
+        self._locks = locks
+
+    async def _load(self, function_id: str) -> tuple[ExternalId, Function]:
+        parsed = parse_id(function_id, _PREFIX, InvalidFunctionIdError)
+        function = decode(await self._storage.get(parsed.key), Function.from_json)
+        if function is None:
+            raise InvalidFunctionIdError()
+        return parsed, function
+
+    async def _user_records(self, user_ids: list[str]) -> dict[str, UserFunctions | None]:
+        """The function lists of ``user_ids`` (``None`` where a user has none yet)."""
+        unique = list(dict.fromkeys(user_ids))
+        values = await read_many(self._storage, [user_record_key(u) for u in unique])
+        return {u: decode(v, UserFunctions.from_json) for u, v in zip(unique, values, strict=True)}
+
+    async def register(self, function: Function) -> str:
+        """Store ``function``, list it for its owner and allow-listed users, start its counter at 0."""
+        function_id = function.external_id
+        users = [function.owner, *function.user_allowlist]
+        async with self._locks.hold(*(user_record_key(u) for u in users)):
+            records = await self._user_records(users)
+            lists = {u: r or UserFunctions(id=u) for u, r in records.items()}
+            owner = lists[function.owner]
+            lists[function.owner] = replace(owner, registered_functions=(*owner.registered_functions, function_id))
+            for user in function.user_allowlist:
+                record = lists[user]
+                lists[user] = replace(record, allowed_functions=(*record.allowed_functions, function_id))
+            ops: list[Op] = [put(function_id.encode(), function)]
+            ops += [put(user_record_key(u), r) for u, r in lists.items()]
+            ops.append(put(usage_key(function.id), FunctionUsage(function.id, 0)))
+            await self._storage.commit(ops)
+        return function_id
+
+    async def update(self, user_id: str, replacement: Function) -> str:
+        """Replace the function entirely; users' lists and the counter stay as they were [QUIRK]."""
+        key = replacement.external_id.encode()
+        async with self._locks.hold(key):
+            _, current = await self._load(replacement.external_id)
+            permissions.check_function_owner(current, user_id)
+            await self._storage.commit([put(key, replace(replacement, owner=user_id))])
+        return replacement.external_id
+
+    async def get(self, user_id: str, role: Role, function_id: str) -> tuple[Function, permissions.FunctionView]:
+        _, function = await self._load(function_id)
+        return function, permissions.function_view(function, user_id, role)
+
+    async def usage_stats(self, user_id: str, role: Role, function_id: str) -> tuple[int | None, int]:
+        """``(quota, invocations so far)``; a quota of ``None`` is unlimited."""
+        parsed = parse_id(function_id, _PREFIX, InvalidFunctionIdError)
+        function_value, usage_value = await self._storage.read([parsed.key, usage_key(parsed.uuid)])
+        function = decode(function_value, Function.from_json)
+        if function is None:
+            raise InvalidFunctionIdError()
+        permissions.check_read_usage_stats(function, user_id, role)
+        usage = decode(usage_value, FunctionUsage.from_json)
+        if usage is None:
+            raise InvalidFunctionIdError()
+        return function.usage_quota, usage.use_numbers
+
+    async def delete(self, user_id: str, function_id: str) -> None:
+        """Delete the function record only; lists and counter stay, tasks then fail to invoke."""
+        parsed = parse_id(function_id, _PREFIX, InvalidFunctionIdError)
+        async with self._locks.hold(parsed.key):
+            _, function = await self._load(function_id)
+            permissions.check_function_owner(function, user_id)
+            await self._storage.commit([Delete(parsed.key)])
+
+    async def disable(self, user_id: str, role: Role, function_id: str) -> None:
+        """Unlist the function for its owner and allow-listed users and clear its allowlist.
+
+        There is no disabled flag: a public function stays usable [QUIRK].
+        """
+        parsed = parse_id(function_id, _PREFIX, InvalidFunctionIdError)
+        async with self._locks.hold(parsed.key):
+            _, function = await self._load(function_id)
+            permissions.check_disable_function(function, user_id, role)
+            users = [function.owner, *function.user_allowlist]
+            async with self._locks.hold(*(user_record_key(u) for u in users)):
+                records = await self._user_records(users)
+                ops: list[Op] = []
+                for user, record in records.items():
+                    if record is not None:
+                        ops.append(put(user_record_key(user), _without(record, str(parsed))))
+                ops.append(put(parsed.key, replace(function, user_allowlist=())))
+                await self._storage.commit(ops)
+
+    async def list(self, user_id: str, role: Role, target_user_id: str) -> tuple[list[str], list[str]]:
+        """``(registered, allowed)`` of ``target_user_id``; an admin's allowed list is every function.
+
+        A user without a record answers two empty lists, for admins too [QUIRK].
+        """
+        permissions.check_list_functions(target_user_id, user_id, role)
+        record = decode(await self._storage.get(user_record_key(target_user_id)), UserFunctions.from_json)
+        if record is None:
+            return [], []
+        allowed = list(record.allowed_functions)
+        if role.is_admin:
+            allowed = [key.decode() for key in await self._storage.keys_with_prefix(_PREFIX.encode())]
+        return list(record.registered_functions), allowed
+
+
+def _without(record: UserFunctions, function_id: str) -> UserFunctions:
+    return replace(
+        record,
+        registered_functions=tuple(f for f in record.registered_functions if f != function_id),
+        allowed_functions=tuple(f for f in record.allowed_functions if f != function_id),
+    )
