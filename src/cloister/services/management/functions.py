@@ -21,10 +21,6 @@ from cloister.storage.ops import Delete, Op
 _PREFIX = "function"
 
 
-def function_key(function_id: ExternalId) -> bytes:
-    return function_id.key
-
-
 class FunctionService:
     def __init__(self, storage: StorageClient, locks: KeyLocks) -> None:
         self._storage = storage
@@ -114,7 +110,7 @@ class FunctionService:
                 ops.append(put(parsed.key, replace(function, user_allowlist=())))
                 await self._storage.commit(ops)
 
-    async def list(self, user_id: str, role: Role, target_user_id: str) -> tuple[list[str], list[str]]:
+    async def list_functions(self, user_id: str, role: Role, target_user_id: str) -> tuple[list[str], list[str]]:
         """``(registered, allowed)`` of ``target_user_id``; an admin's allowed list is every function.
 
         A user without a record answers two empty lists, for admins too [QUIRK].
