@@ -1,4 +1,4 @@
-"""Management service: the business logic of functions, files, tasks and audit logs (§6–§8, §13).
+"""Management service: the business logic of functions, files, tasks and audit logs (§6-§8, §13).
 
 Only the frontend calls it. ``servicer.py`` decodes and encodes; ``functions``, ``files``,
 ``tasks`` and ``audit`` hold the logic; every object-level authorization decision lives in

@@ -1,4 +1,4 @@
-"""Functions: register, update, read, list, delete and disable (reference §6.2–§6.5).
+"""Functions: register, update, read, list, delete and disable (reference §6.2-§6.5).
 
 Each change that touches several records (the function, its usage counter, users' function
 lists) is one storage commit, made while holding the locks of the records it rewrites.

@@ -1,4 +1,4 @@
-"""Every object-level authorization decision of management, as Teaclave hard-codes them (§6–§8).
+"""Every object-level authorization decision of management, as Teaclave hard-codes them (§6-§8).
 
 Each check raises :class:`AccessDeniedError` ("permission denied") and returns nothing else
 (GetFunction answers which view the caller may see). They are kept together, apart from the

@@ -1,0 +1,97 @@
+"""Input and output files: register, update, fuse, convert and read them (reference §7.1).
+
+File records are never rewritten in place: an update registers a new record under a new id
+and leaves the old one as it was, as Teaclave does.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+
+from cloister.errors import InvalidArgumentError, InvalidDataIdError
+from cloister.model.files import FileCrypto, InputFile, OutputFile, parse_url
+from cloister.rpc.convert.limits import check_users
+from cloister.services.management import permissions
+from cloister.services.management.records import decode, parse_id, put
+from cloister.storage.client import StorageClient
+
+FUSION_URL = "fusion:///TEACLAVE_FUSION_BASE/{}.fusion"
+_FUSION_KEY_BYTES = 16
+
+
+class FileService:
+    def __init__(self, storage: StorageClient) -> None:
+        self._storage = storage
+
+    async def _input(self, data_id: str) -> InputFile:
+        parsed = parse_id(data_id, "input", InvalidDataIdError)
+        file = decode(await self._storage.get(parsed.key), InputFile.from_json)
+        if file is None:
+            raise InvalidDataIdError()
+        return file
+
+    async def _output(self, data_id: str) -> OutputFile:
+        parsed = parse_id(data_id, "output", InvalidDataIdError)
+        file = decode(await self._storage.get(parsed.key), OutputFile.from_json)
+        if file is None:
+            raise InvalidDataIdError()
+        return file
+
+    async def _store(self, file: InputFile | OutputFile) -> str:
+        await self._storage.commit([put(file.external_id.encode(), file)])
+        return file.external_id
+
+    async def register_input(self, file: InputFile) -> str:
+        return await self._store(file)
+
+    async def register_output(self, file: OutputFile) -> str:
+        return await self._store(file)
+
+    async def update_input(self, user_id: str, data_id: str, url: str) -> str:
+        """A new input file with the new url and the old cmac, crypto and owners; returns its id."""
+        old = await self._input(data_id)
+        new_url = parse_url(url)
+        permissions.check_file_sole_owner(old.owner, user_id)
+        return await self._store(replace(old, url=new_url, uuid=uuid.uuid4()))
+
+    async def update_output(self, user_id: str, data_id: str, url: str) -> str:
+        """A new, unwritten output file with the new url and the old crypto and owners."""
+        old = await self._output(data_id)
+        new_url = parse_url(url)
+        permissions.check_file_sole_owner(old.owner, user_id)
+        return await self._store(replace(old, url=new_url, cmac=None, uuid=uuid.uuid4()))
+
+    async def register_fusion_output(self, user_id: str, owner_list: Sequence[str]) -> str:
+        """An output shared by several owners, kept by the platform under a key no user sees."""
+        owners = check_users(list(owner_list), "owner_list")
+        permissions.check_fusion_owners(owners, user_id)
+        file = OutputFile(
+            url=FUSION_URL.format(uuid.uuid4()),
+            cmac=None,
+            crypto=FileCrypto.fusion(secrets.token_bytes(_FUSION_KEY_BYTES)),
+            owner=frozenset(owners),
+            uuid=uuid.uuid4(),
+        )
+        return await self._store(file)
+
+    async def register_input_from_output(self, user_id: str, data_id: str) -> str:
+        """Make a written output usable as an input: ``input-<the output's uuid>``."""
+        output = await self._output(data_id)
+        permissions.check_file_owner(output.owner, user_id)
+        if output.cmac is None:
+            raise InvalidArgumentError("invalid output file")
+        file = InputFile(url=output.url, cmac=output.cmac, crypto=output.crypto, owner=output.owner, uuid=output.uuid)
+        return await self._store(file)
+
+    async def get_input(self, user_id: str, data_id: str) -> InputFile:
+        file = await self._input(data_id)
+        permissions.check_file_owner(file.owner, user_id)
+        return file
+
+    async def get_output(self, user_id: str, data_id: str) -> OutputFile:
+        file = await self._output(data_id)
+        permissions.check_file_owner(file.owner, user_id)
+        return file
