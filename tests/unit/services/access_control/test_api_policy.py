@@ -32,12 +32,12 @@ def test_reference_examples(policy: ApiPolicy) -> None:
 @pytest.mark.parametrize("role", ["DataOwner", "DataOwnerManager"])
 def test_data_owners(policy: ApiPolicy, role: str) -> None:
     assert all(policy.allows(role, api) for api in DATA_APIS + SHARED_APIS)
-    assert not any(policy.allows(role, api) for api in FUNCTION_APIS + ["query_audit_logs"])
+    assert not any(policy.allows(role, api) for api in [*FUNCTION_APIS, "query_audit_logs"])
 
 
 def test_function_owner(policy: ApiPolicy) -> None:
     assert all(policy.allows("FunctionOwner", api) for api in FUNCTION_APIS + SHARED_APIS)
-    assert not any(policy.allows("FunctionOwner", api) for api in DATA_APIS + ["query_audit_logs"])
+    assert not any(policy.allows("FunctionOwner", api) for api in [*DATA_APIS, "query_audit_logs"])
 
 
 def test_unknown_roles_and_case(policy: ApiPolicy) -> None:
