@@ -1,0 +1,38 @@
+"""The management process: serve Teaclave's management RPCs and Cloister's WaitTask over storage."""
+
+from __future__ import annotations
+
+import grpc
+
+from cloister._proto import cloister_pb2_grpc as cgrpc
+from cloister._proto import teaclave_management_service_pb2_grpc as mgrpc
+from cloister.config import Settings
+from cloister.rpc.runtime import ServiceRuntime
+from cloister.services.management.audit import AuditLog
+from cloister.services.management.files import FileService
+from cloister.services.management.functions import FunctionService
+from cloister.services.management.locks import KeyLocks
+from cloister.services.management.servicer import CloisterManagementServicer, ManagementServicer
+from cloister.services.management.tasks import TaskService
+from cloister.storage.client import StorageClient
+
+
+def create_servicers(storage: StorageClient) -> tuple[ManagementServicer, CloisterManagementServicer]:
+    """Both servicers over one storage client, sharing one set of record locks."""
+    locks = KeyLocks()
+    tasks = TaskService(storage, locks)
+    management = ManagementServicer(FunctionService(storage, locks), FileService(storage), tasks, AuditLog(storage))
+    return management, CloisterManagementServicer(tasks)
+
+
+async def serve(settings: Settings) -> None:
+    runtime = ServiceRuntime(settings, "management")
+    storage = StorageClient(runtime.peer("storage"))
+    management, cloister_management = create_servicers(storage)
+
+    def register(server: grpc.aio.Server) -> None:
+        mgrpc.add_TeaclaveManagementServicer_to_server(management, server)
+        cgrpc.add_ManagementServicer_to_server(cloister_management, server)
+
+    await runtime.serve("management", [register])
+    await runtime.run_until_stopped()

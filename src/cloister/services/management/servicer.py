@@ -1,0 +1,231 @@
+"""Management RPCs: read the caller from metadata, decode, call the logic, encode.
+
+No decision is taken here: checks live in ``permissions`` and the domain modules. The frontend
+forwards ``id`` (every RPC but SaveLogs) and ``role`` (the RPCs that need it, §2.4).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import grpc
+from google.protobuf import empty_pb2
+
+from cloister._proto import cloister_pb2 as cpb
+from cloister._proto import cloister_pb2_grpc as cgrpc
+from cloister._proto import teaclave_common_pb2 as common_pb
+from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
+from cloister._proto import teaclave_management_service_pb2 as mpb
+from cloister._proto import teaclave_management_service_pb2_grpc as mgrpc
+from cloister.model.roles import Role
+from cloister.rpc.convert import files as file_convert
+from cloister.rpc.convert import functions as function_convert
+from cloister.rpc.convert import tasks as task_convert
+from cloister.rpc.convert.limits import check_count
+from cloister.rpc.metadata import Caller
+from cloister.services.management.audit import AuditEntry, AuditLog
+from cloister.services.management.files import FileService
+from cloister.services.management.functions import FunctionService
+from cloister.services.management.permissions import FunctionView
+from cloister.services.management.tasks import TaskService
+
+_EMPTY = empty_pb2.Empty()
+_MAX_AUDIT_ENTRIES = 100_000
+
+
+def _user(context: grpc.aio.ServicerContext) -> str:
+    return Caller.from_metadata(context.invocation_metadata()).require_user_id()
+
+
+def _user_and_role(context: grpc.aio.ServicerContext) -> tuple[str, Role]:
+    caller = Caller.from_metadata(context.invocation_metadata())
+    user_id = caller.require_user_id()
+    return user_id, Role.parse(caller.require_role())
+
+
+class ManagementServicer(mgrpc.TeaclaveManagementServicer):
+    def __init__(self, functions: FunctionService, files: FileService, tasks: TaskService, audit: AuditLog) -> None:
+        self._functions = functions
+        self._files = files
+        self._tasks = tasks
+        self._audit = audit
+
+    # --- files ---------------------------------------------------------------------------
+
+    async def RegisterInputFile(
+        self, request: fe_pb.RegisterInputFileRequest, context: grpc.aio.ServicerContext
+    ) -> fe_pb.RegisterInputFileResponse:
+        file = file_convert.input_file_from_register_request(request, _user(context), uuid.uuid4())
+        return fe_pb.RegisterInputFileResponse(data_id=await self._files.register_input(file))
+
+    async def RegisterOutputFile(
+        self, request: fe_pb.RegisterOutputFileRequest, context: grpc.aio.ServicerContext
+    ) -> fe_pb.RegisterOutputFileResponse:
+        file = file_convert.output_file_from_register_request(request, _user(context), uuid.uuid4())
+        return fe_pb.RegisterOutputFileResponse(data_id=await self._files.register_output(file))
+
+    async def UpdateInputFile(
+        self, request: fe_pb.UpdateInputFileRequest, context: grpc.aio.ServicerContext
+    ) -> fe_pb.UpdateInputFileResponse:
+        data_id = await self._files.update_input(_user(context), request.data_id, request.url)
+        return fe_pb.UpdateInputFileResponse(data_id=data_id)
+
+    async def UpdateOutputFile(
+        self, request: fe_pb.UpdateOutputFileRequest, context: grpc.aio.ServicerContext
+    ) -> fe_pb.UpdateOutputFileResponse:
+        data_id = await self._files.update_output(_user(context), request.data_id, request.url)
+        return fe_pb.UpdateOutputFileResponse(data_id=data_id)
+
+    async def RegisterFusionOutput(
+        self, request: fe_pb.RegisterFusionOutputRequest, context: grpc.aio.ServicerContext
+    ) -> fe_pb.RegisterFusionOutputResponse:
+        data_id = await self._files.register_fusion_output(_user(context), list(request.owner_list))
+        return fe_pb.RegisterFusionOutputResponse(data_id=data_id)
+
+    async def RegisterInputFromOutput(
+        self, request: fe_pb.RegisterInputFromOutputRequest, context: grpc.aio.ServicerContext
+    ) -> fe_pb.RegisterInputFromOutputResponse:
+        data_id = await self._files.register_input_from_output(_user(context), request.data_id)
+        return fe_pb.RegisterInputFromOutputResponse(data_id=data_id)
+
+    async def GetOutputFile(
+        self, request: fe_pb.GetOutputFileRequest, context: grpc.aio.ServicerContext
+    ) -> fe_pb.GetOutputFileResponse:
+        file = await self._files.get_output(_user(context), request.data_id)
+        return file_convert.output_file_to_get_response(file)
+
+    async def GetInputFile(
+        self, request: fe_pb.GetInputFileRequest, context: grpc.aio.ServicerContext
+    ) -> fe_pb.GetInputFileResponse:
+        file = await self._files.get_input(_user(context), request.data_id)
+        return file_convert.input_file_to_get_response(file)
+
+    # --- functions -----------------------------------------------------------------------
+
+    async def RegisterFunction(
+        self, request: fe_pb.RegisterFunctionRequest, context: grpc.aio.ServicerContext
+    ) -> fe_pb.RegisterFunctionResponse:
+        function = function_convert.function_from_register_request(request, _user(context), uuid.uuid4())
+        return fe_pb.RegisterFunctionResponse(function_id=await self._functions.register(function))
+
+    async def UpdateFunction(
+        self, request: fe_pb.UpdateFunctionRequest, context: grpc.aio.ServicerContext
+    ) -> fe_pb.UpdateFunctionResponse:
+        user_id = _user(context)
+        function = function_convert.function_from_update_request(request, user_id)
+        return fe_pb.UpdateFunctionResponse(function_id=await self._functions.update(user_id, function))
+
+    async def GetFunction(
+        self, request: fe_pb.GetFunctionRequest, context: grpc.aio.ServicerContext
+    ) -> fe_pb.GetFunctionResponse:
+        user_id, role = _user_and_role(context)
+        function, view = await self._functions.get(user_id, role, request.function_id)
+        return function_convert.function_to_get_response(function, redacted=view is FunctionView.REDACTED)
+
+    async def GetFunctionUsageStats(
+        self, request: fe_pb.GetFunctionUsageStatsRequest, context: grpc.aio.ServicerContext
+    ) -> fe_pb.GetFunctionUsageStatsResponse:
+        user_id, role = _user_and_role(context)
+        quota, used = await self._functions.usage_stats(user_id, role, request.function_id)
+        return function_convert.usage_stats_to_response(quota, used)
+
+    async def DeleteFunction(
+        self, request: fe_pb.DeleteFunctionRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        await self._functions.delete(_user(context), request.function_id)
+        return _EMPTY
+
+    async def DisableFunction(
+        self, request: fe_pb.DisableFunctionRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        user_id, role = _user_and_role(context)
+        await self._functions.disable(user_id, role, request.function_id)
+        return _EMPTY
+
+    async def ListFunctions(
+        self, request: fe_pb.ListFunctionsRequest, context: grpc.aio.ServicerContext
+    ) -> fe_pb.ListFunctionsResponse:
+        user_id, role = _user_and_role(context)
+        registered, allowed = await self._functions.list_functions(user_id, role, request.user_id)
+        return function_convert.function_lists_to_response(registered, allowed)
+
+    # --- tasks ---------------------------------------------------------------------------
+
+    async def CreateTask(
+        self, request: fe_pb.CreateTaskRequest, context: grpc.aio.ServicerContext
+    ) -> fe_pb.CreateTaskResponse:
+        user_id, role = _user_and_role(context)
+        task_id = await self._tasks.create(
+            user_id,
+            role,
+            function_id=request.function_id,
+            arguments_json=request.function_arguments,
+            executor=request.executor,
+            inputs_ownership=task_convert.owners_from_proto(request.inputs_ownership, "inputs_ownership"),
+            outputs_ownership=task_convert.owners_from_proto(request.outputs_ownership, "outputs_ownership"),
+        )
+        return fe_pb.CreateTaskResponse(task_id=task_id)
+
+    async def GetTask(self, request: fe_pb.GetTaskRequest, context: grpc.aio.ServicerContext) -> fe_pb.GetTaskResponse:
+        task = await self._tasks.get(_user(context), request.task_id)
+        return task_convert.task_to_get_response(task)
+
+    async def AssignData(self, request: fe_pb.AssignDataRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
+        await self._tasks.assign_data(
+            _user(context),
+            request.task_id,
+            task_convert.data_maps_from_proto(request.inputs, "inputs"),
+            task_convert.data_maps_from_proto(request.outputs, "outputs"),
+        )
+        return _EMPTY
+
+    async def ApproveTask(
+        self, request: fe_pb.ApproveTaskRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        await self._tasks.approve(_user(context), request.task_id)
+        return _EMPTY
+
+    async def InvokeTask(self, request: fe_pb.InvokeTaskRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
+        await self._tasks.invoke(_user(context), request.task_id)
+        return _EMPTY
+
+    async def CancelTask(self, request: fe_pb.CancelTaskRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
+        user_id, role = _user_and_role(context)
+        await self._tasks.cancel(user_id, role, request.task_id)
+        return _EMPTY
+
+    # --- audit ---------------------------------------------------------------------------
+
+    async def SaveLogs(self, request: mpb.SaveLogsRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
+        check_count(request.logs, "audit entries", _MAX_AUDIT_ENTRIES)
+        await self._audit.save([_entry_from_proto(e) for e in request.logs])
+        return _EMPTY
+
+    async def QueryAuditLogs(
+        self, request: fe_pb.QueryAuditLogsRequest, context: grpc.aio.ServicerContext
+    ) -> fe_pb.QueryAuditLogsResponse:
+        _, role = _user_and_role(context)
+        entries = await self._audit.query(role, request.query, request.limit)
+        return fe_pb.QueryAuditLogsResponse(logs=[_entry_to_proto(e) for e in entries])
+
+
+class CloisterManagementServicer(cgrpc.ManagementServicer):
+    """Cloister's extension: wait for a task to end, woken by storage instead of polling."""
+
+    def __init__(self, tasks: TaskService) -> None:
+        self._tasks = tasks
+
+    async def WaitTask(self, request: cpb.WaitTaskRequest, context: grpc.aio.ServicerContext) -> fe_pb.GetTaskResponse:
+        task = await self._tasks.wait(_user(context), request.task_id, request.timeout_ms)
+        return task_convert.task_to_get_response(task)
+
+
+# Audit entries have no model type (they exist only here), so they are converted here.
+def _entry_from_proto(entry: common_pb.Entry) -> AuditEntry:
+    return AuditEntry(entry.microsecond, bytes(entry.ip), entry.user, entry.message, entry.result)
+
+
+def _entry_to_proto(entry: AuditEntry) -> common_pb.Entry:
+    return common_pb.Entry(
+        microsecond=entry.microsecond, ip=entry.ip, user=entry.user, message=entry.message, result=entry.result
+    )
