@@ -70,6 +70,8 @@ def test_executor_killed_mid_task_fails_the_task(own_platform: RunningPlatform) 
     finally:
         executor.kill()
         executor.wait()
+        if executor.stdout is not None:
+            executor.stdout.close()
     with pytest.raises(ExecutorLostError, match="Executor Timeout"):
         root.frontend.get_task_result(task_id)
     assert root.frontend.get_task(task_id)["status"] == 99

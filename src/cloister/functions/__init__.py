@@ -2,7 +2,7 @@
 
 Every module of this package that defines ``NAME: str`` and ``run(arguments: dict, runtime) ->
 str`` is a built-in, selected by ``NAME`` exactly as Teaclave selects it by function name
-(reference §12); adding one needs no change elsewhere. Functions import only layers 1–3 and this
+(reference §12); adding one needs no change elsewhere. Functions import only layers 1-3 and this
 package; executors (the layer above) import them, never the reverse.
 """
 

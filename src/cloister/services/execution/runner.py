@@ -1,0 +1,50 @@
+"""Runs one staged task to a :class:`TaskResult` (reference §11.1, without the data plane yet).
+
+A function error ends the task with the error as its reason (the scheduler marks it Failed,
+a deliberate difference from Teaclave's Finished). A bug in the execution service also fails
+only that task, with an incident id that points at the logged traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+
+from cloister.executors import Executor, FunctionError, TaskIO, select_executor
+from cloister.model.tasks import StagedTask, TaskResult
+
+logger = logging.getLogger(__name__)
+
+
+class TaskRunner:
+    """Picks the executor for a task, prepares and runs it, and turns the outcome into a result."""
+
+    def __init__(
+        self, executors: Mapping[str, Executor], io_factory: Callable[[StagedTask], TaskIO] | None = None
+    ) -> None:
+        self._executors = executors
+        self._io_factory = io_factory or (lambda task: TaskIO())
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(self._executors)
+
+    async def run(self, task: StagedTask) -> TaskResult:
+        """The task's result; cancelling the call cancels the function."""
+        try:
+            executor = select_executor(task, self._executors)
+            executor.prepare(task)
+            outputs = await executor.run(task, self._io_factory(task))
+        except FunctionError as exc:
+            logger.info("task %s failed: %s", task.task_id, exc.reason)
+            return TaskResult.err(exc.reason)
+        except Exception:
+            incident = uuid.uuid4().hex[:12]
+            logger.exception("task %s: unexpected error (incident %s)", task.task_id, incident)
+            return TaskResult.err(f"Runtime Error: internal error in the execution service (incident {incident})")
+        return TaskResult.ok(outputs)
+
+    async def aclose(self) -> None:
+        for executor in self._executors.values():
+            await executor.aclose()

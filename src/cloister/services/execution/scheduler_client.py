@@ -1,0 +1,90 @@
+"""The scheduler as the execution service sees it: typed calls over a :class:`Peer`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from cloister._proto import cloister_pb2 as cpb
+from cloister._proto import cloister_pb2_grpc as cgrpc
+from cloister._proto import teaclave_scheduler_service_pb2 as spb
+from cloister._proto import teaclave_scheduler_service_pb2_grpc as sgrpc
+from cloister.model.tasks import StagedTask, TaskResult
+from cloister.rpc.channel import Peer
+from cloister.rpc.convert.tasks import task_result_to_proto
+
+_RPC_MARGIN = 10.0
+"""Seconds a long poll's RPC deadline exceeds the wait asked of the scheduler."""
+
+
+class UnreadableStagedTaskError(Exception):
+    """The scheduler handed out a task whose JSON this service cannot read."""
+
+    def __init__(self, task_id: uuid.UUID | None, detail: str) -> None:
+        self.task_id = task_id
+        super().__init__(detail)
+
+
+@dataclass(frozen=True)
+class ExecutorInfo:
+    """What this execution service tells the scheduler about itself."""
+
+    executor_id: str
+    executors: tuple[str, ...]
+    labels: tuple[str, ...] = ()
+    slots: int = 1
+
+    def to_proto(self) -> cpb.ExecutorInfo:
+        return cpb.ExecutorInfo(
+            executor_id=self.executor_id, executors=list(self.executors), labels=list(self.labels), slots=self.slots
+        )
+
+
+def _parse_staged_task(raw: bytes) -> StagedTask:
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise UnreadableStagedTaskError(None, f"staged task is not JSON: {exc}") from None
+    try:
+        return StagedTask.from_json(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        task_id = None
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            task_id = uuid.UUID(data["task_id"])
+        raise UnreadableStagedTaskError(task_id, f"staged task is malformed: {type(exc).__name__}: {exc}") from None
+
+
+class SchedulerClient:
+    def __init__(self, peer: Peer) -> None:
+        self._peer = peer
+
+    async def pull_task_wait(self, info: ExecutorInfo, timeout: float) -> StagedTask | None:
+        """A task for this executor, already marked Running, or None when none came in ``timeout``."""
+        request = cpb.PullTaskWaitRequest(executor=info.to_proto(), timeout_ms=int(timeout * 1000))
+        response = await self._peer.call(cgrpc.SchedulerStub, "PullTaskWait", request, timeout=timeout + _RPC_MARGIN)
+        if not response.staged_task:
+            return None
+        return _parse_staged_task(response.staged_task)
+
+    async def executor_heartbeat(
+        self, info: ExecutorInfo, running: Iterable[uuid.UUID], wait: float
+    ) -> list[uuid.UUID]:
+        """Report the running tasks; answers with those to cancel, at once or after ``wait``."""
+        request = cpb.ExecutorHeartbeatRequest(
+            executor=info.to_proto(), running_task_ids=[str(t) for t in running], wait_ms=int(wait * 1000)
+        )
+        response = await self._peer.call(cgrpc.SchedulerStub, "ExecutorHeartbeat", request, timeout=wait + _RPC_MARGIN)
+        cancel: list[uuid.UUID] = []
+        for text in response.cancel_task_ids:
+            try:
+                cancel.append(uuid.UUID(text))
+            except ValueError:
+                continue
+        return cancel
+
+    async def update_task_result(self, task_id: uuid.UUID, result: TaskResult) -> None:
+        request = spb.UpdateTaskResultRequest(task_id=str(task_id), result=task_result_to_proto(result))
+        await self._peer.call(sgrpc.TeaclaveSchedulerStub, "UpdateTaskResult", request)

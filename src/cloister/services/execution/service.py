@@ -1,0 +1,50 @@
+"""The execution process: offer the configured executors to the scheduler until stopped."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from cloister.config import Settings
+from cloister.errors import ConfigurationError
+from cloister.executors import create_executors
+from cloister.rpc.runtime import ServiceRuntime
+from cloister.services.execution.runner import TaskRunner
+from cloister.services.execution.scheduler_client import ExecutorInfo, SchedulerClient
+from cloister.services.execution.worker import ExecutionWorker
+
+logger = logging.getLogger(__name__)
+
+STOP_GRACE_SECONDS = 4.0
+"""Running tasks get this long to finish on SIGTERM (the launcher kills after 10 s)."""
+
+
+async def serve(settings: Settings) -> None:
+    runtime = ServiceRuntime(settings, "execution")
+    executors = create_executors(settings.execution.executors)
+    if not executors:
+        raise ConfigurationError(
+            f"none of the configured executors {list(settings.execution.executors)} is available; "
+            'set execution.executors to include "builtin"'
+        )
+    info = ExecutorInfo(
+        executor_id=str(uuid.uuid4()),
+        executors=tuple(executors),
+        labels=tuple(settings.execution.labels),
+        slots=settings.execution.slots,
+    )
+    runner = TaskRunner(executors)
+    worker = ExecutionWorker(
+        SchedulerClient(runtime.peer("scheduler")),
+        runner,
+        info,
+        slots=settings.execution.slots,
+        heartbeat_seconds=settings.execution.heartbeat_seconds,
+    )
+    worker.start()
+    try:
+        await runtime.run_until_stopped()
+    finally:
+        await worker.stop(STOP_GRACE_SECONDS)
+        await runner.aclose()
+        logger.info("execution service %s stopped", info.executor_id)

@@ -1,0 +1,318 @@
+"""Hands staged tasks to execution services, applies cancellations, fails the tasks of lost executors.
+
+Staged tasks and cancellations arrive through storage queues read by long-polling watchers;
+executors wait in long polls (PullTaskWait, ExecutorHeartbeat) that events wake. The only timer
+is the lost-executor monitor, which is off the task path. Every change to a task is one storage
+commit made under that task's guard, and memory is updated only after the commit succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from cloister.config import SchedulerSettings
+from cloister.errors import CloisterError
+from cloister.executors.base import PAIRS
+from cloister.model.tasks import REASON_EXECUTOR_TIMEOUT, StagedTask, TaskResult, TaskStatus
+from cloister.services.scheduler.queues import TaskQueues
+from cloister.services.scheduler.records import (
+    ASSIGNMENT_PREFIX,
+    CANCEL_QUEUE,
+    STAGED_QUEUE,
+    Storage,
+    assignment_key,
+    assignment_value,
+    load_task,
+    parse_assignment,
+    put_canceled,
+    put_task,
+)
+from cloister.services.scheduler.state import Assignment, ExecutorRecord, PendingTask, SchedulerState
+from cloister.storage.ops import Ack, Delete, Op, Put
+
+logger = logging.getLogger(__name__)
+
+MAX_PULL_WAIT_SECONDS = 60.0
+MAX_HEARTBEAT_WAIT_SECONDS = 10.0
+_READ_BATCH = 500
+_RETRY_LIMIT = 5.0
+T = TypeVar("T")
+
+
+class Skipped(enum.Enum):
+    """Why a pending task taken for hand-out was not handed out."""
+
+    CANCELED = "canceled"
+    GONE = "gone"  # no longer Staged, or no record
+
+
+@dataclass(frozen=True)
+class ExecutorInfo:
+    """What an execution service says about itself in PullTaskWait and ExecutorHeartbeat."""
+
+    executor_id: str
+    executors: frozenset[str]
+    labels: tuple[str, ...] = ()
+    slots: int = 1
+
+
+def can_run(kinds: frozenset[str] | None, staged: StagedTask) -> bool:
+    """Whether an executor offering ``kinds`` takes ``staged`` (None: a Teaclave executor, takes anything).
+
+    A task whose function type and executor are no registered pair (reference §6.1) can run
+    nowhere, so any executor takes it and fails it with ``function not available: ...``.
+    """
+    if kinds is None:
+        return True
+    kind = PAIRS.get((staged.executor_type, staged.executor))
+    return kind is None or kind in kinds
+
+
+async def shielded(coro: Coroutine[Any, Any, T]) -> T:
+    """Finish ``coro`` even if the caller is cancelled (its client went away): memory must match storage."""
+    task = asyncio.ensure_future(coro)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.add_done_callback(_log_failure)
+        raise
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("an operation whose caller went away failed: %s", task.exception())
+
+
+class Scheduler:
+    """The scheduler's logic over a storage client; the servicers only decode and encode."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        settings: SchedulerSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        monitor_interval: float = 0.5,
+        queue_watch_seconds: float = 30.0,
+    ) -> None:
+        self.storage = storage
+        self.settings = settings
+        self.state = SchedulerState()
+        self._clock = clock
+        self._monitor_interval = monitor_interval
+        self.queues = TaskQueues(storage, self.state, queue_watch_seconds)
+        self._background: list[asyncio.Task[None]] = []
+
+    def now(self) -> float:
+        return self._clock()
+
+    async def start(self) -> None:
+        """Restore assignments from storage (retrying until it answers), then watch the queues."""
+        delay = 0.2
+        while True:
+            try:
+                await self.load()
+                break
+            except CloisterError as exc:
+                logger.warning("cannot read assignments from storage (%s); retrying in %.1f s", exc.message, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_LIMIT)
+        self._background = [
+            asyncio.create_task(self.queues.watch(STAGED_QUEUE, self.queues.handle_staged), name="scheduler-staged"),
+            asyncio.create_task(self.queues.watch(CANCEL_QUEUE, self.queues.handle_cancel), name="scheduler-cancel"),
+            asyncio.create_task(self._monitor(), name="scheduler-monitor"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background = []
+
+    async def load(self) -> None:
+        """Load the assignment records; their executors count as seen now."""
+        keys = await self.storage.keys_with_prefix(ASSIGNMENT_PREFIX)
+        now = self.now()
+        for start in range(0, len(keys), _READ_BATCH):
+            chunk = keys[start : start + _READ_BATCH]
+            for key, value in zip(chunk, await self.storage.read(chunk), strict=True):
+                if value is None:
+                    continue
+                try:
+                    executor_id, task_id = parse_assignment(value.value)
+                except ValueError as exc:
+                    logger.error("ignoring assignment record %r: %s", key, exc)
+                    continue
+                self.state.assignments[task_id] = Assignment(executor_id, task_id, now)
+                self.state.see(executor_id, now)
+        if self.state.assignments:
+            logger.info(
+                "restored %d assignment(s) to %d execution service(s)",
+                len(self.state.assignments),
+                len(self.state.executors),
+            )
+
+    # --- hand-out ------------------------------------------------------------------------
+
+    def take(self, accept: Callable[[StagedTask], bool]) -> PendingTask | None:
+        """Remove the oldest acceptable pending task and hold its guard; :meth:`claim` releases it."""
+        guard = self.state.guard
+        item = self.state.pending.take(accept, guard.is_busy)
+        if item is not None:
+            guard.try_acquire(item.task_id)
+        return item
+
+    async def claim(self, item: PendingTask, executor_id: str, *, mark_running: bool) -> StagedTask | Skipped:
+        """Assign a taken task to ``executor_id`` in one commit (Running too, if ``mark_running``)."""
+        task_id = item.task_id
+        try:
+            task = await load_task(self.storage, task_id)
+            acks: list[Op] = [] if item.seq is None else [Ack(STAGED_QUEUE, item.seq)]
+            cancel_seq = self.state.to_cancel.get(task_id)
+            if cancel_seq is not None:
+                ops = [*acks, Ack(CANCEL_QUEUE, cancel_seq)]
+                if task is not None and not task.status.is_ended:
+                    ops.insert(0, put_canceled(task))
+                await self.storage.commit(ops)
+                self.state.to_cancel.pop(task_id, None)
+                return Skipped.CANCELED
+            if task is None and mark_running:
+                logger.error("task %s has no readable record; dropping its staged element", task_id)
+                await self.storage.commit(acks)
+                return Skipped.GONE
+            if task is not None and task.status is not TaskStatus.STAGED:
+                logger.info("task %s is %s, not Staged; not handing it out", task_id, task.status.wire_name)
+                await self.storage.commit(acks)
+                return Skipped.CANCELED if task.status is TaskStatus.CANCELED else Skipped.GONE
+            ops = [Put(assignment_key(task_id), assignment_value(executor_id, task_id)), *acks]
+            if task is not None and mark_running:
+                ops.insert(0, put_task(task.with_status(TaskStatus.RUNNING)))
+            await self.storage.commit(ops)
+            self.state.assignments[task_id] = Assignment(executor_id, task_id, self.now())
+        except BaseException:
+            self.state.pending.push(item, front=True)
+            raise
+        finally:
+            self.state.guard.release(task_id)
+        logger.info("task %s handed to execution service %s", task_id, executor_id)
+        return item.staged
+
+    async def pull_task_wait(self, executor: ExecutorInfo, timeout: float) -> StagedTask | None:
+        """A task ``executor`` can run, already Running and assigned to it; None after ``timeout``."""
+        timeout = min(max(timeout, 0.0), MAX_PULL_WAIT_SECONDS)
+        kinds = frozenset(executor.executors)
+        self.state.see(executor.executor_id, self.now(), kinds, reports_running=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            while True:
+                changed = self.state.pending.changed
+                item = self.take(lambda staged: can_run(kinds, staged))
+                if item is not None:
+                    outcome = await shielded(self.claim(item, executor.executor_id, mark_running=True))
+                    if isinstance(outcome, StagedTask):
+                        return outcome
+                    continue
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), remaining)
+        finally:
+            self.state.see(executor.executor_id, self.now())
+
+    # --- heartbeats ----------------------------------------------------------------------
+
+    async def executor_heartbeat(
+        self, executor: ExecutorInfo, running: Sequence[uuid.UUID], wait: float
+    ) -> list[uuid.UUID]:
+        """The tasks ``executor`` must stop: at once if there are any, else the next within ``wait``.
+
+        Besides cancellations, a task it runs that is no longer assigned to it (it ended, failed
+        or was cancelled meanwhile) is to be stopped too, so a lost answer is repaired next time.
+        """
+        wait = min(max(wait, 0.0), MAX_HEARTBEAT_WAIT_SECONDS)
+        kinds = frozenset(executor.executors)
+        now = self.now()
+        record = self.state.see(executor.executor_id, now, kinds, reports_running=True)
+        woken = record.woken
+        stop = self._to_stop(record, running, now)
+        if not stop and wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), wait)
+            record = self.state.see(executor.executor_id, self.now(), kinds, reports_running=True)
+            stop = sorted(record.cancels)
+            record.cancels.clear()
+        return stop
+
+    def _to_stop(self, record: ExecutorRecord, running: Sequence[uuid.UUID], now: float) -> list[uuid.UUID]:
+        stop = set(record.cancels)
+        record.cancels.clear()
+        for task_id in running:
+            assignment = self.state.assignments.get(task_id)
+            if assignment is not None and assignment.executor_id == record.executor_id:
+                assignment.last_present = now
+            elif not self.state.guard.is_busy(task_id):
+                stop.add(task_id)
+        return sorted(stop)
+
+    # --- lost executors ------------------------------------------------------------------
+
+    async def _monitor(self) -> None:
+        while True:
+            await asyncio.sleep(self._monitor_interval)
+            try:
+                await self.check_executors()
+            except CloisterError as exc:
+                logger.warning("cannot check execution services (%s); retrying", exc.message)
+            except Exception:
+                logger.exception("checking execution services failed")
+
+    async def check_executors(self, now: float | None = None) -> None:
+        """Fail the tasks of executors silent for longer than the timeout, and forget those executors.
+
+        A Cloister executor that keeps answering but stopped listing one of its tasks for as long
+        (its PullTaskWait answer was lost, say) loses that task too.
+        """
+        now = self.now() if now is None else now
+        timeout = self.settings.executor_timeout_seconds
+        for record in list(self.state.executors.values()):
+            executor_id = record.executor_id
+            if now - record.last_seen > timeout:
+                reason = f"{REASON_EXECUTOR_TIMEOUT}: execution service {executor_id} stopped answering"
+                lost = self.state.assigned_to(executor_id)
+                for assignment in lost:
+                    await self.fail_assignment(assignment, reason)
+                still_silent = now - record.last_seen > timeout
+                if still_silent and self.state.executors.get(executor_id) is record:
+                    del self.state.executors[executor_id]
+                    record.wake()
+                if lost:
+                    logger.warning("execution service %s stopped answering; %d task(s) failed", executor_id, len(lost))
+            elif record.reports_running:
+                reason = f"{REASON_EXECUTOR_TIMEOUT}: execution service {executor_id} is not running the task"
+                for assignment in self.state.assigned_to(executor_id):
+                    if now - assignment.last_present > timeout:
+                        await self.fail_assignment(assignment, reason)
+
+    async def fail_assignment(self, assignment: Assignment, reason: str) -> None:
+        """End an assigned task as Failed with ``reason`` (if it is still Staged or Running)."""
+        task_id = assignment.task_id
+        async with self.state.guard.exclusive(task_id):
+            if self.state.assignments.get(task_id) is not assignment:
+                return
+            task = await load_task(self.storage, task_id)
+            ops: list[Op] = [Delete(assignment_key(task_id))]
+            if task is not None and task.status in (TaskStatus.STAGED, TaskStatus.RUNNING):
+                ops.insert(0, put_task(task.with_status(TaskStatus.FAILED, TaskResult.err(reason))))
+            await self.storage.commit(ops)
+            del self.state.assignments[task_id]
+        logger.warning("task %s failed: %s", task_id, reason)

@@ -1,0 +1,104 @@
+"""The scheduler's storage records: queue names, assignment records, task and output records.
+
+Task and output records use the JSON of reference §3.2 (``cloister.model``); assignment records
+are Cloister's own: ``scheduler-assignment-<task uuid>`` = ``{"executor_id","task_id"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from cloister.errors import MalformedRequestError
+from cloister.model.files import OutputFile
+from cloister.model.tasks import REASON_CANCELED_BY_USER, TaskResult, TaskState, TaskStatus
+from cloister.storage.ops import Op, Put, QueueItem, Versioned
+
+STAGED_QUEUE = b"staged-task"
+CANCEL_QUEUE = b"cancel_queue"
+ASSIGNMENT_PREFIX = b"scheduler-assignment"
+
+logger = logging.getLogger(__name__)
+
+
+class Storage(Protocol):
+    """The part of :class:`~cloister.storage.client.StorageClient` the scheduler uses."""
+
+    async def get(self, key: bytes) -> bytes | None: ...
+
+    async def read(self, keys: Sequence[bytes]) -> list[Versioned | None]: ...
+
+    async def commit(self, ops: Sequence[Op]) -> None: ...
+
+    async def keys_with_prefix(self, prefix: bytes) -> list[bytes]: ...
+
+    async def watch_queue(self, queue: bytes, after_seq: int, limit: int, timeout: float) -> list[QueueItem]: ...
+
+
+def encode(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def parse_uuid(text: str, what: str) -> uuid.UUID:
+    """A bare UUID from a request; INTERNAL like the reference's parse failures."""
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise MalformedRequestError(f"invalid {what}: {text[:64]!r} is not a UUID") from None
+
+
+def task_key(task_id: uuid.UUID) -> bytes:
+    return f"task-{task_id}".encode()
+
+
+def assignment_key(task_id: uuid.UUID) -> bytes:
+    return ASSIGNMENT_PREFIX + f"-{task_id}".encode()
+
+
+def assignment_value(executor_id: str, task_id: uuid.UUID) -> bytes:
+    return encode({"executor_id": executor_id, "task_id": str(task_id)})
+
+
+def parse_assignment(value: bytes) -> tuple[str, uuid.UUID]:
+    """(executor id, task id) of an assignment record; ValueError when it is malformed."""
+    try:
+        data = json.loads(value)
+        return str(data["executor_id"]), uuid.UUID(data["task_id"])
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"malformed assignment record: {exc}") from None
+
+
+def put_task(task: TaskState) -> Put:
+    return Put(task.key, encode(task.to_json()))
+
+
+def put_canceled(task: TaskState) -> Put:
+    """The task ended as Canceled by a participant's CancelTask (reference §8.8)."""
+    return put_task(task.with_status(TaskStatus.CANCELED, TaskResult.err(REASON_CANCELED_BY_USER)))
+
+
+def put_output(output: OutputFile) -> Put:
+    return Put(output.external_id.encode(), encode(output.to_json()))
+
+
+async def load_task(storage: Storage, task_id: uuid.UUID) -> TaskState | None:
+    """The stored task, or None when there is none or it cannot be read (logged)."""
+    raw = await storage.get(task_key(task_id))
+    if raw is None:
+        return None
+    try:
+        return TaskState.from_json(json.loads(raw))
+    except (KeyError, TypeError, ValueError) as exc:
+        logger.error("task record %s is unreadable (%s: %s); treating it as absent", task_id, type(exc).__name__, exc)
+        return None
+
+
+async def load_outputs(storage: Storage, outputs: Sequence[OutputFile]) -> list[OutputFile | None]:
+    """The standalone ``output-<uuid>`` records of ``outputs``, from one snapshot."""
+    if not outputs:
+        return []
+    values = await storage.read([o.external_id.encode() for o in outputs])
+    return [None if v is None else OutputFile.from_json(json.loads(v.value)) for v in values]

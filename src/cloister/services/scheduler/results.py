@@ -1,0 +1,101 @@
+"""Task status and result reports from executors (reference §10.3 UpdateTaskStatus/UpdateTaskResult).
+
+A result is recorded in one commit: the task's new state, each output's cmac (on the task's
+copy of the output and on the standalone ``output-<uuid>`` record) and the deletion of the
+task's assignment. A function error ends the task as Failed (99), a deliberate difference from
+Teaclave, which ends it as Finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import replace
+
+from cloister.errors import FailedOperationError, MalformedRequestError
+from cloister.model.files import OutputFile, parse_cmac
+from cloister.model.tasks import TaskResult, TaskState, TaskStatus
+from cloister.services.scheduler.records import (
+    Storage,
+    assignment_key,
+    load_outputs,
+    load_task,
+    parse_uuid,
+    put_output,
+    put_task,
+)
+from cloister.services.scheduler.state import SchedulerState
+from cloister.storage.ops import Delete, Op
+
+logger = logging.getLogger(__name__)
+
+_OVERWRITE = "Cannot overwrite output file cmac"
+
+
+def _not_found(name: str) -> FailedOperationError:
+    return FailedOperationError(f'Upadate_cmac: file not found. "{name}"')  # sic: the reference's spelling
+
+
+class TaskResults:
+    def __init__(self, storage: Storage, state: SchedulerState) -> None:
+        self._storage = storage
+        self._state = state
+
+    async def _load(self, task_id: uuid.UUID) -> TaskState:
+        task = await load_task(self._storage, task_id)
+        if task is None:
+            raise FailedOperationError("storage service error")
+        return task
+
+    async def update_task_status(self, task_id_text: str) -> None:
+        """Staged → Running; the requested status is ignored, as in the reference."""
+        task_id = parse_uuid(task_id_text, "task id")
+        async with self._state.guard.exclusive(task_id):
+            task = await self._load(task_id)
+            if task.status is not TaskStatus.STAGED:
+                raise MalformedRequestError("Cannot restore to Run from saved state")
+            await self._storage.commit([put_task(task.with_status(TaskStatus.RUNNING))])
+
+    async def update_task_result(self, task_id_text: str, result: TaskResult | None) -> TaskStatus:
+        """Record a Running task's result; returns the status it ended with."""
+        task_id = parse_uuid(task_id_text, "task id")
+        if result is None:
+            raise MalformedRequestError("UpdateTaskResult needs a result")
+        async with self._state.guard.exclusive(task_id):
+            task = await self._load(task_id)
+            if task.status is not TaskStatus.RUNNING:
+                raise MalformedRequestError("Cannot restore to Finish from saved state")
+            task, outputs = await self._with_cmacs(task, result)
+            status = TaskStatus.FAILED if result.failure is not None else TaskStatus.FINISHED
+            ops: list[Op] = [
+                put_task(task.with_status(status, result)),
+                *(put_output(output) for output in outputs),
+                Delete(assignment_key(task_id)),
+            ]
+            await self._storage.commit(ops)
+            self._state.assignments.pop(task_id, None)
+        logger.info("task %s %s", task_id, status.wire_name)
+        return status
+
+    async def _with_cmacs(self, task: TaskState, result: TaskResult) -> tuple[TaskState, list[OutputFile]]:
+        """The task with its outputs' cmacs set, and the standalone output records to store."""
+        if result.outputs is None or not result.outputs.tags_map:
+            return task, []
+        assigned = dict(task.assigned_outputs)
+        names = sorted(result.outputs.tags_map)
+        for name in names:
+            output = assigned.get(name)
+            if output is None:
+                raise _not_found(name)
+            if output.cmac is not None:
+                raise FailedOperationError(_OVERWRITE)
+            assigned[name] = replace(output, cmac=parse_cmac(result.outputs.tags_map[name]))
+        standalone = await load_outputs(self._storage, [assigned[name] for name in names])
+        updated: list[OutputFile] = []
+        for name, record in zip(names, standalone, strict=True):
+            if record is None:
+                raise _not_found(name)
+            if record.cmac is not None:
+                raise FailedOperationError(_OVERWRITE)
+            updated.append(replace(record, cmac=assigned[name].cmac))
+        return replace(task, assigned_outputs=assigned), updated

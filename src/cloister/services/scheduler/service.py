@@ -1,0 +1,33 @@
+"""The scheduler process: rebuild the state from storage, then serve executors."""
+
+from __future__ import annotations
+
+from cloister._proto import cloister_pb2_grpc as cgrpc
+from cloister._proto import teaclave_scheduler_service_pb2_grpc as sgrpc
+from cloister.config import Settings
+from cloister.rpc.runtime import ServiceRuntime
+from cloister.services.scheduler.dispatcher import Scheduler
+from cloister.services.scheduler.results import TaskResults
+from cloister.services.scheduler.servicer import SchedulerServicer, TeaclaveSchedulerServicer
+from cloister.storage.client import StorageClient
+
+
+async def serve(settings: Settings) -> None:
+    runtime = ServiceRuntime(settings, "scheduler")
+    storage = StorageClient(runtime.peer("storage"))
+    scheduler = Scheduler(storage, settings.scheduler)
+    results = TaskResults(storage, scheduler.state)
+    await scheduler.start()
+    try:
+        await runtime.serve(
+            "scheduler",
+            [
+                lambda s: cgrpc.add_SchedulerServicer_to_server(SchedulerServicer(scheduler), s),
+                lambda s: sgrpc.add_TeaclaveSchedulerServicer_to_server(
+                    TeaclaveSchedulerServicer(scheduler, results), s
+                ),
+            ],
+        )
+        await runtime.run_until_stopped()
+    finally:
+        await scheduler.stop()

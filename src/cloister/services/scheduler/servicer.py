@@ -1,0 +1,94 @@
+"""Scheduler RPCs: Cloister's long-poll executor RPCs and Teaclave's, decoded, run, encoded."""
+
+from __future__ import annotations
+
+import uuid
+
+from google.protobuf import empty_pb2
+
+from cloister._proto import cloister_pb2 as cpb
+from cloister._proto import cloister_pb2_grpc as cgrpc
+from cloister._proto import teaclave_common_pb2 as common
+from cloister._proto import teaclave_scheduler_service_pb2 as spb
+from cloister._proto import teaclave_scheduler_service_pb2_grpc as sgrpc
+from cloister.errors import UnimplementedError
+from cloister.model.tasks import StagedTask
+from cloister.rpc.convert.tasks import task_result_from_proto
+from cloister.services.scheduler.dispatcher import ExecutorInfo, Scheduler
+from cloister.services.scheduler.records import encode, parse_uuid
+from cloister.services.scheduler.results import TaskResults
+from cloister.services.scheduler.teaclave import TeaclaveExecutors
+
+_EMPTY = empty_pb2.Empty()
+
+
+def _executor_info(message: cpb.ExecutorInfo) -> ExecutorInfo:
+    return ExecutorInfo(
+        executor_id=str(parse_uuid(message.executor_id, "executor id")),
+        executors=frozenset(message.executors),
+        labels=tuple(message.labels),
+        slots=message.slots,
+    )
+
+
+def _task_ids(texts: list[str]) -> list[uuid.UUID]:
+    ids = []
+    for text in texts:
+        try:
+            ids.append(uuid.UUID(text))
+        except ValueError:
+            continue
+    return ids
+
+
+def _staged_bytes(staged: StagedTask) -> bytes:
+    return encode(staged.to_json())
+
+
+class SchedulerServicer(cgrpc.SchedulerServicer):
+    def __init__(self, scheduler: Scheduler) -> None:
+        self._scheduler = scheduler
+
+    async def PullTaskWait(self, request: cpb.PullTaskWaitRequest, context: object) -> cpb.PullTaskWaitResponse:
+        staged = await self._scheduler.pull_task_wait(_executor_info(request.executor), request.timeout_ms / 1000)
+        if staged is None:
+            return cpb.PullTaskWaitResponse()
+        return cpb.PullTaskWaitResponse(staged_task=_staged_bytes(staged))
+
+    async def ExecutorHeartbeat(
+        self, request: cpb.ExecutorHeartbeatRequest, context: object
+    ) -> cpb.ExecutorHeartbeatResponse:
+        cancel = await self._scheduler.executor_heartbeat(
+            _executor_info(request.executor), _task_ids(list(request.running_task_ids)), request.wait_ms / 1000
+        )
+        return cpb.ExecutorHeartbeatResponse(cancel_task_ids=[str(t) for t in cancel])
+
+
+class TeaclaveSchedulerServicer(sgrpc.TeaclaveSchedulerServicer):
+    def __init__(self, scheduler: Scheduler, results: TaskResults) -> None:
+        self._executors = TeaclaveExecutors(scheduler)
+        self._results = results
+
+    async def PublishTask(self, request: spb.PublishTaskRequest, context: object) -> empty_pb2.Empty:
+        self._executors.publish_task(request.staged_task)
+        return _EMPTY
+
+    async def Subscribe(self, request: empty_pb2.Empty, context: object) -> spb.SubscribeResponse:
+        raise UnimplementedError("Subscribe is not implemented (it never was in Teaclave)")
+
+    async def PullTask(self, request: spb.PullTaskRequest, context: object) -> spb.PullTaskResponse:
+        staged = await self._executors.pull_task(request.executor_id)
+        return spb.PullTaskResponse(staged_task=_staged_bytes(staged))
+
+    async def UpdateTaskStatus(self, request: spb.UpdateTaskStatusRequest, context: object) -> empty_pb2.Empty:
+        await self._results.update_task_status(request.task_id)
+        return _EMPTY
+
+    async def UpdateTaskResult(self, request: spb.UpdateTaskResultRequest, context: object) -> empty_pb2.Empty:
+        result = task_result_from_proto(request.result) if request.HasField("result") else None
+        await self._results.update_task_result(request.task_id, result)
+        return _EMPTY
+
+    async def Heartbeat(self, request: spb.HeartbeatRequest, context: object) -> spb.HeartbeatResponse:
+        command = await self._executors.heartbeat(request.executor_id, request.status == common.Executing)
+        return spb.HeartbeatResponse(command=int(command))

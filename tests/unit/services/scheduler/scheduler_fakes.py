@@ -1,0 +1,155 @@
+"""An in-memory stand-in for StorageClient (atomic commits, queues with seq/ack, waking watches)
+and builders for the task and staged-task records the scheduler reads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+
+from cloister.errors import UnavailableError
+from cloister.model.files import FileCrypto, OutputFile
+from cloister.model.ids import ExternalId
+from cloister.model.tasks import StagedOutput, StagedTask, TaskState, TaskStatus
+from cloister.storage.ops import Ack, Delete, Enqueue, Op, Put, QueueItem, Versioned
+
+STAGED = b"staged-task"
+CANCEL = b"cancel_queue"
+
+
+class FakeStorage:
+    def __init__(self) -> None:
+        self.kv: dict[bytes, Versioned] = {}
+        self.queues: dict[bytes, dict[int, bytes]] = defaultdict(dict)
+        self.commits: list[list[Op]] = []
+        self.fail_next_commits = 0
+        self._seq = 0
+        self._version = 0
+        self._events: dict[bytes, asyncio.Event] = {}
+
+    # --- test helpers --------------------------------------------------------------------
+
+    def enqueue(self, queue: bytes, value: bytes) -> int:
+        self._seq += 1
+        self.queues[queue][self._seq] = value
+        self._wake(queue)
+        return self._seq
+
+    def put_json(self, key: bytes, value: object) -> None:
+        self._version += 1
+        self.kv[key] = Versioned(json.dumps(value).encode(), self._version)
+
+    def json(self, key: bytes) -> object:
+        return json.loads(self.kv[key].value)
+
+    def task(self, task_id: uuid.UUID) -> TaskState:
+        return TaskState.from_json(self.json(f"task-{task_id}".encode()))  # type: ignore[arg-type]
+
+    def _wake(self, queue: bytes) -> None:
+        event = self._events.pop(queue, None)
+        if event is not None:
+            event.set()
+
+    # --- StorageClient -------------------------------------------------------------------
+
+    async def get(self, key: bytes) -> bytes | None:
+        value = self.kv.get(key)
+        return None if value is None else value.value
+
+    async def read(self, keys: Sequence[bytes]) -> list[Versioned | None]:
+        return [self.kv.get(k) for k in keys]
+
+    async def commit(self, ops: Sequence[Op]) -> None:
+        await asyncio.sleep(0)  # a real commit yields to the loop
+        if self.fail_next_commits:
+            self.fail_next_commits -= 1
+            raise UnavailableError("storage is down")
+        self.commits.append(list(ops))
+        woken = set()
+        for op in ops:
+            if isinstance(op, Put):
+                self._version += 1
+                self.kv[op.key] = Versioned(op.value, self._version)
+            elif isinstance(op, Delete):
+                self.kv.pop(op.key, None)
+            elif isinstance(op, Enqueue):
+                self._seq += 1
+                self.queues[op.queue][self._seq] = op.value
+                woken.add(op.queue)
+            elif isinstance(op, Ack):
+                self.queues[op.queue].pop(op.seq, None)
+        for queue in woken:
+            self._wake(queue)
+
+    async def keys_with_prefix(self, prefix: bytes) -> list[bytes]:
+        return sorted(k for k in self.kv if k.startswith(prefix + b"-"))
+
+    def _items(self, queue: bytes, after_seq: int, limit: int) -> list[QueueItem]:
+        return [QueueItem(s, v) for s, v in sorted(self.queues[queue].items()) if s > after_seq][:limit]
+
+    async def watch_queue(self, queue: bytes, after_seq: int, limit: int, timeout: float) -> list[QueueItem]:
+        items = self._items(queue, after_seq, limit)
+        if items or timeout <= 0:
+            return items
+        event = self._events.setdefault(queue, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+        return self._items(queue, after_seq, limit)
+
+
+def make_task(
+    storage: FakeStorage,
+    *,
+    status: TaskStatus = TaskStatus.STAGED,
+    executor: str = "builtin",
+    executor_type: str | None = None,
+    outputs: Sequence[str] = (),
+    enqueue: bool = True,
+) -> tuple[TaskState, StagedTask]:
+    """Store a task (and its output records) and, with ``enqueue``, its staged element."""
+    task_id = uuid.uuid4()
+    assigned = {
+        name: OutputFile(
+            f"file:///tmp/{name}", None, FileCrypto("aes-gcm-128", b"k" * 16, b"i" * 12), frozenset({"u"}), uuid.uuid4()
+        )
+        for name in outputs
+    }
+    task = TaskState(
+        task_id=task_id,
+        creator="u",
+        function_id=ExternalId("function", uuid.uuid4()),
+        function_arguments={"message": "hi"},
+        executor=executor,
+        inputs_ownership={},
+        outputs_ownership={name: frozenset({"u"}) for name in outputs},
+        function_owner="u",
+        participants=frozenset({"u"}),
+        assigned_outputs=assigned,
+        status=status,
+    )
+    storage.put_json(task.key, task.to_json())
+    for output in assigned.values():
+        storage.put_json(output.external_id.encode(), output.to_json())
+    staged = StagedTask(
+        task_id=task_id,
+        function_id=task.function_id.uuid,
+        user_id="u",
+        executor=executor,
+        executor_type=executor_type or {"builtin": "builtin", "mesapy": "python", "wamr": "wamr"}[executor],
+        function_name="builtin-echo",
+        function_arguments=task.function_arguments,
+        function_payload=b"",
+        input_data={},
+        output_data={name: StagedOutput(o.url, o.crypto) for name, o in assigned.items()},
+    )
+    if enqueue:
+        storage.enqueue(STAGED, json.dumps(staged.to_json()).encode())
+    return task, staged
+
+
+def cancel(storage: FakeStorage, task: TaskState) -> int:
+    """What management's CancelTask does for a Staged or Running task."""
+    return storage.enqueue(CANCEL, json.dumps(task.to_json()).encode())

@@ -1,0 +1,288 @@
+"""The scheduler's hand-out, cancellation, heartbeats, lost executors and restart, over fake storage."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+
+import pytest
+from scheduler_fakes import CANCEL, STAGED, FakeStorage, cancel, make_task
+
+from cloister.config import SchedulerSettings
+from cloister.errors import UnavailableError
+from cloister.model.tasks import REASON_CANCELED_BY_USER, TaskStatus
+from cloister.services.scheduler.dispatcher import ExecutorInfo, Scheduler
+from cloister.storage.ops import Ack, Put
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run(body: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(body(), 20))
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(10_000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("condition never held")
+
+
+def executor(*kinds: str) -> ExecutorInfo:
+    return ExecutorInfo(str(uuid.uuid4()), frozenset(kinds or ("builtin",)))
+
+
+async def started(storage: FakeStorage, timeout: float = 30.0, clock: Clock | None = None) -> Scheduler:
+    scheduler = Scheduler(
+        storage, SchedulerSettings(executor_timeout_seconds=timeout), clock=clock or Clock(), monitor_interval=3600
+    )
+    await scheduler.start()
+    return scheduler
+
+
+def test_two_concurrent_pullers_never_get_the_same_task() -> None:
+    async def body() -> None:
+        storage = FakeStorage()
+        _, staged = make_task(storage)
+        scheduler = await started(storage)
+        await until(lambda: len(scheduler.state.pending) == 1)
+        results = await asyncio.gather(
+            scheduler.pull_task_wait(executor(), 0.3), scheduler.pull_task_wait(executor(), 0.3)
+        )
+        assert sorted(r is None for r in results) == [False, True]
+        assert next(r for r in results if r is not None).task_id == staged.task_id
+        await scheduler.stop()
+
+    run(body)
+
+
+def test_pull_marks_running_records_the_assignment_and_acks_in_one_commit() -> None:
+    async def body() -> None:
+        storage = FakeStorage()
+        task, staged = make_task(storage)
+        scheduler = await started(storage)
+        me = executor()
+        assert await scheduler.pull_task_wait(me, 5) == staged
+        assert storage.task(task.task_id).status is TaskStatus.RUNNING
+        key = f"scheduler-assignment-{task.task_id}".encode()
+        assert storage.json(key) == {"executor_id": me.executor_id, "task_id": str(task.task_id)}
+        assert storage.queues[STAGED] == {}
+        last = storage.commits[-1]
+        assert [type(op) for op in last] == [Put, Put, Ack]
+        await scheduler.stop()
+
+    run(body)
+
+
+def test_a_waiting_pull_gets_a_task_staged_later() -> None:
+    async def body() -> None:
+        storage = FakeStorage()
+        scheduler = await started(storage)
+        pull = asyncio.create_task(scheduler.pull_task_wait(executor(), 10))
+        await asyncio.sleep(0.01)
+        assert not pull.done()
+        _, staged = make_task(storage)
+        assert (await pull) == staged
+        await scheduler.stop()
+
+    run(body)
+
+
+def test_pull_hands_out_only_tasks_the_executor_can_run() -> None:
+    async def body() -> None:
+        storage = FakeStorage()
+        _, python_task = make_task(storage, executor="mesapy")
+        scheduler = await started(storage)
+        await until(lambda: len(scheduler.state.pending) == 1)
+        assert await scheduler.pull_task_wait(executor("builtin"), 0.05) is None
+        assert await scheduler.pull_task_wait(executor("builtin", "python"), 0.05) == python_task
+        await scheduler.stop()
+
+    run(body)
+
+
+def test_a_task_no_pair_can_run_goes_to_any_executor_to_fail_there() -> None:
+    async def body() -> None:
+        storage = FakeStorage()
+        _, staged = make_task(storage, executor="mesapy", executor_type="builtin")
+        scheduler = await started(storage)
+        assert await scheduler.pull_task_wait(executor("builtin"), 1) == staged
+        await scheduler.stop()
+
+    run(body)
+
+
+def test_a_pending_task_cancelled_is_canceled_and_never_handed_out() -> None:
+    async def body() -> None:
+        storage = FakeStorage()
+        task, _ = make_task(storage)
+        scheduler = await started(storage)
+        await until(lambda: len(scheduler.state.pending) == 1)
+        cancel(storage, task)
+        await until(lambda: storage.task(task.task_id).status is TaskStatus.CANCELED)
+        assert storage.task(task.task_id).result.failure == REASON_CANCELED_BY_USER
+        assert await scheduler.pull_task_wait(executor(), 0.05) is None
+        assert storage.queues[STAGED] == {} and storage.queues[CANCEL] == {}
+        await scheduler.stop()
+
+    run(body)
+
+
+def test_a_cancel_read_before_its_staged_element_still_cancels_the_task() -> None:
+    async def body() -> None:
+        storage = FakeStorage()
+        task, staged = make_task(storage, enqueue=False)
+        scheduler = Scheduler(storage, SchedulerSettings(), monitor_interval=3600)  # watchers not started
+        cancel_seq = cancel(storage, task)
+        (item,) = await storage.watch_queue(CANCEL, 0, 10, 0)
+        await scheduler.queues.handle_cancel(item)
+        assert task.task_id in scheduler.state.to_cancel
+        assert cancel_seq in storage.queues[CANCEL]  # kept until the staged element comes
+        storage.enqueue(STAGED, json.dumps(staged.to_json()).encode())
+        (item,) = await storage.watch_queue(STAGED, 0, 10, 0)
+        await scheduler.queues.handle_staged(item)
+        assert storage.task(task.task_id).status is TaskStatus.CANCELED
+        assert len(scheduler.state.pending) == 0 and not scheduler.state.to_cancel
+        assert storage.queues[STAGED] == {} and storage.queues[CANCEL] == {}
+
+    run(body)
+
+
+def test_cancelling_an_assigned_task_answers_its_executors_heartbeat_at_once() -> None:
+    async def body() -> None:
+        storage = FakeStorage()
+        task, _ = make_task(storage)
+        scheduler = await started(storage)
+        me = executor()
+        assert await scheduler.pull_task_wait(me, 5) is not None
+        heartbeat = asyncio.create_task(scheduler.executor_heartbeat(me, [task.task_id], 10))
+        await asyncio.sleep(0.01)
+        assert not heartbeat.done()
+        cancel(storage, task)
+        assert await heartbeat == [task.task_id]
+        stored = storage.task(task.task_id)
+        assert stored.status is TaskStatus.CANCELED and stored.result.failure == REASON_CANCELED_BY_USER
+        assert f"scheduler-assignment-{task.task_id}".encode() not in storage.kv
+        # The task is no longer assigned, so a heartbeat still listing it is told to stop it.
+        assert await scheduler.executor_heartbeat(me, [task.task_id], 0) == [task.task_id]
+        await scheduler.stop()
+
+    run(body)
+
+
+def test_heartbeat_without_news_waits_and_answers_empty() -> None:
+    async def body() -> None:
+        storage = FakeStorage()
+        task, _ = make_task(storage)
+        scheduler = await started(storage)
+        me = executor()
+        await scheduler.pull_task_wait(me, 5)
+        assert await scheduler.executor_heartbeat(me, [task.task_id], 0.02) == []
+        await scheduler.stop()
+
+    run(body)
+
+
+def test_a_lost_executors_task_fails_with_the_timeout_reason() -> None:
+    async def body() -> None:
+        storage = FakeStorage()
+        clock = Clock()
+        task, _ = make_task(storage)
+        scheduler = await started(storage, timeout=0.5, clock=clock)
+        me = executor()
+        await scheduler.pull_task_wait(me, 5)
+        await scheduler.check_executors()
+        assert storage.task(task.task_id).status is TaskStatus.RUNNING
+        clock.now += 1
+        await scheduler.check_executors()
+        stored = storage.task(task.task_id)
+        assert stored.status is TaskStatus.FAILED
+        assert stored.result.failure == (
+            f"Runtime Error: Executor Timeout: execution service {me.executor_id} stopped answering"
+        )
+        assert f"scheduler-assignment-{task.task_id}".encode() not in storage.kv
+        assert me.executor_id not in scheduler.state.executors
+        await scheduler.stop()
+
+    run(body)
+
+
+def test_a_task_its_live_executor_stops_listing_fails_too() -> None:
+    async def body() -> None:
+        storage = FakeStorage()
+        clock = Clock()
+        task, _ = make_task(storage)
+        scheduler = await started(storage, timeout=0.5, clock=clock)
+        me = executor()
+        await scheduler.pull_task_wait(me, 5)
+        clock.now += 1
+        assert await scheduler.executor_heartbeat(me, [], 0) == []  # alive, but not running it
+        await scheduler.check_executors()
+        stored = storage.task(task.task_id)
+        assert stored.status is TaskStatus.FAILED
+        assert "is not running the task" in (stored.result.failure or "")
+        await scheduler.stop()
+
+    run(body)
+
+
+def test_state_is_rebuilt_from_storage_at_start() -> None:
+    async def body() -> None:
+        storage = FakeStorage()
+        clock = Clock()
+        _, staged = make_task(storage)
+        running, _ = make_task(storage, status=TaskStatus.RUNNING, enqueue=False)
+        lost_executor = str(uuid.uuid4())
+        storage.put_json(
+            f"scheduler-assignment-{running.task_id}".encode(),
+            {"executor_id": lost_executor, "task_id": str(running.task_id)},
+        )
+        scheduler = await started(storage, timeout=30, clock=clock)
+        await until(lambda: len(scheduler.state.pending) == 1)
+        assert scheduler.state.assignments[running.task_id].executor_id == lost_executor
+        assert lost_executor in scheduler.state.executors
+        assert await scheduler.pull_task_wait(executor(), 1) == staged
+        clock.now += 31
+        await scheduler.check_executors()
+        assert storage.task(running.task_id).status is TaskStatus.FAILED
+        await scheduler.stop()
+
+    run(body)
+
+
+def test_a_task_no_longer_staged_is_acknowledged_and_skipped() -> None:
+    async def body() -> None:
+        storage = FakeStorage()
+        make_task(storage, status=TaskStatus.CANCELED)
+        scheduler = await started(storage)
+        await until(lambda: len(scheduler.state.pending) == 1)
+        assert await scheduler.pull_task_wait(executor(), 0.05) is None
+        assert storage.queues[STAGED] == {}
+        await scheduler.stop()
+
+    run(body)
+
+
+def test_a_failed_hand_out_leaves_the_task_pending() -> None:
+    async def body() -> None:
+        storage = FakeStorage()
+        task, staged = make_task(storage)
+        scheduler = await started(storage)
+        await until(lambda: len(scheduler.state.pending) == 1)
+        storage.fail_next_commits = 1
+        with pytest.raises(UnavailableError):
+            await scheduler.pull_task_wait(executor(), 1)
+        assert storage.task(task.task_id).status is TaskStatus.STAGED
+        assert await scheduler.pull_task_wait(executor(), 1) == staged
+        await scheduler.stop()
+
+    run(body)
