@@ -53,7 +53,9 @@ def check() -> int:
         fresh = Path(tmp)
         generate(fresh)
         names = sorted(p.name for p in fresh.iterdir() if p.is_file())
-        stale = [n for n in names if not (DEFAULT_OUT / n).exists() or not filecmp.cmp(fresh / n, DEFAULT_OUT / n, False)]
+        stale = [
+            n for n in names if not (DEFAULT_OUT / n).exists() or not filecmp.cmp(fresh / n, DEFAULT_OUT / n, False)
+        ]
     if stale:
         print(f"src/cloister/_proto is out of date ({', '.join(stale)}): run 'make proto'", file=sys.stderr)
         return 1
