@@ -162,19 +162,10 @@ class FrontendService(_Service):
         user_allowlist: list[str] | None = None,
         usage_quota: int = -1,
     ) -> str:
-        request = fpb.RegisterFunctionRequest(
-            name=name,
-            description=description,
-            executor_type=executor_type,
-            public=public,
-            payload=bytes(payload),
-            arguments=_messages(arguments or []),
-            inputs=_messages(inputs or []),
-            outputs=_messages(outputs or []),
-            user_allowlist=user_allowlist or [],
-            usage_quota=usage_quota,
+        fields = _function_fields(
+            name, description, executor_type, public, payload, arguments, inputs, outputs, user_allowlist, usage_quota
         )
-        return self._api("RegisterFunction", request).function_id
+        return self._api("RegisterFunction", fpb.RegisterFunctionRequest(**fields)).function_id
 
     def update_function(
         self,
@@ -190,20 +181,10 @@ class FrontendService(_Service):
         user_allowlist: list[str] | None = None,
         usage_quota: int = -1,
     ) -> str:
-        request = fpb.UpdateFunctionRequest(
-            function_id=function_id,
-            name=name,
-            description=description,
-            executor_type=executor_type,
-            public=public,
-            payload=bytes(payload),
-            arguments=_messages(arguments or []),
-            inputs=_messages(inputs or []),
-            outputs=_messages(outputs or []),
-            user_allowlist=user_allowlist or [],
-            usage_quota=usage_quota,
+        fields = _function_fields(
+            name, description, executor_type, public, payload, arguments, inputs, outputs, user_allowlist, usage_quota
         )
-        return self._api("UpdateFunction", request).function_id
+        return self._api("UpdateFunction", fpb.UpdateFunctionRequest(function_id=function_id, **fields)).function_id
 
     def list_functions(self, user_id: str) -> dict[str, Any]:
         return _to_dict(self._api("ListFunctions", fpb.ListFunctionsRequest(user_id=user_id)))
@@ -327,6 +308,33 @@ class FrontendService(_Service):
 
     def query_audit_logs(self, query: str, limit: int) -> list[compb.Entry]:
         return list(self._api("QueryAuditLogs", fpb.QueryAuditLogsRequest(query=query, limit=limit)).logs)
+
+
+def _function_fields(
+    name: str,
+    description: str,
+    executor_type: str,
+    public: bool,
+    payload: bytes | list[int],
+    arguments: list[FunctionArgument] | None,
+    inputs: list[FunctionInput] | None,
+    outputs: list[FunctionOutput] | None,
+    user_allowlist: list[str] | None,
+    usage_quota: int,
+) -> dict[str, Any]:
+    """The fields RegisterFunction and UpdateFunction share, as protobuf keyword arguments."""
+    return {
+        "name": name,
+        "description": description,
+        "executor_type": executor_type,
+        "public": public,
+        "payload": bytes(payload),
+        "arguments": _messages(arguments or []),
+        "inputs": _messages(inputs or []),
+        "outputs": _messages(outputs or []),
+        "user_allowlist": user_allowlist or [],
+        "usage_quota": usage_quota,
+    }
 
 
 def _to_dict(message: Any) -> dict[str, Any]:

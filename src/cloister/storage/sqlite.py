@@ -231,33 +231,30 @@ class SQLiteStore:
         current = self.get(key)
         if _changed(current, after_version) or timeout <= 0:
             return current
-        event = asyncio.Event()
-        waiters = self._key_waiters.setdefault(key, set())
-        waiters.add(event)
-        try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout)
-        finally:
-            waiters.discard(event)
-            if not waiters:
-                self._key_waiters.pop(key, None)
+        await _wait(self._key_waiters, key, timeout)
         return self.get(key)
 
     async def watch_queue(self, name: bytes, after_seq: int, limit: int, timeout: float) -> list[QueueItem]:
+        """Elements after ``after_seq``, waiting up to ``timeout`` for the first one."""
         items = self.queue_items(name, after_seq, limit)
         if items or timeout <= 0:
             return items
-        event = asyncio.Event()
-        waiters = self._queue_waiters.setdefault(name, set())
-        waiters.add(event)
-        try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout)
-        finally:
-            waiters.discard(event)
-            if not waiters:
-                self._queue_waiters.pop(name, None)
+        await _wait(self._queue_waiters, name, timeout)
         return self.queue_items(name, after_seq, limit)
+
+
+async def _wait(waiters: dict[bytes, set[asyncio.Event]], name: bytes, timeout: float) -> None:
+    """Until the next commit that touches ``name``, or ``timeout``."""
+    event = asyncio.Event()
+    waiting = waiters.setdefault(name, set())
+    waiting.add(event)
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+    finally:
+        waiting.discard(event)
+        if not waiting:
+            waiters.pop(name, None)
 
 
 def _changed(current: Versioned | None, after_version: int) -> bool:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
+
+from async_helpers import run, until
 
 from cloister.errors import MalformedRequestError, UnavailableError
 from cloister.executors import BuiltinExecutor, Executor, TaskIO
@@ -16,18 +18,6 @@ from cloister.services.execution.worker import ExecutionWorker
 
 def staged(name: str = "builtin-echo", executor_type: str = "builtin", executor: str = "builtin", **arguments: object):
     return StagedTask(uuid.uuid4(), uuid.uuid4(), "u", executor, executor_type, name, dict(arguments), b"", {}, {})
-
-
-def run(body: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(body(), 20))
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    for _ in range(10_000):
-        if condition():
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError("condition never held")
 
 
 class FakeScheduler:

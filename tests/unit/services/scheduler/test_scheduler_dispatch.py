@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable
 
 import pytest
+from async_helpers import run, until
 from scheduler_fakes import CANCEL, STAGED, FakeStorage, cancel, make_task
 
 from cloister.config import SchedulerSettings
@@ -23,18 +23,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def run(body: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(body(), 20))
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    for _ in range(10_000):
-        if condition():
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError("condition never held")
 
 
 def executor(*kinds: str) -> ExecutorInfo:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable
 
 import pytest
+from async_helpers import run, until
 from scheduler_fakes import FakeStorage, cancel, make_task
 
 from cloister._proto import cloister_pb2 as cpb
@@ -23,18 +22,6 @@ from cloister.services.scheduler.servicer import SchedulerServicer, TeaclaveSche
 from cloister.services.scheduler.teaclave import ExecutorCommand, TeaclaveExecutors
 
 TAG = bytes(range(16))
-
-
-def run(body: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(body(), 20))
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    for _ in range(10_000):
-        if condition():
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError("condition never held")
 
 
 async def started(storage: FakeStorage) -> tuple[Scheduler, TeaclaveExecutors, TaskResults]:
