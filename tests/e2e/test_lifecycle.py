@@ -99,3 +99,20 @@ def test_everything_survives_a_restart(own_platform: RunningPlatform) -> None:
     old = admin(own_platform)
     old.frontend.metadata = dict(token or {})
     assert old.frontend.get_task(task_id)["status"] == 10
+
+
+def test_acknowledged_writes_survive_kill_9(own_platform: RunningPlatform) -> None:
+    root = admin(own_platform)
+    function_id = root.frontend.register_function(
+        "builtin-echo", "written just before the crash", "builtin", arguments=[FunctionArgument("message")]
+    )
+    task_id = root.frontend.create_task(function_id, {"message": "after the crash"}, "builtin")
+    for name in ("storage", "management", "scheduler"):
+        own_platform.platform.kill_service(name)
+    for name in ("storage", "management", "scheduler"):
+        own_platform.platform.start_service(name)
+
+    again = admin(own_platform)
+    assert again.frontend.get_function(function_id).description == "written just before the crash"
+    again.frontend.invoke_task(task_id)
+    assert again.frontend.get_task_result(task_id) == b"after the crash"

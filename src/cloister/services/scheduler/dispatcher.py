@@ -193,10 +193,12 @@ class Scheduler:
                 await self.storage.commit(acks)
                 return Skipped.CANCELED if task.status is TaskStatus.CANCELED else Skipped.GONE
             ops = [Put(assignment_key(task_id), assignment_value(executor_id, task_id)), *acks]
+            running = None
             if task is not None and mark_running:
-                ops.insert(0, put_task(task.with_status(TaskStatus.RUNNING)))
+                running = task.with_status(TaskStatus.RUNNING)
+                ops.insert(0, put_task(running))
             await self.storage.commit(ops)
-            self.state.assignments[task_id] = Assignment(executor_id, task_id, self.now())
+            self.state.assignments[task_id] = Assignment(executor_id, task_id, self.now(), running)
         except BaseException:
             self.state.pending.push(item, front=True)
             raise

@@ -62,7 +62,8 @@ class TaskResults:
         if result is None:
             raise MalformedRequestError("UpdateTaskResult needs a result")
         async with self._state.guard.exclusive(task_id):
-            task = await self._load(task_id)
+            assignment = self._state.assignments.get(task_id)
+            task = assignment.running if assignment and assignment.running else await self._load(task_id)
             if task.status is not TaskStatus.RUNNING:
                 raise MalformedRequestError("Cannot restore to Finish from saved state")
             task, outputs = await self._with_cmacs(task, result)

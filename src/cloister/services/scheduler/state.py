@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
-from cloister.model.tasks import StagedTask
+from cloister.model.tasks import StagedTask, TaskState
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,9 @@ class Assignment:
     task_id: uuid.UUID
     last_present: float
     """When the executor last said it runs the task (or was handed it)."""
+    running: TaskState | None = None
+    """The Running record this scheduler wrote, so a result needs no read: nobody else
+    changes a Running task's record (management only enqueues its cancellation)."""
 
 
 @dataclass
