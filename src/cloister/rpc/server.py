@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import ssl
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -40,6 +40,7 @@ INBOUND: dict[str, tuple[str, ...]] = {
 
 PUBLIC_ENDPOINTS = frozenset({"authentication_api", "frontend"})
 _OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check"})
+_ADMISSION_TTL = 60.0
 
 request_context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
     "request_context", default=None
@@ -59,6 +60,8 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
         self._endpoint = endpoint
         self._verifier = verifier
         self._inbound = tuple(enclave_name(s) for s in INBOUND.get(endpoint, ()))
+        self._admitted: dict[bytes, float] = {}
+        """Client certificates verified in the last ``_ADMISSION_TTL`` seconds."""
 
     async def intercept_service(
         self,
@@ -78,7 +81,7 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
             fields = {
                 "service": self._endpoint,
                 "method": method.rsplit("/", 1)[-1],
-                "request_id": uuid.uuid4().hex[:16],
+                "request_id": os.urandom(8).hex(),
                 "user_id": user_id[:64],
             }
             token = request_context.set(fields)
@@ -112,8 +115,14 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
         certs = context.auth_context().get("x509_pem_cert") or []
         if not certs:
             raise AttestationError("peer presented no attested client certificate")
+        now = time.monotonic()
+        if self._admitted.get(certs[0], 0.0) > now:
+            return
         der = ssl.PEM_cert_to_DER_cert(certs[0].decode())
         self._verifier.verify(der, self._inbound)
+        if len(self._admitted) > 1024:
+            self._admitted.clear()
+        self._admitted[certs[0]] = now + _ADMISSION_TTL
 
 
 async def start_server(

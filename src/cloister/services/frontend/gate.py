@@ -2,7 +2,9 @@
 
 The two remote checks run concurrently: access control is asked about the role the token
 claims while authentication verifies the token, and the answer counts only when the verified
-role is the one that was asked about.
+role is the one that was asked about. Access control's answers depend only on (role, API) and
+its policy, which changes only when the service restarts, so they are remembered for
+``DECISION_TTL`` seconds; the token is verified on every call.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from dataclasses import dataclass
 
 from cloister._proto import teaclave_access_control_service_pb2 as apb
@@ -22,6 +25,7 @@ from cloister.model.roles import Role
 from cloister.rpc.channel import Peer
 from cloister.rpc.metadata import Caller
 
+DECISION_TTL = 2.0
 INCORRECT_CREDENTIAL = "incorrent credential"
 """Teaclave's frontend message for a token that does not verify, typo included (§2.3)."""
 
@@ -36,6 +40,7 @@ class Gate:
     def __init__(self, authentication: Peer, access_control: Peer) -> None:
         self._authentication = authentication
         self._access_control = access_control
+        self._decisions: dict[tuple[str, str], tuple[bool, float]] = {}
 
     async def admit(self, caller: Caller, api: str) -> Principal:
         """The verified caller, if they may call ``api``.
@@ -71,14 +76,23 @@ class Gate:
         return Principal(user_id, role)
 
     async def _authorize(self, role: str, api: str) -> bool:
+        """Access control's decision for (role, api); a failed call denies and is not remembered."""
+        subject = Role.parse(role).policy_subject
+        now = time.monotonic()
+        remembered = self._decisions.get((subject, api))
+        if remembered is not None and remembered[1] > now:
+            return remembered[0]
         try:
             response = await self._access_control.call(
                 agrpc.TeaclaveAccessControlStub,
                 "AuthorizeApi",
-                apb.AuthorizeApiRequest(user_role=Role.parse(role).policy_subject, api=api),
+                apb.AuthorizeApiRequest(user_role=subject, api=api),
             )
         except CloisterError:
             return False
+        if len(self._decisions) > 10_000:
+            self._decisions.clear()
+        self._decisions[(subject, api)] = (response.accept, now + DECISION_TTL)
         return response.accept
 
 
