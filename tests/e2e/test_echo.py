@@ -43,3 +43,21 @@ def test_task_log_is_returned_when_asked_for(platform: RunningPlatform) -> None:
     assert root.frontend.get_task_result(task_id) == b"Hello, Teaclave Tests!"
     task = root.frontend.wait_task(task_id)
     assert any("Hello, Teaclave Tests!" in line for line in task.result.Ok.log)
+
+
+def test_logs_never_contain_passwords_tokens_or_messages(platform: RunningPlatform) -> None:
+    root = admin(platform)
+    root.auth.user_register("secretive", "pa55-word-in-logs?", "PlatformAdmin", "")
+    user = login(platform, "secretive", "pa55-word-in-logs?")
+    function_id = user.frontend.register_function(
+        "builtin-echo", "echo", "builtin", arguments=[FunctionArgument("message")]
+    )
+    task_id = user.frontend.create_task(function_id, {"message": "confidential-payload-42"}, "builtin")
+    user.frontend.invoke_task(task_id)
+    assert user.frontend.get_task_result(task_id) == b"confidential-payload-42"
+    token = (user.frontend.metadata or {})["token"]
+
+    logs = "".join(p.read_text() for p in (platform.state_dir / "logs").glob("*.log"))
+    assert "invoke_task" in logs or "InvokeTask" in logs  # the logs are there and were read
+    for secret in (platform.admin_password, "pa55-word-in-logs?", token, "confidential-payload-42"):
+        assert secret not in logs
