@@ -283,3 +283,29 @@ class StagedTask:
             input_data={k: StagedInput(f.url, f.cmac, f.crypto) for k, f in task.assigned_inputs.items()},
             output_data={k: StagedOutput(f.url, f.crypto) for k, f in task.assigned_outputs.items()},
         )
+
+
+@dataclass(frozen=True)
+class StagedElement:
+    """An element of the ``staged-task`` queue: the staged task and the task record as staged.
+
+    Only the scheduler changes a staged task's record, so carrying it here spares the scheduler
+    a read before it marks the task Running. A bare StagedTask JSON (Teaclave's element) is
+    read too, with no record.
+    """
+
+    staged: StagedTask
+    task: TaskState | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"staged_task": self.staged.to_json()}
+        if self.task is not None:
+            data["task"] = self.task.to_json()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StagedElement:
+        if "staged_task" not in data:
+            return cls(StagedTask.from_json(data))
+        task = data.get("task")
+        return cls(StagedTask.from_json(data["staged_task"]), None if task is None else TaskState.from_json(task))

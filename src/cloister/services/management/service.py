@@ -9,6 +9,7 @@ from cloister._proto import teaclave_management_service_pb2_grpc as mgrpc
 from cloister.config import Settings
 from cloister.rpc.runtime import ServiceRuntime
 from cloister.services.management.audit import AuditLog
+from cloister.services.management.cache import CachedStorage
 from cloister.services.management.files import FileService
 from cloister.services.management.functions import FunctionService
 from cloister.services.management.locks import KeyLocks
@@ -17,7 +18,7 @@ from cloister.services.management.tasks import TaskService
 from cloister.storage.client import StorageClient
 
 
-def create_servicers(storage: StorageClient) -> tuple[ManagementServicer, CloisterManagementServicer]:
+def create_servicers(storage: StorageClient | CachedStorage) -> tuple[ManagementServicer, CloisterManagementServicer]:
     """Both servicers over one storage client, sharing one set of record locks."""
     locks = KeyLocks()
     tasks = TaskService(storage, locks)
@@ -27,7 +28,7 @@ def create_servicers(storage: StorageClient) -> tuple[ManagementServicer, Cloist
 
 async def serve(settings: Settings) -> None:
     runtime = ServiceRuntime(settings, "management")
-    storage = StorageClient(runtime.peer("storage"))
+    storage = CachedStorage(StorageClient(runtime.peer("storage")))
     management, cloister_management = create_servicers(storage)
 
     def register(server: grpc.aio.Server) -> None:

@@ -25,7 +25,14 @@ from cloister.model.files import InputFile, OutputFile
 from cloister.model.functions import Function, FunctionUsage, parse_executor
 from cloister.model.ids import ExternalId, usage_key
 from cloister.model.roles import Role
-from cloister.model.tasks import REASON_CANCELED_BEFORE_STAGING, StagedTask, TaskResult, TaskState, TaskStatus
+from cloister.model.tasks import (
+    REASON_CANCELED_BEFORE_STAGING,
+    StagedElement,
+    StagedTask,
+    TaskResult,
+    TaskState,
+    TaskStatus,
+)
 from cloister.rpc.convert.tasks import function_arguments_from_json
 from cloister.services.management import permissions, task_rules
 from cloister.services.management.locks import KeyLocks
@@ -174,12 +181,13 @@ class TaskService:
                     raise FailedOperationError("function quota has been used up")
                 if not _can_stage(task):
                     raise FailedOperationError("failed to invoke task")
-                staged = StagedTask.for_task(task, function, user_id)
+                staged_task = task.with_status(TaskStatus.STAGED)
+                element = StagedElement(StagedTask.for_task(task, function, user_id), staged_task)
                 await self._storage.commit(
                     [
-                        put(task.key, task.with_status(TaskStatus.STAGED)),
+                        put(task.key, staged_task),
                         put(counter_key, replace(usage, use_numbers=usage.use_numbers + 1)),
-                        Enqueue(STAGED_TASK_QUEUE, encode(staged)),
+                        Enqueue(STAGED_TASK_QUEUE, encode(element)),
                     ]
                 )
 

@@ -174,7 +174,10 @@ class Scheduler:
         """Assign a taken task to ``executor_id`` in one commit (Running too, if ``mark_running``)."""
         task_id = item.task_id
         try:
-            task = await load_task(self.storage, task_id)
+            record = item.record
+            task = record if record is not None and record.status is TaskStatus.STAGED else None
+            if task is None:
+                task = await load_task(self.storage, task_id)
             acks: list[Op] = [] if item.seq is None else [Ack(STAGED_QUEUE, item.seq)]
             cancel_seq = self.state.to_cancel.get(task_id)
             if cancel_seq is not None:

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
 from cloister.errors import CloisterError
-from cloister.model.tasks import StagedTask, TaskStatus
+from cloister.model.tasks import StagedElement, TaskStatus
 from cloister.services.scheduler.records import (
     CANCEL_QUEUE,
     STAGED_QUEUE,
@@ -68,12 +68,12 @@ class TaskQueues:
     async def handle_staged(self, item: QueueItem) -> None:
         """A staged-task element: queue it for hand-out, or cancel it if a cancel came first."""
         try:
-            staged = StagedTask.from_json(json.loads(item.value))
+            element = StagedElement.from_json(json.loads(item.value))
         except (KeyError, TypeError, ValueError) as exc:
             logger.error("dropping an unreadable staged task (element %d): %s", item.seq, exc)
             await self._storage.commit([Ack(STAGED_QUEUE, item.seq)])
             return
-        task_id = staged.task_id
+        task_id = element.staged.task_id
         async with self._state.guard.exclusive(task_id):
             existing = self._state.pending.get(task_id)
             if existing is not None and existing.seq == item.seq:
@@ -87,7 +87,7 @@ class TaskQueues:
                 await self._cancel_unassigned(task_id, [Ack(STAGED_QUEUE, item.seq), Ack(CANCEL_QUEUE, cancel_seq)])
                 self._state.to_cancel.pop(task_id, None)
                 return
-            self._state.pending.push(PendingTask(staged, item.seq))
+            self._state.pending.push(PendingTask(element.staged, item.seq, element.task))
 
     async def handle_cancel(self, item: QueueItem) -> None:
         """A cancel_queue element (the task's state, §10.4): cancel it wherever it is."""

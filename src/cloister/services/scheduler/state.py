@@ -21,6 +21,8 @@ class PendingTask:
     staged: StagedTask
     seq: int | None
     """Its element in the ``staged-task`` queue; None when published in memory only (PublishTask)."""
+    record: TaskState | None = None
+    """The task's record as management staged it, when the element carried it."""
 
     @property
     def task_id(self) -> uuid.UUID:

@@ -204,7 +204,9 @@ def test_two_party_approve_then_invoke(services, act, storage):
             await services.tasks.invoke("bob", tid)
         await services.tasks.invoke("alice", tid)
         assert storage.json(tid)["status"] == "Staged"
-        (staged,) = storage.queue_json(b"staged-task")
+        (element,) = storage.queue_json(b"staged-task")
+        staged = element["staged_task"]
+        assert element["task"] == storage.json(tid)  # the record as staged, sparing the scheduler a read
         assert staged["input_data"]["inner"]["in1"]["url"] == "https://example.com/in"
         assert staged["output_data"]["inner"]["out"]["url"] == "https://example.com/out"
         assert staged["function_arguments"] == {"inner": {"a": 5, "b": "2"}}
@@ -221,7 +223,7 @@ def test_single_user_task_invokes_directly(services, act, storage):
         tid = await services.tasks.create("alice", ORG1, fid, "{}", "builtin", {}, {})
         await services.tasks.invoke("alice", tid)
         task_uuid, function_uuid = tid.split("-", 1)[1], fid.split("-", 1)[1]
-        assert storage.queue_json(b"staged-task") == [
+        assert [e["staged_task"] for e in storage.queue_json(b"staged-task")] == [
             {
                 "task_id": task_uuid,
                 "function_id": function_uuid,

@@ -25,6 +25,7 @@ class FakeStorage:
         self.kv: dict[bytes, Versioned] = {}
         self.queues: dict[bytes, dict[int, bytes]] = defaultdict(dict)
         self.commits: list[list[Op]] = []
+        self.reads: list[bytes] = []
         self.fail_next_commits = 0
         self._seq = 0
         self._version = 0
@@ -56,10 +57,12 @@ class FakeStorage:
     # --- StorageClient -------------------------------------------------------------------
 
     async def get(self, key: bytes) -> bytes | None:
+        self.reads.append(key)
         value = self.kv.get(key)
         return None if value is None else value.value
 
     async def read(self, keys: Sequence[bytes]) -> list[Versioned | None]:
+        self.reads.extend(keys)
         return [self.kv.get(k) for k in keys]
 
     async def commit(self, ops: Sequence[Op]) -> None:

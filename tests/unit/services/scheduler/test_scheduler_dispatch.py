@@ -12,7 +12,7 @@ from scheduler_fakes import CANCEL, STAGED, FakeStorage, cancel, make_task
 
 from cloister.config import SchedulerSettings
 from cloister.errors import UnavailableError
-from cloister.model.tasks import REASON_CANCELED_BY_USER, TaskStatus
+from cloister.model.tasks import REASON_CANCELED_BY_USER, StagedElement, TaskStatus
 from cloister.services.scheduler.dispatcher import ExecutorInfo, Scheduler
 from cloister.storage.ops import Ack, Put
 
@@ -66,6 +66,20 @@ def test_pull_marks_running_records_the_assignment_and_acks_in_one_commit() -> N
         assert storage.queues[STAGED] == {}
         last = storage.commits[-1]
         assert [type(op) for op in last] == [Put, Put, Ack]
+        await scheduler.stop()
+
+    run(body)
+
+
+def test_an_element_carrying_the_record_spares_the_read() -> None:
+    async def body() -> None:
+        storage = FakeStorage()
+        task, staged = make_task(storage, enqueue=False)
+        storage.enqueue(STAGED, json.dumps(StagedElement(staged, task).to_json()).encode())
+        scheduler = await started(storage)
+        assert await scheduler.pull_task_wait(executor(), 5) == staged
+        assert task.key not in storage.reads
+        assert storage.task(task.task_id).status is TaskStatus.RUNNING
         await scheduler.stop()
 
     run(body)
