@@ -61,3 +61,21 @@ def test_logs_never_contain_passwords_tokens_or_messages(platform: RunningPlatfo
     assert "invoke_task" in logs or "InvokeTask" in logs  # the logs are there and were read
     for secret in (platform.admin_password, "pa55-word-in-logs?", token, "confidential-payload-42"):
         assert secret not in logs
+
+
+def test_frontend_calls_are_audited(platform: RunningPlatform) -> None:
+    import time
+
+    root = admin(platform)
+    root.frontend.register_function("builtin-echo", "audited", "builtin", arguments=[FunctionArgument("message")])
+    deadline = time.monotonic() + 10
+    entries = []
+    while time.monotonic() < deadline and not entries:
+        entries = root.frontend.query_audit_logs(f"user:{platform.admin_user} message:register_function", 100)
+        time.sleep(0.1)
+    assert entries, "the call never reached the audit log"
+    newest = entries[0]
+    assert newest.result is True
+    assert newest.message == "register_function"
+    assert newest.user == f"{{ user: {platform.admin_user}, role: PlatformAdmin }}"
+    assert len(newest.ip) == 16

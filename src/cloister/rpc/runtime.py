@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import grpc
 
@@ -71,8 +71,12 @@ class ServiceRuntime:
     def stop(self) -> None:
         self._stopping.set()
 
-    async def run_until_stopped(self) -> None:
-        """Announce readiness, then serve until SIGINT or SIGTERM."""
+    async def run_until_stopped(self, before_shutdown: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Announce readiness, then serve until SIGINT or SIGTERM.
+
+        ``before_shutdown`` runs after the signal, while servers and peers still work (to drain
+        running tasks or flush buffers).
+        """
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -81,6 +85,8 @@ class ServiceRuntime:
         logger.info("%s ready", self.service)
         try:
             await self._stopping.wait()
+            if before_shutdown is not None:
+                await before_shutdown()
         finally:
             addresses.unmark_ready(self.settings, self.service)
             await self.shutdown()

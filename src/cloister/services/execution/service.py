@@ -41,10 +41,10 @@ async def serve(settings: Settings) -> None:
         slots=settings.execution.slots,
         heartbeat_seconds=settings.execution.heartbeat_seconds,
     )
-    worker.start()
-    try:
-        await runtime.run_until_stopped()
-    finally:
+    async def drain() -> None:
         await worker.stop(STOP_GRACE_SECONDS)
         await runner.aclose()
         logger.info("execution service %s stopped", info.executor_id)
+
+    worker.start()
+    await runtime.run_until_stopped(before_shutdown=drain)

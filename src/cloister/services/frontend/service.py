@@ -25,7 +25,4 @@ async def serve(settings: Settings) -> None:
             lambda s: cgrpc.add_FrontendServicer_to_server(CloisterFrontendServicer(forwarder), s),
         ],
     )
-    try:
-        await runtime.run_until_stopped()
-    finally:
-        await audit.stop()
+    await runtime.run_until_stopped(before_shutdown=audit.stop)
