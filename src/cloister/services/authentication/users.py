@@ -11,7 +11,6 @@ import asyncio
 import json
 import logging
 import sqlite3
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,13 +31,13 @@ DATABASE_FILE_NAME = "users.db"
 KEY_FILE_NAME = "users.key"
 _KEY_PREFIX = b"user"
 # Control characters, line separators and lone surrogates would corrupt logs and metadata.
-_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 
 def _printable(text: str, max_bytes: int) -> bool:
-    if any(unicodedata.category(ch) in _FORBIDDEN_CATEGORIES for ch in text):
+    """Printable ASCII only: ids and roles travel in gRPC metadata, which allows nothing else."""
+    if not (text.isascii() and text.isprintable()):
         return False
-    return len(text.encode("utf-8")) <= max_bytes
+    return len(text) <= max_bytes
 
 
 def check_user_id(user_id: str) -> None:

@@ -109,13 +109,15 @@ def test_absurd_ids_are_simply_unknown(tmp_path: Path) -> None:
         store.close()
 
 
-@pytest.mark.parametrize("user_id", ["", "a\nb", "tab\there", "nul\x00", "del\x7f", "ls\u2028", "x" * 257, "é" * 129])
+@pytest.mark.parametrize(
+    "user_id", ["", "a\nb", "tab\there", "nul\x00", "del\x7f", "ls\u2028", "x" * 257, "ünï", "é" * 129]
+)
 def test_bad_user_ids_are_refused(user_id: str) -> None:
     with pytest.raises(AuthenticationError, match=r"^invalid user id$"):
         check_user_id(user_id)
 
 
-@pytest.mark.parametrize("user_id", ["a", "alice@example.org", "user with spaces", "ünï", "x" * 256])
+@pytest.mark.parametrize("user_id", ["a", "alice@example.org", "user with spaces", "x" * 256])
 def test_good_user_ids_pass(user_id: str) -> None:
     check_user_id(user_id)
 
@@ -126,6 +128,7 @@ def test_role_checks() -> None:
     for bad in (
         Role.from_request("Admin", ""),
         Role.from_request("DataOwner", "a\nb"),
+        Role.from_request("DataOwner", "bänk"),  # would not fit in gRPC metadata
         Role(RoleKind.DATA_OWNER, "x" * 300),
     ):
         with pytest.raises(AuthenticationError, match=r"^invalid role$"):
