@@ -114,3 +114,34 @@ def test_unknown_method_is_unimplemented(platform: RunningPlatform) -> None:
         call(fpb.GetTaskRequest(task_id="x"), metadata=tuple((root.frontend.metadata or {}).items()))
     assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
     assert UnimplementedError.status.value == 12
+
+
+@pytest.mark.parametrize("service", ["frontend", "authentication"])
+def test_every_method_survives_empty_garbage_and_bad_utf8(platform: RunningPlatform, service: str) -> None:
+    """No request, however malformed, crashes a service or gets an unexplained internal error."""
+    from cloister._proto import teaclave_authentication_service_pb2 as apb
+
+    root = admin(platform)
+    client = root.frontend if service == "frontend" else root.auth
+    channel = client._peer.connect()
+    descriptor = (
+        fpb.DESCRIPTOR.services_by_name["TeaclaveFrontend"]
+        if service == "frontend"
+        else apb.DESCRIPTOR.services_by_name["TeaclaveAuthenticationApi"]
+    )
+    metadata = tuple((root.frontend.metadata or {}).items())
+    for method in descriptor.methods:
+        call = channel.unary_unary(
+            f"/{descriptor.full_name}/{method.name}",
+            request_serializer=lambda raw: raw,
+            response_deserializer=lambda raw: raw,
+        )
+        # Empty, an invalid wire type, and a string field that is not UTF-8.
+        for payload in (b"", b"\x0f" * 16, b"\x0a\x03\xff\xfe\xfd"):
+            try:
+                call(payload, metadata=metadata, timeout=10)
+            except grpc.RpcError as error:
+                assert "incident" not in (error.details() or ""), f"{method.name}: {error.details()}"
+                assert error.code() is not grpc.StatusCode.UNKNOWN or "Unexpected" not in (error.details() or "")
+    assert root.frontend.list_functions(platform.admin_user) is not None
+    assert root.auth.list_users(platform.admin_user)

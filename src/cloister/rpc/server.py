@@ -17,13 +17,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from cloister.attestation.identity import ServiceIdentity
 from cloister.attestation.measurement import enclave_name
 from cloister.attestation.verify import PeerVerifier
 from cloister.config import RPCSettings
-from cloister.errors import AttestationError
+from cloister.errors import AttestationError, MalformedRequestError
 from cloister.rpc.errors import grpc_code, status_and_message
 from cloister.rpc.metadata import ID
 
@@ -55,6 +56,26 @@ def channel_options(rpc: RPCSettings) -> list[tuple[str, Any]]:
     ]
 
 
+class _Malformed:
+    """Stands in for a request that did not parse, so the call can answer with a clear error."""
+
+    def __init__(self, expected: str) -> None:
+        self.expected = expected
+
+
+def _tolerant(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    expected = getattr(getattr(parse, "__self__", None), "DESCRIPTOR", None)
+    name = expected.full_name if expected is not None else "request"
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError:
+            return _Malformed(name)
+
+    return deserialize
+
+
 class _CallInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, endpoint: str, verifier: PeerVerifier | None) -> None:
         self._endpoint = endpoint
@@ -73,6 +94,7 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
             return handler
         method = details.method
         behavior = handler.unary_unary
+        parse = handler.request_deserializer
         metadata = dict(details.invocation_metadata or ())
         user = metadata.get(ID, "")
         user_id = user.decode(errors="replace") if isinstance(user, bytes) else user
@@ -90,6 +112,8 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
             try:
                 if self._inbound and method not in _OPEN_METHODS:
                     self._check_peer(context)
+                if isinstance(request, _Malformed):
+                    raise MalformedRequestError(f"malformed request: not a valid {request.expected} message")
                 return await behavior(request, context)
             except Exception as exc:
                 if isinstance(exc, grpc.aio.AbortError):
@@ -105,7 +129,7 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
 
         return grpc.unary_unary_rpc_method_handler(
             call,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(parse) if parse is not None else None,
             response_serializer=handler.response_serializer,
         )
 
