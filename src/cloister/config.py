@@ -29,7 +29,11 @@ SERVICES = (
 )
 """The seven services, each run as its own process."""
 
+ATTESTATION_SERVICE = "attestation"
+"""The attestation service plays Intel's IAS for a deployment; it is not one of the seven."""
+
 ENDPOINTS = (
+    "attestation",
     "authentication_api",
     "authentication_internal",
     "frontend",
@@ -38,9 +42,11 @@ ENDPOINTS = (
     "access_control",
     "scheduler",
 )
-"""Every listening endpoint; the execution service has none."""
+"""Every listening endpoint; the execution service has none. ``attestation`` is the attestation
+service (the part Intel's IAS plays), which is not one of the seven platform services."""
 
 DEFAULT_PORTS = {
+    "attestation": 17781,
     "authentication_api": 7776,
     "authentication_internal": 17776,
     "frontend": 7777,
@@ -99,6 +105,24 @@ class AuthenticationSettings:
 
 
 @dataclass(frozen=True)
+class AttestationSettings:
+    enclave_info: Path | None = None
+    """A deployment's signed identity file; by default ``cloister up`` measures and signs one."""
+    auditor_signatures: tuple[Path, ...] = ()
+    auditor_public_keys: tuple[Path, ...] = ()
+    """PEM RSA public keys (PKCS#1 or SubjectPublicKeyInfo) of the auditors whose signatures count."""
+    required_auditors: int = 1
+    certificate_lifetime_seconds: float = 3600.0
+    """How long a service certificate and its report are valid; renewed at two thirds of it."""
+    max_report_age_seconds: float = 7200.0
+    accepted_quote_statuses: tuple[str, ...] = ("OK",)
+
+    @property
+    def uses_provided_identities(self) -> bool:
+        return self.enclave_info is not None
+
+
+@dataclass(frozen=True)
 class AccessControlSettings:
     policy_dir: Path | None = None
     """Directory holding ``model.conf`` and ``policy.csv``; defaults to the packaged policy."""
@@ -144,6 +168,7 @@ class Settings:
     endpoints: Mapping[str, EndpointSettings] = field(default_factory=dict)
     admin: AdminSettings = AdminSettings()
     authentication: AuthenticationSettings = AuthenticationSettings()
+    attestation: AttestationSettings = AttestationSettings()
     access_control: AccessControlSettings = AccessControlSettings()
     storage: StorageSettings = StorageSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
@@ -179,6 +204,7 @@ def default_state_dir(env: Mapping[str, str]) -> Path:
 _SECTIONS: dict[str, type[Any]] = {
     "admin": AdminSettings,
     "authentication": AuthenticationSettings,
+    "attestation": AttestationSettings,
     "access_control": AccessControlSettings,
     "storage": StorageSettings,
     "scheduler": SchedulerSettings,
@@ -194,7 +220,8 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
         if "Secret" in text:
             return Secret(value)
         if "tuple" in text:
-            return tuple(part.strip() for part in value.split(",") if part.strip())
+            parts = tuple(part.strip() for part in value.split(",") if part.strip())
+            return tuple(Path(p) for p in parts) if "Path" in text else parts
         if "bool" in text:
             return value.lower() in ("1", "true", "yes", "on")
         if text.startswith("int") or text == "<class 'int'>":
@@ -205,7 +232,7 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
             return Path(value)
         return value
     if "tuple" in text and isinstance(value, list):
-        return tuple(str(v) for v in value)
+        return tuple(Path(v) for v in value) if "Path" in text else tuple(str(v) for v in value)
     if "Path" in text and value is not None:
         return Path(value)
     if "Secret" in text and value is not None:

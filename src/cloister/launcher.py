@@ -27,7 +27,16 @@ from cloister.rpc import addresses
 
 logger = logging.getLogger(__name__)
 
-START_ORDER = ("storage", "access_control", "authentication", "management", "scheduler", "frontend", "execution")
+START_ORDER = (
+    "attestation",
+    "storage",
+    "access_control",
+    "authentication",
+    "management",
+    "scheduler",
+    "frontend",
+    "execution",
+)
 ADMIN_PASSWORD_FILE = "admin-password"  # noqa: S105 - a file name
 _PR_SET_PDEATHSIG = 1
 
@@ -70,7 +79,7 @@ class Platform:
         for stale in self.settings.run_dir.glob("*"):
             if stale.name != "lock":
                 stale.unlink(missing_ok=True)
-        provision(self.settings.attestation_dir, SERVICES)
+        provision(self.settings.attestation_dir, SERVICES, self.settings.attestation)
         try:
             for name in self._services:
                 self.start_service(name, timeout)

@@ -19,7 +19,7 @@ from cloister.rpc.runtime import ServiceRuntime
 
 async def main(state_dir: Path) -> None:
     settings = load_settings(state_dir.parent / "cloister.toml", {}, state_dir=state_dir)
-    runtime = ServiceRuntime(settings, "execution")
+    runtime = await ServiceRuntime.start(settings, "execution")
     scheduler = runtime.peer("scheduler")
     info = cpb.ExecutorInfo(executor_id=str(uuid.uuid4()), executors=["builtin"], slots=1)
     print("waiting", flush=True)

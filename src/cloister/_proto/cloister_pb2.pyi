@@ -163,3 +163,31 @@ class ExecutorHeartbeatResponse(_message.Message):
     CANCEL_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
     cancel_task_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, cancel_task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class EndorseRequest(_message.Message):
+    __slots__ = ("tee_backend", "quote", "evidence_signature", "public_key", "service")
+    TEE_BACKEND_FIELD_NUMBER: _ClassVar[int]
+    QUOTE_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    tee_backend: str
+    quote: bytes
+    evidence_signature: bytes
+    public_key: bytes
+    service: str
+    def __init__(self, tee_backend: _Optional[str] = ..., quote: _Optional[bytes] = ..., evidence_signature: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., service: _Optional[str] = ...) -> None: ...
+
+class EndorseResponse(_message.Message):
+    __slots__ = ("report", "signature", "certs", "client_certificate", "expires")
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    CERTS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    report: bytes
+    signature: bytes
+    certs: _containers.RepeatedScalarFieldContainer[bytes]
+    client_certificate: bytes
+    expires: int
+    def __init__(self, report: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., certs: _Optional[_Iterable[bytes]] = ..., client_certificate: _Optional[bytes] = ..., expires: _Optional[int] = ...) -> None: ...

@@ -485,3 +485,75 @@ class Scheduler:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class AttestationStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Endorse = channel.unary_unary(
+                '/cloister.Attestation/Endorse',
+                request_serializer=cloister__pb2.EndorseRequest.SerializeToString,
+                response_deserializer=cloister__pb2.EndorseResponse.FromString,
+                _registered_method=True)
+
+
+class AttestationServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def Endorse(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AttestationServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Endorse': grpc.unary_unary_rpc_method_handler(
+                    servicer.Endorse,
+                    request_deserializer=cloister__pb2.EndorseRequest.FromString,
+                    response_serializer=cloister__pb2.EndorseResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'cloister.Attestation', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('cloister.Attestation', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Attestation:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Endorse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloister.Attestation/Endorse',
+            cloister__pb2.EndorseRequest.SerializeToString,
+            cloister__pb2.EndorseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -76,21 +76,30 @@ def sign_enclave_info(raw: bytes, key: rsa.RSAPrivateKey) -> bytes:
 
 
 def verify_auditor_signatures(
-    raw: bytes, signatures: Sequence[bytes], auditor_keys: Sequence[rsa.RSAPublicKey], required: int
-) -> None:
-    """Every signature must verify under some auditor key, and at least ``required`` must.
+    raw: bytes,
+    signatures: Sequence[bytes],
+    auditor_keys: Sequence[tuple[str, rsa.RSAPublicKey]],
+    required: int,
+) -> list[str]:
+    """The auditors who signed ``raw``; every signature must verify under some auditor's key.
 
     Raises:
-        AttestationError: a signature is wrong or too few auditors signed.
+        AttestationError: a signature is wrong, or fewer than ``required`` auditors signed.
     """
-    if len(signatures) < required:
-        raise AttestationError(f"enclave_info.toml has {len(signatures)} auditor signatures, {required} required")
+    signers: list[str] = []
     for index, signature in enumerate(signatures):
-        for key in auditor_keys:
+        for name, key in auditor_keys:
             try:
                 key.verify(signature, raw, padding.PKCS1v15(), hashes.SHA256())
-                break
             except InvalidSignature:
                 continue
+            if name not in signers:
+                signers.append(name)
+            break
         else:
             raise AttestationError(f"auditor signature {index + 1} over enclave_info.toml does not verify")
+    if len(signers) < required:
+        raise AttestationError(
+            f"enclave_info.toml is signed by {len(signers)} auditor(s), {required} required"
+        )
+    return signers

@@ -5,17 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from cloister.attestation.certificate import build_certificate, new_key, report_data_for
+from cloister.attestation.backends import TEEBackend, check_backend
+from cloister.attestation.certificate import build_certificate
 from cloister.attestation.deployment import Deployment
 from cloister.attestation.measurement import enclave_name
-from cloister.attestation.report import ReportSigner
+from cloister.attestation.report import EndorsedReport
 from cloister.attestation.sim import SimulatedBackend
-from cloister.errors import ConfigurationError
-
-CERTIFICATE_LIFETIME = dt.timedelta(days=1)
-TEE_BACKENDS = ("sim",)
 
 
 @dataclass(frozen=True)
@@ -28,33 +27,39 @@ class ServiceIdentity:
     """The same key and report, issued by the deployment CA, for mutual TLS."""
     deployment_ca_pem: bytes
     tee_backend: str
+    expires: dt.datetime
 
 
-def create_identity(deployment: Deployment, service: str, tee_backend: str) -> ServiceIdentity:
-    """Measure this service, have the evidence endorsed and build both certificates.
+def open_backend(tee_backend: str, deployment: Deployment, service: str) -> TEEBackend:
+    """The configured backend for ``service``.
 
     Raises:
-        ConfigurationError: the backend is unknown or its material is missing.
+        ConfigurationError: the backend is unknown, or its hardware or material is missing.
     """
-    if tee_backend not in TEE_BACKENDS:
-        raise ConfigurationError(
-            f"unknown TEE backend {tee_backend!r}; available: {', '.join(TEE_BACKENDS)}"
-        )
-    now = dt.datetime.now(dt.UTC)
-    backend = SimulatedBackend(service, deployment.platform_signing_public_der())
-    key = new_key()
-    quote = backend.quote(report_data_for(key.public_key()))
-    signer_key, signer_cert = deployment.report_signer()
-    endorsed = ReportSigner(signer_key, [signer_cert], backend.name).endorse(quote, now)
-    name = enclave_name(service)
-    server_cert = build_certificate(key, name, endorsed, now, CERTIFICATE_LIFETIME)
-    client_cert = build_certificate(key, name, endorsed, now, CERTIFICATE_LIFETIME, issuer=deployment.deployment_ca())
+    check_backend(tee_backend)
+    return SimulatedBackend(service, deployment.sim_quoting_key(), deployment.platform_signing_public_der())
+
+
+def build_identity(
+    service: str,
+    key: ec.EllipticCurvePrivateKey,
+    endorsed: EndorsedReport,
+    client_certificate_der: bytes,
+    deployment_ca_pem: bytes,
+    tee_backend: str,
+    now: dt.datetime,
+    expires: dt.datetime,
+) -> ServiceIdentity:
+    """Both certificates for ``key``: the server one self-signed, the client one as the CA issued it."""
     pem = serialization.Encoding.PEM
+    server_cert = build_certificate(key, enclave_name(service), endorsed, now, expires - now)
+    client_cert = x509.load_der_x509_certificate(client_certificate_der)
     return ServiceIdentity(
         service=service,
         private_key_pem=key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
         server_certificate_pem=server_cert.public_bytes(pem),
         client_certificate_pem=client_cert.public_bytes(pem),
-        deployment_ca_pem=deployment.deployment_ca_pem(),
-        tee_backend=backend.name,
+        deployment_ca_pem=deployment_ca_pem,
+        tee_backend=tee_backend,
+        expires=expires,
     )

@@ -1,24 +1,35 @@
-"""What the ``sim`` backend measures: the package's code and the service's name."""
+"""What the ``sim`` backend measures: the code a service runs, and the service's name.
+
+A service runs the whole installed package except the other services' packages, so a change to
+the storage service's code changes storage's ``mr_enclave`` and nobody else's.
+"""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from pathlib import Path
 
 import cloister
+from cloister.config import SERVICES
 
-_PACKAGE_ROOT = Path(cloister.__file__).resolve().parent
+PACKAGE_ROOT = Path(cloister.__file__).resolve().parent
 
 
-@functools.cache
-def code_digest(root: Path = _PACKAGE_ROOT) -> bytes:
-    """SHA-256 over every Python source file of the installed package, path and bytes."""
+def _runs(relative: Path, service: str) -> bool:
+    parts = relative.parts
+    return not (len(parts) > 2 and parts[0] == "services" and parts[1] in SERVICES and parts[1] != service)
+
+
+def code_digest(service: str, root: Path = PACKAGE_ROOT) -> bytes:
+    """SHA-256 over the path and bytes of every Python file ``service`` runs."""
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
-        relative = path.relative_to(root).as_posix().encode()
+        relative = path.relative_to(root)
+        if not _runs(relative, service):
+            continue
+        name = relative.as_posix().encode()
         content = path.read_bytes()
-        digest.update(len(relative).to_bytes(4, "little") + relative)
+        digest.update(len(name).to_bytes(4, "little") + name)
         digest.update(len(content).to_bytes(8, "little") + content)
     return digest.digest()
 
@@ -28,10 +39,10 @@ def enclave_name(service: str) -> str:
     return f"teaclave_{service}_service"
 
 
-def mr_enclave(service: str, code: bytes | None = None) -> bytes:
+def mr_enclave(service: str, root: Path = PACKAGE_ROOT) -> bytes:
     digest = hashlib.sha256(b"cloister-sim-mr-enclave\0")
     digest.update(enclave_name(service).encode() + b"\0")
-    digest.update(code if code is not None else code_digest())
+    digest.update(code_digest(service, root))
     return digest.digest()
 
 

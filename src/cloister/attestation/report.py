@@ -10,7 +10,7 @@ import base64
 import datetime as dt
 import json
 import secrets
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cloister.attestation.quote import QuoteBody
 from cloister.errors import AttestationError
 
-ACCEPTED_QUOTE_STATUSES = frozenset(
+TEACLAVE_QUOTE_STATUSES = frozenset(
     {
         "OK",
         "SIGNATURE_INVALID",
@@ -38,9 +38,10 @@ ACCEPTED_QUOTE_STATUSES = frozenset(
         "CONFIGURATION_AND_SW_HARDENING_NEEDED",
     }
 )
-"""Every status Teaclave's verifier lets through; deployments should narrow it."""
+"""Every status Teaclave's verifier lets through; Cloister accepts only ``OK`` unless configured."""
 
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
+_CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,12 @@ class EndorsedReport:
     def from_json_bytes(cls, data: bytes) -> EndorsedReport:
         try:
             payload = json.loads(data)
+            # Teaclave's EPID certificates of 2020 carried one "signing_cert"; later ones "certs".
+            certs = payload["certs"] if "certs" in payload else [payload["signing_cert"]]
             return cls(
                 bytes(payload["report"]),
                 bytes(payload["signature"]),
-                tuple(bytes(c) for c in payload["certs"]),
+                tuple(bytes(c) for c in certs),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise AttestationError(f"attestation payload is not a valid endorsed report: {exc}") from None
@@ -78,6 +81,8 @@ class VerifiedReport:
     quote_status: str
     timestamp: dt.datetime
     tee_backend: str
+    signed_by: str
+    version: int
 
     def age(self, now: dt.datetime) -> dt.timedelta:
         return now - self.timestamp
@@ -105,15 +110,23 @@ class ReportSigner:
         return EndorsedReport(body, signature, self._chain)
 
 
+@dataclass(frozen=True)
+class AttestationPolicy:
+    """What a verifier accepts beyond a valid signature chain."""
+
+    accepted_statuses: frozenset[str] = frozenset({"OK"})
+    max_report_age: dt.timedelta | None = dt.timedelta(hours=2)
+    accepted_versions: frozenset[int] = frozenset({4})
+
+
 def verify_report(
-    endorsed: EndorsedReport,
-    root: x509.Certificate,
-    now: dt.datetime,
-    *,
-    accepted_statuses: Collection[str] = ACCEPTED_QUOTE_STATUSES,
-    max_age: dt.timedelta | None = None,
+    endorsed: EndorsedReport, root: x509.Certificate, now: dt.datetime, policy: AttestationPolicy
 ) -> VerifiedReport:
     """Check the signing chain, the signature and the report fields.
+
+    The chain is checked as of the report's timestamp: what matters is that the signer was
+    valid when it signed, so an old report stays verifiable after its signer's certificate
+    expires; how old a report may be is the policy's ``max_report_age``.
 
     Raises:
         AttestationError: with what failed; nothing about the report may be trusted then.
@@ -124,7 +137,6 @@ def verify_report(
         chain = [x509.load_der_x509_certificate(c) for c in endorsed.certs]
     except ValueError:
         raise AttestationError("report-signing certificate is not valid DER") from None
-    verify_chain(chain[0], chain[1:], root, now)
     public_key = chain[0].public_key()
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise AttestationError("report-signing certificate does not hold an RSA key")
@@ -136,17 +148,39 @@ def verify_report(
         report = json.loads(endorsed.report)
         version = report["version"]
         status = report["isvEnclaveQuoteStatus"]
-        timestamp = dt.datetime.strptime(report["timestamp"], _TIMESTAMP_FORMAT).replace(tzinfo=dt.UTC)
-        quote = QuoteBody.parse(base64.b64decode(report["isvEnclaveQuoteBody"]))
+        timestamp = parse_timestamp(report["timestamp"])
+        quote = QuoteBody.parse(base64.b64decode(report["isvEnclaveQuoteBody"], validate=True))
     except (ValueError, KeyError, TypeError) as exc:
         raise AttestationError(f"report is malformed: {exc}") from None
-    if version != 4:
-        raise AttestationError(f"report API version {version} is not compatible (need 4)")
-    if status not in accepted_statuses:
+    verify_chain(chain[0], chain[1:], root, timestamp)
+    if version not in policy.accepted_versions:
+        accepted = ", ".join(str(v) for v in sorted(policy.accepted_versions))
+        raise AttestationError(f"report API version {version} is not accepted (accepted: {accepted})")
+    if status not in policy.accepted_statuses:
         raise AttestationError(f"quote status {status} is not accepted")
-    if max_age is not None and now - timestamp > max_age:
-        raise AttestationError(f"report is {now - timestamp} old, more than the {max_age} allowed")
-    return VerifiedReport(quote, status, timestamp, str(report.get("cloisterTeeBackend", "hardware")))
+    if timestamp > now + _CLOCK_SKEW:
+        raise AttestationError(f"report is dated in the future ({timestamp.isoformat()})")
+    if policy.max_report_age is not None and now - timestamp > policy.max_report_age:
+        raise AttestationError(f"report is {now - timestamp} old, more than the {policy.max_report_age} allowed")
+    return VerifiedReport(
+        quote,
+        status,
+        timestamp,
+        str(report.get("cloisterTeeBackend", "hardware")),
+        chain[0].subject.rfc4514_string(),
+        int(version),
+    )
+
+
+def parse_timestamp(text: str) -> dt.datetime:
+    """IAS's ``%Y-%m-%dT%H:%M:%S.%f`` (UTC, no zone); DCAP writes up to nine fractional digits."""
+    whole, _, fraction = text.partition(".")
+    parsed = dt.datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.UTC)
+    if fraction:
+        if not fraction.isdigit():
+            raise ValueError(f"bad timestamp {text!r}")
+        parsed += dt.timedelta(microseconds=int(fraction[:6].ljust(6, "0")))
+    return parsed
 
 
 def verify_chain(

@@ -14,8 +14,8 @@ import click
 from rich.console import Console
 
 from cloister import logs
-from cloister.attestation.sim import SIMULATED_NOTICE
-from cloister.config import SERVICES, Settings, load_settings
+from cloister.attestation.backends import SIMULATED_NOTICE
+from cloister.config import ATTESTATION_SERVICE, SERVICES, Settings, load_settings
 from cloister.errors import CloisterError
 from cloister.launcher import Platform, ServiceFailedError
 
@@ -118,7 +118,7 @@ def status(state_dir: Path | None, config_path: Path | None) -> None:
 
 
 @main.command()
-@click.argument("name", type=click.Choice(SERVICES))
+@click.argument("name", type=click.Choice((ATTESTATION_SERVICE, *SERVICES)))
 @state_dir_option
 @config_option
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write logs here.")

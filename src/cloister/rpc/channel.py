@@ -88,11 +88,16 @@ def _options(rpc: RPCSettings) -> list[tuple[str, Any]]:
     return [*channel_options(rpc), ("grpc.ssl_target_name_override", TLS_NAME), ("grpc.enable_retries", 0)]
 
 
+_RETIRE_GRACE = 60.0
+"""How long a channel opened with a renewed identity keeps serving the calls it has in flight."""
+
+
 class Peer:
     """An async client of one service, re-verified whenever its connection must be rebuilt.
 
     ``resolve`` is asked for the address each time, so a peer that restarted on another port
-    is found again.
+    is found again; ``identity`` for this service's current identity, so a renewed certificate
+    is used for new calls while calls in flight finish on the old channel.
     """
 
     def __init__(
@@ -100,7 +105,7 @@ class Peer:
         service: str,
         resolve: Callable[[], str],
         verifier: PeerVerifier,
-        identity: ServiceIdentity | None,
+        identity: Callable[[], ServiceIdentity | None],
         rpc: RPCSettings,
     ) -> None:
         self.service = service
@@ -109,17 +114,23 @@ class Peer:
         self._identity = identity
         self._rpc = rpc
         self._channel: grpc.aio.Channel | None = None
+        self._channel_identity: ServiceIdentity | None = None
         self._stubs: dict[type, Any] = {}
         self._lock = asyncio.Lock()
 
     async def _connect(self) -> grpc.aio.Channel:
         async with self._lock:
+            identity = self._identity()
+            if self._channel is not None and identity is not self._channel_identity:
+                old, self._channel = self._channel, None
+                asyncio.get_running_loop().call_later(_RETIRE_GRACE, lambda: asyncio.ensure_future(old.close()))
             if self._channel is None:
                 address = self._resolve()
                 credentials, _ = await asyncio.to_thread(
-                    verified_credentials, address, self.service, self._verifier, self._identity
+                    verified_credentials, address, self.service, self._verifier, identity
                 )
                 self._channel = grpc.aio.secure_channel(address, credentials, options=_options(self._rpc))
+                self._channel_identity = identity
                 self._stubs = {}
             return self._channel
 

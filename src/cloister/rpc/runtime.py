@@ -1,58 +1,89 @@
 """What every service process does the same way: identity, peers, servers, shutdown.
 
-A service's ``__main__`` builds a :class:`ServiceRuntime`, asks it for peers and servers, and
-calls :meth:`ServiceRuntime.run_until_stopped`; nothing about TLS, attestation or addresses
-is repeated in the services.
+A service's ``serve`` starts a :class:`ServiceRuntime`, asks it for peers and servers, and calls
+:meth:`ServiceRuntime.run_until_stopped`; nothing about TLS, attestation or addresses is
+repeated in the services. Start-up fails closed: a wrongly signed identity file, an unknown or
+missing TEE backend, or an attestation service that will not endorse us stops the process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterable
 
 import grpc
 
+from cloister.attestation.backends import SIMULATED_NOTICE
 from cloister.attestation.deployment import Deployment
-from cloister.attestation.enclave_info import verify_auditor_signatures
-from cloister.attestation.identity import ServiceIdentity, create_identity
-from cloister.attestation.sim import SIMULATED_NOTICE
+from cloister.attestation.identity import ServiceIdentity, open_backend
+from cloister.attestation.report import AttestationPolicy
 from cloister.attestation.verify import PeerVerifier
 from cloister.config import Settings
 from cloister.rpc import addresses
 from cloister.rpc.channel import Peer
-from cloister.rpc.server import start_server
+from cloister.rpc.identity import IdentityKeeper
+from cloister.rpc.server import requires_client_certificate, start_server
 
 logger = logging.getLogger(__name__)
 
 
+def attestation_policy(settings: Settings) -> AttestationPolicy:
+    return AttestationPolicy(
+        accepted_statuses=frozenset(settings.attestation.accepted_quote_statuses),
+        max_report_age=dt.timedelta(seconds=settings.attestation.max_report_age_seconds),
+    )
+
+
+def deployment_of(settings: Settings) -> Deployment:
+    return Deployment(settings.attestation_dir, settings.attestation)
+
+
 class ServiceRuntime:
-    def __init__(self, settings: Settings, service: str) -> None:
+    def __init__(self, settings: Settings, service: str, keeper: IdentityKeeper, verifier: PeerVerifier) -> None:
         self.settings = settings
         self.service = service
-        self.deployment = Deployment(settings.attestation_dir)
-        enclave_info = self.deployment.enclave_info()
-        verify_auditor_signatures(
-            enclave_info.raw,
-            self.deployment.auditor_signatures(),
-            self.deployment.auditor_public_keys(),
-            required=1,
-        )
-        self.verifier = PeerVerifier(self.deployment.as_root_ca(), enclave_info)
-        self.identity: ServiceIdentity = create_identity(self.deployment, service, settings.tee_backend)
-        if self.identity.tee_backend == "sim":
-            logger.info(SIMULATED_NOTICE)
+        self.keeper = keeper
+        self.verifier = verifier
         self._servers: list[tuple[str, grpc.aio.Server]] = []
         self._peers: list[Peer] = []
         self._stopping = asyncio.Event()
+
+    @classmethod
+    async def start(cls, settings: Settings, service: str) -> ServiceRuntime:
+        """Verify the identity file, open the TEE backend and get an attested identity.
+
+        Raises:
+            AttestationError: the identity file's auditor signatures do not hold.
+            ConfigurationError: the backend or the deployment's material is missing.
+        """
+        deployment = deployment_of(settings)
+        enclave_info, auditors = deployment.verified_enclave_info()
+        backend = open_backend(settings.tee_backend, deployment, service)
+        logger.info("enclave_info.toml signed by %s", ", ".join(auditors))
+        if backend.simulated:
+            logger.info(SIMULATED_NOTICE)
+        keeper = IdentityKeeper(settings, deployment, backend, service)
+        await keeper.start()
+        verifier = PeerVerifier(deployment.as_root_ca(), enclave_info, attestation_policy(settings))
+        return cls(settings, service, keeper, verifier)
+
+    @property
+    def identity(self) -> ServiceIdentity:
+        return self.keeper.current()
 
     def peer(self, service: str, endpoint: str | None = None) -> Peer:
         """A client of ``service`` at ``endpoint`` (default: the endpoint named like the service)."""
         name = endpoint or service
         peer = Peer(
-            service, lambda: addresses.resolve(self.settings, name), self.verifier, self.identity, self.settings.rpc
+            service,
+            lambda: addresses.resolve(self.settings, name),
+            self.verifier,
+            self.keeper.current,
+            self.settings.rpc,
         )
         self._peers.append(peer)
         return peer
@@ -60,8 +91,9 @@ class ServiceRuntime:
     async def serve(self, endpoint: str, register: Iterable[Callable[[grpc.aio.Server], None]]) -> int:
         """Start ``endpoint``'s server and publish its address; returns the bound port."""
         configured = self.settings.endpoint(endpoint)
+        credentials = self.keeper.server_credentials(requires_client_certificate(endpoint))
         server, port = await start_server(
-            endpoint, configured.address, self.identity, self.verifier, self.settings.rpc, register
+            endpoint, configured.address, credentials, self.verifier, self.settings.rpc, register
         )
         self._servers.append((endpoint, server))
         addresses.publish(self.settings, endpoint, port)
@@ -77,18 +109,11 @@ class ServiceRuntime:
         ``before_shutdown`` runs after the signal, while servers and peers still work (to drain
         running tasks or flush buffers).
         """
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self._stopping.set)
-        addresses.mark_ready(self.settings, self.service)
-        logger.info("%s ready", self.service)
+        await wait_for_stop_signal(self.settings, self.service, self._stopping)
         try:
-            await self._stopping.wait()
             if before_shutdown is not None:
                 await before_shutdown()
         finally:
-            addresses.unmark_ready(self.settings, self.service)
             await self.shutdown()
 
     async def shutdown(self) -> None:
@@ -97,3 +122,18 @@ class ServiceRuntime:
         await asyncio.gather(*(server.stop(grace=2.0) for _, server in self._servers))
         for peer in self._peers:
             await peer.close()
+        await self.keeper.stop()
+
+
+async def wait_for_stop_signal(settings: Settings, service: str, stopping: asyncio.Event) -> None:
+    """Publish that ``service`` is ready, wait for SIGINT/SIGTERM, then withdraw readiness."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stopping.set)
+    addresses.mark_ready(settings, service)
+    logger.info("%s ready", service)
+    try:
+        await stopping.wait()
+    finally:
+        addresses.unmark_ready(settings, service)

@@ -20,7 +20,6 @@ import grpc
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from cloister.attestation.identity import ServiceIdentity
 from cloister.attestation.measurement import enclave_name
 from cloister.attestation.verify import PeerVerifier
 from cloister.config import RPCSettings
@@ -149,16 +148,23 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
         self._admitted[certs[0]] = now + _ADMISSION_TTL
 
 
+def requires_client_certificate(endpoint: str) -> bool:
+    return endpoint in INBOUND
+
+
 async def start_server(
     endpoint: str,
     address: str,
-    identity: ServiceIdentity,
+    credentials: grpc.ServerCredentials,
     verifier: PeerVerifier | None,
     rpc: RPCSettings,
     register: Iterable[Callable[[grpc.aio.Server], None]],
 ) -> tuple[grpc.aio.Server, int]:
-    """Start an attested server for ``endpoint`` at ``address``; returns it and its bound port."""
-    internal = endpoint not in PUBLIC_ENDPOINTS
+    """Start a TLS server for ``endpoint`` at ``address``; returns it and its bound port.
+
+    ``credentials`` must require client certificates exactly when the endpoint has inbound
+    rules (:func:`requires_client_certificate`); the interceptor then checks each caller.
+    """
     server = grpc.aio.server(
         interceptors=[_CallInterceptor(endpoint, verifier)],
         options=[*channel_options(rpc), ("grpc.so_reuseport", 0)],
@@ -168,11 +174,6 @@ async def start_server(
         add(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    credentials = grpc.ssl_server_credentials(
-        [(identity.private_key_pem, identity.server_certificate_pem)],
-        root_certificates=identity.deployment_ca_pem if internal else None,
-        require_client_auth=internal,
-    )
     port = server.add_secure_port(address, credentials)
     if port == 0:
         raise OSError(f"cannot listen on {address}")
@@ -181,4 +182,12 @@ async def start_server(
     return server, port
 
 
-__all__ = ["INBOUND", "PUBLIC_ENDPOINTS", "channel_options", "grpc_code", "request_context", "start_server"]
+__all__ = [
+    "INBOUND",
+    "PUBLIC_ENDPOINTS",
+    "channel_options",
+    "grpc_code",
+    "request_context",
+    "requires_client_certificate",
+    "start_server",
+]

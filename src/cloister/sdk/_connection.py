@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from cryptography import x509
 
 from cloister.attestation.enclave_info import EnclaveInfo
+from cloister.attestation.report import AttestationPolicy
 from cloister.attestation.verify import PeerVerifier
 from cloister.config import RPCSettings
 from cloister.rpc.channel import SyncPeer
@@ -19,12 +21,21 @@ def normalize_address(address: tuple[str, int] | str) -> str:
     return address
 
 
+DEFAULT_POLICY = AttestationPolicy(accepted_statuses=frozenset({"OK"}), max_report_age=dt.timedelta(hours=24))
+"""What clients accept unless told otherwise: quote status OK, reports at most a day old."""
+
+
 def open_peer(
-    service: str, address: tuple[str, int] | str, as_root_ca_cert_path: str | Path, enclave_info_path: str | Path
+    service: str,
+    address: tuple[str, int] | str,
+    as_root_ca_cert_path: str | Path,
+    enclave_info_path: str | Path,
+    policy: AttestationPolicy | None = None,
 ) -> SyncPeer:
     """A verified connection to ``service``; the attestation check happens before any request."""
     root = x509.load_pem_x509_certificate(Path(as_root_ca_cert_path).read_bytes())
     info = EnclaveInfo.parse(Path(enclave_info_path).read_bytes())
-    peer = SyncPeer(service, normalize_address(address), PeerVerifier(root, info), None, RPCSettings())
+    verifier = PeerVerifier(root, info, policy or DEFAULT_POLICY)
+    peer = SyncPeer(service, normalize_address(address), verifier, None, RPCSettings())
     peer.connect()
     return peer

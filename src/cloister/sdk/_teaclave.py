@@ -20,6 +20,7 @@ from cloister._proto import teaclave_authentication_service_pb2_grpc as agrpc
 from cloister._proto import teaclave_common_pb2 as compb
 from cloister._proto import teaclave_frontend_service_pb2 as fpb
 from cloister._proto import teaclave_frontend_service_pb2_grpc as fgrpc
+from cloister.attestation.report import AttestationPolicy
 from cloister.errors import (
     CloisterError,
     ExecutorLostError,
@@ -78,8 +79,9 @@ class _Service:
         as_root_ca_cert_path: str | Path,
         enclave_info_path: str | Path,
         dump_report: bool = False,
+        policy: AttestationPolicy | None = None,
     ) -> None:
-        self._peer = open_peer(self._service_name, address, as_root_ca_cert_path, enclave_info_path)
+        self._peer = open_peer(self._service_name, address, as_root_ca_cert_path, enclave_info_path, policy)
         self.metadata: dict[str, str] | None = None
 
     @property

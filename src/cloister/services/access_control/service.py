@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 
 
 async def serve(settings: Settings) -> None:
-    runtime = ServiceRuntime(settings, "access_control")
+    runtime = await ServiceRuntime.start(settings, "access_control")
     policy = ApiPolicy(settings.access_control.policy_dir)
     logger.info("access control policy loaded from %s", policy.source)
     servicer = AccessControlServicer(policy)

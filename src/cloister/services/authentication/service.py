@@ -78,7 +78,7 @@ def _generated_password(path: Path) -> str:
 
 
 async def serve(settings: Settings) -> None:
-    runtime = ServiceRuntime(settings, "authentication")
+    runtime = await ServiceRuntime.start(settings, "authentication")
     directory = state_directory(settings)
     store = UserStore(directory)
     try:

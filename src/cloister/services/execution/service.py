@@ -20,7 +20,7 @@ STOP_GRACE_SECONDS = 4.0
 
 
 async def serve(settings: Settings) -> None:
-    runtime = ServiceRuntime(settings, "execution")
+    runtime = await ServiceRuntime.start(settings, "execution")
     executors = create_executors(settings.execution.executors)
     if not executors:
         raise ConfigurationError(

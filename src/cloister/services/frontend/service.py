@@ -12,7 +12,7 @@ from cloister.services.frontend.servicer import CloisterFrontendServicer, Forwar
 
 
 async def serve(settings: Settings) -> None:
-    runtime = ServiceRuntime(settings, "frontend")
+    runtime = await ServiceRuntime.start(settings, "frontend")
     management = runtime.peer("management")
     gate = Gate(runtime.peer("authentication", "authentication_internal"), runtime.peer("access_control"))
     audit = AuditTrail(management)

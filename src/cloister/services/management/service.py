@@ -27,7 +27,7 @@ def create_servicers(storage: StorageClient | CachedStorage) -> tuple[Management
 
 
 async def serve(settings: Settings) -> None:
-    runtime = ServiceRuntime(settings, "management")
+    runtime = await ServiceRuntime.start(settings, "management")
     storage = CachedStorage(StorageClient(runtime.peer("storage")))
     management, cloister_management = create_servicers(storage)
 

@@ -13,7 +13,7 @@ from cloister.storage.client import StorageClient
 
 
 async def serve(settings: Settings) -> None:
-    runtime = ServiceRuntime(settings, "scheduler")
+    runtime = await ServiceRuntime.start(settings, "scheduler")
     storage = StorageClient(runtime.peer("storage"))
     scheduler = Scheduler(storage, settings.scheduler)
     results = TaskResults(storage, scheduler.state)

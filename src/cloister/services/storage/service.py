@@ -12,7 +12,7 @@ from cloister.storage.sqlite import SQLiteStore
 
 
 async def serve(settings: Settings) -> None:
-    runtime = ServiceRuntime(settings, "storage")
+    runtime = await ServiceRuntime.start(settings, "storage")
     key = load_or_create_key(settings.state_dir / "storage" / "storage.key")
     store = SQLiteStore(settings.database_path, Sealer(key))
     store.start()
