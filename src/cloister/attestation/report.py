@@ -166,7 +166,7 @@ def verify_report(
         quote,
         status,
         timestamp,
-        str(report.get("cloisterTeeBackend", "hardware")),
+        str(report.get("cloisterTeeBackend") or ("sgx-epid" if quote.version in (1, 2) else "sgx-dcap")),
         chain[0].subject.rfc4514_string(),
         int(version),
     )

@@ -117,6 +117,81 @@ def status(state_dir: Path | None, config_path: Path | None) -> None:
     sys.exit(0 if healthy else 1)
 
 
+@main.command(name="attest")
+@click.argument("address", required=False)
+@click.option("--service", default=None, help="The service the endpoint must prove to be, e.g. frontend.")
+@click.option(
+    "--certificate",
+    "certificate_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Verify a saved certificate (DER or PEM) instead of connecting.",
+)
+@click.option(
+    "--as-root-ca",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Attestation root CA (default: the state directory's).",
+)
+@click.option(
+    "--enclave-info",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Signed identity file (default: the state directory's).",
+)
+@click.option("--max-report-age", type=float, default=None, help="Oldest acceptable report, in seconds.")
+@click.option("--accept-status", multiple=True, help="Acceptable quote status (repeatable; default OK).")
+@click.option("--accept-report-version", type=int, multiple=True, help="Acceptable report version (default 4).")
+@state_dir_option
+@config_option
+def attest_command(
+    address: str | None,
+    service: str | None,
+    certificate_path: Path | None,
+    as_root_ca: Path | None,
+    enclave_info: Path | None,
+    max_report_age: float | None,
+    accept_status: tuple[str, ...],
+    accept_report_version: tuple[int, ...],
+    state_dir: Path | None,
+    config_path: Path | None,
+) -> None:
+    """Verify what an endpoint (HOST:PORT) or a saved certificate proves; exit 1 if anything fails."""
+    import datetime as dt
+
+    from cloister.attestation.enclave_info import EnclaveInfo
+    from cloister.attestation.report import AttestationPolicy
+    from cloister.cli import attest as attestation
+    from cloister.rpc.runtime import deployment_of
+
+    if (address is None) == (certificate_path is None):
+        raise click.UsageError("give either HOST:PORT or --certificate FILE")
+    settings = _settings(state_dir, config_path)
+    deployment = deployment_of(settings)
+    now = dt.datetime.now(dt.UTC)
+    policy = AttestationPolicy(
+        accepted_statuses=frozenset(accept_status or settings.attestation.accepted_quote_statuses),
+        max_report_age=dt.timedelta(seconds=max_report_age or settings.attestation.max_report_age_seconds),
+        accepted_versions=frozenset(accept_report_version or (4,)),
+    )
+    try:
+        root = attestation.load_root(as_root_ca or deployment.as_root_ca_path)
+        info_path = enclave_info or deployment.enclave_info_path
+        info = EnclaveInfo.parse(info_path.read_bytes()) if info_path.exists() else None
+        auditors = None
+        if info is not None and enclave_info is None:
+            auditors = (deployment.auditor_signatures(), deployment.auditor_public_keys())
+        der = attestation.load_certificate(certificate_path) if certificate_path else attestation.fetch(address or "")
+        result = attestation.attest(der, root, policy, service=service, enclave_info=info, auditors=auditors, now=now)
+    except (CloisterError, OSError, ValueError) as exc:
+        message = exc.message if isinstance(exc, CloisterError) else str(exc)
+        console.print(f"[red]NOT VERIFIED[/]: {message}")
+        sys.exit(1)
+    for line in attestation.describe(result, now):
+        print(line)
+    print("VERIFIED")
+
+
 @main.command()
 @click.argument("name", type=click.Choice((ATTESTATION_SERVICE, *SERVICES)))
 @state_dir_option
