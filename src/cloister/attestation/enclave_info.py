@@ -51,6 +51,9 @@ class EnclaveInfo:
             ]
         return "\n".join(lines).encode()
 
+    def identities(self) -> list[EnclaveIdentity]:
+        return list(self._by_name.values())
+
     def get(self, name: str) -> EnclaveIdentity | None:
         return self._by_name.get(name)
 

@@ -19,7 +19,7 @@ from cloister.config import ATTESTATION_SERVICE, SERVICES, Settings, load_settin
 from cloister.errors import CloisterError
 from cloister.launcher import Platform, ServiceFailedError
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 state_dir_option = click.option(
     "--state-dir",

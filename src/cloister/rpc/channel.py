@@ -24,7 +24,7 @@ from cloister.attestation.identity import ServiceIdentity
 from cloister.attestation.measurement import enclave_name
 from cloister.attestation.verify import PeerIdentity, PeerVerifier
 from cloister.config import RPCSettings
-from cloister.errors import CloisterError, UnavailableError
+from cloister.errors import AttestationError, CloisterError, UnavailableError
 from cloister.rpc.errors import from_rpc_error
 from cloister.rpc.server import channel_options
 
@@ -126,9 +126,13 @@ class Peer:
                 asyncio.get_running_loop().call_later(_RETIRE_GRACE, lambda: asyncio.ensure_future(old.close()))
             if self._channel is None:
                 address = self._resolve()
-                credentials, _ = await asyncio.to_thread(
-                    verified_credentials, address, self.service, self._verifier, identity
-                )
+                try:
+                    credentials, _ = await asyncio.to_thread(
+                        verified_credentials, address, self.service, self._verifier, identity
+                    )
+                except AttestationError as exc:
+                    # Our caller cannot fix this; to them the service is unavailable, and why.
+                    raise UnavailableError(f"{self.service} failed attestation: {exc.message}") from exc
                 self._channel = grpc.aio.secure_channel(address, credentials, options=_options(self._rpc))
                 self._channel_identity = identity
                 self._stubs = {}
