@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,16 @@ from cloister.testing import RunningPlatform, start_platform
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
     running = start_platform(tmp_path_factory.mktemp("platform"))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def own_platform(tmp_path: Path) -> Iterator[RunningPlatform]:
+    """A platform for one test that stops, kills or restarts services."""
+    running = start_platform(tmp_path)
     try:
         yield running
     finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,16 +15,7 @@ from cloister.attestation.enclave_info import EnclaveIdentity, EnclaveInfo, sign
 from cloister.attestation.measurement import PACKAGE_ROOT, mr_enclave
 from cloister.errors import CloisterError, UnavailableError
 from cloister.launcher import ServiceFailedError
-from cloister.testing import RunningPlatform, start_platform
-
-
-@pytest.fixture
-def own_platform(tmp_path: Path) -> Iterator[RunningPlatform]:
-    running = start_platform(tmp_path)
-    try:
-        yield running
-    finally:
-        running.stop()
+from cloister.testing import RunningPlatform
 
 
 def _resign(state_dir: Path, service: str, measurement: bytes) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,18 +11,9 @@ from conftest import admin
 
 from cloister.errors import ExecutorLostError, TaskCancelledError
 from cloister.sdk import FunctionArgument
-from cloister.testing import RunningPlatform, start_platform
+from cloister.testing import RunningPlatform
 
 FAKE_EXECUTOR = Path(__file__).with_name("stalled_executor.py")
-
-
-@pytest.fixture
-def own_platform(tmp_path: Path) -> Iterator[RunningPlatform]:
-    running = start_platform(tmp_path)
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def _echo(session, message: str) -> str:
