@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import pytest
 from cryptography import x509
+from shared_fixtures import TEACLAVE_FIXTURES
 
 from cloister.attestation.report import TEACLAVE_QUOTE_STATUSES, AttestationPolicy
 from cloister.attestation.verify import verify_attested_certificate
 from cloister.errors import AttestationError
 
-FIXTURES = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "teaclave" / "attestation"
+FIXTURES = TEACLAVE_FIXTURES / "attestation"
 OLD_REPORTS = AttestationPolicy(
     accepted_statuses=TEACLAVE_QUOTE_STATUSES,
     max_report_age=dt.timedelta(days=365 * 10),
