@@ -88,6 +88,7 @@ def _print_banner(platform: Platform) -> None:
     print(f"Cloister is running (state directory {settings.state_dir})", flush=True)
     print(f"  authentication API  {platform.endpoint('authentication_api')}")
     print(f"  frontend API        {platform.endpoint('frontend')}")
+    print(f"  attestation service {platform.endpoint('attestation')}")
     print(f"  attestation root CA {attestation / 'as_root_ca.pem'}")
     print(f"  enclave info        {attestation / 'enclave_info.toml'}")
     password_file = platform.admin_password_file()
