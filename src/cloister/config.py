@@ -147,6 +147,14 @@ class ExecutionSettings:
     executors: tuple[str, ...] = ("builtin",)
     labels: tuple[str, ...] = ()
     heartbeat_seconds: float = 1.0
+    work_dir: Path | None = None
+    """Per-task scratch directories; defaults to ``<state_dir>/execution``, wiped after each task."""
+    fusion_base_dir: Path | None = None
+    """Where ``fusion:///TEACLAVE_FUSION_BASE/...`` files live; defaults to ``<state_dir>/fusion``."""
+    max_file_bytes: int = 64 * 1024**3
+    """Largest file a task may download or upload."""
+    transfer_timeout_seconds: float = 60.0
+    """Longest silence allowed while connecting to, reading from or writing to a file URL."""
 
 
 @dataclass(frozen=True)
@@ -182,6 +190,14 @@ class Settings:
     @property
     def database_path(self) -> Path:
         return self.storage.path or self.state_dir / "storage" / "cloister.db"
+
+    @property
+    def execution_work_dir(self) -> Path:
+        return self.execution.work_dir or self.state_dir / "execution"
+
+    @property
+    def fusion_base_dir(self) -> Path:
+        return self.execution.fusion_base_dir or self.state_dir / "fusion"
 
     @property
     def attestation_dir(self) -> Path:

@@ -19,6 +19,8 @@ reference and whose ``message`` is safe to show to anyone::
     ├── InternalError                13 INTERNAL
     │   └── MalformedRequestError        a field could not be parsed (the reference's code for it)
     ├── AttestationError             16 UNAUTHENTICATED (a peer failed verification)
+    ├── FileIntegrityError              a file failed its integrity check (task failure reason)
+    ├── TransferError                   a file could not be downloaded or uploaded (task failure reason)
     └── TaskError                       (SDK only: how a task ended)
         ├── TaskFailedError               the function or its data failed
         ├── TaskCancelledError            a participant cancelled it
@@ -140,6 +142,23 @@ class AttestationError(CloisterError):
 
     status = StatusCode.UNAUTHENTICATED
     default_message = "attestation failed"
+
+
+class FileIntegrityError(CloisterError):
+    """An encrypted file is truncated, tampered with, under another key or not what was registered.
+
+    Raised before any of the file's plaintext is released.
+    """
+
+    status = StatusCode.DATA_LOSS
+    default_message = "file failed its integrity check"
+
+
+class TransferError(CloisterError):
+    """A file could not be fetched from or written to its URL."""
+
+    status = StatusCode.UNAVAILABLE
+    default_message = "file transfer failed"
 
 
 class ConfigurationError(CloisterError):
