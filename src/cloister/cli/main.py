@@ -211,3 +211,4 @@ def service(name: str, state_dir: Path | None, config_path: Path | None, log_fil
     except ServiceFailedError as exc:  # pragma: no cover - defensive
         console.print(f"[red]{exc.message}[/]")
         sys.exit(1)
+importlib.import_module("cloister.cli.crypto_commands").register(main)
