@@ -151,6 +151,8 @@ class ExecutionSettings:
     """Per-task scratch directories; defaults to ``<state_dir>/execution``, wiped after each task."""
     fusion_base_dir: Path | None = None
     """Where ``fusion:///TEACLAVE_FUSION_BASE/...`` files live; defaults to ``<state_dir>/fusion``."""
+    file_roots: tuple[Path, ...] = ()
+    """The only directories ``file://`` URLs may name; none (the default) disables ``file://``."""
     max_file_bytes: int = 64 * 1024**3
     """Largest file a task may download or upload."""
     transfer_timeout_seconds: float = 60.0

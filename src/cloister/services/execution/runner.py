@@ -1,4 +1,5 @@
-"""Runs one staged task to a :class:`TaskResult` (reference §11.1, without the data plane yet).
+"""Runs one staged task to a :class:`TaskResult` (reference §11.1): stage its inputs, run its
+function, deliver its outputs.
 
 A function error ends the task with the error as its reason (the scheduler marks it Failed,
 a deliberate difference from Teaclave's Finished). A bug in the execution service also fails
@@ -9,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import replace
 
 from cloister.executors import Executor, FunctionError, TaskIO, select_executor
-from cloister.model.tasks import StagedTask, TaskResult
+from cloister.model.tasks import StagedTask, TaskOutputs, TaskResult
+from cloister.services.execution.staging import DataPlane
 
 logger = logging.getLogger(__name__)
 
@@ -20,11 +23,9 @@ logger = logging.getLogger(__name__)
 class TaskRunner:
     """Picks the executor for a task, prepares and runs it, and turns the outcome into a result."""
 
-    def __init__(
-        self, executors: Mapping[str, Executor], io_factory: Callable[[StagedTask], TaskIO] | None = None
-    ) -> None:
+    def __init__(self, executors: Mapping[str, Executor], data_plane: DataPlane | None = None) -> None:
         self._executors = executors
-        self._io_factory = io_factory or (lambda task: TaskIO())
+        self._data_plane = data_plane
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -35,7 +36,7 @@ class TaskRunner:
         try:
             executor = select_executor(task, self._executors)
             executor.prepare(task)
-            outputs = await executor.run(task, self._io_factory(task))
+            outputs = await self._run(executor, task)
         except FunctionError as exc:
             logger.info("task %s failed: %s", task.task_id, exc.reason)
             return TaskResult.err(exc.reason)
@@ -45,6 +46,18 @@ class TaskRunner:
             return TaskResult.err(f"Runtime Error: internal error in the execution service (incident {incident})")
         return TaskResult.ok(outputs)
 
+    async def _run(self, executor: Executor, task: StagedTask) -> TaskOutputs:
+        if self._data_plane is None:
+            if task.input_data or task.output_data:
+                raise FunctionError("this execution service has no data plane for the task's files")
+            return await executor.run(task, TaskIO())
+        async with self._data_plane.open_task(task) as files:
+            outputs = await executor.run(task, files)
+            tags = await self._data_plane.deliver_outputs(task, files)
+        return replace(outputs, tags_map=tags)
+
     async def aclose(self) -> None:
         for executor in self._executors.values():
             await executor.aclose()
+        if self._data_plane is not None:
+            await self._data_plane.aclose()

@@ -8,9 +8,11 @@ import uuid
 from cloister.config import Settings
 from cloister.errors import ConfigurationError
 from cloister.executors import create_executors
+from cloister.file_agent import FileAgent, TransferLimits
 from cloister.rpc.runtime import ServiceRuntime
 from cloister.services.execution.runner import TaskRunner
 from cloister.services.execution.scheduler_client import ExecutorInfo, SchedulerClient
+from cloister.services.execution.staging import DataPlane
 from cloister.services.execution.worker import ExecutionWorker
 
 logger = logging.getLogger(__name__)
@@ -33,7 +35,13 @@ async def serve(settings: Settings) -> None:
         labels=tuple(settings.execution.labels),
         slots=settings.execution.slots,
     )
-    runner = TaskRunner(executors)
+    settings.fusion_base_dir.mkdir(parents=True, exist_ok=True)
+    agent = FileAgent(
+        settings.fusion_base_dir,
+        TransferLimits.from_settings(settings.execution),
+        file_roots=settings.execution.file_roots,
+    )
+    runner = TaskRunner(executors, DataPlane(settings.execution_work_dir, agent))
     worker = ExecutionWorker(
         SchedulerClient(runtime.peer("scheduler")),
         runner,

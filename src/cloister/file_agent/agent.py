@@ -1,0 +1,221 @@
+"""The file agent: moves a task's files between their URLs and the execution service's disk (reference §11.2).
+
+Deliberate difference from Teaclave: an upload succeeds on any 2xx answer (200, 201, 204), where Teaclave accepted
+only 200 and so failed against servers that answer a PUT with 201 Created or 204 No Content. Every failure is a
+:class:`~cloister.errors.TransferError` naming the URL as :func:`~cloister.file_agent.urls.display_url` shows it
+(no query, fragment or password: presigned URLs carry credentials there), and is raised without a chained cause,
+since httpx's exceptions quote whole URLs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from cloister.config import ExecutionSettings
+from cloister.errors import TransferError
+from cloister.file_agent import local, remote
+from cloister.file_agent.urls import display_url, split_url
+
+logger = logging.getLogger(__name__)
+
+_HTTP_SCHEMES = ("http", "https")
+_HTTP_FAILURES = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
+
+
+@dataclass(frozen=True)
+class TransferLimits:
+    """How large a file may be and how long a transfer may stall."""
+
+    max_bytes: int
+    timeout_seconds: float
+    """Longest silence while connecting, reading, writing or waiting for a pooled connection."""
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 0:
+            raise ValueError("max_bytes must not be negative")
+        if not self.timeout_seconds > 0:
+            raise ValueError("timeout_seconds must be positive")
+
+    @classmethod
+    def from_settings(cls, execution: ExecutionSettings) -> TransferLimits:
+        return cls(max_bytes=execution.max_file_bytes, timeout_seconds=execution.transfer_timeout_seconds)
+
+
+class FileAgent:
+    """Downloads and uploads files by URL scheme: ``http``, ``https``, ``file``, ``fusion`` and (download) ``data``.
+
+    Args:
+        fusion_base: the directory ``fusion:///TEACLAVE_FUSION_BASE/<path>`` URLs map into.
+        limits: size and time limits applied to every transfer.
+        client: an HTTP client to use instead of the agent's own; the caller keeps ownership of it.
+        file_roots: the only directories ``file:`` URLs may read from or write to; none disables them.
+    """
+
+    def __init__(
+        self,
+        fusion_base: Path,
+        limits: TransferLimits,
+        client: httpx.AsyncClient | None = None,
+        file_roots: Sequence[Path] = (),
+    ) -> None:
+        self._fusion = local.FusionDirectory(fusion_base)
+        self._file_roots = tuple(file_roots)
+        self._limits = limits
+        self._owns_client = client is None
+        self._client = client if client is not None else remote.new_client(limits.timeout_seconds)
+
+    async def __aenter__(self) -> FileAgent:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client the agent created (not one it was given)."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def download(self, url: str, destination: Path) -> int:
+        """Fetch ``url`` into ``destination``, which must not exist (its parents are created).
+
+        Returns the number of bytes written. On failure nothing is left at ``destination``.
+
+        Raises:
+            TransferError: the URL is unsupported or malformed, the source is missing or too large, the server
+                refused or did not answer in time.
+        """
+        shown = display_url(url)
+        try:
+            written = await self._download(url, destination)
+        except TransferError as exc:
+            raise TransferError(_failure_message(exc, f"download of {shown} failed")) from None
+        except OSError as exc:
+            raise TransferError(f"download of {shown} failed: {exc.strerror or type(exc).__name__}") from None
+        logger.debug("downloaded %d bytes from %s", written, shown)
+        return written
+
+    async def upload(self, source: Path, url: str) -> None:
+        """Send the existing file ``source`` to ``url``; a ``file`` or ``fusion`` destination must not exist.
+
+        Raises:
+            TransferError: the URL is unsupported or malformed, the source is missing or too large, the
+                destination exists, the server refused or did not answer in time.
+        """
+        shown = display_url(url)
+        try:
+            await self._upload(source, url)
+        except TransferError as exc:
+            raise TransferError(_failure_message(exc, f"upload to {shown} failed")) from None
+        except OSError as exc:
+            raise TransferError(f"upload to {shown} failed: {exc.strerror or type(exc).__name__}") from None
+        logger.debug("uploaded %s to %s", source.name, shown)
+
+    async def download_all(self, items: Mapping[str, tuple[str, Path]]) -> None:
+        """Download ``name -> (url, destination)`` concurrently; the first failure cancels the rest and is raised."""
+        await _all({name: self.download(url, destination) for name, (url, destination) in items.items()})
+
+    async def upload_all(self, items: Mapping[str, tuple[Path, str]]) -> None:
+        """Upload ``name -> (source, url)`` concurrently; the first failure cancels the rest and is raised."""
+        await _all({name: self.upload(source, url) for name, (source, url) in items.items()})
+
+    async def _download(self, url: str, destination: Path) -> int:
+        parts = split_url(url)
+        scheme = parts.scheme.lower()
+        limits = self._limits
+        if scheme in _HTTP_SCHEMES:
+            remote.check_http_url(parts)
+            try:
+                return await remote.http_download(
+                    self._client,
+                    url,
+                    destination,
+                    max_bytes=limits.max_bytes,
+                    timeout_seconds=limits.timeout_seconds,
+                )
+            except _HTTP_FAILURES as exc:
+                raise TransferError(remote.describe_http_error(exc, parts, limits.timeout_seconds)) from None
+        if scheme == "file":
+            return await local.copy_file(
+                local.confined(local.file_url_path(parts), self._file_roots),
+                destination,
+                limits.max_bytes,
+                source_what="source file",
+                destination_what="destination",
+            )
+        if scheme == "fusion":
+            source = await self._fusion.source(parts)
+            return await local.copy_file(
+                source, destination, limits.max_bytes, source_what="fusion file", destination_what="destination"
+            )
+        if scheme == "data":
+            return await local.write_data(local.decode_data_url(parts, limits.max_bytes), destination)
+        raise _SchemeError(scheme)
+
+    async def _upload(self, source: Path, url: str) -> None:
+        parts = split_url(url)
+        scheme = parts.scheme.lower()
+        limits = self._limits
+        if scheme in _HTTP_SCHEMES:
+            remote.check_http_url(parts)
+            try:
+                await remote.http_upload(
+                    self._client, source, url, max_bytes=limits.max_bytes, timeout_seconds=limits.timeout_seconds
+                )
+            except _HTTP_FAILURES as exc:
+                raise TransferError(remote.describe_http_error(exc, parts, limits.timeout_seconds)) from None
+            return
+        if scheme == "file":
+            destination = local.confined(local.file_url_path(parts), self._file_roots)
+        elif scheme == "fusion":
+            destination = await self._fusion.destination(parts)
+        else:
+            raise _SchemeError(scheme)
+        await local.copy_file(
+            source, destination, limits.max_bytes, source_what="source file", destination_what="destination"
+        )
+
+
+class _SchemeError(TransferError):
+    """Keeps the reference's ``Scheme not supported`` at the start of the message."""
+
+    def __init__(self, scheme: str) -> None:
+        super().__init__(f"Scheme not supported: {scheme}")
+
+
+def _failure_message(exc: TransferError, context: str) -> str:
+    if isinstance(exc, _SchemeError):
+        return f"{exc.message} ({context})"
+    return f"{context}: {exc.message}"
+
+
+async def _all(jobs: Mapping[str, Awaitable[object]]) -> None:
+    """Run ``jobs`` concurrently; on the first failure cancel the others, wait for them, and raise it."""
+    tasks = {asyncio.ensure_future(job): name for name, job in jobs.items()}
+    failed: asyncio.Future[object] | None = None
+    try:
+        pending = set(tasks)
+        while pending and failed is None:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            failures = [task for task in done if not task.cancelled() and task.exception() is not None]
+            if failures:
+                failed = min(failures, key=lambda task: tasks[task])
+    finally:
+        # Also reached when the caller is cancelled: no transfer may outlive this call.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if failed is not None:
+        exc = failed.exception()
+        if isinstance(exc, TransferError):
+            raise TransferError(f"{tasks[failed]}: {exc.message}") from None
+        assert exc is not None
+        raise exc
