@@ -32,9 +32,11 @@ unit: $(STAMP)
 e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
-## Latency and throughput, printed as ratios against a bare TLS gRPC round trip.
+## Latency, throughput and memory, each printed against a baseline measured in the same run.
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.task_latency $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.task_latency
+	$(BIN)/python -m benchmarks.crypto_throughput
+	$(BIN)/python -m benchmarks.data_plane_memory
 
 ## Regenerate src/cloister/_proto from proto/*.proto.
 proto: $(STAMP)
