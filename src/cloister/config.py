@@ -142,9 +142,25 @@ class SchedulerSettings:
 
 
 @dataclass(frozen=True)
+class SandboxLimits:
+    """What one task's worker may use; a task over a limit fails with a reason naming it."""
+
+    memory_bytes: int = 2 * 1024**3
+    """Address space of the worker (RLIMIT_AS)."""
+    cpu_seconds: int = 300
+    wall_seconds: float = 600.0
+    open_files: int = 64
+    output_bytes: int = 8 * 1024**3
+    """Largest file the function may write (RLIMIT_FSIZE)."""
+    log_bytes: int = 64 * 1024
+    """Printed and logged output kept for the task's log; the rest is dropped."""
+    wasm_fuel: int = 20_000_000_000
+
+
+@dataclass(frozen=True)
 class ExecutionSettings:
     slots: int = field(default_factory=lambda: os.cpu_count() or 1)
-    executors: tuple[str, ...] = ("builtin",)
+    executors: tuple[str, ...] = ("builtin", "python", "wasm")
     labels: tuple[str, ...] = ()
     heartbeat_seconds: float = 1.0
     work_dir: Path | None = None
@@ -183,6 +199,7 @@ class Settings:
     storage: StorageSettings = StorageSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     execution: ExecutionSettings = ExecutionSettings()
+    sandbox: SandboxLimits = SandboxLimits()
     rpc: RPCSettings = RPCSettings()
     logging: LoggingSettings = LoggingSettings()
 
@@ -227,6 +244,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "storage": StorageSettings,
     "scheduler": SchedulerSettings,
     "execution": ExecutionSettings,
+    "sandbox": SandboxLimits,
     "rpc": RPCSettings,
     "logging": LoggingSettings,
 }

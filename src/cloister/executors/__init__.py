@@ -9,30 +9,51 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
-from cloister.executors.base import KIND_BY_EXECUTOR, PAIRS, Executor, FunctionError, TaskIO, pair_name, wants_log
+from cloister.config import SandboxLimits
+from cloister.executors.base import (
+    KIND_BY_EXECUTOR,
+    PAIRS,
+    Executor,
+    FunctionError,
+    TaskFiles,
+    TaskIO,
+    pair_name,
+    wants_log,
+)
 from cloister.executors.builtin import BuiltinExecutor
+from cloister.executors.sandbox.host import Sandbox
+from cloister.executors.sandboxed import PythonExecutor, SandboxedExecutor, WasmExecutor
 from cloister.model.tasks import StagedTask
 
 logger = logging.getLogger(__name__)
 
-_IMPLEMENTED: dict[str, type[Executor]] = {"builtin": BuiltinExecutor}
-"""The kinds this build can run; python and wasm join when their sandboxes land."""
+_SANDBOXED: dict[str, type[SandboxedExecutor]] = {"python": PythonExecutor, "wasm": WasmExecutor}
 
 
-def create_executors(kinds: Iterable[str]) -> dict[str, Executor]:
+def create_executors(
+    kinds: Iterable[str], limits: SandboxLimits | None = None, work_dir: Path | None = None
+) -> dict[str, Executor]:
     """One executor per requested kind this build has; the others are logged and skipped.
 
     An execution service announces only what this returns, so the scheduler never hands it a
-    task it cannot run.
+    task it cannot run. Python and wasm share one sandbox (one zygote).
     """
     executors: dict[str, Executor] = {}
+    sandbox: Sandbox | None = None
     for kind in kinds:
-        cls = _IMPLEMENTED.get(kind)
-        if cls is None:
-            logger.warning("executor kind %r is not available in this build; not offering it", kind)
+        if kind in executors:
             continue
-        executors.setdefault(kind, cls())
+        if kind == "builtin":
+            executors[kind] = BuiltinExecutor()
+        elif kind in _SANDBOXED:
+            if work_dir is None:
+                raise ValueError("sandboxed executors need a work directory")
+            sandbox = sandbox or Sandbox(limits or SandboxLimits(), work_dir)
+            executors[kind] = _SANDBOXED[kind](sandbox)
+        else:
+            logger.warning("executor kind %r is not available in this build; not offering it", kind)
     return executors
 
 
@@ -57,6 +78,7 @@ __all__ = [
     "BuiltinExecutor",
     "Executor",
     "FunctionError",
+    "TaskFiles",
     "TaskIO",
     "create_executors",
     "pair_name",

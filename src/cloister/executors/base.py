@@ -9,6 +9,8 @@ proxy ``TaskIO`` to it, so nothing here assumes the function shares the service'
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO, ClassVar
 
 from cloister.functions import FunctionError
@@ -38,6 +40,27 @@ class TaskIO:
 
     def create_output(self, name: str) -> BinaryIO:
         raise FunctionError("Invalid output file identifier")
+
+
+@dataclass
+class TaskFiles(TaskIO):
+    """A task's staged plaintext files by data name, in its private directory ``root``."""
+
+    root: Path
+    inputs: dict[str, Path] = field(default_factory=dict)
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+    def open_input(self, name: str) -> BinaryIO:
+        path = self.inputs.get(name)
+        if path is None:
+            raise FunctionError("Invalid input file identifier.")
+        return path.open("rb")
+
+    def create_output(self, name: str) -> BinaryIO:
+        path = self.outputs.get(name)
+        if path is None:
+            raise FunctionError("Invalid output file identifier")
+        return path.open("wb")
 
 
 class Executor(abc.ABC):
@@ -84,4 +107,4 @@ def wants_log(task: StagedTask) -> bool:
     return task.function_arguments.get("save_log") == "true"
 
 
-__all__ = ["KIND_BY_EXECUTOR", "PAIRS", "Executor", "FunctionError", "TaskIO", "pair_name", "wants_log"]
+__all__ = ["KIND_BY_EXECUTOR", "PAIRS", "Executor", "FunctionError", "TaskFiles", "TaskIO", "pair_name", "wants_log"]

@@ -75,10 +75,12 @@ def test_pairing_errors_use_the_reference_names(executor_type: str, executor: st
     assert error.value.reason == reason
 
 
-def test_the_builtin_pair_selects_the_builtin_executor() -> None:
-    executors = create_executors(["builtin", "python", "wasm"])  # only builtin exists in this build
-    assert list(executors) == ["builtin"]
+def test_the_builtin_pair_selects_the_builtin_executor(tmp_path) -> None:
+    executors = create_executors(["builtin", "python", "wasm", "cobol"], work_dir=tmp_path)
+    assert list(executors) == ["builtin", "python", "wasm"]  # unknown kinds are not offered
     assert isinstance(select_executor(staged(), executors), BuiltinExecutor)
+    assert select_executor(staged(executor_type="python", executor="mesapy"), executors).kind == "python"
+    assert select_executor(staged(executor_type="wamr", executor="wamr"), executors).kind == "wasm"
 
 
 def test_the_default_task_io_has_no_files() -> None:

@@ -12,38 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from cloister.crypto.files import decrypt_file, encrypt_file
 from cloister.errors import FileIntegrityError, TransferError
-from cloister.executors import FunctionError, TaskIO
+from cloister.executors import FunctionError, TaskFiles
 from cloister.file_agent import FileAgent, url_basename
 from cloister.model.tasks import StagedTask
-
-
-@dataclass
-class TaskFiles(TaskIO):
-    """The runtime file interface of §11.3 over a task's staged plaintext files."""
-
-    root: Path
-    inputs: dict[str, Path] = field(default_factory=dict)
-    outputs: dict[str, Path] = field(default_factory=dict)
-
-    def open_input(self, name: str) -> BinaryIO:
-        path = self.inputs.get(name)
-        if path is None:
-            raise FunctionError("Invalid input file identifier.")
-        return path.open("rb")
-
-    def create_output(self, name: str) -> BinaryIO:
-        path = self.outputs.get(name)
-        if path is None:
-            raise FunctionError("Invalid output file identifier")
-        return path.open("wb")
 
 
 class DataPlane:
@@ -51,7 +29,7 @@ class DataPlane:
         self._work_dir = work_dir
         self._agent = agent
         work_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(work_dir, 0o700)
+        os.chmod(work_dir, 0o311)  # noqa: S103 - search without read: tasks' directories cannot be listed
 
     @contextlib.asynccontextmanager
     async def open_task(self, task: StagedTask) -> AsyncIterator[TaskFiles]:
@@ -60,8 +38,8 @@ class DataPlane:
         Raises:
             FunctionError: an input could not be fetched or failed its integrity check.
         """
-        root = self._work_dir / str(task.task_id)
-        shutil.rmtree(root, ignore_errors=True)
+        # An unguessable name in a directory sandboxed functions cannot list: no task finds another's.
+        root = self._work_dir / secrets.token_hex(16)
         root.mkdir(mode=0o700)
         try:
             files = TaskFiles(root, outputs={name: root / "outputs" / name for name in task.output_data})

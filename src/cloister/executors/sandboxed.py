@@ -1,0 +1,45 @@
+"""Python and WebAssembly executors: each task's function runs in a sandboxed child (see ``sandbox``)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import ClassVar
+
+from cloister.executors.base import Executor, FunctionError, TaskFiles, TaskIO
+from cloister.executors.sandbox.host import Sandbox
+from cloister.model.tasks import StagedTask, TaskOutputs
+
+
+class SandboxedExecutor(Executor):
+    def __init__(self, sandbox: Sandbox) -> None:
+        self._sandbox = sandbox
+
+    def prepare(self, task: StagedTask) -> None:
+        if not task.function_payload:
+            raise FunctionError("the function has no payload")
+
+    async def run(self, task: StagedTask, io: TaskIO) -> TaskOutputs:
+        if isinstance(io, TaskFiles):
+            return await self._sandbox.run(self.kind, task, io)
+        directory = Path(tempfile.mkdtemp(dir=self._sandbox.work_dir))  # a task without files: no data plane
+        try:
+            return await self._sandbox.run(self.kind, task, TaskFiles(directory))
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    async def aclose(self) -> None:
+        await self._sandbox.close()
+
+
+class PythonExecutor(SandboxedExecutor):
+    kind: ClassVar[str] = "python"
+    executor_type: ClassVar[str] = "python"
+    executor: ClassVar[str] = "mesapy"
+
+
+class WasmExecutor(SandboxedExecutor):
+    kind: ClassVar[str] = "wasm"
+    executor_type: ClassVar[str] = "wamr"
+    executor: ClassVar[str] = "wamr"
