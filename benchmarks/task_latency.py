@@ -25,16 +25,22 @@ def _client(platform: RunningPlatform) -> FrontendService:
     return frontend
 
 
-def _latencies(frontend: FrontendService, function_id: str, count: int) -> list[float]:
+def _latencies(frontend: FrontendService, function_id: str, count: int, executor: str = "builtin") -> list[float]:
     samples = []
     for i in range(count):
-        task_id = frontend.create_task(function_id, {"message": f"bench {i}"}, "builtin")
+        arguments = {"adder1": str(i), "adder2": "1"} if executor == "wasm" else {"message": f"bench {i}"}
+        expected = str(i + 1) if executor == "wasm" else f"bench {i}"
+        task_id = frontend.create_task(function_id, arguments, executor)
         started = time.perf_counter()
         frontend.invoke_task(task_id)
         result = frontend.get_task_result(task_id)
         samples.append(time.perf_counter() - started)
-        assert result == f"bench {i}".encode()
+        assert result == expected.encode()
     return samples
+
+
+PYTHON_ECHO = b"def entrypoint(argv):\n    return argv[1]\n"
+WASM_ADD = Path(__file__).resolve().parent.parent / "examples" / "wasm" / "simple_add.wat"
 
 
 def _throughput(platform: RunningPlatform, function_id: str, count: int, concurrency: int) -> float:
@@ -76,6 +82,17 @@ def main() -> None:
             _latencies(frontend, function_id, 20)  # warm up
             samples = _latencies(frontend, function_id, args.tasks)
             throughput = _throughput(platform, function_id, args.tasks, args.concurrency)
+            python_id = frontend.register_function(
+                "py-echo", "bench", "python", payload=PYTHON_ECHO, arguments=[FunctionArgument("message")]
+            )
+            wasm_id = frontend.register_function(
+                "wasm-add", "bench", "wasm", payload=WASM_ADD.read_bytes(),
+                arguments=[FunctionArgument("adder1"), FunctionArgument("adder2")],
+            )  # fmt: skip
+            _latencies(frontend, python_id, 5, "python")
+            _latencies(frontend, wasm_id, 5, "wasm")
+            python_samples = _latencies(frontend, python_id, args.tasks // 2, "python")
+            wasm_samples = _latencies(frontend, wasm_id, args.tasks // 2, "wasm")
             frontend.close()
         finally:
             platform.stop()
@@ -86,6 +103,9 @@ def main() -> None:
     print(f"echo task invoke->result          p50 {p50 * 1000:8.3f} ms   = {p50 / rtt:6.1f} x baseline")
     print(f"echo task invoke->result          p99 {p99 * 1000:8.3f} ms   = {p99 / rtt:6.1f} x baseline")
     print(f"echo task throughput                  {throughput:8.1f} tasks/s with {args.concurrency} clients")
+    for label, sample in (("python task", python_samples), ("wasm task", wasm_samples)):
+        p = median(sample)
+        print(f"{label:<12} invoke->result          p50 {p * 1000:8.3f} ms   = {p / p50:6.2f} x echo task")
     print(f"tasks measured: {len(samples)} sequential, {args.tasks // args.concurrency * args.concurrency} concurrent")
 
 

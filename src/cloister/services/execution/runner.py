@@ -47,10 +47,10 @@ class TaskRunner:
         return TaskResult.ok(outputs)
 
     async def _run(self, executor: Executor, task: StagedTask) -> TaskOutputs:
+        if not task.input_data and not task.output_data:
+            return await executor.run(task, TaskIO())  # nothing to stage: skip the task directory
         if self._data_plane is None:
-            if task.input_data or task.output_data:
-                raise FunctionError("this execution service has no data plane for the task's files")
-            return await executor.run(task, TaskIO())
+            raise FunctionError("this execution service has no data plane for the task's files")
         async with self._data_plane.open_task(task) as files:
             outputs = await executor.run(task, files)
             tags = await self._data_plane.deliver_outputs(task, files)
