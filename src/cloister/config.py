@@ -202,6 +202,8 @@ class Settings:
     sandbox: SandboxLimits = SandboxLimits()
     rpc: RPCSettings = RPCSettings()
     logging: LoggingSettings = LoggingSettings()
+    instance: str = ""
+    """Names one of several processes of the same service on a host (``--instance``)."""
 
     def endpoint(self, name: str) -> EndpointSettings:
         return self.endpoints[name]
@@ -210,9 +212,13 @@ class Settings:
     def database_path(self) -> Path:
         return self.storage.path or self.state_dir / "storage" / "cloister.db"
 
+    def process_name(self, service: str) -> str:
+        """``service``, or ``service-instance`` for one of several processes of it."""
+        return f"{service}-{self.instance}" if self.instance else service
+
     @property
     def execution_work_dir(self) -> Path:
-        return self.execution.work_dir or self.state_dir / "execution"
+        return self.execution.work_dir or self.state_dir / self.process_name("execution")
 
     @property
     def fusion_base_dir(self) -> Path:
@@ -349,10 +355,14 @@ def load_settings(
         else:
             state_dir = default_state_dir(env)
     tee_backend = env.get("CLOISTER_TEE_BACKEND") or data.get("tee_backend", "sim")
+    instance = env.get("CLOISTER_INSTANCE", "")
+    if instance and not instance.replace("-", "").replace("_", "").isalnum():
+        raise ConfigurationError(f"instance name {instance!r} must be letters, digits, '-' or '_'")
     return Settings(
         state_dir=Path(state_dir).expanduser().resolve(),
         tee_backend=str(tee_backend),
         endpoints=endpoints,
+        instance=instance,
         **{name: _build_section(cls, sections[name], name) for name, cls in _SECTIONS.items()},
     )
 

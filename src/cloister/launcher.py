@@ -99,21 +99,34 @@ class Platform:
             ) from None
         self._lock_file = handle
 
-    def start_service(self, name: str, timeout: float = 60.0, extra_env: Mapping[str, str] | None = None) -> None:
-        """Start one service and wait until it is ready; ``extra_env`` adds to its environment."""
-        addresses.unmark_ready(self.settings, name)
+    def start_service(
+        self,
+        name: str,
+        timeout: float = 60.0,
+        extra_env: Mapping[str, str] | None = None,
+        instance: str | None = None,
+    ) -> None:
+        """Start one service and wait until it is ready; ``extra_env`` adds to its environment.
+
+        With ``instance``, a further process of the service (e.g. a second execution service),
+        known as ``name-instance`` here and in the state directory.
+        """
+        process_name = f"{name}-{instance}" if instance else name
+        addresses.unmark_ready(self.settings, process_name)
         command = [sys.executable, "-m", "cloister", "service", name, "--state-dir", str(self.settings.state_dir)]
         if self._config_path is not None:
             command += ["--config", str(self._config_path)]
-        command += ["--log-file", str(self.log_dir / f"{name}.log")]
-        self.processes[name] = subprocess.Popen(
+        if instance:
+            command += ["--instance", instance]
+        command += ["--log-file", str(self.log_dir / f"{process_name}.log")]
+        self.processes[process_name] = subprocess.Popen(
             command,
             env={**self._env, **(extra_env or {})},
             stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
             start_new_session=True,
         )
-        self._wait_ready(name, timeout)
+        self._wait_ready(process_name, timeout)
 
     def _wait_ready(self, name: str, timeout: float) -> None:
         process = self.processes[name]

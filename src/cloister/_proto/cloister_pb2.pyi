@@ -16,6 +16,14 @@ class WaitTaskRequest(_message.Message):
     timeout_ms: int
     def __init__(self, task_id: _Optional[str] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
 
+class FunctionRequirementsRequest(_message.Message):
+    __slots__ = ("function_id", "labels")
+    FUNCTION_ID_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    function_id: str
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, function_id: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class PutOp(_message.Message):
     __slots__ = ("key", "value")
     KEY_FIELD_NUMBER: _ClassVar[int]

@@ -41,12 +41,23 @@ class FrontendStub:
                 request_serializer=cloister__pb2.WaitTaskRequest.SerializeToString,
                 response_deserializer=teaclave__frontend__service__pb2.GetTaskResponse.FromString,
                 _registered_method=True)
+        self.SetFunctionRequirements = channel.unary_unary(
+                '/cloister.Frontend/SetFunctionRequirements',
+                request_serializer=cloister__pb2.FunctionRequirementsRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class FrontendServicer:
     """Missing associated documentation comment in .proto file."""
 
     def WaitTask(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetFunctionRequirements(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -59,6 +70,11 @@ def add_FrontendServicer_to_server(servicer, server):
                     servicer.WaitTask,
                     request_deserializer=cloister__pb2.WaitTaskRequest.FromString,
                     response_serializer=teaclave__frontend__service__pb2.GetTaskResponse.SerializeToString,
+            ),
+            'SetFunctionRequirements': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetFunctionRequirements,
+                    request_deserializer=cloister__pb2.FunctionRequirementsRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -98,6 +114,33 @@ class Frontend:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def SetFunctionRequirements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloister.Frontend/SetFunctionRequirements',
+            cloister__pb2.FunctionRequirementsRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class ManagementStub:
     """Missing associated documentation comment in .proto file."""
@@ -113,12 +156,23 @@ class ManagementStub:
                 request_serializer=cloister__pb2.WaitTaskRequest.SerializeToString,
                 response_deserializer=teaclave__frontend__service__pb2.GetTaskResponse.FromString,
                 _registered_method=True)
+        self.SetFunctionRequirements = channel.unary_unary(
+                '/cloister.Management/SetFunctionRequirements',
+                request_serializer=cloister__pb2.FunctionRequirementsRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class ManagementServicer:
     """Missing associated documentation comment in .proto file."""
 
     def WaitTask(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetFunctionRequirements(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -131,6 +185,11 @@ def add_ManagementServicer_to_server(servicer, server):
                     servicer.WaitTask,
                     request_deserializer=cloister__pb2.WaitTaskRequest.FromString,
                     response_serializer=teaclave__frontend__service__pb2.GetTaskResponse.SerializeToString,
+            ),
+            'SetFunctionRequirements': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetFunctionRequirements,
+                    request_deserializer=cloister__pb2.FunctionRequirementsRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -160,6 +219,33 @@ class Management:
             '/cloister.Management/WaitTask',
             cloister__pb2.WaitTaskRequest.SerializeToString,
             teaclave__frontend__service__pb2.GetTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetFunctionRequirements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloister.Management/SetFunctionRequirements',
+            cloister__pb2.FunctionRequirementsRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

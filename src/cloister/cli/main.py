@@ -32,9 +32,12 @@ config_option = click.option(
 )
 
 
-def _settings(state_dir: Path | None, config_path: Path | None) -> Settings:
+def _settings(state_dir: Path | None, config_path: Path | None, instance: str | None = None) -> Settings:
+    env = dict(os.environ)
+    if instance:
+        env["CLOISTER_INSTANCE"] = instance
     try:
-        return load_settings(config_path, os.environ, state_dir=state_dir)
+        return load_settings(config_path, env, state_dir=state_dir)
     except CloisterError as exc:
         raise click.ClickException(exc.message) from None
 
@@ -198,9 +201,12 @@ def attest_command(
 @state_dir_option
 @config_option
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write logs here.")
-def service(name: str, state_dir: Path | None, config_path: Path | None, log_file: Path | None) -> None:
+@click.option("--instance", default=None, help="Name this process when one host runs several of a service.")
+def service(
+    name: str, state_dir: Path | None, config_path: Path | None, log_file: Path | None, instance: str | None
+) -> None:
     """Run one service in the foreground (for deployments across hosts)."""
-    settings = _settings(state_dir, config_path)
+    settings = _settings(state_dir, config_path, instance)
     logs.configure(name, settings.logging.level, log_file)
     module = importlib.import_module(f"cloister.services.{name}.service")
     try:

@@ -61,3 +61,8 @@ def user_record_key(user_id: str) -> bytes:
 
 def usage_key(function_uuid: uuid.UUID) -> bytes:
     return f"usage-{function_uuid}".encode()
+
+
+def requirements_key(function_uuid: uuid.UUID) -> bytes:
+    """The labels a function requires of execution services (a Cloister record of its own)."""
+    return f"requirements-{function_uuid}".encode()

@@ -296,11 +296,15 @@ class StagedElement:
 
     staged: StagedTask
     task: TaskState | None = None
+    requires: tuple[str, ...] = ()
+    """Labels an execution service must offer to run it (the function's requirements)."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"staged_task": self.staged.to_json()}
         if self.task is not None:
             data["task"] = self.task.to_json()
+        if self.requires:
+            data["requires"] = list(self.requires)
         return data
 
     @classmethod
@@ -308,4 +312,8 @@ class StagedElement:
         if "staged_task" not in data:
             return cls(StagedTask.from_json(data))
         task = data.get("task")
-        return cls(StagedTask.from_json(data["staged_task"]), None if task is None else TaskState.from_json(task))
+        return cls(
+            StagedTask.from_json(data["staged_task"]),
+            None if task is None else TaskState.from_json(task),
+            tuple(data.get("requires", ())),
+        )

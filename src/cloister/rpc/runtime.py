@@ -131,9 +131,9 @@ async def wait_for_stop_signal(settings: Settings, service: str, stopping: async
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stopping.set)
-    addresses.mark_ready(settings, service)
+    addresses.mark_ready(settings, settings.process_name(service))
     logger.info("%s ready", service)
     try:
         await stopping.wait()
     finally:
-        addresses.unmark_ready(settings, service)
+        addresses.unmark_ready(settings, settings.process_name(service))

@@ -188,6 +188,11 @@ class FrontendService(_Service):
         )
         return self._api("UpdateFunction", fpb.UpdateFunctionRequest(function_id=function_id, **fields)).function_id
 
+    def set_function_requirements(self, function_id: str, labels: list[str]) -> None:
+        """Cloister: run this function's tasks only on execution services offering all ``labels``."""
+        request = cpb.FunctionRequirementsRequest(function_id=function_id, labels=labels)
+        self._call(cgrpc.FrontendStub, "SetFunctionRequirements", request)
+
     def list_functions(self, user_id: str) -> dict[str, Any]:
         return _to_dict(self._api("ListFunctions", fpb.ListFunctionsRequest(user_id=user_id)))
 

@@ -94,6 +94,13 @@ class CloisterFrontendServicer(cgrpc.FrontendServicer):
     def __init__(self, forwarder: Forwarder) -> None:
         self._forwarder = forwarder
 
+    async def SetFunctionRequirements(
+        self, request: cpb.FunctionRequirementsRequest, context: grpc.aio.ServicerContext
+    ) -> Any:
+        return await self._forwarder.forward(
+            cgrpc.ManagementStub, "SetFunctionRequirements", "update_function", request, context, None
+        )
+
     async def WaitTask(self, request: cpb.WaitTaskRequest, context: grpc.aio.ServicerContext) -> Any:
         wait = min(request.timeout_ms / 1000, MAX_WAIT_SECONDS)
         return await self._forwarder.forward(cgrpc.ManagementStub, "WaitTask", "get_task", request, context, wait + 10)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from cloister.storage.client import StorageClient
 from cloister.storage.ops import Delete, Op, Put, QueueItem, Versioned
 
-OWNED_PREFIXES = (b"function-", b"usage-", b"user-")
+OWNED_PREFIXES = (b"function-", b"usage-", b"user-", b"requirements-")
 _CAPACITY = 10_000
 
 

@@ -6,19 +6,24 @@ lists) is one storage commit, made while holding the locks of the records it rew
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import replace
 
-from cloister.errors import InvalidFunctionIdError
+from cloister.errors import InvalidFunctionIdError, MalformedRequestError
 from cloister.model.functions import Function, FunctionUsage, UserFunctions
-from cloister.model.ids import ExternalId, usage_key, user_record_key
+from cloister.model.ids import ExternalId, requirements_key, usage_key, user_record_key
 from cloister.model.roles import Role
 from cloister.services.management import permissions
 from cloister.services.management.locks import KeyLocks
 from cloister.services.management.records import decode, parse_id, put, read_many
 from cloister.storage.client import StorageClient
-from cloister.storage.ops import Delete, Op
+from cloister.storage.ops import Delete, Op, Put
 
 _PREFIX = "function"
+
+_MAX_LABELS = 32
+_LABEL = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 class FunctionService:
@@ -65,6 +70,17 @@ class FunctionService:
             permissions.check_function_owner(current, user_id)
             await self._storage.commit([put(key, replace(replacement, owner=user_id))])
         return replacement.external_id
+
+    async def set_requirements(self, user_id: str, function_id: str, labels: list[str]) -> None:
+        """Record the labels an execution service must offer to run the function (owner only)."""
+        if len(labels) > _MAX_LABELS or not all(_LABEL.fullmatch(label) for label in labels):
+            raise MalformedRequestError(
+                f"labels must be at most {_MAX_LABELS} short names of letters, digits, '-', '_' or '.'"
+            )
+        parsed, function = await self._load(function_id)
+        permissions.check_function_owner(function, user_id)
+        key = requirements_key(parsed.uuid)
+        await self._storage.commit([Put(key, json.dumps(sorted(set(labels))).encode()) if labels else Delete(key)])
 
     async def get(self, user_id: str, role: Role, function_id: str) -> tuple[Function, permissions.FunctionView]:
         _, function = await self._load(function_id)

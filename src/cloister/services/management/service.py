@@ -22,8 +22,9 @@ def create_servicers(storage: StorageClient | CachedStorage) -> tuple[Management
     """Both servicers over one storage client, sharing one set of record locks."""
     locks = KeyLocks()
     tasks = TaskService(storage, locks)
-    management = ManagementServicer(FunctionService(storage, locks), FileService(storage), tasks, AuditLog(storage))
-    return management, CloisterManagementServicer(tasks)
+    functions = FunctionService(storage, locks)
+    management = ManagementServicer(functions, FileService(storage), tasks, AuditLog(storage))
+    return management, CloisterManagementServicer(tasks, functions)
 
 
 async def serve(settings: Settings) -> None:

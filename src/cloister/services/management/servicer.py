@@ -210,10 +210,17 @@ class ManagementServicer(mgrpc.TeaclaveManagementServicer):
 
 
 class CloisterManagementServicer(cgrpc.ManagementServicer):
-    """Cloister's extension: wait for a task to end, woken by storage instead of polling."""
+    """Cloister's extensions: wait for a task to end (woken by storage), and function requirements."""
 
-    def __init__(self, tasks: TaskService) -> None:
+    def __init__(self, tasks: TaskService, functions: FunctionService) -> None:
         self._tasks = tasks
+        self._functions = functions
+
+    async def SetFunctionRequirements(
+        self, request: cpb.FunctionRequirementsRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        await self._functions.set_requirements(_user(context), request.function_id, list(request.labels))
+        return _EMPTY
 
     async def WaitTask(self, request: cpb.WaitTaskRequest, context: grpc.aio.ServicerContext) -> fe_pb.GetTaskResponse:
         task = await self._tasks.wait(_user(context), request.task_id, request.timeout_ms)

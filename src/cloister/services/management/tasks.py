@@ -23,7 +23,7 @@ from cloister.errors import (
 )
 from cloister.model.files import InputFile, OutputFile
 from cloister.model.functions import Function, FunctionUsage, parse_executor
-from cloister.model.ids import ExternalId, usage_key
+from cloister.model.ids import ExternalId, requirements_key, usage_key
 from cloister.model.roles import Role
 from cloister.model.tasks import (
     REASON_CANCELED_BEFORE_STAGING,
@@ -172,7 +172,9 @@ class TaskService:
             permissions.check_task_creator(task, user_id)
             counter_key = usage_key(task.function_id.uuid)
             async with self._locks.hold(counter_key):
-                function_value, usage_value = await self._storage.read([task.function_id.key, counter_key])
+                function_value, usage_value, requirements_value = await self._storage.read(
+                    [task.function_id.key, counter_key, requirements_key(task.function_id.uuid)]
+                )
                 function = decode(function_value, Function.from_json)
                 usage = decode(usage_value, FunctionUsage.from_json)
                 if function is None or usage is None:
@@ -182,7 +184,8 @@ class TaskService:
                 if not _can_stage(task):
                     raise FailedOperationError("failed to invoke task")
                 staged_task = task.with_status(TaskStatus.STAGED)
-                element = StagedElement(StagedTask.for_task(task, function, user_id), staged_task)
+                requires = tuple(json.loads(requirements_value.value)) if requirements_value else ()
+                element = StagedElement(StagedTask.for_task(task, function, user_id), staged_task, requires)
                 await self._storage.commit(
                     [
                         put(task.key, staged_task),

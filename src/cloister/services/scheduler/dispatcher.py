@@ -64,16 +64,29 @@ class ExecutorInfo:
     slots: int = 1
 
 
-def can_run(kinds: frozenset[str] | None, staged: StagedTask) -> bool:
-    """Whether an executor offering ``kinds`` takes ``staged`` (None: a Teaclave executor, takes anything).
+def can_run(kinds: frozenset[str] | None, labels: frozenset[str], item: PendingTask) -> bool:
+    """Whether an executor offering ``kinds`` and ``labels`` takes ``item``.
 
-    A task whose function type and executor are no registered pair (reference §6.1) can run
-    nowhere, so any executor takes it and fails it with ``function not available: ...``.
+    ``kinds`` None is a Teaclave executor: it takes anything that requires no labels. A task
+    whose function type and executor are no registered pair (reference §6.1) can run nowhere, so
+    any executor takes it and fails it with ``function not available: ...``.
     """
+    if not labels.issuperset(item.requires):
+        return False
     if kinds is None:
         return True
+    staged = item.staged
     kind = PAIRS.get((staged.executor_type, staged.executor))
     return kind is None or kind in kinds
+
+
+_WAIT_GRACE_SECONDS = 2.0
+
+
+def _needs(item: PendingTask) -> str:
+    kind = PAIRS.get((item.staged.executor_type, item.staged.executor), item.staged.executor)
+    labels = "".join(f", label {label!r}" for label in item.requires)
+    return f"executor {kind!r}{labels}"
 
 
 async def shielded(coro: Coroutine[Any, Any, T]) -> T:
@@ -162,7 +175,7 @@ class Scheduler:
 
     # --- hand-out ------------------------------------------------------------------------
 
-    def take(self, accept: Callable[[StagedTask], bool]) -> PendingTask | None:
+    def take(self, accept: Callable[[PendingTask], bool]) -> PendingTask | None:
         """Remove the oldest acceptable pending task and hold its guard; :meth:`claim` releases it."""
         guard = self.state.guard
         item = self.state.pending.take(accept, guard.is_busy)
@@ -198,7 +211,7 @@ class Scheduler:
             ops = [Put(assignment_key(task_id), assignment_value(executor_id, task_id)), *acks]
             running = None
             if task is not None and mark_running:
-                running = task.with_status(TaskStatus.RUNNING)
+                running = task.with_status(TaskStatus.RUNNING, TaskResult())  # drops any waiting reason
                 ops.insert(0, put_task(running))
             await self.storage.commit(ops)
             self.state.assignments[task_id] = Assignment(executor_id, task_id, self.now(), running)
@@ -214,13 +227,14 @@ class Scheduler:
         """A task ``executor`` can run, already Running and assigned to it; None after ``timeout``."""
         timeout = min(max(timeout, 0.0), MAX_PULL_WAIT_SECONDS)
         kinds = frozenset(executor.executors)
-        self.state.see(executor.executor_id, self.now(), kinds, reports_running=True)
+        labels = frozenset(executor.labels)
+        self.state.see(executor.executor_id, self.now(), kinds, reports_running=True, labels=labels)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         try:
             while True:
                 changed = self.state.pending.changed
-                item = self.take(lambda staged: can_run(kinds, staged))
+                item = self.take(lambda pending: can_run(kinds, labels, pending))
                 if item is not None:
                     outcome = await shielded(self.claim(item, executor.executor_id, mark_running=True))
                     if isinstance(outcome, StagedTask):
@@ -276,10 +290,34 @@ class Scheduler:
             await asyncio.sleep(self._monitor_interval)
             try:
                 await self.check_executors()
+                await self.explain_waiting()
             except CloisterError as exc:
                 logger.warning("cannot check execution services (%s); retrying", exc.message)
             except Exception:
                 logger.exception("checking execution services failed")
+
+    async def explain_waiting(self) -> None:
+        """Give every queued task that no live execution service can run a reason in its record.
+
+        The task stays Staged, with the reason as its (not yet final) result, so its participants
+        see why in GetTask; it runs as soon as a suitable service appears.
+        """
+        live = list(self.state.executors.values())
+        settled = time.monotonic() - _WAIT_GRACE_SECONDS
+        for item in self.state.pending:
+            if item.waiting_reason or item.since > settled or any(can_run(r.kinds, r.labels, item) for r in live):
+                continue
+            async with self.state.guard.exclusive(item.task_id):
+                if self.state.pending.get(item.task_id) is not item:
+                    continue
+                task = item.record or await load_task(self.storage, item.task_id)
+                if task is None or task.status is not TaskStatus.STAGED:
+                    continue
+                reason = f"waiting: no live execution service can run it (needs {_needs(item)})"
+                waiting = task.with_status(TaskStatus.STAGED, TaskResult.err(reason))
+                await self.storage.commit([put_task(waiting)])
+                item.record, item.waiting_reason = waiting, reason
+                logger.info("task %s %s", item.task_id, reason)
 
     async def check_executors(self, now: float | None = None) -> None:
         """Fail the tasks of executors silent for longer than the timeout, and forget those executors.

@@ -87,7 +87,7 @@ class TaskQueues:
                 await self._cancel_unassigned(task_id, [Ack(STAGED_QUEUE, item.seq), Ack(CANCEL_QUEUE, cancel_seq)])
                 self._state.to_cancel.pop(task_id, None)
                 return
-            self._state.pending.push(PendingTask(element.staged, item.seq, element.task))
+            self._state.pending.push(PendingTask(element.staged, item.seq, element.task, element.requires))
 
     async def handle_cancel(self, item: QueueItem) -> None:
         """A cancel_queue element (the task's state, §10.4): cancel it wherever it is."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,6 +24,12 @@ class PendingTask:
     """Its element in the ``staged-task`` queue; None when published in memory only (PublishTask)."""
     record: TaskState | None = None
     """The task's record as management staged it, when the element carried it."""
+    requires: tuple[str, ...] = ()
+    """Labels an execution service must offer to run it."""
+    waiting_reason: str | None = None
+    """Why no live execution service can run it, once that has been written to its record."""
+    since: float = field(default_factory=time.monotonic)
+    """When it was queued here (execution services get a moment to connect before it is explained)."""
 
     @property
     def task_id(self) -> uuid.UUID:
@@ -50,6 +57,8 @@ class ExecutorRecord:
     last_seen: float
     kinds: frozenset[str] | None = None
     """What it runs (``builtin``, ``python``, ``wasm``); None for Teaclave executors: anything."""
+    labels: frozenset[str] = frozenset()
+    """Operator-set capabilities (``gpu``, ``large-memory``) that functions may require."""
     reports_running: bool = False
     """Cloister executors list their running tasks in every heartbeat; Teaclave ones do not."""
     cancels: set[uuid.UUID] = field(default_factory=set)
@@ -95,10 +104,10 @@ class PendingQueue:
     def remove(self, task_id: uuid.UUID) -> PendingTask | None:
         return self._items.pop(task_id, None)
 
-    def take(self, accept: Callable[[StagedTask], bool], skip: Callable[[uuid.UUID], bool]) -> PendingTask | None:
+    def take(self, accept: Callable[[PendingTask], bool], skip: Callable[[uuid.UUID], bool]) -> PendingTask | None:
         """Remove and return the oldest task ``accept`` takes that ``skip`` does not exclude."""
         for task_id, item in self._items.items():
-            if not skip(task_id) and accept(item.staged):
+            if not skip(task_id) and accept(item):
                 del self._items[task_id]
                 return item
         return None
@@ -168,7 +177,12 @@ class SchedulerState:
             self.pending.notify()
 
     def see(
-        self, executor_id: str, now: float, kinds: frozenset[str] | None = None, reports_running: bool = False
+        self,
+        executor_id: str,
+        now: float,
+        kinds: frozenset[str] | None = None,
+        reports_running: bool = False,
+        labels: frozenset[str] | None = None,
     ) -> ExecutorRecord:
         """Record that ``executor_id`` was heard from at ``now``; registers it on first contact."""
         record = self.executors.get(executor_id)
@@ -177,6 +191,8 @@ class SchedulerState:
         record.last_seen = max(record.last_seen, now)
         if kinds is not None:
             record.kinds = kinds
+        if labels is not None:
+            record.labels = labels
         record.reports_running = record.reports_running or reports_running
         return record
 

@@ -58,7 +58,7 @@ class TeaclaveExecutors:
         executor_id = str(parse_uuid(executor_id_text, "executor id"))
         scheduler.state.see(executor_id, scheduler.now())
         while True:
-            item = scheduler.take(lambda staged: True)
+            item = scheduler.take(lambda pending: not pending.requires)
             if item is None:
                 raise FailedOperationError("task queue is empty")
             outcome = await shielded(scheduler.claim(item, executor_id, mark_running=False))
