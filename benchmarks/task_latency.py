@@ -43,13 +43,15 @@ PYTHON_ECHO = b"def entrypoint(argv):\n    return argv[1]\n"
 WASM_ADD = Path(__file__).resolve().parent.parent / "examples" / "wasm" / "simple_add.wat"
 
 
-def _throughput(platform: RunningPlatform, function_id: str, count: int, concurrency: int) -> float:
+def _throughput(
+    platform: RunningPlatform, function_id: str, count: int, concurrency: int, executor: str = "builtin"
+) -> float:
     clients = [_client(platform) for _ in range(concurrency)]
     per_client = count // concurrency
 
     def work(frontend: FrontendService) -> None:
         for i in range(per_client):
-            task_id = frontend.create_task(function_id, {"message": str(i)}, "builtin")
+            task_id = frontend.create_task(function_id, {"message": str(i)}, executor)
             frontend.invoke_task(task_id)
             frontend.get_task_result(task_id)
 
@@ -92,6 +94,7 @@ def main() -> None:
             _latencies(frontend, python_id, 5, "python")
             _latencies(frontend, wasm_id, 5, "wasm")
             python_samples = _latencies(frontend, python_id, args.tasks // 2, "python")
+            python_throughput = _throughput(platform, python_id, args.tasks, args.concurrency, "python")
             wasm_samples = _latencies(frontend, wasm_id, args.tasks // 2, "wasm")
             frontend.close()
         finally:
@@ -106,6 +109,7 @@ def main() -> None:
     for label, sample in (("python task", python_samples), ("wasm task", wasm_samples)):
         p = median(sample)
         print(f"{label:<12} invoke->result          p50 {p * 1000:8.3f} ms   = {p / p50:6.2f} x echo task")
+    print(f"python task throughput                {python_throughput:8.1f} tasks/s with {args.concurrency} clients")
     print(f"tasks measured: {len(samples)} sequential, {args.tasks // args.concurrency * args.concurrency} concurrent")
 
 
