@@ -9,6 +9,7 @@ proxy ``TaskIO`` to it, so nothing here assumes the function shares the service'
 from __future__ import annotations
 
 import abc
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, ClassVar
@@ -40,6 +41,14 @@ class TaskIO:
 
     def create_output(self, name: str) -> BinaryIO:
         raise FunctionError("Invalid output file identifier")
+
+
+def prepare_work_dir(path: Path) -> Path:
+    """The directory tasks' directories live in: searchable, not listable (0311), so a sandboxed
+    function that knows only its own directory's name cannot find another task's."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o311)  # noqa: S103 - search without read is the point
+    return path
 
 
 @dataclass

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import pytest
 import wasmtime
+from memory_runtime import MemoryRuntime
 from shared_fixtures import TEACLAVE_FIXTURES
 
 from cloister.executors.wasm_runtime import WRITE_HANDLE_BIT, WasmLimits, flat_arguments, run_wasm
@@ -16,33 +16,6 @@ from cloister.functions import FunctionError
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "wasm"
 MILLIONAIRE = TEACLAVE_FIXTURES / "functions" / "wamr_c_millionaire_problem"
 SMALL = WasmLimits(memory_bytes=1 << 20, fuel=1_000_000)
-
-
-class MemoryRuntime:
-    """Inputs from bytes; outputs land in ``outputs`` when closed."""
-
-    def __init__(self, inputs: dict[str, bytes] | None = None, outputs: tuple[str, ...] = ()) -> None:
-        self.inputs = inputs or {}
-        self.allowed_outputs = outputs
-        self.outputs: dict[str, bytes] = {}
-
-    def open_input(self, name: str) -> BinaryIO:
-        if name not in self.inputs:
-            raise FunctionError("Invalid input file identifier.")
-        return io.BytesIO(self.inputs[name])
-
-    def create_output(self, name: str) -> BinaryIO:
-        if name not in self.allowed_outputs:
-            raise FunctionError("Invalid output file identifier")
-        outputs = self.outputs
-
-        class Output(io.BytesIO):
-            def close(self) -> None:
-                if not self.closed:
-                    outputs[name] = self.getvalue()
-                super().close()
-
-        return Output()
 
 
 def example(name: str) -> bytes:

@@ -2,39 +2,13 @@
 
 from __future__ import annotations
 
-import io
-from typing import BinaryIO
-
 import pytest
+from memory_runtime import MemoryRuntime
 from shared_fixtures import TEACLAVE_FIXTURES
 
 from cloister.functions import FunctionError, builtin_functions
 
 FUNCTIONS = TEACLAVE_FIXTURES / "functions"
-
-
-class MemoryRuntime:
-    def __init__(self, inputs: dict[str, bytes], outputs: tuple[str, ...] = ()) -> None:
-        self.inputs = inputs
-        self.allowed_outputs = outputs
-        self.outputs: dict[str, bytes] = {}
-
-    def open_input(self, name: str) -> BinaryIO:
-        if name not in self.inputs:
-            raise FunctionError("Invalid input file identifier.")
-        return io.BytesIO(self.inputs[name])
-
-    def create_output(self, name: str) -> BinaryIO:
-        if name not in self.allowed_outputs:
-            raise FunctionError("Invalid output file identifier")
-        runtime = self
-
-        class Output(io.BytesIO):
-            def close(self) -> None:
-                runtime.outputs[name] = self.getvalue()
-                super().close()
-
-        return Output()
 
 
 def run(name: str, arguments: dict, runtime: MemoryRuntime) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import cloister
 from cloister.config import SandboxLimits
-from cloister.executors.base import TaskFiles, wants_log
+from cloister.executors.base import TaskFiles, prepare_work_dir, wants_log
 from cloister.executors.sandbox import protocol
 from cloister.functions import FunctionError
 from cloister.model.tasks import StagedTask, TaskOutputs
@@ -80,9 +80,7 @@ class Sandbox:
 
     def __init__(self, limits: SandboxLimits, work_dir: Path) -> None:
         self._limits = limits
-        self.work_dir = work_dir
-        work_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(work_dir, 0o311)  # noqa: S103 - search without read: tasks' directories cannot be listed
+        self.work_dir = prepare_work_dir(work_dir)
         self._process: subprocess.Popen[bytes] | None = None
         self._socket: socket.socket | None = None
         self._ready: asyncio.Future[None] | None = None

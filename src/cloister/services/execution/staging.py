@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import shutil
 from collections.abc import AsyncIterator
@@ -20,6 +19,7 @@ from pathlib import Path
 from cloister.crypto.files import decrypt_file, encrypt_file
 from cloister.errors import FileIntegrityError, TransferError
 from cloister.executors import FunctionError, TaskFiles
+from cloister.executors.base import prepare_work_dir
 from cloister.file_agent import FileAgent, url_basename
 from cloister.model.tasks import StagedTask
 
@@ -28,8 +28,7 @@ class DataPlane:
     def __init__(self, work_dir: Path, agent: FileAgent) -> None:
         self._work_dir = work_dir
         self._agent = agent
-        work_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(work_dir, 0o311)  # noqa: S103 - search without read: tasks' directories cannot be listed
+        prepare_work_dir(work_dir)
 
     @contextlib.asynccontextmanager
     async def open_task(self, task: StagedTask) -> AsyncIterator[TaskFiles]:
