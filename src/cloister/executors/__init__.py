@@ -45,15 +45,13 @@ def create_executors(
     for kind in kinds:
         if kind in executors:
             continue
-        if kind == "builtin":
-            executors[kind] = BuiltinExecutor()
-        elif kind in _SANDBOXED:
-            if work_dir is None:
-                raise ValueError("sandboxed executors need a work directory")
-            sandbox = sandbox or Sandbox(limits or SandboxLimits(), work_dir)
-            executors[kind] = _SANDBOXED[kind](sandbox)
-        else:
+        if kind not in ("builtin", *_SANDBOXED):
             logger.warning("executor kind %r is not available in this build; not offering it", kind)
+            continue
+        if work_dir is None:
+            raise ValueError("executors run tasks in a sandbox, which needs a work directory")
+        sandbox = sandbox or Sandbox(limits or SandboxLimits(), work_dir)
+        executors[kind] = BuiltinExecutor(sandbox=sandbox) if kind == "builtin" else _SANDBOXED[kind](sandbox)
     return executors
 
 

@@ -1,8 +1,9 @@
 """The builtin executor (reference §11.4): Teaclave's built-in functions, selected by name.
 
-Functions run in a thread off the event loop for now; like the other executors they will move
-into a sandboxed worker process. A thread cannot be stopped, so cancelling a task abandons its
-thread: the task ends at once and the thread's result is discarded.
+With a sandbox (as execution services run it), each task runs in a sandboxed child like a
+Python function, so a crash or a memory blow-up fails only its task and cancelling kills it.
+Without one (unit tests) the function runs in a thread of this process; a thread cannot be
+stopped, so cancelling abandons it and discards its result.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 from collections.abc import Mapping
 
 from cloister.executors.base import Executor, TaskIO, wants_log
+from cloister.executors.sandbox.host import Sandbox, run_sandboxed
 from cloister.functions import BuiltinFunction, FunctionError, builtin_functions, capture_task_log
 from cloister.model.tasks import StagedTask, TaskOutputs
 
@@ -20,8 +22,9 @@ class BuiltinExecutor(Executor):
     executor_type = "builtin"
     executor = "builtin"
 
-    def __init__(self, functions: Mapping[str, BuiltinFunction] | None = None) -> None:
+    def __init__(self, functions: Mapping[str, BuiltinFunction] | None = None, sandbox: Sandbox | None = None) -> None:
         self._functions = builtin_functions() if functions is None else functions
+        self._sandbox = sandbox
 
     def _function(self, name: str) -> BuiltinFunction:
         function = self._functions.get(name)
@@ -34,6 +37,8 @@ class BuiltinExecutor(Executor):
 
     async def run(self, task: StagedTask, io: TaskIO) -> TaskOutputs:
         function = self._function(task.function_name)
+        if self._sandbox is not None:
+            return await run_sandboxed(self._sandbox, self.kind, task, io)
         # The payload is ignored (§11.4); arguments are the task's JSON object, copied so a
         # function cannot change the staged task.
         with capture_task_log(wants_log(task)) as log:

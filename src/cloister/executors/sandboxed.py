@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
 from typing import ClassVar
 
-from cloister.executors.base import Executor, FunctionError, TaskFiles, TaskIO
-from cloister.executors.sandbox.host import Sandbox
+from cloister.executors.base import Executor, FunctionError, TaskIO
+from cloister.executors.sandbox.host import Sandbox, run_sandboxed
 from cloister.model.tasks import StagedTask, TaskOutputs
 
 
@@ -21,13 +18,7 @@ class SandboxedExecutor(Executor):
             raise FunctionError("the function has no payload")
 
     async def run(self, task: StagedTask, io: TaskIO) -> TaskOutputs:
-        if isinstance(io, TaskFiles):
-            return await self._sandbox.run(self.kind, task, io)
-        directory = Path(tempfile.mkdtemp(dir=self._sandbox.work_dir))  # a task without files: no data plane
-        try:
-            return await self._sandbox.run(self.kind, task, TaskFiles(directory))
-        finally:
-            shutil.rmtree(directory, ignore_errors=True)
+        return await run_sandboxed(self._sandbox, self.kind, task, io)
 
     async def aclose(self) -> None:
         await self._sandbox.close()

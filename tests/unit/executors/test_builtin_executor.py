@@ -68,8 +68,8 @@ def test_bad_arguments_raise_the_functions_reason() -> None:
         ("wamr", "wamr", "function not available: (WAMicroRuntime, WAMicroRuntime)"),
     ],
 )
-def test_pairing_errors_use_the_reference_names(executor_type: str, executor: str, reason: str) -> None:
-    executors = create_executors(["builtin"])
+def test_pairing_errors_use_the_reference_names(executor_type: str, executor: str, reason: str, tmp_path) -> None:
+    executors = create_executors(["builtin"], work_dir=tmp_path)
     with pytest.raises(FunctionError) as error:
         select_executor(staged(executor_type=executor_type, executor=executor), executors)
     assert error.value.reason == reason

@@ -115,6 +115,19 @@ def _dispatch(spec: dict[str, Any], files: DescriptorFiles) -> str | bytes:
         from cloister.executors.python_runtime import run_python
 
         return run_python(payload, spec["arguments"], files)
+    if spec["kind"] == "builtin":
+        from cloister.functions import capture_task_log, find_function
+
+        function = find_function(spec["function_name"])
+        with capture_task_log(True) as log:
+            try:
+                value = function.run(dict(spec["arguments"]), files)
+            finally:
+                for line in log.lines:
+                    print(line)
+        if not isinstance(value, str):
+            raise FunctionError(f"Runtime Error: {function.name} returned {type(value).__name__}, not a string")
+        return value
     if spec["kind"] == "wasm":
         from cloister.executors.wasm_runtime import WasmLimits, run_wasm
 

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import uuid
 from dataclasses import asdict
 from pathlib import Path
@@ -192,6 +193,7 @@ class Sandbox:
         spec = {
             "kind": kind,
             "scratch": str(scratch),
+            "function_name": task.function_name,
             "payload_hex": task.function_payload.hex(),
             "arguments": task.function_arguments,
             "limits": asdict(self._limits),
@@ -262,3 +264,14 @@ def _outcome(reason: str | None, raw_result: bytes, raw_log: bytes, files: TaskF
     value = result["text"].encode() if "text" in result else bytes.fromhex(result["hex"])
     log = tuple(raw_log.decode(errors="replace").splitlines()) if want_log else ()
     return TaskOutputs(return_value=value, log=log)
+
+
+async def run_sandboxed(sandbox: Sandbox, kind: str, task: StagedTask, io: object) -> TaskOutputs:
+    """Run ``task`` in ``sandbox`` with its staged files, or in a fresh empty directory if it has none."""
+    if isinstance(io, TaskFiles):
+        return await sandbox.run(kind, task, io)
+    directory = Path(tempfile.mkdtemp(dir=sandbox.work_dir))
+    try:
+        return await sandbox.run(kind, task, TaskFiles(directory))
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

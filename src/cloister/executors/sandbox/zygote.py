@@ -38,6 +38,9 @@ def _preload() -> None:
 
     seccomp.preload()
 
+    from cloister.functions import builtin_functions
+
+    builtin_functions()  # imports every built-in module
     for optional in ("numpy", "cloister.executors.wasm_runtime"):
         with contextlib.suppress(ImportError):
             __import__(optional)
