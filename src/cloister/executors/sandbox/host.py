@@ -217,8 +217,8 @@ class Sandbox:
         finally:
             for fd in sent:
                 os.close(fd)
-        result_reader = asyncio.ensure_future(asyncio.to_thread(_read_all, result_read, 1 << 24))
-        log_reader = asyncio.ensure_future(asyncio.to_thread(_read_all, log_read, self._limits.log_bytes))
+        result_reader = _read_all(result_read, 1 << 24)
+        log_reader = _read_all(log_read, self._limits.log_bytes)
         try:
             reason = await exit_future
         except asyncio.CancelledError:
@@ -237,14 +237,30 @@ class Sandbox:
             self._reset()
 
 
-def _read_all(fd: int, limit: int) -> bytes:
-    """Everything from ``fd`` up to ``limit`` bytes; the rest is read and dropped so writers never block."""
+def _read_all(fd: int, limit: int) -> asyncio.Future[bytes]:
+    """Everything from ``fd`` up to ``limit`` bytes, read on the event loop; the rest is read and
+    dropped so the writer never blocks. The descriptor is closed at end of file."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[bytes] = loop.create_future()
     kept = bytearray()
-    with os.fdopen(fd, "rb", buffering=0) as stream:
-        while chunk := stream.read(65536):
-            if len(kept) < limit:
-                kept += chunk[: limit - len(kept)]
-    return bytes(kept)
+    os.set_blocking(fd, False)
+
+    def readable() -> None:
+        try:
+            while chunk := os.read(fd, 65536):
+                if len(kept) < limit:
+                    kept.extend(chunk[: limit - len(kept)])
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        loop.remove_reader(fd)
+        os.close(fd)
+        if not future.done():
+            future.set_result(bytes(kept))
+
+    loop.add_reader(fd, readable)
+    return future
 
 
 def _outcome(reason: str | None, raw_result: bytes, raw_log: bytes, files: TaskFiles, want_log: bool) -> TaskOutputs:

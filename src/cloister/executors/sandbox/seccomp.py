@@ -1,8 +1,8 @@
 """A seccomp filter for task children, built with libseccomp through ctypes.
 
 Everything is allowed except what lets a function reach beyond its task: new processes
-(threads stay allowed), program execution, sockets, signals to other processes, tracing,
-namespaces and mounts, kernel keyrings and BPF. Denied calls fail with EPERM, so the function
+(threads stay allowed), program execution, sockets, sending signals, tracing, namespaces and
+mounts, kernel keyrings and BPF. Denied calls fail with EPERM, so the function
 sees an ordinary ``PermissionError`` and its task fails with it.
 """
 
@@ -12,11 +12,8 @@ import ctypes
 import ctypes.util
 import errno
 import functools
-import os
 
 _SCMP_ACT_ALLOW = 0x7FFF0000
-_SCMP_CMP_NE = 1
-_SCMP_CMP_EQ = 4
 _SCMP_CMP_MASKED_EQ = 7
 _CLONE_THREAD = 0x00010000
 
@@ -70,9 +67,17 @@ def _errno_action(code: int) -> int:
     return 0x00050000 | (code & 0xFFFF)  # SCMP_ACT_ERRNO(code)
 
 
+_prepared: int | None = None
+
+
 def preload() -> None:
-    """Load libseccomp now, so :func:`install` needs no file system later."""
-    _library()
+    """Build the filter now (in the zygote), so each forked child only loads it.
+
+    Nothing in it depends on the child: signals are denied outright rather than allowed to the
+    child itself, which would need its pid.
+    """
+    global _prepared
+    _prepared = _build()
 
 
 def install() -> None:
@@ -82,31 +87,29 @@ def install() -> None:
         SeccompUnavailableError: the filter could not be loaded: the caller must not run user code.
     """
     lib = _library()
+    context = _prepared if _prepared is not None else _build()
+    if lib.seccomp_load(context) != 0:
+        raise SeccompUnavailableError("seccomp_load failed")
+
+
+def _build() -> int:
+    lib = _library()
     context = lib.seccomp_init(_SCMP_ACT_ALLOW)
     if not context:
         raise SeccompUnavailableError("seccomp_init failed")
-    try:
-        deny = _errno_action(errno.EPERM)
+    deny = _errno_action(errno.EPERM)
 
-        def rule(name: str, action: int, *args: _Arg) -> None:
-            number = lib.seccomp_syscall_resolve_name(name.encode())
-            if number < 0:
-                return  # not a syscall on this architecture
-            array = (_Arg * len(args))(*args) if args else None
-            if lib.seccomp_rule_add_array(context, action, number, len(args), array) != 0:
-                raise SeccompUnavailableError(f"cannot add a seccomp rule for {name}")
+    def rule(name: str, action: int, *args: _Arg) -> None:
+        number = lib.seccomp_syscall_resolve_name(name.encode())
+        if number < 0:
+            return  # not a syscall on this architecture
+        array = (_Arg * len(args))(*args) if args else None
+        if lib.seccomp_rule_add_array(context, action, number, len(args), array) != 0:
+            raise SeccompUnavailableError(f"cannot add a seccomp rule for {name}")
 
-        for name in _DENIED:
-            rule(name, deny)
-        # clone: threads only. clone3 answers ENOSYS so libc falls back to clone, which is filtered.
-        rule("clone", deny, _Arg(0, _SCMP_CMP_MASKED_EQ, _CLONE_THREAD, 0))
-        rule("clone3", _errno_action(errno.ENOSYS))
-        # Signals only to itself.
-        me = os.getpid()
-        for name in ("kill", "tkill"):
-            rule(name, deny, _Arg(0, _SCMP_CMP_NE, me, 0))
-        rule("tgkill", deny, _Arg(0, _SCMP_CMP_NE, me, 0))
-        if lib.seccomp_load(context) != 0:
-            raise SeccompUnavailableError("seccomp_load failed")
-    finally:
-        lib.seccomp_release(context)
+    for name in (*_DENIED, "kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"):
+        rule(name, deny)
+    # clone: threads only. clone3 answers ENOSYS so libc falls back to clone, which is filtered.
+    rule("clone", deny, _Arg(0, _SCMP_CMP_MASKED_EQ, _CLONE_THREAD, 0))
+    rule("clone3", _errno_action(errno.ENOSYS))
+    return context
