@@ -178,6 +178,9 @@ class ExecutionSettings:
 @dataclass(frozen=True)
 class RPCSettings:
     max_message_bytes: int = 4 * 1024 * 1024
+    """Largest message on the public endpoints, as Teaclave's."""
+    internal_max_message_bytes: int = 64 * 1024 * 1024
+    """Largest message between services: a staged task carries its arguments and payload twice."""
     call_timeout_seconds: float = 30.0
 
 

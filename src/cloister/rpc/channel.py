@@ -84,8 +84,12 @@ def verified_credentials(
     return credentials, peer
 
 
-def _options(rpc: RPCSettings) -> list[tuple[str, Any]]:
-    return [*channel_options(rpc), ("grpc.ssl_target_name_override", TLS_NAME), ("grpc.enable_retries", 0)]
+def _options(rpc: RPCSettings, internal: bool) -> list[tuple[str, Any]]:
+    return [
+        *channel_options(rpc, internal),
+        ("grpc.ssl_target_name_override", TLS_NAME),
+        ("grpc.enable_retries", 0),
+    ]
 
 
 _RETIRE_GRACE = 60.0
@@ -133,7 +137,7 @@ class Peer:
                 except AttestationError as exc:
                     # Our caller cannot fix this; to them the service is unavailable, and why.
                     raise UnavailableError(f"{self.service} failed attestation: {exc.message}") from exc
-                self._channel = grpc.aio.secure_channel(address, credentials, options=_options(self._rpc))
+                self._channel = grpc.aio.secure_channel(address, credentials, options=_options(self._rpc, True))
                 self._channel_identity = identity
                 self._stubs = {}
             return self._channel
@@ -203,7 +207,7 @@ class SyncPeer:
                 credentials, self.peer_identity = verified_credentials(
                     self.address, self.service, self._verifier, self._identity
                 )
-                self._channel = grpc.secure_channel(self.address, credentials, options=_options(self._rpc))
+                self._channel = grpc.secure_channel(self.address, credentials, options=_options(self._rpc, False))
                 self._stubs = {}
             return self._channel
 

@@ -48,11 +48,9 @@ request_context: contextvars.ContextVar[dict[str, str] | None] = contextvars.Con
 """Bound for every call: service, method, request_id and user_id, for log records."""
 
 
-def channel_options(rpc: RPCSettings) -> list[tuple[str, Any]]:
-    return [
-        ("grpc.max_receive_message_length", rpc.max_message_bytes),
-        ("grpc.max_send_message_length", rpc.max_message_bytes),
-    ]
+def channel_options(rpc: RPCSettings, internal: bool = False) -> list[tuple[str, Any]]:
+    limit = rpc.internal_max_message_bytes if internal else rpc.max_message_bytes
+    return [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
 
 
 class _Malformed:
@@ -167,7 +165,7 @@ async def start_server(
     """
     server = grpc.aio.server(
         interceptors=[_CallInterceptor(endpoint, verifier)],
-        options=[*channel_options(rpc), ("grpc.so_reuseport", 0)],
+        options=[*channel_options(rpc, internal=endpoint not in PUBLIC_ENDPOINTS), ("grpc.so_reuseport", 0)],
         maximum_concurrent_rpcs=None,
     )
     for add in register:

@@ -20,7 +20,8 @@ MAX_FILES = 1000
 """Declared inputs (or outputs) of a function; entries of one ownership list."""
 MAX_USERS = 1000
 """Users in an allowlist, an owner list or one data name's owners."""
-MAX_ARGUMENTS_JSON_BYTES = 64 * 1024
+MAX_ARGUMENTS_JSON_BYTES = 2 * 1024 * 1024
+"""Teaclave passes whole images as arguments (face detection), so arguments may be large."""
 MAX_PAYLOAD_BYTES = 768 * 1024
 
 
