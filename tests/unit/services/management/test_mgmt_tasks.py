@@ -71,7 +71,7 @@ def test_create_task_request_parsing(services, act):
             with pytest.raises(MalformedRequestError, match=r"function_arguments|function arguments"):
                 await create(arguments=bad)
         with pytest.raises(MalformedRequestError, match="too large"):
-            await create(arguments='{"a": "' + "x" * 70000 + '"}')
+            await create(arguments='{"a": "' + "x" * (3 * 1024 * 1024) + '"}')
         with pytest.raises(MalformedRequestError, match="Unsupported executor: java"):
             await create(executor="java")
         with pytest.raises(InvalidArgumentError, match="invalid task"):
