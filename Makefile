@@ -23,7 +23,7 @@ test: $(STAMP) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks scripts examples
 	$(BIN)/python scripts/gen_proto.py --check
 
 unit: $(STAMP)
@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.task_latency
 	$(BIN)/python -m benchmarks.crypto_throughput
 	$(BIN)/python -m benchmarks.data_plane_memory
+	$(BIN)/python -m benchmarks.builtin_overhead
 
 ## Regenerate src/cloister/_proto from proto/*.proto.
 proto: $(STAMP)

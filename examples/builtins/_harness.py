@@ -1,0 +1,139 @@
+"""Plays every party of a built-in's scenario against a running Cloister (``make run``).
+
+Each party is a user of its own with its own keys. Inputs are Teaclave's fixture files, served
+from a local HTTP server the way parties would put them online; outputs come back encrypted under
+their owner's key and are decrypted here only by that owner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from _scenarios import SCENARIOS, Scenario
+
+from cloister.config import default_state_dir
+from cloister.crypto.files import decrypt_file, encrypt_file
+from cloister.model.files import FileCrypto
+from cloister.sdk import (
+    AuthenticationService,
+    DataMap,
+    FrontendService,
+    FunctionArgument,
+    FunctionInput,
+    FunctionOutput,
+    OwnerList,
+)
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+class _Files(SimpleHTTPRequestHandler):
+    """GET serves files; PUT stores the body (where the platform uploads outputs)."""
+
+    def do_PUT(self) -> None:
+        target = Path(self.directory) / self.path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _address(state: Path, endpoint: str) -> str:
+    return (state / "run" / endpoint).read_text().strip()
+
+
+def _session(state: Path, user: str, password: str) -> FrontendService:
+    verify = (state / "attestation" / "as_root_ca.pem", state / "attestation" / "enclave_info.toml")
+    auth = AuthenticationService(_address(state, "authentication_api"), *verify)
+    auth.user_login(user, password)
+    frontend = FrontendService(_address(state, "frontend"), *verify)
+    frontend.metadata = auth.metadata
+    return frontend
+
+
+def run(scenario: Scenario, state: Path, fixtures: Path, admin_password: str) -> None:
+    verify = (state / "attestation" / "as_root_ca.pem", state / "attestation" / "enclave_info.toml")
+    admin_auth = AuthenticationService(_address(state, "authentication_api"), *verify)
+    admin_auth.user_login("admin", admin_password)
+    suffix = os.urandom(3).hex()
+    parties = {}
+    for party in scenario.parties:
+        user = f"{party}-{suffix}"
+        admin_auth.user_register(user, f"{user}-password", "PlatformAdmin", "")
+        parties[party] = (user, _session(state, user, f"{user}-password"))
+    creator_user, creator = parties[scenario.parties[0]]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        served = Path(tmp)
+        server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Files, directory=str(served)))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        try:
+            function_id = creator.register_function(
+                scenario.name, scenario.description, "builtin",
+                arguments=[FunctionArgument(k) for k in scenario.arguments],
+                inputs=[FunctionInput(n) for n in scenario.inputs],
+                outputs=[FunctionOutput(n) for n in scenario.outputs],
+            )  # fmt: skip
+            task_id = creator.create_task(
+                function_id, scenario.arguments, "builtin",
+                inputs_ownership=[OwnerList(n, [parties[p][0]]) for n, (p, _, _) in scenario.inputs.items()],
+                outputs_ownership=[OwnerList(n, [parties[p][0]]) for n, p in scenario.outputs.items()],
+            )  # fmt: skip
+            keys = {}
+            for name, (party, relative, cmac) in scenario.inputs.items():
+                _, session = parties[party]
+                source = fixtures / "functions" / relative
+                if cmac:  # Teaclave's own encrypted fixture: teaclave-file-128 under the all-zero key
+                    shutil.copy(source, served / source.name)
+                    data_id = session.register_input_file(
+                        f"{url}/{source.name}", "teaclave-file-128", bytes(16), b"", bytes.fromhex(cmac)
+                    )
+                else:  # the owner encrypts its plaintext under a key of its own
+                    crypto = FileCrypto("aes-gcm-128", os.urandom(16), os.urandom(12))
+                    tag = encrypt_file(crypto, source, served / f"{name}.enc")
+                    data_id = session.register_input_file(
+                        f"{url}/{name}.enc", crypto.schema, crypto.key, crypto.iv, tag
+                    )
+                session.assign_data_to_task(task_id, [DataMap(name, data_id)], [])
+            for name, party in scenario.outputs.items():
+                _, session = parties[party]
+                keys[name] = FileCrypto("aes-gcm-128", os.urandom(16), os.urandom(12))
+                data_id = session.register_output_file(
+                    f"{url}/out/{name}", "aes-gcm-128", keys[name].key, keys[name].iv
+                )
+                session.assign_data_to_task(task_id, [], [DataMap(name, data_id)])
+            if len(parties) > 1 or scenario.inputs or scenario.outputs:
+                for _, session in parties.values():
+                    session.approve_task(task_id)
+            creator.invoke_task(task_id)
+            summary = creator.get_task_result(task_id).decode()
+            print(f"{scenario.name}: {summary[:200]}")
+            for name, party in scenario.outputs.items():
+                plaintext = served / f"{name}.txt"
+                decrypt_file(keys[name], served / "out" / name, plaintext)
+                lines = plaintext.read_text().splitlines()
+                print(f"  {name} (read by {party} only): {len(lines)} lines, first: {lines[0][:80] if lines else ''}")
+        finally:
+            server.shutdown()
+        print(f"  task {task_id} by {creator_user}: done")
+
+
+def main(name: str) -> None:
+    parser = argparse.ArgumentParser(description=f"Run {name} with Teaclave's fixtures against a running Cloister.")
+    parser.add_argument("--state-dir", type=Path, default=default_state_dir(os.environ))
+    parser.add_argument("--fixtures", type=Path, default=REPOSITORY.parent / "shared" / "fixtures" / "teaclave")
+    parser.add_argument("--admin-password", default=os.environ.get("CLOISTER_ADMIN_PASSWORD"))
+    args = parser.parse_args()
+    password = args.admin_password or (args.state_dir / "admin-password").read_text().strip()
+    run(SCENARIOS[name], args.state_dir, args.fixtures, password)

@@ -1,0 +1,9 @@
+"""`builtin-gbdt-train` with Teaclave's fixtures, every party played here, against a running Cloister.
+
+Usage: python examples/builtins/gbdt_train.py [--state-dir DIR]
+"""
+
+from _harness import main
+
+if __name__ == "__main__":
+    main("builtin-gbdt-train")

@@ -1,0 +1,9 @@
+"""`builtin-password-check` with Teaclave's fixtures, every party played here, against a running Cloister.
+
+Usage: python examples/builtins/password_check.py [--state-dir DIR]
+"""
+
+from _harness import main
+
+if __name__ == "__main__":
+    main("builtin-password-check")

@@ -1,0 +1,9 @@
+"""`builtin_principal_components_analysis` with Teaclave's fixtures, every party played here.
+
+Usage: python examples/builtins/principal_components_analysis.py [--state-dir DIR]
+"""
+
+from _harness import main
+
+if __name__ == "__main__":
+    main("builtin_principal_components_analysis")

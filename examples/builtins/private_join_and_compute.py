@@ -1,0 +1,9 @@
+"""`builtin-private-join-and-compute` with Teaclave's fixtures, every party played here, against a running Cloister.
+
+Usage: python examples/builtins/private_join_and_compute.py [--state-dir DIR]
+"""
+
+from _harness import main
+
+if __name__ == "__main__":
+    main("builtin-private-join-and-compute")
