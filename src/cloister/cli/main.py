@@ -121,6 +121,30 @@ def status(state_dir: Path | None, config_path: Path | None) -> None:
     sys.exit(0 if healthy else 1)
 
 
+@main.group()
+def audit() -> None:
+    """The tamper-evident audit log."""
+
+
+@audit.command(name="verify")
+@state_dir_option
+@config_option
+def audit_verify(state_dir: Path | None, config_path: Path | None) -> None:
+    """Check that no audit entry was changed, removed or reordered; exit 1 if one was."""
+    from cloister.cli.audit import verify
+    from cloister.model.audit import AuditChainBrokenError
+
+    settings = _settings(state_dir, config_path)
+    try:
+        count, head = verify(settings)
+    except AuditChainBrokenError as exc:
+        console.print(f"[red]audit log TAMPERED[/]: {exc}")
+        sys.exit(1)
+    except CloisterError as exc:
+        raise click.ClickException(exc.message) from None
+    print(f"audit log verified: {count} entries, head {head.digest.hex()}")
+
+
 @main.command(name="attest")
 @click.argument("address", required=False)
 @click.option("--service", default=None, help="The service the endpoint must prove to be, e.g. frontend.")

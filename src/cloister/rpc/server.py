@@ -38,6 +38,12 @@ INBOUND: dict[str, tuple[str, ...]] = {
 }
 """Which services may call each internal endpoint."""
 
+INBOUND_METHODS: dict[str, dict[str, tuple[str, ...]]] = {
+    "management": {"/teaclave_management_service_proto.TeaclaveManagement/SaveLogs": ("authentication",)},
+}
+"""Cloister's additions to the inbound rules, per method: authentication ships its API's audit
+entries to management's log, and may call nothing else there."""
+
 PUBLIC_ENDPOINTS = frozenset({"authentication_api", "frontend"})
 _OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check"})
 _ADMISSION_TTL = 60.0
@@ -78,7 +84,11 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
         self._endpoint = endpoint
         self._verifier = verifier
         self._inbound = tuple(enclave_name(s) for s in INBOUND.get(endpoint, ()))
-        self._admitted: dict[bytes, float] = {}
+        self._by_method = {
+            method: (*self._inbound, *(enclave_name(s) for s in extra))
+            for method, extra in INBOUND_METHODS.get(endpoint, {}).items()
+        }
+        self._admitted: dict[tuple[bytes, tuple[str, ...]], float] = {}
         """Client certificates verified in the last ``_ADMISSION_TTL`` seconds."""
 
     async def intercept_service(
@@ -108,7 +118,7 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
             outcome = "OK"
             try:
                 if self._inbound and method not in _OPEN_METHODS:
-                    self._check_peer(context)
+                    self._check_peer(context, self._by_method.get(method, self._inbound))
                 if isinstance(request, _Malformed):
                     raise MalformedRequestError(f"malformed request: not a valid {request.expected} message")
                 return await behavior(request, context)
@@ -130,20 +140,21 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
             response_serializer=handler.response_serializer,
         )
 
-    def _check_peer(self, context: grpc.aio.ServicerContext) -> None:
+    def _check_peer(self, context: grpc.aio.ServicerContext, allowed: tuple[str, ...]) -> None:
         if self._verifier is None:
             raise AttestationError("this endpoint cannot verify peers")
         certs = context.auth_context().get("x509_pem_cert") or []
         if not certs:
             raise AttestationError("peer presented no attested client certificate")
         now = time.monotonic()
-        if self._admitted.get(certs[0], 0.0) > now:
+        admitted = (certs[0], allowed)
+        if self._admitted.get(admitted, 0.0) > now:
             return
         der = ssl.PEM_cert_to_DER_cert(certs[0].decode())
-        self._verifier.verify(der, self._inbound)
+        self._verifier.verify(der, allowed)
         if len(self._admitted) > 1024:
             self._admitted.clear()
-        self._admitted[certs[0]] = now + _ADMISSION_TTL
+        self._admitted[admitted] = now + _ADMISSION_TTL
 
 
 def requires_client_certificate(endpoint: str) -> bool:

@@ -16,7 +16,9 @@ from cloister._proto import teaclave_authentication_service_pb2_grpc as agrpc
 from cloister.config import Settings
 from cloister.errors import AuthenticationError, ConfigurationError
 from cloister.model.roles import Role, RoleKind
+from cloister.rpc.audit_trail import AuditTrail
 from cloister.rpc.runtime import ServiceRuntime
+from cloister.services.authentication.audit import audited
 from cloister.services.authentication.passwords import hash_password, password_too_long
 from cloister.services.authentication.secret_files import create_secret_file
 from cloister.services.authentication.servicer import ApiServicer, InternalServicer
@@ -84,7 +86,9 @@ async def serve(settings: Settings) -> None:
     try:
         issuer = JWTIssuer.load_or_create(directory, settings.authentication.token_lifetime_seconds)
         await ensure_first_admin(store, settings)
-        api = ApiServicer(store, issuer, settings.authentication)
+        trail = AuditTrail(runtime.peer("management"))
+        trail.start()
+        api = audited(ApiServicer(store, issuer, settings.authentication), trail)
         internal = InternalServicer(store, issuer)
         await runtime.serve(
             "authentication_api",
@@ -94,6 +98,6 @@ async def serve(settings: Settings) -> None:
             "authentication_internal",
             [lambda s: agrpc.add_TeaclaveAuthenticationInternalServicer_to_server(internal, s)],
         )
-        await runtime.run_until_stopped()
+        await runtime.run_until_stopped(before_shutdown=trail.stop)
     finally:
         store.close()

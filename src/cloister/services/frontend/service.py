@@ -5,8 +5,8 @@ from __future__ import annotations
 from cloister._proto import cloister_pb2_grpc as cgrpc
 from cloister._proto import teaclave_frontend_service_pb2_grpc as fgrpc
 from cloister.config import Settings
+from cloister.rpc.audit_trail import AuditTrail
 from cloister.rpc.runtime import ServiceRuntime
-from cloister.services.frontend.audit import AuditTrail
 from cloister.services.frontend.gate import Gate
 from cloister.services.frontend.servicer import CloisterFrontendServicer, Forwarder, FrontendServicer
 

@@ -15,10 +15,10 @@ from cloister._proto import cloister_pb2_grpc as cgrpc
 from cloister._proto import teaclave_frontend_service_pb2_grpc as fgrpc
 from cloister._proto import teaclave_management_service_pb2_grpc as mgrpc
 from cloister.errors import CloisterError
+from cloister.rpc.audit_trail import AuditTrail, client_ip
 from cloister.rpc.channel import Peer
 from cloister.rpc.errors import grpc_code
 from cloister.rpc.metadata import Caller, outgoing
-from cloister.services.frontend.audit import AuditTrail, client_ip
 from cloister.services.frontend.gate import Gate
 
 MAX_WAIT_SECONDS = 60.0

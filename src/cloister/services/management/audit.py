@@ -1,6 +1,7 @@
-"""Audit log: store the frontend's entries and search them (reference §13).
+"""Audit log: store entries in a hash chain and search them (reference §13).
 
-Teaclave kept a tantivy index; here each entry is one record under ``audit-<µs>-<random>``,
+Teaclave kept a tantivy index; here each entry is one record under ``audit-<sequence>``, chained
+to the one before (``cloister.model.audit``) so ``cloister audit verify`` detects tampering,
 and a query is a list of clauses that must all match: ``field:term`` (user, message, result,
 ip) or a bare term (message). Text is tokenized as tantivy's default tokenizer does and a term
 matches when its tokens appear contiguously in the field. A later change brings the full
@@ -9,15 +10,15 @@ query language; until then a query reads every entry, newest first, until ``limi
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import re
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from cloister.errors import FailedOperationError
+from cloister.model.audit import AuditEntry, ChainedEntry, ChainHead
 from cloister.model.roles import Role
 from cloister.services.management import permissions
 from cloister.services.management.records import MAX_READ_KEYS
@@ -29,28 +30,6 @@ _IP_BYTES = 16
 _MAX_TOKEN_BYTES = 40  # tantivy's default tokenizer drops longer tokens
 _TOKEN = re.compile(r"[^\W_]+")
 _MICROS_PER_SECOND = 1_000_000
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    microsecond: int
-    ip: bytes
-    user: str
-    message: str
-    result: bool
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "microsecond": self.microsecond,
-            "ip": list(self.ip),
-            "user": self.user,
-            "message": self.message,
-            "result": self.result,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> AuditEntry:
-        return cls(data["microsecond"], bytes(data["ip"]), data["user"], data["message"], data["result"])
 
 
 def _error(reason: str) -> FailedOperationError:
@@ -128,38 +107,48 @@ def parse_query(query: str) -> list[Matcher]:
             raise _error(f"failed to query logs: unknown field {field[:64]}")
 
 
-def _key_micros(key: bytes) -> int:
-    return int(key[len(_PREFIX) + 1 :].split(b"-", 1)[0])
+HEAD_KEY = b"chain-audit-head"
 
 
-def _newest_first(keys: Sequence[bytes]) -> list[bytes]:
+def entry_key(seq: int) -> bytes:
+    return b"audit-%020d" % seq
+
+
+def _dump(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _newest_first(entries: list[tuple[int, AuditEntry]]) -> list[AuditEntry]:
     """Newer seconds first; within one second in the order written.
 
     Teaclave's index sorts by a date of one-second precision, and its tests expect two entries
     of the same second to come back oldest first (§13.3).
     """
-    return sorted(keys, key=lambda k: (-(_key_micros(k) // _MICROS_PER_SECOND), k))
+    ordered = sorted(entries, key=lambda pair: (-(pair[1].microsecond // _MICROS_PER_SECOND), pair[0]))
+    return [entry for _, entry in ordered]
 
 
 class AuditLog:
     def __init__(self, storage: StorageClient) -> None:
         self._storage = storage
+        self._lock = asyncio.Lock()
+        self._head: ChainHead | None = None
 
     async def save(self, entries: Sequence[AuditEntry]) -> None:
-        """Store a batch in one commit; one malformed entry rejects the whole batch."""
+        """Append a batch to the chain in one commit; one malformed entry rejects the whole batch."""
         for entry in entries:
             if len(entry.ip) != _IP_BYTES:
                 raise _error("failed to transform entries: ip must be 16 bytes")
         if not entries:
             return
-        ops = [
-            Put(
-                b"audit-%020d-%s" % (max(entry.microsecond, 0), uuid.uuid4().hex.encode()),
-                json.dumps(entry.to_json(), separators=(",", ":"), ensure_ascii=False).encode(),
-            )
-            for entry in entries
-        ]
-        await self._storage.commit(ops)
+        async with self._lock:
+            if self._head is None:
+                raw = await self._storage.get(HEAD_KEY)
+                self._head = ChainHead.from_json(json.loads(raw)) if raw else ChainHead()
+            chained, head = self._head.extend(entries)
+            ops = [Put(entry_key(c.seq), _dump(c.to_json())) for c in chained]
+            await self._storage.commit([*ops, Put(HEAD_KEY, _dump(head.to_json()))])
+            self._head = head
 
     async def query(self, role: Role, query: str, limit: int) -> list[AuditEntry]:
         """At most ``limit`` entries matching every clause of ``query``, newest first."""
@@ -167,15 +156,13 @@ class AuditLog:
         if limit <= 0:
             raise _error("limit must be positive")
         matchers = parse_query(query)
-        keys = _newest_first(await self._storage.keys_with_prefix(_PREFIX))
-        found: list[AuditEntry] = []
+        keys = await self._storage.keys_with_prefix(_PREFIX)
+        found: list[tuple[int, AuditEntry]] = []
         for start in range(0, len(keys), MAX_READ_KEYS):
             for value in await self._storage.read(keys[start : start + MAX_READ_KEYS]):
                 if value is None:
                     continue
-                entry = AuditEntry.from_json(json.loads(value.value))
-                if all(matcher(entry) for matcher in matchers):
-                    found.append(entry)
-            if len(found) >= limit:
-                break
-        return found[:limit]
+                record = ChainedEntry.from_json(json.loads(value.value))
+                if all(matcher(record.entry) for matcher in matchers):
+                    found.append((record.seq, record.entry))
+        return _newest_first(found)[:limit]

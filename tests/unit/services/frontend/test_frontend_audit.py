@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from cloister.services.frontend.audit import client_ip
+from cloister.rpc.audit_trail import client_ip
 from cloister.services.frontend.gate import _unverified_role
 
 

@@ -46,8 +46,12 @@ def test_save_stores_one_commit_and_rejects_bad_ip(services, storage):
         await services.audit.save([entry(1, "a"), entry(2, "b")])
         assert len(storage.commits) == 1
         keys = await storage.keys_with_prefix(b"audit")
-        assert [k[:27] for k in keys] == [b"audit-00000000000000000001-", b"audit-00000000000000000002-"]
-        assert storage.json(keys[0]) == {"microsecond": 1, "ip": list(V4), "user": "", "message": "a", "result": True}
+        assert keys == [b"audit-00000000000000000001", b"audit-00000000000000000002"]
+        first = storage.json(keys[0])
+        assert first["entry"] == {"microsecond": 1, "ip": list(V4), "user": "", "message": "a", "result": True}
+        assert first["seq"] == 1 and first["prev"] == "00" * 32
+        assert storage.json(keys[1])["prev"] == first["hash"]
+        assert storage.json(b"chain-audit-head") == {"count": 2, "hash": storage.json(keys[1])["hash"]}
         with pytest.raises(FailedOperationError) as error:
             await services.audit.save([entry(3, "c"), entry(4, "d", ip=b"\x7f\x00\x00\x01")])
         assert error.value.message == "audit log error, reason: failed to transform entries: ip must be 16 bytes"
