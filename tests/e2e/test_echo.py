@@ -71,7 +71,7 @@ def test_frontend_calls_are_audited(platform: RunningPlatform) -> None:
     deadline = time.monotonic() + 10
     entries = []
     while time.monotonic() < deadline and not entries:
-        entries = root.frontend.query_audit_logs(f"user:{platform.admin_user} message:register_function", 100)
+        entries = root.frontend.query_audit_logs(f"+user:{platform.admin_user} +message:register_function", 100)
         time.sleep(0.1)
     assert entries, "the call never reached the audit log"
     newest = entries[0]
