@@ -30,7 +30,7 @@ def _verify(platform: RunningPlatform) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
 
-def test_burst_is_recorded_in_order_and_authentication_is_audited(own_platform: RunningPlatform) -> None:
+def test_burst_is_recorded_in_order_with_its_decisions(own_platform: RunningPlatform) -> None:
     root = admin(own_platform)
     function_id = root.frontend.register_function("builtin-echo", "x", "builtin", arguments=[FunctionArgument("m")])
 
@@ -44,8 +44,14 @@ def test_burst_is_recorded_in_order_and_authentication_is_audited(own_platform: 
         thread.start()
     for thread in threads:
         thread.join()
-    entries = _entries(root, "message:get_function", 40)
+    entries = _entries(root, "message:get_function -message:authorize", 40)
     assert len(entries) == 40 and all(e.result for e in entries)
+    # Each call's decision by the access control service is in the log too, under the caller.
+    decisions = _entries(root, f'message:"authorize function.read {function_id}"', 40)
+    assert len(decisions) == 40 and all(e.result for e in decisions)
+    assert all(e.user == f"{{ user: {own_platform.admin_user}, role: PlatformAdmin }}" for e in decisions)
+    api_decisions = _entries(root, 'message:"authorize api get_function"', 1)
+    assert api_decisions and all(e.user == "{ role: PlatformAdmin }" and e.result for e in api_decisions)
     # Newer seconds first and, within a second, in the order recorded (Teaclave's order, §13.3):
     # so recording order matches the calls' timestamps.
     stamps = [e.microsecond for e in entries]

@@ -47,7 +47,7 @@ def test_changed_service_code_is_refused_until_resigned(own_platform: RunningPla
         root.frontend.list_functions(own_platform.admin_user)
 
     _resign(own_platform.state_dir, "management", mr_enclave("management", source))
-    for name in ("storage", "frontend"):  # peers load the identity file at start
+    for name in ("storage", "access_control", "frontend"):  # peers load the identity file at start
         platform.stop_service(name)
         platform.start_service(name)
     platform.stop_service("management")

@@ -190,5 +190,3 @@ def running_s3(log: Path) -> Iterator[S3]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-

@@ -172,6 +172,38 @@ class ExecutorHeartbeatResponse(_message.Message):
     cancel_task_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, cancel_task_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class AuthorizationSubject(_message.Message):
+    __slots__ = ("user_id", "role")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    role: str
+    def __init__(self, user_id: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
+
+class AuthorizationQuery(_message.Message):
+    __slots__ = ("action", "resource_id", "attributes_json")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_JSON_FIELD_NUMBER: _ClassVar[int]
+    action: str
+    resource_id: str
+    attributes_json: str
+    def __init__(self, action: _Optional[str] = ..., resource_id: _Optional[str] = ..., attributes_json: _Optional[str] = ...) -> None: ...
+
+class AuthorizeRequest(_message.Message):
+    __slots__ = ("subject", "queries")
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    QUERIES_FIELD_NUMBER: _ClassVar[int]
+    subject: AuthorizationSubject
+    queries: _containers.RepeatedCompositeFieldContainer[AuthorizationQuery]
+    def __init__(self, subject: _Optional[_Union[AuthorizationSubject, _Mapping]] = ..., queries: _Optional[_Iterable[_Union[AuthorizationQuery, _Mapping]]] = ...) -> None: ...
+
+class AuthorizeResponse(_message.Message):
+    __slots__ = ("allowed",)
+    ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    allowed: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, allowed: _Optional[_Iterable[bool]] = ...) -> None: ...
+
 class EndorseRequest(_message.Message):
     __slots__ = ("tee_backend", "quote", "evidence_signature", "public_key", "service")
     TEE_BACKEND_FIELD_NUMBER: _ClassVar[int]

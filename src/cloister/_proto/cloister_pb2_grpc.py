@@ -573,6 +573,84 @@ class Scheduler:
             _registered_method=True)
 
 
+class AccessControlStub:
+    """Object-level decisions, asked by management; Teaclave's AuthorizeApi (role -> API) is
+    served beside it on the same port.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Authorize = channel.unary_unary(
+                '/cloister.AccessControl/Authorize',
+                request_serializer=cloister__pb2.AuthorizeRequest.SerializeToString,
+                response_deserializer=cloister__pb2.AuthorizeResponse.FromString,
+                _registered_method=True)
+
+
+class AccessControlServicer:
+    """Object-level decisions, asked by management; Teaclave's AuthorizeApi (role -> API) is
+    served beside it on the same port.
+    """
+
+    def Authorize(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AccessControlServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Authorize': grpc.unary_unary_rpc_method_handler(
+                    servicer.Authorize,
+                    request_deserializer=cloister__pb2.AuthorizeRequest.FromString,
+                    response_serializer=cloister__pb2.AuthorizeResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'cloister.AccessControl', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('cloister.AccessControl', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class AccessControl:
+    """Object-level decisions, asked by management; Teaclave's AuthorizeApi (role -> API) is
+    served beside it on the same port.
+    """
+
+    @staticmethod
+    def Authorize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloister.AccessControl/Authorize',
+            cloister__pb2.AuthorizeRequest.SerializeToString,
+            cloister__pb2.AuthorizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class AttestationStub:
     """Missing associated documentation comment in .proto file."""
 

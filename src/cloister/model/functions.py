@@ -77,6 +77,8 @@ class Function:
     owner: str
     user_allowlist: tuple[str, ...]
     usage_quota: int | None
+    disabled: bool = False
+    """Set by DisableFunction; the policy decides what it means (by default nothing, as in Teaclave)."""
 
     @property
     def external_id(self) -> str:
@@ -96,6 +98,7 @@ class Function:
             "owner": self.owner,
             "user_allowlist": list(self.user_allowlist),
             "usage_quota": self.usage_quota,
+            "disabled": self.disabled,
         }
 
     @classmethod
@@ -113,6 +116,7 @@ class Function:
             owner=data["owner"],
             user_allowlist=tuple(data["user_allowlist"]),
             usage_quota=data["usage_quota"],
+            disabled=data.get("disabled", False),
         )
 
 

@@ -39,18 +39,18 @@ INBOUND: dict[str, tuple[str, ...]] = {
 """Which services may call each internal endpoint."""
 
 INBOUND_METHODS: dict[str, dict[str, tuple[str, ...]]] = {
-    "management": {"/teaclave_management_service_proto.TeaclaveManagement/SaveLogs": ("authentication",)},
+    "management": {
+        "/teaclave_management_service_proto.TeaclaveManagement/SaveLogs": ("authentication", "access_control"),
+    },
 }
 """Cloister's additions to the inbound rules, per method: authentication ships its API's audit
-entries to management's log, and may call nothing else there."""
+entries, and access control its decisions, to management's log; neither may call anything else there."""
 
 PUBLIC_ENDPOINTS = frozenset({"authentication_api", "frontend"})
 _OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check"})
 _ADMISSION_TTL = 60.0
 
-request_context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
-    "request_context", default=None
-)
+request_context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("request_context", default=None)
 """Bound for every call: service, method, request_id and user_id, for log records."""
 
 
@@ -129,9 +129,7 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
                 outcome = code.name
                 await context.abort(code, message)
             finally:
-                logger.info(
-                    "%s %s %.1fms", fields["method"], outcome, (time.perf_counter() - started) * 1000
-                )
+                logger.info("%s %s %.1fms", fields["method"], outcome, (time.perf_counter() - started) * 1000)
                 request_context.reset(token)
 
         return grpc.unary_unary_rpc_method_handler(

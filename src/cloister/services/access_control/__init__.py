@@ -1,1 +1,1 @@
-"""Access control service: answers whether a role may call an API, from a casbin policy."""
+"""Access control service: every authorization decision, from the deployment's casbin policy."""

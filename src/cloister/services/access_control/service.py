@@ -1,22 +1,32 @@
-"""The access control process: load the policy and serve it."""
+"""The access control process: load the policy, serve it, and ship its decisions to the audit log."""
 
 from __future__ import annotations
 
 import logging
 
+import grpc
+
+from cloister._proto import cloister_pb2_grpc as cgrpc
 from cloister._proto import teaclave_access_control_service_pb2_grpc as agrpc
 from cloister.config import Settings
+from cloister.rpc.audit_trail import AuditTrail
 from cloister.rpc.runtime import ServiceRuntime
-from cloister.services.access_control.policy import ApiPolicy
-from cloister.services.access_control.servicer import AccessControlServicer
+from cloister.services.access_control.policy import AccessPolicy
+from cloister.services.access_control.servicer import AccessControlServicer, CloisterAccessControlServicer
 
 logger = logging.getLogger(__name__)
 
 
 async def serve(settings: Settings) -> None:
     runtime = await ServiceRuntime.start(settings, "access_control")
-    policy = ApiPolicy(settings.access_control.policy_dir)
+    policy = AccessPolicy(settings.access_control.policy_dir)
     logger.info("access control policy loaded from %s", policy.source)
-    servicer = AccessControlServicer(policy)
-    await runtime.serve("access_control", [lambda s: agrpc.add_TeaclaveAccessControlServicer_to_server(servicer, s)])
-    await runtime.run_until_stopped()
+    trail = AuditTrail(runtime.peer("management"))
+    trail.start()
+
+    def register(server: grpc.aio.Server) -> None:
+        agrpc.add_TeaclaveAccessControlServicer_to_server(AccessControlServicer(policy, trail), server)
+        cgrpc.add_AccessControlServicer_to_server(CloisterAccessControlServicer(policy, trail), server)
+
+    await runtime.serve("access_control", [register])
+    await runtime.run_until_stopped(before_shutdown=trail.stop)

@@ -1,19 +1,55 @@
-"""Access control RPCs: decode, ask the policy, encode."""
+"""Access control RPCs: decode, ask the policy, record the decision, encode."""
 
 from __future__ import annotations
 
+import grpc
+
+from cloister._proto import cloister_pb2 as cpb
+from cloister._proto import cloister_pb2_grpc as cgrpc
 from cloister._proto import teaclave_access_control_service_pb2 as apb
 from cloister._proto import teaclave_access_control_service_pb2_grpc as agrpc
-from cloister.services.access_control.policy import ApiPolicy
+from cloister.rpc.audit_trail import AuditTrail, client_ip
+from cloister.rpc.convert.access import queries_from_proto, subject_from_proto
+from cloister.services.access_control.policy import AccessPolicy
 
 _MAX_FIELD = 256
 
 
 class AccessControlServicer(agrpc.TeaclaveAccessControlServicer):
-    def __init__(self, policy: ApiPolicy) -> None:
-        self._policy = policy
+    """Teaclave's role → API question, asked by the frontend for each call it does not remember."""
 
-    async def AuthorizeApi(self, request: apb.AuthorizeApiRequest, context: object) -> apb.AuthorizeApiResponse:
+    def __init__(self, policy: AccessPolicy, trail: AuditTrail) -> None:
+        self._policy = policy
+        self._trail = trail
+
+    async def AuthorizeApi(
+        self, request: apb.AuthorizeApiRequest, context: grpc.aio.ServicerContext
+    ) -> apb.AuthorizeApiResponse:
         if len(request.user_role) > _MAX_FIELD or len(request.api) > _MAX_FIELD:
             return apb.AuthorizeApiResponse(accept=False)
-        return apb.AuthorizeApiResponse(accept=self._policy.allows(request.user_role, request.api))
+        accept = self._policy.allows_api(request.user_role, request.api)
+        user = f"{{ role: {request.user_role} }}"
+        self._trail.record(client_ip(context.peer() or ""), user, f"authorize api {request.api}", accept)
+        return apb.AuthorizeApiResponse(accept=accept)
+
+
+class CloisterAccessControlServicer(cgrpc.AccessControlServicer):
+    """Object-level decisions, asked by management before it acts."""
+
+    def __init__(self, policy: AccessPolicy, trail: AuditTrail) -> None:
+        self._policy = policy
+        self._trail = trail
+
+    async def Authorize(
+        self, request: cpb.AuthorizeRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.AuthorizeResponse:
+        subject = subject_from_proto(request.subject)
+        queries = queries_from_proto(request.queries)
+        ip = client_ip(context.peer() or "")
+        user = f"{{ user: {subject.user_id}, role: {subject.role.debug_form()} }}"
+        allowed = []
+        for query in queries:
+            decision = self._policy.allows(subject, query)
+            self._trail.record(ip, user, f"authorize {query.action} {query.resource_id}", decision)
+            allowed.append(decision)
+        return cpb.AuthorizeResponse(allowed=allowed)

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from cloister.errors import FailedOperationError
+from cloister.model.access import AUDIT_LOG_QUERY, Subject
 from cloister.model.audit import AuditEntry, ChainedEntry, ChainHead
-from cloister.model.roles import Role
-from cloister.services.management import permissions
 from cloister.services.management.audit_query import QuerySyntaxError, parse_query
+from cloister.services.management.authorizer import Authorizer, require
 from cloister.services.management.records import MAX_READ_KEYS
 from cloister.storage.client import StorageClient
 from cloister.storage.ops import Put
@@ -52,8 +52,9 @@ def _newest_first(entries: list[tuple[int, AuditEntry]]) -> list[AuditEntry]:
 
 
 class AuditLog:
-    def __init__(self, storage: StorageClient) -> None:
+    def __init__(self, storage: StorageClient, authorizer: Authorizer) -> None:
         self._storage = storage
+        self._authorizer = authorizer
         self._lock = asyncio.Lock()
         self._head: ChainHead | None = None
 
@@ -73,9 +74,9 @@ class AuditLog:
             await self._storage.commit([*ops, Put(HEAD_KEY, _dump(head.to_json()))])
             self._head = head
 
-    async def query(self, role: Role, query: str, limit: int) -> list[AuditEntry]:
-        """At most ``limit`` entries matching every clause of ``query``, newest first."""
-        permissions.check_query_audit_logs(role)
+    async def query(self, subject: Subject, query: str, limit: int) -> list[AuditEntry]:
+        """At most ``limit`` entries matching ``query``, newest first."""
+        await require(self._authorizer, subject, AUDIT_LOG_QUERY)
         if limit <= 0:
             raise _error("limit must be positive")
         try:

@@ -6,15 +6,16 @@ lists) is one storage commit, made while holding the locks of the records it rew
 
 from __future__ import annotations
 
+import enum
 import json
 import re
 from dataclasses import replace
 
 from cloister.errors import InvalidFunctionIdError, MalformedRequestError
+from cloister.model.access import Action, Subject, function_query, user_query
 from cloister.model.functions import Function, FunctionUsage, UserFunctions
 from cloister.model.ids import ExternalId, requirements_key, usage_key, user_record_key
-from cloister.model.roles import Role
-from cloister.services.management import permissions
+from cloister.services.management.authorizer import Authorizer, denied, require
 from cloister.services.management.locks import KeyLocks
 from cloister.services.management.records import decode, parse_id, put, read_many
 from cloister.storage.client import StorageClient
@@ -26,10 +27,20 @@ _MAX_LABELS = 32
 _LABEL = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
+class FunctionView(enum.Enum):
+    FULL = "full"
+    REDACTED = "redacted"
+    """Payload and allowlist hidden: for a user the policy lets see only that much."""
+
+
 class FunctionService:
-    def __init__(self, storage: StorageClient, locks: KeyLocks) -> None:
+    def __init__(self, storage: StorageClient, locks: KeyLocks, authorizer: Authorizer) -> None:
         self._storage = storage
         self._locks = locks
+        self._authorizer = authorizer
+
+    async def _require(self, subject: Subject, action: Action, function: Function) -> None:
+        await require(self._authorizer, subject, function_query(action, function))
 
     async def _load(self, function_id: str) -> tuple[ExternalId, Function]:
         parsed = parse_id(function_id, _PREFIX, InvalidFunctionIdError)
@@ -62,60 +73,70 @@ class FunctionService:
             await self._storage.commit(ops)
         return function_id
 
-    async def update(self, user_id: str, replacement: Function) -> str:
+    async def update(self, subject: Subject, replacement: Function) -> str:
         """Replace the function entirely; users' lists and the counter stay as they were [QUIRK]."""
         key = replacement.external_id.encode()
         async with self._locks.hold(key):
             _, current = await self._load(replacement.external_id)
-            permissions.check_function_owner(current, user_id)
-            await self._storage.commit([put(key, replace(replacement, owner=user_id))])
+            await self._require(subject, Action.FUNCTION_UPDATE, current)
+            updated = replace(replacement, owner=subject.user_id, disabled=current.disabled)
+            await self._storage.commit([put(key, updated)])
         return replacement.external_id
 
-    async def set_requirements(self, user_id: str, function_id: str, labels: list[str]) -> None:
+    async def set_requirements(self, subject: Subject, function_id: str, labels: list[str]) -> None:
         """Record the labels an execution service must offer to run the function (owner only)."""
         if len(labels) > _MAX_LABELS or not all(_LABEL.fullmatch(label) for label in labels):
             raise MalformedRequestError(
                 f"labels must be at most {_MAX_LABELS} short names of letters, digits, '-', '_' or '.'"
             )
         parsed, function = await self._load(function_id)
-        permissions.check_function_owner(function, user_id)
+        await self._require(subject, Action.FUNCTION_SET_REQUIREMENTS, function)
         key = requirements_key(parsed.uuid)
         await self._storage.commit([Put(key, json.dumps(sorted(set(labels))).encode()) if labels else Delete(key)])
 
-    async def get(self, user_id: str, role: Role, function_id: str) -> tuple[Function, permissions.FunctionView]:
+    async def get(self, subject: Subject, function_id: str) -> tuple[Function, FunctionView]:
+        """The function and how much of it the caller may see."""
         _, function = await self._load(function_id)
-        return function, permissions.function_view(function, user_id, role)
+        full, redacted = await self._authorizer.decide(
+            subject,
+            [function_query(Action.FUNCTION_READ, function), function_query(Action.FUNCTION_READ_REDACTED, function)],
+        )
+        if full:
+            return function, FunctionView.FULL
+        if redacted:
+            return function, FunctionView.REDACTED
+        raise denied()
 
-    async def usage_stats(self, user_id: str, role: Role, function_id: str) -> tuple[int | None, int]:
+    async def usage_stats(self, subject: Subject, function_id: str) -> tuple[int | None, int]:
         """``(quota, invocations so far)``; a quota of ``None`` is unlimited."""
         parsed = parse_id(function_id, _PREFIX, InvalidFunctionIdError)
         function_value, usage_value = await self._storage.read([parsed.key, usage_key(parsed.uuid)])
         function = decode(function_value, Function.from_json)
         if function is None:
             raise InvalidFunctionIdError()
-        permissions.check_read_usage_stats(function, user_id, role)
+        await self._require(subject, Action.FUNCTION_READ_USAGE, function)
         usage = decode(usage_value, FunctionUsage.from_json)
         if usage is None:
             raise InvalidFunctionIdError()
         return function.usage_quota, usage.use_numbers
 
-    async def delete(self, user_id: str, function_id: str) -> None:
+    async def delete(self, subject: Subject, function_id: str) -> None:
         """Delete the function record only; lists and counter stay, tasks then fail to invoke."""
         parsed = parse_id(function_id, _PREFIX, InvalidFunctionIdError)
         async with self._locks.hold(parsed.key):
             _, function = await self._load(function_id)
-            permissions.check_function_owner(function, user_id)
+            await self._require(subject, Action.FUNCTION_DELETE, function)
             await self._storage.commit([Delete(parsed.key)])
 
-    async def disable(self, user_id: str, role: Role, function_id: str) -> None:
-        """Unlist the function for its owner and allow-listed users and clear its allowlist.
+    async def disable(self, subject: Subject, function_id: str) -> None:
+        """Unlist the function for its owner and allow-listed users, clear its allowlist, mark it disabled.
 
-        There is no disabled flag: a public function stays usable [QUIRK].
+        The default policy ignores the mark, so a public function stays usable [QUIRK].
         """
         parsed = parse_id(function_id, _PREFIX, InvalidFunctionIdError)
         async with self._locks.hold(parsed.key):
             _, function = await self._load(function_id)
-            permissions.check_disable_function(function, user_id, role)
+            await self._require(subject, Action.FUNCTION_DISABLE, function)
             users = [function.owner, *function.user_allowlist]
             async with self._locks.hold(*(user_record_key(u) for u in users)):
                 records = await self._user_records(users)
@@ -123,20 +144,26 @@ class FunctionService:
                 for user, record in records.items():
                     if record is not None:
                         ops.append(put(user_record_key(user), _without(record, str(parsed))))
-                ops.append(put(parsed.key, replace(function, user_allowlist=())))
+                ops.append(put(parsed.key, replace(function, user_allowlist=(), disabled=True)))
                 await self._storage.commit(ops)
 
-    async def list_functions(self, user_id: str, role: Role, target_user_id: str) -> tuple[list[str], list[str]]:
-        """``(registered, allowed)`` of ``target_user_id``; an admin's allowed list is every function.
+    async def list_functions(self, subject: Subject, target_user_id: str) -> tuple[list[str], list[str]]:
+        """``(registered, allowed)`` of ``target_user_id``; the allowed list is every function for
+        callers the policy lets list all (admins, by default).
 
         A user without a record answers two empty lists, for admins too [QUIRK].
         """
-        permissions.check_list_functions(target_user_id, user_id, role)
+        listed, all_allowed = await self._authorizer.decide(
+            subject,
+            [user_query(Action.FUNCTION_LIST, target_user_id), user_query(Action.FUNCTION_LIST_ALL, target_user_id)],
+        )
+        if not listed:
+            raise denied()
         record = decode(await self._storage.get(user_record_key(target_user_id)), UserFunctions.from_json)
         if record is None:
             return [], []
         allowed = list(record.allowed_functions)
-        if role.is_admin:
+        if all_allowed:
             allowed = [key.decode() for key in await self._storage.keys_with_prefix(_PREFIX.encode())]
         return list(record.registered_functions), allowed
 

@@ -1,4 +1,5 @@
-"""The management process: serve Teaclave's management RPCs and Cloister's WaitTask over storage."""
+"""The management process: serve Teaclave's management RPCs and Cloister's additions over storage,
+asking the access control service before each action."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from cloister._proto import teaclave_management_service_pb2_grpc as mgrpc
 from cloister.config import Settings
 from cloister.rpc.runtime import ServiceRuntime
 from cloister.services.management.audit import AuditLog
+from cloister.services.management.authorizer import Authorizer, RemoteAuthorizer
 from cloister.services.management.cache import CachedStorage
 from cloister.services.management.files import FileService
 from cloister.services.management.functions import FunctionService
@@ -18,19 +20,22 @@ from cloister.services.management.tasks import TaskService
 from cloister.storage.client import StorageClient
 
 
-def create_servicers(storage: StorageClient | CachedStorage) -> tuple[ManagementServicer, CloisterManagementServicer]:
-    """Both servicers over one storage client, sharing one set of record locks."""
+def create_servicers(
+    storage: StorageClient | CachedStorage, authorizer: Authorizer
+) -> tuple[ManagementServicer, CloisterManagementServicer]:
+    """Both servicers over one storage client and one authorizer, sharing one set of record locks."""
     locks = KeyLocks()
-    tasks = TaskService(storage, locks)
-    functions = FunctionService(storage, locks)
-    management = ManagementServicer(functions, FileService(storage), tasks, AuditLog(storage))
+    tasks = TaskService(storage, locks, authorizer)
+    functions = FunctionService(storage, locks, authorizer)
+    files = FileService(storage, authorizer)
+    management = ManagementServicer(functions, files, tasks, AuditLog(storage, authorizer))
     return management, CloisterManagementServicer(tasks, functions)
 
 
 async def serve(settings: Settings) -> None:
     runtime = await ServiceRuntime.start(settings, "management")
     storage = CachedStorage(StorageClient(runtime.peer("storage")))
-    management, cloister_management = create_servicers(storage)
+    management, cloister_management = create_servicers(storage, RemoteAuthorizer(runtime.peer("access_control")))
 
     def register(server: grpc.aio.Server) -> None:
         mgrpc.add_TeaclaveManagementServicer_to_server(management, server)

@@ -1,7 +1,8 @@
 """Management RPCs: read the caller from metadata, decode, call the logic, encode.
 
-No decision is taken here: checks live in ``permissions`` and the domain modules. The frontend
-forwards ``id`` (every RPC but SaveLogs) and ``role`` (the RPCs that need it, §2.4).
+No decision is taken here: the domain modules ask the access control service. The frontend
+forwards ``id`` (every RPC but SaveLogs) and ``role``; the reference requires ``role`` only on
+the RPCs whose rules depend on it (§2.4), and elsewhere a missing one reads as ``Invalid``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from cloister._proto import teaclave_common_pb2 as common_pb
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
 from cloister._proto import teaclave_management_service_pb2 as mpb
 from cloister._proto import teaclave_management_service_pb2_grpc as mgrpc
+from cloister.model.access import Subject
 from cloister.model.roles import Role
 from cloister.rpc.convert import files as file_convert
 from cloister.rpc.convert import functions as function_convert
@@ -25,22 +27,23 @@ from cloister.rpc.convert.limits import check_count
 from cloister.rpc.metadata import Caller
 from cloister.services.management.audit import AuditEntry, AuditLog
 from cloister.services.management.files import FileService
-from cloister.services.management.functions import FunctionService
-from cloister.services.management.permissions import FunctionView
+from cloister.services.management.functions import FunctionService, FunctionView
 from cloister.services.management.tasks import TaskService
 
 _EMPTY = empty_pb2.Empty()
 _MAX_AUDIT_ENTRIES = 100_000
 
 
-def _user(context: grpc.aio.ServicerContext) -> str:
-    return Caller.from_metadata(context.invocation_metadata()).require_user_id()
+def _user(context: grpc.aio.ServicerContext) -> Subject:
+    """The caller, for an RPC where the reference does not require ``role``."""
+    caller = Caller.from_metadata(context.invocation_metadata())
+    return Subject(caller.require_user_id(), Role.parse(caller.role or ""))
 
 
-def _user_and_role(context: grpc.aio.ServicerContext) -> tuple[str, Role]:
+def _user_and_role(context: grpc.aio.ServicerContext) -> Subject:
     caller = Caller.from_metadata(context.invocation_metadata())
     user_id = caller.require_user_id()
-    return user_id, Role.parse(caller.require_role())
+    return Subject(user_id, Role.parse(caller.require_role()))
 
 
 class ManagementServicer(mgrpc.TeaclaveManagementServicer):
@@ -55,14 +58,16 @@ class ManagementServicer(mgrpc.TeaclaveManagementServicer):
     async def RegisterInputFile(
         self, request: fe_pb.RegisterInputFileRequest, context: grpc.aio.ServicerContext
     ) -> fe_pb.RegisterInputFileResponse:
-        file = file_convert.input_file_from_register_request(request, _user(context), uuid.uuid4())
-        return fe_pb.RegisterInputFileResponse(data_id=await self._files.register_input(file))
+        subject = _user(context)
+        file = file_convert.input_file_from_register_request(request, subject.user_id, uuid.uuid4())
+        return fe_pb.RegisterInputFileResponse(data_id=await self._files.register(subject, file))
 
     async def RegisterOutputFile(
         self, request: fe_pb.RegisterOutputFileRequest, context: grpc.aio.ServicerContext
     ) -> fe_pb.RegisterOutputFileResponse:
-        file = file_convert.output_file_from_register_request(request, _user(context), uuid.uuid4())
-        return fe_pb.RegisterOutputFileResponse(data_id=await self._files.register_output(file))
+        subject = _user(context)
+        file = file_convert.output_file_from_register_request(request, subject.user_id, uuid.uuid4())
+        return fe_pb.RegisterOutputFileResponse(data_id=await self._files.register(subject, file))
 
     async def UpdateInputFile(
         self, request: fe_pb.UpdateInputFileRequest, context: grpc.aio.ServicerContext
@@ -105,28 +110,26 @@ class ManagementServicer(mgrpc.TeaclaveManagementServicer):
     async def RegisterFunction(
         self, request: fe_pb.RegisterFunctionRequest, context: grpc.aio.ServicerContext
     ) -> fe_pb.RegisterFunctionResponse:
-        function = function_convert.function_from_register_request(request, _user(context), uuid.uuid4())
+        function = function_convert.function_from_register_request(request, _user(context).user_id, uuid.uuid4())
         return fe_pb.RegisterFunctionResponse(function_id=await self._functions.register(function))
 
     async def UpdateFunction(
         self, request: fe_pb.UpdateFunctionRequest, context: grpc.aio.ServicerContext
     ) -> fe_pb.UpdateFunctionResponse:
-        user_id = _user(context)
-        function = function_convert.function_from_update_request(request, user_id)
-        return fe_pb.UpdateFunctionResponse(function_id=await self._functions.update(user_id, function))
+        subject = _user(context)
+        function = function_convert.function_from_update_request(request, subject.user_id)
+        return fe_pb.UpdateFunctionResponse(function_id=await self._functions.update(subject, function))
 
     async def GetFunction(
         self, request: fe_pb.GetFunctionRequest, context: grpc.aio.ServicerContext
     ) -> fe_pb.GetFunctionResponse:
-        user_id, role = _user_and_role(context)
-        function, view = await self._functions.get(user_id, role, request.function_id)
+        function, view = await self._functions.get(_user_and_role(context), request.function_id)
         return function_convert.function_to_get_response(function, redacted=view is FunctionView.REDACTED)
 
     async def GetFunctionUsageStats(
         self, request: fe_pb.GetFunctionUsageStatsRequest, context: grpc.aio.ServicerContext
     ) -> fe_pb.GetFunctionUsageStatsResponse:
-        user_id, role = _user_and_role(context)
-        quota, used = await self._functions.usage_stats(user_id, role, request.function_id)
+        quota, used = await self._functions.usage_stats(_user_and_role(context), request.function_id)
         return function_convert.usage_stats_to_response(quota, used)
 
     async def DeleteFunction(
@@ -138,15 +141,13 @@ class ManagementServicer(mgrpc.TeaclaveManagementServicer):
     async def DisableFunction(
         self, request: fe_pb.DisableFunctionRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
-        user_id, role = _user_and_role(context)
-        await self._functions.disable(user_id, role, request.function_id)
+        await self._functions.disable(_user_and_role(context), request.function_id)
         return _EMPTY
 
     async def ListFunctions(
         self, request: fe_pb.ListFunctionsRequest, context: grpc.aio.ServicerContext
     ) -> fe_pb.ListFunctionsResponse:
-        user_id, role = _user_and_role(context)
-        registered, allowed = await self._functions.list_functions(user_id, role, request.user_id)
+        registered, allowed = await self._functions.list_functions(_user_and_role(context), request.user_id)
         return function_convert.function_lists_to_response(registered, allowed)
 
     # --- tasks ---------------------------------------------------------------------------
@@ -154,10 +155,8 @@ class ManagementServicer(mgrpc.TeaclaveManagementServicer):
     async def CreateTask(
         self, request: fe_pb.CreateTaskRequest, context: grpc.aio.ServicerContext
     ) -> fe_pb.CreateTaskResponse:
-        user_id, role = _user_and_role(context)
         task_id = await self._tasks.create(
-            user_id,
-            role,
+            _user_and_role(context),
             function_id=request.function_id,
             arguments_json=request.function_arguments,
             executor=request.executor,
@@ -190,8 +189,7 @@ class ManagementServicer(mgrpc.TeaclaveManagementServicer):
         return _EMPTY
 
     async def CancelTask(self, request: fe_pb.CancelTaskRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
-        user_id, role = _user_and_role(context)
-        await self._tasks.cancel(user_id, role, request.task_id)
+        await self._tasks.cancel(_user_and_role(context), request.task_id)
         return _EMPTY
 
     # --- audit ---------------------------------------------------------------------------
@@ -204,8 +202,7 @@ class ManagementServicer(mgrpc.TeaclaveManagementServicer):
     async def QueryAuditLogs(
         self, request: fe_pb.QueryAuditLogsRequest, context: grpc.aio.ServicerContext
     ) -> fe_pb.QueryAuditLogsResponse:
-        _, role = _user_and_role(context)
-        entries = await self._audit.query(role, request.query, request.limit)
+        entries = await self._audit.query(_user_and_role(context), request.query, request.limit)
         return fe_pb.QueryAuditLogsResponse(logs=[_entry_to_proto(e) for e in entries])
 
 

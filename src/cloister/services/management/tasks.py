@@ -21,10 +21,10 @@ from cloister.errors import (
     InvalidTaskIdError,
     MalformedRequestError,
 )
+from cloister.model.access import Action, Query, Subject, assignment_query, function_query, task_query
 from cloister.model.files import InputFile, OutputFile
 from cloister.model.functions import Function, FunctionUsage, parse_executor
 from cloister.model.ids import ExternalId, requirements_key, usage_key
-from cloister.model.roles import Role
 from cloister.model.tasks import (
     REASON_CANCELED_BEFORE_STAGING,
     StagedElement,
@@ -34,7 +34,8 @@ from cloister.model.tasks import (
     TaskStatus,
 )
 from cloister.rpc.convert.tasks import function_arguments_from_json
-from cloister.services.management import permissions, task_rules
+from cloister.services.management import task_rules
+from cloister.services.management.authorizer import Authorizer, denied, require
 from cloister.services.management.locks import KeyLocks
 from cloister.services.management.records import (
     CANCEL_QUEUE,
@@ -53,9 +54,13 @@ _PENDING = (TaskStatus.CREATED, TaskStatus.DATA_ASSIGNED, TaskStatus.APPROVED)
 
 
 class TaskService:
-    def __init__(self, storage: StorageClient, locks: KeyLocks) -> None:
+    def __init__(self, storage: StorageClient, locks: KeyLocks, authorizer: Authorizer) -> None:
         self._storage = storage
         self._locks = locks
+        self._authorizer = authorizer
+
+    async def _require(self, subject: Subject, action: Action, task: TaskState) -> None:
+        await require(self._authorizer, subject, task_query(action, task))
 
     async def _load(self, task_id: ExternalId) -> tuple[TaskState, int]:
         """The task and its storage version."""
@@ -67,39 +72,40 @@ class TaskService:
 
     async def create(
         self,
-        user_id: str,
-        role: Role,
+        subject: Subject,
         function_id: str,
         arguments_json: str,
         executor: str,
         inputs_ownership: Mapping[str, frozenset[str]],
         outputs_ownership: Mapping[str, frozenset[str]],
     ) -> str:
-        """Checked in the reference's order: function, role, executor and JSON, then the task rules."""
+        """Checked in the reference's order: function, permission, executor and JSON, then the task rules."""
         parsed = parse_id(function_id, "function", InvalidFunctionIdError)
         function = decode(await self._storage.get(parsed.key), Function.from_json)
         if function is None:
             raise InvalidFunctionIdError()
-        permissions.check_create_task(function, role)
+        await require(self._authorizer, subject, function_query(Action.TASK_CREATE, function))
         executor = parse_executor(executor)
         arguments = function_arguments_from_json(arguments_json)
-        task = task_rules.new_task(function, parsed, user_id, executor, arguments, inputs_ownership, outputs_ownership)
+        task = task_rules.new_task(
+            function, parsed, subject.user_id, executor, arguments, inputs_ownership, outputs_ownership
+        )
         await self._storage.commit([put(task.key, task)])
         return task.external_id
 
-    async def get(self, user_id: str, task_id: str) -> TaskState:
+    async def get(self, subject: Subject, task_id: str) -> TaskState:
         task, _ = await self._load(parse_id(task_id, "task", InvalidTaskIdError))
-        permissions.check_task_participant(task, user_id)
+        await self._require(subject, Action.TASK_READ, task)
         return task
 
-    async def wait(self, user_id: str, task_id: str, timeout_ms: int) -> TaskState:
+    async def wait(self, subject: Subject, task_id: str, timeout_ms: int) -> TaskState:
         """The task once it has ended, or as it is when ``timeout_ms`` (at most 60 s) has passed.
 
         Woken by storage when the task's record changes, so there is no polling.
         """
         parsed = parse_id(task_id, "task", InvalidTaskIdError)
         task, version = await self._load(parsed)
-        permissions.check_task_participant(task, user_id)
+        await self._require(subject, Action.TASK_READ, task)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(timeout_ms / 1000, MAX_WAIT_SECONDS)
         while not task.status.is_ended:
@@ -116,41 +122,50 @@ class TaskService:
         return task
 
     async def assign_data(
-        self, user_id: str, task_id: str, inputs: Sequence[tuple[str, str]], outputs: Sequence[tuple[str, str]]
+        self, subject: Subject, task_id: str, inputs: Sequence[tuple[str, str]], outputs: Sequence[tuple[str, str]]
     ) -> None:
-        """Assign files to the task's data names; one broken rule and nothing is written (§8.3)."""
+        """Assign files to the task's data names; one refused file and nothing is written (§8.3)."""
         parsed = parse_id(task_id, "task", InvalidTaskIdError)
         async with self._locks.hold(parsed.key):
             task, _ = await self._load(parsed)
-            permissions.check_task_participant(task, user_id)
+            await self._require(subject, Action.TASK_ASSIGN, task)
             if task.status is not TaskStatus.CREATED:
                 raise FailedOperationError("failed to assign data to task")
             items, unparsable = _parse_data_ids([("input", *i) for i in inputs] + [("output", *o) for o in outputs])
             values = await read_many(self._storage, [i[2].key for i in items if i[2].prefix == i[0]])
             found = iter(values)
-            assigned_inputs = dict(task.assigned_inputs)
-            assigned_outputs = dict(task.assigned_outputs)
+            files: list[InputFile | OutputFile | None] = []
+            queries: list[Query] = []
+            assigned = {("input", n) for n in task.assigned_inputs} | {("output", n) for n in task.assigned_outputs}
             for kind, name, data_id in items:
                 value = next(found) if data_id.prefix == kind else None
                 if value is None:
+                    files.append(None)  # the answer is decided here: nothing after it is asked
+                    break
+                decoded = json.loads(value.value)
+                file = InputFile.from_json(decoded) if kind == "input" else OutputFile.from_json(decoded)
+                files.append(file)
+                queries.append(assignment_query(task, kind, name, str(data_id), file.owner, (kind, name) in assigned))
+                assigned.add((kind, name))
+            allowed = iter(await self._authorizer.decide(subject, queries))
+            assigned_inputs = dict(task.assigned_inputs)
+            assigned_outputs = dict(task.assigned_outputs)
+            for (_, name, _), file in zip(items, files, strict=False):
+                if file is None:
                     raise InvalidDataIdError()
-                if kind == "input":
-                    file_in = InputFile.from_json(json.loads(value.value))
-                    permissions.check_assign_data(user_id, name, file_in.owner, task.inputs_ownership, assigned_inputs)
-                    assigned_inputs[name] = file_in
+                if not next(allowed):
+                    raise denied()
+                if isinstance(file, InputFile):
+                    assigned_inputs[name] = file
                 else:
-                    file_out = OutputFile.from_json(json.loads(value.value))
-                    permissions.check_assign_data(
-                        user_id, name, file_out.owner, task.outputs_ownership, assigned_outputs
-                    )
-                    assigned_outputs[name] = file_out
+                    assigned_outputs[name] = file
             if unparsable is not None:
                 raise unparsable
             task = replace(task, assigned_inputs=assigned_inputs, assigned_outputs=assigned_outputs)
             status = TaskStatus.DATA_ASSIGNED if task.all_data_assigned else TaskStatus.CREATED
             await self._storage.commit([put(task.key, task.with_status(status))])
 
-    async def approve(self, user_id: str, task_id: str) -> None:
+    async def approve(self, subject: Subject, task_id: str) -> None:
         parsed = parse_id(task_id, "task", InvalidTaskIdError)
         async with self._locks.hold(parsed.key):
             task, _ = await self._load(parsed)
@@ -159,17 +174,21 @@ class TaskService:
             )
             if not ready:
                 raise FailedOperationError("failed to approve task")
-            permissions.check_task_participant(task, user_id)
-            task = replace(task, approved_users=task.approved_users | {user_id})
+            await self._require(subject, Action.TASK_APPROVE, task)
+            task = replace(task, approved_users=task.approved_users | {subject.user_id})
             status = TaskStatus.APPROVED if task.all_approved else TaskStatus.DATA_ASSIGNED
             await self._storage.commit([put(task.key, task.with_status(status))])
 
-    async def invoke(self, user_id: str, task_id: str) -> None:
-        """Stage the task for execution (§8.5): task, counter and queue change in one commit."""
+    async def invoke(self, subject: Subject, task_id: str) -> None:
+        """Stage the task for execution (§8.5): task, counter and queue change in one commit.
+
+        The policy is asked, in one round trip, whether the caller may invoke the task, whether
+        the function has a use left, and whether the task may be staged; the answers are
+        applied in the reference's order.
+        """
         parsed = parse_id(task_id, "task", InvalidTaskIdError)
         async with self._locks.hold(parsed.key):
             task, _ = await self._load(parsed)
-            permissions.check_task_creator(task, user_id)
             counter_key = usage_key(task.function_id.uuid)
             async with self._locks.hold(counter_key):
                 function_value, usage_value, requirements_value = await self._storage.read(
@@ -177,15 +196,23 @@ class TaskService:
                 )
                 function = decode(function_value, Function.from_json)
                 usage = decode(usage_value, FunctionUsage.from_json)
+                queries = [task_query(Action.TASK_INVOKE, task)]
+                if function is not None and usage is not None:
+                    queries.append(function_query(Action.FUNCTION_INVOKE, function, usage.use_numbers))
+                    queries.append(task_query(Action.TASK_STAGE, task))
+                may_invoke, *staging = await self._authorizer.decide(subject, queries)
+                if not may_invoke:
+                    raise denied()
                 if function is None or usage is None:
                     raise InvalidFunctionIdError()
-                if function.usage_quota is not None and function.usage_quota <= usage.use_numbers:
+                has_use_left, may_stage = staging
+                if not has_use_left:
                     raise FailedOperationError("function quota has been used up")
-                if not _can_stage(task):
+                if not (may_stage and _ready_to_stage(task)):
                     raise FailedOperationError("failed to invoke task")
                 staged_task = task.with_status(TaskStatus.STAGED)
                 requires = tuple(json.loads(requirements_value.value)) if requirements_value else ()
-                element = StagedElement(StagedTask.for_task(task, function, user_id), staged_task, requires)
+                element = StagedElement(StagedTask.for_task(task, function, subject.user_id), staged_task, requires)
                 await self._storage.commit(
                     [
                         put(task.key, staged_task),
@@ -194,12 +221,12 @@ class TaskService:
                     ]
                 )
 
-    async def cancel(self, user_id: str, role: Role, task_id: str) -> None:
+    async def cancel(self, subject: Subject, task_id: str) -> None:
         """Cancel before staging here; a staged or running task is cancelled by the scheduler."""
         parsed = parse_id(task_id, "task", InvalidTaskIdError)
         async with self._locks.hold(parsed.key):
             task, _ = await self._load(parsed)
-            permissions.check_cancel_task(task, user_id, role)
+            await self._require(subject, Action.TASK_CANCEL, task)
             if task.status in (TaskStatus.STAGED, TaskStatus.RUNNING):
                 await self._storage.commit([Enqueue(CANCEL_QUEUE, encode(task))])
             elif task.status in _PENDING:
@@ -209,14 +236,11 @@ class TaskService:
                 raise FailedOperationError("failed to cancel task, reason: task has already been canceled")
 
 
-def _can_stage(task: TaskState) -> bool:
-    if task.status is TaskStatus.APPROVED:
+def _ready_to_stage(task: TaskState) -> bool:
+    """Where the state machine allows staging; who has approved is the policy's question."""
+    if task.status in (TaskStatus.APPROVED, TaskStatus.DATA_ASSIGNED):
         return True
-    if task.status is TaskStatus.DATA_ASSIGNED:
-        return task.all_approved
-    if task.status is TaskStatus.CREATED:
-        return task.all_data_assigned and task.all_approved
-    return False
+    return task.status is TaskStatus.CREATED and task.all_data_assigned
 
 
 def _parse_data_ids(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from cloister.errors import ConfigurationError
-from cloister.services.access_control.policy import PACKAGED_POLICY_DIR, ApiPolicy
+from cloister.services.access_control.policy import PACKAGED_POLICY_DIR, POLICY_FILES, AccessPolicy
 
 DATA_APIS = [
     "register_input_file", "register_output_file", "update_input_file", "update_output_file",
@@ -19,42 +20,56 @@ SHARED_APIS = ["get_function", "list_functions", "get_function_usage_stats"]
 
 
 @pytest.fixture(scope="module")
-def policy() -> ApiPolicy:
-    return ApiPolicy()
+def policy() -> AccessPolicy:
+    return AccessPolicy()
 
 
-def test_reference_examples(policy: ApiPolicy) -> None:
-    assert policy.allows("PlatformAdmin", "Arbitrary_api")
-    assert policy.allows("DataOwner", "get_function")
-    assert not policy.allows("FunctionOwner", "invoke_task")
+def test_reference_examples(policy: AccessPolicy) -> None:
+    assert policy.allows_api("PlatformAdmin", "Arbitrary_api")
+    assert policy.allows_api("DataOwner", "get_function")
+    assert not policy.allows_api("FunctionOwner", "invoke_task")
 
 
 @pytest.mark.parametrize("role", ["DataOwner", "DataOwnerManager"])
-def test_data_owners(policy: ApiPolicy, role: str) -> None:
-    assert all(policy.allows(role, api) for api in DATA_APIS + SHARED_APIS)
-    assert not any(policy.allows(role, api) for api in [*FUNCTION_APIS, "query_audit_logs"])
+def test_data_owners(policy: AccessPolicy, role: str) -> None:
+    assert all(policy.allows_api(role, api) for api in DATA_APIS + SHARED_APIS)
+    assert not any(policy.allows_api(role, api) for api in [*FUNCTION_APIS, "query_audit_logs"])
 
 
-def test_function_owner(policy: ApiPolicy) -> None:
-    assert all(policy.allows("FunctionOwner", api) for api in FUNCTION_APIS + SHARED_APIS)
-    assert not any(policy.allows("FunctionOwner", api) for api in [*DATA_APIS, "query_audit_logs"])
+def test_function_owner(policy: AccessPolicy) -> None:
+    assert all(policy.allows_api("FunctionOwner", api) for api in FUNCTION_APIS + SHARED_APIS)
+    assert not any(policy.allows_api("FunctionOwner", api) for api in [*DATA_APIS, "query_audit_logs"])
 
 
-def test_unknown_roles_and_case(policy: ApiPolicy) -> None:
-    assert not policy.allows("Invalid", "get_task")
-    assert not policy.allows("", "get_task")
-    assert not policy.allows("DataOwner", "GET_TASK")
-    assert policy.allows("PlatformAdmin", "query_audit_logs")
+def test_unknown_roles_and_case(policy: AccessPolicy) -> None:
+    assert not policy.allows_api("Invalid", "get_task")
+    assert not policy.allows_api("", "get_task")
+    assert not policy.allows_api("DataOwner", "GET_TASK")
+    assert policy.allows_api("PlatformAdmin", "query_audit_logs")
 
 
 def test_operator_policy_changes_decisions(tmp_path: Path) -> None:
-    (tmp_path / "model.conf").write_text((PACKAGED_POLICY_DIR / "model.conf").read_text())
+    for name in POLICY_FILES:
+        shutil.copy(PACKAGED_POLICY_DIR / name, tmp_path / name)
     (tmp_path / "policy.csv").write_text(
         (PACKAGED_POLICY_DIR / "policy.csv").read_text() + "p, rule_function_owner, create_task\n"
     )
-    assert ApiPolicy(tmp_path).allows("FunctionOwner", "create_task")
+    assert AccessPolicy(tmp_path).allows_api("FunctionOwner", "create_task")
 
 
 def test_missing_policy_stops_start_up(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="does not exist"):
-        ApiPolicy(tmp_path)
+        AccessPolicy(tmp_path)
+    # A directory holding only Teaclave's two files lacks the object rules: nothing is allowed by default.
+    for name in ("model.conf", "policy.csv"):
+        shutil.copy(PACKAGED_POLICY_DIR / name, tmp_path / name)
+    with pytest.raises(ConfigurationError, match=r"object_model\.conf does not exist; `cloister policy init"):
+        AccessPolicy(tmp_path)
+
+
+def test_broken_policy_stops_start_up(tmp_path: Path) -> None:
+    for name in POLICY_FILES:
+        shutil.copy(PACKAGED_POLICY_DIR / name, tmp_path / name)
+    (tmp_path / "object_model.conf").write_text("[request_definition]\nr = sub, obj, act\n")
+    with pytest.raises(ConfigurationError, match="cannot be loaded"):
+        AccessPolicy(tmp_path)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from policy_authorizer import PolicyAuthorizer, caller
 
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
 from cloister.model.files import FileCrypto, InputFile, OutputFile
@@ -108,6 +109,7 @@ class FakeStorage:
 @dataclass
 class Services:
     storage: FakeStorage
+    authorizer: PolicyAuthorizer
     locks: KeyLocks
     functions: FunctionService
     files: FileService
@@ -121,15 +123,21 @@ def storage() -> FakeStorage:
 
 
 @pytest.fixture
-def services(storage: FakeStorage) -> Services:
+def authorizer() -> PolicyAuthorizer:
+    return PolicyAuthorizer()
+
+
+@pytest.fixture
+def services(storage: FakeStorage, authorizer: PolicyAuthorizer) -> Services:
     locks = KeyLocks()
     return Services(
         storage,
+        authorizer,
         locks,
-        FunctionService(storage, locks),  # type: ignore[arg-type]
-        FileService(storage),  # type: ignore[arg-type]
-        TaskService(storage, locks),  # type: ignore[arg-type]
-        AuditLog(storage),  # type: ignore[arg-type]
+        FunctionService(storage, locks, authorizer),  # type: ignore[arg-type]
+        FileService(storage, authorizer),  # type: ignore[arg-type]
+        TaskService(storage, locks, authorizer),  # type: ignore[arg-type]
+        AuditLog(storage, authorizer),  # type: ignore[arg-type]
     )
 
 
@@ -153,11 +161,11 @@ class Actions:
 
     async def register_input(self, owner: str, url: str = "https://example.com/in", cmac: bytes = CMAC) -> str:
         file = InputFile(url, cmac, FileCrypto("teaclave-file-128", KEY16), frozenset({owner}), uuid.uuid4())
-        return await self.s.files.register_input(file)
+        return await self.s.files.register(caller(owner), file)
 
     async def register_output(self, owner: str, url: str = "https://example.com/out") -> str:
         file = OutputFile(url, None, FileCrypto("teaclave-file-128", KEY16), frozenset({owner}), uuid.uuid4())
-        return await self.s.files.register_output(file)
+        return await self.s.files.register(caller(owner), file)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 
 import pytest
+from policy_authorizer import caller
 
 from cloister.errors import AccessDeniedError, FailedOperationError
 from cloister.model.audit import AuditEntry
@@ -54,7 +55,7 @@ def test_query_matches_terms_and_orders_newest_first(services):
         )
 
         async def messages(query: str, limit: int = 100) -> list[str]:
-            return [e.message for e in await services.audit.query(ADMIN, query, limit)]
+            return [e.message for e in await services.audit.query(caller("auditor", ADMIN), query, limit)]
 
         # the same second keeps the order written, as the reference's tests expect
         assert await messages("message:register_function") == [
@@ -81,15 +82,15 @@ def test_query_matches_terms_and_orders_newest_first(services):
 def test_query_errors(services):
     async def go():
         with pytest.raises(AccessDeniedError):
-            await services.audit.query(Role.parse("DataOwner-x"), "", 10)
+            await services.audit.query(caller("auditor", Role.parse("DataOwner-x")), "", 10)
         with pytest.raises(FailedOperationError) as error:
-            await services.audit.query(ADMIN, "", 0)
+            await services.audit.query(caller("auditor", ADMIN), "", 0)
         assert error.value.message == "audit log error, reason: limit must be positive"
         with pytest.raises(FailedOperationError) as error:
-            await services.audit.query(ADMIN, "date:today", 10)
+            await services.audit.query(caller("auditor", ADMIN), "date:today", 10)
         assert error.value.message.startswith("audit log error, reason: failed to query logs:")
         with pytest.raises(FailedOperationError, match="unknown field"):
-            await services.audit.query(ADMIN, "colour:blue", 10)
+            await services.audit.query(caller("auditor", ADMIN), "colour:blue", 10)
 
     asyncio.run(go())
 
@@ -98,6 +99,6 @@ def test_query_errors(services):
 def test_malformed_queries(services, query):
     async def go():
         with pytest.raises(FailedOperationError, match="failed to query logs"):
-            await services.audit.query(ADMIN, query, 10)
+            await services.audit.query(caller("auditor", ADMIN), query, 10)
 
     asyncio.run(go())

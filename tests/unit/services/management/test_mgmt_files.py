@@ -7,6 +7,7 @@ import json
 import uuid
 
 import pytest
+from policy_authorizer import caller
 
 from cloister._proto import teaclave_common_pb2 as common_pb
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
@@ -72,18 +73,18 @@ def test_register_output_needs_url_and_crypto():
 def test_update_input_creates_new_record(services, act, storage):
     async def go():
         old = await act.register_input("alice", url="https://a.example/1")
-        new = await services.files.update_input("alice", old, "https://a.example/2")
+        new = await services.files.update_input(caller("alice"), old, "https://a.example/2")
         assert new != old and new.startswith("input-")
         assert storage.json(old)["url"] == "https://a.example/1"
         assert storage.json(new)["url"] == "https://a.example/2"
         assert storage.json(new)["cmac"] == storage.json(old)["cmac"]
         with pytest.raises(AccessDeniedError):
-            await services.files.update_input("bob", old, "https://a.example/3")
+            await services.files.update_input(caller("bob"), old, "https://a.example/3")
         for bad in ("input-xyz", "", "nonsense", old.replace("input", "output")):
             with pytest.raises(InvalidDataIdError):
-                await services.files.update_input("alice", bad, "https://a.example/3")
+                await services.files.update_input(caller("alice"), bad, "https://a.example/3")
         with pytest.raises(MalformedRequestError):
-            await services.files.update_input("alice", old, "relative/path")
+            await services.files.update_input(caller("alice"), old, "relative/path")
 
     asyncio.run(go())
 
@@ -91,18 +92,18 @@ def test_update_input_creates_new_record(services, act, storage):
 def test_update_output_resets_cmac_and_needs_sole_owner(services, act, storage):
     async def go():
         old = await act.register_output("alice")
-        new = await services.files.update_output("alice", old, "https://b.example/x")
+        new = await services.files.update_output(caller("alice"), old, "https://b.example/x")
         assert new != old and storage.json(new)["cmac"] is None
-        fusion = await services.files.register_fusion_output("alice", ["alice", "bob"])
+        fusion = await services.files.register_fusion_output(caller("alice"), ["alice", "bob"])
         with pytest.raises(AccessDeniedError):  # owners must be exactly the caller
-            await services.files.update_output("alice", fusion, "https://b.example/y")
+            await services.files.update_output(caller("alice"), fusion, "https://b.example/y")
 
     asyncio.run(go())
 
 
 def test_fusion_output_rules(services, storage):
     async def go():
-        data_id = await services.files.register_fusion_output("alice", ["alice", "bob", "bob"])
+        data_id = await services.files.register_fusion_output(caller("alice"), ["alice", "bob", "bob"])
         record = storage.json(data_id)
         assert record["url"].startswith("fusion:///TEACLAVE_FUSION_BASE/") and record["url"].endswith(".fusion")
         assert record["url"] != f"fusion:///TEACLAVE_FUSION_BASE/{record['uuid']}.fusion"
@@ -110,30 +111,30 @@ def test_fusion_output_rules(services, storage):
         assert len(record["crypto_info"]["TeaclaveFile128"]["key"]) == 16
         assert record["cmac"] is None
         # a duplicated caller still counts as two entries
-        await services.files.register_fusion_output("alice", ["alice", "alice"])
+        await services.files.register_fusion_output(caller("alice"), ["alice", "alice"])
         for owners in (["alice"], ["bob", "carol"], []):
             with pytest.raises(AccessDeniedError):
-                await services.files.register_fusion_output("alice", owners)
+                await services.files.register_fusion_output(caller("alice"), owners)
 
     asyncio.run(go())
 
 
 def test_register_input_from_output_needs_cmac(services, storage):
     async def go():
-        out = await services.files.register_fusion_output("alice", ["alice", "bob"])
+        out = await services.files.register_fusion_output(caller("alice"), ["alice", "bob"])
         with pytest.raises(InvalidArgumentError, match="invalid output file"):
-            await services.files.register_input_from_output("alice", out)
+            await services.files.register_input_from_output(caller("alice"), out)
         record = storage.json(out)
         record["cmac"] = {"tag": list(range(16))}
         await storage.commit([Put(out.encode(), json.dumps(record).encode())])
         with pytest.raises(AccessDeniedError):
-            await services.files.register_input_from_output("carol", out)
-        new = await services.files.register_input_from_output("bob", out)
+            await services.files.register_input_from_output(caller("carol"), out)
+        new = await services.files.register_input_from_output(caller("bob"), out)
         assert new == out.replace("output-", "input-")
-        file = await services.files.get_input("alice", new)
+        file = await services.files.get_input(caller("alice"), new)
         assert file.cmac == bytes(range(16)) and file.owner == {"alice", "bob"}
         with pytest.raises(InvalidDataIdError):
-            await services.files.register_input_from_output("bob", new)
+            await services.files.register_input_from_output(caller("bob"), new)
 
     asyncio.run(go())
 
@@ -142,13 +143,13 @@ def test_get_files_for_owners_only(services, act):
     async def go():
         in_id = await act.register_input("alice")
         out_id = await act.register_output("alice")
-        assert (await services.files.get_input("alice", in_id)).owner == {"alice"}
-        assert (await services.files.get_output("alice", out_id)).cmac is None
+        assert (await services.files.get_input(caller("alice"), in_id)).owner == {"alice"}
+        assert (await services.files.get_output(caller("alice"), out_id)).cmac is None
         with pytest.raises(AccessDeniedError):
-            await services.files.get_input("bob", in_id)
+            await services.files.get_input(caller("bob"), in_id)
         with pytest.raises(AccessDeniedError):
-            await services.files.get_output("bob", out_id)
+            await services.files.get_output(caller("bob"), out_id)
         with pytest.raises(InvalidDataIdError):
-            await services.files.get_output("alice", in_id)
+            await services.files.get_output(caller("alice"), in_id)
 
     asyncio.run(go())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from policy_authorizer import caller
 
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
 from cloister.errors import AccessDeniedError, InvalidFunctionIdError, MalformedRequestError
@@ -15,7 +16,7 @@ from cloister.rpc.convert.functions import (
     function_from_update_request,
     function_to_get_response,
 )
-from cloister.services.management.permissions import FunctionView
+from cloister.services.management.functions import FunctionView
 
 ADMIN = Role.parse("PlatformAdmin")
 FO = Role.parse("FunctionOwner")
@@ -41,23 +42,23 @@ def test_get_function_views(services, act):
     async def go():
         public = await act.register_function("alice", payload=b"code", user_allowlist=["bob"])
         private = await act.register_function("alice", public=False, payload=b"code", user_allowlist=["bob"])
-        f, view = await services.functions.get("zed", DO, public)
+        f, view = await services.functions.get(caller("zed", DO), public)
         assert view is FunctionView.FULL and f.payload == b"code"
-        _, view = await services.functions.get("alice", FO, private)
+        _, view = await services.functions.get(caller("alice", FO), private)
         assert view is FunctionView.FULL
-        _, view = await services.functions.get("root", ADMIN, private)
+        _, view = await services.functions.get(caller("root", ADMIN), private)
         assert view is FunctionView.FULL
-        f, view = await services.functions.get("bob", DO, private)
+        f, view = await services.functions.get(caller("bob", DO), private)
         assert view is FunctionView.REDACTED
         response = function_to_get_response(f, redacted=True)
         assert response.payload == b"" and list(response.user_allowlist) == []
         assert response.executor_type == "builtin" and response.owner == "alice"
         with pytest.raises(AccessDeniedError):
-            await services.functions.get("zed", DO, private)
+            await services.functions.get(caller("zed", DO), private)
         with pytest.raises(InvalidFunctionIdError):
-            await services.functions.get("zed", DO, "function-nope")
+            await services.functions.get(caller("zed", DO), "function-nope")
         with pytest.raises(InvalidFunctionIdError):
-            await services.functions.get("zed", DO, private.replace("function", "task"))
+            await services.functions.get(caller("zed", DO), private.replace("function", "task"))
 
     asyncio.run(go())
 
@@ -65,14 +66,14 @@ def test_get_function_views(services, act):
 def test_usage_stats_rules(services, act):
     async def go():
         limited = await act.register_function("alice", usage_quota=3)
-        assert await services.functions.usage_stats("x", DO, limited) == (3, 0)
+        assert await services.functions.usage_stats(caller("x", DO), limited) == (3, 0)
         unlimited = await act.register_function("alice", usage_quota=-5)
-        assert await services.functions.usage_stats("x", DO, unlimited) == (None, 0)
+        assert await services.functions.usage_stats(caller("x", DO), unlimited) == (None, 0)
         private = await act.register_function("alice", public=False, user_allowlist=["bob"])
-        assert await services.functions.usage_stats("bob", DO, private) == (None, 0)
-        assert await services.functions.usage_stats("root", ADMIN, private) == (None, 0)
+        assert await services.functions.usage_stats(caller("bob", DO), private) == (None, 0)
+        assert await services.functions.usage_stats(caller("root", ADMIN), private) == (None, 0)
         with pytest.raises(AccessDeniedError):  # [QUIRK] not even the owner
-            await services.functions.usage_stats("alice", FO, private)
+            await services.functions.usage_stats(caller("alice", FO), private)
 
     asyncio.run(go())
 
@@ -82,12 +83,12 @@ def test_list_functions(services, act, storage):
         f1 = await act.register_function("alice")
         f2 = await act.register_function("bob", user_allowlist=["alice"])
         await act.register_input("alice")  # an unrelated key must not show up
-        assert await services.functions.list_functions("alice", FO, "alice") == ([f1], [f2])
+        assert await services.functions.list_functions(caller("alice", FO), "alice") == ([f1], [f2])
         with pytest.raises(AccessDeniedError):
-            await services.functions.list_functions("bob", FO, "alice")
-        registered, allowed = await services.functions.list_functions("root", ADMIN, "alice")
+            await services.functions.list_functions(caller("bob", FO), "alice")
+        registered, allowed = await services.functions.list_functions(caller("root", ADMIN), "alice")
         assert registered == [f1] and sorted(allowed) == sorted([f1, f2])
-        assert await services.functions.list_functions("root", ADMIN, "nobody") == ([], [])
+        assert await services.functions.list_functions(caller("root", ADMIN), "nobody") == ([], [])
 
     asyncio.run(go())
 
@@ -99,8 +100,8 @@ def test_update_function_replaces_but_keeps_lists(services, act, storage):
             function_id=fid, name="new", executor_type="python", payload=b"x", user_allowlist=["carol"], usage_quota=2
         )
         with pytest.raises(AccessDeniedError):
-            await services.functions.update("root", function_from_update_request(request, "root"))
-        assert await services.functions.update("alice", function_from_update_request(request, "alice")) == fid
+            await services.functions.update(caller("root"), function_from_update_request(request, "root"))
+        assert await services.functions.update(caller("alice"), function_from_update_request(request, "alice")) == fid
         stored = storage.json(fid)
         assert stored["name"] == "new" and stored["executor_type"] == "Python" and stored["usage_quota"] == 2
         assert stored["user_allowlist"] == ["carol"]
@@ -110,7 +111,7 @@ def test_update_function_replaces_but_keeps_lists(services, act, storage):
             function_from_update_request(fe_pb.UpdateFunctionRequest(function_id="bad"), "alice")
         missing = fe_pb.UpdateFunctionRequest(function_id=fid.replace(fid[-4:], "0000"), executor_type="builtin")
         with pytest.raises(InvalidFunctionIdError):
-            await services.functions.update("alice", function_from_update_request(missing, "alice"))
+            await services.functions.update(caller("alice"), function_from_update_request(missing, "alice"))
 
     asyncio.run(go())
 
@@ -119,12 +120,12 @@ def test_delete_is_owner_only(services, act, storage):
     async def go():
         fid = await act.register_function("alice")
         with pytest.raises(AccessDeniedError):
-            await services.functions.delete("root", fid)  # admins are not special
-        await services.functions.delete("alice", fid)
+            await services.functions.delete(caller("root"), fid)  # admins are not special
+        await services.functions.delete(caller("alice"), fid)
         assert fid.encode() not in storage.data
         assert storage.json(user_record_key("alice"))["registered_functions"] == [fid]
         with pytest.raises(InvalidFunctionIdError):
-            await services.functions.delete("alice", fid)
+            await services.functions.delete(caller("alice"), fid)
 
     asyncio.run(go())
 
@@ -134,13 +135,13 @@ def test_disable_unlists_and_clears_allowlist(services, act, storage):
         fid = await act.register_function("alice", public=True, user_allowlist=["bob", "ghost"])
         del storage.data[user_record_key("ghost")]  # missing records are ignored
         with pytest.raises(AccessDeniedError):
-            await services.functions.disable("bob", DO, fid)
-        await services.functions.disable("root", ADMIN, fid)
+            await services.functions.disable(caller("bob", DO), fid)
+        await services.functions.disable(caller("root", ADMIN), fid)
         assert storage.json(fid)["user_allowlist"] == []
         assert storage.json(user_record_key("alice"))["registered_functions"] == []
         assert storage.json(user_record_key("bob"))["allowed_functions"] == []
         assert user_record_key("ghost") not in storage.data
-        _, view = await services.functions.get("zed", DO, fid)  # [QUIRK] public stays usable
+        _, view = await services.functions.get(caller("zed", DO), fid)  # [QUIRK] public stays usable
         assert view is FunctionView.FULL
         assert len(services.locks) == 0
 

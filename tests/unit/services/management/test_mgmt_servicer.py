@@ -7,6 +7,7 @@ import ipaddress
 import json
 
 import pytest
+from policy_authorizer import PolicyAuthorizer
 
 from cloister._proto import cloister_pb2 as cpb
 from cloister._proto import teaclave_common_pb2 as common_pb
@@ -37,7 +38,7 @@ ADMIN = Context("admin", "PlatformAdmin")
 
 @pytest.fixture
 def servicers(storage):
-    return create_servicers(storage)
+    return create_servicers(storage, PolicyAuthorizer())
 
 
 def test_identity_metadata_is_required(servicers):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from policy_authorizer import caller
 
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
 from cloister.errors import (
@@ -41,7 +42,7 @@ async def two_party(services, act, **function_fields):
     fields = {"arguments": ARGS, "inputs": INPUTS, "outputs": OUTPUTS, **function_fields}
     fid = await act.register_function("fo", **fields)
     tid = await services.tasks.create(
-        "alice", ORG1, fid, '{"a": 5}', "builtin", owners(in1=["alice"]), owners(out=["bob"])
+        caller("alice", ORG1), fid, '{"a": 5}', "builtin", owners(in1=["alice"]), owners(out=["bob"])
     )
     return fid, tid
 
@@ -55,7 +56,9 @@ def test_create_task_arguments_and_defaults(services, act, storage):
         assert stored["function_id"] == ExternalId.parse(fid).to_json()
         for bad in ("{}", '{"a": 1, "b": 2}', '{"a": 1, "c": 1}'):
             with pytest.raises(InvalidArgumentError, match=r"^invalid task$"):
-                await services.tasks.create("alice", ORG1, fid, bad, "builtin", owners(in1=["a"]), owners(out=["b"]))
+                await services.tasks.create(
+                    caller("alice", ORG1), fid, bad, "builtin", owners(in1=["a"]), owners(out=["b"])
+                )
 
     asyncio.run(go())
 
@@ -65,7 +68,7 @@ def test_create_task_request_parsing(services, act):
         fid = await act.register_function("fo")
 
         async def create(arguments="{}", executor="builtin"):
-            return await services.tasks.create("alice", ORG1, fid, arguments, executor, {}, {})
+            return await services.tasks.create(caller("alice", ORG1), fid, arguments, executor, {}, {})
 
         for bad in ("[]", '"x"', "", "{", '{"a": NaN}', "[" * 5000 + "]" * 5000, '{"a": 1e999}'):
             with pytest.raises(MalformedRequestError, match=r"function_arguments|function arguments"):
@@ -77,10 +80,10 @@ def test_create_task_request_parsing(services, act):
         with pytest.raises(InvalidArgumentError, match="invalid task"):
             await create(arguments='{"x": 1}')
         tid = await create(executor="python")
-        assert (await services.tasks.get("alice", tid)).executor == "mesapy"
+        assert (await services.tasks.get(caller("alice"), tid)).executor == "mesapy"
         for bad_id in ("nope", "task-" + fid.split("-", 1)[1], "function-" + "0" * 32):
             with pytest.raises(InvalidFunctionIdError):
-                await services.tasks.create("alice", ORG1, bad_id, "{}", "builtin", {}, {})
+                await services.tasks.create(caller("alice", ORG1), bad_id, "{}", "builtin", {}, {})
 
     asyncio.run(go())
 
@@ -90,7 +93,7 @@ def test_optional_and_unknown_file_names(services, act):
         fid = await act.register_function("fo", inputs=INPUTS, outputs=OUTPUTS)
 
         async def create(inputs, outputs):
-            return await services.tasks.create("alice", ORG1, fid, "{}", "builtin", inputs, outputs)
+            return await services.tasks.create(caller("alice", ORG1), fid, "{}", "builtin", inputs, outputs)
 
         await create(owners(in1=["alice"]), owners(out=["alice"]))
         await create(owners(in1=["alice"], opt=["bob"]), owners(out=["alice"]))
@@ -109,22 +112,22 @@ def test_participants_and_role_gate(services, act):
     async def go():
         public = await act.register_function("fo", inputs=INPUTS, outputs=OUTPUTS)
         tid = await services.tasks.create(
-            "alice", ORG1, public, "{}", "builtin", owners(in1=["carol"]), owners(out=["bob", "dave"])
+            caller("alice", ORG1), public, "{}", "builtin", owners(in1=["carol"]), owners(out=["bob", "dave"])
         )
-        task = await services.tasks.get("alice", tid)
+        task = await services.tasks.get(caller("alice"), tid)
         assert task.participants == {"alice", "bob", "carol", "dave"}
         assert task.function_owner == "fo"
 
         private = await act.register_function("fo", public=False, user_allowlist=["org1", "alice"])
-        tid = await services.tasks.create("alice", ORG1, private, "{}", "builtin", {}, {})
-        assert (await services.tasks.get("alice", tid)).participants == {"alice", "fo"}
+        tid = await services.tasks.create(caller("alice", ORG1), private, "{}", "builtin", {}, {})
+        assert (await services.tasks.get(caller("alice"), tid)).participants == {"alice", "fo"}
         # [QUIRK] the attribute, not the user id, is compared with the allowlist
         with pytest.raises(AccessDeniedError):
-            await services.tasks.create("alice", ORG2, private, "{}", "builtin", {}, {})
-        await services.tasks.create("root", ADMIN, private, "{}", "builtin", {}, {})
+            await services.tasks.create(caller("alice", ORG2), private, "{}", "builtin", {}, {})
+        await services.tasks.create(caller("root", ADMIN), private, "{}", "builtin", {}, {})
         for role in (FO, Role.parse("Invalid")):
             with pytest.raises(AccessDeniedError):
-                await services.tasks.create("fo", role, public, "{}", "builtin", {}, {})
+                await services.tasks.create(caller("fo", role), public, "{}", "builtin", {}, {})
 
     asyncio.run(go())
 
@@ -133,15 +136,17 @@ def test_assign_data_ownership_rules(services, act, storage):
     async def go():
         fid = await act.register_function("fo", inputs=INPUTS, outputs=OUTPUTS)
         tid = await services.tasks.create(
-            "alice", ORG1, fid, "{}", "builtin", owners(in1=["alice", "bob"]), owners(out=["alice"])
+            caller("alice", ORG1), fid, "{}", "builtin", owners(in1=["alice", "bob"]), owners(out=["alice"])
         )
         alice_in = await act.register_input("alice")
         alice_out = await act.register_output("alice")
-        shared_out = await services.files.register_fusion_output("alice", ["alice", "bob"])
+        shared_out = await services.files.register_fusion_output(caller("alice"), ["alice", "bob"])
         shared_in = shared_out.replace("output-", "input-")
         await storage.update_json(shared_out, cmac={"tag": list(range(16))})
-        await services.files.register_input_from_output("alice", shared_out)
-        assign = services.tasks.assign_data
+        await services.files.register_input_from_output(caller("alice"), shared_out)
+
+        async def assign(user_id, *args):
+            await services.tasks.assign_data(caller(user_id), *args)
 
         with pytest.raises(AccessDeniedError):  # owners {alice} != declared {alice, bob}
             await assign("alice", tid, [("in1", alice_in)], [])
@@ -167,7 +172,7 @@ def test_assign_data_ownership_rules(services, act, storage):
         with pytest.raises(AccessDeniedError):  # already assigned
             await assign("alice", tid, [("in1", shared_in)], [])
         await assign("alice", tid, [], [("out", alice_out)])
-        task = await services.tasks.get("bob", tid)
+        task = await services.tasks.get(caller("bob"), tid)
         assert task.status.name == "DATA_ASSIGNED"
         assert task.assigned_inputs["in1"].external_id == shared_in
         with pytest.raises(FailedOperationError, match="failed to assign data to task"):
@@ -182,27 +187,27 @@ def test_two_party_approve_then_invoke(services, act, storage):
         alice_in = await act.register_input("alice")
         bob_out = await act.register_output("bob")
         with pytest.raises(FailedOperationError, match=r"^failed to approve task$"):
-            await services.tasks.approve("alice", tid)
+            await services.tasks.approve(caller("alice"), tid)
         with pytest.raises(FailedOperationError, match=r"^failed to invoke task$"):
-            await services.tasks.invoke("alice", tid)
-        await services.tasks.assign_data("alice", tid, [("in1", alice_in)], [])
-        await services.tasks.assign_data("bob", tid, [], [("out", bob_out)])
+            await services.tasks.invoke(caller("alice"), tid)
+        await services.tasks.assign_data(caller("alice"), tid, [("in1", alice_in)], [])
+        await services.tasks.assign_data(caller("bob"), tid, [], [("out", bob_out)])
         with pytest.raises(FailedOperationError, match=r"^failed to invoke task$"):
-            await services.tasks.invoke("alice", tid)
+            await services.tasks.invoke(caller("alice"), tid)
         with pytest.raises(AccessDeniedError):
-            await services.tasks.approve("zed", tid)
-        await services.tasks.approve("alice", tid)
-        await services.tasks.approve("alice", tid)  # idempotent
+            await services.tasks.approve(caller("zed"), tid)
+        await services.tasks.approve(caller("alice"), tid)
+        await services.tasks.approve(caller("alice"), tid)  # idempotent
         assert storage.json(tid)["status"] == "DataAssigned"
         with pytest.raises(FailedOperationError, match=r"^failed to invoke task$"):
-            await services.tasks.invoke("alice", tid)
-        await services.tasks.approve("bob", tid)
+            await services.tasks.invoke(caller("alice"), tid)
+        await services.tasks.approve(caller("bob"), tid)
         assert storage.json(tid)["status"] == "Approved"
         with pytest.raises(FailedOperationError, match="failed to approve task"):
-            await services.tasks.approve("bob", tid)
+            await services.tasks.approve(caller("bob"), tid)
         with pytest.raises(AccessDeniedError):  # only the creator invokes
-            await services.tasks.invoke("bob", tid)
-        await services.tasks.invoke("alice", tid)
+            await services.tasks.invoke(caller("bob"), tid)
+        await services.tasks.invoke(caller("alice"), tid)
         assert storage.json(tid)["status"] == "Staged"
         (element,) = storage.queue_json(b"staged-task")
         staged = element["staged_task"]
@@ -212,7 +217,7 @@ def test_two_party_approve_then_invoke(services, act, storage):
         assert staged["function_arguments"] == {"inner": {"a": 5, "b": "2"}}
         assert storage.json(usage_key(ExternalId.parse(fid).uuid))["use_numbers"] == 1
         with pytest.raises(FailedOperationError, match=r"^failed to invoke task$"):
-            await services.tasks.invoke("alice", tid)
+            await services.tasks.invoke(caller("alice"), tid)
 
     asyncio.run(go())
 
@@ -220,8 +225,8 @@ def test_two_party_approve_then_invoke(services, act, storage):
 def test_single_user_task_invokes_directly(services, act, storage):
     async def go():
         fid = await act.register_function("fo", name="builtin-echo", payload=b"\x01\x02")
-        tid = await services.tasks.create("alice", ORG1, fid, "{}", "builtin", {}, {})
-        await services.tasks.invoke("alice", tid)
+        tid = await services.tasks.create(caller("alice", ORG1), fid, "{}", "builtin", {}, {})
+        await services.tasks.invoke(caller("alice"), tid)
         task_uuid, function_uuid = tid.split("-", 1)[1], fid.split("-", 1)[1]
         assert [e["staged_task"] for e in storage.queue_json(b"staged-task")] == [
             {
@@ -247,19 +252,19 @@ def test_single_user_task_invokes_directly(services, act, storage):
 def test_quota_exhaustion_and_deleted_function(services, act, storage):
     async def go():
         fid = await act.register_function("fo", usage_quota=1)
-        first = await services.tasks.create("alice", ORG1, fid, "{}", "builtin", {}, {})
-        second = await services.tasks.create("alice", ORG1, fid, "{}", "builtin", {}, {})
-        await services.tasks.invoke("alice", first)
+        first = await services.tasks.create(caller("alice", ORG1), fid, "{}", "builtin", {}, {})
+        second = await services.tasks.create(caller("alice", ORG1), fid, "{}", "builtin", {}, {})
+        await services.tasks.invoke(caller("alice"), first)
         with pytest.raises(FailedOperationError, match=r"^function quota has been used up$"):
-            await services.tasks.invoke("alice", second)
+            await services.tasks.invoke(caller("alice"), second)
         assert storage.json(second)["status"] == "Created"
         zero = await act.register_function("fo", usage_quota=0)
-        task = await services.tasks.create("alice", ORG1, zero, "{}", "builtin", {}, {})
+        task = await services.tasks.create(caller("alice", ORG1), zero, "{}", "builtin", {}, {})
         with pytest.raises(FailedOperationError, match="quota"):
-            await services.tasks.invoke("alice", task)
-        await services.functions.delete("fo", zero)
+            await services.tasks.invoke(caller("alice"), task)
+        await services.functions.delete(caller("fo"), zero)
         with pytest.raises(InvalidFunctionIdError):
-            await services.tasks.invoke("alice", task)
+            await services.tasks.invoke(caller("alice"), task)
 
     asyncio.run(go())
 
@@ -269,30 +274,30 @@ def test_cancel_in_each_state(services, act, storage):
         fid = await act.register_function("fo")
 
         async def task_in(status: str) -> str:
-            tid = await services.tasks.create("alice", ORG1, fid, "{}", "builtin", {}, {})
+            tid = await services.tasks.create(caller("alice", ORG1), fid, "{}", "builtin", {}, {})
             await storage.update_json(tid, status=status)
             return tid
 
         for status in ("Created", "DataAssigned", "Approved"):
             tid = await task_in(status)
-            await services.tasks.cancel("alice", ORG1, tid)
+            await services.tasks.cancel(caller("alice", ORG1), tid)
             assert storage.json(tid)["status"] == "Canceled"
             assert storage.json(tid)["result"] == {"Err": {"reason": "Task canceled"}}
         for status in ("Staged", "Running"):
             tid = await task_in(status)
-            await services.tasks.cancel("root", ADMIN, tid)
+            await services.tasks.cancel(caller("root", ADMIN), tid)
             assert storage.json(tid)["status"] == status  # the scheduler applies it
             assert storage.queue_json(b"cancel_queue")[-1] == storage.json(tid)
         for status in ("Finished", "Failed", "Canceled"):
             tid = await task_in(status)
             with pytest.raises(FailedOperationError) as error:
-                await services.tasks.cancel("alice", ORG1, tid)
+                await services.tasks.cancel(caller("alice", ORG1), tid)
             assert error.value.message == "failed to cancel task, reason: task has already been canceled"
         tid = await task_in("Created")
         with pytest.raises(AccessDeniedError):
-            await services.tasks.cancel("bob", ORG1, tid)
+            await services.tasks.cancel(caller("bob", ORG1), tid)
         with pytest.raises(InvalidTaskIdError):
-            await services.tasks.cancel("alice", ORG1, "task-zzz")
+            await services.tasks.cancel(caller("alice", ORG1), "task-zzz")
 
     asyncio.run(go())
 
@@ -300,12 +305,12 @@ def test_cancel_in_each_state(services, act, storage):
 def test_get_task_needs_participant(services, act):
     async def go():
         _, tid = await two_party(services, act)
-        assert (await services.tasks.get("bob", tid)).creator == "alice"
+        assert (await services.tasks.get(caller("bob"), tid)).creator == "alice"
         with pytest.raises(AccessDeniedError):
-            await services.tasks.get("root", tid)  # no admin bypass
+            await services.tasks.get(caller("root"), tid)  # no admin bypass
         for bad in ("", "task-", "task-xyz", tid.replace("task", "input"), "task-" + "2" * 32):
             with pytest.raises(InvalidTaskIdError):
-                await services.tasks.get("alice", bad)
+                await services.tasks.get(caller("alice"), bad)
 
     asyncio.run(go())
 
@@ -314,11 +319,11 @@ def test_concurrent_approvals_are_both_kept(services, act, storage):
     async def go():
         fid = await act.register_function("fo", outputs=OUTPUTS)
         tid = await services.tasks.create(
-            "alice", ORG1, fid, "{}", "builtin", {}, owners(out=["alice", "bob", "carol"])
+            caller("alice", ORG1), fid, "{}", "builtin", {}, owners(out=["alice", "bob", "carol"])
         )
-        out = await services.files.register_fusion_output("alice", ["alice", "bob", "carol"])
-        await services.tasks.assign_data("alice", tid, [], [("out", out)])
-        await asyncio.gather(*(services.tasks.approve(u, tid) for u in ("alice", "bob", "carol")))
+        out = await services.files.register_fusion_output(caller("alice"), ["alice", "bob", "carol"])
+        await services.tasks.assign_data(caller("alice"), tid, [], [("out", out)])
+        await asyncio.gather(*(services.tasks.approve(caller(u), tid) for u in ("alice", "bob", "carol")))
         assert storage.json(tid)["approved_users"] == {"uids": ["alice", "bob", "carol"]}
         assert storage.json(tid)["status"] == "Approved"
         assert len(services.locks) == 0
@@ -329,8 +334,8 @@ def test_concurrent_approvals_are_both_kept(services, act, storage):
 def test_wait_returns_when_task_ends(services, act, storage):
     async def go():
         fid = await act.register_function("fo")
-        tid = await services.tasks.create("alice", ORG1, fid, "{}", "builtin", {}, {})
-        await services.tasks.invoke("alice", tid)
+        tid = await services.tasks.create(caller("alice", ORG1), fid, "{}", "builtin", {}, {})
+        await services.tasks.invoke(caller("alice"), tid)
 
         async def scheduler():
             await asyncio.sleep(0.01)
@@ -340,7 +345,7 @@ def test_wait_returns_when_task_ends(services, act, storage):
 
         loop = asyncio.get_running_loop()
         started = loop.time()
-        task, _ = await asyncio.gather(services.tasks.wait("alice", tid, 30_000), scheduler())
+        task, _ = await asyncio.gather(services.tasks.wait(caller("alice"), tid, 30_000), scheduler())
         assert task.status.name == "FINISHED" and task.result.failure == "boom"
         assert loop.time() - started < 5
 
@@ -350,16 +355,16 @@ def test_wait_returns_when_task_ends(services, act, storage):
 def test_wait_times_out_and_checks_access(services, act, storage):
     async def go():
         fid = await act.register_function("fo")
-        tid = await services.tasks.create("alice", ORG1, fid, "{}", "builtin", {}, {})
-        task = await services.tasks.wait("alice", tid, 50)
+        tid = await services.tasks.create(caller("alice", ORG1), fid, "{}", "builtin", {}, {})
+        task = await services.tasks.wait(caller("alice"), tid, 50)
         assert task.status.name == "CREATED"
-        task = await services.tasks.wait("alice", tid, 0)
+        task = await services.tasks.wait(caller("alice"), tid, 0)
         assert task.status.name == "CREATED"
         with pytest.raises(AccessDeniedError):
-            await services.tasks.wait("bob", tid, 0)
+            await services.tasks.wait(caller("bob"), tid, 0)
         with pytest.raises(InvalidTaskIdError):
-            await services.tasks.wait("alice", "task-1", 0)
+            await services.tasks.wait(caller("alice"), "task-1", 0)
         await storage.update_json(tid, status="Canceled")
-        assert (await services.tasks.wait("alice", tid, 60_000)).status.name == "CANCELED"
+        assert (await services.tasks.wait(caller("alice"), tid, 60_000)).status.name == "CANCELED"
 
     asyncio.run(go())
