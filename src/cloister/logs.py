@@ -58,4 +58,6 @@ def configure(service: str, level: str = "INFO", log_file: Path | None = None) -
         handler.setFormatter(_JSONFormatter())
         handler.addFilter(context)
         root.addHandler(handler)
-    logging.getLogger("casbin").setLevel(logging.WARNING)
+    # casbin logs every denied request, with its attributes, as a warning; the audit log records
+    # each decision already, so only casbin's errors are worth a line here.
+    logging.getLogger("casbin").setLevel(logging.ERROR)

@@ -1,9 +1,10 @@
-"""``cloister up | status | service``."""
+"""``cloister up | status | service | audit | policy | attest``."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import os
 import signal
 import sys
@@ -17,7 +18,7 @@ from cloister import logs
 from cloister.attestation.backends import SIMULATED_NOTICE
 from cloister.config import ATTESTATION_SERVICE, SERVICES, Settings, load_settings
 from cloister.errors import CloisterError
-from cloister.launcher import Platform, ServiceFailedError
+from cloister.launcher import Platform
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -145,6 +146,54 @@ def audit_verify(state_dir: Path | None, config_path: Path | None) -> None:
     print(f"audit log verified: {count} entries, head {head.digest.hex()}")
 
 
+@main.group()
+def policy() -> None:
+    """The access control policy: who may do what, in files an operator edits."""
+
+
+@policy.command(name="init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite policy files already in DIRECTORY.")
+def policy_init(directory: Path, force: bool) -> None:
+    """Write the default policy's four files into DIRECTORY, to edit and then use."""
+    import shutil
+
+    from cloister.services.access_control.policy import PACKAGED_POLICY_DIR, POLICY_FILES
+
+    existing = [name for name in POLICY_FILES if (directory / name).exists()]
+    if existing and not force:
+        raise click.ClickException(f"{directory} already holds {', '.join(existing)}; use --force to overwrite")
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in POLICY_FILES:
+        shutil.copyfile(PACKAGED_POLICY_DIR / name, directory / name)
+    print(f"wrote {', '.join(POLICY_FILES)} to {directory}")
+    print("use them with this in the settings file, then restart access_control:")
+    print(f'  [access_control]\n  policy_dir = "{directory.resolve()}"')
+
+
+@policy.command(name="check")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path), required=False)
+@state_dir_option
+@config_option
+def policy_check(directory: Path | None, state_dir: Path | None, config_path: Path | None) -> None:
+    """Load a policy (DIRECTORY, else the configured one) and show what it allows; exit 1 if it is broken."""
+    from cloister.services.access_control.policy import AccessPolicy
+
+    if directory is None:
+        directory = _settings(state_dir, config_path).access_control.policy_dir
+    try:
+        loaded = AccessPolicy(directory)
+    except CloisterError as exc:
+        console.print(f"[red]policy BROKEN[/]: {exc.message}")
+        sys.exit(1)
+    print(f"policy in {loaded.source}")
+    for action, count in loaded.rule_counts().items():
+        note = "" if count else "  (no rule: always denied)"
+        print(f"  {action:<28} {count} rule{'s' if count != 1 else ''}{note}")
+    for action in loaded.unknown_actions():
+        console.print(f"[yellow]rules for {action!r}, which Cloister never asks about: misspelt?[/]")
+
+
 @main.command(name="attest")
 @click.argument("address", required=False)
 @click.option("--service", default=None, help="The service the endpoint must prove to be, e.g. frontend.")
@@ -236,9 +285,7 @@ def service(
     try:
         asyncio.run(module.serve(settings))
     except CloisterError as exc:
-        console.print(f"[red]{name}: {exc.message}[/]")
-        sys.exit(1)
-    except ServiceFailedError as exc:  # pragma: no cover - defensive
-        console.print(f"[red]{exc.message}[/]")
+        # Logged, not printed, so the reason is in the log file the launcher points to.
+        logging.getLogger(f"cloister.services.{name}").critical("cannot run: %s", exc.message)
         sys.exit(1)
 importlib.import_module("cloister.cli.crypto_commands").register(main)

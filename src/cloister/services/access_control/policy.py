@@ -20,9 +20,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import casbin
+from casbin import util as casbin_util
 
 from cloister.errors import ConfigurationError
-from cloister.model.access import Query, Subject
+from cloister.model.access import Action, Query, Subject
 
 logger = logging.getLogger(__name__)
 PACKAGED_POLICY_DIR = Path(__file__).resolve().parent
@@ -67,11 +68,24 @@ def _enforcer(directory: Path, model: str, policy: str) -> casbin.Enforcer:
         raise ConfigurationError(f"access control policy {paths[1]} cannot be loaded: {exc}") from None
 
 
+def _check_rules(enforcer: casbin.Enforcer, path: Path) -> None:
+    """Refuse rules that do not parse: casbin parses every row for every request, so one broken
+    row would deny every request, of any action, without saying why."""
+    for row in enforcer.get_policy():
+        if len(row) != 2:
+            raise ConfigurationError(f"{path}: the row {', '.join(row)!r} must be 'p, ACTION, RULE'")
+        try:
+            casbin.Enforcer._get_expression(casbin_util.escape_assertion(row[1]))
+        except SyntaxError as exc:
+            raise ConfigurationError(f"{path}: the rule for {row[0]} does not parse: {exc.msg}: {row[1]}") from None
+
+
 class AccessPolicy:
     def __init__(self, policy_dir: Path | None = None) -> None:
         self.source = policy_dir or PACKAGED_POLICY_DIR
         self._api = _enforcer(self.source, API_MODEL_FILE, API_POLICY_FILE)
         self._objects = _enforcer(self.source, OBJECT_MODEL_FILE, OBJECT_POLICY_FILE)
+        _check_rules(self._objects, self.source / OBJECT_POLICY_FILE)
         for name, function in RULE_FUNCTIONS.items():
             self._objects.add_function(name, function)
 
@@ -88,12 +102,18 @@ class AccessPolicy:
             str(query.action),
         )
 
-    def actions(self) -> dict[str, int]:
-        """How many rows allow each action of the object rules, for ``cloister policy check``."""
-        counts: dict[str, int] = {}
+    def rule_counts(self) -> dict[str, int]:
+        """How many rows may allow each action Cloister asks about (0: it is always denied)."""
+        counts = dict.fromkeys(Action, 0)
         for row in self._objects.get_policy():
-            counts[row[0]] = counts.get(row[0], 0) + 1
-        return counts
+            if row[0] in counts:
+                counts[Action(row[0])] += 1
+        return {str(action): count for action, count in counts.items()}
+
+    def unknown_actions(self) -> list[str]:
+        """Actions with rows that Cloister never asks about: most likely misspelt."""
+        known = set(Action)
+        return sorted({row[0] for row in self._objects.get_policy() if row[0] not in known})
 
     @staticmethod
     def _evaluate(enforcer: casbin.Enforcer, *request: Any) -> bool:
