@@ -125,7 +125,7 @@ class AttestationSettings:
 @dataclass(frozen=True)
 class AccessControlSettings:
     policy_dir: Path | None = None
-    """Directory holding ``model.conf`` and ``policy.csv``; defaults to the packaged policy."""
+    """Directory of the four policy files (``cloister policy init`` writes them); default: the packaged policy."""
 
 
 @dataclass(frozen=True)

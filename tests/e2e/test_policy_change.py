@@ -12,7 +12,7 @@ from typing import TypeVar
 import pytest
 from conftest import Session, admin, login
 
-from cloister.errors import AccessDeniedError
+from cloister.errors import AccessDeniedError, CloisterError
 from cloister.launcher import ServiceFailedError
 from cloister.sdk import FunctionArgument
 from cloister.services.frontend.gate import DECISION_TTL
@@ -123,3 +123,18 @@ def test_a_policy_that_does_not_parse_stops_access_control_from_starting(
         running.platform.start_service("access_control")
     log = (running.platform.log_dir / "access_control.log").read_text()
     assert "the rule for task.read does not parse" in log
+
+
+def test_without_access_control_nothing_is_allowed(running: RunningPlatform) -> None:
+    root = admin(running)
+    function_id = root.frontend.register_function("builtin-echo", "", "builtin", arguments=[FunctionArgument("m")])
+    running.platform.stop_service("access_control")
+    # Within the frontend's brief memory of role -> API answers the call reaches management,
+    # which cannot ask about the function; after it, the frontend cannot ask either.
+    for _ in range(2):
+        with pytest.raises(CloisterError) as refused:
+            root.frontend.get_function(function_id)
+        assert refused.value.status.name in ("PERMISSION_DENIED", "UNAVAILABLE")
+        time.sleep(DECISION_TTL + 0.2)
+    running.platform.start_service("access_control")
+    assert _eventually(lambda: root.frontend.get_function(function_id)).name == "builtin-echo"

@@ -62,8 +62,8 @@ def queries_from_proto(queries: Sequence[cpb.AuthorizationQuery]) -> list[Query]
             raw = json.loads(query.attributes_json or "{}")
         except ValueError:
             raise MalformedRequestError("attributes are not JSON") from None
-        if not isinstance(raw, dict) or not all(key.isidentifier() for key in raw):
-            raise MalformedRequestError("attributes must be a JSON object keyed by names")
+        if not isinstance(raw, dict) or not all(key.isidentifier() and key[0] != "_" for key in raw):
+            raise MalformedRequestError("attributes must be a JSON object keyed by names not starting with _")
         attributes = {key: _decode_value(key, value) for key, value in raw.items()}
         decoded.append(
             Query(check_text(query.action, "action"), check_text(query.resource_id, "resource id"), attributes)
