@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.crypto_throughput
 	$(BIN)/python -m benchmarks.data_plane_memory
 	$(BIN)/python -m benchmarks.builtin_overhead
+	$(BIN)/python -m benchmarks.access_decisions
 
 ## Regenerate src/cloister/_proto from proto/*.proto.
 proto: $(STAMP)

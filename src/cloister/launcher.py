@@ -37,6 +37,18 @@ START_ORDER = (
     "frontend",
     "execution",
 )
+STOP_ORDER = (
+    "execution",
+    "frontend",
+    "scheduler",
+    "authentication",
+    "access_control",
+    "management",
+    "storage",
+    "attestation",
+)
+"""Clients before their servers, except that the services shipping audit entries to management
+stop before it: their last entries still reach the log."""
 ADMIN_PASSWORD_FILE = "admin-password"  # noqa: S105 - a file name
 _PR_SET_PDEATHSIG = 1
 
@@ -160,7 +172,11 @@ class Platform:
         addresses.unmark_ready(self.settings, name)
 
     def stop(self) -> None:
-        for name in reversed(list(self.processes)):
+        def position(process_name: str) -> int:
+            service = process_name.partition("-")[0]
+            return STOP_ORDER.index(service) if service in STOP_ORDER else -1
+
+        for name in sorted(self.processes, key=position):
             self.stop_service(name)
         if self._lock_file is not None:
             self._lock_file.close()

@@ -21,6 +21,7 @@ from typing import Any
 
 import casbin
 from casbin import util as casbin_util
+from casbin.fast_enforcer import FastEnforcer
 
 from cloister.errors import ConfigurationError
 from cloister.model.access import Action, Query, Subject
@@ -37,14 +38,15 @@ RULE_FUNCTIONS: dict[str, Callable[..., Any]] = {"len": len}
 """Functions object rules may call besides casbin's own."""
 
 
-class _ParsedOnceEnforcer(casbin.Enforcer):  # type: ignore[misc]
+class _ParsedOnceEnforcer(FastEnforcer):  # type: ignore[misc]
     """casbin parses the matcher again for every policy row of every request when rules use
-    ``eval``; this keeps each distinct expression's parse, which is what makes a decision cost
-    microseconds rather than most of a millisecond."""
+    ``eval``; this keeps each distinct expression's parse. With ``cache_key_order=[0]`` casbin
+    also looks at only the rows whose first field (the action) is the request's first, so a
+    decision costs tens of microseconds rather than most of a millisecond."""
 
-    def __init__(self, *args: Any) -> None:
+    def __init__(self, model: str, policy: str, cache_key_order: list[int] | None = None) -> None:
         self._expressions: dict[str, Any] = {}
-        super().__init__(*args)
+        super().__init__(model, policy, cache_key_order=cache_key_order)
 
     def _get_expression(self, expr: str, functions: dict[str, Any] | None = None) -> Any:
         expression = self._expressions.get(expr)
@@ -54,7 +56,7 @@ class _ParsedOnceEnforcer(casbin.Enforcer):  # type: ignore[misc]
         return expression
 
 
-def _enforcer(directory: Path, model: str, policy: str) -> casbin.Enforcer:
+def _enforcer(directory: Path, model: str, policy: str, by_action: bool = False) -> casbin.Enforcer:
     paths = (directory / model, directory / policy)
     for path in paths:
         if not path.is_file():
@@ -63,15 +65,17 @@ def _enforcer(directory: Path, model: str, policy: str) -> casbin.Enforcer:
                 "`cloister policy init DIR` writes the default policy's files to start from"
             )
     try:
-        return _ParsedOnceEnforcer(*(str(p) for p in paths))
+        if by_action:
+            return _ParsedOnceEnforcer(str(paths[0]), str(paths[1]), cache_key_order=[0])
+        return _ParsedOnceEnforcer(str(paths[0]), str(paths[1]))
     except Exception as exc:
         raise ConfigurationError(f"access control policy {paths[1]} cannot be loaded: {exc}") from None
 
 
-def _check_rules(enforcer: casbin.Enforcer, path: Path) -> None:
-    """Refuse rules that do not parse: casbin parses every row for every request, so one broken
-    row would deny every request, of any action, without saying why."""
-    for row in enforcer.get_policy():
+def _check_rules(rows: list[list[str]], path: Path) -> None:
+    """Refuse rules that do not parse, rather than deny every request they are asked about
+    without saying why."""
+    for row in rows:
         if len(row) != 2:
             raise ConfigurationError(f"{path}: the row {', '.join(row)!r} must be 'p, ACTION, RULE'")
         try:
@@ -84,8 +88,11 @@ class AccessPolicy:
     def __init__(self, policy_dir: Path | None = None) -> None:
         self.source = policy_dir or PACKAGED_POLICY_DIR
         self._api = _enforcer(self.source, API_MODEL_FILE, API_POLICY_FILE)
-        self._objects = _enforcer(self.source, OBJECT_MODEL_FILE, OBJECT_POLICY_FILE)
-        _check_rules(self._objects, self.source / OBJECT_POLICY_FILE)
+        # Read once as written, to check and describe; evaluated through an index by action.
+        self._rows: list[list[str]] = _enforcer(self.source, OBJECT_MODEL_FILE, OBJECT_POLICY_FILE).get_policy()
+        _check_rules(self._rows, self.source / OBJECT_POLICY_FILE)
+        self._ruled_actions = frozenset(row[0] for row in self._rows)
+        self._objects = _enforcer(self.source, OBJECT_MODEL_FILE, OBJECT_POLICY_FILE, by_action=True)
         for name, function in RULE_FUNCTIONS.items():
             self._objects.add_function(name, function)
 
@@ -95,17 +102,19 @@ class AccessPolicy:
 
     def allows(self, subject: Subject, query: Query) -> bool:
         """Whether ``subject`` may take ``query.action`` on the object ``query`` describes."""
+        if query.action not in self._ruled_actions:
+            return False  # no row allows it (casbin would rather raise)
         return self._evaluate(
             self._objects,
+            str(query.action),
             SimpleNamespace(**subject.attributes()),
             SimpleNamespace(**query.attributes),
-            str(query.action),
         )
 
     def rule_counts(self) -> dict[str, int]:
         """How many rows may allow each action Cloister asks about (0: it is always denied)."""
         counts = dict.fromkeys(Action, 0)
-        for row in self._objects.get_policy():
+        for row in self._rows:
             if row[0] in counts:
                 counts[Action(row[0])] += 1
         return {str(action): count for action, count in counts.items()}
@@ -113,7 +122,7 @@ class AccessPolicy:
     def unknown_actions(self) -> list[str]:
         """Actions with rows that Cloister never asks about: most likely misspelt."""
         known = set(Action)
-        return sorted({row[0] for row in self._objects.get_policy() if row[0] not in known})
+        return sorted(self._ruled_actions - known)
 
     @staticmethod
     def _evaluate(enforcer: casbin.Enforcer, *request: Any) -> bool:

@@ -12,7 +12,7 @@ from cloister.config import Settings
 from cloister.rpc.audit_trail import AuditTrail
 from cloister.rpc.runtime import ServiceRuntime
 from cloister.services.access_control.policy import AccessPolicy
-from cloister.services.access_control.servicer import AccessControlServicer, CloisterAccessControlServicer
+from cloister.services.access_control.servicer import AccessControlServicer
 
 logger = logging.getLogger(__name__)
 
@@ -24,9 +24,11 @@ async def serve(settings: Settings) -> None:
     trail = AuditTrail(runtime.peer("management"))
     trail.start()
 
+    servicer = AccessControlServicer(policy, trail)
+
     def register(server: grpc.aio.Server) -> None:
-        agrpc.add_TeaclaveAccessControlServicer_to_server(AccessControlServicer(policy, trail), server)
-        cgrpc.add_AccessControlServicer_to_server(CloisterAccessControlServicer(policy, trail), server)
+        agrpc.add_TeaclaveAccessControlServicer_to_server(servicer, server)
+        cgrpc.add_AccessControlServicer_to_server(servicer, server)
 
     await runtime.serve("access_control", [register])
     await runtime.run_until_stopped(before_shutdown=trail.stop)

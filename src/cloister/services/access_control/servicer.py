@@ -15,8 +15,9 @@ from cloister.services.access_control.policy import AccessPolicy
 _MAX_FIELD = 256
 
 
-class AccessControlServicer(agrpc.TeaclaveAccessControlServicer):
-    """Teaclave's role → API question, asked by the frontend for each call it does not remember."""
+class AccessControlServicer(agrpc.TeaclaveAccessControlServicer, cgrpc.AccessControlServicer):
+    """Teaclave's role → API question, asked by the frontend for each call it does not remember,
+    and Cloister's object-level questions, asked by management before it acts."""
 
     def __init__(self, policy: AccessPolicy, trail: AuditTrail) -> None:
         self._policy = policy
@@ -31,14 +32,6 @@ class AccessControlServicer(agrpc.TeaclaveAccessControlServicer):
         user = f"{{ role: {request.user_role} }}"
         self._trail.record(client_ip(context.peer() or ""), user, f"authorize api {request.api}", accept)
         return apb.AuthorizeApiResponse(accept=accept)
-
-
-class CloisterAccessControlServicer(cgrpc.AccessControlServicer):
-    """Object-level decisions, asked by management before it acts."""
-
-    def __init__(self, policy: AccessPolicy, trail: AuditTrail) -> None:
-        self._policy = policy
-        self._trail = trail
 
     async def Authorize(
         self, request: cpb.AuthorizeRequest, context: grpc.aio.ServicerContext

@@ -37,7 +37,7 @@ class RemoteAuthorizer:
             cgrpc.AccessControlStub, "Authorize", authorize_request(subject, queries)
         )
         if len(response.allowed) != len(queries):
-            raise AccessDeniedError("permission denied")  # an answer that does not fit is no permission
+            raise denied()  # an answer that does not fit the question is no permission
         return list(response.allowed)
 
 
