@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from cloister.model.tasks import StagedTask, TaskState
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class PendingTask:
+    """A task waiting for an executor; ``record`` and ``waiting_reason`` change once it is explained."""
+
     staged: StagedTask
     seq: int | None
     """Its element in the ``staged-task`` queue; None when published in memory only (PublishTask)."""

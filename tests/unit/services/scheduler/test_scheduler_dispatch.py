@@ -123,6 +123,27 @@ def test_a_task_no_pair_can_run_goes_to_any_executor_to_fail_there() -> None:
     run(body)
 
 
+def test_a_task_no_live_executor_can_run_is_explained_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No grace period for execution services to connect first.
+    monkeypatch.setattr("cloister.services.scheduler.dispatcher._WAIT_GRACE_SECONDS", -1.0)
+
+    async def body() -> None:
+        storage = FakeStorage()
+        task, _ = make_task(storage, executor="mesapy")
+        scheduler = await started(storage)
+        await until(lambda: len(scheduler.state.pending) == 1)
+        await scheduler.explain_waiting()
+        written = len(storage.commits)
+        record = storage.task(task.task_id)
+        assert record.status is TaskStatus.STAGED
+        assert "waiting: no live execution service can run it" in (record.result.failure or "")
+        await scheduler.explain_waiting()
+        assert len(storage.commits) == written  # explained already: no second write
+        await scheduler.stop()
+
+    run(body)
+
+
 def test_a_pending_task_cancelled_is_canceled_and_never_handed_out() -> None:
     async def body() -> None:
         storage = FakeStorage()
