@@ -10,11 +10,14 @@ since httpx's exceptions quote whole URLs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
+from urllib.parse import SplitResult
 
 import httpx
 
@@ -24,6 +27,7 @@ from cloister.file_agent import local, remote
 from cloister.file_agent.urls import display_url, split_url
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _HTTP_SCHEMES = ("http", "https")
 _HTTP_FAILURES = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)
@@ -94,12 +98,8 @@ class FileAgent:
                 refused or did not answer in time.
         """
         shown = display_url(url)
-        try:
+        with _failures(f"download of {shown} failed"):
             written = await self._download(url, destination)
-        except TransferError as exc:
-            raise TransferError(_failure_message(exc, f"download of {shown} failed")) from None
-        except OSError as exc:
-            raise TransferError(f"download of {shown} failed: {exc.strerror or type(exc).__name__}") from None
         logger.debug("downloaded %d bytes from %s", written, shown)
         return written
 
@@ -111,12 +111,8 @@ class FileAgent:
                 destination exists, the server refused or did not answer in time.
         """
         shown = display_url(url)
-        try:
+        with _failures(f"upload to {shown} failed"):
             await self._upload(source, url)
-        except TransferError as exc:
-            raise TransferError(_failure_message(exc, f"upload to {shown} failed")) from None
-        except OSError as exc:
-            raise TransferError(f"upload to {shown} failed: {exc.strerror or type(exc).__name__}") from None
         logger.debug("uploaded %s to %s", source.name, shown)
 
     async def download_all(self, items: Mapping[str, tuple[str, Path]]) -> None:
@@ -127,51 +123,38 @@ class FileAgent:
         """Upload ``name -> (source, url)`` concurrently; the first failure cancels the rest and is raised."""
         await _all({name: self.upload(source, url) for name, (source, url) in items.items()})
 
+    async def _http(self, parts: SplitResult, transfer: Callable[..., Awaitable[T]], *args: object) -> T:
+        """Run an http(s) ``transfer`` under the agent's limits, its failures described without the URL's secrets."""
+        remote.check_http_url(parts)
+        limits = self._limits
+        try:
+            return await transfer(
+                self._client, *args, max_bytes=limits.max_bytes, timeout_seconds=limits.timeout_seconds
+            )
+        except _HTTP_FAILURES as exc:
+            raise TransferError(remote.describe_http_error(exc, parts, limits.timeout_seconds)) from None
+
     async def _download(self, url: str, destination: Path) -> int:
         parts = split_url(url)
         scheme = parts.scheme.lower()
-        limits = self._limits
+        max_bytes = self._limits.max_bytes
         if scheme in _HTTP_SCHEMES:
-            remote.check_http_url(parts)
-            try:
-                return await remote.http_download(
-                    self._client,
-                    url,
-                    destination,
-                    max_bytes=limits.max_bytes,
-                    timeout_seconds=limits.timeout_seconds,
-                )
-            except _HTTP_FAILURES as exc:
-                raise TransferError(remote.describe_http_error(exc, parts, limits.timeout_seconds)) from None
+            return await self._http(parts, remote.http_download, url, destination)
         if scheme == "file":
-            return await local.copy_file(
-                local.confined(local.file_url_path(parts), self._file_roots),
-                destination,
-                limits.max_bytes,
-                source_what="source file",
-                destination_what="destination",
-            )
+            source = local.confined(local.file_url_path(parts), self._file_roots)
+            return await local.copy_file(source, destination, max_bytes)
         if scheme == "fusion":
             source = await self._fusion.source(parts)
-            return await local.copy_file(
-                source, destination, limits.max_bytes, source_what="fusion file", destination_what="destination"
-            )
+            return await local.copy_file(source, destination, max_bytes, source_what="fusion file")
         if scheme == "data":
-            return await local.write_data(local.decode_data_url(parts, limits.max_bytes), destination)
+            return await local.write_data(local.decode_data_url(parts, max_bytes), destination)
         raise _SchemeError(scheme)
 
     async def _upload(self, source: Path, url: str) -> None:
         parts = split_url(url)
         scheme = parts.scheme.lower()
-        limits = self._limits
         if scheme in _HTTP_SCHEMES:
-            remote.check_http_url(parts)
-            try:
-                await remote.http_upload(
-                    self._client, source, url, max_bytes=limits.max_bytes, timeout_seconds=limits.timeout_seconds
-                )
-            except _HTTP_FAILURES as exc:
-                raise TransferError(remote.describe_http_error(exc, parts, limits.timeout_seconds)) from None
+            await self._http(parts, remote.http_upload, source, url)
             return
         if scheme == "file":
             destination = local.confined(local.file_url_path(parts), self._file_roots)
@@ -179,9 +162,7 @@ class FileAgent:
             destination = await self._fusion.destination(parts)
         else:
             raise _SchemeError(scheme)
-        await local.copy_file(
-            source, destination, limits.max_bytes, source_what="source file", destination_what="destination"
-        )
+        await local.copy_file(source, destination, self._limits.max_bytes)
 
 
 class _SchemeError(TransferError):
@@ -191,10 +172,18 @@ class _SchemeError(TransferError):
         super().__init__(f"Scheme not supported: {scheme}")
 
 
-def _failure_message(exc: TransferError, context: str) -> str:
-    if isinstance(exc, _SchemeError):
-        return f"{exc.message} ({context})"
-    return f"{context}: {exc.message}"
+@contextlib.contextmanager
+def _failures(context: str) -> Iterator[None]:
+    """Every failure inside becomes one TransferError saying ``context``; the reference's
+    ``Scheme not supported`` stays first."""
+    try:
+        yield
+    except _SchemeError as exc:
+        raise TransferError(f"{exc.message} ({context})") from None
+    except TransferError as exc:
+        raise TransferError(f"{context}: {exc.message}") from None
+    except OSError as exc:
+        raise TransferError(f"{context}: {exc.strerror or type(exc).__name__}") from None
 
 
 async def _all(jobs: Mapping[str, Awaitable[object]]) -> None:

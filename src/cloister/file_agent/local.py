@@ -120,12 +120,12 @@ class FusionDirectory:
         return await run_blocking(self._destination, parts)
 
 
-async def copy_file(source: Path, destination: Path, max_bytes: int, *, source_what: str, destination_what: str) -> int:
+async def copy_file(source: Path, destination: Path, max_bytes: int, *, source_what: str = "source file") -> int:
     """Stream-copy ``source`` to a new file ``destination`` (removed again on failure); returns the bytes copied."""
     async with open_reader(source, what=source_what) as reader:
         if reader.size > max_bytes:
             raise too_large(max_bytes, reader.size)
-        async with open_new_file(destination, what=destination_what) as writer:
+        async with open_new_file(destination, what="destination") as writer:
             async for chunk in reader.chunks():
                 await writer.write(chunk)
             return writer.written

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from cloister.errors import InvalidArgumentError
+from cloister.errors import CloisterError, InvalidArgumentError
 
 # Namespace DNS, as Teaclave uses for the per-user function lists.
 _USER_NAMESPACE = uuid.UUID("6ba7b810-9dad-11d1-80b4-00c04fd430c8")
@@ -52,6 +52,14 @@ class ExternalId:
     @classmethod
     def from_json(cls, data: dict[str, str]) -> ExternalId:
         return cls(data["prefix"], uuid.UUID(data["uuid"]))
+
+
+def parse_id(text: str, prefix: str, error: type[CloisterError]) -> ExternalId:
+    """Parse an id of kind ``prefix``, answering the RPC's own error when it does not parse."""
+    try:
+        return ExternalId.parse(text, prefix)
+    except InvalidArgumentError:
+        raise error() from None
 
 
 def user_record_key(user_id: str) -> bytes:

@@ -37,6 +37,10 @@ def op_from_proto(message: cpb.StorageOp) -> Op:
     raise ValueError("storage op has no operation set")
 
 
+MAX_READ_KEYS = 1000
+"""The most keys the storage service answers in one Read; :meth:`StorageClient.read` splits larger reads."""
+
+
 def _versioned(message: cpb.VersionedValue) -> Versioned | None:
     return Versioned(message.value, message.version) if message.found else None
 
@@ -50,14 +54,16 @@ class StorageClient:
         return None if value is None else value.value
 
     async def read(self, keys: Sequence[bytes]) -> list[Versioned | None]:
-        response = await self._peer.call(cgrpc.StorageStub, "Read", cpb.ReadRequest(keys=list(keys)))
-        return [_versioned(v) for v in response.values]
+        """Any number of keys, in order; each chunk of :data:`MAX_READ_KEYS` comes from one snapshot."""
+        values: list[Versioned | None] = []
+        for start in range(0, len(keys), MAX_READ_KEYS):
+            request = cpb.ReadRequest(keys=list(keys[start : start + MAX_READ_KEYS]))
+            response = await self._peer.call(cgrpc.StorageStub, "Read", request)
+            values.extend(_versioned(v) for v in response.values)
+        return values
 
     async def commit(self, ops: Sequence[Op]) -> None:
         await self._peer.call(cgrpc.StorageStub, "Commit", cpb.CommitRequest(ops=[op_to_proto(o) for o in ops]))
-
-    async def put(self, key: bytes, value: bytes) -> None:
-        await self.commit([Put(key, value)])
 
     async def keys_with_prefix(self, prefix: bytes) -> list[bytes]:
         response = await self._peer.call(

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
-from cloister.errors import InvalidArgumentError, InvalidFunctionIdError, MalformedRequestError
+from cloister.errors import InvalidFunctionIdError, MalformedRequestError
 from cloister.model.functions import (
     Function,
     FunctionArgument,
@@ -14,7 +14,7 @@ from cloister.model.functions import (
     normalize_quota,
     parse_executor_type,
 )
-from cloister.model.ids import ExternalId
+from cloister.model.ids import ExternalId, parse_id
 from cloister.rpc.convert.limits import (
     MAX_ARGUMENTS,
     MAX_FILES,
@@ -30,10 +30,7 @@ _INT32_MAX = 2**31 - 1
 
 def parse_function_id(text: str) -> ExternalId:
     """``function-<uuid>``; anything else is the reference's ``invalid function id``."""
-    try:
-        return ExternalId.parse(text, "function")
-    except InvalidArgumentError:
-        raise InvalidFunctionIdError() from None
+    return parse_id(text, "function", InvalidFunctionIdError)
 
 
 def _arguments(arguments: Sequence[fe_pb.FunctionArgument]) -> tuple[FunctionArgument, ...]:

@@ -13,18 +13,9 @@ from typing import Any
 
 from cloister._proto import teaclave_common_pb2 as common_pb
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
-from cloister.errors import InvalidArgumentError, InvalidTaskIdError, MalformedRequestError
-from cloister.model.ids import ExternalId
+from cloister.errors import MalformedRequestError
 from cloister.model.tasks import TaskOutputs, TaskResult, TaskState
 from cloister.rpc.convert.limits import MAX_ARGUMENTS_JSON_BYTES, MAX_FILES, check_count, check_text, check_users
-
-
-def parse_task_id(text: str) -> ExternalId:
-    """``task-<uuid>``; anything else is the reference's ``invalid task id``."""
-    try:
-        return ExternalId.parse(text, "task")
-    except InvalidArgumentError:
-        raise InvalidTaskIdError() from None
 
 
 def _finite_float(text: str) -> float:

@@ -17,7 +17,6 @@ from cloister.model.access import AUDIT_LOG_QUERY, Subject
 from cloister.model.audit import AuditEntry, ChainedEntry, ChainHead
 from cloister.services.management.audit_query import QuerySyntaxError, parse_query
 from cloister.services.management.authorizer import Authorizer, require
-from cloister.services.management.records import MAX_READ_KEYS
 from cloister.storage.client import StorageClient
 from cloister.storage.ops import Put
 
@@ -85,11 +84,10 @@ class AuditLog:
             raise _error(f"failed to query logs: {exc}") from None
         keys = await self._storage.keys_with_prefix(_PREFIX)
         found: list[tuple[int, AuditEntry]] = []
-        for start in range(0, len(keys), MAX_READ_KEYS):
-            for value in await self._storage.read(keys[start : start + MAX_READ_KEYS]):
-                if value is None:
-                    continue
-                record = ChainedEntry.from_json(json.loads(value.value))
-                if parsed.matches(record.entry):
-                    found.append((record.seq, record.entry))
+        for value in await self._storage.read(keys):
+            if value is None:
+                continue
+            record = ChainedEntry.from_json(json.loads(value.value))
+            if parsed.matches(record.entry):
+                found.append((record.seq, record.entry))
         return _newest_first(found)[:limit]

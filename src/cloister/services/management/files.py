@@ -14,10 +14,11 @@ from dataclasses import replace
 from cloister.errors import InvalidArgumentError, InvalidDataIdError
 from cloister.model.access import Action, Subject, file_query
 from cloister.model.files import FileCrypto, InputFile, OutputFile, parse_url
+from cloister.model.ids import parse_id
 from cloister.rpc.convert.limits import check_users
 from cloister.services.management.authorizer import Authorizer, require
-from cloister.services.management.records import decode, parse_id, put
 from cloister.storage.client import StorageClient
+from cloister.storage.records import load, put
 
 FUSION_URL = "fusion:///TEACLAVE_FUSION_BASE/{}.fusion"
 _FUSION_KEY_BYTES = 16
@@ -33,17 +34,11 @@ class FileService:
 
     async def _input(self, data_id: str) -> InputFile:
         parsed = parse_id(data_id, "input", InvalidDataIdError)
-        file = decode(await self._storage.get(parsed.key), InputFile.from_json)
-        if file is None:
-            raise InvalidDataIdError()
-        return file
+        return await load(self._storage, parsed, InputFile.from_json, InvalidDataIdError)
 
     async def _output(self, data_id: str) -> OutputFile:
         parsed = parse_id(data_id, "output", InvalidDataIdError)
-        file = decode(await self._storage.get(parsed.key), OutputFile.from_json)
-        if file is None:
-            raise InvalidDataIdError()
-        return file
+        return await load(self._storage, parsed, OutputFile.from_json, InvalidDataIdError)
 
     async def _store(self, file: InputFile | OutputFile) -> str:
         await self._storage.commit([put(file.external_id.encode(), file)])

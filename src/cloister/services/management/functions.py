@@ -14,12 +14,12 @@ from dataclasses import replace
 from cloister.errors import InvalidFunctionIdError, MalformedRequestError
 from cloister.model.access import Action, Subject, function_query, user_query
 from cloister.model.functions import Function, FunctionUsage, UserFunctions
-from cloister.model.ids import ExternalId, requirements_key, usage_key, user_record_key
+from cloister.model.ids import ExternalId, parse_id, requirements_key, usage_key, user_record_key
 from cloister.services.management.authorizer import Authorizer, denied, require
 from cloister.services.management.locks import KeyLocks
-from cloister.services.management.records import decode, parse_id, put, read_many
 from cloister.storage.client import StorageClient
 from cloister.storage.ops import Delete, Op, Put
+from cloister.storage.records import decode, load, put
 
 _PREFIX = "function"
 
@@ -42,17 +42,13 @@ class FunctionService:
     async def _require(self, subject: Subject, action: Action, function: Function) -> None:
         await require(self._authorizer, subject, function_query(action, function))
 
-    async def _load(self, function_id: str) -> tuple[ExternalId, Function]:
-        parsed = parse_id(function_id, _PREFIX, InvalidFunctionIdError)
-        function = decode(await self._storage.get(parsed.key), Function.from_json)
-        if function is None:
-            raise InvalidFunctionIdError()
-        return parsed, function
+    async def _load(self, function_id: ExternalId) -> Function:
+        return await load(self._storage, function_id, Function.from_json, InvalidFunctionIdError)
 
     async def _user_records(self, user_ids: list[str]) -> dict[str, UserFunctions | None]:
         """The function lists of ``user_ids`` (``None`` where a user has none yet)."""
         unique = list(dict.fromkeys(user_ids))
-        values = await read_many(self._storage, [user_record_key(u) for u in unique])
+        values = await self._storage.read([user_record_key(u) for u in unique])
         return {u: decode(v, UserFunctions.from_json) for u, v in zip(unique, values, strict=True)}
 
     async def register(self, function: Function) -> str:
@@ -75,12 +71,12 @@ class FunctionService:
 
     async def update(self, subject: Subject, replacement: Function) -> str:
         """Replace the function entirely; users' lists and the counter stay as they were [QUIRK]."""
-        key = replacement.external_id.encode()
-        async with self._locks.hold(key):
-            _, current = await self._load(replacement.external_id)
+        parsed = parse_id(replacement.external_id, _PREFIX, InvalidFunctionIdError)
+        async with self._locks.hold(parsed.key):
+            current = await self._load(parsed)
             await self._require(subject, Action.FUNCTION_UPDATE, current)
             updated = replace(replacement, owner=subject.user_id, disabled=current.disabled)
-            await self._storage.commit([put(key, updated)])
+            await self._storage.commit([put(parsed.key, updated)])
         return replacement.external_id
 
     async def set_requirements(self, subject: Subject, function_id: str, labels: list[str]) -> None:
@@ -89,14 +85,15 @@ class FunctionService:
             raise MalformedRequestError(
                 f"labels must be at most {_MAX_LABELS} short names of letters, digits, '-', '_' or '.'"
             )
-        parsed, function = await self._load(function_id)
+        parsed = parse_id(function_id, _PREFIX, InvalidFunctionIdError)
+        function = await self._load(parsed)
         await self._require(subject, Action.FUNCTION_SET_REQUIREMENTS, function)
         key = requirements_key(parsed.uuid)
         await self._storage.commit([Put(key, json.dumps(sorted(set(labels))).encode()) if labels else Delete(key)])
 
     async def get(self, subject: Subject, function_id: str) -> tuple[Function, FunctionView]:
         """The function and how much of it the caller may see."""
-        _, function = await self._load(function_id)
+        function = await self._load(parse_id(function_id, _PREFIX, InvalidFunctionIdError))
         full, redacted = await self._authorizer.decide(
             subject,
             [function_query(Action.FUNCTION_READ, function), function_query(Action.FUNCTION_READ_REDACTED, function)],
@@ -124,7 +121,7 @@ class FunctionService:
         """Delete the function record only; lists and counter stay, tasks then fail to invoke."""
         parsed = parse_id(function_id, _PREFIX, InvalidFunctionIdError)
         async with self._locks.hold(parsed.key):
-            _, function = await self._load(function_id)
+            function = await self._load(parsed)
             await self._require(subject, Action.FUNCTION_DELETE, function)
             await self._storage.commit([Delete(parsed.key)])
 
@@ -135,7 +132,7 @@ class FunctionService:
         """
         parsed = parse_id(function_id, _PREFIX, InvalidFunctionIdError)
         async with self._locks.hold(parsed.key):
-            _, function = await self._load(function_id)
+            function = await self._load(parsed)
             await self._require(subject, Action.FUNCTION_DISABLE, function)
             users = [function.owner, *function.user_allowlist]
             async with self._locks.hold(*(user_record_key(u) for u in users)):

@@ -24,7 +24,7 @@ from cloister.errors import (
 from cloister.model.access import Action, Query, Subject, assignment_query, function_query, task_query
 from cloister.model.files import InputFile, OutputFile
 from cloister.model.functions import Function, FunctionUsage, parse_executor
-from cloister.model.ids import ExternalId, requirements_key, usage_key
+from cloister.model.ids import ExternalId, parse_id, requirements_key, usage_key
 from cloister.model.tasks import (
     REASON_CANCELED_BEFORE_STAGING,
     StagedElement,
@@ -37,17 +37,9 @@ from cloister.rpc.convert.tasks import function_arguments_from_json
 from cloister.services.management import task_rules
 from cloister.services.management.authorizer import Authorizer, denied, require
 from cloister.services.management.locks import KeyLocks
-from cloister.services.management.records import (
-    CANCEL_QUEUE,
-    STAGED_TASK_QUEUE,
-    decode,
-    encode,
-    parse_id,
-    put,
-    read_many,
-)
 from cloister.storage.client import StorageClient
-from cloister.storage.ops import Enqueue, Put
+from cloister.storage.ops import Enqueue
+from cloister.storage.records import CANCEL_QUEUE, STAGED_TASK_QUEUE, decode, encode, load, put
 
 MAX_WAIT_SECONDS = 60.0
 _PENDING = (TaskStatus.CREATED, TaskStatus.DATA_ASSIGNED, TaskStatus.APPROVED)
@@ -81,9 +73,7 @@ class TaskService:
     ) -> str:
         """Checked in the reference's order: function, permission, executor and JSON, then the task rules."""
         parsed = parse_id(function_id, "function", InvalidFunctionIdError)
-        function = decode(await self._storage.get(parsed.key), Function.from_json)
-        if function is None:
-            raise InvalidFunctionIdError()
+        function = await load(self._storage, parsed, Function.from_json, InvalidFunctionIdError)
         await require(self._authorizer, subject, function_query(Action.TASK_CREATE, function))
         executor = parse_executor(executor)
         arguments = function_arguments_from_json(arguments_json)
@@ -132,7 +122,7 @@ class TaskService:
             if task.status is not TaskStatus.CREATED:
                 raise FailedOperationError("failed to assign data to task")
             items, unparsable = _parse_data_ids([("input", *i) for i in inputs] + [("output", *o) for o in outputs])
-            values = await read_many(self._storage, [i[2].key for i in items if i[2].prefix == i[0]])
+            values = await self._storage.read([i[2].key for i in items if i[2].prefix == i[0]])
             found = iter(values)
             files: list[InputFile | OutputFile | None] = []
             queries: list[Query] = []
@@ -231,7 +221,7 @@ class TaskService:
                 await self._storage.commit([Enqueue(CANCEL_QUEUE, encode(task))])
             elif task.status in _PENDING:
                 canceled = task.with_status(TaskStatus.CANCELED, TaskResult.err(REASON_CANCELED_BEFORE_STAGING))
-                await self._storage.commit([Put(task.key, encode(canceled))])
+                await self._storage.commit([put(task.key, canceled)])
             else:
                 raise FailedOperationError("failed to cancel task, reason: task has already been canceled")
 

@@ -25,8 +25,6 @@ from cloister.model.tasks import REASON_EXECUTOR_TIMEOUT, StagedTask, TaskResult
 from cloister.services.scheduler.queues import TaskQueues
 from cloister.services.scheduler.records import (
     ASSIGNMENT_PREFIX,
-    CANCEL_QUEUE,
-    STAGED_QUEUE,
     Storage,
     assignment_key,
     assignment_value,
@@ -37,12 +35,12 @@ from cloister.services.scheduler.records import (
 )
 from cloister.services.scheduler.state import Assignment, ExecutorRecord, PendingTask, SchedulerState
 from cloister.storage.ops import Ack, Delete, Op, Put
+from cloister.storage.records import CANCEL_QUEUE, STAGED_TASK_QUEUE
 
 logger = logging.getLogger(__name__)
 
 MAX_PULL_WAIT_SECONDS = 60.0
 MAX_HEARTBEAT_WAIT_SECONDS = 10.0
-_READ_BATCH = 500
 _RETRY_LIMIT = 5.0
 T = TypeVar("T")
 
@@ -139,7 +137,9 @@ class Scheduler:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RETRY_LIMIT)
         self._background = [
-            asyncio.create_task(self.queues.watch(STAGED_QUEUE, self.queues.handle_staged), name="scheduler-staged"),
+            asyncio.create_task(
+                self.queues.watch(STAGED_TASK_QUEUE, self.queues.handle_staged), name="scheduler-staged"
+            ),
             asyncio.create_task(self.queues.watch(CANCEL_QUEUE, self.queues.handle_cancel), name="scheduler-cancel"),
             asyncio.create_task(self._monitor(), name="scheduler-monitor"),
         ]
@@ -154,18 +154,16 @@ class Scheduler:
         """Load the assignment records; their executors count as seen now."""
         keys = await self.storage.keys_with_prefix(ASSIGNMENT_PREFIX)
         now = self.now()
-        for start in range(0, len(keys), _READ_BATCH):
-            chunk = keys[start : start + _READ_BATCH]
-            for key, value in zip(chunk, await self.storage.read(chunk), strict=True):
-                if value is None:
-                    continue
-                try:
-                    executor_id, task_id = parse_assignment(value.value)
-                except ValueError as exc:
-                    logger.error("ignoring assignment record %r: %s", key, exc)
-                    continue
-                self.state.assignments[task_id] = Assignment(executor_id, task_id, now)
-                self.state.see(executor_id, now)
+        for key, value in zip(keys, await self.storage.read(keys), strict=True):
+            if value is None:
+                continue
+            try:
+                executor_id, task_id = parse_assignment(value.value)
+            except ValueError as exc:
+                logger.error("ignoring assignment record %r: %s", key, exc)
+                continue
+            self.state.assignments[task_id] = Assignment(executor_id, task_id, now)
+            self.state.see(executor_id, now)
         if self.state.assignments:
             logger.info(
                 "restored %d assignment(s) to %d execution service(s)",
@@ -191,7 +189,7 @@ class Scheduler:
             task = record if record is not None and record.status is TaskStatus.STAGED else None
             if task is None:
                 task = await load_task(self.storage, task_id)
-            acks: list[Op] = [] if item.seq is None else [Ack(STAGED_QUEUE, item.seq)]
+            acks: list[Op] = [] if item.seq is None else [Ack(STAGED_TASK_QUEUE, item.seq)]
             cancel_seq = self.state.to_cancel.get(task_id)
             if cancel_seq is not None:
                 ops = [*acks, Ack(CANCEL_QUEUE, cancel_seq)]

@@ -16,8 +16,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from cloister.errors import CloisterError
 from cloister.model.tasks import StagedElement, TaskStatus
 from cloister.services.scheduler.records import (
-    CANCEL_QUEUE,
-    STAGED_QUEUE,
     Storage,
     assignment_key,
     load_task,
@@ -25,6 +23,7 @@ from cloister.services.scheduler.records import (
 )
 from cloister.services.scheduler.state import Assignment, PendingTask, SchedulerState
 from cloister.storage.ops import Ack, Delete, Op, QueueItem
+from cloister.storage.records import CANCEL_QUEUE, STAGED_TASK_QUEUE
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ class TaskQueues:
             element = StagedElement.from_json(json.loads(item.value))
         except (KeyError, TypeError, ValueError) as exc:
             logger.error("dropping an unreadable staged task (element %d): %s", item.seq, exc)
-            await self._storage.commit([Ack(STAGED_QUEUE, item.seq)])
+            await self._storage.commit([Ack(STAGED_TASK_QUEUE, item.seq)])
             return
         task_id = element.staged.task_id
         async with self._state.guard.exclusive(task_id):
@@ -80,11 +79,13 @@ class TaskQueues:
                 return
             if existing is not None or task_id in self._state.assignments:
                 logger.warning("task %s was staged twice; dropping the second element", task_id)
-                await self._storage.commit([Ack(STAGED_QUEUE, item.seq)])
+                await self._storage.commit([Ack(STAGED_TASK_QUEUE, item.seq)])
                 return
             cancel_seq = self._state.to_cancel.get(task_id)
             if cancel_seq is not None:
-                await self._cancel_unassigned(task_id, [Ack(STAGED_QUEUE, item.seq), Ack(CANCEL_QUEUE, cancel_seq)])
+                await self._cancel_unassigned(
+                    task_id, [Ack(STAGED_TASK_QUEUE, item.seq), Ack(CANCEL_QUEUE, cancel_seq)]
+                )
                 self._state.to_cancel.pop(task_id, None)
                 return
             self._state.pending.push(PendingTask(element.staged, item.seq, element.task, element.requires))
@@ -102,7 +103,7 @@ class TaskQueues:
             if pending is not None:
                 acks = [Ack(CANCEL_QUEUE, item.seq)]
                 if pending.seq is not None:
-                    acks.insert(0, Ack(STAGED_QUEUE, pending.seq))
+                    acks.insert(0, Ack(STAGED_TASK_QUEUE, pending.seq))
                 await self._cancel_unassigned(task_id, acks)
                 self._state.pending.remove(task_id)
                 return

@@ -1,4 +1,4 @@
-"""The scheduler's storage records: queue names, assignment records, task and output records.
+"""The scheduler's storage records: assignment records, task and output records.
 
 Task and output records use the JSON of reference §3.2 (``cloister.model``); assignment records
 are Cloister's own: ``scheduler-assignment-<task uuid>`` = ``{"executor_id","task_id"}``.
@@ -10,15 +10,14 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from cloister.errors import MalformedRequestError
 from cloister.model.files import OutputFile
 from cloister.model.tasks import REASON_CANCELED_BY_USER, TaskResult, TaskState, TaskStatus
 from cloister.storage.ops import Op, Put, QueueItem, Versioned
+from cloister.storage.records import decode, encode_json, put
 
-STAGED_QUEUE = b"staged-task"
-CANCEL_QUEUE = b"cancel_queue"
 ASSIGNMENT_PREFIX = b"scheduler-assignment"
 
 logger = logging.getLogger(__name__)
@@ -38,10 +37,6 @@ class Storage(Protocol):
     async def watch_queue(self, queue: bytes, after_seq: int, limit: int, timeout: float) -> list[QueueItem]: ...
 
 
-def encode(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
-
-
 def parse_uuid(text: str, what: str) -> uuid.UUID:
     """A bare UUID from a request; INTERNAL like the reference's parse failures."""
     try:
@@ -59,7 +54,7 @@ def assignment_key(task_id: uuid.UUID) -> bytes:
 
 
 def assignment_value(executor_id: str, task_id: uuid.UUID) -> bytes:
-    return encode({"executor_id": executor_id, "task_id": str(task_id)})
+    return encode_json({"executor_id": executor_id, "task_id": str(task_id)})
 
 
 def parse_assignment(value: bytes) -> tuple[str, uuid.UUID]:
@@ -72,7 +67,7 @@ def parse_assignment(value: bytes) -> tuple[str, uuid.UUID]:
 
 
 def put_task(task: TaskState) -> Put:
-    return Put(task.key, encode(task.to_json()))
+    return put(task.key, task)
 
 
 def put_canceled(task: TaskState) -> Put:
@@ -81,16 +76,14 @@ def put_canceled(task: TaskState) -> Put:
 
 
 def put_output(output: OutputFile) -> Put:
-    return Put(output.external_id.encode(), encode(output.to_json()))
+    return put(output.external_id.encode(), output)
 
 
 async def load_task(storage: Storage, task_id: uuid.UUID) -> TaskState | None:
     """The stored task, or None when there is none or it cannot be read (logged)."""
     raw = await storage.get(task_key(task_id))
-    if raw is None:
-        return None
     try:
-        return TaskState.from_json(json.loads(raw))
+        return decode(raw, TaskState.from_json)
     except (KeyError, TypeError, ValueError) as exc:
         logger.error("task record %s is unreadable (%s: %s); treating it as absent", task_id, type(exc).__name__, exc)
         return None
@@ -101,4 +94,4 @@ async def load_outputs(storage: Storage, outputs: Sequence[OutputFile]) -> list[
     if not outputs:
         return []
     values = await storage.read([o.external_id.encode() for o in outputs])
-    return [None if v is None else OutputFile.from_json(json.loads(v.value)) for v in values]
+    return [decode(v, OutputFile.from_json) for v in values]

@@ -15,9 +15,10 @@ from cloister.errors import UnimplementedError
 from cloister.model.tasks import StagedTask
 from cloister.rpc.convert.tasks import task_result_from_proto
 from cloister.services.scheduler.dispatcher import ExecutorInfo, Scheduler
-from cloister.services.scheduler.records import encode, parse_uuid
+from cloister.services.scheduler.records import parse_uuid
 from cloister.services.scheduler.results import TaskResults
 from cloister.services.scheduler.teaclave import TeaclaveExecutors
+from cloister.storage.records import encode
 
 _EMPTY = empty_pb2.Empty()
 
@@ -42,7 +43,7 @@ def _task_ids(texts: list[str]) -> list[uuid.UUID]:
 
 
 def _staged_bytes(staged: StagedTask) -> bytes:
-    return encode(staged.to_json())
+    return encode(staged)
 
 
 class SchedulerServicer(cgrpc.SchedulerServicer):

@@ -13,13 +13,12 @@ from cloister._proto import cloister_pb2_grpc as cgrpc
 from cloister._proto import teaclave_storage_service_pb2 as spb
 from cloister._proto import teaclave_storage_service_pb2_grpc as sgrpc
 from cloister.errors import InternalError, InvalidArgumentError, NotFoundError
-from cloister.storage.client import op_from_proto
+from cloister.storage.client import MAX_READ_KEYS, op_from_proto
 from cloister.storage.ops import Delete, Dequeue, Enqueue, Put, Versioned
 from cloister.storage.sqlite import SQLiteStore
 
 MAX_KEY_LENGTH = 1024
 MAX_WATCH_SECONDS = 60.0
-MAX_READ_KEYS = 1000
 _EMPTY = empty_pb2.Empty()
 
 
