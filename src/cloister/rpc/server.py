@@ -24,8 +24,8 @@ from cloister.attestation.measurement import enclave_name
 from cloister.attestation.verify import PeerVerifier
 from cloister.config import RPCSettings
 from cloister.errors import AttestationError, MalformedRequestError
-from cloister.rpc.errors import grpc_code, status_and_message
-from cloister.rpc.metadata import ID
+from cloister.rpc.errors import status_and_message
+from cloister.rpc.metadata import Caller
 
 logger = logging.getLogger(__name__)
 
@@ -90,26 +90,36 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
         }
         self._admitted: dict[tuple[bytes, tuple[str, ...]], float] = {}
         """Client certificates verified in the last ``_ADMISSION_TTL`` seconds."""
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        """Each registered method's handler, wrapped once."""
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
+        wrapped = self._wrapped.get(details.method)
+        if wrapped is not None:
+            return wrapped
         handler = await continuation(details)
         if handler is None or handler.unary_unary is None:
-            return handler
-        method = details.method
+            return handler  # not cached: method names come from callers
+        wrapped = self._wrapped[details.method] = self._wrap(details.method, handler)
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """``handler`` with the inbound rules, log context and error mapping every call gets."""
         behavior = handler.unary_unary
         parse = handler.request_deserializer
-        metadata = dict(details.invocation_metadata or ())
-        user = metadata.get(ID, "")
-        user_id = user.decode(errors="replace") if isinstance(user, bytes) else user
+        name = method.rsplit("/", 1)[-1]
+        allowed = self._by_method.get(method, self._inbound)
+        checked = bool(self._inbound) and method not in _OPEN_METHODS
 
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            user_id = Caller.from_metadata(context.invocation_metadata()).user_id or ""
             fields = {
                 "service": self._endpoint,
-                "method": method.rsplit("/", 1)[-1],
+                "method": name,
                 "request_id": os.urandom(8).hex(),
                 "user_id": user_id[:64],
             }
@@ -117,8 +127,8 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
             started = time.perf_counter()
             outcome = "OK"
             try:
-                if self._inbound and method not in _OPEN_METHODS:
-                    self._check_peer(context, self._by_method.get(method, self._inbound))
+                if checked:
+                    self._check_peer(context, allowed)
                 if isinstance(request, _Malformed):
                     raise MalformedRequestError(f"malformed request: not a valid {request.expected} message")
                 return await behavior(request, context)
@@ -129,7 +139,7 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
                 outcome = code.name
                 await context.abort(code, message)
             finally:
-                logger.info("%s %s %.1fms", fields["method"], outcome, (time.perf_counter() - started) * 1000)
+                logger.info("%s %s %.1fms", name, outcome, (time.perf_counter() - started) * 1000)
                 request_context.reset(token)
 
         return grpc.unary_unary_rpc_method_handler(
@@ -193,7 +203,6 @@ __all__ = [
     "INBOUND",
     "PUBLIC_ENDPOINTS",
     "channel_options",
-    "grpc_code",
     "request_context",
     "requires_client_certificate",
     "start_server",

@@ -297,21 +297,23 @@ class FrontendService(_Service):
                 execution service stopped answering).
             TaskCancelledError: a participant cancelled the task.
         """
+        return self._finished(task_id).result.Ok.return_value
+
+    def get_output_cmac_by_tag(self, task_id: str, tag: str) -> bytes:
+        return self._finished(task_id).result.Ok.tags_map[tag]
+
+    def _finished(self, task_id: str) -> fpb.GetTaskResponse:
+        """The task once it has finished; the errors of :meth:`get_task_result` otherwise."""
         task = self.wait_task(task_id)
         status = TaskStatus(task.status)
         if status is TaskStatus.FINISHED and task.result.HasField("Ok"):
-            return task.result.Ok.return_value
+            return task
         reason = task.result.Err.reason if task.result.HasField("Err") else f"task ended as {status.wire_name}"
         if status is TaskStatus.CANCELED:
             raise TaskCancelledError(task_id, reason)
         if reason.startswith(REASON_EXECUTOR_TIMEOUT):
             raise ExecutorLostError(task_id, reason)
         raise TaskFailedError(task_id, reason)
-
-    def get_output_cmac_by_tag(self, task_id: str, tag: str) -> bytes:
-        self.get_task_result(task_id)
-        task = self.wait_task(task_id)
-        return task.result.Ok.tags_map[tag]
 
     def query_audit_logs(self, query: str, limit: int) -> list[compb.Entry]:
         return list(self._api("QueryAuditLogs", fpb.QueryAuditLogsRequest(query=query, limit=limit)).logs)
