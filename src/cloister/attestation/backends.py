@@ -37,15 +37,14 @@ class TEEBackend(abc.ABC):
 
 @dataclass(frozen=True)
 class _Hardware:
-    name: str
     description: str
     devices: tuple[str, ...]
 
 
 _HARDWARE = {
-    "sgx": _Hardware("sgx", "Intel SGX (via a library OS)", ("/dev/sgx_enclave", "/dev/sgx/enclave")),
-    "tdx": _Hardware("tdx", "an Intel TDX confidential VM", ("/dev/tdx_guest",)),
-    "sev-snp": _Hardware("sev-snp", "an AMD SEV-SNP confidential VM", ("/dev/sev-guest",)),
+    "sgx": _Hardware("Intel SGX (via a library OS)", ("/dev/sgx_enclave", "/dev/sgx/enclave")),
+    "tdx": _Hardware("an Intel TDX confidential VM", ("/dev/tdx_guest",)),
+    "sev-snp": _Hardware("an AMD SEV-SNP confidential VM", ("/dev/sev-guest",)),
 }
 BACKENDS = ("sim", *_HARDWARE)
 

@@ -40,15 +40,13 @@ def build_certificate(
     endorsed: EndorsedReport,
     now: dt.datetime,
     lifetime: dt.timedelta,
-    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
 ) -> x509.Certificate:
-    """A certificate for ``key`` carrying ``endorsed``; self-signed unless ``issuer`` is given."""
+    """A self-signed certificate for ``key`` carrying ``endorsed``."""
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    issuer_name, signing_key = (issuer[0].subject, issuer[1]) if issuer else (subject, key)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
-        .issuer_name(issuer_name)
+        .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
@@ -66,7 +64,7 @@ def build_certificate(
             critical=False,
         )
     )
-    return builder.sign(signing_key, hashes.SHA256())
+    return builder.sign(key, hashes.SHA256())
 
 
 def endorsed_report_of(cert: x509.Certificate) -> EndorsedReport:

@@ -41,7 +41,7 @@ from cloister.attestation.enclave_info import (
     sign_enclave_info,
     verify_auditor_signatures,
 )
-from cloister.attestation.measurement import enclave_name, mr_enclave, mr_signer
+from cloister.attestation.measurement import enclave_name, mr_enclaves, mr_signer
 from cloister.config import AttestationSettings
 from cloister.errors import AttestationError, ConfigurationError
 
@@ -211,7 +211,8 @@ def provision(
 def measured_identities(deployment: Deployment, services: tuple[str, ...]) -> list[EnclaveIdentity]:
     """What ``enclave_info.toml`` should say for the code installed here."""
     signer = mr_signer(deployment.platform_signing_public_der())
-    return [EnclaveIdentity(enclave_name(s), mr_enclave(s), signer) for s in services]
+    measured = mr_enclaves(services)
+    return [EnclaveIdentity(enclave_name(s), measured[s], signer) for s in services]
 
 
 def _sign_development_identities(deployment: Deployment, services: tuple[str, ...]) -> None:

@@ -54,9 +54,6 @@ class EnclaveInfo:
     def identities(self) -> list[EnclaveIdentity]:
         return list(self._by_name.values())
 
-    def get(self, name: str) -> EnclaveIdentity | None:
-        return self._by_name.get(name)
-
     def match(self, mr_enclave: bytes, mr_signer: bytes, names: Iterable[str]) -> EnclaveIdentity:
         """The identity among ``names`` with these measurements.
 

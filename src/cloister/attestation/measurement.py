@@ -20,18 +20,20 @@ def _runs(relative: Path, service: str) -> bool:
     return not (len(parts) > 2 and parts[0] == "services" and parts[1] in SERVICES and parts[1] != service)
 
 
-def code_digest(service: str, root: Path = PACKAGE_ROOT) -> bytes:
-    """SHA-256 over the path and bytes of every Python file ``service`` runs."""
-    digest = hashlib.sha256()
+def code_digests(services: tuple[str, ...], root: Path = PACKAGE_ROOT) -> dict[str, bytes]:
+    """For each service, SHA-256 over the path and bytes of every Python file it runs (each file read once)."""
+    digests = {service: hashlib.sha256() for service in services}
     for path in sorted(root.rglob("*.py")):
         relative = path.relative_to(root)
-        if not _runs(relative, service):
+        readers = [digest for service, digest in digests.items() if _runs(relative, service)]
+        if not readers:
             continue
         name = relative.as_posix().encode()
         content = path.read_bytes()
-        digest.update(len(name).to_bytes(4, "little") + name)
-        digest.update(len(content).to_bytes(8, "little") + content)
-    return digest.digest()
+        for digest in readers:
+            digest.update(len(name).to_bytes(4, "little") + name)
+            digest.update(len(content).to_bytes(8, "little") + content)
+    return {service: digest.digest() for service, digest in digests.items()}
 
 
 def enclave_name(service: str) -> str:
@@ -39,11 +41,19 @@ def enclave_name(service: str) -> str:
     return f"teaclave_{service}_service"
 
 
+def mr_enclaves(services: tuple[str, ...], root: Path = PACKAGE_ROOT) -> dict[str, bytes]:
+    """Each service's ``mr_enclave``: its name and the digest of its code."""
+    measured = {}
+    for service, code in code_digests(services, root).items():
+        digest = hashlib.sha256(b"cloister-sim-mr-enclave\0")
+        digest.update(enclave_name(service).encode() + b"\0")
+        digest.update(code)
+        measured[service] = digest.digest()
+    return measured
+
+
 def mr_enclave(service: str, root: Path = PACKAGE_ROOT) -> bytes:
-    digest = hashlib.sha256(b"cloister-sim-mr-enclave\0")
-    digest.update(enclave_name(service).encode() + b"\0")
-    digest.update(code_digest(service, root))
-    return digest.digest()
+    return mr_enclaves((service,), root)[service]
 
 
 def mr_signer(signing_public_key_der: bytes) -> bytes:

@@ -81,7 +81,7 @@ def describe(result: Attestation, now: dt.datetime) -> list[str]:
         f"mr_signer          {report.quote.mr_signer.hex()}",
         f"quote status       {report.quote_status} (quote version {report.quote.version}, report v{report.version})",
         f"report signed by   {report.signed_by}",
-        f"report age         {_age(now - report.timestamp)} (at {report.timestamp.isoformat()})",
+        f"report age         {_age(report.age(now))} (at {report.timestamp.isoformat()})",
         f"certificate valid  {cert.not_valid_before_utc.isoformat()} to {cert.not_valid_after_utc.isoformat()}"
         + ("" if cert.not_valid_before_utc <= now <= cert.not_valid_after_utc else "  (EXPIRED)"),
     ]

@@ -9,20 +9,18 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from cloister.crypto.legacy import aes_gcm_file, protected_fs
+from cloister.crypto.legacy import Progress, aes_gcm_file, protected_fs
 from cloister.errors import FileIntegrityError
 from cloister.model.files import FileCrypto
 
-CHUNK = 1 << 20
+CHUNK = aes_gcm_file.CHUNK
 AES_GCM_SCHEMAS = frozenset({"aes-gcm-128", "aes-gcm-256"})
 PROTECTED_SCHEMA = "teaclave-file-128"
 RAW_OUTPUT_ERROR = "OutputFile: unsupported type"
-
-Progress = Callable[[int], None]
 
 
 @contextlib.contextmanager
@@ -76,7 +74,7 @@ def _decrypt(
     with source.open("rb") as src:
         if schema in AES_GCM_SCHEMAS:
             return aes_gcm_file.decrypt(
-                crypto.key, crypto.iv, src, out, expected_tag=expected_cmac, progress=progress, chunk=CHUNK
+                crypto.key, crypto.iv, src, out, expected_tag=expected_cmac, progress=progress
             )
         if schema == PROTECTED_SCHEMA:
             return protected_fs.read(
@@ -159,7 +157,7 @@ def encrypt_file(
     with source.open("rb") as src, _private_output(destination) as out:
         if schema == PROTECTED_SCHEMA:
             return protected_fs.write(crypto.key, src, out, name=internal_name, progress=progress)
-        return aes_gcm_file.encrypt(crypto.key, crypto.iv, src, out, progress=progress, chunk=CHUNK)
+        return aes_gcm_file.encrypt(crypto.key, crypto.iv, src, out, progress=progress)
 
 
 def read_cmac(crypto: FileCrypto, path: Path) -> bytes:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from cloister.config import SandboxLimits
 from cloister.executors.base import (
-    KIND_BY_EXECUTOR,
     PAIRS,
     Executor,
     FunctionError,
@@ -71,7 +70,6 @@ def select_executor(task: StagedTask, executors: Mapping[str, Executor]) -> Exec
 
 
 __all__ = [
-    "KIND_BY_EXECUTOR",
     "PAIRS",
     "BuiltinExecutor",
     "Executor",

@@ -25,10 +25,6 @@ PAIRS: dict[tuple[str, str], str] = {
 }
 """(function executor type, task executor) → the executor kind that runs it (reference §6.1)."""
 
-KIND_BY_EXECUTOR: dict[str, str] = {executor: kind for (_, executor), kind in PAIRS.items()}
-"""A task's executor (``builtin``/``mesapy``/``wamr``) → the kind an execution service announces."""
-
-
 class TaskIO:
     """The files a function may open, by data name (reference §11.3).
 
@@ -77,14 +73,10 @@ class Executor(abc.ABC):
 
     Attributes:
         kind: what an execution service announces to the scheduler (``builtin``, ``python``,
-            ``wasm``).
-        executor_type: the function executor type it runs (``builtin``, ``python``, ``wamr``).
-        executor: the task executor name it answers to (``builtin``, ``mesapy``, ``wamr``).
+            ``wasm``); :data:`PAIRS` says which functions and tasks it runs.
     """
 
     kind: ClassVar[str]
-    executor_type: ClassVar[str]
-    executor: ClassVar[str]
 
     @abc.abstractmethod
     def prepare(self, task: StagedTask) -> None:
@@ -116,4 +108,4 @@ def wants_log(task: StagedTask) -> bool:
     return task.function_arguments.get("save_log") == "true"
 
 
-__all__ = ["KIND_BY_EXECUTOR", "PAIRS", "Executor", "FunctionError", "TaskFiles", "TaskIO", "pair_name", "wants_log"]
+__all__ = ["PAIRS", "Executor", "FunctionError", "TaskFiles", "TaskIO", "pair_name", "wants_log"]

@@ -26,11 +26,7 @@ class SandboxedExecutor(Executor):
 
 class PythonExecutor(SandboxedExecutor):
     kind: ClassVar[str] = "python"
-    executor_type: ClassVar[str] = "python"
-    executor: ClassVar[str] = "mesapy"
 
 
 class WasmExecutor(SandboxedExecutor):
     kind: ClassVar[str] = "wasm"
-    executor_type: ClassVar[str] = "wamr"
-    executor: ClassVar[str] = "wamr"

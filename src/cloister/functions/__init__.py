@@ -57,6 +57,14 @@ class BuiltinFunction:
     run: RunFunction
     module: str
 
+    def call(self, arguments: dict[str, Any], runtime: FileRuntime) -> str:
+        """Run with a copy of ``arguments`` (a function cannot change the staged task); the summary
+        must be a string."""
+        summary = self.run(dict(arguments), runtime)
+        if not isinstance(summary, str):
+            raise FunctionError(f"Runtime Error: {self.name} returned {type(summary).__name__}, not a string")
+        return summary
+
 
 @functools.cache
 def builtin_functions() -> Mapping[str, BuiltinFunction]:

@@ -21,12 +21,14 @@ from cloister.functions._text import INVALID_UTF8
 _BLOCK = 1 << 22
 # Everything a block may hold for the one-call numpy path; all else takes the exact path.
 _PLAIN = b"0123456789+-.eEinfatyINFATY,\n"
-# Rust's char::is_whitespace (Unicode White_Space), which str::trim removes.
-_RUST_WHITESPACE = (
+# Rust's char::is_whitespace (Unicode White_Space), which str::trim removes (Python's str.strip
+# would also strip U+001C..U+001F).
+RUST_WHITESPACE = (
     "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
 )
-# What Rust's f64::from_str accepts (no surrounding spaces, no underscores, no hex).
-_RUST_F64 = re.compile(r"[+-]?(?:inf|infinity|nan|(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:e[+-]?[0-9]+)?)", re.IGNORECASE)
+# What Rust's f64::from_str and f32::from_str accept (no surrounding spaces, no underscores, no hex).
+FLOAT_PATTERN = r"[+-]?(?:inf|infinity|nan|(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:e[+-]?[0-9]+)?)"
+_RUST_FLOAT = re.compile(FLOAT_PATTERN, re.IGNORECASE)
 
 
 def read_float_rows(stream: BinaryIO, columns: int) -> np.ndarray:
@@ -92,7 +94,7 @@ def _exact_block(block: bytes, columns: int) -> list[list[float]]:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise FunctionError(INVALID_UTF8) from None
-        line = line.strip(_RUST_WHITESPACE)
+        line = rust_trim(line)
         if not line:
             raise FunctionError("Empty line")
         row = [_parse_f64(field) for field in line.split(",")]
@@ -102,11 +104,18 @@ def _exact_block(block: bytes, columns: int) -> list[list[float]]:
     return rows
 
 
+def rust_trim(text: str) -> str:
+    return text.strip(RUST_WHITESPACE)
+
+
+def check_float(text: str) -> None:
+    """Raise ``FunctionError`` with ``ParseFloatError``'s text unless Rust would parse ``text`` as a float."""
+    if not _RUST_FLOAT.fullmatch(text):
+        raise FunctionError("invalid float literal" if text else "cannot parse float from empty string")
+
+
 def _parse_f64(field: str) -> float:
-    if not field:
-        raise FunctionError("cannot parse float from empty string")
-    if not _RUST_F64.fullmatch(field):
-        raise FunctionError("invalid float literal")
+    check_float(field)
     return float(field)
 
 
@@ -118,6 +127,18 @@ def _shortest(value: float) -> tuple[str, str, int]:
     digits = (whole + fraction).lstrip("0")
     exponent = int(power or 0) + len(whole) - (len(whole + fraction) - len((whole + fraction).lstrip("0")))
     return ("-" if math.copysign(1.0, value) < 0 else ""), digits.rstrip("0"), exponent
+
+
+def ryu_layout(sign: str, digits: str, exponent: int, *, positional_below: int, positional_from: int) -> str:
+    """How the ryu crate lays out ±0.digits * 10**exponent: positional while ``positional_from <
+    exponent <= positional_below`` (``100.0``, ``1.5``, ``0.001``), scientific otherwise (``1e-7``)."""
+    if len(digits) <= exponent <= positional_below:
+        return f"{sign}{digits}{'0' * (exponent - len(digits))}.0"
+    if 0 < exponent <= positional_below:
+        return f"{sign}{digits[:exponent]}.{digits[exponent:]}"
+    if positional_from < exponent <= 0:
+        return f"{sign}0.{'0' * -exponent}{digits}"
+    return _scientific(sign, digits, exponent)
 
 
 def _scientific(sign: str, digits: str, exponent: int) -> str:
@@ -132,13 +153,7 @@ def serde_json_f64(value: float) -> str:
     if value == 0:
         return "-0.0" if math.copysign(1.0, value) < 0 else "0.0"
     sign, digits, exponent = _shortest(value)
-    if len(digits) <= exponent <= 16:
-        return f"{sign}{digits}{'0' * (exponent - len(digits))}.0"
-    if 0 < exponent <= 16:
-        return f"{sign}{digits[:exponent]}.{digits[exponent:]}"
-    if -5 < exponent <= 0:
-        return f"{sign}0.{'0' * -exponent}{digits}"
-    return _scientific(sign, digits, exponent)
+    return ryu_layout(sign, digits, exponent, positional_below=16, positional_from=-5)
 
 
 def debug_f64(value: float) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from cloister.functions import FunctionError
-from cloister.functions._float_text import serde_json_f64
+from cloister.functions._float_text import FLOAT_PATTERN, ryu_layout, serde_json_f64
 
 # serde's names for gbdt-rs's ``Loss`` variants; only the first three can be trained.
 LOSSES = (
@@ -39,26 +39,8 @@ _I64_MAX = 2**63 - 1  # larger node or feature indexes cannot exist anyway; clam
 
 # --- numbers as Rust reads and writes them -------------------------------------------------------------
 
-# char::is_whitespace, which Rust's str::trim strips (Python's str.strip would also strip U+001C..U+001F).
-_RUST_WHITESPACE = (
-    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
-    "\u2028\u2029\u202f\u205f\u3000"
-)
-# What Rust's f32::from_str accepts (ASCII digits only, no underscores, no surrounding spaces).
-_FLOAT = r"[+-]?(?:inf|infinity|nan|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?)"
-_FLOAT_TEXT = re.compile(_FLOAT, re.IGNORECASE)
-_FLOAT_LINE = re.compile(rf"{_FLOAT}(?:,{_FLOAT})*", re.IGNORECASE)
+_FLOAT_LINE = re.compile(rf"{FLOAT_PATTERN}(?:,{FLOAT_PATTERN})*", re.IGNORECASE)
 _CHUNK = 1 << 16
-
-
-def rust_trim(text: str) -> str:
-    return text.strip(_RUST_WHITESPACE)
-
-
-def check_float(text: str) -> None:
-    """Raise ``FunctionError`` with ``ParseFloatError``'s text unless Rust would parse ``text`` as a float."""
-    if not _FLOAT_TEXT.fullmatch(text):
-        raise FunctionError("invalid float literal" if text else "cannot parse float from empty string")
 
 
 def plain_float_line(text: str) -> bool:
@@ -127,14 +109,7 @@ def f32_text(value: float | np.float32) -> str:
     sign = "-" if mantissa.startswith("-") else ""
     digits = mantissa.lstrip("-").replace(".", "")
     kk = int(exponent) + 1  # 10^(kk-1) <= |value| < 10^kk
-    if len(digits) <= kk <= 13:
-        return f"{sign}{digits}{'0' * (kk - len(digits))}.0"
-    if 0 < kk <= 13:
-        return f"{sign}{digits[:kk]}.{digits[kk:]}"
-    if -6 < kk <= 0:
-        return f"{sign}0.{'0' * -kk}{digits}"
-    head = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-    return f"{sign}{head}e{kk - 1}"
+    return ryu_layout(sign, digits, kk, positional_below=13, positional_from=-6)
 
 
 # --- the model ------------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ MAX_LOG_LINES = 1000
 MAX_LOG_BYTES = 64 * 1024
 """At most this many UTF-8 bytes per task log, the truncation notice included."""
 
-_TRUNCATED = "[WARN cloister] task log truncated: it is limited to {lines} lines and {kib} KiB"
+_NOTICE = f"[WARN cloister] task log truncated: it is limited to {MAX_LOG_LINES} lines and {MAX_LOG_BYTES // 1024} KiB"
+_NOTICE_BYTES = len(_NOTICE.encode())
 _LEVEL_NAMES = {"WARNING": "WARN", "CRITICAL": "ERROR"}  # Rust's log level names, as Teaclave prints them
 _current: contextvars.ContextVar[TaskLog | None] = contextvars.ContextVar("cloister_task_log", default=None)
 
@@ -33,15 +34,13 @@ class TaskLog:
         self._bytes = 0
         self._lock = threading.Lock()
         self.truncated = False
-        self._notice = _TRUNCATED.format(lines=MAX_LOG_LINES, kib=MAX_LOG_BYTES // 1024)
 
     def append(self, line: str) -> None:
         size = len(line.encode("utf-8", "replace"))
-        reserve = len(self._notice.encode())
         with self._lock:
             if self.truncated:
                 return
-            if len(self._lines) + 1 >= MAX_LOG_LINES or self._bytes + size + reserve > MAX_LOG_BYTES:
+            if len(self._lines) + 1 >= MAX_LOG_LINES or self._bytes + size + _NOTICE_BYTES > MAX_LOG_BYTES:
                 self.truncated = True
                 return
             self._lines.append(line)
@@ -50,7 +49,7 @@ class TaskLog:
     @property
     def lines(self) -> tuple[str, ...]:
         with self._lock:
-            return (*self._lines, self._notice) if self.truncated else tuple(self._lines)
+            return (*self._lines, _NOTICE) if self.truncated else tuple(self._lines)
 
 
 class _TaskLogHandler(logging.Handler):

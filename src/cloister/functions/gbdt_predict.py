@@ -11,14 +11,13 @@ from typing import Any
 import numpy as np
 
 from cloister.functions import FileRuntime, FunctionError
+from cloister.functions._float_text import check_float, rust_trim
 from cloister.functions._gbdt import (
     F32Values,
-    check_float,
     load_model,
     plain_float_line,
     predict,
     prediction_text,
-    rust_trim,
 )
 from cloister.functions._text import INVALID_UTF8, lines
 

@@ -15,15 +15,14 @@ import numpy as np
 
 from cloister.functions import FileRuntime, FunctionError
 from cloister.functions._arguments import number, string, u32, unsigned
+from cloister.functions._float_text import check_float, rust_trim
 from cloister.functions._gbdt import (
     Config,
     F32Values,
     Model,
     Tree,
-    check_float,
     dump_model,
     plain_float_line,
-    rust_trim,
     tree_values,
 )
 from cloister.functions._text import lines

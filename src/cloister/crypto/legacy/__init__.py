@@ -4,3 +4,8 @@
 nonce); ``protected_fs`` is the SGX Protected-FS layout with fixed all-zero nonces under per-node keys.
 Use the recipes in ``cloister.crypto.files`` instead; they pick the right module for a ``FileCrypto``.
 """
+
+from collections.abc import Callable
+
+Progress = Callable[[int], None]
+"""Called with the number of bytes just processed, for progress bars."""

@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import hmac
 import os
-from collections.abc import Callable
 from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from cloister.crypto.legacy import Progress
 from cloister.errors import FileIntegrityError
 
 TAG_LENGTH = 16
 AAD = bytes(8)
 CHUNK = 1 << 20
 _BLOCK_SLACK = 15  # update_into wants room for one block beyond the input
-
-Progress = Callable[[int], None]
 
 
 def _label(key: bytes) -> str:

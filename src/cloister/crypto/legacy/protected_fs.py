@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.cmac import CMAC
 
+from cloister.crypto.legacy import Progress
 from cloister.errors import FileIntegrityError
 
 NODE = 4096
@@ -42,8 +43,6 @@ _NONCE = bytes(12)
 _HEADER = struct.pack("<QBBBBHH", FILE_ID, 1, 0, 1, 0, 0, 0)  # id, major, minor, user key, update flag, policy, svn
 _PART = slice(96, 96 + 3372)  # encrypted metadata part
 _LABEL = b"SGX-PROTECTED-FS-METADATA-KEY".ljust(64, b"\0")
-
-Progress = Callable[[int], None]
 
 
 def data_node_position(d: int) -> int:

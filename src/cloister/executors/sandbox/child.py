@@ -121,13 +121,10 @@ def _dispatch(spec: dict[str, Any], files: DescriptorFiles) -> str | bytes:
         function = find_function(spec["function_name"])
         with capture_task_log(True) as log:
             try:
-                value = function.run(dict(spec["arguments"]), files)
+                return function.call(spec["arguments"], files)
             finally:
                 for line in log.lines:
                     print(line)
-        if not isinstance(value, str):
-            raise FunctionError(f"Runtime Error: {function.name} returned {type(value).__name__}, not a string")
-        return value
     if spec["kind"] == "wasm":
         from cloister.executors.wasm_runtime import WasmLimits, run_wasm
 

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cloister.attestation.backends import Evidence
 from cloister.attestation.certificate import NETSCAPE_COMMENT_OID, TLS_NAME, report_data_for
 from cloister.attestation.deployment import Deployment, issue_certificate
+from cloister.attestation.measurement import enclave_name
 from cloister.attestation.report import EndorsedReport, ReportSigner
 from cloister.attestation.sim import verify_simulated_evidence
 from cloister.errors import AttestationError, InvalidArgumentError
@@ -59,7 +60,7 @@ class Endorser:
         report = self._signer.endorse(quote, now)
         ca_cert, ca_key = self._ca
         client_certificate = issue_certificate(
-            f"teaclave_{service}_service",
+            enclave_name(service),
             public_key,
             ca_cert,
             ca_key,
