@@ -32,19 +32,6 @@ SERVICES = (
 ATTESTATION_SERVICE = "attestation"
 """The attestation service plays Intel's IAS for a deployment; it is not one of the seven."""
 
-ENDPOINTS = (
-    "attestation",
-    "authentication_api",
-    "authentication_internal",
-    "frontend",
-    "management",
-    "storage",
-    "access_control",
-    "scheduler",
-)
-"""Every listening endpoint; the execution service has none. ``attestation`` is the attestation
-service (the part Intel's IAS plays), which is not one of the seven platform services."""
-
 DEFAULT_PORTS = {
     "attestation": 17781,
     "authentication_api": 7776,
@@ -55,6 +42,9 @@ DEFAULT_PORTS = {
     "access_control": 17779,
     "scheduler": 17780,
 }
+ENDPOINTS = tuple(DEFAULT_PORTS)
+"""Every listening endpoint; the execution service has none. ``attestation`` is the attestation
+service (the part Intel's IAS plays), which is not one of the seven platform services."""
 
 
 class Secret:
@@ -215,6 +205,16 @@ class Settings:
     def database_path(self) -> Path:
         return self.storage.path or self.state_dir / "storage" / "cloister.db"
 
+    @property
+    def storage_key_path(self) -> Path:
+        """The key the storage service seals values with (0600)."""
+        return self.state_dir / "storage" / "storage.key"
+
+    @property
+    def admin_password_path(self) -> Path:
+        """Where a generated first-admin password is written once (0600)."""
+        return self.state_dir / "admin-password"
+
     def process_name(self, service: str) -> str:
         """``service``, or ``service-instance`` for one of several processes of it."""
         return f"{service}-{self.instance}" if self.instance else service
@@ -269,7 +269,7 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
             return tuple(Path(p) for p in parts) if "Path" in text else parts
         if "bool" in text:
             return value.lower() in ("1", "true", "yes", "on")
-        if text.startswith("int") or text == "<class 'int'>":
+        if text.startswith("int"):
             return _to_number(int, value, name)
         if "float" in text:
             return _to_number(float, value, name)
@@ -367,11 +367,4 @@ def load_settings(
         endpoints=endpoints,
         instance=instance,
         **{name: _build_section(cls, sections[name], name) for name, cls in _SECTIONS.items()},
-    )
-
-
-def with_ephemeral_ports(settings: Settings) -> Settings:
-    """The same settings with every endpoint on a free loopback port (tests, benchmarks)."""
-    return dataclasses.replace(
-        settings, endpoints={name: EndpointSettings(port=0) for name in settings.endpoints}
     )

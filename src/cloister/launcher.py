@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import fcntl
 import logging
 import os
@@ -49,7 +50,6 @@ STOP_ORDER = (
 )
 """Clients before their servers, except that the services shipping audit entries to management
 stop before it: their last entries still reach the log."""
-ADMIN_PASSWORD_FILE = "admin-password"  # noqa: S105 - a file name
 _PR_SET_PDEATHSIG = 1
 
 
@@ -123,7 +123,7 @@ class Platform:
         With ``instance``, a further process of the service (e.g. a second execution service),
         known as ``name-instance`` here and in the state directory.
         """
-        process_name = f"{name}-{instance}" if instance else name
+        process_name = dataclasses.replace(self.settings, instance=instance or "").process_name(name)
         addresses.unmark_ready(self.settings, process_name)
         command = [sys.executable, "-m", "cloister", "service", name, "--state-dir", str(self.settings.state_dir)]
         if self._config_path is not None:
@@ -189,7 +189,7 @@ class Platform:
         return {name: p.returncode for name, p in self.processes.items() if p.poll() is not None}
 
     def admin_password_file(self) -> Path | None:
-        path = self.settings.state_dir / ADMIN_PASSWORD_FILE
+        path = self.settings.admin_password_path
         return path if path.exists() else None
 
     def __enter__(self) -> Platform:

@@ -11,10 +11,10 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cloister.config import ENDPOINTS, load_settings
 from cloister.launcher import Platform
+from cloister.rpc.runtime import deployment_of
 
 _CONFIG_TEMPLATE = """\
 [endpoints]
@@ -45,11 +45,11 @@ class RunningPlatform:
 
     @property
     def as_root_ca(self) -> Path:
-        return self.state_dir / "attestation" / "as_root_ca.pem"
+        return deployment_of(self.platform.settings).as_root_ca_path
 
     @property
     def enclave_info(self) -> Path:
-        return self.state_dir / "attestation" / "enclave_info.toml"
+        return deployment_of(self.platform.settings).enclave_info_path
 
     def connection_args(self, service: str) -> tuple[str, str, str]:
         address = self.authentication_address if service == "authentication" else self.frontend_address
@@ -70,7 +70,6 @@ def start_platform(
     executor_timeout: float = 3.0,
     heartbeat: float = 0.5,
     env: Mapping[str, str] | None = None,
-    **_: Any,
 ) -> RunningPlatform:
     """Start all services with state in ``directory / "state"``; stop it with ``.stop()``."""
     state_dir = directory / "state"

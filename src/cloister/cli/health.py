@@ -35,7 +35,9 @@ def check_all(settings: Settings) -> dict[str, tuple[bool, str]]:
         backend = open_backend(settings.tee_backend, deployment, "status")
         identity = asyncio.run(obtain_identity(settings, deployment, backend, "status"))
     except CloisterError as exc:
-        results.update({name: (False, exc.message) for name in (*ENDPOINTS[1:], "execution")})
+        results.update(
+            {name: (False, exc.message) for name in (*(e for e in ENDPOINTS if e != ATTESTATION_SERVICE), "execution")}
+        )
         return results
     for endpoint in ENDPOINTS:
         if endpoint != ATTESTATION_SERVICE:

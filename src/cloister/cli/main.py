@@ -87,14 +87,16 @@ def up(state_dir: Path | None, config_path: Path | None) -> None:
 
 
 def _print_banner(platform: Platform) -> None:
+    from cloister.rpc.runtime import deployment_of
+
     settings = platform.settings
-    attestation = settings.attestation_dir
+    deployment = deployment_of(settings)
     print(f"Cloister is running (state directory {settings.state_dir})", flush=True)
     print(f"  authentication API  {platform.endpoint('authentication_api')}")
     print(f"  frontend API        {platform.endpoint('frontend')}")
     print(f"  attestation service {platform.endpoint('attestation')}")
-    print(f"  attestation root CA {attestation / 'as_root_ca.pem'}")
-    print(f"  enclave info        {attestation / 'enclave_info.toml'}")
+    print(f"  attestation root CA {deployment.as_root_ca_path}")
+    print(f"  enclave info        {deployment.enclave_info_path}")
     password_file = platform.admin_password_file()
     if password_file is not None:
         print(f"  log in as '{settings.admin.user}' with the password in {password_file}")

@@ -79,10 +79,6 @@ class TaskResult:
     def err(cls, reason: str) -> TaskResult:
         return cls(failure=reason)
 
-    @property
-    def is_ready(self) -> bool:
-        return self.outputs is not None or self.failure is not None
-
     def to_json(self) -> Any:
         if self.outputs is not None:
             return {

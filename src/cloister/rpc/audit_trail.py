@@ -22,6 +22,12 @@ _MAX_BATCH = 1_000
 _FLUSH_INTERVAL = 0.5
 
 
+def audit_user(user_id: str | None = None, role: str | None = None) -> str:
+    """An entry's user field in Teaclave's form: ``{ user: alice, role: DataOwner("org1") }``."""
+    parts = ([f"user: {user_id}"] if user_id is not None else []) + ([f"role: {role}"] if role is not None else [])
+    return "{ " + ", ".join(parts) + " }"
+
+
 def client_ip(peer: str) -> bytes:
     """16-byte IPv6 form of a gRPC peer string; IPv4 becomes IPv4-compatible ``::a.b.c.d``."""
     try:

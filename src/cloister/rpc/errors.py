@@ -1,6 +1,6 @@
 """Errors across the wire: ``CloisterError`` → status on servers, status → error on clients.
 
-Only :func:`abort_for` decides what a failed call answers. A ``CloisterError`` travels as its
+Only :func:`status_and_message` decides what a failed call answers. A ``CloisterError`` travels as its
 own status and message; anything else is a bug, answered as INTERNAL with an incident id that
 points at the logged traceback, so no internal detail reaches the caller.
 """

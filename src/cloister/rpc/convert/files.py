@@ -20,10 +20,6 @@ def crypto_from_proto(info: common_pb.FileCryptoInfo | None) -> FileCrypto:
     return FileCrypto.from_request(info.schema, info.key, info.iv)
 
 
-def crypto_to_proto(crypto: FileCrypto) -> common_pb.FileCryptoInfo:
-    return common_pb.FileCryptoInfo(schema=crypto.schema, key=crypto.key, iv=crypto.iv)
-
-
 def _crypto_field(
     request: fe_pb.RegisterInputFileRequest | fe_pb.RegisterOutputFileRequest,
 ) -> common_pb.FileCryptoInfo | None:

@@ -8,7 +8,7 @@ from cloister._proto import cloister_pb2 as cpb
 from cloister._proto import cloister_pb2_grpc as cgrpc
 from cloister._proto import teaclave_access_control_service_pb2 as apb
 from cloister._proto import teaclave_access_control_service_pb2_grpc as agrpc
-from cloister.rpc.audit_trail import AuditTrail, client_ip
+from cloister.rpc.audit_trail import AuditTrail, audit_user, client_ip
 from cloister.rpc.convert.access import queries_from_proto, subject_from_proto
 from cloister.services.access_control.policy import AccessPolicy
 
@@ -29,7 +29,7 @@ class AccessControlServicer(agrpc.TeaclaveAccessControlServicer, cgrpc.AccessCon
         if len(request.user_role) > _MAX_FIELD or len(request.api) > _MAX_FIELD:
             return apb.AuthorizeApiResponse(accept=False)
         accept = self._policy.allows_api(request.user_role, request.api)
-        user = f"{{ role: {request.user_role} }}"
+        user = audit_user(role=request.user_role)
         self._trail.record(client_ip(context.peer() or ""), user, f"authorize api {request.api}", accept)
         return apb.AuthorizeApiResponse(accept=accept)
 
@@ -39,7 +39,7 @@ class AccessControlServicer(agrpc.TeaclaveAccessControlServicer, cgrpc.AccessCon
         subject = subject_from_proto(request.subject)
         queries = queries_from_proto(request.queries)
         ip = client_ip(context.peer() or "")
-        user = f"{{ user: {subject.user_id}, role: {subject.role.debug_form()} }}"
+        user = audit_user(subject.user_id, subject.role.debug_form())
         allowed = []
         for query in queries:
             decision = self._policy.allows(subject, query)

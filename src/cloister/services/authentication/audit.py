@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 
 from cloister.errors import CloisterError
-from cloister.rpc.audit_trail import AuditTrail, client_ip
+from cloister.rpc.audit_trail import AuditTrail, audit_user, client_ip
 from cloister.rpc.metadata import Caller
 from cloister.services.authentication.servicer import ApiServicer
 
@@ -37,7 +37,7 @@ def _recording(original: Any, api: str, trail: AuditTrail) -> Any:
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         caller = Caller.from_metadata(context.invocation_metadata())
         user_id = request.id if api == "user_login" else caller.user_id or ""
-        user = f"{{ user: {user_id[:256]} }}"
+        user = audit_user(user_id[:256])
         ip = client_ip(context.peer() or "")
         try:
             response = await original(request, context)

@@ -27,7 +27,6 @@ from cloister.services.authentication.users import UserRecord, UserStore, check_
 
 logger = logging.getLogger(__name__)
 
-ADMIN_PASSWORD_FILE_NAME = "admin-password"  # noqa: S105 - a file name, not a password
 
 
 def state_directory(settings: Settings) -> Path:
@@ -55,7 +54,7 @@ async def ensure_first_admin(store: UserStore, settings: Settings) -> Path | Non
         if not password or password_too_long(password):
             raise ConfigurationError("admin.password must be 1 to 4096 bytes")
     else:
-        password_file = settings.state_dir / ADMIN_PASSWORD_FILE_NAME
+        password_file = settings.admin_password_path
         password = _generated_password(password_file)
     hashed = await asyncio.to_thread(hash_password, password, settings.authentication.pbkdf2_iterations)
     if not await store.create(UserRecord(user_id, Role(RoleKind.PLATFORM_ADMIN), hashed)):

@@ -76,8 +76,6 @@ class ApiServicer(agrpc.TeaclaveAuthenticationApiServicer):
 
     async def UserRegister(self, request: apb.UserRegisterRequest, context: _Context) -> empty_pb2.Empty:
         requester_id, requester = self._authenticate(context)
-        if not request.id:
-            raise AuthenticationError("invalid user id")
         check_user_id(request.id)
         if self._store.exists(request.id):
             raise AuthenticationError("user id exist")

@@ -27,10 +27,6 @@ class TaskRunner:
         self._executors = executors
         self._data_plane = data_plane
 
-    @property
-    def kinds(self) -> tuple[str, ...]:
-        return tuple(self._executors)
-
     async def run(self, task: StagedTask) -> TaskResult:
         """The task's result; cancelling the call cancels the function."""
         try:

@@ -15,7 +15,7 @@ from cloister._proto import cloister_pb2_grpc as cgrpc
 from cloister._proto import teaclave_frontend_service_pb2_grpc as fgrpc
 from cloister._proto import teaclave_management_service_pb2_grpc as mgrpc
 from cloister.errors import CloisterError
-from cloister.rpc.audit_trail import AuditTrail, client_ip
+from cloister.rpc.audit_trail import AuditTrail, audit_user, client_ip
 from cloister.rpc.channel import Peer
 from cloister.rpc.errors import grpc_code
 from cloister.rpc.metadata import Caller, outgoing
@@ -41,7 +41,7 @@ class Forwarder:
             failure = "authentication failed" if exc.status.name == "UNAUTHENTICATED" else None
             self._audit.record(ip, "", f"authenticate to {api}" + (f": {failure}" if failure else ""), False)
             raise
-        user = f"{{ user: {principal.user_id}, role: {principal.role.debug_form()} }}"
+        user = audit_user(principal.user_id, principal.role.debug_form())
         metadata = outgoing(principal.user_id, caller.token or "", str(principal.role))
         try:
             response = await self._management.call(stub, method, request, metadata=metadata, timeout=timeout)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
-from typing import Any
 
 from cloister.errors import FailedOperationError
 from cloister.model.access import AUDIT_LOG_QUERY, Subject
@@ -18,9 +17,9 @@ from cloister.model.audit import AuditEntry, ChainedEntry, ChainHead
 from cloister.services.management.audit_query import QuerySyntaxError, parse_query
 from cloister.services.management.authorizer import Authorizer, require
 from cloister.storage.client import StorageClient
-from cloister.storage.ops import Put
+from cloister.storage.records import decode, put
 
-_PREFIX = b"audit"
+ENTRY_PREFIX = b"audit"
 _IP_BYTES = 16
 _MICROS_PER_SECOND = 1_000_000
 
@@ -36,8 +35,14 @@ def entry_key(seq: int) -> bytes:
     return b"audit-%020d" % seq
 
 
-def _dump(data: Any) -> bytes:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+def entry_seq(key: bytes) -> int:
+    """The sequence number in an :func:`entry_key`."""
+    return int(key.split(b"-", 1)[1])
+
+
+def load_head(raw: bytes | None) -> ChainHead:
+    """The stored chain head; an empty chain when none is stored yet."""
+    return decode(raw, ChainHead.from_json) or ChainHead()
 
 
 def _newest_first(entries: list[tuple[int, AuditEntry]]) -> list[AuditEntry]:
@@ -66,11 +71,9 @@ class AuditLog:
             return
         async with self._lock:
             if self._head is None:
-                raw = await self._storage.get(HEAD_KEY)
-                self._head = ChainHead.from_json(json.loads(raw)) if raw else ChainHead()
+                self._head = load_head(await self._storage.get(HEAD_KEY))
             chained, head = self._head.extend(entries)
-            ops = [Put(entry_key(c.seq), _dump(c.to_json())) for c in chained]
-            await self._storage.commit([*ops, Put(HEAD_KEY, _dump(head.to_json()))])
+            await self._storage.commit([*(put(entry_key(c.seq), c) for c in chained), put(HEAD_KEY, head)])
             self._head = head
 
     async def query(self, subject: Subject, query: str, limit: int) -> list[AuditEntry]:
@@ -82,7 +85,7 @@ class AuditLog:
             parsed = parse_query(query)
         except QuerySyntaxError as exc:
             raise _error(f"failed to query logs: {exc}") from None
-        keys = await self._storage.keys_with_prefix(_PREFIX)
+        keys = await self._storage.keys_with_prefix(ENTRY_PREFIX)
         found: list[tuple[int, AuditEntry]] = []
         for value in await self._storage.read(keys):
             if value is None:

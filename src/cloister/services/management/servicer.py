@@ -14,7 +14,6 @@ from google.protobuf import empty_pb2
 
 from cloister._proto import cloister_pb2 as cpb
 from cloister._proto import cloister_pb2_grpc as cgrpc
-from cloister._proto import teaclave_common_pb2 as common_pb
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
 from cloister._proto import teaclave_management_service_pb2 as mpb
 from cloister._proto import teaclave_management_service_pb2_grpc as mgrpc
@@ -23,9 +22,10 @@ from cloister.model.roles import Role
 from cloister.rpc.convert import files as file_convert
 from cloister.rpc.convert import functions as function_convert
 from cloister.rpc.convert import tasks as task_convert
+from cloister.rpc.convert.audit import entry_from_proto, entry_to_proto
 from cloister.rpc.convert.limits import check_count
 from cloister.rpc.metadata import Caller
-from cloister.services.management.audit import AuditEntry, AuditLog
+from cloister.services.management.audit import AuditLog
 from cloister.services.management.files import FileService
 from cloister.services.management.functions import FunctionService, FunctionView
 from cloister.services.management.tasks import TaskService
@@ -196,14 +196,14 @@ class ManagementServicer(mgrpc.TeaclaveManagementServicer):
 
     async def SaveLogs(self, request: mpb.SaveLogsRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
         check_count(request.logs, "audit entries", _MAX_AUDIT_ENTRIES)
-        await self._audit.save([_entry_from_proto(e) for e in request.logs])
+        await self._audit.save([entry_from_proto(e) for e in request.logs])
         return _EMPTY
 
     async def QueryAuditLogs(
         self, request: fe_pb.QueryAuditLogsRequest, context: grpc.aio.ServicerContext
     ) -> fe_pb.QueryAuditLogsResponse:
         entries = await self._audit.query(_user_and_role(context), request.query, request.limit)
-        return fe_pb.QueryAuditLogsResponse(logs=[_entry_to_proto(e) for e in entries])
+        return fe_pb.QueryAuditLogsResponse(logs=[entry_to_proto(e) for e in entries])
 
 
 class CloisterManagementServicer(cgrpc.ManagementServicer):
@@ -222,14 +222,3 @@ class CloisterManagementServicer(cgrpc.ManagementServicer):
     async def WaitTask(self, request: cpb.WaitTaskRequest, context: grpc.aio.ServicerContext) -> fe_pb.GetTaskResponse:
         task = await self._tasks.wait(_user(context), request.task_id, request.timeout_ms)
         return task_convert.task_to_get_response(task)
-
-
-# Audit entries have no model type (they exist only here), so they are converted here.
-def _entry_from_proto(entry: common_pb.Entry) -> AuditEntry:
-    return AuditEntry(entry.microsecond, bytes(entry.ip), entry.user, entry.message, entry.result)
-
-
-def _entry_to_proto(entry: AuditEntry) -> common_pb.Entry:
-    return common_pb.Entry(
-        microsecond=entry.microsecond, ip=entry.ip, user=entry.user, message=entry.message, result=entry.result
-    )

@@ -57,10 +57,9 @@ class TaskService:
     async def _load(self, task_id: ExternalId) -> tuple[TaskState, int]:
         """The task and its storage version."""
         (value,) = await self._storage.read([task_id.key])
-        task = decode(value, TaskState.from_json)
-        if value is None or task is None:
+        if value is None:
             raise InvalidTaskIdError()
-        return task, value.version
+        return TaskState.from_json(json.loads(value.value)), value.version
 
     async def create(
         self,

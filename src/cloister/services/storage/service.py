@@ -13,7 +13,7 @@ from cloister.storage.sqlite import SQLiteStore
 
 async def serve(settings: Settings) -> None:
     runtime = await ServiceRuntime.start(settings, "storage")
-    key = load_or_create_key(settings.state_dir / "storage" / "storage.key")
+    key = load_or_create_key(settings.storage_key_path)
     store = SQLiteStore(settings.database_path, Sealer(key))
     store.start()
     try:
