@@ -20,6 +20,7 @@ reference and whose ``message`` is safe to show to anyone::
     │   └── MalformedRequestError        a field could not be parsed (the reference's code for it)
     ├── AttestationError             16 UNAUTHENTICATED (a peer failed verification)
     ├── FileIntegrityError              a file failed its integrity check (task failure reason)
+    │   └── FileNameMismatchError        a teaclave-file-128 file was renamed
     ├── TransferError                   a file could not be downloaded or uploaded (task failure reason)
     └── TaskError                       (SDK only: how a task ended)
         ├── TaskFailedError               the function or its data failed
@@ -151,6 +152,10 @@ class FileIntegrityError(CloisterError):
     """
 
     status = StatusCode.DATA_LOSS
+
+
+class FileNameMismatchError(FileIntegrityError):
+    """A teaclave-file-128 file was renamed: its name is bound into its keys."""
     default_message = "file failed its integrity check"
 
 

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from cloister.crypto.files import PROTECTED_SCHEMA, decrypt_file, encrypt_file, read_cmac
-from cloister.errors import CloisterError
+from cloister.errors import CloisterError, FileNameMismatchError
 from cloister.model.files import FileCrypto
 
 SCHEMAS = ("aes-gcm-128", "aes-gcm-256", PROTECTED_SCHEMA)
@@ -86,14 +86,29 @@ def _progress(label: str, total: int) -> Iterator[Callable[[int], None] | None]:
         yield lambda done: bar.update(task, completed=done)
 
 
-def _fail(exc: CloisterError | OSError | ValueError, hint: str = "") -> click.ClickException:
-    if isinstance(exc, CloisterError):
+def _fail(exc: CloisterError | OSError | ValueError) -> click.ClickException:
+    if isinstance(exc, FileNameMismatchError):
+        message = exc.message + "; a teaclave-file-128 file must keep its original name (rename it back or pass --name)"
+    elif isinstance(exc, CloisterError):
         message = exc.message
     elif isinstance(exc, OSError):
         message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
     else:
         message = str(exc)
-    return click.ClickException(message + hint)
+    return click.ClickException(message)
+
+
+def _transform(
+    label: str, source: Path, run: Callable[[Callable[[int], None] | None], bytes], print_cmac: bool
+) -> None:
+    """Run an encryption or decryption of ``source`` with a progress bar, then print its cmac if asked."""
+    try:
+        with _progress(label, source.stat().st_size) as progress:
+            cmac = run(progress)
+    except (CloisterError, OSError, ValueError) as exc:
+        raise _fail(exc) from None
+    if print_cmac:
+        click.echo(cmac.hex())
 
 
 @click.command(name="encrypt")
@@ -115,13 +130,12 @@ def encrypt_command(
 ) -> None:
     """Encrypt a plaintext file into a Teaclave file format."""
     crypto = _crypto(schema, key_hex, iv_hex)
-    try:
-        with _progress("encrypting", source.stat().st_size) as progress:
-            cmac = encrypt_file(crypto, source, destination, name=name, progress=progress)
-    except (CloisterError, OSError, ValueError) as exc:
-        raise _fail(exc) from None
-    if print_cmac:
-        click.echo(cmac.hex())
+    _transform(
+        "encrypting",
+        source,
+        lambda progress: encrypt_file(crypto, source, destination, name=name, progress=progress),
+        print_cmac,
+    )
 
 
 @click.command(name="decrypt")
@@ -146,16 +160,14 @@ def decrypt_command(
     """Verify and decrypt a file; nothing is written unless every integrity check passes."""
     crypto = _crypto(schema, key_hex, iv_hex)
     expected = _hex(cmac_hex, "--expected-cmac") if cmac_hex is not None else None
-    try:
-        with _progress("decrypting", source.stat().st_size) as progress:
-            cmac = decrypt_file(crypto, source, destination, name=name, expected_cmac=expected, progress=progress)
-    except (CloisterError, OSError, ValueError) as exc:
-        hint = ""
-        if isinstance(exc, CloisterError) and "file name does not match" in exc.message:
-            hint = "; a teaclave-file-128 file must keep its original name (rename it back or pass --name)"
-        raise _fail(exc, hint) from None
-    if print_cmac:
-        click.echo(cmac.hex())
+    _transform(
+        "decrypting",
+        source,
+        lambda progress: decrypt_file(
+            crypto, source, destination, name=name, expected_cmac=expected, progress=progress
+        ),
+        print_cmac,
+    )
 
 
 @click.command(name="cmac")

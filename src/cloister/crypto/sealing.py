@@ -12,6 +12,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from cloister.crypto.secret_files import create_secret_file
 from cloister.errors import ConfigurationError, InternalError
 
 _VERSION = b"\x01"
@@ -41,20 +42,8 @@ class Sealer:
 
 def load_or_create_key(path: Path) -> bytes:
     """The key in ``path``, created (readable by its owner only) when absent."""
-    try:
-        key = path.read_bytes()
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = AESGCM.generate_key(bit_length=256)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return load_or_create_key(path)
-        with os.fdopen(fd, "wb") as f:
-            f.write(key)
-            f.flush()
-            os.fsync(f.fileno())
-        return key
+    create_secret_file(path, AESGCM.generate_key(bit_length=256))
+    key = path.read_bytes()
     if len(key) != KEY_LENGTH:
         raise ConfigurationError(f"{path} does not hold a {KEY_LENGTH}-byte key")
     return key

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.cmac import CMAC
 
 from cloister.crypto.legacy import Progress
-from cloister.errors import FileIntegrityError
+from cloister.errors import FileIntegrityError, FileNameMismatchError
 
 NODE = 4096
 HEAD = 3072  # plaintext bytes kept inside the metadata node
@@ -301,7 +301,7 @@ def read(
     created_as = part[:260].split(b"\0", 1)[0]
     if created_as != name.encode():
         shown = created_as.decode(errors="replace")
-        raise FileIntegrityError(f"teaclave-file-128: file name does not match (the file was created as {shown!r})")
+        raise FileNameMismatchError(f"teaclave-file-128: file name does not match (the file was created as {shown!r})")
     (size,) = struct.unpack_from("<Q", part, 260)
     data_nodes = -(-(size - HEAD) // NODE) if size > HEAD else 0
     expected_length = NODE * (data_node_position(data_nodes - 1) + 1 if data_nodes else 1)

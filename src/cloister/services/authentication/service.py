@@ -14,13 +14,13 @@ from pathlib import Path
 
 from cloister._proto import teaclave_authentication_service_pb2_grpc as agrpc
 from cloister.config import Settings
+from cloister.crypto.secret_files import create_secret_file
 from cloister.errors import AuthenticationError, ConfigurationError
 from cloister.model.roles import Role, RoleKind
 from cloister.rpc.audit_trail import AuditTrail
 from cloister.rpc.runtime import ServiceRuntime
 from cloister.services.authentication.audit import audited
 from cloister.services.authentication.passwords import hash_password, password_too_long
-from cloister.services.authentication.secret_files import create_secret_file
 from cloister.services.authentication.servicer import ApiServicer, InternalServicer
 from cloister.services.authentication.tokens import JWTIssuer
 from cloister.services.authentication.users import UserRecord, UserStore, check_user_id

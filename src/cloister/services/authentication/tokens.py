@@ -14,9 +14,9 @@ from typing import Any
 
 import jwt
 
+from cloister.crypto.secret_files import create_secret_file
 from cloister.errors import AuthenticationError, ConfigurationError
 from cloister.model.roles import Role
-from cloister.services.authentication.secret_files import create_secret_file
 
 ISSUER = "Teaclave"
 ALGORITHM = "HS512"

@@ -1,4 +1,4 @@
-"""Small secret files (the JWT key, the first admin's password) written once, readable by their owner only."""
+"""Small secret files (sealing keys, the JWT key, the admin password): written once, owner-readable only."""
 
 from __future__ import annotations
 
