@@ -84,12 +84,32 @@ def parse_cmac(cmac: bytes) -> bytes:
     return bytes(cmac)
 
 
-def _tag_json(tag: bytes | None) -> dict[str, list[int]] | None:
-    return None if tag is None else {"tag": list(tag)}
+def tag_json(tag: bytes) -> dict[str, list[int]]:
+    """A ``FileAuthTag``: ``{"tag": [16 ints]}`` (§3.2)."""
+    return {"tag": list(tag)}
 
 
-def _owner_json(owner: frozenset[str]) -> dict[str, list[str]]:
-    return {"uids": sorted(owner)}
+def tag_from_json(data: dict[str, list[int]]) -> bytes:
+    return bytes(data["tag"])
+
+
+def uids_json(users: frozenset[str]) -> dict[str, list[str]]:
+    """An ``OwnerList`` (a set of user ids): ``{"uids": [...]}`` (§3.2)."""
+    return {"uids": sorted(users)}
+
+
+def uids_from_json(data: dict[str, list[str]]) -> frozenset[str]:
+    return frozenset(data["uids"])
+
+
+def _file_json(file: InputFile | OutputFile) -> dict[str, Any]:
+    return {
+        "url": file.url,
+        "cmac": None if file.cmac is None else tag_json(file.cmac),
+        "crypto_info": file.crypto.to_json(),
+        "owner": uids_json(file.owner),
+        "uuid": str(file.uuid),
+    }
 
 
 @dataclass(frozen=True)
@@ -105,21 +125,15 @@ class InputFile:
         return f"input-{self.uuid}"
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "url": self.url,
-            "cmac": _tag_json(self.cmac),
-            "crypto_info": self.crypto.to_json(),
-            "owner": _owner_json(self.owner),
-            "uuid": str(self.uuid),
-        }
+        return _file_json(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> InputFile:
         return cls(
             url=data["url"],
-            cmac=bytes(data["cmac"]["tag"]),
+            cmac=tag_from_json(data["cmac"]),
             crypto=FileCrypto.from_json(data["crypto_info"]),
-            owner=frozenset(data["owner"]["uids"]),
+            owner=uids_from_json(data["owner"]),
             uuid=uuid.UUID(data["uuid"]),
         )
 
@@ -137,21 +151,15 @@ class OutputFile:
         return f"output-{self.uuid}"
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "url": self.url,
-            "cmac": _tag_json(self.cmac),
-            "crypto_info": self.crypto.to_json(),
-            "owner": _owner_json(self.owner),
-            "uuid": str(self.uuid),
-        }
+        return _file_json(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> OutputFile:
         cmac = data.get("cmac")
         return cls(
             url=data["url"],
-            cmac=None if cmac is None else bytes(cmac["tag"]),
+            cmac=None if cmac is None else tag_from_json(cmac),
             crypto=FileCrypto.from_json(data["crypto_info"]),
-            owner=frozenset(data["owner"]["uids"]),
+            owner=uids_from_json(data["owner"]),
             uuid=uuid.UUID(data["uuid"]),
         )

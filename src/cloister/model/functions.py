@@ -90,7 +90,7 @@ class Function:
             "name": self.name,
             "description": self.description,
             "public": self.public,
-            "executor_type": EXECUTOR_TYPES[self.executor_type],
+            "executor_type": executor_type_name(self.executor_type),
             "payload": list(self.payload),
             "arguments": [a.to_json() for a in self.arguments],
             "inputs": [f.to_json() for f in self.inputs],
@@ -108,7 +108,7 @@ class Function:
             name=data["name"],
             description=data["description"],
             public=data["public"],
-            executor_type=_EXECUTOR_TYPE_BY_NAME[data["executor_type"]],
+            executor_type=executor_type_from_name(data["executor_type"]),
             payload=bytes(data["payload"]),
             arguments=tuple(FunctionArgument.from_json(a) for a in data["arguments"]),
             inputs=tuple(FunctionFile.from_json(f) for f in data["inputs"]),
@@ -160,6 +160,15 @@ class UserFunctions:
 
 def executor_name(executor: str) -> str:
     return EXECUTORS[executor]
+
+
+def executor_type_name(executor_type: str) -> str:
+    """The serde name of a function executor type (``Python``), as records store it."""
+    return EXECUTOR_TYPES[executor_type]
+
+
+def executor_type_from_name(name: str) -> str:
+    return _EXECUTOR_TYPE_BY_NAME[name]
 
 
 def executor_from_name(name: str) -> str:

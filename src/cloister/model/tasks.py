@@ -7,11 +7,17 @@ import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from cloister.model.files import FileCrypto, InputFile, OutputFile
-from cloister.model.functions import EXECUTOR_TYPES, executor_from_name, executor_name
+from cloister.model.files import (
+    FileCrypto,
+    InputFile,
+    OutputFile,
+    tag_from_json,
+    tag_json,
+    uids_from_json,
+    uids_json,
+)
+from cloister.model.functions import executor_from_name, executor_name, executor_type_from_name, executor_type_name
 from cloister.model.ids import ExternalId
-
-_EXECUTOR_TYPE_BY_NAME = {v: k for k, v in EXECUTOR_TYPES.items()}
 
 
 class TaskStatus(enum.IntEnum):
@@ -84,7 +90,7 @@ class TaskResult:
             return {
                 "Ok": {
                     "return_value": list(self.outputs.return_value),
-                    "tags_map": {"inner": {k: {"tag": list(v)} for k, v in sorted(self.outputs.tags_map.items())}},
+                    "tags_map": {"inner": {k: tag_json(v) for k, v in sorted(self.outputs.tags_map.items())}},
                     "log": list(self.outputs.log),
                 }
             }
@@ -101,7 +107,7 @@ class TaskResult:
             return cls.ok(
                 TaskOutputs(
                     return_value=bytes(ok["return_value"]),
-                    tags_map={k: bytes(v["tag"]) for k, v in ok["tags_map"]["inner"].items()},
+                    tags_map={k: tag_from_json(v) for k, v in ok["tags_map"]["inner"].items()},
                     log=tuple(ok["log"]),
                 )
             )
@@ -109,11 +115,11 @@ class TaskResult:
 
 
 def _owners_json(owners: dict[str, frozenset[str]]) -> dict[str, Any]:
-    return {"inner": {name: {"uids": sorted(uids)} for name, uids in sorted(owners.items())}}
+    return {"inner": {name: uids_json(uids) for name, uids in sorted(owners.items())}}
 
 
 def _owners_from_json(data: dict[str, Any]) -> dict[str, frozenset[str]]:
-    return {name: frozenset(v["uids"]) for name, v in data["inner"].items()}
+    return {name: uids_from_json(v) for name, v in data["inner"].items()}
 
 
 @dataclass(frozen=True)
@@ -164,8 +170,8 @@ class TaskState:
             "inputs_ownership": _owners_json(self.inputs_ownership),
             "outputs_ownership": _owners_json(self.outputs_ownership),
             "function_owner": self.function_owner,
-            "participants": {"uids": sorted(self.participants)},
-            "approved_users": {"uids": sorted(self.approved_users)},
+            "participants": uids_json(self.participants),
+            "approved_users": uids_json(self.approved_users),
             "assigned_inputs": {"inner": {k: v.to_json() for k, v in sorted(self.assigned_inputs.items())}},
             "assigned_outputs": {"inner": {k: v.to_json() for k, v in sorted(self.assigned_outputs.items())}},
             "result": self.result.to_json(),
@@ -183,8 +189,8 @@ class TaskState:
             inputs_ownership=_owners_from_json(data["inputs_ownership"]),
             outputs_ownership=_owners_from_json(data["outputs_ownership"]),
             function_owner=data["function_owner"],
-            participants=frozenset(data["participants"]["uids"]),
-            approved_users=frozenset(data["approved_users"]["uids"]),
+            participants=uids_from_json(data["participants"]),
+            approved_users=uids_from_json(data["approved_users"]),
             assigned_inputs={k: InputFile.from_json(v) for k, v in data["assigned_inputs"]["inner"].items()},
             assigned_outputs={k: OutputFile.from_json(v) for k, v in data["assigned_outputs"]["inner"].items()},
             result=TaskResult.from_json(data["result"]),
@@ -226,13 +232,13 @@ class StagedTask:
             "function_id": str(self.function_id),
             "user_id": self.user_id,
             "executor": executor_name(self.executor),
-            "executor_type": EXECUTOR_TYPES[self.executor_type],
+            "executor_type": executor_type_name(self.executor_type),
             "function_name": self.function_name,
             "function_arguments": {"inner": dict(sorted(self.function_arguments.items()))},
             "function_payload": list(self.function_payload),
             "input_data": {
                 "inner": {
-                    k: {"url": v.url, "cmac": {"tag": list(v.cmac)}, "crypto_info": v.crypto.to_json()}
+                    k: {"url": v.url, "cmac": tag_json(v.cmac), "crypto_info": v.crypto.to_json()}
                     for k, v in sorted(self.input_data.items())
                 }
             },
@@ -250,12 +256,12 @@ class StagedTask:
             function_id=uuid.UUID(data["function_id"]),
             user_id=data["user_id"],
             executor=executor_from_name(data["executor"]),
-            executor_type=_EXECUTOR_TYPE_BY_NAME[data["executor_type"]],
+            executor_type=executor_type_from_name(data["executor_type"]),
             function_name=data["function_name"],
             function_arguments=dict(data["function_arguments"]["inner"]),
             function_payload=bytes(data["function_payload"]),
             input_data={
-                k: StagedInput(v["url"], bytes(v["cmac"]["tag"]), FileCrypto.from_json(v["crypto_info"]))
+                k: StagedInput(v["url"], tag_from_json(v["cmac"]), FileCrypto.from_json(v["crypto_info"]))
                 for k, v in data["input_data"]["inner"].items()
             },
             output_data={

@@ -17,6 +17,14 @@ from cloister.errors import MalformedRequestError
 from cloister.model.tasks import TaskOutputs, TaskResult, TaskState
 from cloister.rpc.convert.limits import MAX_ARGUMENTS_JSON_BYTES, MAX_FILES, check_count, check_text, check_users
 
+MAX_WAIT_SECONDS = 60.0
+"""The longest one WaitTask call waits; the client then asks again."""
+
+
+def wait_seconds(timeout_ms: int) -> float:
+    """How long a WaitTask call waits: its ``timeout_ms``, at most :data:`MAX_WAIT_SECONDS`."""
+    return min(timeout_ms / 1000, MAX_WAIT_SECONDS)
+
 
 def _finite_float(text: str) -> float:
     value = float(text)

@@ -17,11 +17,10 @@ from cloister._proto import teaclave_management_service_pb2_grpc as mgrpc
 from cloister.errors import CloisterError
 from cloister.rpc.audit_trail import AuditTrail, audit_user, client_ip
 from cloister.rpc.channel import Peer
+from cloister.rpc.convert.tasks import wait_seconds
 from cloister.rpc.errors import grpc_code
 from cloister.rpc.metadata import Caller, outgoing
 from cloister.services.frontend.gate import Gate
-
-MAX_WAIT_SECONDS = 60.0
 
 
 class Forwarder:
@@ -102,5 +101,5 @@ class CloisterFrontendServicer(cgrpc.FrontendServicer):
         )
 
     async def WaitTask(self, request: cpb.WaitTaskRequest, context: grpc.aio.ServicerContext) -> Any:
-        wait = min(request.timeout_ms / 1000, MAX_WAIT_SECONDS)
+        wait = wait_seconds(request.timeout_ms)
         return await self._forwarder.forward(cgrpc.ManagementStub, "WaitTask", "get_task", request, context, wait + 10)

@@ -33,7 +33,7 @@ from cloister.model.tasks import (
     TaskState,
     TaskStatus,
 )
-from cloister.rpc.convert.tasks import function_arguments_from_json
+from cloister.rpc.convert.tasks import function_arguments_from_json, wait_seconds
 from cloister.services.management import task_rules
 from cloister.services.management.authorizer import Authorizer, denied, require
 from cloister.services.management.locks import KeyLocks
@@ -41,7 +41,6 @@ from cloister.storage.client import StorageClient
 from cloister.storage.ops import Enqueue
 from cloister.storage.records import CANCEL_QUEUE, STAGED_TASK_QUEUE, decode, encode, load, put
 
-MAX_WAIT_SECONDS = 60.0
 _PENDING = (TaskStatus.CREATED, TaskStatus.DATA_ASSIGNED, TaskStatus.APPROVED)
 
 
@@ -96,7 +95,7 @@ class TaskService:
         task, version = await self._load(parsed)
         await self._require(subject, Action.TASK_READ, task)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + min(timeout_ms / 1000, MAX_WAIT_SECONDS)
+        deadline = loop.time() + wait_seconds(timeout_ms)
         while not task.status.is_ended:
             remaining = deadline - loop.time()
             if remaining <= 0:
