@@ -6,14 +6,15 @@ import contextlib
 import json
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from cloister._proto import cloister_pb2 as cpb
 from cloister._proto import cloister_pb2_grpc as cgrpc
 from cloister._proto import teaclave_scheduler_service_pb2 as spb
 from cloister._proto import teaclave_scheduler_service_pb2_grpc as sgrpc
+from cloister.model.executors import ExecutorInfo
 from cloister.model.tasks import StagedTask, TaskResult
 from cloister.rpc.channel import Peer
+from cloister.rpc.convert.scheduling import executor_info_to_proto, task_ids_from_proto
 from cloister.rpc.convert.tasks import task_result_to_proto
 
 _RPC_MARGIN = 10.0
@@ -26,21 +27,6 @@ class UnreadableStagedTaskError(Exception):
     def __init__(self, task_id: uuid.UUID | None, detail: str) -> None:
         self.task_id = task_id
         super().__init__(detail)
-
-
-@dataclass(frozen=True)
-class ExecutorInfo:
-    """What this execution service tells the scheduler about itself."""
-
-    executor_id: str
-    executors: tuple[str, ...]
-    labels: tuple[str, ...] = ()
-    slots: int = 1
-
-    def to_proto(self) -> cpb.ExecutorInfo:
-        return cpb.ExecutorInfo(
-            executor_id=self.executor_id, executors=list(self.executors), labels=list(self.labels), slots=self.slots
-        )
 
 
 def _parse_staged_task(raw: bytes) -> StagedTask:
@@ -63,7 +49,7 @@ class SchedulerClient:
 
     async def pull_task_wait(self, info: ExecutorInfo, timeout: float) -> StagedTask | None:
         """A task for this executor, already marked Running, or None when none came in ``timeout``."""
-        request = cpb.PullTaskWaitRequest(executor=info.to_proto(), timeout_ms=int(timeout * 1000))
+        request = cpb.PullTaskWaitRequest(executor=executor_info_to_proto(info), timeout_ms=int(timeout * 1000))
         response = await self._peer.call(cgrpc.SchedulerStub, "PullTaskWait", request, timeout=timeout + _RPC_MARGIN)
         if not response.staged_task:
             return None
@@ -74,16 +60,10 @@ class SchedulerClient:
     ) -> list[uuid.UUID]:
         """Report the running tasks; answers with those to cancel, at once or after ``wait``."""
         request = cpb.ExecutorHeartbeatRequest(
-            executor=info.to_proto(), running_task_ids=[str(t) for t in running], wait_ms=int(wait * 1000)
+            executor=executor_info_to_proto(info), running_task_ids=[str(t) for t in running], wait_ms=int(wait * 1000)
         )
         response = await self._peer.call(cgrpc.SchedulerStub, "ExecutorHeartbeat", request, timeout=wait + _RPC_MARGIN)
-        cancel: list[uuid.UUID] = []
-        for text in response.cancel_task_ids:
-            try:
-                cancel.append(uuid.UUID(text))
-            except ValueError:
-                continue
-        return cancel
+        return task_ids_from_proto(response.cancel_task_ids)
 
     async def update_task_result(self, task_id: uuid.UUID, result: TaskResult) -> None:
         request = spb.UpdateTaskResultRequest(task_id=str(task_id), result=task_result_to_proto(result))

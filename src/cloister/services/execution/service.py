@@ -9,9 +9,10 @@ from cloister.config import Settings
 from cloister.errors import ConfigurationError
 from cloister.executors import create_executors
 from cloister.file_agent import FileAgent, TransferLimits
+from cloister.model.executors import ExecutorInfo
 from cloister.rpc.runtime import ServiceRuntime
 from cloister.services.execution.runner import TaskRunner
-from cloister.services.execution.scheduler_client import ExecutorInfo, SchedulerClient
+from cloister.services.execution.scheduler_client import SchedulerClient
 from cloister.services.execution.staging import DataPlane
 from cloister.services.execution.worker import ExecutionWorker
 
@@ -31,7 +32,7 @@ async def serve(settings: Settings) -> None:
         )
     info = ExecutorInfo(
         executor_id=str(uuid.uuid4()),
-        executors=tuple(executors),
+        executors=frozenset(executors),
         labels=tuple(settings.execution.labels),
         slots=settings.execution.slots,
     )
@@ -49,6 +50,7 @@ async def serve(settings: Settings) -> None:
         slots=settings.execution.slots,
         heartbeat_seconds=settings.execution.heartbeat_seconds,
     )
+
     async def drain() -> None:
         await worker.stop(STOP_GRACE_SECONDS)
         await runner.aclose()

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cloister.errors import CloisterError, DeadlineExceededError, UnavailableError
+from cloister.model.executors import ExecutorInfo
 from cloister.model.tasks import StagedTask, TaskResult
 from cloister.services.execution.runner import TaskRunner
-from cloister.services.execution.scheduler_client import ExecutorInfo, UnreadableStagedTaskError
+from cloister.services.execution.scheduler_client import UnreadableStagedTaskError
 
 logger = logging.getLogger(__name__)
 

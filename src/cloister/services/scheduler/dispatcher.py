@@ -15,12 +15,12 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from cloister.config import SchedulerSettings
 from cloister.errors import CloisterError
 from cloister.executors.base import PAIRS
+from cloister.model.executors import ExecutorInfo
 from cloister.model.tasks import REASON_EXECUTOR_TIMEOUT, StagedTask, TaskResult, TaskStatus
 from cloister.services.scheduler.queues import TaskQueues
 from cloister.services.scheduler.records import (
@@ -50,16 +50,6 @@ class Skipped(enum.Enum):
 
     CANCELED = "canceled"
     GONE = "gone"  # no longer Staged, or no record
-
-
-@dataclass(frozen=True)
-class ExecutorInfo:
-    """What an execution service says about itself in PullTaskWait and ExecutorHeartbeat."""
-
-    executor_id: str
-    executors: frozenset[str]
-    labels: tuple[str, ...] = ()
-    slots: int = 1
 
 
 def can_run(kinds: frozenset[str] | None, labels: frozenset[str], item: PendingTask) -> bool:

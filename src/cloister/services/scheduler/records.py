@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Sequence
 from typing import Protocol
 
-from cloister.errors import MalformedRequestError
 from cloister.model.files import OutputFile
 from cloister.model.tasks import REASON_CANCELED_BY_USER, TaskResult, TaskState, TaskStatus
 from cloister.storage.ops import Op, Put, QueueItem, Versioned
@@ -35,14 +34,6 @@ class Storage(Protocol):
     async def keys_with_prefix(self, prefix: bytes) -> list[bytes]: ...
 
     async def watch_queue(self, queue: bytes, after_seq: int, limit: int, timeout: float) -> list[QueueItem]: ...
-
-
-def parse_uuid(text: str, what: str) -> uuid.UUID:
-    """A bare UUID from a request; INTERNAL like the reference's parse failures."""
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise MalformedRequestError(f"invalid {what}: {text[:64]!r} is not a UUID") from None
 
 
 def task_key(task_id: uuid.UUID) -> bytes:

@@ -15,12 +15,12 @@ from dataclasses import replace
 from cloister.errors import FailedOperationError, MalformedRequestError
 from cloister.model.files import OutputFile, parse_cmac
 from cloister.model.tasks import TaskResult, TaskState, TaskStatus
+from cloister.rpc.convert.scheduling import parse_uuid
 from cloister.services.scheduler.records import (
     Storage,
     assignment_key,
     load_outputs,
     load_task,
-    parse_uuid,
     put_output,
     put_task,
 )

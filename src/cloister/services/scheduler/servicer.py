@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from google.protobuf import empty_pb2
 
 from cloister._proto import cloister_pb2 as cpb
@@ -13,33 +11,14 @@ from cloister._proto import teaclave_scheduler_service_pb2 as spb
 from cloister._proto import teaclave_scheduler_service_pb2_grpc as sgrpc
 from cloister.errors import UnimplementedError
 from cloister.model.tasks import StagedTask
+from cloister.rpc.convert.scheduling import executor_info_from_proto, task_ids_from_proto
 from cloister.rpc.convert.tasks import task_result_from_proto
-from cloister.services.scheduler.dispatcher import ExecutorInfo, Scheduler
-from cloister.services.scheduler.records import parse_uuid
+from cloister.services.scheduler.dispatcher import Scheduler
 from cloister.services.scheduler.results import TaskResults
 from cloister.services.scheduler.teaclave import TeaclaveExecutors
 from cloister.storage.records import encode
 
 _EMPTY = empty_pb2.Empty()
-
-
-def _executor_info(message: cpb.ExecutorInfo) -> ExecutorInfo:
-    return ExecutorInfo(
-        executor_id=str(parse_uuid(message.executor_id, "executor id")),
-        executors=frozenset(message.executors),
-        labels=tuple(message.labels),
-        slots=message.slots,
-    )
-
-
-def _task_ids(texts: list[str]) -> list[uuid.UUID]:
-    ids = []
-    for text in texts:
-        try:
-            ids.append(uuid.UUID(text))
-        except ValueError:
-            continue
-    return ids
 
 
 def _staged_bytes(staged: StagedTask) -> bytes:
@@ -51,7 +30,9 @@ class SchedulerServicer(cgrpc.SchedulerServicer):
         self._scheduler = scheduler
 
     async def PullTaskWait(self, request: cpb.PullTaskWaitRequest, context: object) -> cpb.PullTaskWaitResponse:
-        staged = await self._scheduler.pull_task_wait(_executor_info(request.executor), request.timeout_ms / 1000)
+        staged = await self._scheduler.pull_task_wait(
+            executor_info_from_proto(request.executor), request.timeout_ms / 1000
+        )
         if staged is None:
             return cpb.PullTaskWaitResponse()
         return cpb.PullTaskWaitResponse(staged_task=_staged_bytes(staged))
@@ -60,7 +41,9 @@ class SchedulerServicer(cgrpc.SchedulerServicer):
         self, request: cpb.ExecutorHeartbeatRequest, context: object
     ) -> cpb.ExecutorHeartbeatResponse:
         cancel = await self._scheduler.executor_heartbeat(
-            _executor_info(request.executor), _task_ids(list(request.running_task_ids)), request.wait_ms / 1000
+            executor_info_from_proto(request.executor),
+            task_ids_from_proto(list(request.running_task_ids)),
+            request.wait_ms / 1000,
         )
         return cpb.ExecutorHeartbeatResponse(cancel_task_ids=[str(t) for t in cancel])
 

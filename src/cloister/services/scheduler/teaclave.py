@@ -15,8 +15,8 @@ import logging
 
 from cloister.errors import FailedOperationError, MalformedRequestError
 from cloister.model.tasks import StagedTask
+from cloister.rpc.convert.scheduling import parse_uuid
 from cloister.services.scheduler.dispatcher import Scheduler, Skipped, shielded
-from cloister.services.scheduler.records import parse_uuid
 from cloister.services.scheduler.state import PendingTask
 
 logger = logging.getLogger(__name__)

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from cloister._proto import cloister_pb2 as cpb
+from cloister.model.executors import ExecutorInfo
 from cloister.model.tasks import StagedTask, TaskOutputs, TaskResult
-from cloister.services.execution.scheduler_client import ExecutorInfo, SchedulerClient, UnreadableStagedTaskError
+from cloister.services.execution.scheduler_client import SchedulerClient, UnreadableStagedTaskError
 
 INFO = ExecutorInfo(str(uuid.uuid4()), ("builtin",), ("gpu",), 4)
 

@@ -10,9 +10,9 @@ from async_helpers import run, until
 
 from cloister.errors import MalformedRequestError, UnavailableError
 from cloister.executors import BuiltinExecutor, Executor, TaskIO
+from cloister.model.executors import ExecutorInfo
 from cloister.model.tasks import StagedTask, TaskOutputs, TaskResult
 from cloister.services.execution.runner import TaskRunner
-from cloister.services.execution.scheduler_client import ExecutorInfo
 from cloister.services.execution.worker import ExecutionWorker
 
 

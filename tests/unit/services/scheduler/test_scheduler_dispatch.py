@@ -12,8 +12,9 @@ from scheduler_fakes import CANCEL, STAGED, FakeStorage, cancel, make_task
 
 from cloister.config import SchedulerSettings
 from cloister.errors import UnavailableError
+from cloister.model.executors import ExecutorInfo
 from cloister.model.tasks import REASON_CANCELED_BY_USER, StagedElement, TaskStatus
-from cloister.services.scheduler.dispatcher import ExecutorInfo, Scheduler
+from cloister.services.scheduler.dispatcher import Scheduler
 from cloister.storage.ops import Ack, Put
 
 
