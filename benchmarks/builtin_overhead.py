@@ -6,16 +6,15 @@ Usage: python -m benchmarks.builtin_overhead
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 import time
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
 from cloister.crypto.files import encrypt_file
+from cloister.executors import TaskFiles
 from cloister.functions import builtin_functions
 from cloister.model.files import FileCrypto
 from cloister.sdk import (
@@ -42,18 +41,6 @@ CASES = {
 }  # fmt: skip
 
 
-class _Files:
-    def __init__(self, source: Path, sink: Path, input_name: str, output_name: str) -> None:
-        self._paths = {input_name: source}
-        self._sink, self._output = sink, output_name
-
-    def open_input(self, name: str) -> BinaryIO:
-        return self._paths[name].open("rb")
-
-    def create_output(self, name: str) -> BinaryIO:
-        return self._sink.open("wb") if name == self._output else io.BytesIO()
-
-
 def _data(path: Path, rows: int, features: int) -> None:
     rng = np.random.default_rng(7)
     x = rng.normal(size=(rows, features))
@@ -78,7 +65,7 @@ def main() -> None:
                 _data(plain, rows, features)
                 started = time.perf_counter()
                 builtin_functions()[name].run(
-                    dict(arguments), _Files(plain, work / "direct.out", input_name, output_name)
+                    dict(arguments), TaskFiles(work, {input_name: plain}, {output_name: work / "direct.out"})
                 )
                 direct = time.perf_counter() - started
 

@@ -2,7 +2,8 @@
 
 protoc writes imports by bare module name (``import teaclave_common_pb2``); inside a package
 they must be relative, so the generated files are rewritten once here. Run with
-``python scripts/gen_proto.py [OUT_DIR]``; a test checks the committed files are current.
+``python scripts/gen_proto.py [OUT_DIR]``; ``--check`` (run by ``make lint``) fails when the
+committed files are stale.
 """
 
 from __future__ import annotations

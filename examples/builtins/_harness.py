@@ -52,19 +52,22 @@ def _address(state: Path, endpoint: str) -> str:
     return (state / "run" / endpoint).read_text().strip()
 
 
-def _session(state: Path, user: str, password: str) -> FrontendService:
+def _clients(state: Path, user: str, password: str) -> tuple[AuthenticationService, FrontendService]:
+    """``user``'s logged-in clients of the platform whose state directory is ``state``."""
     verify = (state / "attestation" / "as_root_ca.pem", state / "attestation" / "enclave_info.toml")
     auth = AuthenticationService(_address(state, "authentication_api"), *verify)
     auth.user_login(user, password)
     frontend = FrontendService(_address(state, "frontend"), *verify)
     frontend.metadata = auth.metadata
-    return frontend
+    return auth, frontend
+
+
+def _session(state: Path, user: str, password: str) -> FrontendService:
+    return _clients(state, user, password)[1]
 
 
 def run(scenario: Scenario, state: Path, fixtures: Path, admin_password: str) -> None:
-    verify = (state / "attestation" / "as_root_ca.pem", state / "attestation" / "enclave_info.toml")
-    admin_auth = AuthenticationService(_address(state, "authentication_api"), *verify)
-    admin_auth.user_login("admin", admin_password)
+    admin_auth, _ = _clients(state, "admin", admin_password)
     suffix = os.urandom(3).hex()
     parties = {}
     for party in scenario.parties:
@@ -129,11 +132,19 @@ def run(scenario: Scenario, state: Path, fixtures: Path, admin_password: str) ->
         print(f"  task {task_id} by {creator_user}: done")
 
 
-def main(name: str) -> None:
+def options(name: str) -> argparse.Namespace:
+    """Every example's command line: the platform's state directory, Teaclave's fixtures, the
+    admin password (``.admin_password`` is read from the state directory when not given)."""
+    shared = Path(os.environ.get("CLOISTER_SHARED_DIR") or REPOSITORY.parent / "shared")
     parser = argparse.ArgumentParser(description=f"Run {name} with Teaclave's fixtures against a running Cloister.")
     parser.add_argument("--state-dir", type=Path, default=default_state_dir(os.environ))
-    parser.add_argument("--fixtures", type=Path, default=REPOSITORY.parent / "shared" / "fixtures" / "teaclave")
+    parser.add_argument("--fixtures", type=Path, default=shared / "fixtures" / "teaclave")
     parser.add_argument("--admin-password", default=os.environ.get("CLOISTER_ADMIN_PASSWORD"))
     args = parser.parse_args()
-    password = args.admin_password or (args.state_dir / "admin-password").read_text().strip()
-    run(SCENARIOS[name], args.state_dir, args.fixtures, password)
+    args.admin_password = args.admin_password or (args.state_dir / "admin-password").read_text().strip()
+    return args
+
+
+def main(name: str) -> None:
+    args = options(name)
+    run(SCENARIOS[name], args.state_dir, args.fixtures, args.admin_password)

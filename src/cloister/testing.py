@@ -58,6 +58,12 @@ class RunningPlatform:
     def stop(self) -> None:
         self.platform.stop()
 
+    def __enter__(self) -> RunningPlatform:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def restart(self) -> None:
         """Stop every service and start them all again on the same state directory."""
         self.platform.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,21 +14,15 @@ from cloister.testing import RunningPlatform, start_platform
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
-    running = start_platform(tmp_path_factory.mktemp("platform"))
-    try:
+    with start_platform(tmp_path_factory.mktemp("platform")) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture
 def own_platform(tmp_path: Path) -> Iterator[RunningPlatform]:
     """A platform for one test that stops, kills or restarts services."""
-    running = start_platform(tmp_path)
-    try:
+    with start_platform(tmp_path) as running:
         yield running
-    finally:
-        running.stop()
 
 
 class Session:
@@ -51,3 +46,14 @@ def login(platform: RunningPlatform, user: str, password: str) -> Session:
 
 def admin(platform: RunningPlatform) -> Session:
     return Session(platform, platform.admin_user, platform.admin_password)
+
+
+def audit_entries(session: Session, query: str, expect: int, limit: int = 1000) -> list:
+    """The entries ``query`` finds once there are ``expect`` of them (entries arrive within a
+    second), or what it finds after 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = session.frontend.query_audit_logs(query, limit)
+        if len(found) >= expect or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)

@@ -7,22 +7,12 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 
-from conftest import admin
+from conftest import admin, audit_entries
 
 from cloister.crypto.sealing import Sealer
 from cloister.sdk import FunctionArgument
 from cloister.testing import RunningPlatform
-
-
-def _entries(session, query: str, expect: int, limit: int = 1000) -> list:
-    deadline = time.monotonic() + 10
-    while True:
-        found = session.frontend.query_audit_logs(query, limit)
-        if len(found) >= expect or time.monotonic() > deadline:
-            return found
-        time.sleep(0.1)
 
 
 def _verify(platform: RunningPlatform) -> subprocess.CompletedProcess[str]:
@@ -44,19 +34,19 @@ def test_burst_is_recorded_in_order_with_its_decisions(own_platform: RunningPlat
         thread.start()
     for thread in threads:
         thread.join()
-    entries = _entries(root, "message:get_function -message:authorize", 40)
+    entries = audit_entries(root, "message:get_function -message:authorize", 40)
     assert len(entries) == 40 and all(e.result for e in entries)
     # Each call's decision by the access control service is in the log too, under the caller.
-    decisions = _entries(root, f'message:"authorize function.read {function_id}"', 40)
+    decisions = audit_entries(root, f'message:"authorize function.read {function_id}"', 40)
     assert len(decisions) == 40 and all(e.result for e in decisions)
     assert all(e.user == f"{{ user: {own_platform.admin_user}, role: PlatformAdmin }}" for e in decisions)
-    api_decisions = _entries(root, 'message:"authorize api get_function"', 1)
+    api_decisions = audit_entries(root, 'message:"authorize api get_function"', 1)
     assert api_decisions and all(e.user == "{ role: PlatformAdmin }" and e.result for e in api_decisions)
     # Newer seconds first and, within a second, in the order recorded (Teaclave's order, §13.3):
     # so recording order matches the calls' timestamps.
     stamps = [e.microsecond for e in entries]
     assert stamps == sorted(stamps, key=lambda s: (-(s // 1_000_000), s))
-    logins = _entries(root, "message:user_login", 5)
+    logins = audit_entries(root, "message:user_login", 5)
     assert logins and all(e.user == f"{{ user: {own_platform.admin_user} }}" for e in logins)
     assert not any(own_platform.admin_password in e.message for e in logins)
     result = _verify(own_platform)
@@ -85,7 +75,7 @@ def test_edits_removals_and_reordering_are_detected(own_platform: RunningPlatfor
     root = admin(own_platform)
     for _ in range(5):
         root.frontend.list_functions(own_platform.admin_user)
-    _entries(root, "message:list_functions", 5)
+    audit_entries(root, "message:list_functions", 5)
     own_platform.stop()
     assert _verify(own_platform).returncode == 0
 

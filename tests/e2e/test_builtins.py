@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import admin
 from http_fixture_server import FixtureHTTPServer
-from shared_fixtures import TEACLAVE_FIXTURES
+from shared_fixtures import FIXTURE_CMACS, TEACLAVE_FIXTURES
 
 from cloister.crypto.files import decrypt_file, encrypt_file
 from cloister.model.files import FileCrypto
@@ -76,7 +76,7 @@ SCENARIOS = [
             "training_optimization_level": 2,
         },
         "Trained 120 lines of data.",
-        {"training_data": (F / "gbdt_training" / "train.enc", "860030495909b84864b991865e9ad94f")},
+        {"training_data": (F / "gbdt_training" / "train.enc", FIXTURE_CMACS["gbdt_training/train.enc"])},
         {"trained_model": lambda produced: "trees" in json.loads(produced)},
     ),
     Scenario(
@@ -121,8 +121,8 @@ SCENARIOS = [
         {"left_column": 0, "right_column": 0, "ascending": True, "drop": True},
         "120 records",
         {
-            "input_data1": (F / "ordered_set_join" / "join0.csv.enc", "3f91d2744763445d265ea469debb74f0"),
-            "input_data2": (F / "ordered_set_join" / "join1.csv.enc", "d1e5a520489c93d0254c8c22cdefab89"),
+            "input_data1": (F / "ordered_set_join" / "join0.csv.enc", FIXTURE_CMACS["ordered_set_join/join0.csv.enc"]),
+            "input_data2": (F / "ordered_set_join" / "join1.csv.enc", FIXTURE_CMACS["ordered_set_join/join1.csv.enc"]),
         },
         {"output_result": _same_text(F / "gbdt_training" / "train.txt")},
     ),
@@ -130,7 +130,7 @@ SCENARIOS = [
         "builtin-rsa-sign",
         {"data": "test data"},
         (F / "rsa_sign" / "expected_rsasign.txt").read_text().replace("\n", ""),
-        {"rsa_key": (F / "rsa_sign" / "rsakey.enc", "620c16ab588ca638f3b0a2692ab078cf")},
+        {"rsa_key": (F / "rsa_sign" / "rsakey.enc", FIXTURE_CMACS["rsa_sign/rsakey.enc"])},
     ),
     Scenario(
         "builtin-face-detection",

@@ -13,7 +13,7 @@ from conftest import Session, admin, login
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from http_fixture_server import FixtureHTTPServer, ServerSwitches
 from s3_server import BUCKET, S3, running_s3
-from shared_fixtures import TEACLAVE_FIXTURES
+from shared_fixtures import FIXTURE_CMACS, TEACLAVE_FIXTURES, fixture_cmac
 
 from cloister.crypto.files import decrypt_file
 from cloister.errors import AccessDeniedError, FailedOperationError, TaskFailedError
@@ -23,11 +23,7 @@ from cloister.testing import RunningPlatform
 
 FUNCTIONS = TEACLAVE_FIXTURES / "functions"
 BANKS = FUNCTIONS / "private_join_and_compute" / "three_party_data"
-BANK_CMACS = {
-    "a": "f6a4585a4903f8dea0ee90ac84a50dba",
-    "b": "ab6065314fcbacd6971ff55d3821b51e",
-    "c": "9d7dbe465806731a43008ab094c97688",
-}
+BANK_CMACS = {c: FIXTURE_CMACS[f"private_join_and_compute/three_party_data/bank_{c}.enc"] for c in "abc"}
 ZERO_KEY = bytes(16)
 
 
@@ -177,7 +173,7 @@ def test_ordered_set_intersection_between_two_users(platform: RunningPlatform, s
         inputs_ownership=[OwnerList("input_data1", ["psi_0"]), OwnerList("input_data2", ["psi_1"])],
         outputs_ownership=[OwnerList("output_result1", ["psi_0"]), OwnerList("output_result2", ["psi_1"])],
     )
-    cmacs = {"0": "92f686d4ac2ba6b4ffd93bc7ac5dbf58", "1": "8b3104972a6f0de949315e0b45d5dd66"}
+    cmacs = {n: FIXTURE_CMACS[f"ordered_set_intersect/psi{n}.txt.enc"] for n in "01"}
     keys = {}
     for n in "01":
         user = users[n].frontend
@@ -225,7 +221,7 @@ def _password_check(platform: RunningPlatform, user: Session, exposed_url: str, 
     return task_id
 
 
-EXPOSED_CMAC = bytes.fromhex("a31dd0b7de0b6cc7e0dec1dcf7a46479")
+EXPOSED_CMAC = fixture_cmac("password_check/exposed_passwords.txt.enc")
 
 
 def test_password_check_with_a_data_url(platform: RunningPlatform, served) -> None:

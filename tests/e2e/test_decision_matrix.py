@@ -25,7 +25,7 @@ from cloister._proto import teaclave_frontend_service_pb2 as fpb
 from cloister.errors import AccessDeniedError, AuthenticationError, CloisterError
 from cloister.sdk import DataMap, FrontendService, FunctionArgument, FunctionInput, FunctionOutput, OwnerList
 from cloister.services.authentication.tokens import KEY_FILE_NAME, SECRET_LENGTH, JWTIssuer
-from cloister.testing import RunningPlatform, start_platform
+from cloister.testing import RunningPlatform
 
 DATA = Path(__file__).parent / "data"
 KEY, IV = bytes(range(16)), bytes(range(12))
@@ -188,17 +188,11 @@ def _outcome(call: Callable[[], object]) -> str:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    directory = tmp_path_factory.mktemp("matrix")
-    (directory / "served").mkdir()
-    running = start_platform(directory)
-    try:
-        with FixtureHTTPServer(directory / "served") as server:
-            built = _build(running, server)
-            yield built
-            built.close()
-    finally:
-        running.stop()
+def world(platform: RunningPlatform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with FixtureHTTPServer(tmp_path_factory.mktemp("served")) as server:
+        built = _build(platform, server)
+        yield built
+        built.close()
 
 
 def test_the_table_covers_every_frontend_rpc() -> None:

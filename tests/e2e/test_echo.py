@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import admin, login
+from conftest import admin, audit_entries, login
 
 from cloister.sdk import FunctionArgument
 from cloister.testing import RunningPlatform
@@ -64,15 +64,9 @@ def test_logs_never_contain_passwords_tokens_or_messages(platform: RunningPlatfo
 
 
 def test_frontend_calls_are_audited(platform: RunningPlatform) -> None:
-    import time
-
     root = admin(platform)
     root.frontend.register_function("builtin-echo", "audited", "builtin", arguments=[FunctionArgument("message")])
-    deadline = time.monotonic() + 10
-    entries = []
-    while time.monotonic() < deadline and not entries:
-        entries = root.frontend.query_audit_logs(f"+user:{platform.admin_user} +message:register_function", 100)
-        time.sleep(0.1)
+    entries = audit_entries(root, f"+user:{platform.admin_user} +message:register_function", 1, 100)
     assert entries, "the call never reached the audit log"
     newest = entries[0]
     assert newest.result is True

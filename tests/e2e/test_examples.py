@@ -19,10 +19,7 @@ SCRIPTS = sorted(p for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
 def test_example_runs(platform: RunningPlatform, script: Path) -> None:
     env = {**os.environ, "CLOISTER_ADMIN_PASSWORD": platform.admin_password}
-    args = [sys.executable, str(script)]
-    args += [str(platform.state_dir)] if script.stem == "face_detection" else ["--state-dir", str(platform.state_dir)]
-    if script.stem != "face_detection":
-        args += ["--fixtures", str(TEACLAVE_FIXTURES)]
+    args = [sys.executable, str(script), "--state-dir", str(platform.state_dir), "--fixtures", str(TEACLAVE_FIXTURES)]
     result = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("builtin"), result.stdout

@@ -12,7 +12,7 @@ import pytest
 from conftest import Session, admin
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from http_fixture_server import FixtureHTTPServer
-from shared_fixtures import TEACLAVE_FIXTURES
+from shared_fixtures import TEACLAVE_FIXTURES, fixture_cmac
 
 from cloister.crypto.files import decrypt_file
 from cloister.errors import TaskCancelledError, TaskFailedError
@@ -33,11 +33,8 @@ LIMITS = {
 
 @pytest.fixture(scope="module")
 def sandboxed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
-    running = start_platform(tmp_path_factory.mktemp("sandboxed"), env=LIMITS)
-    try:
+    with start_platform(tmp_path_factory.mktemp("sandboxed"), env=LIMITS) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def _run(
@@ -127,7 +124,7 @@ def entrypoint(argv):
             "teaclave-file-128",
             bytes(16),
             b"",
-            bytes.fromhex("00780510adc603725ec240ab979681f0"),
+            fixture_cmac("py_logistic_reg/train.enc"),
         )
         key, iv = AESGCM.generate_key(bit_length=128), bytes(12)
         weights = root.frontend.register_output_file(server.url("out/weights"), "aes-gcm-128", key, iv)

@@ -71,13 +71,13 @@ def _service(state_dir: Path, config: Path, name: str) -> subprocess.CompletedPr
     return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
 
-def test_services_refuse_a_tampered_or_undersigned_identity_file(own_platform: RunningPlatform, tmp_path: Path) -> None:
-    attestation = own_platform.state_dir / "attestation"
+def test_services_refuse_a_tampered_or_undersigned_identity_file(platform: RunningPlatform, tmp_path: Path) -> None:
+    attestation = platform.state_dir / "attestation"
     tampered = tmp_path / "enclave_info.toml"
     tampered.write_bytes((attestation / "enclave_info.toml").read_bytes().replace(b"mr_signer", b"mr_signer ", 1))
     signature = attestation / "auditors" / "dev.sign.sha256"
     public_key = attestation / "auditors" / "dev.public.pem"
-    base = (own_platform.state_dir.parent / "cloister.toml").read_text()
+    base = (platform.state_dir.parent / "cloister.toml").read_text()
 
     config = tmp_path / "tampered.toml"
     config.write_text(
@@ -86,7 +86,7 @@ def test_services_refuse_a_tampered_or_undersigned_identity_file(own_platform: R
         + f'auditor_signatures = ["{signature}"]\nauditor_public_keys = ["{public_key}"]\n'
     )
     for name in ("frontend", "storage"):
-        result = _service(own_platform.state_dir, config, name)
+        result = _service(platform.state_dir, config, name)
         assert result.returncode == 1
         assert "does not verify" in result.stderr
 
@@ -95,15 +95,15 @@ def test_services_refuse_a_tampered_or_undersigned_identity_file(own_platform: R
         + f'\n[attestation]\nenclave_info = "{attestation / "enclave_info.toml"}"\n'
         + f'auditor_signatures = ["{signature}"]\nauditor_public_keys = ["{public_key}"]\nrequired_auditors = 2\n'
     )
-    result = _service(own_platform.state_dir, config, "frontend")
+    result = _service(platform.state_dir, config, "frontend")
     assert result.returncode == 1
     assert "2 required" in result.stderr
 
 
-def test_unknown_backend_stops_start_up(own_platform: RunningPlatform, tmp_path: Path) -> None:
+def test_unknown_backend_stops_start_up(platform: RunningPlatform, tmp_path: Path) -> None:
     config = tmp_path / "sgx.toml"
-    config.write_text('tee_backend = "sgx"\n' + (own_platform.state_dir.parent / "cloister.toml").read_text())
-    result = _service(own_platform.state_dir, config, "frontend")
+    config.write_text('tee_backend = "sgx"\n' + (platform.state_dir.parent / "cloister.toml").read_text())
+    result = _service(platform.state_dir, config, "frontend")
     assert result.returncode == 1
     assert "no device was found" in result.stderr
     assert isinstance(ServiceFailedError("x"), CloisterError)

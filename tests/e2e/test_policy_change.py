@@ -33,11 +33,9 @@ def policy_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def running(tmp_path: Path, policy_dir: Path) -> Iterator[RunningPlatform]:
     (tmp_path / "platform").mkdir()
-    platform = start_platform(tmp_path / "platform", env={"CLOISTER_ACCESS_CONTROL__POLICY_DIR": str(policy_dir)})
-    try:
+    env = {"CLOISTER_ACCESS_CONTROL__POLICY_DIR": str(policy_dir)}
+    with start_platform(tmp_path / "platform", env=env) as platform:
         yield platform
-    finally:
-        platform.stop()
 
 
 def _restart_access_control(platform: RunningPlatform) -> None:

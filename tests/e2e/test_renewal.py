@@ -19,11 +19,8 @@ LIFETIME = 6.0  # seconds: renewed every 4 s
 
 @pytest.fixture
 def short_lived(tmp_path: Path) -> Iterator[RunningPlatform]:
-    running = start_platform(tmp_path, env={"CLOISTER_ATTESTATION__CERTIFICATE_LIFETIME_SECONDS": str(LIFETIME)})
-    try:
+    with start_platform(tmp_path, env={"CLOISTER_ATTESTATION__CERTIFICATE_LIFETIME_SECONDS": str(LIFETIME)}) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def test_tasks_keep_running_across_certificate_renewals(short_lived: RunningPlatform) -> None:

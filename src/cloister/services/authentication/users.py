@@ -122,26 +122,22 @@ class UserStore:
 
     async def create(self, record: UserRecord) -> bool:
         """Store a new user; False, storing nothing, when the id is taken."""
-        async with self._lock:
-            if self.exists(record.id):
-                return False
-            await self._commit([Put(self._required_key(record.id), record.to_json())])
-            return True
+        return await self._commit_if(record.id, False, Put(self._required_key(record.id), record.to_json()))
 
     async def replace(self, record: UserRecord) -> bool:
         """Overwrite an existing user; False, storing nothing, when it no longer exists."""
-        async with self._lock:
-            if not self.exists(record.id):
-                return False
-            await self._commit([Put(self._required_key(record.id), record.to_json())])
-            return True
+        return await self._commit_if(record.id, True, Put(self._required_key(record.id), record.to_json()))
 
     async def delete(self, user_id: str) -> bool:
         """Remove a user; False when there was none."""
+        return await self._commit_if(user_id, True, Delete(self._required_key(user_id)))
+
+    async def _commit_if(self, user_id: str, exists: bool, op: Put | Delete) -> bool:
+        """Commit ``op`` if the user's existence is still ``exists``, checked under the store's lock."""
         async with self._lock:
-            if not self.exists(user_id):
+            if self.exists(user_id) != exists:
                 return False
-            await self._commit([Delete(self._required_key(user_id))])
+            await self._commit([op])
             return True
 
     def list_ids(self) -> list[str]:
