@@ -80,17 +80,13 @@ class Query:
     attributes: Mapping[str, AttributeValue]
 
 
-def _users(users: Collection[str]) -> frozenset[str]:
-    return frozenset(users)
-
-
 def function_query(action: Action, function: Function, use_numbers: int | None = None) -> Query:
     attributes: dict[str, AttributeValue] = {
         "id": function.external_id,
         "name": function.name,
         "owner": function.owner,
         "public": function.public,
-        "user_allowlist": _users(function.user_allowlist),
+        "user_allowlist": frozenset(function.user_allowlist),
         "usage_quota": function.usage_quota,
         "disabled": function.disabled,
         "executor_type": function.executor_type,
@@ -106,7 +102,7 @@ def user_query(action: Action, user_id: str) -> Query:
 
 
 def file_query(action: Action, file_id: str, owner: Collection[str], **extra: AttributeValue) -> Query:
-    return Query(action, file_id, {"id": file_id, "owner": _users(owner), **extra})
+    return Query(action, file_id, {"id": file_id, "owner": frozenset(owner), **extra})
 
 
 def task_query(action: Action, task: TaskState) -> Query:

@@ -13,13 +13,17 @@ from cloister.config import Settings
 from cloister.errors import UnavailableError
 
 
-def publish(settings: Settings, endpoint: str, port: int) -> None:
+def _write_run_file(settings: Settings, name: str, text: str) -> None:
+    """Replace ``<run_dir>/name`` atomically: a reader sees the old text or the new, never half."""
     run_dir = settings.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    host = settings.endpoint(endpoint).host
-    tmp = run_dir / f".{endpoint}.tmp"
-    tmp.write_text(f"{_connect_host(host)}:{port}\n")
-    os.replace(tmp, run_dir / endpoint)
+    tmp = run_dir / f".{name}.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, run_dir / name)
+
+
+def publish(settings: Settings, endpoint: str, port: int) -> None:
+    _write_run_file(settings, endpoint, f"{_connect_host(settings.endpoint(endpoint).host)}:{port}\n")
 
 
 def unpublish(settings: Settings, endpoint: str) -> None:
@@ -35,11 +39,7 @@ def published(settings: Settings, endpoint: str) -> str | None:
 
 def mark_ready(settings: Settings, service: str) -> None:
     """Tell the launcher and ``cloister status`` that ``service`` is up (with its pid)."""
-    run_dir = settings.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / f".{service}.ready.tmp"
-    tmp.write_text(f"{os.getpid()}\n")
-    os.replace(tmp, run_dir / f"{service}.ready")
+    _write_run_file(settings, f"{service}.ready", f"{os.getpid()}\n")
 
 
 def unmark_ready(settings: Settings, service: str) -> None:

@@ -36,14 +36,18 @@ _MAX_AUDIT_ENTRIES = 100_000
 
 def _user(context: grpc.aio.ServicerContext) -> Subject:
     """The caller, for an RPC where the reference does not require ``role``."""
-    caller = Caller.from_metadata(context.invocation_metadata())
-    return Subject(caller.require_user_id(), Role.parse(caller.role or ""))
+    return _subject(context, role_required=False)
 
 
 def _user_and_role(context: grpc.aio.ServicerContext) -> Subject:
+    return _subject(context, role_required=True)
+
+
+def _subject(context: grpc.aio.ServicerContext, role_required: bool) -> Subject:
     caller = Caller.from_metadata(context.invocation_metadata())
     user_id = caller.require_user_id()
-    return Subject(user_id, Role.parse(caller.require_role()))
+    role = caller.require_role() if role_required else caller.role or ""
+    return Subject(user_id, Role.parse(role))
 
 
 class ManagementServicer(mgrpc.TeaclaveManagementServicer):
