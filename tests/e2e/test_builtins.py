@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import admin
 from http_fixture_server import FixtureHTTPServer
-from shared_fixtures import FIXTURE_CMACS, TEACLAVE_FIXTURES
+from shared_fixtures import FIXTURE_CMACS, GBDT_TRAIN_ARGUMENTS, TEACLAVE_FIXTURES
 
 from cloister.crypto.files import decrypt_file, encrypt_file
 from cloister.model.files import FileCrypto
@@ -64,17 +64,7 @@ def _face_count(summary: str) -> bool:
 SCENARIOS = [
     Scenario(
         "builtin-gbdt-train",
-        {
-            "feature_size": 4,
-            "max_depth": 4,
-            "iterations": 100,
-            "shrinkage": 0.1,
-            "feature_sample_ratio": 1.0,
-            "data_sample_ratio": 1.0,
-            "min_leaf_size": 1,
-            "loss": "LAD",
-            "training_optimization_level": 2,
-        },
+        GBDT_TRAIN_ARGUMENTS,
         "Trained 120 lines of data.",
         {"training_data": (F / "gbdt_training" / "train.enc", FIXTURE_CMACS["gbdt_training/train.enc"])},
         {"trained_model": lambda produced: "trees" in json.loads(produced)},

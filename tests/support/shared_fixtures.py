@@ -32,3 +32,16 @@ FIXTURE_CMACS = {
 def fixture_cmac(path: str) -> bytes:
     """The cmac of Teaclave's encrypted fixture ``functions/<path>``."""
     return bytes.fromhex(FIXTURE_CMACS[path])
+
+GBDT_TRAIN_ARGUMENTS = {
+    "feature_size": 4,
+    "max_depth": 4,
+    "iterations": 100,
+    "shrinkage": 0.1,
+    "feature_sample_ratio": 1.0,
+    "data_sample_ratio": 1.0,
+    "min_leaf_size": 1,
+    "loss": "LAD",
+    "training_optimization_level": 2,
+}
+"""The arguments Teaclave trained its fixture model ``gbdt_training/`` with."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from memory_runtime import MemoryRuntime
-from shared_fixtures import TEACLAVE_FIXTURES
+from shared_fixtures import GBDT_TRAIN_ARGUMENTS, TEACLAVE_FIXTURES
 
 from cloister.functions import FunctionError, builtin_functions
 from cloister.functions._gbdt import Config, Model, Tree, dump_model, load_model, predict
@@ -13,17 +13,7 @@ from cloister.functions.gbdt_train import fit
 
 FUNCTIONS = TEACLAVE_FIXTURES / "functions"
 TRAIN = (FUNCTIONS / "gbdt_training" / "train.txt").read_bytes()
-ARGUMENTS = {
-    "feature_size": 4,
-    "max_depth": 4,
-    "iterations": 100,
-    "shrinkage": 0.1,
-    "feature_sample_ratio": 1.0,
-    "data_sample_ratio": 1.0,
-    "min_leaf_size": 1,
-    "loss": "LAD",
-    "training_optimization_level": 2,
-}
+ARGUMENTS = GBDT_TRAIN_ARGUMENTS
 f32 = np.float32
 
 
