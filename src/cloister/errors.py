@@ -81,6 +81,10 @@ class InvalidArgumentError(CloisterError):
     default_message = "invalid argument"
 
 
+class InvalidDataNameError(InvalidArgumentError):
+    """A data name (a function's input or output, an ownership or data-map entry) is not a name."""
+
+
 class InvalidTaskIdError(InvalidArgumentError):
     default_message = "invalid task id"
 
@@ -156,6 +160,7 @@ class FileIntegrityError(CloisterError):
 
 class FileNameMismatchError(FileIntegrityError):
     """A teaclave-file-128 file was renamed: its name is bound into its keys."""
+
     default_message = "file failed its integrity check"
 
 

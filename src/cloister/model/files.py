@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from cloister.errors import MalformedRequestError
+from cloister.errors import InvalidDataNameError, MalformedRequestError
 
 CMAC_LENGTH = 16
 _MAX_URL_LENGTH = 8192
@@ -19,6 +20,21 @@ _SCHEMAS = {
     "raw": ("Raw", 0, 0),
 }
 _SCHEMA_BY_VARIANT = {variant: schema for schema, (variant, _, _) in _SCHEMAS.items()}
+
+DATA_NAME_RULE = "1 to 128 letters, digits, '_', '-' or '.', not starting with '.'"
+_DATA_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
+
+
+def parse_data_name(name: str, where: str) -> str:
+    """``name`` if it is a data name (:data:`DATA_NAME_RULE`): never a path, never ``..``.
+
+    Raises:
+        InvalidDataNameError: naming the bad name (shortened) and ``where`` it was found.
+    """
+    if not _DATA_NAME.fullmatch(name):
+        shown = name if len(name) <= 64 else name[:64] + "…"
+        raise InvalidDataNameError(f"invalid data name {shown!r} in {where}: a data name is {DATA_NAME_RULE}")
+    return name
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from cloister.model.files import (
     FileCrypto,
     InputFile,
     OutputFile,
+    parse_data_name,
     tag_from_json,
     tag_json,
     uids_from_json,
@@ -261,11 +262,13 @@ class StagedTask:
             function_arguments=dict(data["function_arguments"]["inner"]),
             function_payload=bytes(data["function_payload"]),
             input_data={
-                k: StagedInput(v["url"], tag_from_json(v["cmac"]), FileCrypto.from_json(v["crypto_info"]))
+                parse_data_name(k, "input_data"): StagedInput(
+                    v["url"], tag_from_json(v["cmac"]), FileCrypto.from_json(v["crypto_info"])
+                )
                 for k, v in data["input_data"]["inner"].items()
             },
             output_data={
-                k: StagedOutput(v["url"], FileCrypto.from_json(v["crypto_info"]))
+                parse_data_name(k, "output_data"): StagedOutput(v["url"], FileCrypto.from_json(v["crypto_info"]))
                 for k, v in data["output_data"]["inner"].items()
             },
         )

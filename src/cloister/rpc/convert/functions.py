@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
 from cloister.errors import InvalidFunctionIdError, MalformedRequestError
+from cloister.model.files import parse_data_name
 from cloister.model.functions import (
     Function,
     FunctionArgument,
@@ -51,7 +52,7 @@ def _files(
     check_count(files, what, MAX_FILES)
     return tuple(
         FunctionFile(
-            name=check_text(f.name, f"a name in {what}"),
+            name=parse_data_name(f.name, what),
             description=check_text(f.description, f"a description in {what}", MAX_TEXT_CHARS),
             optional=f.optional,
         )

@@ -14,6 +14,7 @@ from typing import Any
 from cloister._proto import teaclave_common_pb2 as common_pb
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
 from cloister.errors import MalformedRequestError
+from cloister.model.files import parse_data_name
 from cloister.model.tasks import TaskOutputs, TaskResult, TaskState
 from cloister.rpc.convert.limits import MAX_ARGUMENTS_JSON_BYTES, MAX_FILES, check_count, check_text, check_users
 
@@ -66,7 +67,7 @@ def owners_from_proto(owner_lists: Sequence[fe_pb.OwnerList], what: str) -> dict
     check_count(owner_lists, what, MAX_FILES)
     owners: dict[str, frozenset[str]] = {}
     for entry in owner_lists:
-        name = check_text(entry.data_name, f"a data name in {what}")
+        name = parse_data_name(entry.data_name, what)
         owners[name] = frozenset(check_users(list(entry.uids), f"the owners of {name!r}"))
     return owners
 
@@ -78,9 +79,7 @@ def owners_to_proto(owners: Mapping[str, frozenset[str]]) -> list[fe_pb.OwnerLis
 def data_maps_from_proto(maps: Sequence[fe_pb.DataMap], what: str) -> list[tuple[str, str]]:
     """``(data name, data id)`` pairs in request order; the ids are parsed by the caller."""
     check_count(maps, what, MAX_FILES)
-    return [
-        (check_text(m.data_name, f"a data name in {what}"), check_text(m.data_id, f"a data id in {what}")) for m in maps
-    ]
+    return [(parse_data_name(m.data_name, what), check_text(m.data_id, f"a data id in {what}")) for m in maps]
 
 
 def task_result_to_proto(result: TaskResult) -> common_pb.TaskResult:

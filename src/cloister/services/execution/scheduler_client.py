@@ -11,6 +11,7 @@ from cloister._proto import cloister_pb2 as cpb
 from cloister._proto import cloister_pb2_grpc as cgrpc
 from cloister._proto import teaclave_scheduler_service_pb2 as spb
 from cloister._proto import teaclave_scheduler_service_pb2_grpc as sgrpc
+from cloister.errors import CloisterError
 from cloister.model.executors import ExecutorInfo
 from cloister.model.tasks import StagedTask, TaskResult
 from cloister.rpc.channel import Peer
@@ -36,7 +37,7 @@ def _parse_staged_task(raw: bytes) -> StagedTask:
         raise UnreadableStagedTaskError(None, f"staged task is not JSON: {exc}") from None
     try:
         return StagedTask.from_json(data)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, CloisterError) as exc:
         task_id = None
         with contextlib.suppress(KeyError, TypeError, ValueError):
             task_id = uuid.UUID(data["task_id"])
