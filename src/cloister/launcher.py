@@ -76,6 +76,9 @@ class Platform:
         self._config_path = config_path
         self._env = dict(os.environ if env is None else env)
         self._env["CLOISTER_STATE_DIR"] = str(settings.state_dir)
+        # Only the authentication service needs it, once, and it gets it on its standard input:
+        # no service's environment holds it.
+        self._admin_password = self._env.pop("CLOISTER_ADMIN_PASSWORD", None)
         self._services = services
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._lock_file: IO[str] | None = None
@@ -131,13 +134,21 @@ class Platform:
         if instance:
             command += ["--instance", instance]
         command += ["--log-file", str(self.log_dir / f"{process_name}.log")]
-        self.processes[process_name] = subprocess.Popen(
+        password = self._admin_password if name == "authentication" else None
+        if password:
+            command.append("--admin-password-stdin")
+        process = subprocess.Popen(
             command,
             env={**self._env, **(extra_env or {})},
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if password else subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
             start_new_session=True,
         )
+        if password and process.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.write(password.encode() + b"\n")
+            process.stdin.close()
+        self.processes[process_name] = process
         self._wait_ready(process_name, timeout)
 
     def _wait_ready(self, name: str, timeout: float) -> None:

@@ -33,10 +33,14 @@ config_option = click.option(
 )
 
 
-def _settings(state_dir: Path | None, config_path: Path | None, instance: str | None = None) -> Settings:
+def _settings(
+    state_dir: Path | None, config_path: Path | None, instance: str | None = None, admin_password: str | None = None
+) -> Settings:
     env = dict(os.environ)
     if instance:
         env["CLOISTER_INSTANCE"] = instance
+    if admin_password:
+        env["CLOISTER_ADMIN_PASSWORD"] = admin_password
     try:
         return load_settings(config_path, env, state_dir=state_dir)
     except CloisterError as exc:
@@ -277,11 +281,24 @@ def attest_command(
 @config_option
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write logs here.")
 @click.option("--instance", default=None, help="Name this process when one host runs several of a service.")
+@click.option(
+    "--admin-password-stdin",
+    is_flag=True,
+    help="Read the first admin's password from the first line of standard input (authentication).",
+)
 def service(
-    name: str, state_dir: Path | None, config_path: Path | None, log_file: Path | None, instance: str | None
+    name: str,
+    state_dir: Path | None,
+    config_path: Path | None,
+    log_file: Path | None,
+    instance: str | None,
+    admin_password_stdin: bool,
 ) -> None:
     """Run one service in the foreground (for deployments across hosts)."""
-    settings = _settings(state_dir, config_path, instance)
+    # A secret in the environment outlives its use and reaches every child: take it out.
+    from_environment = os.environ.pop("CLOISTER_ADMIN_PASSWORD", None)
+    password = sys.stdin.readline().rstrip("\r\n") if admin_password_stdin else from_environment
+    settings = _settings(state_dir, config_path, instance, password)
     logs.configure(name, settings.logging.level, log_file)
     module = importlib.import_module(f"cloister.services.{name}.service")
     try:
@@ -290,4 +307,6 @@ def service(
         # Logged, not printed, so the reason is in the log file the launcher points to.
         logging.getLogger(f"cloister.services.{name}").critical("cannot run: %s", exc.message)
         sys.exit(1)
+
+
 importlib.import_module("cloister.cli.crypto_commands").register(main)
