@@ -64,9 +64,10 @@ def main() -> None:
                 plain = work / f"{name}.csv"
                 _data(plain, rows, features)
                 started = time.perf_counter()
-                builtin_functions()[name].run(
-                    dict(arguments), TaskFiles(work, {input_name: plain}, {output_name: work / "direct.out"})
-                )
+                out_fd = os.open(work / "direct.out", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+                files = TaskFiles({input_name: plain}, {output_name: out_fd})
+                builtin_functions()[name].run(dict(arguments), files)
+                files.close()
                 direct = time.perf_counter() - started
 
                 crypto = FileCrypto("aes-gcm-128", os.urandom(16), os.urandom(12))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cloister.errors import ConfigurationError
+from cloister.model.executors import ExecutorKind
 
 SERVICES = (
     "authentication",
@@ -136,7 +137,8 @@ class SandboxLimits:
     """What one task's worker may use; a task over a limit fails with a reason naming it."""
 
     memory_bytes: int = 2 * 1024**3
-    """Address space of the worker (RLIMIT_AS)."""
+    """Memory of the task: its address space (RLIMIT_AS) and, where a memory cgroup is available,
+    everything it holds, its scratch and ``/dev/shm`` files and memfds included."""
     cpu_seconds: int = 300
     wall_seconds: float = 600.0
     open_files: int = 64
@@ -145,12 +147,32 @@ class SandboxLimits:
     log_bytes: int = 64 * 1024
     """Printed and logged output kept for the task's log; the rest is dropped."""
     wasm_fuel: int = 20_000_000_000
+    pids: int = 128
+    """Threads (and processes) the task may have at once."""
+    scratch_bytes: int = 256 * 1024**2
+    """Size of the task's private scratch tmpfs (its working directory, ``/tmp``)."""
+    shm_bytes: int = 64 * 1024**2
+    """Size of the task's private ``/dev/shm`` tmpfs."""
+    first_task_uid: int = 1_500_000_000
+    """Start of the host uids reserved for tasks (when the service runs as root): no user or
+    file on the host may use ``first_task_uid`` … ``first_task_uid + task_uids - 1``."""
+    task_uids: int = 65_536
+    """How many task uids are reserved; each running task holds one."""
+
+    def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            if getattr(self, item.name) <= 0:
+                raise ConfigurationError(f"setting sandbox.{item.name} must be positive")
+        if self.first_task_uid < 1000 or self.first_task_uid + self.task_uids > 2**32 - 2:
+            raise ConfigurationError(
+                "sandbox.first_task_uid … first_task_uid + task_uids - 1 must be a free uid range above 999"
+            )
 
 
 @dataclass(frozen=True)
 class ExecutionSettings:
     slots: int = field(default_factory=lambda: os.cpu_count() or 1)
-    executors: tuple[str, ...] = ("builtin", "python", "wasm")
+    executors: tuple[str, ...] = tuple(kind.value for kind in ExecutorKind)
     labels: tuple[str, ...] = ()
     heartbeat_seconds: float = 1.0
     work_dir: Path | None = None

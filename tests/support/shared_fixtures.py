@@ -33,6 +33,7 @@ def fixture_cmac(path: str) -> bytes:
     """The cmac of Teaclave's encrypted fixture ``functions/<path>``."""
     return bytes.fromhex(FIXTURE_CMACS[path])
 
+
 GBDT_TRAIN_ARGUMENTS = {
     "feature_size": 4,
     "max_depth": 4,

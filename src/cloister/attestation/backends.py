@@ -60,11 +60,11 @@ def check_backend(name: str, devices_root: Path = Path("/")) -> None:
     if not present:
         raise ConfigurationError(
             f"TEE backend {name!r} needs {hardware.description}, but no device was found "
-            f"({_either(hardware.devices)} is missing); use tee_backend = \"sim\" to develop without it"
+            f'({_either(hardware.devices)} is missing); use tee_backend = "sim" to develop without it'
         )
     raise ConfigurationError(
         f"TEE backend {name!r}: {present[0]} is present, but this version of Cloister cannot produce "
-        f"{hardware.description} evidence yet; use tee_backend = \"sim\""
+        f'{hardware.description} evidence yet; use tee_backend = "sim"'
     )
 
 

@@ -103,9 +103,7 @@ class Deployment:
         return EnclaveInfo.parse(raw)
 
     def auditor_public_keys(self) -> list[tuple[str, rsa.RSAPublicKey]]:
-        paths = self.settings.auditor_public_keys or tuple(
-            sorted((self.directory / _AUDITOR_DIR).glob("*.public.pem"))
-        )
+        paths = self.settings.auditor_public_keys or tuple(sorted((self.directory / _AUDITOR_DIR).glob("*.public.pem")))
         keys = []
         for path in paths:
             key = serialization.load_pem_public_key(_read_path(path))

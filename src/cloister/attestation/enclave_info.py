@@ -99,7 +99,5 @@ def verify_auditor_signatures(
         else:
             raise AttestationError(f"auditor signature {index + 1} over enclave_info.toml does not verify")
     if len(signers) < required:
-        raise AttestationError(
-            f"enclave_info.toml is signed by {len(signers)} auditor(s), {required} required"
-        )
+        raise AttestationError(f"enclave_info.toml is signed by {len(signers)} auditor(s), {required} required")
     return signers

@@ -213,4 +213,3 @@ def verify_chain(
 def _check_validity(cert: x509.Certificate, now: dt.datetime) -> None:
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
         raise AttestationError(f"certificate {cert.subject.rfc4514_string()} is outside its validity period")
-

@@ -40,6 +40,15 @@ def _private_output(destination: Path) -> Iterator[BinaryIO]:
         raise
 
 
+@contextlib.contextmanager
+def _open_source(source: Path | BinaryIO) -> Iterator[BinaryIO]:
+    if isinstance(source, Path):
+        with source.open("rb") as stream:
+            yield stream
+    else:
+        yield source
+
+
 def _check_paths(source: Path, destination: Path) -> None:
     if destination.exists() and source.exists() and os.path.samefile(source, destination):
         raise ValueError("source and destination must be different files")
@@ -73,9 +82,7 @@ def _decrypt(
     schema = _schema(crypto)
     with source.open("rb") as src:
         if schema in AES_GCM_SCHEMAS:
-            return aes_gcm_file.decrypt(
-                crypto.key, crypto.iv, src, out, expected_tag=expected_cmac, progress=progress
-            )
+            return aes_gcm_file.decrypt(crypto.key, crypto.iv, src, out, expected_tag=expected_cmac, progress=progress)
         if schema == PROTECTED_SCHEMA:
             return protected_fs.read(
                 crypto.key,
@@ -131,13 +138,14 @@ def verify_file(
 
 def encrypt_file(
     crypto: FileCrypto,
-    source: Path,
+    source: Path | BinaryIO,
     destination: Path,
     *,
     name: str | None = None,
     progress: Progress | None = None,
 ) -> bytes:
-    """Encrypt the plaintext ``source`` into ``destination`` (mode 0600); returns the new file's cmac.
+    """Encrypt the plaintext ``source`` (a file, or a binary stream read to its end) into
+    ``destination`` (mode 0600); returns the new file's cmac.
 
     For ``aes-gcm-*`` the cmac is the GCM tag (the file's last 16 bytes), for ``teaclave-file-128`` the
     metadata gmac; a ``teaclave-file-128`` file is bound to ``name`` (default ``destination.name``), the
@@ -150,11 +158,12 @@ def encrypt_file(
     schema = _schema(crypto)
     if schema == "raw":
         raise FileIntegrityError(RAW_OUTPUT_ERROR)
-    _check_paths(source, destination)
     internal_name = name if name is not None else destination.name
     if schema == PROTECTED_SCHEMA:
         protected_fs.check_name(internal_name)  # fail before creating anything
-    with source.open("rb") as src, _private_output(destination) as out:
+    if isinstance(source, Path):
+        _check_paths(source, destination)
+    with _open_source(source) as src, _private_output(destination) as out:
         if schema == PROTECTED_SCHEMA:
             return protected_fs.write(crypto.key, src, out, name=internal_name, progress=progress)
         return aes_gcm_file.encrypt(crypto.key, crypto.iv, src, out, progress=progress)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from cloister.config import SandboxLimits
 from cloister.executors.base import (
-    PAIRS,
     Executor,
     FunctionError,
     TaskFiles,
@@ -23,35 +22,32 @@ from cloister.executors.base import (
 )
 from cloister.executors.builtin import BuiltinExecutor
 from cloister.executors.sandbox.host import Sandbox
-from cloister.executors.sandboxed import PythonExecutor, SandboxedExecutor, WasmExecutor
+from cloister.executors.sandboxed import SandboxedExecutor
+from cloister.model.executors import ExecutorKind, kind_of, parse_kinds
 from cloister.model.tasks import StagedTask
 
 logger = logging.getLogger(__name__)
 
-_SANDBOXED: dict[str, type[SandboxedExecutor]] = {"python": PythonExecutor, "wasm": WasmExecutor}
-
 
 def create_executors(
-    kinds: Iterable[str], limits: SandboxLimits | None = None, work_dir: Path | None = None
-) -> dict[str, Executor]:
+    kinds: Iterable[str], limits: SandboxLimits | None = None, private: Iterable[Path] = ()
+) -> dict[ExecutorKind, Executor]:
     """One executor per requested kind this build has; the others are logged and skipped.
 
     An execution service announces only what this returns, so the scheduler never hands it a
-    task it cannot run. Python and wasm share one sandbox (one zygote).
+    task it cannot run. All kinds share one sandbox template; ``private`` are directories
+    tasks must never see (the sandbox refuses to start if it would expose them).
     """
-    executors: dict[str, Executor] = {}
-    sandbox: Sandbox | None = None
-    for kind in kinds:
-        if kind in executors:
-            continue
-        if kind not in ("builtin", *_SANDBOXED):
-            logger.warning("executor kind %r is not available in this build; not offering it", kind)
-            continue
-        if work_dir is None:
-            raise ValueError("executors run tasks in a sandbox, which needs a work directory")
-        sandbox = sandbox or Sandbox(limits or SandboxLimits(), work_dir)
-        executors[kind] = BuiltinExecutor(sandbox=sandbox) if kind == "builtin" else _SANDBOXED[kind](sandbox)
-    return executors
+    known, unknown = parse_kinds(list(dict.fromkeys(kinds)))
+    for name in unknown:
+        logger.warning("executor kind %r is not available in this build; not offering it", name)
+    if not known:
+        return {}
+    sandbox = Sandbox(limits or SandboxLimits(), private)
+    return {
+        kind: BuiltinExecutor(sandbox) if kind is ExecutorKind.BUILTIN else SandboxedExecutor(kind, sandbox)
+        for kind in known
+    }
 
 
 def select_executor(task: StagedTask, executors: Mapping[str, Executor]) -> Executor:
@@ -62,7 +58,7 @@ def select_executor(task: StagedTask, executors: Mapping[str, Executor]) -> Exec
             executor type and the task's executor are not a registered pair, or this service
             does not offer that kind.
     """
-    kind = PAIRS.get((task.executor_type, task.executor))
+    kind = kind_of(task.executor_type, task.executor)
     executor = executors.get(kind) if kind is not None else None
     if executor is None:
         raise FunctionError(f"function not available: {pair_name(task.executor_type, task.executor)}")
@@ -70,7 +66,6 @@ def select_executor(task: StagedTask, executors: Mapping[str, Executor]) -> Exec
 
 
 __all__ = [
-    "PAIRS",
     "BuiltinExecutor",
     "Executor",
     "FunctionError",

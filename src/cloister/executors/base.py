@@ -2,8 +2,8 @@
 
 After temporal's ``WorkflowRunner``: an executor validates a task once (``prepare``), then runs it
 (``run``) against a :class:`TaskIO`, the file interface of reference §11.3. The builtin executor
-runs in-process; python and wasm executors will run each task in a sandboxed worker process and
-proxy ``TaskIO`` to it, so nothing here assumes the function shares the service's memory.
+and python and wasm executors run each task in a sandbox of its own (``sandbox``), handing it
+the task's files as descriptors, so nothing here assumes the function shares the service's memory.
 """
 
 from __future__ import annotations
@@ -12,18 +12,13 @@ import abc
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, ClassVar
+from typing import BinaryIO
 
 from cloister.functions import FunctionError
+from cloister.model.executors import ExecutorKind
 from cloister.model.functions import EXECUTOR_TYPES, EXECUTORS
 from cloister.model.tasks import StagedTask, TaskOutputs
 
-PAIRS: dict[tuple[str, str], str] = {
-    ("builtin", "builtin"): "builtin",
-    ("python", "mesapy"): "python",
-    ("wamr", "wamr"): "wasm",
-}
-"""(function executor type, task executor) → the executor kind that runs it (reference §6.1)."""
 
 class TaskIO:
     """The files a function may open, by data name (reference §11.3).
@@ -39,21 +34,22 @@ class TaskIO:
         raise FunctionError("Invalid output file identifier")
 
 
-def prepare_work_dir(path: Path) -> Path:
-    """The directory tasks' directories live in: searchable, not listable (0311), so a sandboxed
-    function that knows only its own directory's name cannot find another task's."""
-    path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, 0o311)  # noqa: S103 - search without read is the point
-    return path
-
-
 @dataclass
 class TaskFiles(TaskIO):
-    """A task's staged plaintext files by data name, in its private directory ``root``."""
+    """A task's staged files by data name, all in the execution service's private directory,
+    which no task can see.
 
-    root: Path
+    Inputs are plaintext files the service decrypted. Outputs are descriptors the service
+    opened before the function started; the function writes through them, and the service
+    reads outputs back only through them, never by a path a task could have touched.
+    """
+
     inputs: dict[str, Path] = field(default_factory=dict)
-    outputs: dict[str, Path] = field(default_factory=dict)
+    outputs: dict[str, int] = field(default_factory=dict)
+    created: set[str] = field(default_factory=set)
+    """The outputs the function opened for writing; the others do not exist."""
+    root: Path | None = None
+    """The service's private directory for this task's staged files, if any were staged."""
 
     def open_input(self, name: str) -> BinaryIO:
         path = self.inputs.get(name)
@@ -62,21 +58,36 @@ class TaskFiles(TaskIO):
         return path.open("rb")
 
     def create_output(self, name: str) -> BinaryIO:
-        path = self.outputs.get(name)
-        if path is None:
+        fd = self.outputs.get(name)
+        if fd is None:
             raise FunctionError("Invalid output file identifier")
-        return path.open("wb")
+        self.created.add(name)
+        duplicate = os.dup(fd)
+        os.ftruncate(duplicate, 0)
+        os.lseek(duplicate, 0, os.SEEK_SET)
+        return os.fdopen(duplicate, "wb")
+
+    def read_output(self, name: str) -> BinaryIO:
+        """What the function wrote to output ``name``, from the start."""
+        duplicate = os.dup(self.outputs[name])
+        os.lseek(duplicate, 0, os.SEEK_SET)
+        return os.fdopen(duplicate, "rb")
+
+    def close(self) -> None:
+        for fd in self.outputs.values():
+            os.close(fd)
+        self.outputs = {}
 
 
 class Executor(abc.ABC):
     """Runs the functions of one executor kind.
 
     Attributes:
-        kind: what an execution service announces to the scheduler (``builtin``, ``python``,
-            ``wasm``); :data:`PAIRS` says which functions and tasks it runs.
+        kind: what an execution service announces to the scheduler;
+            :data:`cloister.model.executors.PAIRS` says which functions and tasks it runs.
     """
 
-    kind: ClassVar[str]
+    kind: ExecutorKind
 
     @abc.abstractmethod
     def prepare(self, task: StagedTask) -> None:
@@ -108,4 +119,4 @@ def wants_log(task: StagedTask) -> bool:
     return task.function_arguments.get("save_log") == "true"
 
 
-__all__ = ["PAIRS", "Executor", "FunctionError", "TaskFiles", "TaskIO", "pair_name", "wants_log"]
+__all__ = ["Executor", "FunctionError", "TaskFiles", "TaskIO", "pair_name", "wants_log"]

@@ -13,11 +13,12 @@ import asyncio
 from cloister.executors.base import Executor, TaskIO, wants_log
 from cloister.executors.sandbox.host import Sandbox, run_sandboxed
 from cloister.functions import capture_task_log, find_function
+from cloister.model.executors import ExecutorKind
 from cloister.model.tasks import StagedTask, TaskOutputs
 
 
 class BuiltinExecutor(Executor):
-    kind = "builtin"
+    kind = ExecutorKind.BUILTIN
 
     def __init__(self, sandbox: Sandbox | None = None) -> None:
         self._sandbox = sandbox
@@ -33,3 +34,7 @@ class BuiltinExecutor(Executor):
         with capture_task_log(wants_log(task)) as log:
             summary = await asyncio.to_thread(function.call, task.function_arguments, io)
         return TaskOutputs(return_value=summary.encode(), log=log.lines)
+
+    async def aclose(self) -> None:
+        if self._sandbox is not None:
+            await self._sandbox.close()

@@ -63,6 +63,8 @@ def run_python(payload: bytes, arguments: dict[str, Any], files: FileRuntime) ->
     except OSError as exc:
         if exc.errno == errno.EFBIG:  # RLIMIT_FSIZE: Python ignores SIGXFSZ, so the write fails instead
             raise FunctionError("output size limit exceeded: " + _describe(exc)) from None
+        if exc.errno == errno.ENOSPC:  # the task's own tmpfs mounts are full
+            raise FunctionError("scratch space limit exceeded (/tmp or /dev/shm): " + _describe(exc)) from None
         raise FunctionError(_describe(exc)) from None
     except BaseException as exc:  # the function's own error, whatever it is, ends its task
         raise FunctionError(_describe(exc)) from None
@@ -76,6 +78,6 @@ def run_python(payload: bytes, arguments: dict[str, Any], files: FileRuntime) ->
 def _describe(exc: BaseException) -> str:
     """The exception and the last lines of its traceback, from the function's own frames."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == _FILENAME]
-    lines = [f'  line {f.lineno}, in {f.name}: {(f.line or "").strip()}' for f in frames[-_TRACEBACK_LINES:]]
+    lines = [f"  line {f.lineno}, in {f.name}: {(f.line or '').strip()}" for f in frames[-_TRACEBACK_LINES:]]
     head = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     return "\n".join(["Traceback (most recent call last):", *lines, head]) if lines else head

@@ -1,16 +1,18 @@
-"""Python and WebAssembly executors: each task's function runs in a sandboxed child (see ``sandbox``)."""
+"""Python and WebAssembly executors: each task's function runs in a sandbox of its own (see ``sandbox``)."""
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from cloister.executors.base import Executor, FunctionError, TaskIO
 from cloister.executors.sandbox.host import Sandbox, run_sandboxed
+from cloister.model.executors import ExecutorKind
 from cloister.model.tasks import StagedTask, TaskOutputs
 
 
 class SandboxedExecutor(Executor):
-    def __init__(self, sandbox: Sandbox) -> None:
+    """Runs functions of ``kind`` whose code is the task's payload."""
+
+    def __init__(self, kind: ExecutorKind, sandbox: Sandbox) -> None:
+        self.kind = kind
         self._sandbox = sandbox
 
     def prepare(self, task: StagedTask) -> None:
@@ -22,11 +24,3 @@ class SandboxedExecutor(Executor):
 
     async def aclose(self) -> None:
         await self._sandbox.close()
-
-
-class PythonExecutor(SandboxedExecutor):
-    kind: ClassVar[str] = "python"
-
-
-class WasmExecutor(SandboxedExecutor):
-    kind: ClassVar[str] = "wasm"

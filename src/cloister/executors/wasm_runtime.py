@@ -50,8 +50,6 @@ class WasmLimits:
     max_handles: int = 1023
 
 
-
-
 def run_wasm(payload: bytes, arguments: dict[str, Any], files: FileRuntime, limits: WasmLimits = WasmLimits()) -> str:
     """Run the module's ``int entrypoint(int argc, char **argv)`` and return its result in decimal.
 

@@ -7,27 +7,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cloister.errors import MalformedRequestError
+from cloister.model.executors import SPELLINGS
 
-EXECUTOR_TYPES = {"builtin": "Builtin", "python": "Python", "wamr": "WAMicroRuntime"}
+EXECUTOR_TYPES = {s.function_type: s.function_type_name for s in SPELLINGS.values()}
 """Request spelling of an executor type → its persisted name."""
 _EXECUTOR_TYPE_BY_NAME = {v: k for k, v in EXECUTOR_TYPES.items()}
+_EXECUTOR_TYPE_ALIASES = {kind.value: s.function_type for kind, s in SPELLINGS.items()}
 
-EXECUTORS = {"builtin": "Builtin", "mesapy": "MesaPy", "wamr": "WAMicroRuntime"}
+EXECUTORS = {s.executor: s.executor_name for s in SPELLINGS.values()}
 """Request spelling of a task's executor → its persisted name (reference §3.2)."""
 _EXECUTOR_BY_NAME = {v: k for k, v in EXECUTORS.items()}
-EXECUTOR_ALIASES = {"python": "mesapy", "wasm": "wamr"}
-"""Cloister's own names, accepted wherever Teaclave's are."""
+_EXECUTOR_ALIASES = {kind.value: s.executor for kind, s in SPELLINGS.items()}
+"""Cloister's own names (``python``, ``wasm``), accepted wherever Teaclave's are."""
 
 
 def parse_executor_type(text: str) -> str:
-    text = "wamr" if text == "wasm" else text
+    text = _EXECUTOR_TYPE_ALIASES.get(text, text)
     if text not in EXECUTOR_TYPES:
         raise MalformedRequestError(f"Invalid executor type: {text}")
     return text
 
 
 def parse_executor(text: str) -> str:
-    text = EXECUTOR_ALIASES.get(text, text)
+    text = _EXECUTOR_ALIASES.get(text, text)
     if text not in EXECUTORS:
         raise MalformedRequestError(f"Unsupported executor: {text}")
     return text

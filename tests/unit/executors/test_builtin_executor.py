@@ -69,14 +69,14 @@ def test_bad_arguments_raise_the_functions_reason() -> None:
     ],
 )
 def test_pairing_errors_use_the_reference_names(executor_type: str, executor: str, reason: str, tmp_path) -> None:
-    executors = create_executors(["builtin"], work_dir=tmp_path)
+    executors = create_executors(["builtin"], private=[tmp_path])
     with pytest.raises(FunctionError) as error:
         select_executor(staged(executor_type=executor_type, executor=executor), executors)
     assert error.value.reason == reason
 
 
 def test_the_builtin_pair_selects_the_builtin_executor(tmp_path) -> None:
-    executors = create_executors(["builtin", "python", "wasm", "cobol"], work_dir=tmp_path)
+    executors = create_executors(["builtin", "python", "wasm", "cobol"], private=[tmp_path])
     assert list(executors) == ["builtin", "python", "wasm"]  # unknown kinds are not offered
     assert isinstance(select_executor(staged(), executors), BuiltinExecutor)
     assert select_executor(staged(executor_type="python", executor="mesapy"), executors).kind == "python"

@@ -17,13 +17,12 @@ from cloister.model.tasks import StagedTask
 
 def test_no_bubblewrap_no_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(host.shutil, "which", lambda name: None)
-    sandbox = Sandbox(SandboxLimits(), tmp_path / "work")
+    sandbox = Sandbox(SandboxLimits(), [tmp_path])
     task = StagedTask(uuid.uuid4(), uuid.uuid4(), "u", "mesapy", "python", "f", {}, b"def entrypoint(a): 1", {}, {})
-    files = TaskFiles(tmp_path / "work")
+    files = TaskFiles()
 
     async def run() -> None:
         with pytest.raises(SandboxUnavailableError, match="bubblewrap"):
             await sandbox.run("python", task, files)
 
     asyncio.run(run())
-    assert not (tmp_path / "work" / "spec.json").exists()

@@ -1,7 +1,8 @@
-"""What a task's child does between fork and exit: limit itself, seal itself, run the function.
+"""What a task's process does, as pid 1 of its own namespaces: become the task's uid, limit
+itself, seal itself with seccomp, and only then read the task and run its function.
 
-Runs inside the zygote's sandbox. Descriptors arrive from the execution service: the task spec
-(JSON), the result and log pipes, and one per input and output file.
+Descriptors arrive from the execution service: the task spec (JSON in a sealed memfd), the result
+and log pipes, and one per input and output file.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ import os
 import resource
 import sys
 import tempfile
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
-from cloister.executors.sandbox import seccomp
+from cloister.executors.sandbox import isolation, seccomp
+from cloister.executors.sandbox.isolation import TaskIdentity
 from cloister.functions import FunctionError
+from cloister.model.executors import ExecutorKind
 
 
 class DescriptorFiles:
@@ -45,49 +49,72 @@ class DescriptorFiles:
         return os.fdopen(duplicate, "wb")
 
 
-def _limit(limits: dict[str, int]) -> None:
+def _limit(limits: dict[str, int], identity: TaskIdentity, memory_counted: bool) -> None:
     cpu = limits["cpu_seconds"]
-    for name, soft, hard in (
-        ("RLIMIT_AS", limits["memory_bytes"], limits["memory_bytes"]),
+    memory = limits["memory_bytes"]
+    if not memory_counted:  # no memory cgroup: the tmpfs mounts count against the address space
+        memory = max(memory - identity.scratch_bytes - identity.shm_bytes, 64 * 1024**2)
+    settings = [
+        ("RLIMIT_AS", memory, memory),
         ("RLIMIT_CPU", cpu, cpu + 1),  # SIGXCPU first, so the reason can name the limit
         ("RLIMIT_NOFILE", limits["open_files"], limits["open_files"]),
         ("RLIMIT_FSIZE", limits["output_bytes"], limits["output_bytes"]),
         ("RLIMIT_CORE", 0, 0),
-    ):
+        ("RLIMIT_MEMLOCK", 0, 0),
+        ("RLIMIT_MSGQUEUE", 0, 0),
+    ]
+    if identity.uid is not None and not memory_counted:
+        # No cgroup counts them; the uid is the task's alone, so this counts only its threads.
+        settings.append(("RLIMIT_NPROC", limits["pids"], limits["pids"]))
+    for name, soft, hard in settings:
         resource.setrlimit(getattr(resource, name), (soft, hard))
 
 
-def run(spec_fd: int, fds: list[int]) -> None:
-    """Never returns: the child exits with its result written to the result pipe."""
-    with os.fdopen(os.dup(fds[spec_fd]), "rb") as stream:
-        spec: dict[str, Any] = json.load(stream)
-    result_fd, log_fd = fds[1], fds[2]
+def _read_spec(fd: int) -> dict[str, Any]:
+    with os.fdopen(fd, "rb") as stream:
+        spec = json.load(stream)
+    if not isinstance(spec, dict):
+        raise ValueError("the task spec is not an object")
+    return spec
+
+
+def run(fds: list[int], identity: TaskIdentity, limits: dict[str, int], *, memfd: bool) -> None:
+    """Never returns: become the task's process, then run its function and exit.
+
+    ``fds`` are the spec (a sealed memfd), the result and log pipes, then the task's files in
+    the order the spec's ``inputs`` and ``outputs`` index them.
+    """
+    spec_fd, result_fd, log_fd, file_fds = fds[0], fds[1], fds[2], fds[3:]
     result = os.fdopen(result_fd, "w")
     outcome: dict[str, Any]
-    files = DescriptorFiles(
-        {name: fds[index] for name, index in spec["inputs"].items()},
-        {name: fds[index] for name, index in spec["outputs"].items()},
-    )
+    files = DescriptorFiles({}, {})
     try:
+        isolation.become_task(identity)
         _close_others(set(fds))
-        _limit(spec["limits"])
-        # By path: the work directory is bound at the same path inside the sandbox, and a
-        # directory reached through the host's descriptor would have no path here (getcwd fails).
-        os.chdir(spec["scratch"])
-        tempfile.tempdir = "."
+        _limit(limits, identity, memory_counted=memfd)
+        tempfile.tempdir = isolation.SCRATCH
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
+        os.close(log_fd)
         sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", buffering=0), write_through=True, errors="replace")
         sys.stderr = sys.stdout
-        seccomp.install()
-        value = _dispatch(spec, files)
+        seccomp.install(memfd=memfd)
+        # Tenant data from here on: the function, its arguments and its file names.
+        spec = _read_spec(spec_fd)
+        files = DescriptorFiles(
+            {name: file_fds[index] for name, index in spec["inputs"].items()},
+            {name: file_fds[index] for name, index in spec["outputs"].items()},
+        )
+        value = _dispatch(spec, files, limits)
         outcome = {"ok": True, "text": value} if isinstance(value, str) else {"ok": True, "hex": value.hex()}
     except FunctionError as exc:
         outcome = {"ok": False, "reason": exc.reason}
     except seccomp.SeccompUnavailableError as exc:
         outcome = {"ok": False, "reason": f"sandbox: cannot contain the function ({exc}); it was not run"}
+    except isolation.IsolationError as exc:
+        outcome = {"ok": False, "reason": f"sandbox: cannot isolate the task ({exc}); it was not run"}
     except MemoryError:
-        outcome = {"ok": False, "reason": "memory limit exceeded"}
+        outcome = {"ok": False, "reason": f"memory limit of {limits['memory_bytes']} bytes exceeded"}
     except BaseException as exc:
         outcome = {"ok": False, "reason": f"{type(exc).__name__}: {exc}"}
     outcome["created"] = sorted(files.created)
@@ -109,24 +136,41 @@ def _close_others(keep: set[int]) -> None:
     os.closerange(start, 1 << 16)
 
 
-def _dispatch(spec: dict[str, Any], files: DescriptorFiles) -> str | bytes:
+def _run_python(spec: dict[str, Any], files: DescriptorFiles, limits: dict[str, int]) -> str | bytes:
+    from cloister.executors.python_runtime import run_python
+
+    return run_python(bytes.fromhex(spec["payload_hex"]), spec["arguments"], files)
+
+
+def _run_builtin(spec: dict[str, Any], files: DescriptorFiles, limits: dict[str, int]) -> str | bytes:
+    from cloister.functions import capture_task_log, find_function
+
+    function = find_function(spec["function_name"])
+    with capture_task_log(True) as log:
+        try:
+            return function.call(spec["arguments"], files)
+        finally:
+            for line in log.lines:
+                print(line)
+
+
+def _run_wasm(spec: dict[str, Any], files: DescriptorFiles, limits: dict[str, int]) -> str | bytes:
+    from cloister.executors.wasm_runtime import WasmLimits, run_wasm
+
     payload = bytes.fromhex(spec["payload_hex"])
-    if spec["kind"] == "python":
-        from cloister.executors.python_runtime import run_python
+    return run_wasm(payload, spec["arguments"], files, WasmLimits(fuel=limits["wasm_fuel"]))
 
-        return run_python(payload, spec["arguments"], files)
-    if spec["kind"] == "builtin":
-        from cloister.functions import capture_task_log, find_function
 
-        function = find_function(spec["function_name"])
-        with capture_task_log(True) as log:
-            try:
-                return function.call(spec["arguments"], files)
-            finally:
-                for line in log.lines:
-                    print(line)
-    if spec["kind"] == "wasm":
-        from cloister.executors.wasm_runtime import WasmLimits, run_wasm
+RUNTIMES: dict[ExecutorKind, Callable[[dict[str, Any], DescriptorFiles, dict[str, int]], str | bytes]] = {
+    ExecutorKind.BUILTIN: _run_builtin,
+    ExecutorKind.PYTHON: _run_python,
+    ExecutorKind.WASM: _run_wasm,
+}
+"""How the task's process runs a function of each kind."""
 
-        return run_wasm(payload, spec["arguments"], files, WasmLimits(fuel=spec["limits"]["wasm_fuel"]))
-    raise FunctionError(f"this sandbox cannot run {spec['kind']!r} functions")
+
+def _dispatch(spec: dict[str, Any], files: DescriptorFiles, limits: dict[str, int]) -> str | bytes:
+    runtime = RUNTIMES.get(spec["kind"])
+    if runtime is None:
+        raise FunctionError(f"this sandbox cannot run {spec['kind']!r} functions")
+    return runtime(spec, files, limits)

@@ -1,13 +1,15 @@
-"""The execution service's side of the sandbox: start the zygote in bubblewrap, hand it tasks.
+"""The execution service's side of the sandbox: start the template in bubblewrap, and for each
+task give it a uid, a cgroup and its files as descriptors.
 
-Fails closed: without bubblewrap, or when the zygote cannot start, tasks fail with the reason
-and no function runs.
+Fails closed: without bubblewrap, or when the template cannot start or a task cannot be
+isolated, tasks fail with the reason and no function runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -17,15 +19,17 @@ import socket
 import subprocess
 import sys
 import sysconfig
-import tempfile
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import cloister
 from cloister.config import SandboxLimits
-from cloister.executors.base import TaskFiles, prepare_work_dir, wants_log
+from cloister.executors.base import TaskFiles, wants_log
 from cloister.executors.sandbox import protocol
+from cloister.executors.sandbox.cgroups import CgroupTree, TaskCgroup, open_cgroups
 from cloister.functions import FunctionError
 from cloister.model.tasks import StagedTask, TaskOutputs
 
@@ -64,29 +68,95 @@ def runtime_paths() -> list[str]:
     return [p for p in paths if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in paths)]
 
 
-def bwrap_command(bwrap: str, fd: int, work_dir: Path) -> list[str]:
-    command = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
-    for path in (*_SYSTEM_PATHS, *runtime_paths()):
-        if os.path.exists(path):
-            command += ["--ro-bind", path, path]
-    # Tasks' directories, under unguessable names in a directory nobody inside may list (0311).
-    command += ["--bind", str(work_dir), str(work_dir)]
-    command += ["--dev", "/dev", "--remount-ro", "/", "--chdir", "/"]
+def bwrap_command(bwrap: str, fd: int, *, privileged: bool) -> list[str]:
+    """The template's outer sandbox: a read-only view of the runtime, no network, no ``/proc``.
+
+    ``privileged`` (the service runs as root): the template keeps exactly the capabilities it
+    needs to isolate each task and give it its own host uid. Otherwise it gets them inside a user
+    namespace, where only the service's own uid is mapped.
+    """
+    command = [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+    command += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    if not privileged:
+        command += ["--unshare-user", "--uid", "0", "--gid", "0"]
+    for capability in ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID"):
+        command += ["--cap-add", capability]
+    bound = [path for path in (*_SYSTEM_PATHS, *runtime_paths()) if os.path.exists(path)]
+    # Directories bwrap would make for the binds' parents are 0700 root-owned: the task's uid
+    # could not pass them. They are made searchable first.
+    parents = sorted({str(parent) for path in bound for parent in Path(path).parents if parent != Path("/")})
+    for parent in parents:
+        if parent not in bound:
+            command += ["--perms", "0755", "--dir", parent]
+    for path in bound:
+        command += ["--ro-bind", path, path]
+    # Each task mounts its own tmpfs over /tmp; the template's is never written.
+    command += ["--dev", "/dev", "--tmpfs", "/tmp", "--remount-ro", "/", "--chdir", "/"]  # noqa: S108
     command += ["--", sys.executable, "-I", "-m", "cloister.executors.sandbox.zygote", str(fd)]
     return command
 
 
-class Sandbox:
-    """One zygote per execution service; ``run`` forks it a child per task."""
+def check_private(directories: Iterable[Path]) -> None:
+    """Refuse to start when a private directory (state, keys, staged data) would be visible
+    inside the sandbox because it lies within a path the sandbox binds.
 
-    def __init__(self, limits: SandboxLimits, work_dir: Path) -> None:
+    Raises:
+        SandboxUnavailableError: naming the directory and the bound path.
+    """
+    bound = [Path(p) for p in (*_SYSTEM_PATHS, *runtime_paths())]
+    for directory in directories:
+        resolved = directory.resolve()
+        for path in bound:
+            if resolved == path or path in resolved.parents:
+                raise SandboxUnavailableError(
+                    f"sandbox unavailable: {directory} lies inside {path}, which tasks can read; "
+                    "choose a state directory outside the Python installation and this package"
+                )
+
+
+class _TaskUids:
+    """Host uids for tasks from a reserved range, each used by one task at a time, handed out in
+    turn so a uid comes back only after the whole range has been used."""
+
+    def __init__(self, first: int, count: int) -> None:
+        self._first, self._count = first, count
+        self._next = 0
+        self._busy: set[int] = set()
+
+    def acquire(self) -> int:
+        for _ in range(self._count):
+            uid = self._first + self._next
+            self._next = (self._next + 1) % self._count
+            if uid not in self._busy:
+                self._busy.add(uid)
+                return uid
+        raise FunctionError(f"sandbox: all {self._count} task uids are in use")
+
+    def release(self, uid: int) -> None:
+        self._busy.discard(uid)
+
+
+class Sandbox:
+    """One template per execution service; ``run`` gives each task a sandbox of its own."""
+
+    def __init__(self, limits: SandboxLimits, private: Iterable[Path] = ()) -> None:
         self._limits = limits
-        self.work_dir = prepare_work_dir(work_dir)
+        self._private = tuple(private)
+        self._privileged = os.geteuid() == 0
+        self._uids = _TaskUids(limits.first_task_uid, limits.task_uids) if self._privileged else None
+        self._cgroups: CgroupTree | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._socket: socket.socket | None = None
         self._ready: asyncio.Future[None] | None = None
         self._exits: dict[str, asyncio.Future[str | None]] = {}
         self._lock = asyncio.Lock()
+        self._started = False
+
+    def describe(self) -> str:
+        """How tasks are isolated here, for the service's log and ``cloister status``."""
+        uids = "its own host uid" if self._uids else "the service's host uid (no root: WEAKER, shared uid)"
+        groups = self._cgroups.description if self._cgroups else "no cgroup (WEAKER: rlimits only)"
+        return f"each task in its own namespaces and tmpfs, as {uids}, limited by {groups}"
 
     async def _zygote(self) -> socket.socket:
         async with self._lock:
@@ -102,10 +172,15 @@ class Sandbox:
             raise SandboxUnavailableError(
                 "sandbox unavailable: bubblewrap (bwrap) is not installed; install it (apt-get install bubblewrap)"
             )
+        check_private(self._private)
+        if not self._started:
+            self._started = True
+            self._cgroups = open_cgroups() if self._privileged else None
+            logger.info("sandbox: %s", self.describe())
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._process = subprocess.Popen(
-                bwrap_command(bwrap, theirs.fileno(), self.work_dir),
+                bwrap_command(bwrap, theirs.fileno(), privileged=self._privileged),
                 pass_fds=[theirs.fileno()],
                 env=_ENVIRONMENT,
                 stdin=subprocess.DEVNULL,
@@ -174,46 +249,81 @@ class Sandbox:
                 asyncio.get_running_loop().remove_reader(self._socket.fileno())
             self._socket.close()
             self._socket = None
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
+        if self._process is not None:
+            if self._process.poll() is None:
+                self._process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout=5)
+            if self._process.stderr is not None:
+                self._process.stderr.close()
         self._process = None
 
     async def run(self, kind: str, task: StagedTask, files: TaskFiles) -> TaskOutputs:
-        """Run ``task``'s function of ``kind`` in a fresh child; cancelling kills the child.
+        """Run ``task``'s function of ``kind`` in a sandbox of its own; cancelling kills it.
 
         Raises:
             FunctionError: the function failed, hit a limit, or the sandbox is unavailable.
         """
         sock = await self._zygote()
         task_id = f"{task.task_id}-{uuid.uuid4().hex[:8]}"
-        scratch = files.root / "scratch"
-        scratch.mkdir(mode=0o700, exist_ok=True)
-        spec_path = files.root / "spec.json"
-        names = (list(files.inputs), list(files.outputs))
+        uid = self._uids.acquire() if self._uids else None
+        group: TaskCgroup | None = None
+        try:
+            if self._cgroups is not None:
+                try:
+                    group = self._cgroups.create(task_id, self._limits.memory_bytes, self._limits.pids)
+                except OSError as exc:
+                    raise SandboxUnavailableError(
+                        f"sandbox: cannot make the task's cgroup ({exc}); it was not run"
+                    ) from None
+            return await self._run(sock, task_id, kind, task, files, uid, group)
+        finally:
+            if group is not None:
+                await asyncio.to_thread(group.remove)
+            if uid is not None and self._uids:
+                self._uids.release(uid)
+
+    async def _run(
+        self,
+        sock: socket.socket,
+        task_id: str,
+        kind: str,
+        task: StagedTask,
+        files: TaskFiles,
+        uid: int | None,
+        group: TaskCgroup | None,
+    ) -> TaskOutputs:
+        inputs, outputs = list(files.inputs), list(files.outputs)
         spec = {
             "kind": kind,
-            "scratch": str(scratch),
             "function_name": task.function_name,
             "payload_hex": task.function_payload.hex(),
             "arguments": task.function_arguments,
-            "limits": asdict(self._limits),
-            "inputs": {name: 3 + i for i, name in enumerate(names[0])},
-            "outputs": {name: 3 + len(names[0]) + i for i, name in enumerate(names[1])},
+            "inputs": {name: i for i, name in enumerate(inputs)},
+            "outputs": {name: len(inputs) + i for i, name in enumerate(outputs)},
         }
-        spec_path.write_text(json.dumps(spec))
+        message = {
+            "op": "run",
+            "id": task_id,
+            "limits": asdict(self._limits),
+            "identity": {"uid": uid, "scratch_bytes": self._limits.scratch_bytes, "shm_bytes": self._limits.shm_bytes},
+            "memfd": group is not None,
+        }
         result_read, result_write = os.pipe()
         log_read, log_write = os.pipe()
-        sent = [
-            os.open(spec_path, os.O_RDONLY),
+        sent = group.open_procs() if group is not None else []
+        message["cgroups"] = len(sent)
+        sent += [
+            _sealed(json.dumps(spec).encode()),
             result_write,
             log_write,
-            *(os.open(files.inputs[name], os.O_RDONLY) for name in names[0]),
-            *(os.open(files.outputs[name], os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600) for name in names[1]),
+            *(os.open(files.inputs[name], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC) for name in inputs),
+            *(os.dup(files.outputs[name]) for name in outputs),
         ]
         exit_future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self._exits[task_id] = exit_future
         try:
-            protocol.send(sock, {"op": "run", "id": task_id, "limits": asdict(self._limits)}, sent)
+            protocol.send(sock, message, sent)
         finally:
             for fd in sent:
                 os.close(fd)
@@ -230,11 +340,43 @@ class Sandbox:
         finally:
             raw_result = await result_reader
             raw_log = await log_reader
-        return _outcome(reason, raw_result, raw_log, files, wants_log(task))
+        outcome = _Outcome.parse(raw_result, set(outputs))
+        if group is not None and group.memory_exceeded():
+            reason = f"memory limit of {self._limits.memory_bytes} bytes exceeded"
+        elif outcome is not None and not outcome.ok and _hit_thread_limit(outcome, group):
+            reason = f"thread limit of {self._limits.pids} exceeded ({outcome.reason})"
+        files.created |= outcome.created if outcome is not None else set()
+        return _task_outputs(reason, outcome, raw_log, wants_log(task))
 
     async def close(self) -> None:
         async with self._lock:
             self._reset()
+            if self._cgroups is not None:
+                self._cgroups.close()
+                self._cgroups = None
+                self._started = False
+
+
+def _hit_thread_limit(outcome: _Outcome, group: TaskCgroup | None) -> bool:
+    if group is not None:
+        return group.pids_exceeded()
+    return "can't start new thread" in outcome.reason  # RLIMIT_NPROC, as Python reports it
+
+
+def _sealed(data: bytes) -> int:
+    """A read-only memfd holding ``data``: the task reads its spec, and can neither change nor grow it."""
+    fd = os.memfd_create("task-spec", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+        seals = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _read_all(fd: int, limit: int) -> asyncio.Future[bytes]:
@@ -263,31 +405,46 @@ def _read_all(fd: int, limit: int) -> asyncio.Future[bytes]:
     return future
 
 
-def _outcome(reason: str | None, raw_result: bytes, raw_log: bytes, files: TaskFiles, want_log: bool) -> TaskOutputs:
-    try:
-        result = json.loads(raw_result) if raw_result else None
-    except ValueError:
-        result = None
-    for name, path in files.outputs.items():
-        if result is None or name not in result.get("created", []):
-            path.unlink(missing_ok=True)  # an output the function never created does not exist
+class _Outcome:
+    """What the task's process reported: written by the task, so checked field by field."""
+
+    def __init__(self, ok: bool, value: bytes, reason: str, created: set[str]) -> None:
+        self.ok, self.value, self.reason, self.created = ok, value, reason, created
+
+    @classmethod
+    def parse(cls, raw: bytes, outputs: set[str]) -> _Outcome | None:
+        """The report, or None when it is missing or malformed."""
+        try:
+            data: Any = json.loads(raw) if raw else None
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("ok"), bool):
+            return None
+        created = data.get("created", [])
+        if not isinstance(created, list) or not all(isinstance(n, str) and n in outputs for n in created):
+            return None
+        if not data["ok"]:
+            reason = data.get("reason")
+            return cls(False, b"", reason if isinstance(reason, str) else "the function failed", set(created))
+        if isinstance(data.get("text"), str):
+            return cls(True, data["text"].encode(errors="replace"), "", set(created))
+        try:
+            return cls(True, bytes.fromhex(data["hex"]), "", set(created))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def _task_outputs(reason: str | None, outcome: _Outcome | None, raw_log: bytes, want_log: bool) -> TaskOutputs:
     if reason is not None:
         raise FunctionError(reason)
-    if result is None:
-        raise FunctionError("the function's process ended without a result")
-    if not result.get("ok"):
-        raise FunctionError(str(result.get("reason", "the function failed")))
-    value = result["text"].encode() if "text" in result else bytes.fromhex(result["hex"])
+    if outcome is None:
+        raise FunctionError("the function's process ended without a readable result")
+    if not outcome.ok:
+        raise FunctionError(outcome.reason)
     log = tuple(raw_log.decode(errors="replace").splitlines()) if want_log else ()
-    return TaskOutputs(return_value=value, log=log)
+    return TaskOutputs(return_value=outcome.value, log=log)
 
 
 async def run_sandboxed(sandbox: Sandbox, kind: str, task: StagedTask, io: object) -> TaskOutputs:
-    """Run ``task`` in ``sandbox`` with its staged files, or in a fresh empty directory if it has none."""
-    if isinstance(io, TaskFiles):
-        return await sandbox.run(kind, task, io)
-    directory = Path(tempfile.mkdtemp(dir=sandbox.work_dir))
-    try:
-        return await sandbox.run(kind, task, TaskFiles(directory))
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    """Run ``task`` in ``sandbox`` with its staged files, or with none."""
+    return await sandbox.run(kind, task, io if isinstance(io, TaskFiles) else TaskFiles())

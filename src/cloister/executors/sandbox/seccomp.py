@@ -1,9 +1,17 @@
-"""A seccomp filter for task children, built with libseccomp through ctypes.
+"""A seccomp filter for task processes, built with libseccomp through ctypes.
 
 Everything is allowed except what lets a function reach beyond its task: new processes
-(threads stay allowed), program execution, sockets, sending signals, tracing, namespaces and
-mounts, kernel keyrings and BPF. Denied calls fail with EPERM, so the function
-sees an ordinary ``PermissionError`` and its task fails with it.
+(threads stay allowed), program execution, sockets, sending signals by any route (kill and
+friends, and ``fcntl``/``ioctl`` that make the kernel signal a chosen process), scheduling or
+limiting anything but itself, SysV and POSIX message IPC, tracing, namespaces and mounts,
+kernel keyrings, BPF, io_uring, and ``memfd_create`` unless a memory cgroup counts it. Denied
+calls fail with EPERM, so the function sees an ordinary ``PermissionError`` and its task fails
+with it.
+
+Why a deny-list: CPython, numpy, OpenCV and wasmtime together use a wide, version-dependent
+set of syscalls, and an allow-list that misses one fails tasks in ways users cannot diagnose.
+Each denial here closes a known route out; the namespaces, uid and cgroup around the process
+contain what the filter lets through.
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ import errno
 import functools
 
 _SCMP_ACT_ALLOW = 0x7FFF0000
+_SCMP_CMP_NE = 1
+_SCMP_CMP_EQ = 4
 _SCMP_CMP_MASKED_EQ = 7
 _CLONE_THREAD = 0x00010000
 
@@ -26,7 +36,23 @@ _DENIED = (
     "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups",
     "init_module", "finit_module", "delete_module", "kexec_load", "reboot", "swapon", "swapoff",
     "sethostname", "setdomainname", "acct", "quotactl", "syslog",
+    "shmget", "shmat", "shmdt", "shmctl", "semget", "semop", "semtimedop", "semctl",
+    "msgget", "msgsnd", "msgrcv", "msgctl", "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive",
+    "mq_notify", "mq_getsetattr", "process_madvise", "migrate_pages", "move_pages", "kcmp",
+    "open_by_handle_at", "name_to_handle_at", "fanotify_init", "lookup_dcookie", "vhangup",
+    "iopl", "ioperm", "personality", "clock_settime", "settimeofday", "adjtimex", "clock_adjtime",
+    "io_uring_enter", "io_uring_register", "mknod", "mknodat", "landlock_create_ruleset",
 )  # fmt: skip
+
+_SIGNALS = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
+_SELF_ONLY = (  # (syscall, index of its pid argument): allowed on the calling thread (0) only
+    ("setpriority", 1), ("sched_setaffinity", 0), ("sched_setscheduler", 0), ("sched_setparam", 0),
+    ("sched_setattr", 0), ("ioprio_set", 1), ("prlimit64", 0),
+)  # fmt: skip
+_F_SETFL, _F_SETOWN, _F_SETSIG, _F_SETOWN_EX, _F_SETLEASE, _F_NOTIFY = 4, 8, 10, 15, 1024, 1026
+_O_ASYNC = 0o20000
+_FIOSETOWN, _SIOCSPGRP, _FIOASYNC, _TIOCSPGRP, _TIOCSTI = 0x8901, 0x8902, 0x5452, 0x5410, 0x5412
+_PR_SET_PDEATHSIG, _PR_SET_PTRACER = 1, 0x59616D61
 
 
 class _Arg(ctypes.Structure):
@@ -67,32 +93,35 @@ def _errno_action(code: int) -> int:
     return 0x00050000 | (code & 0xFFFF)  # SCMP_ACT_ERRNO(code)
 
 
-_prepared: int | None = None
+_prepared: dict[bool, int] = {}
 
 
 def preload() -> None:
-    """Build the filter now (in the zygote), so each forked child only loads it.
+    """Build both filters now (in the template), so each task's process only loads one.
 
-    Nothing in it depends on the child: signals are denied outright rather than allowed to the
-    child itself, which would need its pid.
+    Nothing in them depends on the task: signals are denied outright rather than allowed to the
+    task itself, which would need its pid.
     """
-    global _prepared
-    _prepared = _build()
+    for memfd in (False, True):
+        _prepared[memfd] = _build(memfd=memfd)
 
 
-def install() -> None:
+def install(*, memfd: bool) -> None:
     """Load the filter into this process (and its threads to come); irreversible.
+
+    Args:
+        memfd: allow ``memfd_create`` (only where a memory cgroup counts what memfds hold).
 
     Raises:
         SeccompUnavailableError: the filter could not be loaded: the caller must not run user code.
     """
     lib = _library()
-    context = _prepared if _prepared is not None else _build()
+    context = _prepared.get(memfd) or _build(memfd=memfd)
     if lib.seccomp_load(context) != 0:
         raise SeccompUnavailableError("seccomp_load failed")
 
 
-def _build() -> int:
+def _build(*, memfd: bool) -> int:
     lib = _library()
     context = lib.seccomp_init(_SCMP_ACT_ALLOW)
     if not context:
@@ -107,8 +136,18 @@ def _build() -> int:
         if lib.seccomp_rule_add_array(context, action, number, len(args), array) != 0:
             raise SeccompUnavailableError(f"cannot add a seccomp rule for {name}")
 
-    for name in (*_DENIED, "kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"):
+    for name in (*_DENIED, *_SIGNALS, *(() if memfd else ("memfd_create",))):
         rule(name, deny)
+    for name, index in _SELF_ONLY:
+        rule(name, deny, _Arg(index, _SCMP_CMP_NE, 0, 0))
+    # Routes by which the kernel would signal a process the function names, or keep it alive.
+    for command in (_F_SETOWN, _F_SETSIG, _F_SETOWN_EX, _F_SETLEASE, _F_NOTIFY):
+        rule("fcntl", deny, _Arg(1, _SCMP_CMP_EQ, command, 0))
+    rule("fcntl", deny, _Arg(1, _SCMP_CMP_EQ, _F_SETFL, 0), _Arg(2, _SCMP_CMP_MASKED_EQ, _O_ASYNC, _O_ASYNC))
+    for request in (_FIOSETOWN, _SIOCSPGRP, _FIOASYNC, _TIOCSPGRP, _TIOCSTI):
+        rule("ioctl", deny, _Arg(1, _SCMP_CMP_EQ, request, 0))
+    for option in (_PR_SET_PDEATHSIG, _PR_SET_PTRACER):
+        rule("prctl", deny, _Arg(0, _SCMP_CMP_EQ, option, 0))
     # clone: threads only. clone3 answers ENOSYS so libc falls back to clone, which is filtered.
     rule("clone", deny, _Arg(0, _SCMP_CMP_MASKED_EQ, _CLONE_THREAD, 0))
     rule("clone3", _errno_action(errno.ENOSYS))

@@ -1,14 +1,20 @@
-"""The zygote: runs inside the sandbox, imports the runtimes once, forks one child per task.
+"""The template: a trusted process that no tenant code or data ever touches, forking one sandbox
+per task.
 
 Usage (by the execution service, inside bubblewrap): ``python -m cloister.executors.sandbox.zygote FD``
-where FD is its end of a SOCK_SEQPACKET socket. It answers ``ready``, then for every ``run``
-forks a child (see :mod:`child`), enforces the wall-time limit, kills on ``cancel``, and reports
-each child's exit.
+where FD is its end of a SOCK_SEQPACKET socket. It imports the runtimes once, answers ``ready``,
+then for every ``run`` forks a *keeper* that joins the task's cgroups, unshares every namespace,
+mounts the task's private file systems and forks the task's process as pid 1 of its own pid
+namespace (see :mod:`isolation`, then :mod:`child`). The keeper waits for it and exits with what
+became of it; killing the keeper (wall time, cancel) kills the task. Messages carry only what the
+service decided (limits, uid); the task's function, arguments and names reach the task's process
+through a sealed descriptor the template never reads.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import selectors
 import signal
@@ -16,12 +22,16 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from cloister.executors.sandbox import protocol
 
+CPU_EXCEEDED = 125
+"""The keeper's exit code when the task was killed after using up its CPU time."""
+
 
 @dataclass
-class _Child:
+class _Keeper:
     pid: int
     deadline: float
     wall_seconds: float
@@ -46,22 +56,29 @@ def _preload() -> None:
             __import__(optional)
 
 
-def _reason(child: _Child, status: int) -> str | None:
-    """Why the child ended abnormally, or None when it exited on its own."""
-    if child.killed_because:
-        return child.killed_because
+def _reason(keeper: _Keeper, status: int) -> str | None:
+    """Why the task ended abnormally, or None when its process exited on its own."""
+    if keeper.killed_because:
+        return keeper.killed_because
     if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
+        return f"the sandbox's keeper died ({signal.Signals(os.WTERMSIG(status)).name})"
+    code = os.WEXITSTATUS(status)
+    if code == CPU_EXCEEDED:
+        return f"CPU time limit of {keeper.cpu_seconds} s exceeded"
+    if code > 128:
+        sig = code - 128
         if sig == signal.SIGXCPU:
-            return f"CPU time limit of {child.cpu_seconds} s exceeded"
+            return f"CPU time limit of {keeper.cpu_seconds} s exceeded"
         if sig == signal.SIGXFSZ:
-            return f"output size limit of {child.output_bytes} bytes exceeded"
-        return f"the function's process died ({signal.Signals(sig).name})"
+            return f"output size limit of {keeper.output_bytes} bytes exceeded"
+        with contextlib.suppress(ValueError):
+            return f"the function's process died ({signal.Signals(sig).name})"
+        return f"the function's process died (signal {sig})"
     return None
 
 
 def serve(sock: socket.socket) -> None:
-    children: dict[str, _Child] = {}
+    keepers: dict[str, _Keeper] = {}
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
@@ -70,34 +87,35 @@ def serve(sock: socket.socket) -> None:
     selector.register(sock, selectors.EVENT_READ, "socket")
     selector.register(wake_read, selectors.EVENT_READ, "child")
     protocol.send(sock, {"op": "ready", "pid": os.getpid()})
+    keep = {sock.fileno(), wake_read, wake_write, selector.fileno()}  # type: ignore[attr-defined]
     while True:
         now = time.monotonic()
-        timeout = min((c.deadline - now for c in children.values()), default=None)
+        timeout = min((k.deadline - now for k in keepers.values()), default=None)
         for key, _ in selector.select(None if timeout is None else max(timeout, 0)):
             if key.data == "child":
                 os.read(wake_read, 4096)
             else:
                 received = protocol.receive(sock)
                 if received is None:
-                    for child in children.values():
-                        _kill(child.pid)
+                    for keeper in keepers.values():
+                        _kill(keeper.pid)
                     return
                 message, fds = received
-                _handle(sock, message, fds, children)
+                _handle(message, fds, keepers, keep)
         now = time.monotonic()
-        for child in children.values():
-            if child.deadline <= now and not child.killed_because:
-                child.killed_because = f"wall time limit of {child.wall_seconds:g} s exceeded"
-                _kill(child.pid)
-        _reap(sock, children)
+        for keeper in keepers.values():
+            if keeper.deadline <= now and not keeper.killed_because:
+                keeper.killed_because = f"wall time limit of {keeper.wall_seconds:g} s exceeded"
+                _kill(keeper.pid)
+        _reap(sock, keepers)
 
 
-def _handle(sock: socket.socket, message: dict, fds: list[int], children: dict[str, _Child]) -> None:
+def _handle(message: dict[str, Any], fds: list[int], keepers: dict[str, _Keeper], keep: set[int]) -> None:
     if message.get("op") == "cancel":
-        child = children.get(message["id"])
-        if child is not None:
-            child.killed_because = "canceled"
-            _kill(child.pid)
+        keeper = keepers.get(message["id"])
+        if keeper is not None:
+            keeper.killed_because = "canceled"
+            _kill(keeper.pid)
         return
     if message.get("op") != "run":
         for fd in fds:
@@ -106,13 +124,10 @@ def _handle(sock: socket.socket, message: dict, fds: list[int], children: dict[s
     limits = message["limits"]
     pid = os.fork()
     if pid == 0:
-        sock.close()
-        from cloister.executors.sandbox import child
-
-        child.run(0, fds)
+        _keeper(message, fds, keep)
     for fd in fds:
         os.close(fd)
-    children[message["id"]] = _Child(
+    keepers[message["id"]] = _Keeper(
         pid,
         time.monotonic() + limits["wall_seconds"],
         limits["wall_seconds"],
@@ -121,18 +136,51 @@ def _handle(sock: socket.socket, message: dict, fds: list[int], children: dict[s
     )
 
 
+def _keeper(message: dict[str, Any], fds: list[int], keep: set[int]) -> None:
+    """The forked keeper: isolate, fork the task's process, wait for it. Never returns."""
+    from cloister.executors.sandbox import child, isolation
+
+    code = 0
+    try:
+        for fd in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        isolation.die_with_parent()
+        groups, task_fds = fds[: message["cgroups"]], fds[message["cgroups"] :]
+        identity = isolation.TaskIdentity(**message["identity"])
+        isolation.join_cgroups(groups)
+        isolation.enter_namespaces(identity)
+        pid = os.fork()
+        if pid == 0:
+            child.run(task_fds, identity, message["limits"], memfd=message["memfd"])
+        for fd in task_fds:
+            os.close(fd)
+        _, status, usage = os.wait4(pid, 0)
+        if os.WIFSIGNALED(status):
+            used = usage.ru_utime + usage.ru_stime
+            code = CPU_EXCEEDED if used >= message["limits"]["cpu_seconds"] else 128 + os.WTERMSIG(status)
+        else:
+            code = os.WEXITSTATUS(status)
+    except BaseException as exc:  # the task did not start: say why on its result pipe
+        with contextlib.suppress(BaseException):
+            reason = f"sandbox: cannot isolate the task ({exc}); it was not run"
+            os.write(fds[message["cgroups"] + 1], json.dumps({"ok": False, "reason": reason}).encode())
+        code = 0
+    os._exit(code)
+
+
 def _kill(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
 
 
-def _reap(sock: socket.socket, children: dict[str, _Child]) -> None:
-    for task_id, child in list(children.items()):
-        pid, status = os.waitpid(child.pid, os.WNOHANG)
+def _reap(sock: socket.socket, keepers: dict[str, _Keeper]) -> None:
+    for task_id, keeper in list(keepers.items()):
+        pid, status = os.waitpid(keeper.pid, os.WNOHANG)
         if pid == 0:
             continue
-        del children[task_id]
-        protocol.send(sock, {"op": "exit", "id": task_id, "reason": _reason(child, status)})
+        del keepers[task_id]
+        protocol.send(sock, {"op": "exit", "id": task_id, "reason": _reason(keeper, status)})
 
 
 def main() -> None:

@@ -28,7 +28,6 @@ from cloister.services.authentication.users import UserRecord, UserStore, check_
 logger = logging.getLogger(__name__)
 
 
-
 def state_directory(settings: Settings) -> Path:
     """Where the service keeps its user database, sealing key and JWT key."""
     return settings.state_dir / "authentication"

@@ -24,7 +24,9 @@ STOP_GRACE_SECONDS = 4.0
 
 async def serve(settings: Settings) -> None:
     runtime = await ServiceRuntime.start(settings, "execution")
-    executors = create_executors(settings.execution.executors, settings.sandbox, settings.execution_work_dir)
+    executors = create_executors(
+        settings.execution.executors, settings.sandbox, (settings.state_dir, settings.execution_work_dir)
+    )
     if not executors:
         raise ConfigurationError(
             f"none of the configured executors {list(settings.execution.executors)} is available; "

@@ -2,15 +2,18 @@
 and delivered after (reference §11.1 steps 2-7, §7.5).
 
 Each task gets a private directory under the work directory (mode 0700), removed when the task
-ends however it ends. An input's registered cmac is checked before a byte of it is decrypted,
-and its plaintext exists only once its whole integrity check has passed. Failures name the file
-and what went wrong; they never carry file contents or keys.
+ends however it ends. No task ever sees the work directory, and no path in it is built from a
+data name or a URL: files are numbered, and outputs are read back through the descriptors opened
+before the function started. An input's registered cmac is checked before a byte of it is
+decrypted, and its plaintext exists only once its whole integrity check has passed. Failures
+name the file and what went wrong; they never carry file contents or keys.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import shutil
 from collections.abc import AsyncIterator
@@ -19,9 +22,15 @@ from pathlib import Path
 from cloister.crypto.files import decrypt_file, encrypt_file
 from cloister.errors import FileIntegrityError, TransferError
 from cloister.executors import FunctionError, TaskFiles
-from cloister.executors.base import prepare_work_dir
 from cloister.file_agent import FileAgent, url_basename
 from cloister.model.tasks import StagedTask
+
+
+def prepare_work_dir(path: Path) -> Path:
+    """The service's own directory for staged files: nobody else may enter it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
 
 
 class DataPlane:
@@ -37,25 +46,32 @@ class DataPlane:
         Raises:
             FunctionError: an input could not be fetched or failed its integrity check.
         """
-        # An unguessable name in a directory sandboxed functions cannot list: no task finds another's.
         root = self._work_dir / secrets.token_hex(16)
         root.mkdir(mode=0o700)
+        files = TaskFiles(root=root)
         try:
-            files = TaskFiles(root, outputs={name: root / "outputs" / name for name in task.output_data})
-            (root / "outputs").mkdir()
-            (root / "inputs").mkdir()
-            await _gather(self._stage_input(task, name, files) for name in task.input_data)
+            for directory in ("downloads", "inputs", "outputs", "uploads"):
+                (root / directory).mkdir(mode=0o700)
+            for number, name in enumerate(task.output_data):
+                flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                files.outputs[name] = os.open(root / "outputs" / str(number), flags, 0o600)
+            await _gather(self._stage_input(task, name, number, files) for number, name in enumerate(task.input_data))
             yield files
         finally:
+            files.close()
             await asyncio.to_thread(shutil.rmtree, root, True)
 
-    async def _stage_input(self, task: StagedTask, name: str, files: TaskFiles) -> None:
+    async def _stage_input(self, task: StagedTask, name: str, number: int, files: TaskFiles) -> None:
         staged = task.input_data[name]
+        assert files.root is not None
+        download = files.root / "downloads" / str(number)
+        plaintext = files.root / "inputs" / str(number)
         try:
-            download = files.root / "downloads" / name / url_basename(staged.url)
+            basename = url_basename(staged.url)  # what a teaclave-file-128 input is bound to
             await self._agent.download(staged.url, download)
-            plaintext = files.root / "inputs" / name
-            await asyncio.to_thread(decrypt_file, staged.crypto, download, plaintext, expected_cmac=staged.cmac)
+            await asyncio.to_thread(
+                decrypt_file, staged.crypto, download, plaintext, name=basename, expected_cmac=staged.cmac
+            )
         except (TransferError, FileIntegrityError) as exc:
             raise FunctionError(f"input {name}: {exc.message}") from exc
         await asyncio.to_thread(download.unlink)
@@ -69,22 +85,24 @@ class DataPlane:
         """
         tags: dict[str, bytes] = {}
 
-        async def deliver(name: str) -> None:
+        async def deliver(number: int, name: str) -> None:
             target = task.output_data[name]
-            plaintext = files.outputs[name]
-            if not plaintext.exists():
+            if name not in files.created:
                 raise FunctionError(f"output {name} was not written by the function")
+            assert files.root is not None
+            encrypted = files.root / "uploads" / str(number)
             try:
-                encrypted = files.root / "uploads" / name / url_basename(target.url)
-                encrypted.parent.mkdir(parents=True)
-                tags[name] = await asyncio.to_thread(
-                    encrypt_file, target.crypto, plaintext, encrypted, name=encrypted.name
-                )
+                with files.read_output(name) as plaintext:
+                    tags[name] = await asyncio.to_thread(
+                        encrypt_file, target.crypto, plaintext, encrypted, name=url_basename(target.url)
+                    )
                 await self._agent.upload(encrypted, target.url)
             except (TransferError, FileIntegrityError) as exc:
                 raise FunctionError(f"output {name}: {exc.message}") from exc
+            finally:
+                encrypted.unlink(missing_ok=True)
 
-        await _gather(deliver(name) for name in task.output_data)
+        await _gather(deliver(number, name) for number, name in enumerate(task.output_data))
         return tags
 
     async def aclose(self) -> None:

@@ -19,8 +19,7 @@ from typing import Any, TypeVar
 
 from cloister.config import SchedulerSettings
 from cloister.errors import CloisterError
-from cloister.executors.base import PAIRS
-from cloister.model.executors import ExecutorInfo
+from cloister.model.executors import ExecutorInfo, kind_of
 from cloister.model.tasks import REASON_EXECUTOR_TIMEOUT, StagedTask, TaskResult, TaskStatus
 from cloister.services.scheduler.queues import TaskQueues
 from cloister.services.scheduler.records import (
@@ -64,7 +63,7 @@ def can_run(kinds: frozenset[str] | None, labels: frozenset[str], item: PendingT
     if kinds is None:
         return True
     staged = item.staged
-    kind = PAIRS.get((staged.executor_type, staged.executor))
+    kind = kind_of(staged.executor_type, staged.executor)
     return kind is None or kind in kinds
 
 
@@ -72,7 +71,7 @@ _WAIT_GRACE_SECONDS = 2.0
 
 
 def _needs(item: PendingTask) -> str:
-    kind = PAIRS.get((item.staged.executor_type, item.staged.executor), item.staged.executor)
+    kind = kind_of(item.staged.executor_type, item.staged.executor) or item.staged.executor
     labels = "".join(f", label {label!r}" for label in item.requires)
     return f"executor {kind!r}{labels}"
 
