@@ -43,7 +43,11 @@ def check_all(settings: Settings) -> dict[str, tuple[bool, str]]:
         if endpoint != ATTESTATION_SERVICE:
             results[endpoint] = _check_endpoint(settings, endpoint, verifier, identity)
     pid = addresses.ready_pid(settings, "execution")
-    results["execution"] = (pid is not None and _alive(pid), f"pid {pid}" if pid else "not running")
+    running = pid is not None and _alive(pid)
+    sandbox = addresses.note(settings, "execution", "sandbox") if running else None
+    detail = f"pid {pid}" if pid else "not running"
+    usable = running and not (sandbox or "").startswith("UNAVAILABLE")
+    results["execution"] = (usable, f"{detail}; task sandbox {sandbox}" if sandbox else detail)
     return results
 
 

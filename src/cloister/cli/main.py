@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from cloister import logs
 from cloister.attestation.backends import SIMULATED_NOTICE
@@ -124,7 +125,12 @@ def status(state_dir: Path | None, config_path: Path | None) -> None:
     for name, (ok, detail) in results.items():
         healthy &= ok
         mark = "[green]up[/]" if ok else "[red]down[/]"
-        console.print(f"{name:<24} {mark}  {detail}")
+        console.print(f"{name:<24} {mark}  {escape(detail)}", highlight=False)
+        if "sandbox WEAKER" in detail or "sandbox UNAVAILABLE" in detail:
+            console.print(
+                f"[bold red]WARNING: {name} cannot isolate tasks fully; see docs/sandbox.md "
+                '("Hosts that cannot give every layer")[/]'
+            )
     sys.exit(0 if healthy else 1)
 
 

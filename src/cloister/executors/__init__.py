@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
-from cloister.config import SandboxLimits
 from cloister.executors.base import (
     Executor,
     FunctionError,
@@ -29,21 +27,15 @@ from cloister.model.tasks import StagedTask
 logger = logging.getLogger(__name__)
 
 
-def create_executors(
-    kinds: Iterable[str], limits: SandboxLimits | None = None, private: Iterable[Path] = ()
-) -> dict[ExecutorKind, Executor]:
+def create_executors(kinds: Iterable[str], sandbox: Sandbox) -> dict[ExecutorKind, Executor]:
     """One executor per requested kind this build has; the others are logged and skipped.
 
     An execution service announces only what this returns, so the scheduler never hands it a
-    task it cannot run. All kinds share one sandbox template; ``private`` are directories
-    tasks must never see (the sandbox refuses to start if it would expose them).
+    task it cannot run. All kinds run their tasks in ``sandbox``.
     """
     known, unknown = parse_kinds(list(dict.fromkeys(kinds)))
     for name in unknown:
         logger.warning("executor kind %r is not available in this build; not offering it", name)
-    if not known:
-        return {}
-    sandbox = Sandbox(limits or SandboxLimits(), private)
     return {
         kind: BuiltinExecutor(sandbox) if kind is ExecutorKind.BUILTIN else SandboxedExecutor(kind, sandbox)
         for kind in known
@@ -69,6 +61,7 @@ __all__ = [
     "BuiltinExecutor",
     "Executor",
     "FunctionError",
+    "Sandbox",
     "TaskFiles",
     "TaskIO",
     "create_executors",

@@ -42,6 +42,18 @@ def mark_ready(settings: Settings, service: str) -> None:
     _write_run_file(settings, f"{service}.ready", f"{os.getpid()}\n")
 
 
+def publish_note(settings: Settings, service: str, topic: str, text: str) -> None:
+    """Leave a one-line note about ``service`` for ``cloister status`` (e.g. how it isolates tasks)."""
+    _write_run_file(settings, f"{service}.{topic}", text.replace("\n", " ") + "\n")
+
+
+def note(settings: Settings, service: str, topic: str) -> str | None:
+    try:
+        return (settings.run_dir / f"{service}.{topic}").read_text().strip()
+    except FileNotFoundError:
+        return None
+
+
 def unmark_ready(settings: Settings, service: str) -> None:
     (settings.run_dir / f"{service}.ready").unlink(missing_ok=True)
 

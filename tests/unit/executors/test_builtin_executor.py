@@ -7,7 +7,8 @@ import uuid
 
 import pytest
 
-from cloister.executors import BuiltinExecutor, FunctionError, TaskIO, create_executors, select_executor
+from cloister.config import SandboxLimits
+from cloister.executors import BuiltinExecutor, FunctionError, Sandbox, TaskIO, create_executors, select_executor
 from cloister.model.tasks import StagedTask, TaskOutputs
 
 
@@ -69,14 +70,14 @@ def test_bad_arguments_raise_the_functions_reason() -> None:
     ],
 )
 def test_pairing_errors_use_the_reference_names(executor_type: str, executor: str, reason: str, tmp_path) -> None:
-    executors = create_executors(["builtin"], private=[tmp_path])
+    executors = create_executors(["builtin"], Sandbox(SandboxLimits()))
     with pytest.raises(FunctionError) as error:
         select_executor(staged(executor_type=executor_type, executor=executor), executors)
     assert error.value.reason == reason
 
 
 def test_the_builtin_pair_selects_the_builtin_executor(tmp_path) -> None:
-    executors = create_executors(["builtin", "python", "wasm", "cobol"], private=[tmp_path])
+    executors = create_executors(["builtin", "python", "wasm", "cobol"], Sandbox(SandboxLimits()))
     assert list(executors) == ["builtin", "python", "wasm"]  # unknown kinds are not offered
     assert isinstance(select_executor(staged(), executors), BuiltinExecutor)
     assert select_executor(staged(executor_type="python", executor="mesapy"), executors).kind == "python"

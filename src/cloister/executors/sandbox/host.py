@@ -152,11 +152,24 @@ class Sandbox:
         self._lock = asyncio.Lock()
         self._started = False
 
-    def describe(self) -> str:
-        """How tasks are isolated here, for the service's log and ``cloister status``."""
-        uids = "its own host uid" if self._uids else "the service's host uid (no root: WEAKER, shared uid)"
-        groups = self._cgroups.description if self._cgroups else "no cgroup (WEAKER: rlimits only)"
-        return f"each task in its own namespaces and tmpfs, as {uids}, limited by {groups}"
+    def isolation(self) -> str:
+        """How tasks are isolated here, for the service's log and ``cloister status``; a
+        description that starts with ``WEAKER`` or ``UNAVAILABLE`` says what is missing."""
+        self._open()
+        if shutil.which("bwrap") is None:
+            return "UNAVAILABLE: bubblewrap is not installed; python, wasm and built-in tasks fail"
+        missing = [
+            *(() if self._uids else ["not root, so every task runs as the service's host uid"]),
+            *(() if self._cgroups else ["no cgroup, so memory and threads are bounded by rlimits only"]),
+        ]
+        groups = self._cgroups.description if self._cgroups else "rlimits"
+        layers = f"own namespaces, tmpfs, {'host uid' if self._uids else 'capabilities dropped'}, {groups}"
+        return f"WEAKER ({'; '.join(missing)}): {layers}" if missing else f"full: each task in its {layers}"
+
+    def _open(self) -> None:
+        if not self._started:
+            self._started = True
+            self._cgroups = open_cgroups() if self._privileged else None
 
     async def _zygote(self) -> socket.socket:
         async with self._lock:
@@ -173,10 +186,7 @@ class Sandbox:
                 "sandbox unavailable: bubblewrap (bwrap) is not installed; install it (apt-get install bubblewrap)"
             )
         check_private(self._private)
-        if not self._started:
-            self._started = True
-            self._cgroups = open_cgroups() if self._privileged else None
-            logger.info("sandbox: %s", self.describe())
+        self._open()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._process = subprocess.Popen(

@@ -7,9 +7,10 @@ import uuid
 
 from cloister.config import Settings
 from cloister.errors import ConfigurationError
-from cloister.executors import create_executors
+from cloister.executors import Sandbox, create_executors
 from cloister.file_agent import FileAgent, TransferLimits
 from cloister.model.executors import ExecutorInfo
+from cloister.rpc import addresses
 from cloister.rpc.runtime import ServiceRuntime
 from cloister.services.execution.runner import TaskRunner
 from cloister.services.execution.scheduler_client import SchedulerClient
@@ -24,9 +25,11 @@ STOP_GRACE_SECONDS = 4.0
 
 async def serve(settings: Settings) -> None:
     runtime = await ServiceRuntime.start(settings, "execution")
-    executors = create_executors(
-        settings.execution.executors, settings.sandbox, (settings.state_dir, settings.execution_work_dir)
-    )
+    sandbox = Sandbox(settings.sandbox, (settings.state_dir, settings.execution_work_dir))
+    isolation = sandbox.isolation()
+    (logger.warning if not isolation.startswith("full") else logger.info)("task sandbox: %s", isolation)
+    addresses.publish_note(settings, settings.process_name("execution"), "sandbox", isolation)
+    executors = create_executors(settings.execution.executors, sandbox)
     if not executors:
         raise ConfigurationError(
             f"none of the configured executors {list(settings.execution.executors)} is available; "
