@@ -255,3 +255,12 @@ return 'wrote'
             assert stream.read() == b"mine"
     finally:
         files.close()
+
+
+def test_hundreds_of_tasks_in_a_row_all_finish(sandbox: Runner) -> None:
+    """Nothing accumulates per task in the template (its output pipes, its children, its groups)."""
+
+    async def many() -> list[str]:
+        return await asyncio.gather(*(sandbox.run_async(probe(f"return '{i}'")) for i in range(400)))
+
+    assert sandbox.loop.run_until_complete(many()) == [f"OK:{i}" for i in range(400)]

@@ -150,7 +150,9 @@ class Sandbox:
         self._ready: asyncio.Future[None] | None = None
         self._exits: dict[str, asyncio.Future[str | None]] = {}
         self._lock = asyncio.Lock()
+        self._send_lock = asyncio.Lock()
         self._started = False
+        self._stderr = bytearray()
 
     def isolation(self) -> str:
         """How tasks are isolated here, for the service's log and ``cloister status``; a
@@ -204,6 +206,11 @@ class Sandbox:
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
         loop.add_reader(ours.fileno(), self._on_message)
+        # Drained as it comes, so that nothing the template prints can ever block it.
+        self._stderr = bytearray()
+        assert self._process.stderr is not None
+        os.set_blocking(self._process.stderr.fileno(), False)
+        loop.add_reader(self._process.stderr.fileno(), self._on_stderr)
         try:
             await asyncio.wait_for(asyncio.shield(self._ready), _START_TIMEOUT)
         except (TimeoutError, ConnectionError) as exc:
@@ -212,15 +219,32 @@ class Sandbox:
             raise SandboxUnavailableError(f"sandbox unavailable: the worker did not start ({detail or exc})") from None
         logger.info("sandbox worker started (pid %d)", self._process.pid)
 
+    def _on_stderr(self) -> None:
+        process = self._process
+        if process is None or process.stderr is None:
+            return
+        try:
+            chunk = os.read(process.stderr.fileno(), 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            with contextlib.suppress(ValueError, RuntimeError):
+                asyncio.get_running_loop().remove_reader(process.stderr.fileno())
+            return
+        self._stderr = (self._stderr + chunk)[-2000:]
+        logger.warning("sandbox template: %s", chunk[:500].decode(errors="replace").strip())
+
     def _stderr_tail(self) -> str:
         process = self._process
         if process is None or process.stderr is None:
             return ""
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=1)
-        if process.poll() is None:
-            return ""
-        return process.stderr.read()[-500:].decode(errors="replace").strip()
+        with contextlib.suppress(OSError):
+            self._stderr += os.read(process.stderr.fileno(), 65536)
+        return self._stderr[-500:].decode(errors="replace").strip()
 
     def _on_message(self) -> None:
         assert self._socket is not None
@@ -265,6 +289,8 @@ class Sandbox:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._process.wait(timeout=5)
             if self._process.stderr is not None:
+                with contextlib.suppress(ValueError, RuntimeError):
+                    asyncio.get_running_loop().remove_reader(self._process.stderr.fileno())
                 self._process.stderr.close()
         self._process = None
 
@@ -333,7 +359,12 @@ class Sandbox:
         exit_future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self._exits[task_id] = exit_future
         try:
-            protocol.send(sock, message, sent)
+            await self._send(sock, message, sent)
+        except BaseException:
+            self._exits.pop(task_id, None)
+            os.close(result_read)
+            os.close(log_read)
+            raise
         finally:
             for fd in sent:
                 os.close(fd)
@@ -342,9 +373,8 @@ class Sandbox:
         try:
             reason = await exit_future
         except asyncio.CancelledError:
-            with contextlib.suppress(OSError):
-                protocol.send(sock, {"op": "cancel", "id": task_id})
             with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._send(sock, {"op": "cancel", "id": task_id}), 5)
                 await asyncio.wait_for(asyncio.shield(exit_future), 5)
             raise
         finally:
@@ -358,6 +388,22 @@ class Sandbox:
         files.created |= outcome.created if outcome is not None else set()
         return _task_outputs(reason, outcome, raw_log, wants_log(task))
 
+    async def _send(self, sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
+        """Send to the template, waiting while its socket is full (many tasks at once)."""
+        loop = asyncio.get_running_loop()
+        async with self._send_lock:
+            while True:
+                try:
+                    protocol.send(sock, message, fds or [])
+                    return
+                except BlockingIOError:
+                    writable: asyncio.Future[None] = loop.create_future()
+                    loop.add_writer(sock.fileno(), _resolve, writable)
+                    try:
+                        await writable
+                    finally:
+                        loop.remove_writer(sock.fileno())
+
     async def close(self) -> None:
         async with self._lock:
             self._reset()
@@ -365,6 +411,12 @@ class Sandbox:
                 self._cgroups.close()
                 self._cgroups = None
                 self._started = False
+        self._stderr = bytearray()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _hit_thread_limit(outcome: _Outcome, group: TaskCgroup | None) -> bool:

@@ -142,6 +142,9 @@ def _keeper(message: dict[str, Any], fds: list[int], keep: set[int]) -> None:
 
     code = 0
     try:
+        # The template's signal plumbing is not the keeper's: its wakeup pipe is closed below.
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for fd in keep:
             with contextlib.suppress(OSError):
                 os.close(fd)
