@@ -34,6 +34,15 @@ class TaskIO:
         raise FunctionError("Invalid output file identifier")
 
 
+def reopen(fd: int, mode: str) -> BinaryIO:
+    """A file object of its own on ``fd``'s file, from the start; ``"wb"`` empties the file first."""
+    duplicate = os.dup(fd)
+    if mode == "wb":
+        os.ftruncate(duplicate, 0)
+    os.lseek(duplicate, 0, os.SEEK_SET)
+    return os.fdopen(duplicate, mode)
+
+
 @dataclass
 class TaskFiles(TaskIO):
     """A task's staged files by data name, all in the execution service's private directory,
@@ -62,16 +71,11 @@ class TaskFiles(TaskIO):
         if fd is None:
             raise FunctionError("Invalid output file identifier")
         self.created.add(name)
-        duplicate = os.dup(fd)
-        os.ftruncate(duplicate, 0)
-        os.lseek(duplicate, 0, os.SEEK_SET)
-        return os.fdopen(duplicate, "wb")
+        return reopen(fd, "wb")
 
     def read_output(self, name: str) -> BinaryIO:
         """What the function wrote to output ``name``, from the start."""
-        duplicate = os.dup(self.outputs[name])
-        os.lseek(duplicate, 0, os.SEEK_SET)
-        return os.fdopen(duplicate, "rb")
+        return reopen(self.outputs[name], "rb")
 
     def close(self) -> None:
         for fd in self.outputs.values():

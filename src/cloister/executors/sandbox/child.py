@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
+from cloister.executors.base import reopen
 from cloister.executors.sandbox import isolation, seccomp
 from cloister.executors.sandbox.isolation import TaskIdentity
 from cloister.functions import FunctionError
@@ -34,19 +35,14 @@ class DescriptorFiles:
         fd = self._inputs.get(name)
         if fd is None:
             raise FunctionError("Invalid input file identifier.")
-        duplicate = os.dup(fd)
-        os.lseek(duplicate, 0, os.SEEK_SET)
-        return os.fdopen(duplicate, "rb")
+        return reopen(fd, "rb")
 
     def create_output(self, name: str) -> BinaryIO:
         fd = self._outputs.get(name)
         if fd is None:
             raise FunctionError("Invalid output file identifier")
         self.created.add(name)
-        duplicate = os.dup(fd)
-        os.ftruncate(duplicate, 0)
-        os.lseek(duplicate, 0, os.SEEK_SET)
-        return os.fdopen(duplicate, "wb")
+        return reopen(fd, "wb")
 
 
 def _limit(limits: dict[str, int], identity: TaskIdentity, memory_counted: bool) -> None:
