@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import json
 import os
 import uuid
@@ -264,3 +265,20 @@ def test_hundreds_of_tasks_in_a_row_all_finish(sandbox: Runner) -> None:
         return await asyncio.gather(*(sandbox.run_async(probe(f"return '{i}'")) for i in range(400)))
 
     assert sandbox.loop.run_until_complete(many()) == [f"OK:{i}" for i in range(400)]
+
+
+def test_no_shared_terminal_and_no_counting_by_uid(sandbox: Runner) -> None:
+    body = """
+try:
+    open('/dev/ptmx', 'rb')
+    return 'BREACHED: opened a pty'
+except OSError:
+    pass
+return f"{os.listdir('/dev/pts')} {os.getuid()}"
+"""
+    results = [sandbox.run(probe(body)) for _ in range(6)]
+    assert all(r.startswith("OK:[] ") for r in results), results
+    if ROOT:
+        uids = [int(r.split()[-1]) for r in results]
+        # Drawn at random: consecutive tasks do not get consecutive uids that count them.
+        assert [b - a for a, b in itertools.pairwise(uids)] != [1] * 5, uids

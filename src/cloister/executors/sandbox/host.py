@@ -13,6 +13,7 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import shutil
 import site
 import socket
@@ -115,22 +116,20 @@ def check_private(directories: Iterable[Path]) -> None:
 
 
 class _TaskUids:
-    """Host uids for tasks from a reserved range, each used by one task at a time, handed out in
-    turn so a uid comes back only after the whole range has been used."""
+    """Host uids for tasks from a reserved range, each used by one task at a time, drawn at
+    random so that a task's uid says nothing about how many tasks ran before it."""
 
     def __init__(self, first: int, count: int) -> None:
         self._first, self._count = first, count
-        self._next = 0
         self._busy: set[int] = set()
 
     def acquire(self) -> int:
-        for _ in range(self._count):
-            uid = self._first + self._next
-            self._next = (self._next + 1) % self._count
-            if uid not in self._busy:
-                self._busy.add(uid)
-                return uid
-        raise FunctionError(f"sandbox: all {self._count} task uids are in use")
+        if len(self._busy) >= self._count:
+            raise FunctionError(f"sandbox: all {self._count} task uids are in use")
+        while (uid := self._first + secrets.randbelow(self._count)) in self._busy:
+            pass
+        self._busy.add(uid)
+        return uid
 
     def release(self, uid: int) -> None:
         self._busy.discard(uid)

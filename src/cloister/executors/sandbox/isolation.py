@@ -2,8 +2,8 @@
 code or data reaches it.
 
 In order: join the task's cgroups, unshare every namespace (mount, pid, IPC, UTS, network,
-cgroup), mount a private size-limited tmpfs for scratch (``/tmp``) and for ``/dev/shm``, make
-``/dev`` read-only, then fork the task's process as pid 1 of its new pid namespace, where it
+cgroup), mount a private size-limited tmpfs for scratch (``/tmp``) and for ``/dev/shm``, hide
+``/dev/pts`` and make ``/dev`` read-only, then fork the task's process as pid 1 of its new pid namespace, where it
 takes the task's own host uid (dropping every capability) and asks to be killed with its parent.
 The template holds ``CAP_SYS_ADMIN``, ``CAP_SETUID`` and ``CAP_SETGID`` for this and nothing
 else; the task's process has none.
@@ -94,6 +94,8 @@ def enter_namespaces(identity: TaskIdentity) -> None:
     flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
     _mount("tmpfs", SCRATCH, "tmpfs", flags, f"size={identity.scratch_bytes},mode=0700{owner}")
     _mount("tmpfs", SHM, "tmpfs", flags, f"size={identity.shm_bytes},mode=0700{owner}")
+    # The template's devpts instance is shared by every task: hide it (no ptys, no pty numbers).
+    _mount("tmpfs", "/dev/pts", "tmpfs", flags | _MS_RDONLY, "size=4k,mode=0555")
     _mount("none", "/dev", None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NOEXEC)
 
 
