@@ -157,11 +157,14 @@ class SandboxLimits:
     """Start of the host uids reserved for tasks (when the service runs as root): no user or
     file on the host may use ``first_task_uid`` … ``first_task_uid + task_uids - 1``."""
     task_uids: int = 65_536
-    """How many task uids are reserved; each running task holds one."""
+    """How many task uids are reserved; each running or prepared sandbox holds one."""
+    prepared_sandboxes: int = 2
+    """Sandboxes kept ready (isolated, waiting for a task), so isolation adds no latency; 0 makes
+    each when its task arrives."""
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
-            if getattr(self, item.name) <= 0:
+            if getattr(self, item.name) <= 0 and item.name != "prepared_sandboxes":
                 raise ConfigurationError(f"setting sandbox.{item.name} must be positive")
         if self.first_task_uid < 1000 or self.first_task_uid + self.task_uids > 2**32 - 2:
             raise ConfigurationError(

@@ -282,3 +282,17 @@ return f"{os.listdir('/dev/pts')} {os.getuid()}"
         uids = [int(r.split()[-1]) for r in results]
         # Drawn at random: consecutive tasks do not get consecutive uids that count them.
         assert [b - a for a, b in itertools.pairwise(uids)] != [1] * 5, uids
+
+
+@pytest.mark.parametrize("prepared", [0, 3])
+def test_closing_leaves_no_process_group_or_uid_behind(prepared: int) -> None:
+    runner = Runner(dataclasses.replace(LIMITS, prepared_sandboxes=prepared))
+    results = [runner.run(probe(f"return '{i}'")) for i in range(4)]
+    sandbox = runner.sandbox
+    template = sandbox._process.pid if sandbox._process else None
+    groups = [*sandbox._cgroups._parents.values()] if sandbox._cgroups else []
+    runner.close()
+    assert results == [f"OK:{i}" for i in range(4)]
+    assert template is not None and not Path(f"/proc/{template}").exists()
+    assert all(not group.exists() for group in groups)
+    assert sandbox._uids is None or not sandbox._uids._busy

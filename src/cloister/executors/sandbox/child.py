@@ -1,23 +1,25 @@
-"""What a task's process does, as pid 1 of its own namespaces: become the task's uid, limit
-itself, seal itself with seccomp, and only then read the task and run its function.
+"""What a task's process does, as pid 1 of its own namespaces: become the task's uid, wait for
+its task, limit itself, seal itself with seccomp, and only then read the task and run its function.
 
-Descriptors arrive from the execution service: the task spec (JSON in a sealed memfd), the result
-and log pipes, and one per input and output file.
+The task arrives from the execution service on the sandbox's own channel, as descriptors: the
+task spec (JSON in a sealed memfd), the result and log pipes, and one per input and output file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import resource
+import socket
 import sys
 import tempfile
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from cloister.executors.base import reopen
-from cloister.executors.sandbox import isolation, seccomp
+from cloister.executors.sandbox import isolation, protocol, seccomp
 from cloister.executors.sandbox.isolation import TaskIdentity
 from cloister.functions import FunctionError
 from cloister.model.executors import ExecutorKind
@@ -74,19 +76,31 @@ def _read_spec(fd: int) -> dict[str, Any]:
     return spec
 
 
-def run(fds: list[int], identity: TaskIdentity, limits: dict[str, int], *, memfd: bool) -> None:
-    """Never returns: become the task's process, then run its function and exit.
+def run(channel_fd: int, identity: TaskIdentity, limits: dict[str, int], *, memfd: bool) -> None:
+    """Never returns: become the task's process, wait for the task on ``channel_fd``, run it, exit.
 
-    ``fds`` are the spec (a sealed memfd), the result and log pipes, then the task's files in
-    the order the spec's ``inputs`` and ``outputs`` index them.
+    The task arrives as descriptors: the spec (a sealed memfd), the result and log pipes, then
+    the task's files in the order the spec's ``inputs`` and ``outputs`` index them.
     """
+    try:
+        isolation.become_task(identity)
+        _close_others({channel_fd})
+    except BaseException as exc:
+        with contextlib.suppress(BaseException):
+            os.write(channel_fd, json.dumps({"failed": str(exc)}).encode())
+        os._exit(0)
+    channel = socket.socket(fileno=channel_fd)
+    protocol.send(channel, {"ready": True})
+    received = protocol.receive(channel)
+    channel.close()
+    if received is None or len(received[1]) < 3:
+        os._exit(0)  # the service let the sandbox go unused
+    fds = received[1]
     spec_fd, result_fd, log_fd, file_fds = fds[0], fds[1], fds[2], fds[3:]
     result = os.fdopen(result_fd, "w")
     outcome: dict[str, Any]
     files = DescriptorFiles({}, {})
     try:
-        isolation.become_task(identity)
-        _close_others(set(fds))
         _limit(limits, identity, memory_counted=memfd)
         tempfile.tempdir = isolation.SCRATCH
         os.dup2(log_fd, 1)

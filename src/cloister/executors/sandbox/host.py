@@ -8,6 +8,7 @@ isolated, tasks fail with the reason and no function runs.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import fcntl
 import json
@@ -22,7 +23,7 @@ import sys
 import sysconfig
 import uuid
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -135,8 +136,25 @@ class _TaskUids:
         self._busy.discard(uid)
 
 
+@dataclass
+class _Prepared:
+    """A sandbox made for one task: isolated, as its uid, in its cgroup, waiting on ``channel``."""
+
+    id: str
+    uid: int | None
+    group: TaskCgroup | None
+    channel: socket.socket
+    exit: asyncio.Future[str | None]
+    generation: int
+    """Which template made it: a sandbox outlives no restart of its template."""
+
+
 class Sandbox:
-    """One template per execution service; ``run`` gives each task a sandbox of its own."""
+    """One template per execution service; ``run`` gives each task a sandbox of its own.
+
+    ``[sandbox] prepared_sandboxes`` sandboxes are kept ready (isolated, waiting for a task) so
+    that isolating a task costs it no latency; each is used once.
+    """
 
     def __init__(self, limits: SandboxLimits, private: Iterable[Path] = ()) -> None:
         self._limits = limits
@@ -150,6 +168,9 @@ class Sandbox:
         self._exits: dict[str, asyncio.Future[str | None]] = {}
         self._lock = asyncio.Lock()
         self._send_lock = asyncio.Lock()
+        self._spares: collections.deque[_Prepared] = collections.deque()
+        self._refilling: asyncio.Task[None] | None = None
+        self._generation = 0
         self._started = False
         self._stderr = bytearray()
 
@@ -216,7 +237,8 @@ class Sandbox:
             detail = self._stderr_tail()
             self._reset()
             raise SandboxUnavailableError(f"sandbox unavailable: the worker did not start ({detail or exc})") from None
-        logger.info("sandbox worker started (pid %d)", self._process.pid)
+        self._generation += 1
+        logger.info("sandbox template started (pid %d)", self._process.pid)
 
     def _on_stderr(self) -> None:
         process = self._process
@@ -299,35 +321,103 @@ class Sandbox:
         Raises:
             FunctionError: the function failed, hit a limit, or the sandbox is unavailable.
         """
+        prepared = await self._take()
+        try:
+            return await self._run(prepared, kind, task, files)
+        finally:
+            await self._dispose(prepared)
+
+    async def _take(self) -> _Prepared:
+        """A prepared sandbox: a spare if one is ready, else a new one; spares are refilled."""
+        while self._spares:
+            prepared = self._spares.popleft()
+            if prepared.generation == self._generation and not prepared.exit.done():
+                self._refill_soon()
+                return prepared
+            await self._dispose(prepared)
+        prepared = await self._prepare()
+        self._refill_soon()
+        return prepared
+
+    def _refill_soon(self) -> None:
+        if self._limits.prepared_sandboxes and (self._refilling is None or self._refilling.done()):
+            self._refilling = asyncio.create_task(self._refill(), name="sandbox-refill")
+
+    async def _refill(self) -> None:
+        try:
+            while len(self._spares) < self._limits.prepared_sandboxes:
+                self._spares.append(await self._prepare())
+        except FunctionError as exc:
+            logger.warning("cannot prepare a sandbox ahead of its task: %s", exc.reason)
+
+    async def _prepare(self) -> _Prepared:
+        """Have the template make one sandbox: isolated, as its uid, in its cgroup, waiting for a task."""
         sock = await self._zygote()
-        task_id = f"{task.task_id}-{uuid.uuid4().hex[:8]}"
+        sandbox_id = uuid.uuid4().hex
         uid = self._uids.acquire() if self._uids else None
         group: TaskCgroup | None = None
         try:
             if self._cgroups is not None:
                 try:
-                    group = self._cgroups.create(task_id, self._limits.memory_bytes, self._limits.pids)
+                    group = self._cgroups.create(sandbox_id, self._limits.memory_bytes, self._limits.pids)
                 except OSError as exc:
                     raise SandboxUnavailableError(
                         f"sandbox: cannot make the task's cgroup ({exc}); it was not run"
                     ) from None
-            return await self._run(sock, task_id, kind, task, files, uid, group)
-        finally:
-            if group is not None:
-                await asyncio.to_thread(group.remove)
-            if uid is not None and self._uids:
-                self._uids.release(uid)
+            procs = group.open_procs() if group is not None else []
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            message = {
+                "op": "prepare",
+                "id": sandbox_id,
+                "limits": asdict(self._limits),
+                "identity": {
+                    "uid": uid,
+                    "scratch_bytes": self._limits.scratch_bytes,
+                    "shm_bytes": self._limits.shm_bytes,
+                },
+                "memfd": group is not None,
+                "cgroups": len(procs),
+            }
+            exit_future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+            self._exits[sandbox_id] = exit_future
+            try:
+                await self._send(sock, message, [*procs, theirs.fileno()])
+            except BaseException:
+                self._exits.pop(sandbox_id, None)
+                ours.close()
+                raise
+            finally:
+                for fd in procs:
+                    os.close(fd)
+                theirs.close()
+            ours.setblocking(False)
+            return _Prepared(sandbox_id, uid, group, ours, exit_future, self._generation)
+        except BaseException:
+            await self._release(uid, group)
+            raise
 
-    async def _run(
-        self,
-        sock: socket.socket,
-        task_id: str,
-        kind: str,
-        task: StagedTask,
-        files: TaskFiles,
-        uid: int | None,
-        group: TaskCgroup | None,
-    ) -> TaskOutputs:
+    async def _dispose(self, prepared: _Prepared) -> None:
+        """End ``prepared`` (killing whatever still runs in it) and give back its uid and cgroup."""
+        prepared.channel.close()
+        await self._cancel(prepared)
+        await self._release(prepared.uid, prepared.group)
+
+    async def _cancel(self, prepared: _Prepared) -> None:
+        """Have the template kill ``prepared``'s keeper (and so its task), and wait until it has."""
+        if prepared.exit.done() or prepared.generation != self._generation or self._socket is None:
+            return
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(self._send(self._socket, {"op": "cancel", "id": prepared.id}), 5)
+            await asyncio.wait_for(asyncio.shield(prepared.exit), 5)
+
+    async def _release(self, uid: int | None, group: TaskCgroup | None) -> None:
+        if group is not None:
+            await asyncio.to_thread(group.remove)
+        if uid is not None and self._uids:
+            self._uids.release(uid)
+
+    async def _run(self, prepared: _Prepared, kind: str, task: StagedTask, files: TaskFiles) -> TaskOutputs:
+        await self._wait_ready(prepared)
         inputs, outputs = list(files.inputs), list(files.outputs)
         spec = {
             "kind": kind,
@@ -337,30 +427,18 @@ class Sandbox:
             "inputs": {name: i for i, name in enumerate(inputs)},
             "outputs": {name: len(inputs) + i for i, name in enumerate(outputs)},
         }
-        message = {
-            "op": "run",
-            "id": task_id,
-            "limits": asdict(self._limits),
-            "identity": {"uid": uid, "scratch_bytes": self._limits.scratch_bytes, "shm_bytes": self._limits.shm_bytes},
-            "memfd": group is not None,
-        }
         result_read, result_write = os.pipe()
         log_read, log_write = os.pipe()
-        sent = group.open_procs() if group is not None else []
-        message["cgroups"] = len(sent)
-        sent += [
+        sent = [
             _sealed(json.dumps(spec).encode()),
             result_write,
             log_write,
             *(os.open(files.inputs[name], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC) for name in inputs),
             *(os.dup(files.outputs[name]) for name in outputs),
         ]
-        exit_future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self._exits[task_id] = exit_future
         try:
-            await self._send(sock, message, sent)
+            protocol.send(prepared.channel, {"op": "run"}, sent)
         except BaseException:
-            self._exits.pop(task_id, None)
             os.close(result_read)
             os.close(log_read)
             raise
@@ -370,22 +448,45 @@ class Sandbox:
         result_reader = _read_all(result_read, 1 << 24)
         log_reader = _read_all(log_read, self._limits.log_bytes)
         try:
-            reason = await exit_future
+            if self._socket is not None:  # the wall clock starts now
+                await self._send(self._socket, {"op": "arm", "id": prepared.id})
+            reason = await prepared.exit
         except asyncio.CancelledError:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._send(sock, {"op": "cancel", "id": task_id}), 5)
-                await asyncio.wait_for(asyncio.shield(exit_future), 5)
+            await self._cancel(prepared)
             raise
         finally:
             raw_result = await result_reader
             raw_log = await log_reader
         outcome = _Outcome.parse(raw_result, set(outputs))
+        group = prepared.group
         if group is not None and group.memory_exceeded():
             reason = f"memory limit of {self._limits.memory_bytes} bytes exceeded"
         elif outcome is not None and not outcome.ok and _hit_thread_limit(outcome, group):
             reason = f"thread limit of {self._limits.pids} exceeded ({outcome.reason})"
         files.created |= outcome.created if outcome is not None else set()
         return _task_outputs(reason, outcome, raw_log, wants_log(task))
+
+    async def _wait_ready(self, prepared: _Prepared) -> None:
+        """Wait for the task's process to say it is ready (at once for a spare).
+
+        Raises:
+            SandboxUnavailableError: the sandbox could not be made, with the reason.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            hello = await asyncio.wait_for(loop.sock_recv(prepared.channel, protocol.MAX_MESSAGE), _START_TIMEOUT)
+        except (TimeoutError, OSError):
+            hello = b""
+        try:
+            answer = json.loads(hello) if hello else {}
+        except ValueError:
+            answer = {}
+        if isinstance(answer, dict) and answer.get("ready") is True:
+            return
+        reason = answer.get("failed") if isinstance(answer, dict) else None
+        if not isinstance(reason, str):
+            reason = (prepared.exit.result() if prepared.exit.done() else None) or "it did not start"
+        raise SandboxUnavailableError(f"sandbox: cannot isolate the task ({reason}); it was not run")
 
     async def _send(self, sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
         """Send to the template, waiting while its socket is full (many tasks at once)."""
@@ -404,6 +505,12 @@ class Sandbox:
                         loop.remove_writer(sock.fileno())
 
     async def close(self) -> None:
+        if self._refilling is not None:
+            self._refilling.cancel()
+            with contextlib.suppress(BaseException):
+                await self._refilling
+        while self._spares:
+            await self._dispose(self._spares.popleft())
         async with self._lock:
             self._reset()
             if self._cgroups is not None:

@@ -3,18 +3,20 @@ per task.
 
 Usage (by the execution service, inside bubblewrap): ``python -m cloister.executors.sandbox.zygote FD``
 where FD is its end of a SOCK_SEQPACKET socket. It imports the runtimes once, answers ``ready``,
-then for every ``run`` forks a *keeper* that joins the task's cgroups, unshares every namespace,
-mounts the task's private file systems and forks the task's process as pid 1 of its own pid
-namespace (see :mod:`isolation`, then :mod:`child`). The keeper waits for it and exits with what
-became of it; killing the keeper (wall time, cancel) kills the task. Messages carry only what the
-service decided (limits, uid); the task's function, arguments and names reach the task's process
-through a sealed descriptor the template never reads.
+then for every ``prepare`` forks a *keeper* that joins the sandbox's cgroups, unshares every
+namespace, mounts the sandbox's private file systems and forks the task's process as pid 1 of its
+own pid namespace (see :mod:`isolation`, then :mod:`child`), which waits on its own channel for
+its task. ``arm`` starts a sandbox's wall clock (its task has been handed over); ``cancel`` kills
+it. The keeper waits for the task's process and exits with what became of it; killing the keeper
+kills the task. Messages carry only what the service decided (limits, uid); the task itself
+reaches the task's process directly, never through the template.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import selectors
 import signal
@@ -34,6 +36,7 @@ CPU_EXCEEDED = 125
 class _Keeper:
     pid: int
     deadline: float
+    """When its wall time runs out: never, until its task is handed over (``arm``)."""
     wall_seconds: float
     cpu_seconds: int
     output_bytes: int
@@ -90,7 +93,7 @@ def serve(sock: socket.socket) -> None:
     keep = {sock.fileno(), wake_read, wake_write, selector.fileno()}  # type: ignore[attr-defined]
     while True:
         now = time.monotonic()
-        timeout = min((k.deadline - now for k in keepers.values()), default=None)
+        timeout = min((k.deadline - now for k in keepers.values() if k.deadline < math.inf), default=None)
         for key, _ in selector.select(None if timeout is None else max(timeout, 0)):
             if key.data == "child":
                 os.read(wake_read, 4096)
@@ -111,29 +114,22 @@ def serve(sock: socket.socket) -> None:
 
 
 def _handle(message: dict[str, Any], fds: list[int], keepers: dict[str, _Keeper], keep: set[int]) -> None:
-    if message.get("op") == "cancel":
-        keeper = keepers.get(message["id"])
-        if keeper is not None:
-            keeper.killed_because = "canceled"
-            _kill(keeper.pid)
-        return
-    if message.get("op") != "run":
-        for fd in fds:
-            os.close(fd)
-        return
-    limits = message["limits"]
-    pid = os.fork()
-    if pid == 0:
-        _keeper(message, fds, keep)
+    keeper = keepers.get(message.get("id", ""))
+    if message.get("op") == "cancel" and keeper is not None:
+        keeper.killed_because = "canceled"
+        _kill(keeper.pid)
+    elif message.get("op") == "arm" and keeper is not None:
+        keeper.deadline = time.monotonic() + keeper.wall_seconds
+    elif message.get("op") == "prepare":
+        limits = message["limits"]
+        pid = os.fork()
+        if pid == 0:
+            _keeper(message, fds, keep)
+        keepers[message["id"]] = _Keeper(
+            pid, math.inf, limits["wall_seconds"], limits["cpu_seconds"], limits["output_bytes"]
+        )
     for fd in fds:
         os.close(fd)
-    keepers[message["id"]] = _Keeper(
-        pid,
-        time.monotonic() + limits["wall_seconds"],
-        limits["wall_seconds"],
-        limits["cpu_seconds"],
-        limits["output_bytes"],
-    )
 
 
 def _keeper(message: dict[str, Any], fds: list[int], keep: set[int]) -> None:
@@ -149,25 +145,23 @@ def _keeper(message: dict[str, Any], fds: list[int], keep: set[int]) -> None:
             with contextlib.suppress(OSError):
                 os.close(fd)
         isolation.die_with_parent()
-        groups, task_fds = fds[: message["cgroups"]], fds[message["cgroups"] :]
+        groups, channel = fds[: message["cgroups"]], fds[message["cgroups"]]
         identity = isolation.TaskIdentity(**message["identity"])
         isolation.join_cgroups(groups)
         isolation.enter_namespaces(identity)
         pid = os.fork()
         if pid == 0:
-            child.run(task_fds, identity, message["limits"], memfd=message["memfd"])
-        for fd in task_fds:
-            os.close(fd)
+            child.run(channel, identity, message["limits"], memfd=message["memfd"])
+        os.close(channel)
         _, status, usage = os.wait4(pid, 0)
         if os.WIFSIGNALED(status):
             used = usage.ru_utime + usage.ru_stime
             code = CPU_EXCEEDED if used >= message["limits"]["cpu_seconds"] else 128 + os.WTERMSIG(status)
         else:
             code = os.WEXITSTATUS(status)
-    except BaseException as exc:  # the task did not start: say why on its result pipe
+    except BaseException as exc:  # the sandbox could not be made: say why on its channel
         with contextlib.suppress(BaseException):
-            reason = f"sandbox: cannot isolate the task ({exc}); it was not run"
-            os.write(fds[message["cgroups"] + 1], json.dumps({"ok": False, "reason": reason}).encode())
+            os.write(fds[message["cgroups"]], json.dumps({"failed": str(exc)}).encode())
         code = 0
     os._exit(code)
 
