@@ -403,7 +403,7 @@ def open_arena(directory: Path, env: Mapping[str, str]) -> Iterator[Arena]:
 # Victims: another tenant's task holding a secret while an attack runs
 # ------------------------------------------------------------------------------------------------
 
-VICTIM = python_payload(r'''
+VICTIM = python_payload(r"""
 import hashlib
 import time
 
@@ -438,7 +438,7 @@ def entrypoint(argv):
     if segment >= 0:
         sysc("shmctl", segment, 0, 0)  # IPC_RMID
     return _json.dumps({"uid": _os.getuid(), "pid": _os.getpid(), "start": started, "end": _time.time()})
-''')
+""")
 
 
 @dataclass

@@ -73,7 +73,8 @@ def _expect_invalid(call: Callable[[], object], name: str, where: str) -> None:
     try:
         call()
     except InvalidArgumentError as error:
-        assert _names_it(error.message, name), f"{where}: INVALID_ARGUMENT without naming {_show(name)}: {error.message!r}"
+        named = _names_it(error.message, name)
+        assert named, f"{where}: INVALID_ARGUMENT without naming {_show(name)}: {error.message!r}"
         return
     except CloisterError as error:
         pytest.fail(
@@ -125,9 +126,7 @@ def test_assign_data_rejects_name(arena: Arena, case: str) -> None:
     function_id = owner.frontend.register_function(
         unique("f"), "", "python", payload=b"x", inputs=[FunctionInput("data")]
     )
-    task_id = owner.frontend.create_task(
-        function_id, {}, "python", inputs_ownership=[OwnerList("data", [owner.user])]
-    )
+    task_id = owner.frontend.create_task(function_id, {}, "python", inputs_ownership=[OwnerList("data", [owner.user])])
     data_id = arena.raw_input(owner, b"some data")
     _expect_invalid(
         lambda: owner.frontend.assign_data_to_task(task_id, [DataMap(name, data_id)], []),
@@ -139,24 +138,24 @@ def test_assign_data_rejects_name(arena: Arena, case: str) -> None:
 
 # -- names aimed at a canary: the whole flow, and what happened to the host's files --------------
 
-WRITE_OUTPUT = python_payload(r'''
+WRITE_OUTPUT = python_payload(r"""
 def entrypoint(argv):
     args = arguments(argv)
     with teaclave_open(args["name"], "wb") as out:
         out.write(b"PWNED-BY-A-DATA-NAME")
     return report("BREACHED", "wrote output " + args["name"])
-''')
+""")
 
-IGNORE_OUTPUT = python_payload(r'''
+IGNORE_OUTPUT = python_payload(r"""
 def entrypoint(argv):
     return report("BREACHED", "left output unwritten: " + arguments(argv)["name"])
-''')
+""")
 
-READ_INPUT = python_payload(r'''
+READ_INPUT = python_payload(r"""
 def entrypoint(argv):
     args = arguments(argv)
     return report("BREACHED", teaclave_open(args["name"], "rb").read()[:100])
-''')
+""")
 
 WASM_WRITE_OUTPUT = b"""
 (module
