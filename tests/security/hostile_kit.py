@@ -218,7 +218,7 @@ def leaks(text: str, secrets_: Iterable[bytes | str]) -> list[str]:
     found = []
     for secret in secrets_:
         raw = secret.encode() if isinstance(secret, str) else secret
-        forms = {raw.decode(errors="replace"), raw.hex(), base64.b64encode(raw).decode()}
+        forms = {raw.decode(errors="replace"), raw.hex(), base64.b64encode(raw).decode(), repr(raw)[2:-1]}
         if any(form and form in text for form in forms):
             found.append(raw.decode(errors="replace"))
     return found
