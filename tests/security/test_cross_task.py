@@ -12,6 +12,7 @@ overlapped the victim's run (else the probe decided nothing).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 
@@ -383,7 +384,7 @@ def _wasm_outcome(outcome: Outcome) -> Outcome:
     """A wasm probe returns how many forbidden opens succeeded: 0 is contained."""
     if outcome.ok:
         verdict = CONTAINED if outcome.text == "0" else "BREACHED"
-        text = '{"verdict": "%s", "detail": "%s forbidden opens succeeded"}' % (verdict, outcome.text)
+        text = json.dumps({"verdict": verdict, "detail": f"{outcome.text} forbidden opens succeeded"})
         return Outcome(outcome.task_id, True, text=text)
     return outcome
 
