@@ -41,6 +41,8 @@ from cloister.sdk import (
 )
 from cloister.testing import RunningPlatform, start_platform
 
+EXAMPLES_WASM = Path(__file__).resolve().parents[2] / "examples" / "wasm"
+
 CONTAINED = "CONTAINED"
 BREACHED = "BREACHED"
 UNDECIDED = "UNDECIDED"
