@@ -8,9 +8,22 @@ import from their own directory (pytest's rootdir-prepend import). This suite ru
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 _HERE = Path(__file__).resolve().parent
 for _path in (_HERE.parent / "e2e", _HERE.parent / "support", _HERE):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
+
+
+@pytest.fixture
+def record_verdict(request: pytest.FixtureRequest) -> Callable[[str, object], None]:
+    """Keeps a test's verdict and evidence in its report's user properties (also under junit xunit2)."""
+
+    def record(name: str, value: object) -> None:
+        request.node.user_properties.append((name, value))
+
+    return record

@@ -391,7 +391,7 @@ def _wasm_outcome(outcome: Outcome) -> Outcome:
 
 @pytest.mark.parametrize("case", sorted(ATTACKS))
 def test_attacker_beside_a_victim_finds_nothing(
-    arena: Arena, case: str, record_property: Callable[[str, object], None]
+    arena: Arena, case: str, record_verdict: Callable[[str, object], None]
 ) -> None:
     payload, executor, extra, with_loot = ATTACKS[case]
     os.chmod(arena.work_dir, 0o311)  # undo an earlier test's chmod, so each attack stands alone
@@ -413,7 +413,7 @@ def test_attacker_beside_a_victim_finds_nothing(
         stolen = leaks(repr(uploaded), victim.secrets)
         if stolen or uploaded not in (None, b"ONLY-THIS"):
             problems.append(f"the attacker's own output carried {uploaded!r}")
-    record_property("verdict", "; ".join(problems) or "CONTAINED")
+    record_verdict("verdict", "; ".join(problems) or "CONTAINED")
     assert not problems, " / ".join(problems)
     arena.assert_healthy()
 

@@ -320,9 +320,9 @@ def arena(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arena]:
 
 
 @pytest.mark.parametrize("call", DENIED_CALLS)
-def test_system_call_is_denied(arena: Arena, call: str, record_property: Callable[[str, object], None]) -> None:
+def test_system_call_is_denied(arena: Arena, call: str, record_verdict: Callable[[str, object], None]) -> None:
     outcome = arena.run(arena.tenant("prober"), SYSCALLS, {"call": call})
-    expect_contained(outcome, record_property, contained_reasons=("SIGSYS",))
+    expect_contained(outcome, record_verdict, contained_reasons=("SIGSYS",))
     arena.assert_healthy()
 
 
@@ -334,28 +334,28 @@ def test_control_probe_reports_an_allowed_call_as_breached(arena: Arena, call: s
 
 
 @pytest.mark.parametrize("case", sorted(PYTHON_LEVEL))
-def test_python_level_escape_is_denied(arena: Arena, case: str, record_property: Callable[[str, object], None]) -> None:
+def test_python_level_escape_is_denied(arena: Arena, case: str, record_verdict: Callable[[str, object], None]) -> None:
     outcome = arena.run(arena.tenant("prober"), _python_level(PYTHON_LEVEL[case]))
-    expect_contained(outcome, record_property, contained_reasons=("SIGSYS",))
+    expect_contained(outcome, record_verdict, contained_reasons=("SIGSYS",))
     arena.assert_healthy()
 
 
 @pytest.mark.parametrize("what", ["proc", "sys", "etc-shadow", "dev-nodes"])
-def test_host_filesystem_is_invisible(arena: Arena, what: str, record_property: Callable[[str, object], None]) -> None:
-    expect_contained(arena.run(arena.tenant("prober"), VISIBILITY, {"what": what}), record_property)
+def test_host_filesystem_is_invisible(arena: Arena, what: str, record_verdict: Callable[[str, object], None]) -> None:
+    expect_contained(arena.run(arena.tenant("prober"), VISIBILITY, {"what": what}), record_verdict)
     arena.assert_healthy()
 
 
-def test_environment_is_clean(arena: Arena, record_property: Callable[[str, object], None]) -> None:
+def test_environment_is_clean(arena: Arena, record_verdict: Callable[[str, object], None]) -> None:
     outcome = arena.run(arena.tenant("prober"), ENVIRONMENT)
-    expect_contained(outcome, record_property)
+    expect_contained(outcome, record_verdict)
     assert not leaks(outcome.everything, [arena.platform.admin_password]), "the admin password reached the task"
     assert not any(key.startswith("CLOISTER") for key in outcome.data.get("environ", {}))
     arena.assert_healthy()
 
 
-def test_only_the_tasks_own_descriptors(arena: Arena, record_property: Callable[[str, object], None]) -> None:
-    expect_contained(arena.run(arena.tenant("prober"), DESCRIPTORS), record_property)
+def test_only_the_tasks_own_descriptors(arena: Arena, record_verdict: Callable[[str, object], None]) -> None:
+    expect_contained(arena.run(arena.tenant("prober"), DESCRIPTORS), record_verdict)
     arena.assert_healthy()
 
 
@@ -369,7 +369,7 @@ def _wasm_verdict(outcome: Outcome, case: str) -> Outcome:
 
 
 @pytest.mark.parametrize("case", sorted(WASM_CASES))
-def test_wasm_host_abi_holds(arena: Arena, case: str, record_property: Callable[[str, object], None]) -> None:
+def test_wasm_host_abi_holds(arena: Arena, case: str, record_verdict: Callable[[str, object], None]) -> None:
     module, reasons, with_input = WASM_CASES[case]
     if case == "wasm-out-of-bounds-pointers":
         module = (EXAMPLES_WASM / "bad_pointer.wat").read_bytes()
@@ -377,5 +377,5 @@ def test_wasm_host_abi_holds(arena: Arena, case: str, record_property: Callable[
     inputs = {"data": arena.raw_input(prober, b"some data")} if with_input else None
     args = {"input": "data"} if case == "wasm-out-of-bounds-pointers" else {}
     outcome = arena.run(prober, module, args, executor="wasm", inputs=inputs)
-    expect_contained(_wasm_verdict(outcome, case), record_property, contained_reasons=reasons)
+    expect_contained(_wasm_verdict(outcome, case), record_verdict, contained_reasons=reasons)
     arena.assert_healthy()

@@ -310,7 +310,7 @@ def arena(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arena]:
 
 @pytest.mark.parametrize("case", sorted(STASHES))
 def test_a_later_task_of_another_tenant_finds_no_stash(
-    arena: Arena, case: str, record_property: Callable[[str, object], None]
+    arena: Arena, case: str, record_verdict: Callable[[str, object], None]
 ) -> None:
     writer, reader, where = STASHES[case]
     token = f"STASH-{secrets.token_hex(10)}"
@@ -319,8 +319,8 @@ def test_a_later_task_of_another_tenant_finds_no_stash(
     written = arena.run(arena.tenant("stasher"), writer, args)
     victim.check()
     found = arena.run(arena.tenant("seeker"), reader, args)
-    record_property("writer", written.text[:300] or written.reason[:300])
-    expect_contained(found, record_property)
+    record_verdict("writer", written.text[:300] or written.reason[:300])
+    expect_contained(found, record_verdict)
     assert not leaks(found.everything, [token]), f"BREACHED: the reader saw the stash: {found.everything[:300]}"
     arena.assert_healthy()
 

@@ -450,7 +450,7 @@ for _call in ("setpriority", "sched_setaffinity", "sched_setscheduler", "sched_s
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_limit_holds_and_the_victim_finishes(
-    arena: Arena, case: str, record_property: Callable[[str, object], None]
+    arena: Arena, case: str, record_verdict: Callable[[str, object], None]
 ) -> None:
     payload, executor, args, reasons = CASES[case]
     args = {"target": str(TARGET), **args}
@@ -465,7 +465,7 @@ def test_limit_holds_and_the_victim_finishes(
         outcome = Outcome(outcome.task_id, True, text=text)
     problems = []
     try:
-        expect_contained(outcome, record_property, contained_reasons=reasons)
+        expect_contained(outcome, record_verdict, contained_reasons=reasons)
     except AssertionError as error:
         problems.append(str(error).splitlines()[0])
     try:

@@ -195,7 +195,7 @@ E2E = {
 
 @pytest.mark.parametrize("case", sorted(E2E))
 def test_name_aimed_at_a_host_file_touches_nothing(
-    arena: Arena, case: str, tmp_path: Path, record_property: Callable[[str, object], None]
+    arena: Arena, case: str, tmp_path: Path, record_verdict: Callable[[str, object], None]
 ) -> None:
     payload, executor, side, how = E2E[case]
     watched = tmp_path / "watched"
@@ -220,7 +220,7 @@ def test_name_aimed_at_a_host_file_touches_nothing(
     except InvalidArgumentError as error:
         rejection = error
     damage = unexpected_changes(before, snapshot(watched))
-    record_property("verdict", f"rejection={rejection}; damage={damage}; outcome={outcome}")
+    record_verdict("verdict", f"rejection={rejection}; damage={damage}; outcome={outcome}")
     assert not damage, f"BREACHED: the data name {name!r} changed host files: {damage} (task: {outcome})"
     assert rejection is not None, f"BREACHED: the data name {name!r} was accepted and the task ran: {outcome}"
     assert _names_it(rejection.message, name), f"INVALID_ARGUMENT without naming {name!r}: {rejection.message!r}"

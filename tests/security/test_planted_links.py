@@ -234,7 +234,7 @@ def _host_secrets(arena: Arena) -> list[bytes]:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_service_follows_nothing_the_task_planted(
-    arena: Arena, case: str, tmp_path: Path, record_property: Callable[[str, object], None]
+    arena: Arena, case: str, tmp_path: Path, record_verdict: Callable[[str, object], None]
 ) -> None:
     payload, output_name, where = CASES[case]
     watched = tmp_path / "watched"
@@ -267,6 +267,6 @@ def test_service_follows_nothing_the_task_planted(
     touched = unexpected_changes(watched_before, snapshot(watched))
     if touched:
         problems.append(f"host files outside the work directory changed: {touched[:6]}")
-    record_property("verdict", f"function said {verdict}: {evidence[:200]}; problems: {problems}")
+    record_verdict("verdict", f"function said {verdict}: {evidence[:200]}; problems: {problems}")
     assert not problems, f"BREACHED ({verdict}: {evidence[:300]}): " + "; ".join(problems)
     arena.assert_healthy()

@@ -272,13 +272,13 @@ def arena(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arena]:
 
 @pytest.mark.parametrize("case", sorted(ATTACKS))
 def test_signal_attack_is_refused_and_the_victim_finishes(
-    arena: Arena, case: str, record_property: Callable[[str, object], None]
+    arena: Arena, case: str, record_verdict: Callable[[str, object], None]
 ) -> None:
     payload, args = ATTACKS[case]
     outcome, victim = attack_beside_victim(arena, payload, args, sleep=VICTIM_SLEEP)
     problems = []
     try:
-        expect_contained(outcome, record_property, breached_reasons=DIED)
+        expect_contained(outcome, record_verdict, breached_reasons=DIED)
     except AssertionError as error:
         problems.append(str(error).split("\n")[0])
     try:
