@@ -106,8 +106,13 @@ def sysc(name, *args):
     return result, ("" if result >= 0 else ename(_ctypes.get_errno()))
 
 
+_T0 = _time.time()  # the module runs when the task starts
+
+
 def report(verdict, detail, **extra):
-    return _json.dumps({"verdict": verdict, "detail": str(detail)[:3000], **extra}, default=repr)
+    """The probe's verdict, and the window it probed in (t0: task start, t1: now) unless given."""
+    window = {"t0": _T0, "t1": _time.time()}
+    return _json.dumps({"verdict": verdict, "detail": str(detail)[:3000], **window, **extra}, default=repr)
 
 
 def arguments(argv):

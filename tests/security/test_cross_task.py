@@ -32,39 +32,57 @@ from hostile_kit import (
 
 VICTIM_SLEEP = 1.6
 
-HUNT = r'''
+HUNT = r"""
+HUNT_ERRORS = []
+TASK_DIR_MARKS = ("inputs", "outputs", "scratch", "spec.json")
+
+
 def other_task_dirs(work):
+    # Directories that look like another task's (inputs, outputs, scratch, spec.json), not mine.
     mine = _os.path.basename(_os.path.dirname(_os.getcwd()))
     found = []
     for entry in _os.listdir(work):
         path = _os.path.join(work, entry)
         if entry != mine and _os.path.isdir(path):
-            found.append(path)
+            if any(_os.path.lexists(_os.path.join(path, mark)) for mark in TASK_DIR_MARKS):
+                found.append(path)
     return found
 
 
 def hunt(work, collect, window=1.2):
-    """Poll the other tasks' directories for ``window`` seconds; what ``collect(dir)`` finds."""
+    # Poll the other tasks' directories for ``window`` seconds; what ``collect(dir)`` finds.
     found = []
     deadline = _time.time() + window
     while not found and _time.time() < deadline:
-        for directory in other_task_dirs(work):
+        try:
+            directories = other_task_dirs(work)
+        except OSError as exc:
+            HUNT_ERRORS.append((work, os_error(exc)))
+            break
+        for directory in directories:
             try:
                 found += collect(directory)
             except OSError as exc:
-                found.append((directory, os_error(exc)))
+                HUNT_ERRORS.append((directory, os_error(exc)))
         _time.sleep(0.05)
     return found
 
 
+def verdict_on(what, found, t0):
+    # BREACHED with what was found in other tasks' directories; CONTAINED when nothing was.
+    if found:
+        return report("BREACHED", dict(what, found=found), t0=t0)
+    return report("CONTAINED", "%s, but nothing of another task: %s" % (what, HUNT_ERRORS[:5]), t0=t0)
+
+
 def opened(work, chmod_target=None):
-    """chmod the work directory (or ``chmod_target``) open; the errno when refused, else None."""
+    # chmod the work directory (or ``chmod_target``) open; the errno when refused, else None.
     try:
         _os.chmod(chmod_target or work, 0o755)
     except OSError as exc:
         return os_error(exc)
     return None
-'''
+"""
 
 LIST_WORK_DIR = python_payload(
     HUNT
@@ -110,7 +128,7 @@ def entrypoint(argv):
     refused = opened(work)
     if refused:
         return report("CONTAINED", "chmod(work dir): " + refused, t0=t0)
-    return report("BREACHED", {"chmod work dir": "accepted", "files": hunt(work, read_tree)}, t0=t0)
+    return verdict_on({"chmod work dir": "accepted"}, hunt(work, read_tree), t0)
 """
 )
 
@@ -122,7 +140,7 @@ def entrypoint(argv):
     refused = opened("../..", "../..")
     if refused:
         return report("CONTAINED", "chmod('../..'): " + refused, t0=t0)
-    return report("BREACHED", {"chmod ../..": "accepted", "files": hunt("../..", read_tree)}, t0=t0)
+    return verdict_on({"chmod ../..": "accepted"}, hunt("../..", read_tree), t0)
 """
 )
 
@@ -178,7 +196,9 @@ def entrypoint(argv):
             for leaf in ("inputs/secret", "spec.json", "scratch/victim-scratch.bin"):
                 found.append((name + "/" + leaf, raw_read(work + "/" + name + "/" + leaf)))
         _time.sleep(0.05)
-    return report("BREACHED", {"fchmodat": "accepted", "found": found}, t0=t0)
+    if found:
+        return report("BREACHED", {"fchmodat": "accepted", "found": found}, t0=t0)
+    return report("CONTAINED", "fchmodat accepted, but no other task's files were reachable", t0=t0)
 """)
 
 READ_VICTIM_SPEC = python_payload(
@@ -196,7 +216,7 @@ def entrypoint(argv):
             spec = _json.load(handle)
         return [(directory, {"arguments": spec.get("arguments"), "limits": spec.get("limits")})]
 
-    return report("BREACHED", {"specs": hunt(work, spec)}, t0=t0)
+    return verdict_on({"read": "spec.json"}, hunt(work, spec), t0)
 """
 )
 
@@ -221,7 +241,7 @@ def entrypoint(argv):
             done.append(path)
         return done
 
-    return report("BREACHED", {"replaced": hunt(work, replace)}, t0=t0)
+    return verdict_on({"replaced": "outputs"}, hunt(work, replace), t0)
 """
 )
 
@@ -249,7 +269,7 @@ def entrypoint(argv):
             return [source]
         return []
 
-    return report("BREACHED", {args["how"] + " linked as my output": hunt(work, link)}, t0=t0)
+    return verdict_on({"linked as my output": args["how"]}, hunt(work, link), t0)
 """
 )
 
@@ -297,7 +317,9 @@ def entrypoint(argv):
 PID_SCAN = python_payload(r"""
 def entrypoint(argv):
     t0 = _time.time()
-    others = [pid for pid in visible_pids(32768) if pid not in (1, 2, _os.getpid())]
+    others = []
+    while not others and _time.time() < t0 + 1.2:
+        others = [pid for pid in visible_pids(32768) if pid not in (1, 2, _os.getpid())]
     if others:
         return report("BREACHED", "other processes visible: %s (I am %d)" % (others, _os.getpid()), t0=t0)
     return report("CONTAINED", "sees only pids 1, 2 and itself (%d)" % _os.getpid(), t0=t0)
@@ -328,7 +350,7 @@ def entrypoint(argv):
         return [(name, np.fromfile(_os.path.join(inputs, name), dtype=np.uint8).tobytes())
                 for name in _os.listdir(inputs)]
 
-    return report("BREACHED", {"numpy read": hunt(work, load)}, t0=t0)
+    return verdict_on({"numpy read": "inputs"}, hunt(work, load), t0)
 """
 )
 
@@ -431,9 +453,9 @@ def _problems(outcome: Outcome, victim: Victim, case: str) -> list[str]:
     except AssertionError as error:
         problems.append(f"victim harmed: {error}")
         return problems
-    started = outcome.data.get("t0")
-    if outcome.ok and started is not None and not report["start"] <= started <= report["end"]:
-        problems.append(f"UNDECIDED: the attack ran at {started}, outside the victim's run {report}")
+    window = outcome.data.get("t0"), outcome.data.get("t1")
+    if outcome.ok and None not in window and not (window[0] <= report["end"] and window[1] >= report["start"]):
+        problems.append(f"UNDECIDED: the attack probed during {window}, outside the victim's run {report}")
     if case == "own-host-uid" and outcome.data.get("uid") == report["uid"]:
         problems.append(f"BREACHED: attacker and victim run as the same uid {report['uid']}")
     return problems

@@ -168,16 +168,21 @@ def entrypoint(argv):
         seen = _os.listdir("/sys") if _os.path.isdir("/sys") else []
     elif what == "etc-shadow":
         seen = []
-        for path in ("/etc/shadow", "/etc/gshadow", "/etc/passwd", "/etc/hostname", "/root/.bash_history"):
+        for path in ("/etc/shadow", "/etc/gshadow", "/etc/sudoers"):
             try:
                 with open(path, "rb") as handle:
                     seen.append((path, handle.read(80)))
             except OSError:
                 pass
     elif what == "dev-nodes":
-        allowed = {"null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "shm", "fd",
-                   "stdin", "stdout", "stderr", "core"}
-        seen = sorted(set(_os.listdir("/dev")) - allowed)
+        import stat
+
+        harmless = {"null", "zero", "full", "random", "urandom", "tty", "ptmx", "console"}
+        seen = []
+        for name in _os.listdir("/dev"):
+            mode = _os.lstat("/dev/" + name).st_mode
+            if stat.S_ISBLK(mode) or (stat.S_ISCHR(mode) and name not in harmless):
+                seen.append(name)
     else:
         raise ValueError(what)
     if seen:

@@ -250,7 +250,7 @@ def test_service_follows_nothing_the_task_planted(
     outcome = arena.run(attacker, payload, {"target": target}, outputs={output_name: slot.data_id})
 
     uploaded = slot.plaintext(arena.scratch)
-    verdict, evidence = judge(outcome, contained_reasons=(f"output {output_name}",))
+    verdict, evidence = judge(outcome, contained_reasons=(output_name,))
     problems = []
     if verdict == UNDECIDED:
         problems.append(f"UNDECIDED: {evidence}")
