@@ -461,7 +461,7 @@ def test_limit_holds_and_the_victim_finishes(
     if executor == "wasm" and outcome.ok:
         held = int(outcome.text) * 65536 if payload is WASM_GROW else None
         verdict = "CONTAINED" if held is not None and held <= MEMORY else "BREACHED"
-        text = json.dumps({"verdict": verdict, "detail": f"returned {outcome.text} (pages held: {held})"})
+        text = json.dumps({"verdict": verdict, "detail": f"returned {outcome.text} ({held} bytes held)"})
         outcome = Outcome(outcome.task_id, True, text=text)
     problems = []
     try:
