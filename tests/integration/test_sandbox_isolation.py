@@ -296,3 +296,39 @@ def test_closing_leaves_no_process_group_or_uid_behind(prepared: int) -> None:
     assert template is not None and not Path(f"/proc/{template}").exists()
     assert all(not group.exists() for group in groups)
     assert sandbox._uids is None or not sandbox._uids._busy
+
+
+def _task_processes() -> list[int]:
+    """Processes running as a task uid (the reserved range), anywhere on the host."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            uid = entry.stat().st_uid if entry.name.isdigit() else -1
+        except OSError:
+            continue
+        if LIMITS.first_task_uid <= uid < LIMITS.first_task_uid + LIMITS.task_uids:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("how", ["wall time", "cancel"])
+def test_a_stopped_task_leaves_no_process(how: str) -> None:
+    runner = Runner(dataclasses.replace(LIMITS, wall_seconds=2, prepared_sandboxes=0))
+    source = probe("import threading, time\nthreading.Thread(target=time.sleep, args=(600,)).start()\ntime.sleep(600)")
+    try:
+        if how == "wall time":
+            assert runner.run(source) == "FAILED:wall time limit of 2 s exceeded"
+        else:
+
+            async def cancel_after_start() -> None:
+                job = asyncio.ensure_future(runner.run_async(source))
+                await asyncio.sleep(1)
+                job.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await job
+
+            runner.loop.run_until_complete(asyncio.wait_for(cancel_after_start(), 20))
+        if ROOT:
+            assert _task_processes() == []
+    finally:
+        runner.close()

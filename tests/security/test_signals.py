@@ -76,6 +76,8 @@ def sigio_attack(kind, set_owner_for, async_by_ioctl=False):
         error = arm(read_end, set_owner_for(pid), async_by_ioctl)
         if error:
             refused.append((pid, error))
+            _os.close(read_end)
+            _os.close(write_end)
         else:
             armed.append((pid, write_end))
     for pid, write_end in armed:

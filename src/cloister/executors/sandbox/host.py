@@ -81,7 +81,8 @@ def bwrap_command(bwrap: str, fd: int, *, privileged: bool) -> list[str]:
     command += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
     if not privileged:
         command += ["--unshare-user", "--uid", "0", "--gid", "0"]
-    for capability in ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID"):
+    # CAP_KILL: a keeper's death must reach its task (the parent-death signal crosses uids).
+    for capability in ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_KILL"):
         command += ["--cap-add", capability]
     bound = [path for path in (*_SYSTEM_PATHS, *runtime_paths()) if os.path.exists(path)]
     # Directories bwrap would make for the binds' parents are 0700 root-owned: the task's uid
@@ -455,6 +456,8 @@ class Sandbox:
             await self._cancel(prepared)
             raise
         finally:
+            if prepared.group is not None:  # nothing of the task outlives its keeper
+                prepared.group.kill_all()
             raw_result = await result_reader
             raw_log = await log_reader
         outcome = _Outcome.parse(raw_result, set(outputs))

@@ -5,7 +5,8 @@ In order: join the task's cgroups, unshare every namespace (mount, pid, IPC, UTS
 cgroup), mount a private size-limited tmpfs for scratch (``/tmp``) and for ``/dev/shm``, hide
 ``/dev/pts`` and make ``/dev`` read-only, then fork the task's process as pid 1 of its new pid namespace, where it
 takes the task's own host uid (dropping every capability) and asks to be killed with its parent.
-The template holds ``CAP_SYS_ADMIN``, ``CAP_SETUID`` and ``CAP_SETGID`` for this and nothing
+The template holds ``CAP_SYS_ADMIN``, ``CAP_SETUID``, ``CAP_SETGID`` and ``CAP_KILL`` (so that
+the keeper's death signals the task's process, which runs as another uid) for this and nothing
 else; the task's process has none.
 """
 
