@@ -90,8 +90,11 @@ def run(channel_fd: int, identity: TaskIdentity, limits: dict[str, int], *, memf
             os.write(channel_fd, json.dumps({"failed": str(exc)}).encode())
         os._exit(0)
     channel = socket.socket(fileno=channel_fd)
-    protocol.send(channel, {"ready": True})
-    received = protocol.receive(channel)
+    try:
+        protocol.send(channel, {"ready": True})
+        received = protocol.receive(channel)
+    except OSError:
+        received = None
     channel.close()
     if received is None or len(received[1]) < 3:
         os._exit(0)  # the service let the sandbox go unused

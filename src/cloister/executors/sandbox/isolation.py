@@ -1,13 +1,14 @@
 """The steps that turn a fresh fork of the template into a task's own sandbox, before any tenant
 code or data reaches it.
 
-In order: join the task's cgroups, unshare every namespace (mount, pid, IPC, UTS, network,
-cgroup), mount a private size-limited tmpfs for scratch (``/tmp``) and for ``/dev/shm``, hide
-``/dev/pts`` and make ``/dev`` read-only, then fork the task's process as pid 1 of its new pid namespace, where it
-takes the task's own host uid (dropping every capability) and asks to be killed with its parent.
-The template holds ``CAP_SYS_ADMIN``, ``CAP_SETUID``, ``CAP_SETGID`` and ``CAP_KILL`` (so that
-the keeper's death signals the task's process, which runs as another uid) for this and nothing
-else; the task's process has none.
+The template forks the sandbox's process as pid 1 of a new pid namespace. That process, in
+order: joins its cgroups, unshares every other namespace (mount, IPC, UTS, network, cgroup),
+mounts a private size-limited tmpfs for scratch (``/tmp``) and for ``/dev/shm``, hides
+``/dev/pts`` and makes ``/dev`` read-only, then takes the task's own host uid (dropping every
+capability) and asks to be killed with the template. The template holds ``CAP_SYS_ADMIN``,
+``CAP_SETUID``, ``CAP_SETGID`` and ``CAP_KILL`` (so that its death, or its kill on wall time or
+cancel, reaches a process running as another uid) for this and nothing else; the task's process
+has none.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
-NAMESPACES = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET
+NAMESPACES = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET
+"""What the sandbox's process unshares itself; its pid namespace it was forked into."""
 
 _MS_RDONLY = 0x1
 _MS_NOSUID = 0x2
@@ -87,8 +89,18 @@ def join_cgroups(procs_fds: list[int]) -> None:
             os.close(fd)
 
 
+def unshare_pid_namespace() -> None:
+    """Make this process's next child pid 1 of a new pid namespace (this process stays where it is)."""
+    _check(_libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+
+
+def join_pid_namespace(pidfd: int) -> None:
+    """Make this process's next children land in the pid namespace of the process ``pidfd`` names."""
+    _check(_libc.setns(pidfd, CLONE_NEWPID), "setns(CLONE_NEWPID)")
+
+
 def enter_namespaces(identity: TaskIdentity) -> None:
-    """Unshare every namespace and mount the task's private file systems (pid applies to children)."""
+    """Unshare every other namespace and mount the task's private file systems."""
     _check(_libc.unshare(NAMESPACES), "unshare")
     _mount("none", "/", None, _MS_REC | _MS_PRIVATE)
     owner = "" if identity.uid is None else f",uid={identity.uid},gid={identity.uid}"

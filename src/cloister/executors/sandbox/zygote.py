@@ -3,13 +3,16 @@ per task.
 
 Usage (by the execution service, inside bubblewrap): ``python -m cloister.executors.sandbox.zygote FD``
 where FD is its end of a SOCK_SEQPACKET socket. It imports the runtimes once, answers ``ready``,
-then for every ``prepare`` forks a *keeper* that joins the sandbox's cgroups, unshares every
-namespace, mounts the sandbox's private file systems and forks the task's process as pid 1 of its
-own pid namespace (see :mod:`isolation`, then :mod:`child`), which waits on its own channel for
-its task. ``arm`` starts a sandbox's wall clock (its task has been handed over); ``cancel`` kills
-it. The keeper waits for the task's process and exits with what became of it; killing the keeper
-kills the task. Messages carry only what the service decided (limits, uid); the task itself
-reaches the task's process directly, never through the template.
+then for every ``prepare`` forks the sandbox's process straight into a new pid namespace (it
+unshares one for that fork alone, then rejoins its own), where it is pid 1. That process joins
+its cgroups, unshares every other namespace, mounts its private file systems and becomes the
+task (see :mod:`isolation`, then :mod:`child`), and waits on its own channel for its task.
+``arm`` starts a sandbox's wall clock (its task has been handed over); ``cancel`` kills it, and
+with it its whole pid namespace. Messages carry only what the service decided (limits, uid); the
+task itself reaches the sandbox directly, never through the template.
+
+One fork per task, not two (a keeper forking the task's process): copying and tearing down the
+warm runtime's address space is nearly all a sandbox costs, so a second copy doubled it.
 """
 
 from __future__ import annotations
@@ -27,14 +30,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from cloister.executors.sandbox import protocol
-
-CPU_EXCEEDED = 125
-"""The keeper's exit code when the task was killed after using up its CPU time."""
+from cloister.executors.sandbox import isolation, protocol
 
 
 @dataclass
-class _Keeper:
+class _Sandbox:
     pid: int
     deadline: float
     """When its wall time runs out: never, until its task is handed over (``arm``)."""
@@ -60,21 +60,17 @@ def _preload() -> None:
             __import__(optional)
 
 
-def _reason(keeper: _Keeper, status: int) -> str | None:
+def _reason(sandbox: _Sandbox, status: int, cpu_used: float) -> str | None:
     """Why the task ended abnormally, or None when its process exited on its own."""
-    if keeper.killed_because:
-        return keeper.killed_because
+    if sandbox.killed_because:
+        return sandbox.killed_because
     if os.WIFSIGNALED(status):
-        return f"the sandbox's keeper died ({signal.Signals(os.WTERMSIG(status)).name})"
-    code = os.WEXITSTATUS(status)
-    if code == CPU_EXCEEDED:
-        return f"CPU time limit of {keeper.cpu_seconds} s exceeded"
-    if code > 128:
-        sig = code - 128
-        if sig == signal.SIGXCPU:
-            return f"CPU time limit of {keeper.cpu_seconds} s exceeded"
+        sig = os.WTERMSIG(status)
+        # As pid 1 of its namespace the task ignores SIGXCPU; the hard limit's SIGKILL ends it.
+        if sig in (signal.SIGXCPU, signal.SIGKILL) and cpu_used >= sandbox.cpu_seconds:
+            return f"CPU time limit of {sandbox.cpu_seconds} s exceeded"
         if sig == signal.SIGXFSZ:
-            return f"output size limit of {keeper.output_bytes} bytes exceeded"
+            return f"output size limit of {sandbox.output_bytes} bytes exceeded"
         with contextlib.suppress(ValueError):
             return f"the function's process died ({signal.Signals(sig).name})"
         return f"the function's process died (signal {sig})"
@@ -82,7 +78,7 @@ def _reason(keeper: _Keeper, status: int) -> str | None:
 
 
 def serve(sock: socket.socket) -> None:
-    keepers: dict[str, _Keeper] = {}
+    sandboxes: dict[str, _Sandbox] = {}
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
@@ -91,55 +87,80 @@ def serve(sock: socket.socket) -> None:
     selector.register(sock, selectors.EVENT_READ, "socket")
     selector.register(wake_read, selectors.EVENT_READ, "child")
     protocol.send(sock, {"op": "ready", "pid": os.getpid()})
-    keep = {sock.fileno(), wake_read, wake_write, selector.fileno()}  # type: ignore[attr-defined]
+    own = os.pidfd_open(os.getpid())  # to rejoin its own pid namespace after each sandbox's fork
+    keep = {sock.fileno(), wake_read, wake_write, selector.fileno(), own}  # type: ignore[attr-defined]
     while True:
         now = time.monotonic()
-        timeout = min((k.deadline - now for k in keepers.values() if k.deadline < math.inf), default=None)
+        timeout = min((k.deadline - now for k in sandboxes.values() if k.deadline < math.inf), default=None)
         for key, _ in selector.select(None if timeout is None else max(timeout, 0)):
             if key.data == "child":
                 os.read(wake_read, 4096)
             else:
                 received = protocol.receive(sock)
                 if received is None:
-                    for keeper in keepers.values():
-                        _kill(keeper.pid)
+                    for sandbox in sandboxes.values():
+                        _kill(sandbox.pid)
                     return
                 message, fds = received
-                _handle(message, fds, keepers, keep)
+                _handle(message, fds, sandboxes, keep, own)
         now = time.monotonic()
-        for keeper in keepers.values():
-            if keeper.deadline <= now and not keeper.killed_because:
-                keeper.killed_because = f"wall time limit of {keeper.wall_seconds:g} s exceeded"
-                _kill(keeper.pid)
-        _reap(sock, keepers)
+        for sandbox in sandboxes.values():
+            if sandbox.deadline <= now and not sandbox.killed_because:
+                sandbox.killed_because = f"wall time limit of {sandbox.wall_seconds:g} s exceeded"
+                _kill(sandbox.pid)
+        _reap(sock, sandboxes)
 
 
-def _handle(message: dict[str, Any], fds: list[int], keepers: dict[str, _Keeper], keep: set[int]) -> None:
-    keeper = keepers.get(message.get("id", ""))
-    if message.get("op") == "cancel" and keeper is not None:
-        keeper.killed_because = "canceled"
-        _kill(keeper.pid)
-    elif message.get("op") == "arm" and keeper is not None:
-        keeper.deadline = time.monotonic() + keeper.wall_seconds
+def _handle(message: dict[str, Any], fds: list[int], sandboxes: dict[str, _Sandbox], keep: set[int], own: int) -> None:
+    sandbox = sandboxes.get(message.get("id", ""))
+    if message.get("op") == "cancel" and sandbox is not None:
+        sandbox.killed_because = "canceled"
+        _kill(sandbox.pid)
+    elif message.get("op") == "arm" and sandbox is not None:
+        sandbox.deadline = time.monotonic() + sandbox.wall_seconds
     elif message.get("op") == "prepare":
         limits = message["limits"]
-        pid = os.fork()
+        pid = _fork_into_new_pid_namespace(own)
         if pid == 0:
-            _keeper(message, fds, keep)
-        keepers[message["id"]] = _Keeper(
+            _become_sandbox(message, fds, keep)
+        sandboxes[message["id"]] = _Sandbox(
             pid, math.inf, limits["wall_seconds"], limits["cpu_seconds"], limits["output_bytes"]
         )
     for fd in fds:
         os.close(fd)
 
 
-def _keeper(message: dict[str, Any], fds: list[int], keep: set[int]) -> None:
-    """The forked keeper: isolate, fork the task's process, wait for it. Never returns."""
-    from cloister.executors.sandbox import child, isolation
+def _fork_into_new_pid_namespace(own: int) -> int:
+    """``os.fork()``, with the child as pid 1 of a new pid namespace; this process stays in its own.
 
-    code = 0
+    If the template cannot rejoin its own pid namespace its next fork would land in this
+    sandbox's: it exits instead (the service starts a new one).
+    """
+    isolation.unshare_pid_namespace()
     try:
-        # The template's signal plumbing is not the keeper's: its wakeup pipe is closed below.
+        pid = os.fork()
+    except BaseException:
+        _rejoin(own)
+        raise
+    if pid != 0:
+        _rejoin(own)
+    return pid
+
+
+def _rejoin(own: int) -> None:
+    try:
+        isolation.join_pid_namespace(own)
+    except OSError as exc:
+        print(f"cannot rejoin the template's pid namespace ({exc}); exiting", file=sys.stderr, flush=True)
+        os._exit(70)
+
+
+def _become_sandbox(message: dict[str, Any], fds: list[int], keep: set[int]) -> None:
+    """The forked sandbox process: isolate itself, then wait for its task. Never returns."""
+    from cloister.executors.sandbox import child
+
+    try:
+        # The template's signal plumbing is not the sandbox's: its wakeup pipe is closed below.
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for fd in keep:
@@ -150,21 +171,11 @@ def _keeper(message: dict[str, Any], fds: list[int], keep: set[int]) -> None:
         identity = isolation.TaskIdentity(**message["identity"])
         isolation.join_cgroups(groups)
         isolation.enter_namespaces(identity)
-        pid = os.fork()
-        if pid == 0:
-            child.run(channel, identity, message["limits"], memfd=message["memfd"])
-        os.close(channel)
-        _, status, usage = os.wait4(pid, 0)
-        if os.WIFSIGNALED(status):
-            used = usage.ru_utime + usage.ru_stime
-            code = CPU_EXCEEDED if used >= message["limits"]["cpu_seconds"] else 128 + os.WTERMSIG(status)
-        else:
-            code = os.WEXITSTATUS(status)
     except BaseException as exc:  # the sandbox could not be made: say why on its channel
         with contextlib.suppress(BaseException):
             os.write(fds[message["cgroups"]], json.dumps({"failed": str(exc)}).encode())
-        code = 0
-    os._exit(code)
+        os._exit(0)
+    child.run(channel, identity, message["limits"], memfd=message["memfd"])
 
 
 def _kill(pid: int) -> None:
@@ -172,13 +183,14 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def _reap(sock: socket.socket, keepers: dict[str, _Keeper]) -> None:
-    for task_id, keeper in list(keepers.items()):
-        pid, status = os.waitpid(keeper.pid, os.WNOHANG)
+def _reap(sock: socket.socket, sandboxes: dict[str, _Sandbox]) -> None:
+    for sandbox_id, sandbox in list(sandboxes.items()):
+        pid, status, usage = os.wait4(sandbox.pid, os.WNOHANG)
         if pid == 0:
             continue
-        del keepers[task_id]
-        protocol.send(sock, {"op": "exit", "id": task_id, "reason": _reason(keeper, status)})
+        del sandboxes[sandbox_id]
+        reason = _reason(sandbox, status, usage.ru_utime + usage.ru_stime)
+        protocol.send(sock, {"op": "exit", "id": sandbox_id, "reason": reason})
 
 
 def main() -> None:
