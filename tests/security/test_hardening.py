@@ -1,8 +1,8 @@
-"""What already holds and must keep holding through the sandbox redesign.
+"""What held before the per-task sandbox and must keep holding.
 
 The seccomp filter's denials (sockets, exec, new processes, tracing, namespaces, io_uring, BPF,
 userfaultfd, keyrings, mount), no /proc, /sys or host /etc/shadow, a clean environment, no
-descriptor but the task's own stdio and log, and the WebAssembly host ABI's checks (pointers out
+descriptor but the task's own stdio, log and result pipe, and the WebAssembly host ABI's checks (pointers out
 of bounds, forged handles, path-like names, huge memory, endless loops). Each is attempted as
 raw system calls through ctypes where Python would hide the errno. A denial must answer EPERM,
 EACCES or ENOSYS (or kill the task with SIGSYS); any other errno means the call reached the

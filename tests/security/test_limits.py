@@ -1,14 +1,11 @@
 """Attack class 6: limits with holes.
 
-Today a task's only memory limit is RLIMIT_AS, which memory held in memfds, /dev/shm and scratch
-files (tmpfs after the redesign) and detached SysV segments never touches; threads are limited by
-nothing but that address space; scratch space by nothing at all; and setpriority, sched_*,
-ioprio_set and prlimit accept any pid of the same uid, which is every other task and the zygote.
-
-The redesign adds settings the current code does not know (``CLOISTER_SANDBOX__PIDS``,
-``__SCRATCH_BYTES``, ``__SHM_BYTES``); the platform refuses to start with unknown settings, so this
-module's platform falls back to the known ones when refused, ``test_platform_accepts_the_new_limits``
-records the refusal, and every other test still checks the configured bounds below.
+An address-space limit alone misses memory held in memfds, /dev/shm and scratch files (tmpfs)
+and detached SysV segments, bounds neither threads nor scratch space, and setpriority, sched_*,
+ioprio_set and prlimit would reach any pid of the same uid. These attacks try each against the
+limits this module's platform sets (``CLOISTER_SANDBOX__PIDS``, ``__SCRATCH_BYTES``,
+``__SHM_BYTES``, ``__MEMORY_BYTES``); ``test_platform_accepts_the_new_limits`` checks that the
+platform takes those settings at all.
 
 A task over a limit must fail with a reason naming it, or the function itself must observe the
 refusal (MemoryError, ENOSPC, "can't start new thread") within the bound; nothing else passes.

@@ -3,8 +3,8 @@
 The seccomp filter denies kill, tkill, tgkill, rt_(tg)sigqueueinfo and pidfd_send_signal, but
 the kernel also delivers signals on a task's behalf: ``fcntl(F_SETOWN, pid)`` with
 ``F_SETSIG(SIGKILL)`` and ``O_ASYNC`` makes the next I/O readiness on a pipe (or a pty) send
-SIGKILL to that pid, with the permission of the task's own uid, which today every task and the
-zygote share. Each attack targets pid 1, the parent, the process group, a pid range or a
+SIGKILL to that pid, with the permission of the task's own uid (which tasks must therefore not
+share with each other or the template). Each attack targets pid 1, the parent, the process group, a pid range or a
 concurrently running victim of another tenant. The call must be refused (the errno is
 recorded), the victim must finish with its exact output, and the platform must stay healthy.
 """
