@@ -81,7 +81,7 @@ def bwrap_command(bwrap: str, fd: int, *, privileged: bool) -> list[str]:
     command += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
     if not privileged:
         command += ["--unshare-user", "--uid", "0", "--gid", "0"]
-    # CAP_KILL: a keeper's death must reach its task (the parent-death signal crosses uids).
+    # CAP_KILL: the template's death, and its kills, must reach sandboxes running as other uids.
     for capability in ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_KILL"):
         command += ["--cap-add", capability]
     bound = [path for path in (*_SYSTEM_PATHS, *runtime_paths()) if os.path.exists(path)]
@@ -171,6 +171,7 @@ class Sandbox:
         self._send_lock = asyncio.Lock()
         self._spares: collections.deque[_Prepared] = collections.deque()
         self._refilling: asyncio.Task[None] | None = None
+        self._disposals: set[asyncio.Task[None]] = set()
         self._generation = 0
         self._started = False
         self._stderr = bytearray()
@@ -326,7 +327,10 @@ class Sandbox:
         try:
             return await self._run(prepared, kind, task, files)
         finally:
-            await self._dispose(prepared)
+            # Off the task's path: the sandbox's namespaces may take a while to be torn down.
+            disposal = asyncio.create_task(self._dispose(prepared), name="sandbox-dispose")
+            self._disposals.add(disposal)
+            disposal.add_done_callback(self._disposals.discard)
 
     async def _take(self) -> _Prepared:
         """A prepared sandbox: a spare if one is ready, else a new one; spares are refilled."""
@@ -404,7 +408,7 @@ class Sandbox:
         await self._release(prepared.uid, prepared.group)
 
     async def _cancel(self, prepared: _Prepared) -> None:
-        """Have the template kill ``prepared``'s keeper (and so its task), and wait until it has."""
+        """Have the template kill ``prepared``'s process (and so its pid namespace), and wait until it has."""
         if prepared.exit.done() or prepared.generation != self._generation or self._socket is None:
             return
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -451,16 +455,21 @@ class Sandbox:
         try:
             if self._socket is not None:  # the wall clock starts now
                 await self._send(self._socket, {"op": "arm", "id": prepared.id})
-            reason = await prepared.exit
+            # The process closes its result pipe as it exits, before its namespaces are torn
+            # down: a finished function's outcome is known then, without waiting for the rest.
+            await asyncio.wait({prepared.exit, result_reader}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             await self._cancel(prepared)
             raise
         finally:
-            if prepared.group is not None:  # nothing of the task outlives its keeper
+            if prepared.group is not None:  # its last threads too: nothing outlives the outcome
                 prepared.group.kill_all()
             raw_result = await result_reader
             raw_log = await log_reader
         outcome = _Outcome.parse(raw_result, set(outputs))
+        reason = prepared.exit.result() if prepared.exit.done() else None
+        if outcome is None or not outcome.ok:
+            reason = await prepared.exit  # it ended abnormally: the template says how
         group = prepared.group
         if group is not None and group.memory_exceeded():
             reason = f"memory limit of {self._limits.memory_bytes} bytes exceeded"
@@ -514,6 +523,7 @@ class Sandbox:
                 await self._refilling
         while self._spares:
             await self._dispose(self._spares.popleft())
+        await asyncio.gather(*self._disposals, return_exceptions=True)
         async with self._lock:
             self._reset()
             if self._cgroups is not None:
