@@ -32,6 +32,7 @@ from cloister.config import SandboxLimits
 from cloister.executors.base import TaskFiles, wants_log
 from cloister.executors.sandbox import protocol
 from cloister.executors.sandbox.cgroups import CgroupTree, TaskCgroup, open_cgroups
+from cloister.executors.sandbox.isolation import SCRATCH
 from cloister.functions import FunctionError
 from cloister.model.tasks import StagedTask, TaskOutputs
 
@@ -84,19 +85,30 @@ def bwrap_command(bwrap: str, fd: int, *, privileged: bool) -> list[str]:
     # CAP_KILL: the template's death, and its kills, must reach sandboxes running as other uids.
     for capability in ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_KILL"):
         command += ["--cap-add", capability]
+    # Each task mounts its own tmpfs over /tmp; the template's is never written. It comes first,
+    # so that a runtime installed under /tmp is bound on top of it, not hidden by it.
+    command += ["--tmpfs", SCRATCH]
     bound = [path for path in (*_SYSTEM_PATHS, *runtime_paths()) if os.path.exists(path)]
     # Directories bwrap would make for the binds' parents are 0700 root-owned: the task's uid
     # could not pass them. They are made searchable first.
     parents = sorted({str(parent) for path in bound for parent in Path(path).parents if parent != Path("/")})
     for parent in parents:
-        if parent not in bound:
+        if parent not in bound and parent != SCRATCH:
             command += ["--perms", "0755", "--dir", parent]
     for path in bound:
         command += ["--ro-bind", path, path]
-    # Each task mounts its own tmpfs over /tmp; the template's is never written.
-    command += ["--dev", "/dev", "--tmpfs", "/tmp", "--remount-ro", "/", "--chdir", "/"]  # noqa: S108
+    for alias, path in scratch_rebinds():
+        command += ["--ro-bind", path, alias]
+    command += ["--dev", "/dev", "--remount-ro", "/", "--chdir", "/"]
     command += ["--", sys.executable, "-I", "-m", "cloister.executors.sandbox.zygote", str(fd)]
     return command
+
+
+def scratch_rebinds() -> list[tuple[str, str]]:
+    """(alias, path) for each runtime path under the task's scratch mount point: a task's tmpfs
+    would hide it, so each sandbox binds it again from the alias (see ``isolation``)."""
+    inside = [p for p in runtime_paths() if p == SCRATCH or p.startswith(SCRATCH + "/")]
+    return [(f"/.cloister-runtime/{number}", path) for number, path in enumerate(inside)]
 
 
 def check_private(directories: Iterable[Path]) -> None:
@@ -379,6 +391,7 @@ class Sandbox:
                     "uid": uid,
                     "scratch_bytes": self._limits.scratch_bytes,
                     "shm_bytes": self._limits.shm_bytes,
+                    "rebinds": scratch_rebinds(),
                 },
                 "memfd": group is not None,
                 "cgroups": len(procs),

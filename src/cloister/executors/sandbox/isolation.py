@@ -57,6 +57,8 @@ class TaskIdentity:
     uid: int | None
     scratch_bytes: int
     shm_bytes: int
+    rebinds: tuple[tuple[str, str], ...] = ()
+    """(alias, path): runtime directories under the scratch mount point, bound again on top of it."""
 
 
 def _check(result: int, what: str) -> None:
@@ -106,6 +108,10 @@ def enter_namespaces(identity: TaskIdentity) -> None:
     owner = "" if identity.uid is None else f",uid={identity.uid},gid={identity.uid}"
     flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
     _mount("tmpfs", SCRATCH, "tmpfs", flags, f"size={identity.scratch_bytes},mode=0700{owner}")
+    for alias, path in identity.rebinds:  # a runtime installed under /tmp stays reachable
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        _mount(alias, path, None, _MS_BIND | _MS_REC)
+        _mount("none", path, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID)
     _mount("tmpfs", SHM, "tmpfs", flags, f"size={identity.shm_bytes},mode=0700{owner}")
     # The template's devpts instance is shared by every task: hide it (no ptys, no pty numbers).
     _mount("tmpfs", "/dev/pts", "tmpfs", flags | _MS_RDONLY, "size=4k,mode=0555")
