@@ -82,8 +82,9 @@ def bwrap_command(bwrap: str, fd: int, *, privileged: bool) -> list[str]:
     command += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
     if not privileged:
         command += ["--unshare-user", "--uid", "0", "--gid", "0"]
-    # CAP_KILL: the template's death, and its kills, must reach sandboxes running as other uids.
-    for capability in ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_KILL"):
+    # CAP_KILL: the template's death, and its kills, must reach sandboxes running as other uids;
+    # CAP_DAC_OVERRIDE: a sandbox makes mount points in its task-owned /tmp before becoming the task.
+    for capability in ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_DAC_OVERRIDE"):
         command += ["--cap-add", capability]
     # Each task mounts its own tmpfs over /tmp; the template's is never written. It comes first,
     # so that a runtime installed under /tmp is bound on top of it, not hidden by it.

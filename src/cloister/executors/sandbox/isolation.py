@@ -6,9 +6,9 @@ order: joins its cgroups, unshares every other namespace (mount, IPC, UTS, netwo
 mounts a private size-limited tmpfs for scratch (``/tmp``) and for ``/dev/shm``, hides
 ``/dev/pts`` and makes ``/dev`` read-only, then takes the task's own host uid (dropping every
 capability) and asks to be killed with the template. The template holds ``CAP_SYS_ADMIN``,
-``CAP_SETUID``, ``CAP_SETGID`` and ``CAP_KILL`` (so that its death, or its kill on wall time or
-cancel, reaches a process running as another uid) for this and nothing else; the task's process
-has none.
+``CAP_SETUID``, ``CAP_SETGID``, ``CAP_KILL`` (so that its death, or its kill on wall time or
+cancel, reaches a process running as another uid) and ``CAP_DAC_OVERRIDE`` (mount points in the
+task-owned ``/tmp``) for this and nothing else; the task's process has none.
 """
 
 from __future__ import annotations
