@@ -140,7 +140,7 @@ def run(channel_fd: int, identity: TaskIdentity, limits: dict[str, int], *, memf
 
 
 def _close_others(keep: set[int]) -> None:
-    """Close every descriptor but stdio and ``keep`` (the zygote's socket among them)."""
+    """Close every descriptor but stdio and ``keep`` (the sandbox's channel)."""
     start = 3
     for fd in sorted(keep):
         if fd >= start:

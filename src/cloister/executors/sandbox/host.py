@@ -11,6 +11,7 @@ import asyncio
 import collections
 import contextlib
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -54,8 +55,10 @@ class SandboxUnavailableError(FunctionError):
     """The sandbox cannot be set up here; nothing was run."""
 
 
-def runtime_paths() -> list[str]:
-    """What the zygote must read: this Python, its libraries, its packages, this package."""
+@functools.cache
+def runtime_paths() -> tuple[str, ...]:
+    """What the template must read: this Python, its libraries, its packages, this package
+    (fixed for the life of the process, so worked out once)."""
     candidates = {
         sys.prefix,
         sys.base_prefix,
@@ -68,7 +71,7 @@ def runtime_paths() -> list[str]:
     }
     paths = sorted(p for p in candidates if p and os.path.exists(p))
     # Drop paths already inside another one: bwrap binds each once.
-    return [p for p in paths if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in paths)]
+    return tuple(p for p in paths if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in paths))
 
 
 def bwrap_command(bwrap: str, fd: int, *, privileged: bool) -> list[str]:
@@ -105,11 +108,12 @@ def bwrap_command(bwrap: str, fd: int, *, privileged: bool) -> list[str]:
     return command
 
 
-def scratch_rebinds() -> list[tuple[str, str]]:
+@functools.cache
+def scratch_rebinds() -> tuple[tuple[str, str], ...]:
     """(alias, path) for each runtime path under the task's scratch mount point: a task's tmpfs
     would hide it, so each sandbox binds it again from the alias (see ``isolation``)."""
     inside = [p for p in runtime_paths() if p == SCRATCH or p.startswith(SCRATCH + "/")]
-    return [(f"/.cloister-runtime/{number}", path) for number, path in enumerate(inside)]
+    return tuple((f"/.cloister-runtime/{number}", path) for number, path in enumerate(inside))
 
 
 def check_private(directories: Iterable[Path]) -> None:
