@@ -92,7 +92,25 @@ class AdminSettings:
 @dataclass(frozen=True)
 class AuthenticationSettings:
     token_lifetime_seconds: int = 86_400
-    pbkdf2_iterations: int = 100_000
+    argon2_time_cost: int = 2
+    argon2_memory_kib: int = 19_456
+    argon2_parallelism: int = 1
+    """Password hashing: argon2id at OWASP's recommended minimum (19 MiB, 2 passes, 1 lane)."""
+    login_failures_per_user: int = 10
+    login_failures_per_address: int = 100
+    login_failure_window_seconds: float = 900.0
+    """After that many failed logins within the window, logins for the user id (or from the
+    client address) are refused until the oldest failure is older than the window."""
+
+    def __post_init__(self) -> None:
+        counts = ("token_lifetime_seconds", "argon2_time_cost", "argon2_parallelism", "login_failures_per_user")
+        for name in (*counts, "login_failures_per_address"):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"authentication.{name} must be at least 1")
+        if self.argon2_memory_kib < 8 * self.argon2_parallelism:
+            raise ConfigurationError("authentication.argon2_memory_kib must be at least 8 times argon2_parallelism")
+        if not self.login_failure_window_seconds > 0:
+            raise ConfigurationError("authentication.login_failure_window_seconds must be positive")
 
 
 @dataclass(frozen=True)

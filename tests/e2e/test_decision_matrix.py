@@ -159,8 +159,8 @@ def _strangers(platform: RunningPlatform) -> dict[str, FrontendService]:
     forger = JWTIssuer(os.urandom(SECRET_LENGTH))
     metadata = {
         "anonymous": {"id": "", "token": ""},  # the SDK sends nothing without some metadata
-        "expired_token": {"id": admin_id, "token": JWTIssuer(secret).issue(admin_id, "PlatformAdmin", 0)},
-        "forged_token": {"id": admin_id, "token": forger.issue(admin_id, "PlatformAdmin", time.time())},
+        "expired_token": {"id": admin_id, "token": JWTIssuer(secret).issue(admin_id, "PlatformAdmin", "any", 0)},
+        "forged_token": {"id": admin_id, "token": forger.issue(admin_id, "PlatformAdmin", "any", time.time())},
     }
     clients = {}
     for caller, fields in metadata.items():

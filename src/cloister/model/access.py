@@ -56,6 +56,18 @@ class Action(enum.StrEnum):
     """Hand the task to the scheduler: its data owners and approvals."""
     TASK_CANCEL = "task.cancel"
     AUDIT_QUERY = "audit.query"
+    USER_REGISTER = "user.register"
+    """UserRegister: ``r.obj`` is the new user, with the role asked for."""
+    USER_UPDATE = "user.update"
+    """UserUpdate: the target's current role, and the one asked for as ``new_role``/``new_attribute``."""
+    USER_DELETE = "user.delete"
+    USER_RESET_PASSWORD = "user.reset_password"  # noqa: S105 - an action name
+    USER_CHANGE_PASSWORD = "user.change_password"  # noqa: S105 - an action name
+    """UserChangePassword, always of the caller's own account (``r.obj.self``)."""
+    USER_LIST = "user.list"
+    """ListUsers of the organisation ``r.obj.organisation`` (the request's ``id``)."""
+    USER_LIST_ROLE = "user.list_role"
+    """Whether ListUsers shows the users whose role is ``r.obj.role``/``r.obj.attribute``."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +111,31 @@ def function_query(action: Action, function: Function, use_numbers: int | None =
 def user_query(action: Action, user_id: str) -> Query:
     """An action on a user's own things, such as the list of their functions."""
     return Query(action, f"user {user_id}", {"user_id": user_id})
+
+
+def account_query(action: Action, subject: Subject, target_id: str, role: Role, new_role: Role | None = None) -> Query:
+    """An action on the user ``target_id``, whose role is ``role`` (``Invalid`` when there is no such user)."""
+    attributes: dict[str, AttributeValue] = {
+        "id": target_id,
+        "self": target_id == subject.user_id,
+        "role": role.kind.value,
+        "attribute": role.attribute,
+    }
+    if new_role is not None:
+        attributes["new_role"] = new_role.kind.value
+        attributes["new_attribute"] = new_role.attribute
+    return Query(action, f"user {target_id}", attributes)
+
+
+def user_list_query(organisation: str) -> Query:
+    return Query(Action.USER_LIST, f"users of {organisation}", {"organisation": organisation})
+
+
+def listed_role_query(role: Role) -> Query:
+    """One question per distinct role among the users, not per user: listings stay cheap to decide and audit."""
+    return Query(
+        Action.USER_LIST_ROLE, f"users with role {role}", {"role": role.kind.value, "attribute": role.attribute}
+    )
 
 
 def file_query(action: Action, file_id: str, owner: Collection[str], **extra: AttributeValue) -> Query:

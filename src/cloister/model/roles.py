@@ -1,4 +1,9 @@
-"""User roles and their three spellings: request fields, JWT/metadata string, audit form (§4.1)."""
+"""User roles and their three spellings: request fields, JWT/metadata string, audit form (§4.1).
+
+Cloister adds ``FunctionOwnerManager(org)``, which manages the FunctionOwners of its
+organisation as ``DataOwnerManager(org)`` manages DataOwners, and lets a FunctionOwner carry
+an organisation. A FunctionOwner without one is spelt exactly as in Teaclave.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,22 @@ from typing import Any
 
 class RoleKind(enum.Enum):
     PLATFORM_ADMIN = "PlatformAdmin"
+    FUNCTION_OWNER_MANAGER = "FunctionOwnerManager"
     FUNCTION_OWNER = "FunctionOwner"
     DATA_OWNER_MANAGER = "DataOwnerManager"
     DATA_OWNER = "DataOwner"
     INVALID = "Invalid"
+
+
+_ORGANISATION_KINDS = (
+    RoleKind.FUNCTION_OWNER_MANAGER,
+    RoleKind.FUNCTION_OWNER,
+    RoleKind.DATA_OWNER_MANAGER,
+    RoleKind.DATA_OWNER,
+)
+"""Kinds whose role names an organisation (the attribute); a FunctionOwner's may be empty."""
+_ALWAYS_SPELT = (RoleKind.FUNCTION_OWNER_MANAGER, RoleKind.DATA_OWNER_MANAGER, RoleKind.DATA_OWNER)
+"""Kinds spelt with their attribute even when it is empty, as Teaclave spells data owners."""
 
 
 @dataclass(frozen=True)
@@ -22,12 +39,12 @@ class Role:
 
     @classmethod
     def from_request(cls, role: str, attribute: str) -> Role:
-        """The request parser: exact role names; the attribute counts for data owners only."""
+        """The request parser: exact role names; the attribute counts for every role but PlatformAdmin."""
         try:
             kind = RoleKind(role)
         except ValueError:
             return cls(RoleKind.INVALID)
-        if kind in (RoleKind.DATA_OWNER, RoleKind.DATA_OWNER_MANAGER):
+        if kind in _ORGANISATION_KINDS:
             return cls(kind, attribute)
         return cls(kind)
 
@@ -38,16 +55,24 @@ class Role:
             return cls(RoleKind.PLATFORM_ADMIN)
         if text == RoleKind.FUNCTION_OWNER.value:
             return cls(RoleKind.FUNCTION_OWNER)
-        if text.startswith("DataOwner-"):
-            return cls(RoleKind.DATA_OWNER, text[len("DataOwner-") :])
-        if text.startswith("DataOwnerManager-"):
-            return cls(RoleKind.DATA_OWNER_MANAGER, text[len("DataOwnerManager-") :])
+        kind_name, dash, attribute = text.partition("-")
+        if dash:
+            try:
+                kind = RoleKind(kind_name)
+            except ValueError:
+                return cls(RoleKind.INVALID)
+            if kind in _ORGANISATION_KINDS:
+                return cls(kind, attribute)
         return cls(RoleKind.INVALID)
 
     def __str__(self) -> str:
-        if self.kind in (RoleKind.DATA_OWNER, RoleKind.DATA_OWNER_MANAGER):
+        if self._spelt_with_attribute:
             return f"{self.kind.value}-{self.attribute}"
         return self.kind.value
+
+    @property
+    def _spelt_with_attribute(self) -> bool:
+        return self.kind in _ALWAYS_SPELT or (self.kind is RoleKind.FUNCTION_OWNER and self.attribute != "")
 
     @property
     def is_valid(self) -> bool:
@@ -68,12 +93,12 @@ class Role:
 
     def debug_form(self) -> str:
         """The form audit entries use, e.g. ``DataOwner("org1")``."""
-        if self.is_data_owner:
+        if self._spelt_with_attribute:
             return f'{self.kind.value}("{self.attribute}")'
         return self.kind.value
 
     def to_json(self) -> Any:
-        if self.is_data_owner:
+        if self._spelt_with_attribute:
             return {self.kind.value: self.attribute}
         return self.kind.value
 

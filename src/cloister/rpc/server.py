@@ -30,7 +30,7 @@ from cloister.rpc.metadata import Caller
 logger = logging.getLogger(__name__)
 
 INBOUND: dict[str, tuple[str, ...]] = {
-    "access_control": ("frontend", "management"),
+    "access_control": ("frontend", "management", "authentication"),
     "authentication_internal": ("frontend",),
     "storage": ("management", "scheduler"),
     "management": ("frontend",),

@@ -18,12 +18,13 @@ from cloister.crypto.secret_files import create_secret_file
 from cloister.errors import AuthenticationError, ConfigurationError
 from cloister.model.roles import Role, RoleKind
 from cloister.rpc.audit_trail import AuditTrail
+from cloister.rpc.authorizer import RemoteAuthorizer
 from cloister.rpc.runtime import ServiceRuntime
 from cloister.services.authentication.audit import audited
-from cloister.services.authentication.passwords import hash_password, password_too_long
+from cloister.services.authentication.passwords import PasswordHasher, password_too_long
 from cloister.services.authentication.servicer import ApiServicer, InternalServicer
 from cloister.services.authentication.tokens import JWTIssuer
-from cloister.services.authentication.users import UserRecord, UserStore, check_user_id
+from cloister.services.authentication.users import UserRecord, UserStore, check_user_id, new_generation
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +56,8 @@ async def ensure_first_admin(store: UserStore, settings: Settings) -> Path | Non
     else:
         password_file = settings.admin_password_path
         password = _generated_password(password_file)
-    hashed = await asyncio.to_thread(hash_password, password, settings.authentication.pbkdf2_iterations)
-    if not await store.create(UserRecord(user_id, Role(RoleKind.PLATFORM_ADMIN), hashed)):
+    hashed = await asyncio.to_thread(PasswordHasher(settings.authentication).hash, password)
+    if not await store.create(UserRecord(user_id, Role(RoleKind.PLATFORM_ADMIN), hashed, new_generation())):
         return None  # created concurrently; leave that one alone
     if password_file is not None:
         logger.warning(
@@ -86,7 +87,8 @@ async def serve(settings: Settings) -> None:
         await ensure_first_admin(store, settings)
         trail = AuditTrail(runtime.peer("management"))
         trail.start()
-        api = audited(ApiServicer(store, issuer, settings.authentication), trail)
+        authorizer = RemoteAuthorizer(runtime.peer("access_control"))
+        api = audited(ApiServicer(store, issuer, authorizer, settings.authentication), trail)
         internal = InternalServicer(store, issuer)
         await runtime.serve(
             "authentication_api",

@@ -1,8 +1,10 @@
 """Authentication RPCs in the reference's check order (§4.4), every failure UNAUTHENTICATED (§2.2).
 
-Decisions about who may manage whom come from ``permissions``; this module decodes requests,
-checks credentials, hashes passwords off the event loop and encodes answers. Passwords are
-never logged.
+Who may manage whom is decided by the access control service, from the caller's and the
+target's roles as stored now; this module decodes requests, checks credentials, hashes
+passwords off the event loop and encodes answers. A token counts only while its user's token
+generation is the stored one, so any change to a user ends the user's older tokens. Passwords
+are never logged.
 """
 
 from __future__ import annotations
@@ -20,26 +22,27 @@ from cloister._proto import teaclave_authentication_service_pb2 as apb
 from cloister._proto import teaclave_authentication_service_pb2_grpc as agrpc
 from cloister.config import AuthenticationSettings
 from cloister.errors import AuthenticationError
-from cloister.model.roles import Role
+from cloister.model.access import Action, Query, Subject, account_query, listed_role_query, user_list_query
+from cloister.model.roles import Role, RoleKind
+from cloister.rpc.audit_trail import client_ip
+from cloister.rpc.authorizer import Authorizer
 from cloister.rpc.metadata import Caller
-from cloister.services.authentication import permissions
-from cloister.services.authentication.passwords import (
-    PasswordHash,
-    hash_password,
-    password_too_long,
-    unguessable_hash,
-    verify_password,
-)
+from cloister.services.authentication.passwords import PasswordHash, PasswordHasher, password_too_long
+from cloister.services.authentication.throttle import LoginThrottle
 from cloister.services.authentication.tokens import JWTIssuer, TokenClaims
-from cloister.services.authentication.users import UserRecord, UserStore, check_role, check_user_id
+from cloister.services.authentication.users import UserRecord, UserStore, check_role, check_user_id, new_generation
 
 logger = logging.getLogger(__name__)
 
 _EMPTY = empty_pb2.Empty()
+_NO_USER = Role(RoleKind.INVALID)
+"""The role a target that does not exist is described with: only rules that allow any role allow it."""
 
 
 class _Context(Protocol):
     def invocation_metadata(self) -> Any: ...
+
+    def peer(self) -> str: ...
 
 
 class _Credentials:
@@ -50,11 +53,15 @@ class _Credentials:
         self._issuer = issuer
         self._clock = clock
 
-    def check(self, user_id: str, token: str) -> TokenClaims:
-        """The token's claims if ``user_id`` exists and ``token`` is valid for it now."""
-        if not user_id or self._store.get(user_id) is None or not token:
+    def check(self, user_id: str, token: str) -> tuple[UserRecord, TokenClaims]:
+        """The user as stored now and the token's claims, if ``token`` is valid for ``user_id`` now."""
+        record = self._store.get(user_id) if user_id else None
+        if record is None or not token:
             raise AuthenticationError()
-        return self._issuer.verify_jwt(token, user_id, now=self._clock())
+        claims = self._issuer.verify_jwt(token, user_id, now=self._clock())
+        if not record.generation or claims.gen != record.generation:
+            raise AuthenticationError()
+        return record, claims
 
 
 class ApiServicer(agrpc.TeaclaveAuthenticationApiServicer):
@@ -64,119 +71,182 @@ class ApiServicer(agrpc.TeaclaveAuthenticationApiServicer):
         self,
         store: UserStore,
         issuer: JWTIssuer,
+        authorizer: Authorizer,
         settings: AuthenticationSettings,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._issuer = issuer
-        self._iterations = settings.pbkdf2_iterations
+        self._authorizer = authorizer
+        self._hasher = PasswordHasher(settings)
         self._credentials = _Credentials(store, issuer, clock)
         self._clock = clock
-        self._decoy = unguessable_hash(settings.pbkdf2_iterations)
+        self._decoy = self._hasher.decoy()
+        self._throttle = LoginThrottle(
+            settings.login_failures_per_user,
+            settings.login_failures_per_address,
+            settings.login_failure_window_seconds,
+            clock,
+        )
 
     async def UserRegister(self, request: apb.UserRegisterRequest, context: _Context) -> empty_pb2.Empty:
-        requester_id, requester = self._authenticate(context)
+        requester = self._authenticate(context)
         check_user_id(request.id)
-        if self._store.exists(request.id):
-            raise AuthenticationError("user id exist")
         role = Role.from_request(request.role, request.attribute)
         check_role(role)
-        if not permissions.may_register(requester, role):
-            raise AuthenticationError("permission denied")
-        password = await self._hash(request.password)
-        if not await self._store.create(UserRecord(request.id, role, password)):
+        await self._authorize(requester, account_query(Action.USER_REGISTER, _subject(requester), request.id, role))
+        if self._store.exists(request.id):
             raise AuthenticationError("user id exist")
-        logger.info("user %r registered by %r as %s", request.id, requester_id, role)
+        password = await self._hash(request.password)
+        if not await self._store.create(UserRecord(request.id, role, password, new_generation())):
+            raise AuthenticationError("user id exist")
+        logger.info("user %r registered by %r as %s", request.id, requester.id, role)
         return _EMPTY
 
     async def UserUpdate(self, request: apb.UserUpdateRequest, context: _Context) -> empty_pb2.Empty:
-        requester_id, requester = self._authenticate(context)
-        if not request.id or not self._store.exists(request.id):
+        requester = self._authenticate(context)
+        if not request.id:
             raise AuthenticationError("invalid user id")
         role = Role.from_request(request.role, request.attribute)
         check_role(role)
-        if not permissions.may_update(requester, role):
-            raise AuthenticationError("permission denied")
-        password = await self._hash(request.password)
-        if not await self._store.replace(UserRecord(request.id, role, password)):
+        target = self._store.get(request.id)
+        current = target.role if target is not None else _NO_USER
+        await self._authorize(
+            requester, account_query(Action.USER_UPDATE, _subject(requester), request.id, current, role)
+        )
+        if target is None:
             raise AuthenticationError("invalid user id")
-        logger.info("user %r updated by %r to %s", request.id, requester_id, role)
+        password = await self._hash(request.password)
+        if not await self._store.replace(target, UserRecord(target.id, role, password, new_generation())):
+            raise AuthenticationError("invalid user id")
+        logger.info("user %r updated by %r to %s", target.id, requester.id, role)
         return _EMPTY
 
     async def UserLogin(self, request: apb.UserLoginRequest, context: _Context) -> apb.UserLoginResponse:
         if not request.id or not request.password:
             raise AuthenticationError()
+        address = client_ip(context.peer() or "")
+        self._throttle.check(request.id, address)
         record = self._store.get(request.id)
         # Unknown users cost a full hash too, so the answer time does not reveal which ids exist.
         stored = record.password if record is not None else self._decoy
-        await asyncio.to_thread(verify_password, request.password, stored)
+        try:
+            outdated = await asyncio.to_thread(self._hasher.verify, request.password, stored)
+        except AuthenticationError:
+            self._throttle.failed(request.id, address)
+            raise
         if record is None:  # pragma: no cover - the decoy matches no password
             raise AuthenticationError()
-        return apb.UserLoginResponse(token=self._issuer.issue(record.id, record.role, self._clock()))
+        self._throttle.succeeded(request.id)
+        if outdated or not record.generation:
+            record = await self._upgrade(record, request.password)
+        return apb.UserLoginResponse(token=self._issuer.issue(record.id, record.role, record.generation, self._clock()))
 
     async def UserChangePassword(self, request: apb.UserChangePasswordRequest, context: _Context) -> empty_pb2.Empty:
-        requester_id, requester = self._authenticate(context)
+        requester = self._authenticate(context)
+        await self._authorize(
+            requester, account_query(Action.USER_CHANGE_PASSWORD, _subject(requester), requester.id, requester.role)
+        )
         if not request.password:
             raise AuthenticationError()
         password = await self._hash(request.password)
-        # The reference stores the role from the token, not the record's current one.
-        if not await self._store.replace(UserRecord(requester_id, requester, password)):
+        # The stored role, never the token's: changing a password never changes a role.
+        changed = UserRecord(requester.id, requester.role, password, new_generation())
+        if not await self._store.replace(requester, changed):
             raise AuthenticationError()
         return _EMPTY
 
     async def ResetUserPassword(
         self, request: apb.ResetUserPasswordRequest, context: _Context
     ) -> apb.ResetUserPasswordResponse:
-        requester_id, requester = self._authenticate(context)
+        requester = self._authenticate(context)
         if not request.id:
             raise AuthenticationError("invalid user id")
-        target = self._store.get(request.id)
-        if target is None or not permissions.may_reset(requester, target.role):
-            raise AuthenticationError("permission denied")
+        target = await self._authorized_target(requester, Action.USER_RESET_PASSWORD, request.id)
         new_password = uuid.uuid4().hex
         password = await self._hash(new_password)
-        if not await self._store.replace(UserRecord(target.id, target.role, password)):
+        if not await self._store.replace(target, UserRecord(target.id, target.role, password, new_generation())):
             raise AuthenticationError("permission denied")
-        logger.info("password of user %r reset by %r", target.id, requester_id)
+        logger.info("password of user %r reset by %r", target.id, requester.id)
         return apb.ResetUserPasswordResponse(password=new_password)
 
     async def DeleteUser(self, request: apb.DeleteUserRequest, context: _Context) -> empty_pb2.Empty:
-        requester_id, requester = self._authenticate(context)
+        requester = self._authenticate(context)
         if not request.id:
             raise AuthenticationError("invalid user id")
-        target = self._store.get(request.id)
-        if target is None or not permissions.may_delete(requester, target.role):
+        target = await self._authorized_target(requester, Action.USER_DELETE, request.id)
+        if not await self._store.delete(target):
             raise AuthenticationError("permission denied")
-        if not await self._store.delete(target.id):
-            raise AuthenticationError("permission denied")
-        logger.info("user %r deleted by %r", target.id, requester_id)
+        logger.info("user %r deleted by %r", target.id, requester.id)
         return _EMPTY
 
     async def ListUsers(self, request: apb.ListUsersRequest, context: _Context) -> apb.ListUsersResponse:
-        _, requester = self._authenticate(context)
+        requester = self._authenticate(context)
         if not request.id:
             raise AuthenticationError("invalid user id")
-        if not permissions.may_list(requester, request.id):
-            raise AuthenticationError("permission denied")
-        if requester.is_admin:
-            return apb.ListUsersResponse(ids=self._store.list_ids())
+        subject = _subject(requester)
+        await self._authorize(requester, user_list_query(request.id))
         records = self._store.list_records()
-        return apb.ListUsersResponse(ids=[r.id for r in records if permissions.listed(requester, r.role)])
+        roles = sorted({record.role for record in records}, key=str)
+        decisions = await self._authorizer.decide(subject, [listed_role_query(role) for role in roles])
+        shown = {role for role, allowed in zip(roles, decisions, strict=True) if allowed}
+        return apb.ListUsersResponse(ids=[record.id for record in records if record.role in shown])
 
-    def _authenticate(self, context: _Context) -> tuple[str, Role]:
-        """The requester's id and the role in its token (not the one stored now, as in the reference)."""
+    def _authenticate(self, context: _Context) -> UserRecord:
+        """The requester as stored now: its role is the one decisions are made on, not the token's."""
         user_id, token = Caller.from_metadata(context.invocation_metadata()).require_credentials()
-        claims = self._credentials.check(user_id, token)
-        return user_id, Role.parse(claims.role)
+        record, _ = self._credentials.check(user_id, token)
+        return record
+
+    async def _authorize(self, requester: UserRecord, query: Query) -> None:
+        (allowed,) = await self._authorizer.decide(_subject(requester), [query])
+        if not allowed:
+            raise AuthenticationError("permission denied")
+
+    async def _authorized_target(self, requester: UserRecord, action: Action, target_id: str) -> UserRecord:
+        """The user ``target_id`` if the policy lets ``requester`` take ``action`` on it.
+
+        A missing user is asked about as one with no role, so only a caller allowed to act on
+        any user learns that it does not exist; everyone else is told "permission denied".
+        """
+        target = self._store.get(target_id)
+        role = target.role if target is not None else _NO_USER
+        await self._authorize(requester, account_query(action, _subject(requester), target_id, role))
+        if target is None:
+            raise AuthenticationError("permission denied")
+        return target
+
+    async def _upgrade(self, record: UserRecord, password: str) -> UserRecord:
+        """Re-hash an old-style hash (or give a generation to a record from before they existed).
+
+        The generation is kept when the record has one, so the user's other tokens stay valid.
+        If the user changed meanwhile, the change wins and the stored record is used as it is.
+        """
+        upgraded = UserRecord(record.id, record.role, await self._hash(password), record.generation or new_generation())
+        if await self._store.replace(record, upgraded):
+            logger.info("password hash of user %r upgraded", record.id)
+            return upgraded
+        current = self._store.get(record.id)
+        if current is None or not current.generation:
+            raise AuthenticationError()
+        return current
 
     async def _hash(self, password: str) -> PasswordHash:
         if password_too_long(password):
             raise AuthenticationError("invalid password")
-        return await asyncio.to_thread(hash_password, password, self._iterations)
+        return await asyncio.to_thread(self._hasher.hash, password)
+
+
+def _subject(record: UserRecord) -> Subject:
+    return Subject(record.id, record.role)
 
 
 class InternalServicer(agrpc.TeaclaveAuthenticationInternalServicer):
-    """The frontend's endpoint (port 17776): one token check per frontend call, no password hashing."""
+    """The frontend's endpoint (port 17776): one token check per frontend call, no password hashing.
+
+    The claims it answers carry the role stored now, not the one in the token, so a role
+    change takes effect on the user's next call (and ends their tokens anyway).
+    """
 
     def __init__(self, store: UserStore, issuer: JWTIssuer, clock: Callable[[], float] = time.time) -> None:
         self._credentials = _Credentials(store, issuer, clock)
@@ -186,7 +256,7 @@ class InternalServicer(agrpc.TeaclaveAuthenticationInternalServicer):
     ) -> apb.UserAuthenticateResponse:
         if not request.HasField("credential"):
             raise AuthenticationError()
-        claims = self._credentials.check(request.credential.id, request.credential.token)
+        record, claims = self._credentials.check(request.credential.id, request.credential.token)
         return apb.UserAuthenticateResponse(
-            claims=apb.UserAuthClaims(sub=claims.sub, role=claims.role, iss=claims.iss, exp=claims.exp)
+            claims=apb.UserAuthClaims(sub=claims.sub, role=str(record.role), iss=claims.iss, exp=claims.exp)
         )

@@ -2,7 +2,10 @@
 
 Teaclave drew a new secret at every start, logging everyone out; Cloister keeps 64 random
 bytes in ``<state_dir>/authentication/jwt.key`` (mode 0600), so tokens stay valid until they
-expire. Time is a parameter of issuing and checking, never read from the clock in here.
+expire. Each token also carries its user's token generation (``gen``), which the caller
+compares with the stored one: any change to the user draws a new generation and so ends every
+older token at once. The ``role`` claim is kept for Teaclave's clients; nothing trusts it.
+Time is a parameter of issuing and checking, never read from the clock in here.
 """
 
 from __future__ import annotations
@@ -22,17 +25,19 @@ ISSUER = "Teaclave"
 ALGORITHM = "HS512"
 SECRET_LENGTH = 64
 KEY_FILE_NAME = "jwt.key"
-_REQUIRED_CLAIMS = ("sub", "role", "iss", "exp")
+_REQUIRED_CLAIMS = ("sub", "role", "iss", "exp", "gen")
 
 
 @dataclass(frozen=True)
 class TokenClaims:
-    """What a valid token says: whose it is, the role at login, the issuer and the expiry (unix s)."""
+    """What a valid token says: whose it is, the role at login, the issuer, the expiry (unix s)
+    and the user's token generation at login."""
 
     sub: str
     role: str
     iss: str
     exp: int
+    gen: str
 
 
 class JWTIssuer:
@@ -57,9 +62,9 @@ class JWTIssuer:
             )
         return cls(secret, lifetime_seconds)
 
-    def issue(self, user_id: str, role: Role | str, now: float) -> str:
+    def issue(self, user_id: str, role: Role | str, generation: str, now: float) -> str:
         """A token for ``user_id`` with ``role``, valid until ``now`` plus the token lifetime."""
-        claims = {"sub": user_id, "role": str(role), "iss": ISSUER, "exp": int(now) + self._lifetime}
+        claims = {"sub": user_id, "role": str(role), "iss": ISSUER, "exp": int(now) + self._lifetime, "gen": generation}
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def verify_jwt(self, token: str, user_id: str, *, now: float) -> TokenClaims:
@@ -68,7 +73,7 @@ class JWTIssuer:
         Raises:
             AuthenticationError: "authentication failed" for anything wrong: another algorithm,
                 a bad signature, a missing claim, another issuer or subject, or ``exp`` not
-                strictly after ``now`` (no leeway).
+                strictly after ``now`` (no leeway). The generation is the caller's to check.
         """
         try:
             payload: dict[str, Any] = jwt.decode(
@@ -87,11 +92,11 @@ class JWTIssuer:
             )
         except (jwt.PyJWTError, ValueError, TypeError):
             raise AuthenticationError() from None
-        sub, role, iss, exp = (payload[name] for name in _REQUIRED_CLAIMS)
-        if not (isinstance(sub, str) and isinstance(role, str) and isinstance(iss, str)):
+        sub, role, iss, exp, gen = (payload[name] for name in _REQUIRED_CLAIMS)
+        if not all(isinstance(claim, str) for claim in (sub, role, iss, gen)) or not gen:
             raise AuthenticationError()
         if not isinstance(exp, int) or isinstance(exp, bool):
             raise AuthenticationError()
         if sub != user_id or iss != ISSUER or exp <= now:
             raise AuthenticationError()
-        return TokenClaims(sub=sub, role=role, iss=iss, exp=exp)
+        return TokenClaims(sub=sub, role=role, iss=iss, exp=exp, gen=gen)

@@ -1,8 +1,11 @@
-"""The service's own user database: one sealed SQLite file, one §3.3 JSON record per user.
+"""The service's own user database: one sealed SQLite file, one JSON record per user.
 
+A record is the reference's (§3.3) with an argon2id hash in ``password`` and the user's token
+generation in ``generation``; records written before either existed (``salt`` and
+``salted_password_hash``, no generation) are read as PBKDF2 hashes whose tokens no longer count.
 Records live under the key ``user-<id>`` rather than the bare id (the reference's LevelDB key)
 so that the store's prefix scan lists them in id byte order. Writes go through one lock, so
-"create unless it exists" cannot race with another create of the same id.
+"create unless it exists" and "replace unless it changed" cannot race with another write.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +23,7 @@ from typing import Any
 from cloister.crypto.sealing import Sealer, load_or_create_key
 from cloister.errors import AuthenticationError, InternalError
 from cloister.model.roles import Role
-from cloister.services.authentication.passwords import DEFAULT_ITERATIONS, PasswordHash
+from cloister.services.authentication.passwords import Argon2Hash, PasswordHash, Pbkdf2Hash
 from cloister.storage.ops import Delete, Put
 from cloister.storage.sqlite import SQLiteStore
 
@@ -52,33 +56,43 @@ def check_role(role: Role) -> None:
         raise AuthenticationError("invalid role")
 
 
+def new_generation() -> str:
+    """A token generation no earlier token can carry: 128 random bits, not a counter, so a user
+    deleted and created again with the same id starts from one its old tokens never had."""
+    return secrets.token_hex(16)
+
+
 @dataclass(frozen=True)
 class UserRecord:
     id: str
     role: Role
     password: PasswordHash
+    generation: str
+    """Tokens count only while they carry this value; every change to the user draws a new one."""
 
     def to_json(self) -> bytes:
-        """The §3.3 record; ``pbkdf2_iterations`` is added only when it is not the reference's 100 000."""
-        data: dict[str, Any] = {
-            "id": self.id,
-            "role": self.role.to_json(),
-            "salt": list(self.password.salt),
-            "salted_password_hash": list(self.password.digest),
-        }
-        if self.password.iterations != DEFAULT_ITERATIONS:
+        data: dict[str, Any] = {"id": self.id, "role": self.role.to_json(), "generation": self.generation}
+        if isinstance(self.password, Argon2Hash):
+            data["password"] = self.password.encoded
+        else:
+            data["salt"] = list(self.password.salt)
+            data["salted_password_hash"] = list(self.password.digest)
             data["pbkdf2_iterations"] = self.password.iterations
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     @classmethod
     def from_json(cls, raw: bytes) -> UserRecord:
         data = json.loads(raw)
-        password = PasswordHash(
-            bytes(data["salt"]),
-            bytes(data["salted_password_hash"]),
-            int(data.get("pbkdf2_iterations", DEFAULT_ITERATIONS)),
-        )
-        return cls(str(data["id"]), Role.from_json(data["role"]), password)
+        password: PasswordHash
+        if "password" in data:
+            password = Argon2Hash(str(data["password"]))
+        else:
+            password = Pbkdf2Hash(
+                bytes(data["salt"]),
+                bytes(data["salted_password_hash"]),
+                int(data.get("pbkdf2_iterations", 100_000)),
+            )
+        return cls(str(data["id"]), Role.from_json(data["role"]), password, str(data.get("generation", "")))
 
 
 def _key(user_id: str) -> bytes | None:
@@ -122,20 +136,23 @@ class UserStore:
 
     async def create(self, record: UserRecord) -> bool:
         """Store a new user; False, storing nothing, when the id is taken."""
-        return await self._commit_if(record.id, False, Put(self._required_key(record.id), record.to_json()))
+        return await self._commit_if(record.id, None, Put(self._required_key(record.id), record.to_json()))
 
-    async def replace(self, record: UserRecord) -> bool:
-        """Overwrite an existing user; False, storing nothing, when it no longer exists."""
-        return await self._commit_if(record.id, True, Put(self._required_key(record.id), record.to_json()))
+    async def replace(self, current: UserRecord, record: UserRecord) -> bool:
+        """Overwrite the user ``current`` with ``record``; False, storing nothing, when the stored user
+        is no longer exactly ``current`` (changed or deleted since it was read and decided on)."""
+        if record.id != current.id:
+            raise ValueError("a user's record cannot change its id")
+        return await self._commit_if(current.id, current, Put(self._required_key(record.id), record.to_json()))
 
-    async def delete(self, user_id: str) -> bool:
-        """Remove a user; False when there was none."""
-        return await self._commit_if(user_id, True, Delete(self._required_key(user_id)))
+    async def delete(self, current: UserRecord) -> bool:
+        """Remove the user ``current``; False when it changed or was deleted since it was read."""
+        return await self._commit_if(current.id, current, Delete(self._required_key(current.id)))
 
-    async def _commit_if(self, user_id: str, exists: bool, op: Put | Delete) -> bool:
-        """Commit ``op`` if the user's existence is still ``exists``, checked under the store's lock."""
+    async def _commit_if(self, user_id: str, expected: UserRecord | None, op: Put | Delete) -> bool:
+        """Commit ``op`` if the stored user is still ``expected`` (None: absent), checked under the lock."""
         async with self._lock:
-            if self.exists(user_id) != exists:
+            if self.get(user_id) != expected:
                 return False
             await self._commit([op])
             return True

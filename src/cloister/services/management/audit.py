@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from cloister.errors import FailedOperationError
 from cloister.model.access import AUDIT_LOG_QUERY, Subject
 from cloister.model.audit import AuditEntry, ChainedEntry, ChainHead
+from cloister.rpc.authorizer import Authorizer, require
 from cloister.services.management.audit_query import QuerySyntaxError, parse_query
-from cloister.services.management.authorizer import Authorizer, require
 from cloister.storage.client import StorageClient
 from cloister.storage.records import decode, put
 

@@ -15,8 +15,8 @@ from cloister.errors import InvalidArgumentError, InvalidDataIdError
 from cloister.model.access import Action, Subject, file_query
 from cloister.model.files import FileCrypto, InputFile, OutputFile, parse_url
 from cloister.model.ids import parse_id
+from cloister.rpc.authorizer import Authorizer, require
 from cloister.rpc.convert.limits import check_users
-from cloister.services.management.authorizer import Authorizer, require
 from cloister.storage.client import StorageClient
 from cloister.storage.records import load, put
 

@@ -15,7 +15,7 @@ from cloister.errors import InvalidFunctionIdError, MalformedRequestError
 from cloister.model.access import Action, Subject, function_query, user_query
 from cloister.model.functions import Function, FunctionUsage, UserFunctions
 from cloister.model.ids import ExternalId, parse_id, requirements_key, usage_key, user_record_key
-from cloister.services.management.authorizer import Authorizer, denied, require
+from cloister.rpc.authorizer import Authorizer, denied, require
 from cloister.services.management.locks import KeyLocks
 from cloister.storage.client import StorageClient
 from cloister.storage.ops import Delete, Op, Put

@@ -8,9 +8,9 @@ import grpc
 from cloister._proto import cloister_pb2_grpc as cgrpc
 from cloister._proto import teaclave_management_service_pb2_grpc as mgrpc
 from cloister.config import Settings
+from cloister.rpc.authorizer import Authorizer, RemoteAuthorizer
 from cloister.rpc.runtime import ServiceRuntime
 from cloister.services.management.audit import AuditLog
-from cloister.services.management.authorizer import Authorizer, RemoteAuthorizer
 from cloister.services.management.cache import CachedStorage
 from cloister.services.management.files import FileService
 from cloister.services.management.functions import FunctionService

@@ -33,9 +33,9 @@ from cloister.model.tasks import (
     TaskState,
     TaskStatus,
 )
+from cloister.rpc.authorizer import Authorizer, denied, require
 from cloister.rpc.convert.tasks import function_arguments_from_json, wait_seconds
 from cloister.services.management import task_rules
-from cloister.services.management.authorizer import Authorizer, denied, require
 from cloister.services.management.locks import KeyLocks
 from cloister.storage.client import StorageClient
 from cloister.storage.ops import Enqueue

@@ -13,16 +13,19 @@ import pytest
 from cloister.config import AdminSettings, AuthenticationSettings, Secret, Settings
 from cloister.errors import ConfigurationError
 from cloister.model.roles import Role, RoleKind
-from cloister.services.authentication.passwords import hash_password, verify_password
+from cloister.services.authentication.passwords import PasswordHasher
 from cloister.services.authentication.service import ensure_first_admin, state_directory
 from cloister.services.authentication.users import UserRecord, UserStore
+
+FAST = AuthenticationSettings(argon2_memory_kib=64, argon2_time_cost=1)
+HASHER = PasswordHasher(FAST)
 
 
 def settings(tmp_path: Path, password: str | None = None, user: str = "admin") -> Settings:
     return Settings(
         state_dir=tmp_path,
         admin=AdminSettings(user=user, password=None if password is None else Secret(password)),
-        authentication=AuthenticationSettings(pbkdf2_iterations=1000),
+        authentication=FAST,
     )
 
 
@@ -44,7 +47,7 @@ def test_configured_password(tmp_path: Path) -> None:
         assert await ensure_first_admin(store, s) is None
         record = store.get("root")
         assert record is not None and record.role == Role(RoleKind.PLATFORM_ADMIN)
-        verify_password("configured-pw", record.password)
+        HASHER.verify("configured-pw", record.password)
         assert store.get("admin") is None
 
     with_store(s, action)
@@ -60,7 +63,7 @@ def test_generated_password_is_written_once_and_reused(tmp_path: Path, caplog: p
             assert await ensure_first_admin(store, s) == password_file
         password = password_file.read_text().strip()
         assert len(password) >= 24
-        verify_password(password, store.get("admin").password)
+        HASHER.verify(password, store.get("admin").password)
         assert str(password_file) in caplog.text
         assert password not in caplog.text
 
@@ -75,7 +78,7 @@ def test_generated_password_is_written_once_and_reused(tmp_path: Path, caplog: p
 
     async def second(store: UserStore) -> None:
         assert await ensure_first_admin(store, s) == password_file
-        verify_password(content.decode().strip(), store.get("admin").password)
+        HASHER.verify(content.decode().strip(), store.get("admin").password)
 
     with_store(s, second)
     assert password_file.read_bytes() == content
@@ -83,7 +86,7 @@ def test_generated_password_is_written_once_and_reused(tmp_path: Path, caplog: p
 
 def test_existing_admin_is_left_untouched(tmp_path: Path) -> None:
     s = settings(tmp_path, "new-configured")
-    existing = UserRecord("admin", Role(RoleKind.FUNCTION_OWNER), hash_password("old", 1000))
+    existing = UserRecord("admin", Role(RoleKind.FUNCTION_OWNER), HASHER.hash("old"), "g")
 
     async def action(store: UserStore) -> None:
         assert await store.create(existing)

@@ -1,66 +1,81 @@
-"""PBKDF2 password hashing: round trip, salts, limits and the reference's parameters."""
+"""Password hashing: argon2id at OWASP's parameters for new hashes, the reference's PBKDF2 still checked."""
 
 from __future__ import annotations
 
 import hashlib
 
+import argon2
 import pytest
 
 from cloister.config import AuthenticationSettings
-from cloister.errors import AuthenticationError
+from cloister.errors import AuthenticationError, ConfigurationError
 from cloister.services.authentication.passwords import (
-    DEFAULT_ITERATIONS,
-    HASH_LENGTH,
     MAX_PASSWORD_BYTES,
-    SALT_LENGTH,
-    hash_password,
+    Argon2Hash,
+    PasswordHasher,
+    Pbkdf2Hash,
     password_too_long,
-    unguessable_hash,
-    verify_password,
 )
 
-FAST = 1000
+FAST = AuthenticationSettings(argon2_memory_kib=64, argon2_time_cost=1)
+HASHER = PasswordHasher(FAST)
 
 
-def test_default_iteration_count_is_the_references() -> None:
-    assert DEFAULT_ITERATIONS == 100_000
-    assert AuthenticationSettings().pbkdf2_iterations == 100_000
-    stored = hash_password("teaclave")
-    assert stored.iterations == 100_000
-    verify_password("teaclave", stored)
-
-
-def test_hash_is_pbkdf2_hmac_sha512_of_the_utf8_bytes() -> None:
-    salt = bytes(range(SALT_LENGTH))
-    stored = hash_password("pässwörd", FAST, salt=salt)
-    expected = hashlib.pbkdf2_hmac("sha512", "pässwörd".encode(), salt, FAST, dklen=64)
-    assert stored.digest == expected
-    assert len(stored.digest) == HASH_LENGTH
+def test_defaults_are_owasps_argon2id_minimum() -> None:
+    stored = PasswordHasher(AuthenticationSettings()).hash("teaclave")
+    parameters = argon2.extract_parameters(stored.encoded)
+    assert stored.encoded.startswith("$argon2id$")
+    assert (parameters.memory_cost, parameters.time_cost, parameters.parallelism) == (19_456, 2, 1)
 
 
 def test_salts_are_random() -> None:
-    a, b = hash_password("same", FAST), hash_password("same", FAST)
-    assert len(a.salt) == SALT_LENGTH
-    assert a.salt != b.salt and a.digest != b.digest
+    a, b = HASHER.hash("same"), HASHER.hash("same")
+    assert a != b
 
 
 def test_verify_accepts_the_right_password_and_rejects_others() -> None:
-    stored = hash_password("correct horse", FAST)
-    verify_password("correct horse", stored)
+    stored = HASHER.hash("correct horse")
+    assert HASHER.verify("correct horse", stored) is False
     for wrong in ("correct hors", "Correct horse", ""):
         with pytest.raises(AuthenticationError, match=r"^authentication failed$"):
-            verify_password(wrong, stored)
+            HASHER.verify(wrong, stored)
+
+
+def test_a_reference_pbkdf2_hash_verifies_and_asks_to_be_replaced() -> None:
+    salt = bytes(range(16))
+    digest = hashlib.pbkdf2_hmac("sha512", "pässwörd".encode(), salt, 1000, dklen=64)
+    stored = Pbkdf2Hash(salt, digest, 1000)
+    assert HASHER.verify("pässwörd", stored) is True
+    with pytest.raises(AuthenticationError):
+        HASHER.verify("passwörd", stored)
+
+
+def test_a_weaker_argon2_hash_asks_to_be_replaced() -> None:
+    weak = PasswordHasher(AuthenticationSettings(argon2_memory_kib=32, argon2_time_cost=1)).hash("pw")
+    assert HASHER.verify("pw", weak) is True
+    assert HASHER.verify("pw", HASHER.hash("pw")) is False
+
+
+def test_a_stored_hash_that_is_not_argon2_matches_nothing() -> None:
+    with pytest.raises(AuthenticationError):
+        HASHER.verify("", Argon2Hash("not a hash"))
 
 
 def test_empty_password_hashes_and_verifies() -> None:
-    stored = hash_password("", FAST)
-    verify_password("", stored)
+    HASHER.verify("", HASHER.hash(""))
 
 
-def test_unguessable_hash_matches_nothing() -> None:
-    decoy = unguessable_hash(FAST)
+def test_decoy_matches_nothing() -> None:
+    decoy = HASHER.decoy()
+    for guess in ("", "pw", decoy.encoded):
+        with pytest.raises(AuthenticationError):
+            HASHER.verify(guess, decoy)
+
+
+def test_a_password_too_long_is_refused_even_when_it_matches() -> None:
+    long = "a" * (MAX_PASSWORD_BYTES + 1)
     with pytest.raises(AuthenticationError):
-        verify_password("", decoy)
+        HASHER.verify(long, HASHER.hash(long))
 
 
 def test_length_limit_counts_utf8_bytes() -> None:
@@ -69,7 +84,17 @@ def test_length_limit_counts_utf8_bytes() -> None:
     assert password_too_long("é" * (MAX_PASSWORD_BYTES // 2 + 1))
 
 
-def test_repr_hides_salt_and_hash() -> None:
-    stored = hash_password("secret", FAST)
-    assert stored.salt.hex() not in repr(stored)
-    assert str(list(stored.digest)) not in repr(stored)
+def test_repr_hides_the_hash() -> None:
+    stored = HASHER.hash("secret")
+    assert stored.encoded not in repr(stored)
+    legacy = Pbkdf2Hash(bytes(16), bytes(range(64)))
+    assert "0, 1, 2" not in repr(legacy) and bytes(range(64)).hex() not in repr(legacy)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{"argon2_time_cost": 0}, {"argon2_parallelism": 0}, {"argon2_memory_kib": 7}, {"login_failures_per_user": 0}],
+)
+def test_settings_refuse_costs_that_cannot_work(values: dict[str, int]) -> None:
+    with pytest.raises(ConfigurationError):
+        AuthenticationSettings(**values)  # type: ignore[arg-type]

@@ -20,22 +20,22 @@ def issuer(lifetime: int = 86_400) -> JWTIssuer:
     return JWTIssuer(SECRET, lifetime)
 
 
-def test_claims_are_exactly_teaclaves() -> None:
-    token = issuer().issue("alice", Role(RoleKind.DATA_OWNER, "org1"), NOW)
+def test_claims_are_teaclaves_then_the_generation() -> None:
+    token = issuer().issue("alice", Role(RoleKind.DATA_OWNER, "org1"), "gen-1", NOW)
     assert jwt.get_unverified_header(token) == {"alg": "HS512", "typ": "JWT"}
     payload = jwt.decode(token, SECRET, algorithms=["HS512"], options={"verify_exp": False})
-    assert payload == {"sub": "alice", "role": "DataOwner-org1", "iss": "Teaclave", "exp": NOW + 86_400}
-    assert list(payload) == ["sub", "role", "iss", "exp"]
+    assert payload == {"sub": "alice", "role": "DataOwner-org1", "iss": "Teaclave", "exp": NOW + 86_400, "gen": "gen-1"}
+    assert list(payload) == ["sub", "role", "iss", "exp", "gen"]
 
 
 def test_verify_returns_the_claims() -> None:
-    token = issuer().issue("admin", Role(RoleKind.PLATFORM_ADMIN), NOW)
+    token = issuer().issue("admin", Role(RoleKind.PLATFORM_ADMIN), "gen-1", NOW)
     claims = issuer().verify_jwt(token, "admin", now=NOW + 1)
-    assert claims == TokenClaims(sub="admin", role="PlatformAdmin", iss="Teaclave", exp=NOW + 86_400)
+    assert claims == TokenClaims(sub="admin", role="PlatformAdmin", iss="Teaclave", exp=NOW + 86_400, gen="gen-1")
 
 
 def test_expiry_is_strict_with_no_leeway() -> None:
-    token = issuer(lifetime=60).issue("alice", "FunctionOwner", NOW)
+    token = issuer(lifetime=60).issue("alice", "FunctionOwner", "gen-1", NOW)
     issuer().verify_jwt(token, "alice", now=NOW + 59)
     issuer().verify_jwt(token, "alice", now=NOW + 59.999)
     for now in (NOW + 60, NOW + 61, NOW + 10**6):
@@ -47,7 +47,7 @@ def forge(claims: dict, *, key: bytes = SECRET, algorithm: str = "HS512") -> str
     return jwt.encode(claims, key, algorithm=algorithm)
 
 
-GOOD = {"sub": "alice", "role": "FunctionOwner", "iss": "Teaclave", "exp": NOW + 100}
+GOOD = {"sub": "alice", "role": "FunctionOwner", "iss": "Teaclave", "exp": NOW + 100, "gen": "gen-1"}
 
 
 @pytest.mark.parametrize(
@@ -62,6 +62,9 @@ GOOD = {"sub": "alice", "role": "FunctionOwner", "iss": "Teaclave", "exp": NOW +
         pytest.param(forge({k: v for k, v in GOOD.items() if k != "role"}), id="no-role"),
         pytest.param(forge({k: v for k, v in GOOD.items() if k != "iss"}), id="no-iss"),
         pytest.param(forge({k: v for k, v in GOOD.items() if k != "sub"}), id="no-sub"),
+        pytest.param(forge({k: v for k, v in GOOD.items() if k != "gen"}), id="no-generation"),
+        pytest.param(forge({**GOOD, "gen": ""}), id="empty-generation"),
+        pytest.param(forge({**GOOD, "gen": 1}), id="generation-not-string"),
         pytest.param(forge({**GOOD, "exp": str(NOW + 100)}), id="exp-string"),
         pytest.param(forge({**GOOD, "exp": float(NOW + 100)}), id="exp-float"),
         pytest.param(forge({**GOOD, "role": 7}), id="role-not-string"),
@@ -82,7 +85,7 @@ def test_a_token_made_like_ours_verifies() -> None:
 
 def test_secret_persists_across_instances_with_mode_0600(tmp_path) -> None:
     first = JWTIssuer.load_or_create(tmp_path / "authentication")
-    token = first.issue("alice", "FunctionOwner", NOW)
+    token = first.issue("alice", "FunctionOwner", "gen-1", NOW)
     key_file = tmp_path / "authentication" / "jwt.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert len(key_file.read_bytes()) == SECRET_LENGTH
@@ -91,7 +94,7 @@ def test_secret_persists_across_instances_with_mode_0600(tmp_path) -> None:
 
 
 def test_different_directories_have_different_secrets(tmp_path) -> None:
-    token = JWTIssuer.load_or_create(tmp_path / "a").issue("alice", "FunctionOwner", NOW)
+    token = JWTIssuer.load_or_create(tmp_path / "a").issue("alice", "FunctionOwner", "gen-1", NOW)
     with pytest.raises(AuthenticationError):
         JWTIssuer.load_or_create(tmp_path / "b").verify_jwt(token, "alice", now=NOW)
 

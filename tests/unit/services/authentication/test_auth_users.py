@@ -1,4 +1,4 @@
-"""The user database: §3.3 records, create/replace/delete, byte-ordered listing, id checks, persistence."""
+"""The user database: records, create/replace/delete, byte-ordered listing, id checks, persistence."""
 
 from __future__ import annotations
 
@@ -9,37 +9,44 @@ from pathlib import Path
 
 import pytest
 
+from cloister.config import AuthenticationSettings
 from cloister.errors import AuthenticationError
 from cloister.model.roles import Role, RoleKind
-from cloister.services.authentication.passwords import PasswordHash, hash_password
-from cloister.services.authentication.users import UserRecord, UserStore, check_role, check_user_id
+from cloister.services.authentication.passwords import PasswordHasher, Pbkdf2Hash
+from cloister.services.authentication.users import UserRecord, UserStore, check_role, check_user_id, new_generation
 
-FAST = 1000
+HASHER = PasswordHasher(AuthenticationSettings(argon2_memory_kib=64, argon2_time_cost=1))
 ADMIN = Role(RoleKind.PLATFORM_ADMIN)
 
 
 def record(user_id: str, role: Role = ADMIN) -> UserRecord:
-    return UserRecord(user_id, role, hash_password("pw", FAST))
+    return UserRecord(user_id, role, HASHER.hash("pw"), new_generation())
 
 
-def test_record_json_is_the_reference_format() -> None:
-    password = PasswordHash(bytes(16), bytes(range(64)), 100_000)
-    raw = UserRecord("alice", Role(RoleKind.DATA_OWNER, "org1"), password).to_json()
-    assert json.loads(raw) == {
+def test_record_json_round_trips_with_its_generation() -> None:
+    alice = record("alice", Role(RoleKind.DATA_OWNER, "org1"))
+    data = json.loads(alice.to_json())
+    assert data == {
         "id": "alice",
         "role": {"DataOwner": "org1"},
-        "salt": [0] * 16,
-        "salted_password_hash": list(range(64)),
+        "generation": alice.generation,
+        "password": alice.password.encoded,  # type: ignore[union-attr]
     }
-    assert raw.startswith(b'{"id":"alice","role":{"DataOwner":"org1"},"salt":[0,')
-    assert UserRecord.from_json(raw).password == password
+    assert UserRecord.from_json(alice.to_json()) == alice
 
 
-def test_record_keeps_a_non_default_iteration_count() -> None:
-    raw = record("bob", Role(RoleKind.FUNCTION_OWNER)).to_json()
-    assert json.loads(raw)["pbkdf2_iterations"] == FAST
-    assert json.loads(raw)["role"] == "FunctionOwner"
-    assert UserRecord.from_json(raw).password.iterations == FAST
+def test_a_reference_record_reads_as_pbkdf2_without_a_generation() -> None:
+    raw = json.dumps(
+        {"id": "bob", "role": "FunctionOwner", "salt": [0] * 16, "salted_password_hash": list(range(64))}
+    ).encode()
+    bob = UserRecord.from_json(raw)
+    assert bob.password == Pbkdf2Hash(bytes(16), bytes(range(64)), 100_000)
+    assert bob.generation == ""
+    assert UserRecord.from_json(bob.to_json()) == bob
+
+
+def test_generations_are_unique() -> None:
+    assert len({new_generation() for _ in range(1000)}) == 1000
 
 
 def test_store_round_trip(tmp_path: Path) -> None:
@@ -53,13 +60,36 @@ def test_store_round_trip(tmp_path: Path) -> None:
             assert not await store.create(record("alice", Role(RoleKind.FUNCTION_OWNER)))
             assert store.get("alice") == alice
             replaced = record("alice", Role(RoleKind.DATA_OWNER, "x"))
-            assert await store.replace(replaced)
+            assert await store.replace(alice, replaced)
             assert store.get("alice") == replaced
-            assert not await store.replace(record("nobody"))
+            assert not await store.replace(record("nobody"), record("nobody"))
             assert store.get("nobody") is None
-            assert await store.delete("alice")
-            assert not await store.delete("alice")
+            assert not await store.delete(alice)  # no longer what is stored
+            assert await store.delete(replaced)
+            assert not await store.delete(replaced)
             assert store.get("alice") is None
+        finally:
+            store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_replace_decided_on_an_old_record_stores_nothing(tmp_path: Path) -> None:
+    """A manager's change decided while the target was a DataOwner must not land once an admin
+    has made the target an admin in between."""
+
+    async def scenario() -> None:
+        store = UserStore(tmp_path)
+        try:
+            seen = record("target", Role(RoleKind.DATA_OWNER, "a"))
+            assert await store.create(seen)
+            promoted = UserRecord("target", ADMIN, seen.password, new_generation())
+            assert await store.replace(seen, promoted)
+            assert not await store.replace(seen, record("target", Role(RoleKind.DATA_OWNER, "a")))
+            assert not await store.delete(seen)
+            assert store.get("target") == promoted
+            with pytest.raises(ValueError, match="id"):
+                await store.replace(promoted, record("other"))
         finally:
             store.close()
 

@@ -1,9 +1,9 @@
-"""Management asks the access control service before it acts; it decides nothing itself.
+"""Services ask the access control service before they act; they decide nothing themselves.
 
-Management is where requests are enforced: it reads the objects a request touches, describes
-them by their attributes (:mod:`cloister.model.access`), and refuses the request when the
-access control service's policy denies it. When that service cannot be reached, the request
-fails: nothing is allowed by default.
+Management and authentication are where requests are enforced: they read the objects a
+request touches, describe them by their attributes (:mod:`cloister.model.access`), and refuse
+the request when the access control service's policy denies it. When that service cannot be
+reached, the request fails: nothing is allowed by default.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from cloister._proto import cloister_pb2_grpc as cgrpc
 from cloister.errors import AccessDeniedError
 from cloister.model.access import Query, Subject
 from cloister.rpc.channel import Peer
-from cloister.rpc.convert.access import authorize_request
+from cloister.rpc.convert.access import MAX_QUERIES, authorize_request
 
 
 class Authorizer(Protocol):
@@ -31,14 +31,16 @@ class RemoteAuthorizer:
         self._access_control = access_control
 
     async def decide(self, subject: Subject, queries: Sequence[Query]) -> list[bool]:
-        if not queries:
-            return []
-        response = await self._access_control.call(
-            cgrpc.AccessControlStub, "Authorize", authorize_request(subject, queries)
-        )
-        if len(response.allowed) != len(queries):
-            raise denied()  # an answer that does not fit the question is no permission
-        return list(response.allowed)
+        decisions: list[bool] = []
+        for start in range(0, len(queries), MAX_QUERIES):
+            batch = queries[start : start + MAX_QUERIES]
+            response = await self._access_control.call(
+                cgrpc.AccessControlStub, "Authorize", authorize_request(subject, batch)
+            )
+            if len(response.allowed) != len(batch):
+                raise denied()  # an answer that does not fit the question is no permission
+            decisions.extend(response.allowed)
+        return decisions
 
 
 def denied() -> AccessDeniedError:
