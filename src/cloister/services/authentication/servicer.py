@@ -125,7 +125,7 @@ class ApiServicer(agrpc.TeaclaveAuthenticationApiServicer):
     async def UserLogin(self, request: apb.UserLoginRequest, context: _Context) -> apb.UserLoginResponse:
         if not request.id or not request.password:
             raise AuthenticationError()
-        address = client_ip(context.peer() or "")
+        address = client_ip(context.peer() or "").hex()
         self._throttle.check(request.id, address)
         record = self._store.get(request.id)
         # Unknown users cost a full hash too, so the answer time does not reveal which ids exist.
