@@ -3,17 +3,22 @@
 Public endpoints (authentication API, frontend) use one-way TLS like Teaclave's. Internal
 endpoints require a client certificate from the deployment CA, and every call re-checks that
 the peer's evidence verifies and that its identity is in the endpoint's inbound list
-(reference §14.6). One interceptor also maps errors and writes one log line per call.
+(reference §14.6). One interceptor also maps errors and writes one log line per call, for
+every RPC kind: a streaming method (grpc's own Health/Watch is on every server) would
+otherwise be a way around the inbound list, and a handler it cannot wrap is refused.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
+import inspect
 import logging
 import os
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
@@ -23,7 +28,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from cloister.attestation.measurement import enclave_name
 from cloister.attestation.verify import PeerVerifier
 from cloister.config import RPCSettings
-from cloister.errors import AttestationError, MalformedRequestError
+from cloister.errors import AttestationError, MalformedRequestError, UnimplementedError
 from cloister.rpc.errors import status_and_message
 from cloister.rpc.metadata import Caller
 
@@ -48,6 +53,8 @@ entries, and access control its decisions, to management's log; neither may call
 
 PUBLIC_ENDPOINTS = frozenset({"authentication_api", "frontend"})
 _OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check"})
+"""Open to any caller the TLS layer let in. Health/Watch is not: nothing of ours watches, and an
+open stream holds a task on the server for as long as the caller likes."""
 _ADMISSION_TTL = 60.0
 
 request_context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("request_context", default=None)
@@ -79,6 +86,67 @@ def _tolerant(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return deserialize
 
 
+def _parsed(request: Any) -> Any:
+    if isinstance(request, _Malformed):
+        raise MalformedRequestError(f"malformed request: not a valid {request.expected} message")
+    return request
+
+
+class _Requests:
+    """A request stream that raises at the first message that did not parse, where the handler reads it."""
+
+    def __init__(self, requests: AsyncIterator[Any]) -> None:
+        self._requests = aiter(requests)
+
+    def __aiter__(self) -> _Requests:
+        return self
+
+    async def __anext__(self) -> Any:
+        return _parsed(await anext(self._requests))
+
+
+_Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
+
+_KINDS: dict[tuple[bool, bool], tuple[str, Callable[..., grpc.RpcMethodHandler]]] = {
+    (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
+    (False, True): ("unary_stream", grpc.unary_stream_rpc_method_handler),
+    (True, False): ("stream_unary", grpc.stream_unary_rpc_method_handler),
+    (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler),
+}
+"""(request streaming, response streaming): the handler attribute grpc calls, and its factory."""
+
+
+def _as_coroutine(behavior: _Behavior | None, streams_in: bool, streams_out: bool) -> _Behavior | None:
+    """``behavior`` as one coroutine per call that sees only parsed requests; None if it is not async.
+
+    Responses leave by return value or by ``context.write``, never through a generator of ours:
+    the checks, the log line and the context variables then live in one task's frame, and end
+    once, when the call does, whether it finished, failed or was cancelled.
+    """
+    prepare: Callable[[Any], Any] = _Requests if streams_in else _parsed
+    if streams_out and inspect.isasyncgenfunction(behavior):
+        produce = behavior
+
+        async def write_each(request: Any, context: grpc.aio.ServicerContext) -> None:
+            async with contextlib.aclosing(produce(prepare(request), context)) as responses:
+                async for response in responses:
+                    await context.write(response)
+
+        return write_each
+    if inspect.iscoroutinefunction(behavior):
+        answer = behavior
+
+        async def await_answer(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            return await answer(prepare(request), context)
+
+        return await_answer
+    return None  # sync (grpc would run it on a thread, which we cannot await) or missing
+
+
+async def _refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+    raise UnimplementedError("method not implemented")
+
+
 class _CallInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, endpoint: str, verifier: PeerVerifier | None) -> None:
         self._endpoint = endpoint
@@ -102,15 +170,19 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
         if wrapped is not None:
             return wrapped
         handler = await continuation(details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler  # not cached: method names come from callers
         wrapped = self._wrapped[details.method] = self._wrap(details.method, handler)
         return wrapped
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        """``handler`` with the inbound rules, log context and error mapping every call gets."""
-        behavior = handler.unary_unary
-        parse = handler.request_deserializer
+        """``handler`` with the inbound rules, log context and error mapping every call gets, whatever its kind."""
+        streams_in, streams_out = bool(handler.request_streaming), bool(handler.response_streaming)
+        attribute, make_handler = _KINDS[streams_in, streams_out]
+        behavior = _as_coroutine(getattr(handler, attribute, None), streams_in, streams_out)
+        if behavior is None:
+            logger.error("%s has no async %s handler; every call to it is refused", method, attribute)
+            behavior = _refuse
         name = method.rsplit("/", 1)[-1]
         allowed = self._by_method.get(method, self._inbound)
         checked = bool(self._inbound) and method not in _OPEN_METHODS
@@ -129,9 +201,10 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
             try:
                 if checked:
                     self._check_peer(context, allowed)
-                if isinstance(request, _Malformed):
-                    raise MalformedRequestError(f"malformed request: not a valid {request.expected} message")
                 return await behavior(request, context)
+            except asyncio.CancelledError:
+                outcome = "CANCELLED"  # the caller went away (or the server is stopping): nothing to answer or map
+                raise
             except Exception as exc:
                 if isinstance(exc, grpc.aio.AbortError):
                     raise
@@ -142,7 +215,8 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
                 logger.info("%s %s %.1fms", name, outcome, (time.perf_counter() - started) * 1000)
                 request_context.reset(token)
 
-        return grpc.unary_unary_rpc_method_handler(
+        parse = handler.request_deserializer
+        return make_handler(
             call,
             request_deserializer=_tolerant(parse) if parse is not None else None,
             response_serializer=handler.response_serializer,
