@@ -355,3 +355,27 @@ def test_a_handler_that_cannot_be_wrapped_is_refused_not_passed_through(deployme
 
     run(body)
     assert probe.ran == []
+
+
+def test_health_watch_is_refused_on_a_public_endpoint(deployment: Deployment) -> None:
+    """Anyone reaches a public endpoint: an open Watch there would be a stream held for free."""
+
+    async def scenario() -> None:
+        identity = make_identity(deployment, "frontend")
+        credentials = grpc.ssl_server_credentials([(identity.private_key_pem, identity.server_certificate_pem)])
+        server, port = await start_server("frontend", "127.0.0.1:0", credentials, None, RPCSettings(), [])
+        address = f"127.0.0.1:{port}"
+        try:
+            client, _ = await asyncio.to_thread(verified_credentials, address, "frontend", _verifier(deployment), None)
+            options = [("grpc.ssl_target_name_override", TLS_NAME)]
+            with grpc.secure_channel(address, client, options=options) as channel:
+                watched = await asyncio.to_thread(_first_watched, channel)
+                checked = await asyncio.to_thread(
+                    health_pb2_grpc.HealthStub(channel).Check, health_pb2.HealthCheckRequest(), timeout=10
+                )
+        finally:
+            await server.stop(None)
+        assert watched.error == (grpc.StatusCode.UNIMPLEMENTED, "method not implemented")
+        assert checked.status == health_pb2.HealthCheckResponse.SERVING
+
+    run(scenario)

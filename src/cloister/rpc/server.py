@@ -55,6 +55,8 @@ PUBLIC_ENDPOINTS = frozenset({"authentication_api", "frontend"})
 _OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check"})
 """Open to any caller the TLS layer let in. Health/Watch is not: nothing of ours watches, and an
 open stream holds a task on the server for as long as the caller likes."""
+_NOT_PUBLIC = frozenset({"/grpc.health.v1.Health/Watch"})
+"""Refused on the public endpoints, where anyone could hold as many of these streams open as they like."""
 _ADMISSION_TTL = 60.0
 
 request_context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("request_context", default=None)
@@ -182,6 +184,8 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
         behavior = _as_coroutine(getattr(handler, attribute, None), streams_in, streams_out)
         if behavior is None:
             logger.error("%s has no async %s handler; every call to it is refused", method, attribute)
+            behavior = _refuse
+        elif not self._inbound and method in _NOT_PUBLIC:
             behavior = _refuse
         name = method.rsplit("/", 1)[-1]
         allowed = self._by_method.get(method, self._inbound)
