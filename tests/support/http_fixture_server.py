@@ -2,6 +2,8 @@
 the body there, and switches make it answer a given status, redirect, hang, or stall halfway through a body.
 
 Every request's method, path (with query) and headers are recorded, so tests can check what a client sent.
+Execution services refuse loopback URLs by default, so a test serving files here allows them explicitly with
+:data:`LOOPBACK_NETWORKS` (a file agent) or :data:`LOOPBACK_ENV` (a platform).
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import unquote, urlsplit
+
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
+"""What ``make run`` allows: the networks of this server and of ``localhost``."""
+LOOPBACK_ENV = {"CLOISTER_EXECUTION__ALLOWED_NETWORKS": ",".join(LOOPBACK_NETWORKS)}
 
 
 @dataclass
