@@ -194,6 +194,8 @@ class ExecutionSettings:
     loopback, private, link-local and every other internal address out of a task's reach."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.allowed_networks, tuple):
+            raise ConfigurationError("setting execution.allowed_networks must be a list of networks")
         for network in self.allowed_networks:
             try:
                 ipaddress.ip_network(network)

@@ -74,3 +74,10 @@ def test_allowed_networks_must_be_networks(tmp_path: Path, value: str, reason: s
     with pytest.raises(ConfigurationError, match=r"execution\.allowed_networks") as caught:
         load_settings(None, env, state_dir=tmp_path)
     assert repr(value) in caught.value.message and reason in caught.value.message
+
+
+def test_allowed_networks_must_be_a_list(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("[execution]\nallowed_networks = 10\n")
+    with pytest.raises(ConfigurationError, match=r"execution\.allowed_networks must be a list"):
+        load_settings(config, {}, state_dir=tmp_path)
