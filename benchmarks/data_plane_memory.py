@@ -60,7 +60,9 @@ def main() -> None:
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(served)))
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        platform = start_platform(work, executor_timeout=120.0)
+        # The input is served on loopback, which tasks may reach only when allowed.
+        loopback = {"CLOISTER_EXECUTION__ALLOWED_NETWORKS": "127.0.0.0/8"}
+        platform = start_platform(work, executor_timeout=120.0, env=loopback)
         try:
             auth = AuthenticationService(*platform.connection_args("authentication"))
             auth.user_login(platform.admin_user, platform.admin_password)

@@ -9,6 +9,7 @@ from ``os.environ`` directly, so tests can hand in their own. Every variable is 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -206,6 +207,21 @@ class ExecutionSettings:
     """Largest file a task may download or upload."""
     transfer_timeout_seconds: float = 60.0
     """Longest silence allowed while connecting to, reading from or writing to a file URL."""
+    allowed_networks: tuple[str, ...] = ()
+    """Networks (CIDR) that http(s) file URLs may reach besides global addresses; none (the default) keeps
+    loopback, private, link-local and every other internal address out of a task's reach."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.allowed_networks, tuple):
+            raise ConfigurationError("setting execution.allowed_networks must be a list of networks")
+        for network in self.allowed_networks:
+            try:
+                ipaddress.ip_network(network)
+            except ValueError as exc:
+                raise ConfigurationError(
+                    f"setting execution.allowed_networks must list networks such as 10.0.0.0/8 or fd00::/8; "
+                    f"{network!r} is not one ({exc})"
+                ) from None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""A real platform (seven processes, TLS, fresh state) shared by the tests of a module."""
+"""A real platform (seven processes, TLS, fresh state) shared by the tests of a module.
+
+Its tasks may reach loopback URLs, where the tests serve their files (``make run`` allows the same).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from http_fixture_server import LOOPBACK_ENV
 
 from cloister.sdk import AuthenticationService, FrontendService
 from cloister.testing import RunningPlatform, start_platform
@@ -14,14 +18,14 @@ from cloister.testing import RunningPlatform, start_platform
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
-    with start_platform(tmp_path_factory.mktemp("platform")) as running:
+    with start_platform(tmp_path_factory.mktemp("platform"), env=LOOPBACK_ENV) as running:
         yield running
 
 
 @pytest.fixture
 def own_platform(tmp_path: Path) -> Iterator[RunningPlatform]:
     """A platform for one test that stops, kills or restarts services."""
-    with start_platform(tmp_path) as running:
+    with start_platform(tmp_path, env=LOOPBACK_ENV) as running:
         yield running
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import Session, admin
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from http_fixture_server import FixtureHTTPServer
+from http_fixture_server import LOOPBACK_ENV, FixtureHTTPServer
 from shared_fixtures import TEACLAVE_FIXTURES, fixture_cmac
 
 from cloister.crypto.files import decrypt_file
@@ -33,7 +33,7 @@ LIMITS = {
 
 @pytest.fixture(scope="module")
 def sandboxed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
-    with start_platform(tmp_path_factory.mktemp("sandboxed"), env=LIMITS) as running:
+    with start_platform(tmp_path_factory.mktemp("sandboxed"), env={**LOOPBACK_ENV, **LIMITS}) as running:
         yield running
 
 

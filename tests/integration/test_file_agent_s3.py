@@ -1,4 +1,7 @@
-"""The file agent against S3 presigned URLs (moto behind a signature-checking gate, see ``s3_server``)."""
+"""The file agent against S3 presigned URLs (moto behind a signature-checking gate, see ``s3_server``).
+
+The gate listens on loopback, which the agents here are allowed to reach.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from async_helpers import run
+from http_fixture_server import LOOPBACK_NETWORKS
 from s3_server import ACCESS_KEY, BUCKET, S3, running_s3
 
 from cloister.errors import TransferError
@@ -32,7 +36,7 @@ def test_upload_through_a_presigned_put(s3: S3, tmp_path: Path) -> None:
     url = s3.presign("put_object", "outputs/result.enc")
 
     async def main() -> None:
-        async with FileAgent(tmp_path / "fusion", LIMITS) as agent:
+        async with FileAgent(tmp_path / "fusion", LIMITS, allowed_networks=LOOPBACK_NETWORKS) as agent:
             await agent.upload(source, url)
 
     run(main)
@@ -49,7 +53,7 @@ def test_download_through_a_presigned_get(s3: S3, tmp_path: Path) -> None:
     destination = tmp_path / "inputs" / "train" / "train.enc"
 
     async def main() -> None:
-        async with FileAgent(tmp_path / "fusion", LIMITS) as agent:
+        async with FileAgent(tmp_path / "fusion", LIMITS, allowed_networks=LOOPBACK_NETWORKS) as agent:
             assert await agent.download(s3.presign("get_object", "inputs/train.enc"), destination) == len(data)
 
     run(main)
@@ -68,7 +72,7 @@ def test_tampered_signature_is_refused_without_showing_it(operation: str, s3: S3
     caught: list[TransferError] = []
 
     async def main() -> None:
-        async with FileAgent(tmp_path / "fusion", LIMITS) as agent:
+        async with FileAgent(tmp_path / "fusion", LIMITS, allowed_networks=LOOPBACK_NETWORKS) as agent:
             with pytest.raises(TransferError) as info:
                 if operation == "get_object":
                     await agent.download(tampered, tmp_path / "other.enc")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from http_fixture_server import FixtureHTTPServer
+from http_fixture_server import LOOPBACK_ENV, FixtureHTTPServer
 
 from cloister.crypto.files import decrypt_file
 from cloister.errors import CloisterError, TaskError
@@ -398,7 +398,8 @@ def open_arena(directory: Path, env: Mapping[str, str]) -> Iterator[Arena]:
     scratch = directory / "scratch"
     scratch.mkdir()
     (directory / "platform").mkdir()
-    with FixtureHTTPServer(served) as server, start_platform(directory / "platform", env=env) as platform:
+    platform_env = {**LOOPBACK_ENV, **env}  # the arena's files are served on loopback
+    with FixtureHTTPServer(served) as server, start_platform(directory / "platform", env=platform_env) as platform:
         arena = Arena(platform, served, server, scratch)
         try:
             yield arena

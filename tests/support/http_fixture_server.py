@@ -1,17 +1,26 @@
-"""A small threaded HTTP server on 127.0.0.1 for file-transfer tests: GET serves files from a directory, PUT writes
-the body there, and switches make it answer a given status, redirect, hang, or stall halfway through a body.
+"""A small threaded HTTP server on 127.0.0.1 (or another loopback address) for file-transfer tests: GET serves files
+from a directory, PUT writes the body there, and switches make it answer a given status, redirect, hang, or stall
+halfway through a body.
 
-Every request's method, path (with query) and headers are recorded, so tests can check what a client sent.
+Every request's method, path (with query) and headers are recorded, and every connection accepted is counted, so
+tests can check what a client sent, or that it never connected.
+Execution services refuse loopback URLs by default, so a test serving files here allows them explicitly with
+:data:`LOOPBACK_NETWORKS` (a file agent) or :data:`LOOPBACK_ENV` (a platform).
 """
 
 from __future__ import annotations
 
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import unquote, urlsplit
+
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
+"""What ``make run`` allows: the networks of this server and of ``localhost``."""
+LOOPBACK_ENV = {"CLOISTER_EXECUTION__ALLOWED_NETWORKS": ",".join(LOOPBACK_NETWORKS)}
 
 
 @dataclass
@@ -133,8 +142,11 @@ class FixtureHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, root: Path, switches: ServerSwitches | None = None) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, root: Path, switches: ServerSwitches | None = None, host: str = "127.0.0.1") -> None:
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        super().__init__((host, 0), _Handler)
+        self.host = host
+        self.connections = 0
         self.root = root
         self.switches = switches or ServerSwitches()
         self.requests: list[RecordedRequest] = []
@@ -146,8 +158,14 @@ class FixtureHTTPServer(ThreadingHTTPServer):
     def port(self) -> int:
         return self.server_address[1]
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
+    def url(self, path: str, host: str | None = None) -> str:
+        """``path`` on this server, addressed as ``host`` (default: the address it listens on)."""
+        host = host or (f"[{self.host}]" if ":" in self.host else self.host)
+        return f"http://{host}:{self.port}/{path.lstrip('/')}"
+
+    def process_request(self, request: socket.socket | tuple[bytes, socket.socket], client_address: object) -> None:
+        self.connections += 1  # only the serving thread accepts
+        super().process_request(request, client_address)
 
     def __enter__(self) -> FixtureHTTPServer:
         self._thread.start()

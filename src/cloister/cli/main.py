@@ -108,8 +108,17 @@ def _print_banner(platform: Platform) -> None:
     else:
         print(f"  log in as '{settings.admin.user}' with the password you configured (CLOISTER_ADMIN_PASSWORD)")
     print(f"  logs                {platform.log_dir}")
+    print(f"  task URLs reach     {task_url_reach(settings)}")
     print(f"  {SIMULATED_NOTICE}" if settings.tee_backend == "sim" else f"  TEE backend {settings.tee_backend}")
     print("Press Ctrl-C to stop.", flush=True)
+
+
+def task_url_reach(settings: Settings) -> str:
+    """What tasks' http(s) URLs may reach, so that internal networks opened to them are never a surprise."""
+    networks = settings.execution.allowed_networks
+    if not networks:
+        return "global addresses only ([execution] allowed_networks)"
+    return f"global addresses and {', '.join(networks)} ([execution] allowed_networks)"
 
 
 @main.command()

@@ -4,7 +4,8 @@ Deliberate difference from Teaclave: an upload succeeds on any 2xx answer (200, 
 only 200 and so failed against servers that answer a PUT with 201 Created or 204 No Content. Every failure is a
 :class:`~cloister.errors.TransferError` naming the URL as :func:`~cloister.file_agent.urls.display_url` shows it
 (no query, fragment or password: presigned URLs carry credentials there), and is raised without a chained cause,
-since httpx's exceptions quote whole URLs.
+since httpx's exceptions quote whole URLs. An ``http(s)`` URL reaches only global addresses and the networks the
+agent is given (``[execution] allowed_networks``); see :mod:`cloister.file_agent.addresses`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import httpx
 from cloister.config import ExecutionSettings
 from cloister.errors import TransferError
 from cloister.file_agent import local, remote
+from cloister.file_agent.addresses import AddressPolicy
 from cloister.file_agent.urls import display_url, split_url
 
 logger = logging.getLogger(__name__)
@@ -55,25 +57,27 @@ class TransferLimits:
 class FileAgent:
     """Downloads and uploads files by URL scheme: ``http``, ``https``, ``file``, ``fusion`` and (download) ``data``.
 
+    The agent always builds its own HTTP client: one given from outside could connect anywhere.
+
     Args:
         fusion_base: the directory ``fusion:///TEACLAVE_FUSION_BASE/<path>`` URLs map into.
         limits: size and time limits applied to every transfer.
-        client: an HTTP client to use instead of the agent's own; the caller keeps ownership of it.
         file_roots: the only directories ``file:`` URLs may read from or write to; none disables them.
+        allowed_networks: networks (CIDR) ``http(s)`` URLs may reach besides global addresses; none (the default)
+            refuses loopback, private, link-local and every other internal address.
     """
 
     def __init__(
         self,
         fusion_base: Path,
         limits: TransferLimits,
-        client: httpx.AsyncClient | None = None,
         file_roots: Sequence[Path] = (),
+        allowed_networks: Sequence[str] = (),
     ) -> None:
         self._fusion = local.FusionDirectory(fusion_base)
         self._file_roots = tuple(file_roots)
         self._limits = limits
-        self._owns_client = client is None
-        self._client = client if client is not None else remote.new_client(limits.timeout_seconds)
+        self._client = remote.new_client(limits.timeout_seconds, AddressPolicy.from_cidrs(allowed_networks))
 
     async def __aenter__(self) -> FileAgent:
         return self
@@ -84,9 +88,8 @@ class FileAgent:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP client the agent created (not one it was given)."""
-        if self._owns_client:
-            await self._client.aclose()
+        """Close the agent's HTTP client and its connections."""
+        await self._client.aclose()
 
     async def download(self, url: str, destination: Path) -> int:
         """Fetch ``url`` into ``destination``, which must not exist (its parents are created).

@@ -3,6 +3,8 @@
 The PUT body is an async generator *and* carries an explicit Content-Length, which makes httpx send it with
 length framing rather than chunked transfer encoding: S3 presigned PUT URLs refuse chunked uploads. Bodies are
 taken raw (``Accept-Encoding: identity``), as reqwest in Teaclave did, so the bytes written are the bytes served.
+Every connection, a redirect's included, goes through :class:`~cloister.file_agent.network.GuardedTransport`, so
+it reaches only addresses the agent's :class:`~cloister.file_agent.addresses.AddressPolicy` allows.
 """
 
 from __future__ import annotations
@@ -16,14 +18,18 @@ from urllib.parse import SplitResult
 import httpx
 
 from cloister.errors import TransferError
+from cloister.file_agent.addresses import AddressPolicy, AddressRefusedError
 from cloister.file_agent.local import too_large
 from cloister.file_agent.local_io import CHUNK_BYTES, open_new_file, open_reader
+from cloister.file_agent.network import GuardedBackend, GuardedTransport, Resolver, system_resolver
 from cloister.file_agent.urls import display_host
 
 MAX_REDIRECTS = 5
 """Redirects followed on download; uploads follow none."""
 UPLOAD_CONTENT_TYPE = "application/x-binary"
 
+_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+"""httpx's own defaults for a client, which a client given a transport does not apply."""
 _ERROR_BODY_BYTES = 4096
 # S3 error documents say what failed in <Code>; the rest of the body can echo the signature, so only this is kept.
 _S3_CODE = re.compile(rb"<Code>([A-Za-z]{1,64})</Code>")
@@ -44,9 +50,14 @@ def check_http_url(parts: SplitResult) -> None:
         raise TransferError("the URL's port is not a number from 0 to 65535") from None
 
 
-def new_client(timeout_seconds: float) -> httpx.AsyncClient:
-    """The client a file agent owns: no redirects unless asked, no proxy or CA settings from the environment."""
+def new_client(
+    timeout_seconds: float, policy: AddressPolicy, resolver: Resolver = system_resolver
+) -> httpx.AsyncClient:
+    """The client a file agent owns: connections only where ``policy`` allows, no redirects unless asked, no proxy
+    or CA settings from the environment (a proxy would connect on the client's behalf, unchecked)."""
+    transport = GuardedTransport(GuardedBackend(policy, resolver), limits=_LIMITS)
     return httpx.AsyncClient(
+        transport=transport,
         timeout=client_timeout(timeout_seconds),
         follow_redirects=False,
         max_redirects=MAX_REDIRECTS,
@@ -121,7 +132,12 @@ async def http_download(
             "GET", url, headers={"Accept-Encoding": "identity"}, timeout=client_timeout(timeout_seconds)
         )
         for hop in range(MAX_REDIRECTS + 1):
-            response = await client.send(request, stream=True, follow_redirects=False)
+            try:
+                response = await client.send(request, stream=True, follow_redirects=False)
+            except AddressRefusedError as exc:
+                if hop == 0:
+                    raise
+                raise AddressRefusedError(f"after a redirect, {exc.message}") from None
             try:
                 if response.next_request is not None:
                     if hop == MAX_REDIRECTS:

@@ -1,4 +1,8 @@
-"""Each URL scheme both ways against real local files and a real HTTP server on 127.0.0.1 (reference §11.2)."""
+"""Each URL scheme both ways against real local files and a real HTTP server on 127.0.0.1 (reference §11.2).
+
+The agents here may reach loopback, as ``make run``'s do; what they may not reach is tested in
+``test_file_agent_addresses.py``.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,9 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from async_helpers import run
-from http_fixture_server import FixtureHTTPServer, ServerSwitches
+from http_fixture_server import LOOPBACK_NETWORKS, FixtureHTTPServer, ServerSwitches
 
 from cloister.config import ExecutionSettings
 from cloister.errors import StatusCode, TransferError
@@ -49,10 +52,12 @@ def with_agent(
     max_bytes: int = 64 * MiB,
     timeout: float = 5.0,
     file_roots: tuple[Path, ...] = (),
+    allowed_networks: tuple[str, ...] = LOOPBACK_NETWORKS,
 ) -> None:
     async def main() -> None:
         limits = TransferLimits(max_bytes=max_bytes, timeout_seconds=timeout)
-        async with FileAgent(fusion, limits, file_roots=file_roots or (fusion.parent,)) as agent:
+        roots = file_roots or (fusion.parent,)
+        async with FileAgent(fusion, limits, file_roots=roots, allowed_networks=allowed_networks) as agent:
             await body(agent)
 
     run(main)
@@ -457,19 +462,11 @@ def test_messages_never_show_the_query_or_password(served: Path, fusion: Path, t
         assert "AKIDSECRET" not in shown
 
 
-def test_limits_from_settings_and_injected_client(fusion: Path) -> None:
+def test_limits_from_settings() -> None:
     limits = TransferLimits.from_settings(ExecutionSettings(max_file_bytes=123, transfer_timeout_seconds=4.5))
     assert limits == TransferLimits(max_bytes=123, timeout_seconds=4.5)
     with pytest.raises(ValueError, match="positive"):
         TransferLimits(max_bytes=1, timeout_seconds=0)
-
-    async def main() -> None:
-        async with httpx.AsyncClient() as client:
-            agent = FileAgent(fusion, limits, client=client)
-            await agent.aclose()
-            assert not client.is_closed  # the caller owns an injected client
-
-    run(main)
 
 
 def test_cancelling_download_all_removes_partial_files(served: Path, fusion: Path, tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ async def serve(settings: Settings) -> None:
         settings.fusion_base_dir,
         TransferLimits.from_settings(settings.execution),
         file_roots=settings.execution.file_roots,
+        allowed_networks=settings.execution.allowed_networks,
     )
     runner = TaskRunner(executors, DataPlane(settings.execution_work_dir, agent))
     worker = ExecutionWorker(
