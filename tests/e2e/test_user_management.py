@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import csv
 import itertools
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import jwt
 import pytest
 from conftest import Session, admin, audit_entries, login
 
@@ -332,6 +335,7 @@ def test_failed_logins_are_limited_and_audited(tmp_path: Path) -> None:
     with start_platform(tmp_path, env=limits) as running:
         root = admin(running)
         root.auth.user_register("guessed", "the-password", "DataOwner", "org")
+        root.auth.user_register("rushed", "password-19", "DataOwner", "org")
         with AuthenticationService(*running.connection_args("authentication")) as client:
             for guess in range(3):
                 with pytest.raises(AuthenticationError, match="authentication failed"):
@@ -340,6 +344,18 @@ def test_failed_logins_are_limited_and_audited(tmp_path: Path) -> None:
                 client.user_login("guessed", "the-password")
             assert info.value.status is StatusCode.RESOURCE_EXHAUSTED
             assert "too many failed logins for this user id" in info.value.message
+
+            def guess(n: int) -> str:
+                try:
+                    client.user_login("rushed", f"password-{n}")
+                except CloisterError as exc:
+                    return exc.status.name
+                return "OK"
+
+            with ThreadPoolExecutor(20) as pool:  # all at once: none may slip past the count
+                answers = list(pool.map(guess, range(20)))
+            assert answers.count("UNAUTHENTICATED") + answers.count("OK") <= 3
+            assert answers.count("RESOURCE_EXHAUSTED") >= 17
         entries = audit_entries(root, 'message:"too many failed logins"', 1)
         assert entries and entries[0].user == "{ user: guessed }" and not entries[0].result
         other = FrontendService(*running.connection_args("frontend"))  # others are unaffected
@@ -347,3 +363,43 @@ def test_failed_logins_are_limited_and_audited(tmp_path: Path) -> None:
         other.list_functions(running.admin_user)
         other.close()
         root.close()
+
+
+def test_another_organisation_cannot_take_a_deleted_users_id(platform: RunningPlatform, root: Session) -> None:
+    """Files and functions name their users by id: re-registering a deleted id inherits them."""
+    root.auth.user_register("reuse-dom-1", "pw", "DataOwnerManager", "reuse-1")
+    root.auth.user_register("reuse-dom-2", "pw", "DataOwnerManager", "reuse-2")
+    first, second = login(platform, "reuse-dom-1", "pw"), login(platform, "reuse-dom-2", "pw")
+    second.auth.user_register("reused", "pw", "DataOwner", "reuse-2")
+    with pytest.raises(AuthenticationError, match="permission denied"):  # not "user id exist"
+        first.auth.user_register("reused", "pw", "DataOwner", "reuse-1")
+    second.auth.delete_user("reused")
+    with pytest.raises(AuthenticationError, match="permission denied"):
+        first.auth.user_register("reused", "pw", "DataOwner", "reuse-1")
+    second.auth.user_register("reused", "pw-2", "DataOwner", "reuse-2")
+    login(platform, "reused", "pw-2").close()
+    first.close()
+    second.close()
+
+
+def test_callers_who_fail_authentication_are_audited_as_nobody(platform: RunningPlatform, root: Session) -> None:
+    """Neither a claimed id nor a role claimed in a token that does not verify reaches the audit log."""
+    claimed = "admin, role: PlatformAdmin"
+    with AuthenticationService(*platform.connection_args("authentication")) as client:
+        client.metadata = {"id": claimed, "token": "not-a-token"}
+        with pytest.raises(AuthenticationError, match="authentication failed"):
+            client.delete_user("someone")
+    entries = audit_entries(root, 'message:"delete_user: authentication failed"', 1)
+    assert entries and all(entry.user == "" for entry in entries)
+
+    claims = {"sub": "forger", "role": "PlatformAdmin", "iss": "Teaclave", "exp": int(time.time()) + 600, "gen": "x"}
+    forged = jwt.encode(claims, b"k" * 64, algorithm="HS512")
+    with FrontendService(*platform.connection_args("frontend")) as frontend:
+        frontend.metadata = {"id": "forger", "token": forged}
+        with pytest.raises(AuthenticationError, match="incorrent credential"):
+            frontend.disable_function("function-00000000-0000-0000-0000-000000000000")
+    audit_entries(root, 'message:"authenticate to disable_function"', 1)
+    with pytest.raises(CloisterError):  # no such function, but access control was asked about the API
+        root.frontend.get_function_usage_stats("function-00000000-0000-0000-0000-000000000001")
+    audit_entries(root, 'message:"authorize api get_function_usage_stats"', 1)  # access control's entries are in
+    assert audit_entries(root, 'message:"authorize api disable_function"', 0) == []

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import logging
+import re
 import time
+from urllib.parse import unquote
 
 from cloister._proto import teaclave_common_pb2 as cpb
 from cloister._proto import teaclave_management_service_pb2 as mpb
@@ -22,21 +25,30 @@ _MAX_BATCH = 1_000
 _FLUSH_INTERVAL = 0.5
 
 
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_.@+=~/-]*")
+"""User ids shown as they are; any other is shown as a JSON string, so that an id such as
+``admin, role: PlatformAdmin`` cannot pass for another entry's user and role."""
+
+
 def audit_user(user_id: str | None = None, role: str | None = None) -> str:
     """An entry's user field in Teaclave's form: ``{ user: alice, role: DataOwner("org1") }``."""
-    parts = ([f"user: {user_id}"] if user_id is not None else []) + ([f"role: {role}"] if role is not None else [])
+    shown = user_id if user_id is None or _PLAIN_ID.fullmatch(user_id) else json.dumps(user_id)
+    parts = ([f"user: {shown}"] if shown is not None else []) + ([f"role: {role}"] if role is not None else [])
     return "{ " + ", ".join(parts) + " }"
 
 
 def client_ip(peer: str) -> bytes:
-    """16-byte IPv6 form of a gRPC peer string; IPv4 becomes IPv4-compatible ``::a.b.c.d``."""
+    """16-byte IPv6 form of a gRPC peer string; IPv4 becomes IPv4-compatible ``::a.b.c.d``.
+
+    gRPC writes IPv6 peers percent-encoded (``ipv6:%5B::1%5D:5000``) and may add a ``%zone``.
+    """
     try:
-        kind, _, rest = peer.partition(":")
+        kind, _, rest = unquote(peer).partition(":")
         if kind == "ipv4":
             v4 = ipaddress.IPv4Address(rest.rsplit(":", 1)[0])
             return bytes(12) + v4.packed
         if kind == "ipv6":
-            return ipaddress.IPv6Address(rest.rsplit(":", 1)[0].strip("[]")).packed
+            return ipaddress.IPv6Address(rest.rsplit(":", 1)[0].strip("[]").split("%", 1)[0]).packed
     except ValueError:
         pass
     return bytes(16)

@@ -1,7 +1,8 @@
 """Audit entries for the authentication API: who called what, from where, and how it went.
 
-Entries name the user id the caller gave (for a login, the id being logged in to), never a
-password or token, and are shipped to management's log like the frontend's.
+Entries name the caller once their token has been verified (for a login, the id being logged
+in to), and no user when it was not, never a password or token; they are shipped to
+management's log like the frontend's.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import grpc
 
 from cloister.errors import CloisterError
 from cloister.rpc.audit_trail import AuditTrail, audit_user, client_ip
-from cloister.rpc.metadata import Caller
-from cloister.services.authentication.servicer import ApiServicer
+from cloister.services.authentication.servicer import ApiServicer, verified_caller
 
 API_NAMES = {
     "UserRegister": "user_register",
@@ -35,16 +35,23 @@ def audited(servicer: ApiServicer, trail: AuditTrail) -> ApiServicer:
 
 def _recording(original: Any, api: str, trail: AuditTrail) -> Any:
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        caller = Caller.from_metadata(context.invocation_metadata())
-        user_id = request.id if api == "user_login" else caller.user_id or ""
-        user = audit_user(user_id[:256])
+        verified: list[str] = []
+        token = verified_caller.set(verified)
         ip = client_ip(context.peer() or "")
         try:
             response = await original(request, context)
         except CloisterError as exc:
-            trail.record(ip, user, f"{api}: {exc.message}", False)
+            trail.record(ip, _user(api, request, verified), f"{api}: {exc.message}", False)
             raise
-        trail.record(ip, user, api, True)
+        finally:
+            verified_caller.reset(token)
+        trail.record(ip, _user(api, request, verified), api, True)
         return response
 
     return call
+
+
+def _user(api: str, request: Any, verified: list[str]) -> str:
+    if api == "user_login":
+        return audit_user(request.id[:256])
+    return audit_user(verified[0]) if verified else ""  # as the frontend records a caller it could not authenticate

@@ -35,7 +35,10 @@ def state_directory(settings: Settings) -> Path:
 
 
 async def ensure_first_admin(store: UserStore, settings: Settings) -> Path | None:
-    """Create the PlatformAdmin ``settings.admin.user`` unless it exists; an existing one is left untouched.
+    """Create the PlatformAdmin ``settings.admin.user`` unless it or any other admin exists.
+
+    An existing admin is left untouched, and a deleted one is not revived at the next start
+    (with the password it was created with) while other admins exist.
 
     Returns:
         The password file's path when the admin was created with a generated password
@@ -46,8 +49,8 @@ async def ensure_first_admin(store: UserStore, settings: Settings) -> Path | Non
         check_user_id(user_id)
     except AuthenticationError:
         raise ConfigurationError(f"admin.user {user_id!r} is not a valid user id") from None
-    if store.exists(user_id):
-        return None
+    if store.exists(user_id) or any(record.role.is_admin for record in store.list_records()):
+        return None  # created before, or its place taken by other admins: never brought back
     password_file: Path | None = None
     if settings.admin.password is not None:
         password = settings.admin.password.get_secret_value()
@@ -57,7 +60,8 @@ async def ensure_first_admin(store: UserStore, settings: Settings) -> Path | Non
         password_file = settings.admin_password_path
         password = _generated_password(password_file)
     hashed = await asyncio.to_thread(PasswordHasher(settings.authentication).hash, password)
-    if not await store.create(UserRecord(user_id, Role(RoleKind.PLATFORM_ADMIN), hashed, new_generation())):
+    admin = UserRecord(user_id, Role(RoleKind.PLATFORM_ADMIN), hashed, new_generation())
+    if not await store.create(admin, former=store.former_role(user_id)):
         return None  # created concurrently; leave that one alone
     if password_file is not None:
         logger.warning(

@@ -10,6 +10,7 @@ are never logged.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 import uuid
@@ -28,13 +29,16 @@ from cloister.rpc.audit_trail import client_ip
 from cloister.rpc.authorizer import Authorizer
 from cloister.rpc.metadata import Caller
 from cloister.services.authentication.passwords import PasswordHash, PasswordHasher, password_too_long
-from cloister.services.authentication.throttle import LoginThrottle
+from cloister.services.authentication.throttle import LoginThrottle, address_key
 from cloister.services.authentication.tokens import JWTIssuer, TokenClaims
 from cloister.services.authentication.users import UserRecord, UserStore, check_role, check_user_id, new_generation
 
 logger = logging.getLogger(__name__)
 
 _EMPTY = empty_pb2.Empty()
+
+verified_caller: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("verified_caller", default=None)
+"""Where a call's audit entry learns whose token was verified (a list the entry's recorder owns)."""
 _NO_USER = Role(RoleKind.INVALID)
 """The role a target that does not exist is described with: only rules that allow any role allow it."""
 
@@ -94,11 +98,21 @@ class ApiServicer(agrpc.TeaclaveAuthenticationApiServicer):
         check_user_id(request.id)
         role = Role.from_request(request.role, request.attribute)
         check_role(role)
-        await self._authorize(requester, account_query(Action.USER_REGISTER, _subject(requester), request.id, role))
-        if self._store.exists(request.id):
+        existing = self._store.get(request.id)
+        former = self._store.former_role(request.id) if existing is None else None
+        # The id's present or former holder must be within the caller's reach too: telling
+        # that an id is taken, or inheriting what a deleted user owned, is acting on that user.
+        holder = existing.role if existing is not None else former
+        roles = [role] if holder is None else [role, holder]
+        subject = _subject(requester)
+        queries = [account_query(Action.USER_REGISTER, subject, request.id, each) for each in roles]
+        if not all(await self._authorizer.decide(subject, queries)):
+            raise AuthenticationError("permission denied")
+        if existing is not None:
             raise AuthenticationError("user id exist")
         password = await self._hash(request.password)
-        if not await self._store.create(UserRecord(request.id, role, password, new_generation())):
+        record = UserRecord(request.id, role, password, new_generation())
+        if not await self._store.create(record, former=former, by=requester):
             raise AuthenticationError("user id exist")
         logger.info("user %r registered by %r as %s", request.id, requester.id, role)
         return _EMPTY
@@ -117,7 +131,8 @@ class ApiServicer(agrpc.TeaclaveAuthenticationApiServicer):
         if target is None:
             raise AuthenticationError("invalid user id")
         password = await self._hash(request.password)
-        if not await self._store.replace(target, UserRecord(target.id, role, password, new_generation())):
+        updated = UserRecord(target.id, role, password, new_generation())
+        if not await self._store.replace(target, updated, by=requester):
             raise AuthenticationError("invalid user id")
         logger.info("user %r updated by %r to %s", target.id, requester.id, role)
         return _EMPTY
@@ -125,19 +140,14 @@ class ApiServicer(agrpc.TeaclaveAuthenticationApiServicer):
     async def UserLogin(self, request: apb.UserLoginRequest, context: _Context) -> apb.UserLoginResponse:
         if not request.id or not request.password:
             raise AuthenticationError()
-        address = client_ip(context.peer() or "").hex()
-        self._throttle.check(request.id, address)
+        attempt = self._throttle.begin(request.id, address_key(client_ip(context.peer() or "")))
         record = self._store.get(request.id)
         # Unknown users cost a full hash too, so the answer time does not reveal which ids exist.
         stored = record.password if record is not None else self._decoy
-        try:
-            outdated = await asyncio.to_thread(self._hasher.verify, request.password, stored)
-        except AuthenticationError:
-            self._throttle.failed(request.id, address)
-            raise
+        outdated = await asyncio.to_thread(self._hasher.verify, request.password, stored)
         if record is None:  # pragma: no cover - the decoy matches no password
             raise AuthenticationError()
-        self._throttle.succeeded(request.id)
+        attempt.succeeded()
         if outdated or not record.generation:
             record = await self._upgrade(record, request.password)
         return apb.UserLoginResponse(token=self._issuer.issue(record.id, record.role, record.generation, self._clock()))
@@ -165,7 +175,8 @@ class ApiServicer(agrpc.TeaclaveAuthenticationApiServicer):
         target = await self._authorized_target(requester, Action.USER_RESET_PASSWORD, request.id)
         new_password = uuid.uuid4().hex
         password = await self._hash(new_password)
-        if not await self._store.replace(target, UserRecord(target.id, target.role, password, new_generation())):
+        reset = UserRecord(target.id, target.role, password, new_generation())
+        if not await self._store.replace(target, reset, by=requester):
             raise AuthenticationError("permission denied")
         logger.info("password of user %r reset by %r", target.id, requester.id)
         return apb.ResetUserPasswordResponse(password=new_password)
@@ -175,7 +186,7 @@ class ApiServicer(agrpc.TeaclaveAuthenticationApiServicer):
         if not request.id:
             raise AuthenticationError("invalid user id")
         target = await self._authorized_target(requester, Action.USER_DELETE, request.id)
-        if not await self._store.delete(target):
+        if not await self._store.delete(target, by=requester):
             raise AuthenticationError("permission denied")
         logger.info("user %r deleted by %r", target.id, requester.id)
         return _EMPTY
@@ -196,6 +207,9 @@ class ApiServicer(agrpc.TeaclaveAuthenticationApiServicer):
         """The requester as stored now: its role is the one decisions are made on, not the token's."""
         user_id, token = Caller.from_metadata(context.invocation_metadata()).require_credentials()
         record, _ = self._credentials.check(user_id, token)
+        verified = verified_caller.get()
+        if verified is not None:
+            verified.append(record.id)
         return record
 
     async def _authorize(self, requester: UserRecord, query: Query) -> None:
@@ -220,16 +234,14 @@ class ApiServicer(agrpc.TeaclaveAuthenticationApiServicer):
         """Re-hash an old-style hash (or give a generation to a record from before they existed).
 
         The generation is kept when the record has one, so the user's other tokens stay valid.
-        If the user changed meanwhile, the change wins and the stored record is used as it is.
+        If the user changed meanwhile (a reset, a deletion), the password just checked may no
+        longer be theirs: the login fails rather than hand out a token for the changed user.
         """
         upgraded = UserRecord(record.id, record.role, await self._hash(password), record.generation or new_generation())
-        if await self._store.replace(record, upgraded):
-            logger.info("password hash of user %r upgraded", record.id)
-            return upgraded
-        current = self._store.get(record.id)
-        if current is None or not current.generation:
+        if not await self._store.replace(record, upgraded):
             raise AuthenticationError()
-        return current
+        logger.info("password hash of user %r upgraded", record.id)
+        return upgraded
 
     async def _hash(self, password: str) -> PasswordHash:
         if password_too_long(password):

@@ -2,9 +2,12 @@
 
 A login is refused without checking its password once its user id, or the address it comes
 from, has failed ``limit`` times within the window; it is allowed again when the oldest of
-those failures leaves the window. Unknown user ids count like known ones, so the refusal says
-nothing about which ids exist. The counts live in memory: a restart forgets them, and the
-number of ids and addresses tracked is bounded, the least recently failed forgotten first.
+those failures leaves the window. An attempt counts as failed from the moment it is let in
+until its password proves right, so guesses sent all at once are counted before any of them
+is checked. Unknown user ids count like known ones, so the refusal says nothing about which
+ids exist. An IPv6 client counts by its /64, which one subscriber usually holds whole. The
+counts live in memory: a restart forgets them, and the number of ids and addresses tracked is
+bounded, the least recently failed forgotten first.
 """
 
 from __future__ import annotations
@@ -54,6 +57,12 @@ class _Window:
     def clear(self, key: str) -> None:
         self._failures.pop(key[:MAX_KEY_LENGTH], None)
 
+    def discard(self, key: str, when: float) -> None:
+        """Forget the one failure counted at ``when``, if it is still counted."""
+        failures = self._failures.get(key[:MAX_KEY_LENGTH])
+        if failures is not None and when in failures:
+            failures.remove(when)
+
     def _recent(self, key: str, now: float) -> deque[float] | None:
         failures = self._failures.get(key)
         if failures is None:
@@ -66,14 +75,39 @@ class _Window:
         return failures
 
 
+def address_key(packed: bytes) -> str:
+    """What one client address counts as: the whole IPv4 address (IPv4-compatible form), an IPv6 /64."""
+    if len(packed) == 16 and not any(packed[:12]):
+        return packed.hex()
+    return packed[:8].hex() + "/64"
+
+
+class LoginAttempt:
+    """A login let in and counted as failed until :meth:`succeeded` says its password was right."""
+
+    def __init__(self, throttle: LoginThrottle, user_id: str, address: str, when: float) -> None:
+        self._throttle = throttle
+        self._user_id = user_id
+        self._address = address
+        self._when = when
+
+    def succeeded(self) -> None:
+        """A correct password ends the user id's count, and takes this attempt off the address's
+        (not the rest: that address may be guessing other ids)."""
+        self._throttle._users.clear(self._user_id)
+        self._throttle._addresses.discard(self._address, self._when)
+
+
 class LoginThrottle:
     def __init__(self, per_user: int, per_address: int, window_seconds: float, clock: Callable[[], float]) -> None:
         self._users = _Window(per_user, window_seconds)
         self._addresses = _Window(per_address, window_seconds)
         self._clock = clock
 
-    def check(self, user_id: str, address: str) -> None:
-        """Raise :class:`TooManyFailedLoginsError` if a login for ``user_id`` from ``address`` must wait."""
+    def begin(self, user_id: str, address: str) -> LoginAttempt:
+        """Let a login for ``user_id`` from ``address`` in, counted as failed, or raise
+        :class:`TooManyFailedLoginsError` if either has failed too often. Check and count happen
+        together, with nothing to wait for in between."""
         now = self._clock()
         limits = ((self._users, user_id, "for this user id"), (self._addresses, address, "from this address"))
         for window, key, which in limits:
@@ -83,12 +117,6 @@ class LoginThrottle:
                     f"too many failed logins {which} ({window.limit} within {window.seconds:g} s); "
                     f"try again in {math.ceil(wait)} s"
                 )
-
-    def failed(self, user_id: str, address: str) -> None:
-        now = self._clock()
         self._users.add(user_id, now)
         self._addresses.add(address, now)
-
-    def succeeded(self, user_id: str) -> None:
-        """A correct password ends the user id's count (not the address's: it may be guessing others)."""
-        self._users.clear(user_id)
+        return LoginAttempt(self, user_id, address, now)

@@ -4,8 +4,11 @@ A record is the reference's (§3.3) with an argon2id hash in ``password`` and th
 generation in ``generation``; records written before either existed (``salt`` and
 ``salted_password_hash``, no generation) are read as PBKDF2 hashes whose tokens no longer count.
 Records live under the key ``user-<id>`` rather than the bare id (the reference's LevelDB key)
-so that the store's prefix scan lists them in id byte order. Writes go through one lock, so
-"create unless it exists" and "replace unless it changed" cannot race with another write.
+so that the store's prefix scan lists them in id byte order. A deleted user leaves its role
+behind under ``gone-<id>``: files, functions and tasks name their users by id, so whoever
+registers that id again inherits them, and the policy must allow that for the old role too.
+Writes go through one lock, and each is made only if every record it was decided on (the
+target's, its former role, the acting user's) is still as it was read.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ MAX_ATTRIBUTE_BYTES = 256
 DATABASE_FILE_NAME = "users.db"
 KEY_FILE_NAME = "users.key"
 _KEY_PREFIX = b"user"
+_GONE_PREFIX = b"gone"
 # Control characters, line separators and lone surrogates would corrupt logs and metadata.
 
 
@@ -95,14 +99,14 @@ class UserRecord:
         return cls(str(data["id"]), Role.from_json(data["role"]), password, str(data.get("generation", "")))
 
 
-def _key(user_id: str) -> bytes | None:
+def _key(user_id: str, prefix: bytes = _KEY_PREFIX) -> bytes | None:
     try:
         encoded = user_id.encode("utf-8")
     except UnicodeEncodeError:
         return None
     if not encoded or len(encoded) > MAX_USER_ID_BYTES:
         return None  # no such user can exist
-    return _KEY_PREFIX + b"-" + encoded
+    return prefix + b"-" + encoded
 
 
 class UserStore:
@@ -134,27 +138,54 @@ class UserStore:
     def exists(self, user_id: str) -> bool:
         return self.get(user_id) is not None
 
-    async def create(self, record: UserRecord) -> bool:
-        """Store a new user; False, storing nothing, when the id is taken."""
-        return await self._commit_if(record.id, None, Put(self._required_key(record.id), record.to_json()))
+    def former_role(self, user_id: str) -> Role | None:
+        """The role of the user who last had ``user_id`` and was deleted; None if nobody was."""
+        key = _key(user_id, _GONE_PREFIX)
+        if key is None:
+            return None
+        try:
+            value = self._store.get(key)
+            return None if value is None else Role.from_json(json.loads(value.value)["role"])
+        except (sqlite3.Error, InternalError, ValueError, KeyError, TypeError) as exc:
+            raise _internal("reading a deleted user", exc) from None
 
-    async def replace(self, current: UserRecord, record: UserRecord) -> bool:
+    async def create(self, record: UserRecord, *, former: Role | None = None, by: UserRecord | None = None) -> bool:
+        """Store a new user; False, storing nothing, when the id is taken, its former role is not
+        ``former`` (by default: nobody had the id), or the acting user ``by`` changed since read."""
+        ops = [Put(self._required_key(record.id), record.to_json()), Delete(self._gone_key(record.id))]
+        return await self._commit_if({record.id: None}, by, ops, former=(record.id, former))
+
+    async def replace(self, current: UserRecord, record: UserRecord, *, by: UserRecord | None = None) -> bool:
         """Overwrite the user ``current`` with ``record``; False, storing nothing, when the stored user
-        is no longer exactly ``current`` (changed or deleted since it was read and decided on)."""
+        is no longer exactly ``current`` (changed or deleted since it was read and decided on), or
+        the acting user ``by`` changed."""
         if record.id != current.id:
             raise ValueError("a user's record cannot change its id")
-        return await self._commit_if(current.id, current, Put(self._required_key(record.id), record.to_json()))
+        return await self._commit_if({current.id: current}, by, [Put(self._required_key(record.id), record.to_json())])
 
-    async def delete(self, current: UserRecord) -> bool:
-        """Remove the user ``current``; False when it changed or was deleted since it was read."""
-        return await self._commit_if(current.id, current, Delete(self._required_key(current.id)))
+    async def delete(self, current: UserRecord, *, by: UserRecord | None = None) -> bool:
+        """Remove the user ``current``, remembering its role; False when it or ``by`` changed since read."""
+        gone = json.dumps({"id": current.id, "role": current.role.to_json()}).encode("utf-8")
+        ops = [Delete(self._required_key(current.id)), Put(self._gone_key(current.id), gone)]
+        return await self._commit_if({current.id: current}, by, ops)
 
-    async def _commit_if(self, user_id: str, expected: UserRecord | None, op: Put | Delete) -> bool:
-        """Commit ``op`` if the stored user is still ``expected`` (None: absent), checked under the lock."""
+    async def _commit_if(
+        self,
+        expected: dict[str, UserRecord | None],
+        by: UserRecord | None,
+        ops: Sequence[Put | Delete],
+        former: tuple[str, Role | None] | None = None,
+    ) -> bool:
+        """Commit ``ops`` if every user in ``expected`` (None: absent) and ``by`` are still as read,
+        and so is ``former``'s former role, all checked under the lock."""
+        if by is not None:
+            expected = {**expected, by.id: by} if by.id not in expected else expected
         async with self._lock:
-            if self.get(user_id) != expected:
+            if any(self.get(user_id) != record for user_id, record in expected.items()):
                 return False
-            await self._commit([op])
+            if former is not None and self.former_role(former[0]) != former[1]:
+                return False
+            await self._commit(ops)
             return True
 
     def list_ids(self) -> list[str]:
@@ -178,6 +209,13 @@ class UserStore:
     @staticmethod
     def _required_key(user_id: str) -> bytes:
         key = _key(user_id)
+        if key is None:
+            raise AuthenticationError("invalid user id")
+        return key
+
+    @staticmethod
+    def _gone_key(user_id: str) -> bytes:
+        key = _key(user_id, _GONE_PREFIX)
         if key is None:
             raise AuthenticationError("invalid user id")
         return key

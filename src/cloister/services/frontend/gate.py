@@ -1,17 +1,15 @@
 """The checks every frontend call passes: who is calling (authentication) and may they (access control).
 
-The two remote checks run concurrently: access control is asked about the role the token
-claims while authentication verifies the token, and the answer counts only when the verified
-role is the one that was asked about. Access control's answers depend only on (role, API) and
-its policy, which changes only when the service restarts, so they are remembered for
-``DECISION_TTL`` seconds; the token is verified on every call.
+Authentication verifies the token first and answers with the role stored for the user now;
+access control is then asked whether that role may call the API. Its answers depend only on
+(role, API) and its policy, which changes only when the service restarts, so they are
+remembered for ``DECISION_TTL`` seconds; the token is verified on every call. Access control
+is never asked about a role the caller merely claims: its audit log would show decisions for
+callers nobody authenticated.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import json
 import time
 from dataclasses import dataclass
 
@@ -50,8 +48,6 @@ class Gate:
             AccessDeniedError: the caller's role may not call ``api``.
         """
         user_id, token = caller.require_credentials()
-        claimed = _unverified_role(token)
-        authorization = asyncio.ensure_future(self._authorize(claimed, api)) if claimed is not None else None
         try:
             response = await self._authentication.call(
                 augrpc.TeaclaveAuthenticationInternalStub,
@@ -59,21 +55,12 @@ class Gate:
                 aupb.UserAuthenticateRequest(credential=cpb.UserCredential(id=user_id, token=token)),
             )
         except CloisterError:
-            if authorization is not None:
-                authorization.cancel()
             raise AuthenticationError(INCORRECT_CREDENTIAL) from None
         if not response.HasField("claims") or response.claims.sub != user_id:
             raise AuthenticationError(INCORRECT_CREDENTIAL)
-        role = Role.parse(response.claims.role)
-        if authorization is None or claimed != response.claims.role:
-            if authorization is not None:
-                authorization.cancel()
-            allowed = await self._authorize(response.claims.role, api)
-        else:
-            allowed = await authorization
-        if not allowed:
+        if not await self._authorize(response.claims.role, api):
             raise AccessDeniedError("permission denied")
-        return Principal(user_id, role)
+        return Principal(user_id, Role.parse(response.claims.role))
 
     async def _authorize(self, role: str, api: str) -> bool:
         """Access control's decision for (role, api); a failed call denies and is not remembered."""
@@ -94,14 +81,3 @@ class Gate:
             self._decisions.clear()
         self._decisions[(subject, api)] = (response.accept, now + DECISION_TTL)
         return response.accept
-
-
-def _unverified_role(token: str) -> str | None:
-    """The role a JWT claims, read without verifying it (only to start work early)."""
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        role = claims.get("role")
-        return role if isinstance(role, str) else None
-    except (IndexError, ValueError, AttributeError):
-        return None

@@ -116,3 +116,17 @@ def test_bad_admin_settings_are_configuration_errors(tmp_path: Path) -> None:
 def test_settings_repr_never_shows_the_password(tmp_path: Path) -> None:
     s = dataclasses.replace(settings(tmp_path, "hunter2"))
     assert "hunter2" not in repr(s)
+
+
+def test_a_deleted_first_admin_is_not_brought_back_while_other_admins_exist(tmp_path: Path) -> None:
+    s = settings(tmp_path, "bootstrap-pw")
+
+    async def action(store: UserStore) -> None:
+        await ensure_first_admin(store, s)
+        first = store.get("admin")
+        assert await store.create(UserRecord("alice", Role(RoleKind.PLATFORM_ADMIN), HASHER.hash("pw"), "g"))
+        assert await store.delete(first)
+        assert await ensure_first_admin(store, s) is None  # the next start
+        assert store.get("admin") is None
+
+    with_store(s, action)

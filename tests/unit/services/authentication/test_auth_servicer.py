@@ -405,3 +405,96 @@ def test_failed_logins_are_limited_per_address_whatever_the_user_id(tmp_path: Pa
         await p.login("admin", peer="ipv4:10.0.0.2:1")
 
     run(tmp_path, scenario)
+
+
+def test_guesses_sent_all_at_once_are_counted_before_any_is_checked(tmp_path: Path) -> None:
+    async def scenario(p: Platform) -> None:
+        await p.add("victim", DO_A, "secret-7")
+        checked: list[str] = []
+        verify = p.api._hasher.verify
+
+        def counting(password: str, stored: object) -> bool:
+            checked.append(password)
+            return verify(password, stored)  # type: ignore[arg-type]
+
+        p.api._hasher.verify = counting  # type: ignore[method-assign]
+        guesses = [p.login("victim", f"secret-{n}", peer=f"ipv4:10.0.2.{n}:1") for n in range(20)]
+        results = await asyncio.gather(*guesses, return_exceptions=True)
+        # Each is let in and counted before its hash starts: only the first three are checked.
+        assert checked == ["secret-0", "secret-1", "secret-2"]
+        assert sum(isinstance(r, TooManyFailedLoginsError) for r in results) == 17
+        assert not any(isinstance(r, FakeContext) for r in results)
+
+    run(tmp_path, scenario)
+
+
+def test_a_login_racing_a_reset_gets_no_token(tmp_path: Path) -> None:
+    """The password was checked against a hash that a reset replaced meanwhile: no token."""
+
+    async def scenario(p: Platform) -> None:
+        import hashlib
+
+        salt = bytes(16)
+        legacy = Pbkdf2Hash(salt, hashlib.pbkdf2_hmac("sha512", b"old", salt, 1000, 64), 1000)
+        assert await p.store.create(UserRecord("old", DO_A, legacy, "g1"))
+        admin = await p.login("admin")
+        verify = p.api._hasher.verify
+
+        def reset_meanwhile(password: str, stored: object) -> bool:
+            outdated = verify(password, stored)  # type: ignore[arg-type]
+            asyncio.run_coroutine_threadsafe(
+                p.api.ResetUserPassword(apb.ResetUserPasswordRequest(id="old"), admin), loop
+            ).result()
+            return outdated
+
+        loop = asyncio.get_running_loop()
+        p.api._hasher.verify = reset_meanwhile  # type: ignore[method-assign]
+        await fails("authentication failed", p.login("old", "old"))
+        assert p.store.get("old").generation != "g1"
+
+    run(tmp_path, scenario)
+
+
+def test_a_manager_removed_while_acting_changes_nothing(tmp_path: Path) -> None:
+    async def scenario(p: Platform) -> None:
+        await p.add("dom-a", DOM_A)
+        await p.add("do-a", DO_A, "old")
+        dom = await p.login("dom-a")
+        hash_ = p.api._hasher.hash
+
+        def delete_manager_meanwhile(password: str) -> Argon2Hash:
+            record = p.store.get("dom-a")
+            asyncio.run_coroutine_threadsafe(p.store.delete(record), loop).result()
+            return hash_(password)
+
+        loop = asyncio.get_running_loop()
+        p.api._hasher.hash = delete_manager_meanwhile  # type: ignore[method-assign]
+        update = apb.UserUpdateRequest(id="do-a", password="chosen", role="DataOwner", attribute="a")
+        await fails("invalid user id", p.api.UserUpdate(update, dom))
+        p.api._hasher.hash = hash_  # type: ignore[method-assign]
+        await p.login("do-a", "old")
+
+    run(tmp_path, scenario)
+
+
+def test_an_id_is_told_taken_and_reused_only_within_reach(tmp_path: Path) -> None:
+    """Registering an id acts on whoever holds it or held it: a deleted user's id brings what it
+    owned (files and functions name users by id), so another organisation may not take it."""
+
+    async def scenario(p: Platform) -> None:
+        await p.add("dom-a", DOM_A)
+        await p.add("dom-b", Role(RoleKind.DATA_OWNER_MANAGER, "b"))
+        await p.add("do-a", DO_A)
+        await p.add("carol", DO_B)
+        dom_a, dom_b, admin = await p.login("dom-a"), await p.login("dom-b"), await p.login("admin")
+        await fails("permission denied", p.api.UserRegister(register("admin", "DataOwner", "a"), dom_a))
+        await fails("permission denied", p.api.UserRegister(register("carol", "DataOwner", "a"), dom_a))
+        await fails("user id exist", p.api.UserRegister(register("do-a", "DataOwner", "a"), dom_a))
+        await p.api.DeleteUser(apb.DeleteUserRequest(id="carol"), dom_b)
+        await fails("permission denied", p.api.UserRegister(register("carol", "DataOwner", "a"), dom_a))
+        await p.api.UserRegister(register("carol", "DataOwner", "b"), dom_b)  # her own manager may
+        await p.api.DeleteUser(apb.DeleteUserRequest(id="carol"), dom_b)
+        await p.api.UserRegister(register("carol", "DataOwner", "a"), admin)  # an admin may
+        assert p.store.get("carol").role == DO_A
+
+    run(tmp_path, scenario)

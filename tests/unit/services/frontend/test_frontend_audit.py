@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from cloister.rpc.audit_trail import client_ip
-from cloister.services.frontend.gate import _unverified_role
+from cloister.rpc.audit_trail import audit_user, client_ip
 
 
 def test_ipv4_becomes_ipv4_compatible_ipv6() -> None:
@@ -15,15 +14,17 @@ def test_ipv4_becomes_ipv4_compatible_ipv6() -> None:
 
 def test_ipv6_and_unknown() -> None:
     assert client_ip("ipv6:[::1]:4000") == ipaddress.IPv6Address("::1").packed
+    # gRPC writes IPv6 peers percent-encoded, sometimes with a zone.
+    assert client_ip("ipv6:%5B::1%5D:58844") == ipaddress.IPv6Address("::1").packed
+    assert client_ip("ipv6:%5B2001:db8::7%5D:1") == ipaddress.IPv6Address("2001:db8::7").packed
+    assert client_ip("ipv6:%5Bfe80::1%25lo%5D:1") == ipaddress.IPv6Address("fe80::1").packed
     assert client_ip("unix:/tmp/socket") == bytes(16)
     assert client_ip("") == bytes(16)
 
 
-def test_unverified_role_reads_claim_or_nothing() -> None:
-    import base64
-    import json
-
-    payload = base64.urlsafe_b64encode(json.dumps({"role": "DataOwner-x"}).encode()).rstrip(b"=").decode()
-    assert _unverified_role(f"h.{payload}.s") == "DataOwner-x"
-    assert _unverified_role("InvalidToken") is None
-    assert _unverified_role("a.!!!.c") is None
+def test_audit_user_shows_odd_ids_as_strings() -> None:
+    assert audit_user("alice", 'DataOwner("org1")') == '{ user: alice, role: DataOwner("org1") }'
+    assert audit_user("a.b@example.org") == "{ user: a.b@example.org }"
+    assert audit_user("admin, role: PlatformAdmin") == '{ user: "admin, role: PlatformAdmin" }'
+    assert audit_user("x }") == '{ user: "x }" }'
+    assert audit_user(role="PlatformAdmin") == "{ role: PlatformAdmin }"
