@@ -56,14 +56,8 @@ class Role:
         if text == RoleKind.FUNCTION_OWNER.value:
             return cls(RoleKind.FUNCTION_OWNER)
         kind_name, dash, attribute = text.partition("-")
-        if dash:
-            try:
-                kind = RoleKind(kind_name)
-            except ValueError:
-                return cls(RoleKind.INVALID)
-            if kind in _ORGANISATION_KINDS:
-                return cls(kind, attribute)
-        return cls(RoleKind.INVALID)
+        role = cls.from_request(kind_name, attribute) if dash else cls(RoleKind.INVALID)
+        return role if role.kind in _ORGANISATION_KINDS else cls(RoleKind.INVALID)
 
     def __str__(self) -> str:
         if self._spelt_with_attribute:
