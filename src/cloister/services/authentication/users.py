@@ -152,7 +152,10 @@ class UserStore:
     async def create(self, record: UserRecord, *, former: Role | None = None, by: UserRecord | None = None) -> bool:
         """Store a new user; False, storing nothing, when the id is taken, its former role is not
         ``former`` (by default: nobody had the id), or the acting user ``by`` changed since read."""
-        ops = [Put(self._required_key(record.id), record.to_json()), Delete(self._gone_key(record.id))]
+        ops: list[Put | Delete] = [
+            Put(self._required_key(record.id), record.to_json()),
+            Delete(self._gone_key(record.id)),
+        ]
         return await self._commit_if({record.id: None}, by, ops, former=(record.id, former))
 
     async def replace(self, current: UserRecord, record: UserRecord, *, by: UserRecord | None = None) -> bool:
@@ -166,7 +169,7 @@ class UserStore:
     async def delete(self, current: UserRecord, *, by: UserRecord | None = None) -> bool:
         """Remove the user ``current``, remembering its role; False when it or ``by`` changed since read."""
         gone = json.dumps({"id": current.id, "role": current.role.to_json()}).encode("utf-8")
-        ops = [Delete(self._required_key(current.id)), Put(self._gone_key(current.id), gone)]
+        ops: list[Put | Delete] = [Delete(self._required_key(current.id)), Put(self._gone_key(current.id), gone)]
         return await self._commit_if({current.id: current}, by, ops)
 
     async def _commit_if(
