@@ -9,6 +9,7 @@ changes (a restart, a renewal), the pinned handshake fails and the next call ver
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import ssl
@@ -26,8 +27,9 @@ from cloister.attestation.verify import PeerIdentity, PeerVerifier
 from cloister.config import RPCSettings
 from cloister.errors import AttestationError, CloisterError, UnavailableError
 from cloister.rpc.errors import from_rpc_error
-from cloister.rpc.server import channel_options
+from cloister.rpc.server import ANSWERED_BY, channel_options
 
+logger = logging.getLogger(__name__)
 Stub = TypeVar("Stub")
 _CONNECT_TIMEOUT = 10.0
 
@@ -126,17 +128,20 @@ class Peer:
         async with self._lock:
             identity = self._identity()
             if self._channel is not None and identity is not self._channel_identity:
-                old, self._channel = self._channel, None
-                asyncio.get_running_loop().call_later(_RETIRE_GRACE, lambda: asyncio.ensure_future(old.close()))
+                self._retire(self._channel)
+                self._channel = None
             if self._channel is None:
-                address = self._resolve()
                 try:
+                    address = self._resolve()
                     credentials, _ = await asyncio.to_thread(
                         verified_credentials, address, self.service, self._verifier, identity
                     )
                 except AttestationError as exc:
                     # Our caller cannot fix this; to them the service is unavailable, and why.
                     raise UnavailableError(f"{self.service} failed attestation: {exc.message}") from exc
+                except UnavailableError as exc:
+                    logger.warning("%s is unavailable: %s", self.service, exc.message)
+                    raise self._unavailable() from None
                 self._channel = grpc.aio.secure_channel(address, credentials, options=_options(self._rpc, True))
                 self._channel_identity = identity
                 self._stubs = {}
@@ -151,7 +156,13 @@ class Peer:
         metadata: tuple[tuple[str, str], ...] | None = None,
         timeout: float | None = None,
     ) -> Any:
-        """Call ``method`` on ``stub_type``; failures arrive as ``CloisterError``."""
+        """Call ``method`` on ``stub_type``; failures arrive as ``CloisterError``.
+
+        When the connection itself fails, the channel is replaced (the peer may have restarted,
+        elsewhere or with a new certificate) and the call is tried once more; calls in flight on
+        the old channel are left to finish. An error the peer answered with, UNAVAILABLE
+        included (its own peer is down), is the call's answer and leaves the channel alone.
+        """
         for attempt in (1, 2):
             channel = await self._connect()
             stub = self._stubs.get(stub_type)
@@ -161,23 +172,39 @@ class Peer:
                 return await getattr(stub, method)(
                     request, metadata=metadata, timeout=timeout or self._rpc.call_timeout_seconds
                 )
-            except grpc.RpcError as exc:
-                if exc.code() is grpc.StatusCode.UNAVAILABLE and attempt == 1:
-                    await self._reset(channel)
-                    continue
-                raise from_rpc_error(exc) from exc
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() is not grpc.StatusCode.UNAVAILABLE or _answered(exc):
+                    raise from_rpc_error(exc) from exc
+                logger.warning("%s is unavailable: %s", self.service, exc.details())
+                await self._replace(channel)
+                if attempt == 2:
+                    raise self._unavailable() from None
         raise AssertionError("unreachable")
 
-    async def _reset(self, channel: grpc.aio.Channel) -> None:
+    def _unavailable(self) -> UnavailableError:
+        """What callers are told: which service is down, never where it was expected (an internal address)."""
+        return UnavailableError(f"the {self.service.replace('_', ' ')} service is unavailable; try again shortly")
+
+    async def _replace(self, channel: grpc.aio.Channel) -> None:
         async with self._lock:
             if self._channel is channel:
                 self._channel = None
-        await channel.close()
+                self._retire(channel)
+
+    @staticmethod
+    def _retire(channel: grpc.aio.Channel) -> None:
+        """Close ``channel`` once the calls still on it had time to finish: closing it now would cancel them."""
+        asyncio.get_running_loop().call_later(_RETIRE_GRACE, lambda: asyncio.ensure_future(channel.close()))
 
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
+
+
+def _answered(exc: grpc.aio.AioRpcError) -> bool:
+    """Whether a Cloister service answered with this error itself (rather than the connection failing)."""
+    return any(key == ANSWERED_BY for key, _ in exc.trailing_metadata() or ())
 
 
 class SyncPeer:

@@ -52,6 +52,10 @@ INBOUND_METHODS: dict[str, dict[str, tuple[str, ...]]] = {
 entries, and access control its decisions, to management's log; neither may call anything else there."""
 
 PUBLIC_ENDPOINTS = frozenset({"authentication_api", "frontend"})
+ANSWERED_BY = "cloister-answered-by"
+"""Trailing metadata on every error a service itself answers with, naming the endpoint: a
+client then tells an error the service chose to relay (UNAVAILABLE: its own peer is down)
+from one its connection to the service produced."""
 _OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check"})
 """Open to any caller the TLS layer let in. Health/Watch is not: nothing of ours watches, and an
 open stream holds a task on the server for as long as the caller likes."""
@@ -214,7 +218,7 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
                     raise
                 code, message = status_and_message(exc, method)
                 outcome = code.name
-                await context.abort(code, message)
+                await context.abort(code, message, trailing_metadata=((ANSWERED_BY, self._endpoint),))
             finally:
                 logger.info("%s %s %.1fms", name, outcome, (time.perf_counter() - started) * 1000)
                 request_context.reset(token)

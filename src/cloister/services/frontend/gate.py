@@ -18,7 +18,7 @@ from cloister._proto import teaclave_access_control_service_pb2_grpc as agrpc
 from cloister._proto import teaclave_authentication_service_pb2 as aupb
 from cloister._proto import teaclave_authentication_service_pb2_grpc as augrpc
 from cloister._proto import teaclave_common_pb2 as cpb
-from cloister.errors import AccessDeniedError, AuthenticationError, CloisterError
+from cloister.errors import AccessDeniedError, AuthenticationError, CloisterError, StatusCode
 from cloister.model.roles import Role
 from cloister.rpc.channel import Peer
 from cloister.rpc.metadata import Caller
@@ -46,6 +46,7 @@ class Gate:
         Raises:
             AuthenticationError: credentials missing or wrong.
             AccessDeniedError: the caller's role may not call ``api``.
+            UnavailableError: authentication or access control cannot answer now (naming which).
         """
         user_id, token = caller.require_credentials()
         try:
@@ -54,7 +55,9 @@ class Gate:
                 "UserAuthenticate",
                 aupb.UserAuthenticateRequest(credential=cpb.UserCredential(id=user_id, token=token)),
             )
-        except CloisterError:
+        except CloisterError as exc:
+            if exc.status in (StatusCode.UNAVAILABLE, StatusCode.DEADLINE_EXCEEDED):
+                raise  # the authentication service is down, which is not the caller's fault
             raise AuthenticationError(INCORRECT_CREDENTIAL) from None
         if not response.HasField("claims") or response.claims.sub != user_id:
             raise AuthenticationError(INCORRECT_CREDENTIAL)
@@ -63,20 +66,18 @@ class Gate:
         return Principal(user_id, Role.parse(response.claims.role))
 
     async def _authorize(self, role: str, api: str) -> bool:
-        """Access control's decision for (role, api); a failed call denies and is not remembered."""
+        """Access control's decision for (role, api). When access control cannot answer, the call
+        fails with its error (UNAVAILABLE naming the service), which is not remembered."""
         subject = Role.parse(role).policy_subject
         now = time.monotonic()
         remembered = self._decisions.get((subject, api))
         if remembered is not None and remembered[1] > now:
             return remembered[0]
-        try:
-            response = await self._access_control.call(
-                agrpc.TeaclaveAccessControlStub,
-                "AuthorizeApi",
-                apb.AuthorizeApiRequest(user_role=subject, api=api),
-            )
-        except CloisterError:
-            return False
+        response = await self._access_control.call(
+            agrpc.TeaclaveAccessControlStub,
+            "AuthorizeApi",
+            apb.AuthorizeApiRequest(user_role=subject, api=api),
+        )
         if len(self._decisions) > 10_000:
             self._decisions.clear()
         self._decisions[(subject, api)] = (response.accept, now + DECISION_TTL)
