@@ -23,3 +23,25 @@ def test_an_outage_names_the_service_and_heals(own_platform: RunningPlatform, se
     own_platform.platform.start_service(service)
     assert root.frontend.list_functions(own_platform.admin_user) == {}
     root.close()
+
+
+LONG_TASK = b"""
+import time
+def entrypoint(argv):
+    time.sleep(4)
+    return "still here"
+"""
+
+
+def test_long_tasks_run_after_storage_is_killed_and_restarted(own_platform: RunningPlatform) -> None:
+    """Execution keeps heartbeating through storage's restarts: a task longer than the executor
+    timeout (3 s here) is not failed as lost."""
+    root = admin(own_platform)
+    function_id = root.frontend.register_function("long", "sleeps 4 s", "python", payload=LONG_TASK)
+    for _ in range(3):
+        own_platform.platform.kill_service("storage")
+        own_platform.platform.start_service("storage")
+        task_id = root.frontend.create_task(function_id, {}, "python")
+        root.frontend.invoke_task(task_id)
+        assert root.frontend.get_task_result(task_id) == b"still here"
+    root.close()

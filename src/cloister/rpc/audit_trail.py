@@ -16,6 +16,7 @@ from cloister._proto import teaclave_management_service_pb2 as mpb
 from cloister._proto import teaclave_management_service_pb2_grpc as mgrpc
 from cloister.errors import CloisterError
 from cloister.rpc.channel import Peer
+from cloister.rpc.retry import supervised
 
 logger = logging.getLogger(__name__)
 audit_logger = logging.getLogger("cloister.audit")
@@ -73,7 +74,7 @@ class AuditTrail:
         self._wakeup.set()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._ship())
+        self._task = asyncio.create_task(supervised("audit shipping", self._ship), name="audit-shipping")
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -27,6 +27,7 @@ from cloister.config import ATTESTATION_SERVICE, Settings
 from cloister.errors import CloisterError, UnavailableError
 from cloister.rpc import addresses
 from cloister.rpc.errors import from_rpc_error
+from cloister.rpc.retry import Backoff, supervised
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class IdentityKeeper:
 
     async def start(self) -> ServiceIdentity:
         """Obtain the first identity (waiting for the attestation service to come up) and keep it fresh."""
-        delay = 0.05
+        backoff = Backoff(first=0.05, limit=1.0)
         for attempt in range(_CONNECT_ATTEMPTS):
             try:
                 self._identity = await obtain_identity(self._settings, self._deployment, self._backend, self._service)
@@ -93,9 +94,8 @@ class IdentityKeeper:
             except UnavailableError:
                 if attempt == _CONNECT_ATTEMPTS - 1:
                     raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-        self._task = asyncio.create_task(self._renew(), name="identity-renewal")
+                await backoff.sleep()
+        self._task = asyncio.create_task(supervised("certificate renewal", self._renew), name="identity-renewal")
         return self.current()
 
     def current(self) -> ServiceIdentity:
@@ -109,17 +109,17 @@ class IdentityKeeper:
         return self._identity
 
     async def _renew(self) -> None:
-        delay = 1.0
+        backoff = Backoff(first=1.0, limit=_RETRY_LIMIT)
         while True:
             remaining = (self.current().expires - dt.datetime.now(dt.UTC)).total_seconds()
             await asyncio.sleep(max(remaining / 3, 0.5))  # renew at two thirds of the lifetime
             try:
                 await self.renew_now()
-                delay = 1.0
+                backoff.reset()
             except CloisterError as exc:
+                delay = backoff.next()
                 logger.warning("could not renew the certificate (%s); retrying in %.0f s", exc.message, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, _RETRY_LIMIT)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import Iterable
@@ -19,6 +20,7 @@ from typing import Protocol
 from cloister.errors import CloisterError, DeadlineExceededError, UnavailableError
 from cloister.model.executors import ExecutorInfo
 from cloister.model.tasks import StagedTask, TaskResult
+from cloister.rpc.retry import Backoff, supervised
 from cloister.services.execution.runner import TaskRunner
 from cloister.services.execution.scheduler_client import UnreadableStagedTaskError
 
@@ -38,22 +40,6 @@ class SchedulerAPI(Protocol):
     ) -> list[uuid.UUID]: ...
 
     async def update_task_result(self, task_id: uuid.UUID, result: TaskResult) -> None: ...
-
-
-class _Backoff:
-    """Pauses between retries against a failing scheduler: 0.2 s doubling up to ``limit``."""
-
-    def __init__(self, limit: float) -> None:
-        self._limit = limit
-        self._delay = min(0.2, limit)
-
-    def next(self) -> float:
-        delay = self._delay
-        self._delay = min(self._delay * 2, self._limit)
-        return delay
-
-    def reset(self) -> None:
-        self._delay = min(0.2, self._limit)
 
 
 @dataclass
@@ -101,8 +87,16 @@ class ExecutionWorker:
         return tuple(self._running)
 
     def start(self) -> None:
-        self._heartbeat_task = asyncio.create_task(self._heartbeat_loop(), name="execution-heartbeat")
-        self._slot_tasks = [asyncio.create_task(self._slot(n), name=f"execution-slot-{n}") for n in range(self._slots)]
+        self._heartbeat_task = asyncio.create_task(
+            supervised("the heartbeat loop", self._heartbeat_loop), name="execution-heartbeat"
+        )
+        self._slot_tasks = [
+            asyncio.create_task(
+                supervised(f"slot {n}", functools.partial(self._slot, n), done=self._stopping.is_set),
+                name=f"execution-slot-{n}",
+            )
+            for n in range(self._slots)
+        ]
         logger.info(
             "execution service %s running %d slot(s) for %s", self.info.executor_id, self._slots, self.info.executors
         )
@@ -140,7 +134,7 @@ class ExecutionWorker:
     # --- pulling and running ----------------------------------------------------------------
 
     async def _slot(self, number: int) -> None:
-        backoff = _Backoff(self._retry_limit)
+        backoff = Backoff(limit=self._retry_limit)
         while not self._stopping.is_set():
             try:
                 task = await self._pull()
@@ -202,7 +196,7 @@ class ExecutionWorker:
             self._running.pop(task.task_id, None)
 
     async def _report(self, task_id: uuid.UUID, result: TaskResult) -> None:
-        backoff = _Backoff(self._retry_limit)
+        backoff = Backoff(limit=self._retry_limit)
         for attempt in range(1, self._report_attempts + 1):
             try:
                 await self._scheduler.update_task_result(task_id, result)
@@ -233,7 +227,7 @@ class ExecutionWorker:
     # --- heartbeat --------------------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
-        backoff = _Backoff(self._retry_limit)
+        backoff = Backoff(limit=self._retry_limit)
         unreachable = False
         while True:
             try:

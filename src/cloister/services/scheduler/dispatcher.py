@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
 import time
 import uuid
@@ -21,6 +22,7 @@ from cloister.config import SchedulerSettings
 from cloister.errors import CloisterError
 from cloister.model.executors import ExecutorInfo, kind_of
 from cloister.model.tasks import REASON_EXECUTOR_TIMEOUT, StagedTask, TaskResult, TaskStatus
+from cloister.rpc.retry import Backoff, supervised
 from cloister.services.scheduler.queues import TaskQueues
 from cloister.services.scheduler.records import (
     ASSIGNMENT_PREFIX,
@@ -116,21 +118,21 @@ class Scheduler:
 
     async def start(self) -> None:
         """Restore assignments from storage (retrying until it answers), then watch the queues."""
-        delay = 0.2
+        backoff = Backoff(limit=_RETRY_LIMIT)
         while True:
             try:
                 await self.load()
                 break
             except CloisterError as exc:
+                delay = backoff.next()
                 logger.warning("cannot read assignments from storage (%s); retrying in %.1f s", exc.message, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, _RETRY_LIMIT)
+        staged = functools.partial(self.queues.watch, STAGED_TASK_QUEUE, self.queues.handle_staged)
+        cancels = functools.partial(self.queues.watch, CANCEL_QUEUE, self.queues.handle_cancel)
         self._background = [
-            asyncio.create_task(
-                self.queues.watch(STAGED_TASK_QUEUE, self.queues.handle_staged), name="scheduler-staged"
-            ),
-            asyncio.create_task(self.queues.watch(CANCEL_QUEUE, self.queues.handle_cancel), name="scheduler-cancel"),
-            asyncio.create_task(self._monitor(), name="scheduler-monitor"),
+            asyncio.create_task(supervised("the staged-task queue watcher", staged), name="scheduler-staged"),
+            asyncio.create_task(supervised("the cancel queue watcher", cancels), name="scheduler-cancel"),
+            asyncio.create_task(supervised("the executor monitor", self._monitor), name="scheduler-monitor"),
         ]
 
     async def stop(self) -> None:

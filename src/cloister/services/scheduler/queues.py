@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from cloister.errors import CloisterError
 from cloister.model.tasks import StagedElement, TaskStatus
+from cloister.rpc.retry import Backoff
 from cloister.services.scheduler.records import (
     Storage,
     assignment_key,
@@ -41,28 +42,27 @@ class TaskQueues:
 
     async def watch(self, queue: bytes, handle: Callable[[QueueItem], Awaitable[None]]) -> None:
         """Hand every element of ``queue`` to ``handle``, in order, for ever (a background task)."""
-        after, delay = 0, 0.2
+        after, backoff = 0, Backoff(limit=_RETRY_LIMIT)
         while True:
             try:
                 items = await self._storage.watch_queue(queue, after, _QUEUE_BATCH, self._watch_seconds)
             except Exception as exc:
+                delay = backoff.next()
                 logger.warning("cannot watch storage queue %s (%s); retrying in %.1f s", queue.decode(), exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, _RETRY_LIMIT)
                 continue
             for item in items:
                 try:
                     await handle(item)
                 except CloisterError as exc:  # storage trouble: read the element again later
                     logger.warning("storage failed on %s element %d (%s); retrying", queue.decode(), item.seq, exc)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, _RETRY_LIMIT)
+                    await backoff.sleep()
                     break
                 except Exception:
                     logger.exception("skipping %s element %d after an unexpected error", queue.decode(), item.seq)
                 after = item.seq
             else:
-                delay = 0.2
+                backoff.reset()
 
     async def handle_staged(self, item: QueueItem) -> None:
         """A staged-task element: queue it for hand-out, or cancel it if a cancel came first."""
