@@ -3,6 +3,12 @@
 Each service is its own process (``python -m cloister service NAME``), started in dependency
 order; a service counts as started once it has published its ready file. Children die with the
 launcher (``PR_SET_PDEATHSIG``) and are stopped in reverse order on Ctrl-C.
+
+A service that exits without being asked to is started again (:meth:`Platform.supervise`): at
+once the first time, then after jittered pauses, on the ports it first bound, so its peers find
+it where they knew it; more than ``RESTART_BUDGET`` restarts within ``RESTART_WINDOW`` seconds
+and the launcher gives up on it. Each service's restarts and start time are left in the state
+directory for ``cloister status``.
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -25,6 +33,7 @@ from cloister.attestation.deployment import provision
 from cloister.config import SERVICES, Settings
 from cloister.errors import ConfigurationError
 from cloister.rpc import addresses
+from cloister.rpc.retry import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +60,19 @@ STOP_ORDER = (
 """Clients before their servers, except that the services shipping audit entries to management
 stop before it: their last entries still reach the log."""
 _PR_SET_PDEATHSIG = 1
+RESTART_BUDGET = 5
+RESTART_WINDOW = 60.0
+ENDPOINTS_OF = {
+    "attestation": ("attestation",),
+    "authentication": ("authentication_api", "authentication_internal"),
+    "frontend": ("frontend",),
+    "management": ("management",),
+    "storage": ("storage",),
+    "access_control": ("access_control",),
+    "scheduler": ("scheduler",),
+    "execution": (),
+}
+"""The endpoints each service listens on, kept across its restarts."""
 
 
 def _die_with_parent() -> None:
@@ -60,6 +82,21 @@ def _die_with_parent() -> None:
 
 class ServiceFailedError(ConfigurationError):
     """A service exited or did not become ready."""
+
+
+@dataclass
+class _Launch:
+    """How a process was started, to start it again the same way, and its restarts so far."""
+
+    service: str
+    instance: str | None
+    extra_env: dict[str, str]
+    restarts: list[float] = field(default_factory=list)
+    """Monotonic times of the restarts within the last ``RESTART_WINDOW`` seconds."""
+    total_restarts: int = 0
+    due: float | None = None
+    """When the exited process is to be started again; None while it runs."""
+    backoff: Backoff = field(default_factory=lambda: Backoff(first=0.5, limit=10.0))
 
 
 class Platform:
@@ -81,6 +118,12 @@ class Platform:
         self._admin_password = self._env.pop("CLOISTER_ADMIN_PASSWORD", None)
         self._services = services
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._launches: dict[str, _Launch] = {}
+        self.given_up: dict[str, str] = {}
+        """Services the launcher stopped restarting, and why."""
+        self._guard = threading.RLock()
+        self._supervising = threading.Event()
+        self._supervisor: threading.Thread | None = None
         self._lock_file: IO[str] | None = None
 
     @property
@@ -127,6 +170,15 @@ class Platform:
         known as ``name-instance`` here and in the state directory.
         """
         process_name = dataclasses.replace(self.settings, instance=instance or "").process_name(name)
+        with self._guard:
+            launch = self._launches.get(process_name)
+            if launch is None or launch.extra_env != dict(extra_env or {}):
+                launch = self._launches[process_name] = _Launch(name, instance, dict(extra_env or {}))
+            self.given_up.pop(process_name, None)
+            self._spawn(process_name, launch, timeout)
+
+    def _spawn(self, process_name: str, launch: _Launch, timeout: float, pinned: Mapping[str, str] = {}) -> None:
+        name, instance, extra_env = launch.service, launch.instance, {**launch.extra_env, **pinned}
         addresses.unmark_ready(self.settings, process_name)
         command = [sys.executable, "-m", "cloister", "service", name, "--state-dir", str(self.settings.state_dir)]
         if self._config_path is not None:
@@ -150,6 +202,7 @@ class Platform:
             process.stdin.close()
         self.processes[process_name] = process
         self._wait_ready(process_name, timeout)
+        addresses.publish_note(self.settings, process_name, "supervision", f"{launch.total_restarts} {time.time():.3f}")
 
     def _wait_ready(self, name: str, timeout: float) -> None:
         process = self.processes[name]
@@ -164,8 +217,62 @@ class Platform:
             time.sleep(0.02)
         raise ServiceFailedError(f"{name} did not become ready within {timeout:.0f} s; see {self.log_dir}")
 
+    def supervise(self, timeout: float = 60.0) -> None:
+        """Start again every service that exited without being asked to; call it often.
+
+        A restart keeps the service's ports, so peers that knew its address find it again. The
+        first restart is immediate, the next ones wait jittered pauses; past the budget, the
+        service is left stopped and named in :attr:`given_up`.
+        """
+        with self._guard:
+            now = time.monotonic()
+            for process_name, process in list(self.processes.items()):
+                code = process.poll()
+                launch = self._launches.get(process_name)
+                if code is None or launch is None:
+                    continue
+                if launch.due is None:  # just found exited
+                    launch.restarts = [t for t in launch.restarts if t > now - RESTART_WINDOW]
+                    if len(launch.restarts) >= RESTART_BUDGET:
+                        reason = f"exited with status {code} after {RESTART_BUDGET} restarts in {RESTART_WINDOW:.0f} s"
+                        logger.error(
+                            "giving up on %s: %s; see %s.log", process_name, reason, self.log_dir / process_name
+                        )
+                        self.given_up[process_name] = reason
+                        del self.processes[process_name]
+                        continue
+                    if not launch.restarts:
+                        launch.backoff.reset()
+                    launch.restarts.append(now)
+                    launch.total_restarts += 1
+                    launch.due = now if len(launch.restarts) == 1 else now + launch.backoff.next()
+                if now < launch.due:
+                    continue
+                launch.due = None
+                self._restart(process_name, launch, code, timeout)
+
+    def _restart(self, process_name: str, launch: _Launch, code: int, timeout: float) -> None:
+        logger.warning(
+            "%s exited with status %d; restarting it (restart %d)", process_name, code, launch.total_restarts
+        )
+        try:
+            self._spawn(process_name, launch, timeout, self._pinned_ports(launch.service))
+        except ServiceFailedError as exc:
+            logger.error("restarting %s failed: %s", process_name, exc.message)  # counted when found exited again
+
+    def _pinned_ports(self, service: str) -> dict[str, str]:
+        """Environment that binds ``service`` again to the ports it picked itself (configured as 0)."""
+        pinned = {}
+        for endpoint in ENDPOINTS_OF.get(service, ()):
+            configured = self.settings.endpoint(endpoint)
+            address = addresses.published(self.settings, endpoint)
+            if configured.port == 0 and address is not None:
+                pinned[f"CLOISTER_ENDPOINTS__{endpoint.upper()}"] = f"{configured.host}:{address.rpartition(':')[2]}"
+        return pinned
+
     def stop_service(self, name: str, timeout: float = 10.0) -> None:
-        process = self.processes.pop(name, None)
+        with self._guard:
+            process = self.processes.pop(name, None)
         if process is None or process.poll() is not None:
             return
         process.send_signal(signal.SIGTERM)
@@ -176,25 +283,56 @@ class Platform:
             process.wait()
 
     def kill_service(self, name: str) -> None:
-        """SIGKILL, as a crash would (tests of durability and executor loss)."""
-        process = self.processes.pop(name)
+        """SIGKILL, as a crash would, and leave it stopped (tests of durability and executor loss).
+
+        To see the platform heal from a crash instead, kill the process by its pid
+        (``processes[name].pid``): :meth:`supervise` starts it again."""
+        with self._guard:
+            process = self.processes.pop(name)
         process.kill()
         process.wait()
         addresses.unmark_ready(self.settings, name)
 
+    def supervise_in_background(self, interval: float = 0.2) -> None:
+        """Call :meth:`supervise` every ``interval`` seconds on a thread of its own until :meth:`stop`."""
+        self._supervising.set()
+        self._supervisor = threading.Thread(
+            target=self._supervise_loop, args=(interval,), name="cloister-supervisor", daemon=True
+        )
+        self._supervisor.start()
+
+    def _supervise_loop(self, interval: float) -> None:
+        while self._supervising.is_set():
+            try:
+                self.supervise()
+            except Exception:  # the supervisor must outlive any one failed restart
+                logger.exception("supervising the services failed")
+            time.sleep(interval)
+
     def stop(self) -> None:
+        self._supervising.clear()  # nothing is restarted while the platform stops
+        if self._supervisor is not None and self._supervisor is not threading.current_thread():
+            self._supervisor.join()
+        self._supervisor = None
+
         def position(process_name: str) -> int:
             service = process_name.partition("-")[0]
             return STOP_ORDER.index(service) if service in STOP_ORDER else -1
 
-        for name in sorted(self.processes, key=position):
-            self.stop_service(name)
+        with self._guard:
+            for name in sorted(self.processes, key=position):
+                self.stop_service(name)
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
 
     def endpoint(self, name: str) -> str:
         return addresses.resolve(self.settings, name)
+
+    def restarts(self) -> dict[str, int]:
+        """How many times the launcher started each process again after it exited on its own."""
+        with self._guard:
+            return {name: launch.total_restarts for name, launch in self._launches.items()}
 
     def exited(self) -> dict[str, int]:
         return {name: p.returncode for name, p in self.processes.items() if p.poll() is not None}

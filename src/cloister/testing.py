@@ -68,6 +68,7 @@ class RunningPlatform:
         """Stop every service and start them all again on the same state directory."""
         self.platform.stop()
         self.platform.start()
+        self.platform.supervise_in_background()
 
 
 def start_platform(
@@ -94,4 +95,5 @@ def start_platform(
     settings = load_settings(config, environment, state_dir=state_dir)
     platform = Platform(settings, config, environment)
     platform.start()
+    platform.supervise_in_background()  # a service that dies is started again, as under `cloister up`
     return RunningPlatform(platform, state_dir, settings.admin.user, password)

@@ -405,6 +405,8 @@ def open_arena(directory: Path, env: Mapping[str, str]) -> Iterator[Arena]:
             yield arena
         finally:
             arena.close()
+        # The platform heals a crashed service by itself; an attack must not have needed that.
+        assert not any(platform.platform.restarts().values()), platform.platform.restarts()
 
 
 # ------------------------------------------------------------------------------------------------

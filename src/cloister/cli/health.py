@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -42,13 +43,33 @@ def check_all(settings: Settings) -> dict[str, tuple[bool, str]]:
     for endpoint in ENDPOINTS:
         if endpoint != ATTESTATION_SERVICE:
             results[endpoint] = _check_endpoint(settings, endpoint, verifier, identity)
+    for endpoint, (ok, detail) in list(results.items()):
+        results[endpoint] = (ok, detail + _supervision(settings, _SERVICE_OF.get(endpoint, endpoint)))
     pid = addresses.ready_pid(settings, "execution")
     running = pid is not None and _alive(pid)
     sandbox = addresses.note(settings, "execution", "sandbox") if running else None
     detail = f"pid {pid}" if pid else "not running"
     usable = running and not (sandbox or "").startswith("UNAVAILABLE")
-    results["execution"] = (usable, f"{detail}; task sandbox {sandbox}" if sandbox else detail)
+    detail = f"{detail}; task sandbox {sandbox}" if sandbox else detail
+    results["execution"] = (usable, detail + (_supervision(settings, "execution") if running else ""))
     return results
+
+
+def _supervision(settings: Settings, service: str) -> str:
+    """``; up 3 min, 1 restart`` from the note the launcher leaves at each start, or nothing without one."""
+    try:
+        restarts, started = (addresses.note(settings, service, "supervision") or "").split()
+        count, uptime = int(restarts), max(time.time() - float(started), 0.0)
+    except ValueError:
+        return ""
+    return f"; up {_duration(uptime)}, {count} restart{'' if count == 1 else 's'}"
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 def _check_attestation(settings: Settings, root_pem: bytes) -> tuple[bool, str]:

@@ -79,11 +79,11 @@ def up(state_dir: Path | None, config_path: Path | None) -> None:
     _print_banner(platform)
     try:
         while not stopping:
-            exited = platform.exited()
-            if exited:
-                for name, code in exited.items():
-                    console.print(f"[red]{name} exited with status {code}; see {platform.log_dir / name}.log[/]")
-                raise click.ClickException("a service stopped unexpectedly; stopping the platform")
+            platform.supervise()  # restarts a service that exited, within a budget
+            if platform.given_up:
+                for name, reason in platform.given_up.items():
+                    console.print(f"[red]{name} {reason}; see {platform.log_dir / name}.log[/]")
+                raise click.ClickException("a service keeps failing; stopping the platform")
             time.sleep(0.2)
     finally:
         console.print("Stopping Cloister ...")
