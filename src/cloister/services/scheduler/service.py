@@ -28,6 +28,7 @@ async def serve(settings: Settings) -> None:
                 ),
             ],
         )
-        await runtime.run_until_stopped()
+        # Its loops stop before its peers close under them (which they would take for a failure).
+        await runtime.run_until_stopped(before_shutdown=scheduler.stop)
     finally:
         await scheduler.stop()
