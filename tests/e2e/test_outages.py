@@ -3,6 +3,10 @@ the same clients work again without reconnecting by hand."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import pytest
 from conftest import admin
 
@@ -44,4 +48,23 @@ def test_long_tasks_run_after_storage_is_killed_and_restarted(own_platform: Runn
         task_id = root.frontend.create_task(function_id, {}, "python")
         root.frontend.invoke_task(task_id)
         assert root.frontend.get_task_result(task_id) == b"still here"
+    root.close()
+
+
+def test_a_scheduler_paused_longer_than_the_executor_timeout_fails_no_healthy_task(
+    own_platform: RunningPlatform,
+) -> None:
+    root = admin(own_platform)
+    payload = LONG_TASK.replace(b"time.sleep(4)", b"time.sleep(7)")
+    function_id = root.frontend.register_function("longer", "sleeps 7 s", "python", payload=payload)
+    task_id = root.frontend.create_task(function_id, {}, "python")
+    root.frontend.invoke_task(task_id)
+    time.sleep(1.5)  # running by now
+    scheduler = own_platform.platform.processes["scheduler"].pid
+    os.kill(scheduler, signal.SIGSTOP)
+    try:
+        time.sleep(5)  # the executor timeout is 3 s
+    finally:
+        os.kill(scheduler, signal.SIGCONT)
+    assert root.frontend.get_task_result(task_id) == b"still here"
     root.close()

@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 MAX_PULL_WAIT_SECONDS = 60.0
 MAX_HEARTBEAT_WAIT_SECONDS = 10.0
 _RETRY_LIMIT = 5.0
+_PAUSE_SLACK_SECONDS = 1.0
+"""A monitor wake this much later than asked is the scheduler not running, not a slow loop."""
 T = TypeVar("T")
 
 
@@ -110,11 +112,30 @@ class Scheduler:
         self.state = SchedulerState()
         self._clock = clock
         self._monitor_interval = monitor_interval
+        self._not_running = 0.0
+        """Seconds the scheduler itself did not run (stopped, suspended, starved), as its monitor saw."""
+        self._last_tick: float | None = None
         self.queues = TaskQueues(storage, self.state, queue_watch_seconds)
         self._background: list[asyncio.Task[None]] = []
 
     def now(self) -> float:
-        return self._clock()
+        """The scheduler's own clock: time it was running. Executors' silence is measured on it,
+        so a scheduler that was paused never takes its own pause for theirs."""
+        return self._clock() - self._not_running
+
+    def monitor_tick(self) -> None:
+        """Called each time the monitor wakes: a wake far later than asked means the scheduler did
+        not run meanwhile, and that time is taken off its clock."""
+        raw = self._clock()
+        if self._last_tick is not None:
+            missed = raw - self._last_tick - self._monitor_interval
+            if missed > _PAUSE_SLACK_SECONDS:
+                self._not_running += missed
+                logger.warning(
+                    "the scheduler did not run for %.1f s; that time is not counted as execution services' silence",
+                    missed,
+                )
+        self._last_tick = raw
 
     async def start(self) -> None:
         """Restore assignments from storage (retrying until it answers), then watch the queues."""
@@ -275,8 +296,10 @@ class Scheduler:
     # --- lost executors ------------------------------------------------------------------
 
     async def _monitor(self) -> None:
+        self._last_tick = None  # a restarted monitor has nothing to compare with
         while True:
             await asyncio.sleep(self._monitor_interval)
+            self.monitor_tick()
             try:
                 await self.check_executors()
                 await self.explain_waiting()

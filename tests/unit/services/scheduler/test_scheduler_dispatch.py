@@ -216,6 +216,33 @@ def test_heartbeat_without_news_waits_and_answers_empty() -> None:
     run(body)
 
 
+def test_the_schedulers_own_pause_is_not_executors_silence() -> None:
+    """Stopped 20 s (SIGSTOP), the scheduler wakes to executors that were fine all along: their
+    silence is measured only over time the scheduler ran."""
+
+    async def body() -> None:
+        storage = FakeStorage()
+        clock = Clock()
+        task, _ = make_task(storage)
+        scheduler = await started(storage, timeout=3, clock=clock)
+        scheduler._monitor_interval = 0.5  # ticks are driven by hand here; the real monitor sleeps on
+        me = executor()
+        await scheduler.pull_task_wait(me, 5)
+        scheduler.monitor_tick()
+        clock.now += 0.5 + 20  # the monitor woke 20 s late: the scheduler was stopped
+        scheduler.monitor_tick()
+        await scheduler.check_executors()
+        assert storage.task(task.task_id).status is TaskStatus.RUNNING
+        for _ in range(8):  # running again, the executor's silence counts and outlasts the timeout
+            clock.now += 0.5
+            scheduler.monitor_tick()
+        await scheduler.check_executors()
+        assert storage.task(task.task_id).status is TaskStatus.FAILED
+        await scheduler.stop()
+
+    run(body)
+
+
 def test_a_lost_executors_task_fails_with_the_timeout_reason() -> None:
     async def body() -> None:
         storage = FakeStorage()
