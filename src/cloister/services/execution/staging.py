@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import re
 import secrets
 import shutil
 from collections.abc import AsyncIterator
@@ -25,6 +27,12 @@ from cloister.executors import FunctionError, TaskFiles
 from cloister.file_agent import FileAgent, url_basename
 from cloister.model.tasks import StagedTask
 
+logger = logging.getLogger(__name__)
+
+
+_TASK_DIRECTORY = re.compile(r"[0-9a-f]{32}")
+"""How :meth:`DataPlane.open_task` names a task's directory."""
+
 
 def prepare_work_dir(path: Path) -> Path:
     """The service's own directory for staged files: nobody else may enter it."""
@@ -33,11 +41,25 @@ def prepare_work_dir(path: Path) -> Path:
     return path
 
 
+def remove_leftovers(work_dir: Path) -> int:
+    """Remove the task directories a crashed predecessor left (decrypted inputs among them);
+    the number removed. The work directory belongs to one execution process, so at its start
+    none of them is in use."""
+    removed = 0
+    for entry in work_dir.iterdir():
+        if _TASK_DIRECTORY.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+    if removed:
+        logger.warning("removed %d task director%s left by an earlier run", removed, "y" if removed == 1 else "ies")
+    return removed
+
+
 class DataPlane:
     def __init__(self, work_dir: Path, agent: FileAgent) -> None:
         self._work_dir = work_dir
         self._agent = agent
-        prepare_work_dir(work_dir)
+        remove_leftovers(prepare_work_dir(work_dir))
 
     @contextlib.asynccontextmanager
     async def open_task(self, task: StagedTask) -> AsyncIterator[TaskFiles]:
