@@ -111,6 +111,15 @@ def test_addresses_are_connected_without_resolving() -> None:
     assert network.connected == [("10.1.2.3", 80), ("2606:4700::1111", 443)]
 
 
+def test_ipv6_loopback_is_refused_unless_allowed_then_connected_as_given() -> None:
+    network = RecordingBackend()
+    with pytest.raises(AddressRefusedError, match=r"^::1 is a loopback address"):
+        connect(GuardedBackend(AddressPolicy(), ScriptedResolver(), network), "::1")
+    assert network.connected == []
+    connect(GuardedBackend(AddressPolicy.from_cidrs(["::1/128"]), ScriptedResolver(), network), "::1", 8000)
+    assert network.connected == [("::1", 8000)]
+
+
 def test_a_failed_address_falls_back_to_the_next_checked_one() -> None:
     network = RecordingBackend(refuse={"2606:4700::1111"})
     backend = GuardedBackend(AddressPolicy(), ScriptedResolver(["2606:4700::1111", "1.1.1.1"]), network)
