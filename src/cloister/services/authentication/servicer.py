@@ -105,9 +105,7 @@ class ApiServicer(agrpc.TeaclaveAuthenticationApiServicer):
         holder = existing.role if existing is not None else former
         roles = [role] if holder is None else [role, holder]
         subject = _subject(requester)
-        queries = [account_query(Action.USER_REGISTER, subject, request.id, each) for each in roles]
-        if not all(await self._authorizer.decide(subject, queries)):
-            raise AuthenticationError("permission denied")
+        await self._authorize(requester, *(account_query(Action.USER_REGISTER, subject, request.id, r) for r in roles))
         if existing is not None:
             raise AuthenticationError("user id exist")
         password = await self._hash(request.password)
@@ -212,9 +210,10 @@ class ApiServicer(agrpc.TeaclaveAuthenticationApiServicer):
             verified.append(record.id)
         return record
 
-    async def _authorize(self, requester: UserRecord, query: Query) -> None:
-        (allowed,) = await self._authorizer.decide(_subject(requester), [query])
-        if not allowed:
+    async def _authorize(self, requester: UserRecord, *queries: Query) -> None:
+        """Raise "permission denied" unless the policy allows ``requester`` every one of ``queries``."""
+        decisions = await self._authorizer.decide(_subject(requester), queries)
+        if len(decisions) != len(queries) or not all(decisions):  # an answer that does not fit denies
             raise AuthenticationError("permission denied")
 
     async def _authorized_target(self, requester: UserRecord, action: Action, target_id: str) -> UserRecord:
