@@ -231,6 +231,16 @@ class RPCSettings:
     internal_max_message_bytes: int = 64 * 1024 * 1024
     """Largest message between services: a staged task carries its arguments and payload twice."""
     call_timeout_seconds: float = 30.0
+    """Longest a call between services may take, however alive its peer (long polls set their own)."""
+    peer_timeout_seconds: float = 4.0
+    """How soon a call learns that its peer is gone (killed, stopped, unreachable): the connection
+    is pinged while calls wait on it, and a peer that acknowledges nothing for this long is down.
+    A slow but alive peer still acknowledges (pings are answered below the Python code)."""
+
+    def __post_init__(self) -> None:
+        for name in ("call_timeout_seconds", "peer_timeout_seconds"):
+            if not getattr(self, name) > 0:
+                raise ConfigurationError(f"rpc.{name} must be positive")
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 
 import pytest
 from conftest import admin
+from http_fixture_server import LOOPBACK_ENV
 
 from cloister.errors import UnavailableError
-from cloister.testing import RunningPlatform
+from cloister.testing import RunningPlatform, start_platform
 
 
 @pytest.mark.parametrize("service", ["authentication", "access_control", "management"])
@@ -26,6 +28,35 @@ def test_an_outage_names_the_service_and_heals(own_platform: RunningPlatform, se
     assert "127.0.0.1" not in down.value.message and "incorrent" not in down.value.message
     own_platform.platform.start_service(service)
     assert root.frontend.list_functions(own_platform.admin_user) == {}
+    root.close()
+
+
+@pytest.fixture(scope="module")
+def patient_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
+    """Calls between services may take a minute: only the dead-peer bound can cut them short."""
+    env = {**LOOPBACK_ENV, "CLOISTER_RPC__CALL_TIMEOUT_SECONDS": "60", "CLOISTER_RPC__PEER_TIMEOUT_SECONDS": "3"}
+    with start_platform(tmp_path_factory.mktemp("patient"), env=env) as running:
+        yield running
+
+
+@pytest.mark.parametrize("service", ["authentication", "access_control", "management"])
+def test_a_stopped_peer_is_reported_within_the_peer_timeout(patient_platform: RunningPlatform, service: str) -> None:
+    """A stopped process accepts connections and answers nothing: its callers learn it is down
+    from its silence to pings (rpc.peer_timeout_seconds, 3 s here), not at the 60 s call deadline."""
+    root = admin(patient_platform)
+    assert root.frontend.list_functions(patient_platform.admin_user) == {}
+    pid = patient_platform.platform.processes[service].pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for _ in range(2):  # on the connection in use, then on a new one
+            started = time.monotonic()
+            with pytest.raises(UnavailableError) as down:
+                root.frontend.list_functions(patient_platform.admin_user)
+            assert down.value.message == f"the {service.replace('_', ' ')} service is unavailable; try again shortly"
+            assert time.monotonic() - started < 30, "the call waited for its deadline"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert root.frontend.list_functions(patient_platform.admin_user) == {}
     root.close()
 
 

@@ -19,7 +19,7 @@ from cloister.attestation.deployment import Deployment, provision
 from cloister.attestation.report import AttestationPolicy
 from cloister.attestation.verify import PeerVerifier
 from cloister.config import SERVICES, RPCSettings
-from cloister.errors import UnavailableError
+from cloister.errors import DeadlineExceededError, UnavailableError
 from cloister.rpc.channel import Peer
 from cloister.rpc.server import start_server
 
@@ -133,3 +133,18 @@ def test_a_dead_peer_is_named_not_located_and_found_again_when_back(deployment: 
             await peer.close()
 
     run(scenario, timeout=60)
+
+
+def test_a_late_answer_is_named_by_service_and_deadline(deployment: Deployment) -> None:
+    async def scenario() -> None:
+        async with _management(deployment) as port:
+            peer = _peer(deployment, [port])
+            try:
+                with pytest.raises(DeadlineExceededError) as late:
+                    await peer.call(HealStub, "Slow", StringValue(), timeout=0.25)
+                assert late.value.message == "the management service did not answer within 0.25 s"
+                assert (await peer.call(HealStub, "Echo", StringValue(value="next"))).value == "next"
+            finally:
+                await peer.close()
+
+    run(scenario)

@@ -25,13 +25,14 @@ from cloister.attestation.identity import ServiceIdentity
 from cloister.attestation.measurement import enclave_name
 from cloister.attestation.verify import PeerIdentity, PeerVerifier
 from cloister.config import RPCSettings
-from cloister.errors import AttestationError, CloisterError, UnavailableError
+from cloister.errors import AttestationError, CloisterError, DeadlineExceededError, UnavailableError
 from cloister.rpc.errors import from_rpc_error
-from cloister.rpc.server import ANSWERED_BY, channel_options
+from cloister.rpc.server import ANSWERED_BY, channel_options, keepalive_interval_ms
 
 logger = logging.getLogger(__name__)
 Stub = TypeVar("Stub")
 _CONNECT_TIMEOUT = 10.0
+"""For a person's one-off connection (``cloister attest``); services use rpc.peer_timeout_seconds."""
 
 
 def fetch_certificate(address: str, identity: ServiceIdentity | None, timeout: float = _CONNECT_TIMEOUT) -> bytes:
@@ -69,10 +70,14 @@ def _load_identity(context: ssl.SSLContext, identity: ServiceIdentity) -> None:
 
 
 def verified_credentials(
-    address: str, service: str, verifier: PeerVerifier, identity: ServiceIdentity | None
+    address: str,
+    service: str,
+    verifier: PeerVerifier,
+    identity: ServiceIdentity | None,
+    timeout: float = _CONNECT_TIMEOUT,
 ) -> tuple[grpc.ChannelCredentials, PeerIdentity]:
     """Verify the server at ``address`` is ``service`` and build credentials pinned to it."""
-    der = fetch_certificate(address, identity)
+    der = fetch_certificate(address, identity, timeout)
     peer = verifier.verify(der, [enclave_name(service)])
     pem = ssl.DER_cert_to_PEM_cert(der).encode()
     if identity is None:
@@ -87,10 +92,18 @@ def verified_credentials(
 
 
 def _options(rpc: RPCSettings, internal: bool) -> list[tuple[str, Any]]:
+    interval = keepalive_interval_ms(rpc)
     return [
         *channel_options(rpc, internal),
         ("grpc.ssl_target_name_override", TLS_NAME),
         ("grpc.enable_retries", 0),
+        # A killed, stopped or unreachable peer fails the calls waiting on it within
+        # rpc.peer_timeout_seconds, not at their deadline; an idle connection is not pinged.
+        ("grpc.keepalive_time_ms", interval),
+        ("grpc.keepalive_timeout_ms", interval),
+        ("grpc.http2.ping_timeout_ms", interval),  # what newer gRPC cores wait for the ping's answer
+        ("grpc.keepalive_permit_without_calls", 0),
+        ("grpc.http2.max_pings_without_data", 0),
     ]
 
 
@@ -123,9 +136,15 @@ class Peer:
         self._channel_identity: ServiceIdentity | None = None
         self._stubs: dict[type, Any] = {}
         self._lock = asyncio.Lock()
+        self._failures = 0
 
     async def _connect(self) -> grpc.aio.Channel:
+        failures = self._failures
         async with self._lock:
+            if self._failures != failures:
+                # The peer could not be reached while this call waited its turn: it learns so now
+                # rather than waiting out a connection attempt of its own.
+                raise self._unavailable()
             identity = self._identity()
             if self._channel is not None and identity is not self._channel_identity:
                 self._retire(self._channel)
@@ -134,12 +153,18 @@ class Peer:
                 try:
                     address = self._resolve()
                     credentials, _ = await asyncio.to_thread(
-                        verified_credentials, address, self.service, self._verifier, identity
+                        verified_credentials,
+                        address,
+                        self.service,
+                        self._verifier,
+                        identity,
+                        self._rpc.peer_timeout_seconds,
                     )
                 except AttestationError as exc:
                     # Our caller cannot fix this; to them the service is unavailable, and why.
                     raise UnavailableError(f"{self.service} failed attestation: {exc.message}") from exc
                 except UnavailableError as exc:
+                    self._failures += 1
                     logger.warning("%s is unavailable: %s", self.service, exc.message)
                     raise self._unavailable() from None
                 self._channel = grpc.aio.secure_channel(address, credentials, options=_options(self._rpc, True))
@@ -168,22 +193,30 @@ class Peer:
             stub = self._stubs.get(stub_type)
             if stub is None:
                 stub = self._stubs[stub_type] = stub_type(channel)  # type: ignore[call-arg]
+            deadline = timeout or self._rpc.call_timeout_seconds
             try:
-                return await getattr(stub, method)(
-                    request, metadata=metadata, timeout=timeout or self._rpc.call_timeout_seconds
-                )
+                return await getattr(stub, method)(request, metadata=metadata, timeout=deadline)
             except grpc.aio.AioRpcError as exc:
-                if exc.code() is not grpc.StatusCode.UNAVAILABLE or _answered(exc):
+                if _answered(exc):
+                    raise from_rpc_error(exc) from exc
+                if exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+                    late = f"the {self._name} service did not answer within {deadline:g} s"
+                    raise DeadlineExceededError(late) from None
+                if exc.code() is not grpc.StatusCode.UNAVAILABLE:
                     raise from_rpc_error(exc) from exc
                 logger.warning("%s is unavailable: %s", self.service, exc.details())
                 await self._replace(channel)
-                if attempt == 2:
+                if attempt == 2 or _unresponsive(exc):
                     raise self._unavailable() from None
         raise AssertionError("unreachable")
 
     def _unavailable(self) -> UnavailableError:
         """What callers are told: which service is down, never where it was expected (an internal address)."""
-        return UnavailableError(f"the {self.service.replace('_', ' ')} service is unavailable; try again shortly")
+        return UnavailableError(f"the {self._name} service is unavailable; try again shortly")
+
+    @property
+    def _name(self) -> str:
+        return self.service.replace("_", " ")
 
     async def _replace(self, channel: grpc.aio.Channel) -> None:
         async with self._lock:
@@ -202,7 +235,12 @@ class Peer:
             self._channel = None
 
 
-def _answered(exc: grpc.aio.AioRpcError) -> bool:
+def _unresponsive(exc: grpc.RpcError) -> bool:
+    """The peer left a ping unanswered: it is stopped or cut off, and a second try would only wait as long again."""
+    return "ping timeout" in (exc.details() or "")
+
+
+def _answered(exc: grpc.RpcError) -> bool:
     """Whether a Cloister service answered with this error itself (rather than the connection failing)."""
     return any(key == ANSWERED_BY for key, _ in exc.trailing_metadata() or ())
 
@@ -232,7 +270,7 @@ class SyncPeer:
         with self._lock:
             if self._channel is None:
                 credentials, self.peer_identity = verified_credentials(
-                    self.address, self.service, self._verifier, self._identity
+                    self.address, self.service, self._verifier, self._identity, self._rpc.peer_timeout_seconds
                 )
                 self._channel = grpc.secure_channel(self.address, credentials, options=_options(self._rpc, False))
                 self._stubs = {}
@@ -257,9 +295,10 @@ class SyncPeer:
                     request, metadata=metadata, timeout=timeout or self._rpc.call_timeout_seconds
                 )
             except grpc.RpcError as exc:
-                if exc.code() is grpc.StatusCode.UNAVAILABLE and attempt == 1:
+                if exc.code() is grpc.StatusCode.UNAVAILABLE and attempt == 1 and not _answered(exc):
                     self.close()
-                    continue
+                    if not _unresponsive(exc):
+                        continue
                 raise from_rpc_error(exc) from exc
         raise AssertionError("unreachable")
 

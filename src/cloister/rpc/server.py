@@ -72,6 +72,17 @@ def channel_options(rpc: RPCSettings, internal: bool = False) -> list[tuple[str,
     return [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
 
 
+def keepalive_interval_ms(rpc: RPCSettings) -> int:
+    """Clients ping this often while a call waits and give up after as long again without an answer."""
+    return max(1, int(rpc.peer_timeout_seconds * 1000 / 2))
+
+
+def _ping_tolerance(rpc: RPCSettings) -> list[tuple[str, Any]]:
+    """Accept our clients' keepalive pings during calls that send no data (a long poll), which
+    gRPC otherwise answers with GOAWAY after two; pings faster than that still count as strikes."""
+    return [("grpc.http2.min_ping_interval_without_data_ms", keepalive_interval_ms(rpc) // 2)]
+
+
 class _Malformed:
     """Stands in for a request that did not parse, so the call can answer with a clear error."""
 
@@ -266,7 +277,11 @@ async def start_server(
     """
     server = grpc.aio.server(
         interceptors=[_CallInterceptor(endpoint, verifier)],
-        options=[*channel_options(rpc, internal=endpoint not in PUBLIC_ENDPOINTS), ("grpc.so_reuseport", 0)],
+        options=[
+            *channel_options(rpc, internal=endpoint not in PUBLIC_ENDPOINTS),
+            *_ping_tolerance(rpc),
+            ("grpc.so_reuseport", 0),
+        ],
         maximum_concurrent_rpcs=None,
     )
     for add in register:
@@ -285,6 +300,7 @@ __all__ = [
     "INBOUND",
     "PUBLIC_ENDPOINTS",
     "channel_options",
+    "keepalive_interval_ms",
     "request_context",
     "requires_client_certificate",
     "start_server",
