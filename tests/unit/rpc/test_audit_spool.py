@@ -106,7 +106,7 @@ def test_released_entries_are_deleted_and_numbering_survives_a_restart(tmp_path:
     again.close()
 
 
-def test_disk_full_fails_the_append_and_leaves_the_spool_usable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disk_full_fails_the_append_and_the_spool_works_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spool = _opened(tmp_path)
     spool.append_nowait([b"before"])
     real_write = os.write
@@ -117,7 +117,7 @@ def test_disk_full_fails_the_append_and_leaves_the_spool_usable(tmp_path: Path, 
 
     async def go() -> None:
         monkeypatch.setattr(audit_spool.os, "write", half_then_full)
-        with pytest.raises(ResourceExhaustedError, match="disk holding the audit spool .* is full"):
+        with pytest.raises(ResourceExhaustedError, match=r"disk holding the audit spool .* is full"):
             await spool.append(b"lost")
         monkeypatch.setattr(audit_spool.os, "write", real_write)
         await spool.append(b"after")
