@@ -99,6 +99,9 @@ class AuditSpool:
         self._cursor: tuple[Path, int, int] | None = None
         self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self.spool_id = ""
+        """Random, made with the spool: two spools never share the numbers management remembers,
+        even two replicas of a service with the same name on different hosts."""
 
     # --- opening and replay --------------------------------------------------------------
 
@@ -109,6 +112,7 @@ class AuditSpool:
         """
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.directory, 0o700)
+        self.spool_id = self._load_or_create_id()
         floor = time.time_ns() // 1000  # the numbering survives even a spool deleted by hand
         waiting = 0
         for path in sorted(self.directory.glob(f"*{_SUFFIX}")):
@@ -136,6 +140,24 @@ class AuditSpool:
             self._segments.append(segment)
         self._next_seq = floor
         return waiting
+
+    def _load_or_create_id(self) -> str:
+        path = self.directory / "id"
+        try:
+            existing = path.read_text().strip()
+        except FileNotFoundError:
+            existing = ""
+        if len(existing) == 16 and all(c in "0123456789abcdef" for c in existing):
+            return existing
+        spool_id = os.urandom(8).hex()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, spool_id.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._sync_directory()
+        return spool_id
 
     # --- appending -----------------------------------------------------------------------
 
@@ -275,11 +297,6 @@ class AuditSpool:
                 else:
                     keep.append(segment)
             self._segments = [*keep, *self._segments[-1:]]
-
-    def waiting(self, after_seq: int) -> bool:
-        """Whether entries numbered above ``after_seq`` are spooled."""
-        with self._lock:
-            return any(segment.last_seq > after_seq for segment in self._segments)
 
     def close(self) -> None:
         with self._lock:

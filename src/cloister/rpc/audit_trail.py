@@ -34,11 +34,11 @@ logger = logging.getLogger(__name__)
 audit_logger = logging.getLogger("cloister.audit")
 
 SOURCE_KEY = "cloister-audit-source"
-"""SaveLogs metadata: which service process's spool a batch comes from."""
+"""SaveLogs metadata: which spool a batch comes from (the service process's name and the spool's random id)."""
 FIRST_SEQ_KEY = "cloister-audit-seq"
 """SaveLogs metadata: the spool sequence number of the batch's first entry; the rest follow it one by one."""
 MAX_BATCH = 1_000
-_SOURCE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SOURCE_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
 _MAX_SEQ = 2**63 - 1
 _SHIP_PAUSE = 0.2
 _STOP_TIMEOUT = 5.0
@@ -97,6 +97,7 @@ class AuditTrail:
         self._management = management
         self._source = source
         self._spool = AuditSpool(directory)
+        self._spool_name = source
         self._shipped = 0
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -116,6 +117,7 @@ class AuditTrail:
     def start(self) -> None:
         """Replay the spool (what a previous run left is shipped first) and start shipping."""
         waiting = self._spool.open()
+        self._spool_name = f"{self._source}-{self._spool.spool_id}"
         if waiting:
             logger.info("audit spool holds %d entries from before; shipping them", waiting)
         self._wakeup.set()
@@ -157,7 +159,7 @@ class AuditTrail:
                 except DecodeError:  # passed its checksum yet is not an entry: keep its place, say so
                     logger.error("audit spool of %s holds an unreadable entry; shipping a marker instead", self._source)
                     entries.append(cpb.Entry(ip=bytes(16), message="unreadable audit entry", result=False))
-            metadata = ((SOURCE_KEY, self._source), (FIRST_SEQ_KEY, str(first)))
+            metadata = ((SOURCE_KEY, self._spool_name), (FIRST_SEQ_KEY, str(first)))
             request = mpb.SaveLogsRequest(logs=entries)
             await self._management.call(mgrpc.TeaclaveManagementStub, "SaveLogs", request, metadata=metadata)
             self._shipped = first + len(run) - 1

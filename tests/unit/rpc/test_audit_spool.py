@@ -48,7 +48,7 @@ def test_appends_are_numbered_durable_and_private(tmp_path: Path) -> None:
     assert [payload for _, payload in spool.read(first[0], 10)] == [b"two", b"three"]
     assert spool.read(second[0], 10) == []
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
-    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in _segments(directory))
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in [*_segments(directory), directory / "id"])
     spool.close()
 
 
@@ -63,6 +63,7 @@ def test_a_torn_last_write_is_dropped_at_replay_and_the_entries_before_it_kept(t
     replayed = AuditSpool(tmp_path)
     assert replayed.open() == 2
     assert [payload for _, payload in replayed.read(0, 10)] == [b"kept-1", b"kept-2"]
+    assert replayed.spool_id == spool.spool_id and len(spool.spool_id) == 16  # the same spool, named alike
     assert segment.stat().st_size == size - len(frame(seqs[2], b"torn"))  # cut, so appends follow whole frames
     later = replayed.append_nowait([b"after"])
     assert later[0] > seqs[2]
