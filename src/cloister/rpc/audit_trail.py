@@ -135,6 +135,7 @@ class AuditTrail:
 
     async def _ship(self) -> None:
         backoff = Backoff()
+        self._wakeup.set()  # (re)started: look at the spool at once, not at the next entry
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
