@@ -152,6 +152,22 @@ class SchedulerSettings:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    retention_days: float = 0.0
+    """Entries older than this are exported and then deleted from storage; 0 keeps them all."""
+    export_dir: Path | None = None
+    """Where management exports entries before deleting them; defaults to ``<state_dir>/audit-export``."""
+    retention_interval_seconds: float = 3600.0
+    """How often management looks for entries past the retention."""
+
+    def __post_init__(self) -> None:
+        if not self.retention_days >= 0:
+            raise ConfigurationError("audit.retention_days must be 0 (keep every entry) or more")
+        if not self.retention_interval_seconds > 0:
+            raise ConfigurationError("audit.retention_interval_seconds must be positive")
+
+
+@dataclass(frozen=True)
 class SandboxLimits:
     """What one task's worker may use; a task over a limit fails with a reason naming it."""
 
@@ -260,6 +276,7 @@ class Settings:
     access_control: AccessControlSettings = AccessControlSettings()
     storage: StorageSettings = StorageSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    audit: AuditSettings = AuditSettings()
     execution: ExecutionSettings = ExecutionSettings()
     sandbox: SandboxLimits = SandboxLimits()
     rpc: RPCSettings = RPCSettings()
@@ -297,6 +314,10 @@ class Settings:
         return self.execution.fusion_base_dir or self.state_dir / "fusion"
 
     @property
+    def audit_export_dir(self) -> Path:
+        return self.audit.export_dir or self.state_dir / "audit-export"
+
+    @property
     def attestation_dir(self) -> Path:
         return self.state_dir / "attestation"
 
@@ -321,6 +342,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "access_control": AccessControlSettings,
     "storage": StorageSettings,
     "scheduler": SchedulerSettings,
+    "audit": AuditSettings,
     "execution": ExecutionSettings,
     "sandbox": SandboxLimits,
     "rpc": RPCSettings,

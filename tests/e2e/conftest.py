@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from http_fixture_server import LOOPBACK_ENV
 
+from cloister.rpc import addresses
 from cloister.sdk import AuthenticationService, FrontendService
 from cloister.testing import RunningPlatform, start_platform
 
@@ -61,3 +62,15 @@ def audit_entries(session: Session, query: str, expect: int, limit: int = 1000) 
         if len(found) >= expect or time.monotonic() > deadline:
             return found
         time.sleep(0.1)
+
+
+def wait_back(platform: RunningPlatform, name: str, old_pid: int, within: float = 5.0) -> float:
+    """Seconds until ``name`` runs again as another process and says it is ready."""
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        pid = addresses.ready_pid(platform.platform.settings, name)
+        process = platform.platform.processes.get(name)
+        if pid is not None and pid != old_pid and process is not None and process.pid == pid:
+            return time.monotonic() - started
+        time.sleep(0.05)
+    raise AssertionError(f"{name} was not back within {within} s")

@@ -4,27 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
-from conftest import admin
+from conftest import admin, wait_back
 
 from cloister.cli.health import check_all
 from cloister.launcher import START_ORDER
 from cloister.rpc import addresses
 from cloister.sdk import FunctionArgument
 from cloister.testing import RunningPlatform
-
-
-def _back(platform: RunningPlatform, name: str, old_pid: int, within: float = 5.0) -> float:
-    """Seconds until ``name`` runs again as another process and says it is ready."""
-    started = time.monotonic()
-    while time.monotonic() - started < within:
-        pid = addresses.ready_pid(platform.platform.settings, name)
-        process = platform.platform.processes.get(name)
-        if pid is not None and pid != old_pid and process is not None and process.pid == pid:
-            return time.monotonic() - started
-        time.sleep(0.05)
-    raise AssertionError(f"{name} was not back within {within} s")
 
 
 def test_every_service_killed_comes_back_within_5_s_and_serves(own_platform: RunningPlatform) -> None:
@@ -36,7 +23,7 @@ def test_every_service_killed_comes_back_within_5_s_and_serves(own_platform: Run
         endpoint_before = {e: addresses.published(own_platform.platform.settings, e) for e in ("frontend", "storage")}
         old_pid = own_platform.platform.processes[name].pid
         os.kill(old_pid, signal.SIGKILL)
-        _back(own_platform, name, old_pid)
+        wait_back(own_platform, name, old_pid)
         endpoint_after = {e: addresses.published(own_platform.platform.settings, e) for e in ("frontend", "storage")}
         assert endpoint_after == endpoint_before  # back on the ports it first bound
         task_id = root.frontend.create_task(function_id, {"message": f"after {name}"}, "builtin")

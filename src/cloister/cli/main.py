@@ -151,20 +151,31 @@ def audit() -> None:
 @audit.command(name="verify")
 @state_dir_option
 @config_option
-def audit_verify(state_dir: Path | None, config_path: Path | None) -> None:
+@click.option(
+    "--exports",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory of the audit export files (default: [audit] export_dir).",
+)
+@click.option("--skip-exports", is_flag=True, help="Check only the stored log, from where retention last cut it.")
+def audit_verify(state_dir: Path | None, config_path: Path | None, exports: Path | None, skip_exports: bool) -> None:
     """Check that no audit entry was changed, removed or reordered; exit 1 if one was."""
     from cloister.cli.audit import verify
     from cloister.model.audit import AuditChainBrokenError
 
     settings = _settings(state_dir, config_path)
     try:
-        count, head = verify(settings)
+        result = verify(settings, exports, check_exports=not skip_exports)
     except AuditChainBrokenError as exc:
         console.print(f"[red]audit log TAMPERED[/]: {exc}")
         sys.exit(1)
     except CloisterError as exc:
         raise click.ClickException(exc.message) from None
-    print(f"audit log verified: {count} entries, head {head.digest.hex()}")
+    cut = ""
+    if result.anchor.seq:
+        checked = "not checked" if result.exported is None else f"{result.exported} verified"
+        cut = f" after entry {result.anchor.seq} (exported entries: {checked})"
+    print(f"audit log verified: {result.stored} entries{cut}, head {result.head.digest.hex()}")
 
 
 @main.group()

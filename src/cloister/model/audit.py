@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,24 +85,59 @@ class ChainHead:
         return chained, ChainHead(seq, previous)
 
 
+@dataclass(frozen=True)
+class ChainAnchor:
+    """Where the stored log starts once older entries were exported and deleted.
+
+    ``seq`` and ``digest`` are those of the last deleted entry (0 and GENESIS before any cut);
+    ``export`` names the export file holding it and ``sha256`` is that file's hash, so the
+    exported segments chain into the stored remainder and the newest of them cannot change.
+    """
+
+    seq: int = 0
+    digest: bytes = GENESIS
+    export: str = ""
+    sha256: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "hash": self.digest.hex(), "export": self.export, "sha256": self.sha256}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ChainAnchor:
+        return cls(data["seq"], bytes.fromhex(data["hash"]), data["export"], data["sha256"])
+
+
 class AuditChainBrokenError(Exception):
     """The stored log does not verify; ``message`` says where and how."""
 
 
-def verify_chain(records: Iterable[tuple[int, bytes]], head: ChainHead) -> int:
+def _parse(raw: bytes, where: str) -> ChainedEntry:
+    try:
+        return ChainedEntry.from_json(json.loads(raw))
+    except (ValueError, KeyError, TypeError):
+        raise AuditChainBrokenError(f"{where} is not a valid audit record") from None
+
+
+def verify_chain(
+    records: Iterable[tuple[int, bytes]],
+    head: ChainHead,
+    anchor: ChainAnchor | None = None,
+    exported: Mapping[int, bytes] | None = None,
+) -> int:
     """Check ``(sequence number in the key, stored JSON)`` pairs in key order against ``head``.
 
-    Returns the number of entries verified.
+    The stored log starts right after ``anchor`` (the beginning of the chain without one).
+    ``exported`` holds digests :func:`verify_exports` found for entries past the anchor (a cut
+    interrupted half-way), which the stored entries must match. Returns the number of entries verified.
 
     Raises:
         AuditChainBrokenError: an entry was changed, removed, reordered or added.
     """
-    previous, expected = GENESIS, 1
+    anchor = anchor or ChainAnchor()
+    exported = exported or {}
+    previous, expected = anchor.digest, anchor.seq + 1
     for key_seq, raw in records:
-        try:
-            record = ChainedEntry.from_json(json.loads(raw))
-        except (ValueError, KeyError, TypeError):
-            raise AuditChainBrokenError(f"entry {key_seq} is not a valid audit record") from None
+        record = _parse(raw, f"entry {key_seq}")
         if key_seq != expected or record.seq != key_seq:
             what = "missing" if key_seq > expected else "out of order"
             raise AuditChainBrokenError(f"entry {expected} is {what} (found entry {record.seq} at position {key_seq})")
@@ -110,10 +145,59 @@ def verify_chain(records: Iterable[tuple[int, bytes]], head: ChainHead) -> int:
             raise AuditChainBrokenError(f"entry {key_seq} does not follow entry {key_seq - 1} (reordered or replaced)")
         if chain_hash(previous, record.seq, record.entry) != record.digest:
             raise AuditChainBrokenError(f"entry {key_seq} was changed after it was written")
+        if key_seq in exported and exported[key_seq] != record.digest:
+            raise AuditChainBrokenError(f"entry {key_seq} differs from its exported copy")
         previous, expected = record.digest, expected + 1
-    count = expected - 1
-    if count != head.count or previous != head.digest:
+    last = expected - 1
+    if last != head.count or previous != head.digest:
         raise AuditChainBrokenError(
-            f"the log holds {count} entries but its head records {head.count}: entries were removed or added at the end"
+            f"the log holds {last - anchor.seq} entries after entry {anchor.seq} but its head records "
+            f"{head.count - anchor.seq}: entries were removed or added at the end"
         )
-    return count
+    return last - anchor.seq
+
+
+def verify_exports(segments: Iterable[tuple[str, bytes]], anchor: ChainAnchor) -> tuple[int, dict[int, bytes]]:
+    """Check export files (``(name, content)``, oldest first) chain from the first entry into ``anchor``.
+
+    A file that starts after the anchor was written by a cut that never committed and is left
+    out. Returns the number of entries verified up to the anchor and the digests of exported
+    entries past it, for :func:`verify_chain` to compare with the stored ones.
+
+    Raises:
+        AuditChainBrokenError: an exported entry was changed, a file removed, reordered or
+            changed, or the exports do not reach the anchor.
+    """
+    previous, expected, anchored = GENESIS, 1, anchor.seq == 0
+    past_anchor: dict[int, bytes] = {}
+    for name, content in segments:
+        lines = content.splitlines()
+        if not lines:
+            raise AuditChainBrokenError(f"export {name} is empty")
+        first = _parse(lines[0], f"the first line of export {name}").seq
+        if first > anchor.seq:
+            continue
+        if first != expected:
+            what = f"entries {expected} to {first - 1} are missing" if first > expected else "it overlaps another"
+            raise AuditChainBrokenError(f"export {name} starts at entry {first}: {what} (an export file was removed?)")
+        for number, line in enumerate(lines, 1):
+            record = _parse(line, f"line {number} of export {name}")
+            if record.seq != expected:
+                raise AuditChainBrokenError(f"export {name}: entry {expected} is missing or out of order")
+            if record.previous != previous or chain_hash(previous, record.seq, record.entry) != record.digest:
+                raise AuditChainBrokenError(f"export {name}: entry {record.seq} was changed or replaced")
+            if record.seq == anchor.seq:
+                if record.digest != anchor.digest:
+                    raise AuditChainBrokenError(f"export {name}: entry {record.seq} is not the anchored entry")
+                if name != anchor.export or hashlib.sha256(content).hexdigest() != anchor.sha256:
+                    raise AuditChainBrokenError(f"export {name} is not the file the log is anchored to, or was changed")
+                anchored = True
+            elif record.seq > anchor.seq:
+                past_anchor[record.seq] = record.digest
+            previous, expected = record.digest, expected + 1
+    if not anchored:
+        raise AuditChainBrokenError(
+            f"the exports end at entry {expected - 1}, but entries up to {anchor.seq} were exported "
+            f"(to {anchor.export} last): export files are missing"
+        )
+    return min(expected - 1, anchor.seq), past_anchor

@@ -24,6 +24,7 @@ from cloister.attestation.report import AttestationPolicy
 from cloister.attestation.verify import PeerVerifier
 from cloister.config import Settings
 from cloister.rpc import addresses
+from cloister.rpc.audit_trail import AuditTrail
 from cloister.rpc.channel import Peer
 from cloister.rpc.identity import IdentityKeeper
 from cloister.rpc.server import requires_client_certificate, start_server
@@ -87,6 +88,11 @@ class ServiceRuntime:
         )
         self._peers.append(peer)
         return peer
+
+    def audit_trail(self) -> AuditTrail:
+        """This service's audit trail: a spool in its own state directory, shipped to management."""
+        source = self.settings.process_name(self.service)
+        return AuditTrail(self.peer("management"), self.settings.state_dir / "audit-spool" / source, source)
 
     async def serve(self, endpoint: str, register: Iterable[Callable[[grpc.aio.Server], None]]) -> int:
         """Start ``endpoint``'s server and publish its address; returns the bound port."""

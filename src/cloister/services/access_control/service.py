@@ -9,7 +9,6 @@ import grpc
 from cloister._proto import cloister_pb2_grpc as cgrpc
 from cloister._proto import teaclave_access_control_service_pb2_grpc as agrpc
 from cloister.config import Settings
-from cloister.rpc.audit_trail import AuditTrail
 from cloister.rpc.runtime import ServiceRuntime
 from cloister.services.access_control.policy import AccessPolicy
 from cloister.services.access_control.servicer import AccessControlServicer
@@ -21,7 +20,7 @@ async def serve(settings: Settings) -> None:
     runtime = await ServiceRuntime.start(settings, "access_control")
     policy = AccessPolicy(settings.access_control.policy_dir)
     logger.info("access control policy loaded from %s", policy.source)
-    trail = AuditTrail(runtime.peer("management"))
+    trail = runtime.audit_trail()
     trail.start()
 
     servicer = AccessControlServicer(policy, trail)

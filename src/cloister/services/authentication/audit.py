@@ -41,11 +41,11 @@ def _recording(original: Any, api: str, trail: AuditTrail) -> Any:
         try:
             response = await original(request, context)
         except CloisterError as exc:
-            trail.record(ip, _user(api, request, verified), f"{api}: {exc.message}", False)
+            await trail.record(ip, _user(api, request, verified), f"{api}: {exc.message}", False)
             raise
         finally:
             verified_caller.reset(token)
-        trail.record(ip, _user(api, request, verified), api, True)
+        await trail.record(ip, _user(api, request, verified), api, True)
         return response
 
     return call

@@ -17,7 +17,6 @@ from cloister.config import Settings
 from cloister.crypto.secret_files import create_secret_file
 from cloister.errors import AuthenticationError, ConfigurationError
 from cloister.model.roles import Role, RoleKind
-from cloister.rpc.audit_trail import AuditTrail
 from cloister.rpc.authorizer import RemoteAuthorizer
 from cloister.rpc.runtime import ServiceRuntime
 from cloister.services.authentication.audit import audited
@@ -89,7 +88,7 @@ async def serve(settings: Settings) -> None:
     try:
         issuer = JWTIssuer.load_or_create(directory, settings.authentication.token_lifetime_seconds)
         await ensure_first_admin(store, settings)
-        trail = AuditTrail(runtime.peer("management"))
+        trail = runtime.audit_trail()
         trail.start()
         authorizer = RemoteAuthorizer(runtime.peer("access_control"))
         api = audited(ApiServicer(store, issuer, authorizer, settings.authentication), trail)

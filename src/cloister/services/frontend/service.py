@@ -5,7 +5,6 @@ from __future__ import annotations
 from cloister._proto import cloister_pb2_grpc as cgrpc
 from cloister._proto import teaclave_frontend_service_pb2_grpc as fgrpc
 from cloister.config import Settings
-from cloister.rpc.audit_trail import AuditTrail
 from cloister.rpc.runtime import ServiceRuntime
 from cloister.services.frontend.gate import Gate
 from cloister.services.frontend.servicer import CloisterFrontendServicer, Forwarder, FrontendServicer
@@ -15,7 +14,7 @@ async def serve(settings: Settings) -> None:
     runtime = await ServiceRuntime.start(settings, "frontend")
     management = runtime.peer("management")
     gate = Gate(runtime.peer("authentication", "authentication_internal"), runtime.peer("access_control"))
-    audit = AuditTrail(management)
+    audit = runtime.audit_trail()
     audit.start()
     forwarder = Forwarder(gate, management, audit)
     await runtime.serve(

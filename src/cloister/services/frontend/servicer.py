@@ -38,7 +38,7 @@ class Forwarder:
             principal = await self._gate.admit(caller, api)
         except CloisterError as exc:
             failure = "authentication failed" if exc.status.name == "UNAUTHENTICATED" else None
-            self._audit.record(ip, "", f"authenticate to {api}" + (f": {failure}" if failure else ""), False)
+            await self._audit.record(ip, "", f"authenticate to {api}" + (f": {failure}" if failure else ""), False)
             raise
         user = audit_user(principal.user_id, principal.role.debug_form())
         metadata = outgoing(principal.user_id, caller.token or "", str(principal.role))
@@ -46,9 +46,9 @@ class Forwarder:
             response = await self._management.call(stub, method, request, metadata=metadata, timeout=timeout)
         except CloisterError as exc:
             code = grpc_code(exc.status)
-            self._audit.record(ip, user, f'{api}: status: {code.name}, message: "{exc.message}"', False)
+            await self._audit.record(ip, user, f'{api}: status: {code.name}, message: "{exc.message}"', False)
             raise
-        self._audit.record(ip, user, api, True)
+        await self._audit.record(ip, user, api, True)
         return response
 
 

@@ -3,14 +3,19 @@ asking the access control service before each action."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import grpc
 
 from cloister._proto import cloister_pb2_grpc as cgrpc
 from cloister._proto import teaclave_management_service_pb2_grpc as mgrpc
 from cloister.config import Settings
 from cloister.rpc.authorizer import Authorizer, RemoteAuthorizer
+from cloister.rpc.retry import supervised
 from cloister.rpc.runtime import ServiceRuntime
 from cloister.services.management.audit import AuditLog
+from cloister.services.management.audit_retention import AuditRetention
 from cloister.services.management.cache import CachedStorage
 from cloister.services.management.files import FileService
 from cloister.services.management.functions import FunctionService
@@ -32,9 +37,23 @@ def create_servicers(
     return management, CloisterManagementServicer(tasks, functions)
 
 
+def start_retention(settings: Settings, storage: StorageClient) -> asyncio.Task[None] | None:
+    """Cut the audit log to its retention in the background, if one is set."""
+    if settings.audit.retention_days <= 0:
+        return None
+    retention = AuditRetention(
+        storage,
+        settings.audit_export_dir,
+        settings.audit.retention_days * 86_400,
+        settings.audit.retention_interval_seconds,
+    )
+    return asyncio.create_task(supervised("audit retention", retention.run), name="audit-retention")
+
+
 async def serve(settings: Settings) -> None:
     runtime = await ServiceRuntime.start(settings, "management")
-    storage = CachedStorage(StorageClient(runtime.peer("storage")))
+    storage_client = StorageClient(runtime.peer("storage"))
+    storage = CachedStorage(storage_client)
     management, cloister_management = create_servicers(storage, RemoteAuthorizer(runtime.peer("access_control")))
 
     def register(server: grpc.aio.Server) -> None:
@@ -42,4 +61,12 @@ async def serve(settings: Settings) -> None:
         cgrpc.add_ManagementServicer_to_server(cloister_management, server)
 
     await runtime.serve("management", [register])
-    await runtime.run_until_stopped()
+    retention = start_retention(settings, storage_client)
+
+    async def stop_retention() -> None:
+        if retention is not None:
+            retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await retention
+
+    await runtime.run_until_stopped(before_shutdown=stop_retention)

@@ -19,6 +19,7 @@ from cloister._proto import teaclave_management_service_pb2 as mpb
 from cloister._proto import teaclave_management_service_pb2_grpc as mgrpc
 from cloister.model.access import Subject
 from cloister.model.roles import Role
+from cloister.rpc.audit_trail import spool_position
 from cloister.rpc.convert import files as file_convert
 from cloister.rpc.convert import functions as function_convert
 from cloister.rpc.convert import tasks as task_convert
@@ -200,7 +201,8 @@ class ManagementServicer(mgrpc.TeaclaveManagementServicer):
 
     async def SaveLogs(self, request: mpb.SaveLogsRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
         check_count(request.logs, "audit entries", _MAX_AUDIT_ENTRIES)
-        await self._audit.save([entry_from_proto(e) for e in request.logs])
+        source = spool_position(context.invocation_metadata())
+        await self._audit.save([entry_from_proto(e) for e in request.logs], source)
         return _EMPTY
 
     async def QueryAuditLogs(
