@@ -75,9 +75,16 @@ ENDPOINTS_OF = {
 """The endpoints each service listens on, kept across its restarts."""
 
 
-def _die_with_parent() -> None:
+def stop_with_launcher(launcher_pid: int) -> None:
+    """Have this service process stopped when its launcher dies, even by kill -9.
+
+    Run by the service itself at start, not between fork and exec (``preexec_fn``): Python code
+    there is unsafe while the launcher has other threads, and crashed restarts.
+    """
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != launcher_pid:  # it died before the request took effect
+        sys.exit(1)
 
 
 class ServiceFailedError(ConfigurationError):
@@ -185,7 +192,7 @@ class Platform:
             command += ["--config", str(self._config_path)]
         if instance:
             command += ["--instance", instance]
-        command += ["--log-file", str(self.log_dir / f"{process_name}.log")]
+        command += ["--log-file", str(self.log_dir / f"{process_name}.log"), "--launcher-pid", str(os.getpid())]
         password = self._admin_password if name == "authentication" else None
         if password:
             command.append("--admin-password-stdin")
@@ -193,7 +200,6 @@ class Platform:
             command,
             env={**self._env, **(extra_env or {})},
             stdin=subprocess.PIPE if password else subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
             start_new_session=True,
         )
         if password and process.stdin is not None:

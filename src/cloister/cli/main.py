@@ -19,7 +19,7 @@ from cloister import logs
 from cloister.attestation.backends import SIMULATED_NOTICE
 from cloister.config import ATTESTATION_SERVICE, SERVICES, Settings, load_settings
 from cloister.errors import CloisterError
-from cloister.launcher import Platform
+from cloister.launcher import Platform, stop_with_launcher
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -312,6 +312,7 @@ def attest_command(
     is_flag=True,
     help="Read the first admin's password from the first line of standard input (authentication).",
 )
+@click.option("--launcher-pid", type=int, default=None, hidden=True, help="Stop when this launcher process dies.")
 def service(
     name: str,
     state_dir: Path | None,
@@ -319,8 +320,11 @@ def service(
     log_file: Path | None,
     instance: str | None,
     admin_password_stdin: bool,
+    launcher_pid: int | None,
 ) -> None:
     """Run one service in the foreground (for deployments across hosts)."""
+    if launcher_pid is not None:
+        stop_with_launcher(launcher_pid)
     # A secret in the environment outlives its use and reaches every child: take it out.
     from_environment = os.environ.pop("CLOISTER_ADMIN_PASSWORD", None)
     password = sys.stdin.readline().rstrip("\r\n") if admin_password_stdin else from_environment
