@@ -12,6 +12,7 @@ space returns.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import logging.handlers
@@ -19,7 +20,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
 
 from cloister.config import LoggingSettings
 from cloister.errors import is_disk_full
@@ -85,7 +85,7 @@ class RotatingLogFile(logging.handlers.RotatingFileHandler):
             with contextlib.suppress(OSError):
                 stream.close()
 
-    def _open(self) -> IO[Any]:
+    def _open(self) -> io.TextIOWrapper:
         stream = super()._open()
         # A line cut short (a full disk, a crash mid-write) must not swallow the next record.
         with contextlib.suppress(OSError):
