@@ -19,6 +19,7 @@ from cloister.testing import RunningPlatform, start_platform
 
 STATE_DISK_BYTES = 48 * 1024 * 1024
 OUT_OF_SPACE = "service is out of disk space; try again once space is freed"
+INPUT_FILE = ("https://files.example/input", "aes-gcm-128", bytes(16), bytes(12), bytes(range(16)))
 
 
 @pytest.fixture
@@ -51,6 +52,7 @@ def test_a_full_state_disk_refuses_writes_clearly_and_heals_when_space_returns(
     function_id = root.frontend.register_function(
         "builtin-echo", "echo", "builtin", arguments=[FunctionArgument("message")]
     )
+    file_id = root.frontend.register_input_file(*INPUT_FILE)
     before = root.frontend.create_task(function_id, {"message": "before"}, "builtin")
     root.frontend.invoke_task(before)
     assert root.frontend.get_task_result(before) == b"before"
@@ -71,6 +73,7 @@ def test_a_full_state_disk_refuses_writes_clearly_and_heals_when_space_returns(
             "storage",
             platform.state_dir,
         )
+        _refused(lambda: root.frontend.register_input_file(*INPUT_FILE), "storage", platform.state_dir)
         _refused(
             lambda: root.frontend.create_task(function_id, {"message": "full"}, "builtin"),
             "storage",
@@ -80,6 +83,7 @@ def test_a_full_state_disk_refuses_writes_clearly_and_heals_when_space_returns(
         # What was stored before reads back whole, and logging in works (it writes nothing).
         assert root.frontend.get_function(function_id).name == "builtin-echo"
         assert root.frontend.get_task_result(before) == b"before"
+        assert root.frontend.get_input_file(file_id).cmac == INPUT_FILE[4]
         alice = login(platform, "alice", "alice-password")
         assert "builtin-echo" in str(alice.frontend.get_function(function_id))
         alice.close()
@@ -93,8 +97,8 @@ def test_a_full_state_disk_refuses_writes_clearly_and_heals_when_space_returns(
     assert _echo(bob, again, "after") == b"after"
     assert _echo(root, function_id, "and again") == b"and again"
     # The audit entries of the refused calls were kept and arrive once management can store them.
-    refused = audit_entries(root, 'message:"out of disk space"', 3)
-    assert len(refused) >= 3 and not any(e.result for e in refused)
+    refused = audit_entries(root, 'message:"out of disk space"', 4)
+    assert len(refused) >= 4 and not any(e.result for e in refused)
     assert not any(str(platform.state_dir) in e.message for e in refused)
     # The file logs of the episode hold what could be written: the recovery, and what was lost.
     storage_log = (platform.state_dir / "logs" / "storage.log").read_text()
