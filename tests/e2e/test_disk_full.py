@@ -5,6 +5,7 @@ succeed again once space is freed, without a restart. A real tmpfs is the state 
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,6 +106,14 @@ def test_a_full_state_disk_refuses_writes_clearly_and_heals_when_space_returns(
     assert "has room again; writes succeed" in storage_log
     logs = "".join(path.read_text() for path in (platform.state_dir / "logs").glob("*.log"))
     assert "log records were dropped while the disk was full" in logs
+    users = list(platform.state_dir.rglob("users.db"))
+    assert len(users) == 1
+    for database in (platform.platform.settings.database_path, *users):
+        check = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+        try:
+            assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",), database
+        finally:
+            check.close()
     bob.close()
     root.close()
     assert {name: process.pid for name, process in platform.platform.processes.items()} == pids
