@@ -123,6 +123,8 @@ class DiskFullError(ResourceExhaustedError):
     """
 
     default_message = "out of disk space; try again once space is freed"
+    marker = "out of disk space"
+    """What every message of this error says, so that a client can tell it from other exhaustion."""
 
     @classmethod
     def of(cls, service: str) -> DiskFullError:
@@ -254,6 +256,8 @@ def error_for_status(status: int, message: str) -> CloisterError:
     cls = _BY_STATUS.get(code, CloisterError)
     if code is StatusCode.INVALID_ARGUMENT:
         cls = _INVALID_ARGUMENT_BY_MESSAGE.get(message, cls)
+    elif code is StatusCode.RESOURCE_EXHAUSTED and DiskFullError.marker in message:
+        cls = DiskFullError
     error = cls(message)
     error.status = code
     return error
