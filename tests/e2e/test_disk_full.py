@@ -14,7 +14,7 @@ from conftest import Session, admin, audit_entries, login
 from http_fixture_server import LOOPBACK_ENV
 from tmpfs import fill, free_bytes, mounted_tmpfs
 
-from cloister.errors import CloisterError, StatusCode
+from cloister.errors import DiskFullError, StatusCode
 from cloister.sdk import FunctionArgument
 from cloister.testing import RunningPlatform, start_platform
 
@@ -31,7 +31,7 @@ def small_disk_platform(tmp_path: Path) -> Iterator[RunningPlatform]:
 
 
 def _refused(call, service: str, state_dir: Path) -> None:
-    with pytest.raises(CloisterError) as refused:
+    with pytest.raises(DiskFullError) as refused:
         call()
     assert refused.value.status is StatusCode.RESOURCE_EXHAUSTED, refused.value
     assert refused.value.message == f"the {service} {OUT_OF_SPACE}"
