@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,13 @@ from cloister.testing import RunningPlatform, start_platform
 
 STATE_DISK_BYTES = 48 * 1024 * 1024
 OUT_OF_SPACE = "service is out of disk space; try again once space is freed"
+SLEEPER = b"""
+import time
+def entrypoint(argv):
+    time.sleep(2)
+    return "slept through it"
+"""
+RUNNING = 4
 INPUT_FILE = ("https://files.example/input", "aes-gcm-128", bytes(16), bytes(12), bytes(range(16)))
 
 
@@ -58,6 +66,12 @@ def test_a_full_state_disk_refuses_writes_clearly_and_heals_when_space_returns(
     root.frontend.invoke_task(before)
     assert root.frontend.get_task_result(before) == b"before"
     pids = {name: process.pid for name, process in platform.platform.processes.items()}
+    sleeper = root.frontend.create_task(
+        root.frontend.register_function("sleeper", "sleeps 2 s", "python", payload=SLEEPER), {}, "python"
+    )
+    root.frontend.invoke_task(sleeper)
+    while root.frontend.get_task(sleeper)["status"] != RUNNING:
+        time.sleep(0.05)
 
     filler = fill(platform.state_dir)
     assert free_bytes(platform.state_dir) < 64 * 1024
@@ -88,8 +102,14 @@ def test_a_full_state_disk_refuses_writes_clearly_and_heals_when_space_returns(
         alice = login(platform, "alice", "alice-password")
         assert "builtin-echo" in str(alice.frontend.get_function(function_id))
         alice.close()
+
+        # The running task ends meanwhile; its result cannot be stored, so it stays Running until
+        # there is room again (execution keeps reporting it), and is not failed as lost.
+        time.sleep(3)
+        assert root.frontend.get_task(sleeper)["status"] == RUNNING
     finally:
         filler.unlink()
+    assert root.frontend.get_task_result(sleeper) == b"slept through it"
 
     # Space is back: the same processes take writes again, with no restart.
     root.auth.user_register("bob", "bob-password", "PlatformAdmin")
