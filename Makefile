@@ -36,13 +36,14 @@ unit: $(STAMP)
 e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
-## Latency, throughput and memory, each printed against a baseline measured in the same run.
+## Latency, throughput and memory, each printed against a baseline measured in the same run; bytes of state per task.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.task_latency
 	$(BIN)/python -m benchmarks.crypto_throughput
 	$(BIN)/python -m benchmarks.data_plane_memory
 	$(BIN)/python -m benchmarks.builtin_overhead
 	$(BIN)/python -m benchmarks.access_decisions
+	$(BIN)/python -m benchmarks.state_growth
 
 ## Regenerate src/cloister/_proto from proto/*.proto.
 proto: $(STAMP)

@@ -263,6 +263,16 @@ class RPCSettings:
 class LoggingSettings:
     level: str = "INFO"
     format: str = "console"
+    max_bytes: int = 10 * 1024**2
+    """A service's log file is rotated when it would grow past this many bytes."""
+    backup_count: int = 5
+    """Rotated log files kept per service; the oldest is deleted at the next rotation."""
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1024:
+            raise ConfigurationError("setting logging.max_bytes must be at least 1024")
+        if self.backup_count < 1:
+            raise ConfigurationError("setting logging.backup_count must be at least 1")
 
 
 @dataclass(frozen=True)

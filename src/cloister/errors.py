@@ -13,6 +13,7 @@ reference and whose ``message`` is safe to show to anyone::
     ├── FailedOperationError          2 UNKNOWN (the reference's "failed to ..." answers)
     ├── NotFoundError                 5 NOT_FOUND (storage, internal only)
     ├── ResourceExhaustedError        8 RESOURCE_EXHAUSTED
+    │   └── DiskFullError                a service's disk is full (ENOSPC, EDQUOT, SQLITE_FULL)
     ├── UnimplementedError           12 UNIMPLEMENTED
     ├── UnavailableError             14 UNAVAILABLE
     ├── DeadlineExceededError         4 DEADLINE_EXCEEDED
@@ -31,6 +32,7 @@ reference and whose ``message`` is safe to show to anyone::
 from __future__ import annotations
 
 import enum
+import errno
 
 
 class StatusCode(enum.IntEnum):
@@ -110,6 +112,33 @@ class NotFoundError(CloisterError):
 class ResourceExhaustedError(CloisterError):
     status = StatusCode.RESOURCE_EXHAUSTED
     default_message = "resource exhausted"
+
+
+class DiskFullError(ResourceExhaustedError):
+    """A disk a service writes to is full: the write was refused whole, and writes succeed again,
+    without a restart, once space is freed.
+
+    The message names the service, never a path: clients must not learn the host's layout. The
+    service logs the directory and its free space for the operator.
+    """
+
+    default_message = "out of disk space; try again once space is freed"
+    marker = "out of disk space"
+    """What every message of this error says, so that a client can tell it from other exhaustion."""
+
+    @classmethod
+    def of(cls, service: str) -> DiskFullError:
+        """The error a client sees when ``service``'s disk is full."""
+        return cls(f"the {service} service is out of disk space; try again once space is freed")
+
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""OS errors that mean the disk (or the user's quota on it) has no room for the write."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write refused for want of disk space (a :class:`DiskFullError` or the OS error)."""
+    return isinstance(exc, DiskFullError) or (isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS)
 
 
 class UnimplementedError(CloisterError):
@@ -227,6 +256,8 @@ def error_for_status(status: int, message: str) -> CloisterError:
     cls = _BY_STATUS.get(code, CloisterError)
     if code is StatusCode.INVALID_ARGUMENT:
         cls = _INVALID_ARGUMENT_BY_MESSAGE.get(message, cls)
+    elif code is StatusCode.RESOURCE_EXHAUSTED and DiskFullError.marker in message:
+        cls = DiskFullError
     error = cls(message)
     error.status = code
     return error

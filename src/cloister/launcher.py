@@ -208,7 +208,11 @@ class Platform:
             process.stdin.close()
         self.processes[process_name] = process
         self._wait_ready(process_name, timeout)
-        addresses.publish_note(self.settings, process_name, "supervision", f"{launch.total_restarts} {time.time():.3f}")
+        note = f"{launch.total_restarts} {time.time():.3f}"
+        try:
+            addresses.publish_note(self.settings, process_name, "supervision", note)
+        except OSError as exc:  # a full disk costs `cloister status` its restart count, not the service
+            logger.warning("cannot note the start of %s for cloister status: %s", process_name, exc.strerror)
 
     def _wait_ready(self, name: str, timeout: float) -> None:
         process = self.processes[name]

@@ -3,16 +3,26 @@
 Each service writes every record to its own log file, one JSON object per line with the
 request context bound by the RPC interceptor, and warnings and errors to stderr, prefixed with
 the service's name, so ``cloister up`` shows what needs attention and the files hold the rest.
+A log file is rotated at ``[logging] max_bytes`` and ``backup_count`` old files are kept, so a
+service's logs never take more than ``max_bytes * (backup_count + 1)``. On a full disk records
+are dropped, counted and said once on stderr; the service goes on, and so does its log once
+space returns.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
+import logging.handlers
+import os
 import sys
 import time
 from pathlib import Path
 
+from cloister.config import LoggingSettings
+from cloister.errors import is_disk_full
 from cloister.rpc.server import request_context
 
 
@@ -42,7 +52,62 @@ class _JSONFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
-def configure(service: str, level: str = "INFO", log_file: Path | None = None) -> None:
+class RotatingLogFile(logging.handlers.RotatingFileHandler):
+    """A size-rotated log file that survives a full disk: records it cannot write are dropped
+    and counted instead of printing a traceback per record, and writing resumes by itself."""
+
+    def __init__(self, path: Path, max_bytes: int, backup_count: int) -> None:
+        super().__init__(path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8")
+        self.dropped = 0
+        """Records lost to the current full-disk episode (0 while writing works)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        dropped = self.dropped
+        super().emit(record)
+        if dropped and self.dropped == dropped:  # written again: record what is missing
+            self.dropped = 0
+            message = "%d log records were dropped while the disk was full"
+            note = logging.LogRecord(__name__, logging.WARNING, __file__, 0, message, (dropped,), None)
+            super().emit(note)
+            _say(f"log file {self.baseFilename}: writing again ({dropped} records dropped while the disk was full)")
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        exc = sys.exc_info()[1]
+        if exc is None or not is_disk_full(exc):
+            super().handleError(record)
+            return
+        if not self.dropped:
+            _say(f"log file {self.baseFilename}: the disk is full; dropping log records until space is freed")
+        self.dropped += 1
+        # What the stream still buffers cannot be trusted to land whole: drop it with the record.
+        stream, self.stream = self.stream, None  # type: ignore[assignment]
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+
+    def _open(self) -> io.TextIOWrapper:
+        stream = super()._open()
+        # A line cut short (a full disk, a crash mid-write) must not swallow the next record.
+        with contextlib.suppress(OSError):
+            size = os.fstat(stream.fileno()).st_size
+            if size:
+                with open(self.baseFilename, "rb") as tail:
+                    tail.seek(size - 1)
+                    if tail.read(1) != b"\n":
+                        stream.write("\n")
+        return stream
+
+
+def _say(text: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        print(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
+
+
+def configure(
+    service: str, level: str = "INFO", log_file: Path | None = None, settings: LoggingSettings | None = None
+) -> None:
+    """Send records to stderr and, with ``log_file``, to that file rotated as ``settings`` say."""
+    settings = settings or LoggingSettings()
     root = logging.getLogger()
     root.handlers.clear()
     root.setLevel(level.upper())
@@ -54,7 +119,7 @@ def configure(service: str, level: str = "INFO", log_file: Path | None = None) -
     root.addHandler(console)
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(log_file)
+        handler = RotatingLogFile(log_file, settings.max_bytes, settings.backup_count)
         handler.setFormatter(_JSONFormatter())
         handler.addFilter(context)
         root.addHandler(handler)

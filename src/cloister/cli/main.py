@@ -329,7 +329,7 @@ def service(
     from_environment = os.environ.pop("CLOISTER_ADMIN_PASSWORD", None)
     password = sys.stdin.readline().rstrip("\r\n") if admin_password_stdin else from_environment
     settings = _settings(state_dir, config_path, instance, password)
-    logs.configure(name, settings.logging.level, log_file)
+    logs.configure(name, settings.logging.level, log_file, settings.logging)
     module = importlib.import_module(f"cloister.services.{name}.service")
     try:
         asyncio.run(module.serve(settings))

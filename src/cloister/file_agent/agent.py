@@ -4,8 +4,10 @@ Deliberate difference from Teaclave: an upload succeeds on any 2xx answer (200, 
 only 200 and so failed against servers that answer a PUT with 201 Created or 204 No Content. Every failure is a
 :class:`~cloister.errors.TransferError` naming the URL as :func:`~cloister.file_agent.urls.display_url` shows it
 (no query, fragment or password: presigned URLs carry credentials there), and is raised without a chained cause,
-since httpx's exceptions quote whole URLs. An ``http(s)`` URL reaches only global addresses and the networks the
-agent is given (``[execution] allowed_networks``); see :mod:`cloister.file_agent.addresses`.
+since httpx's exceptions quote whole URLs; a write refused for want of space is a
+:class:`~cloister.errors.DiskFullError` instead, so the caller can tell a full disk from a bad URL. An
+``http(s)`` URL reaches only global addresses and the networks the agent is given
+(``[execution] allowed_networks``); see :mod:`cloister.file_agent.addresses`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from urllib.parse import SplitResult
 import httpx
 
 from cloister.config import ExecutionSettings
-from cloister.errors import TransferError
+from cloister.errors import DiskFullError, TransferError, is_disk_full
 from cloister.file_agent import local, remote
 from cloister.file_agent.addresses import AddressPolicy
 from cloister.file_agent.urls import display_url, split_url
@@ -99,6 +101,7 @@ class FileAgent:
         Raises:
             TransferError: the URL is unsupported or malformed, the source is missing or too large, the server
                 refused or did not answer in time.
+            DiskFullError: the disk of ``destination`` is full.
         """
         shown = display_url(url)
         with _failures(f"download of {shown} failed"):
@@ -112,6 +115,7 @@ class FileAgent:
         Raises:
             TransferError: the URL is unsupported or malformed, the source is missing or too large, the
                 destination exists, the server refused or did not answer in time.
+            DiskFullError: the disk of a ``file`` or ``fusion`` destination is full.
         """
         shown = display_url(url)
         with _failures(f"upload to {shown} failed"):
@@ -186,6 +190,8 @@ def _failures(context: str) -> Iterator[None]:
     except TransferError as exc:
         raise TransferError(f"{context}: {exc.message}") from None
     except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFullError(f"{context}: the disk it is written to is full") from None
         raise TransferError(f"{context}: {exc.strerror or type(exc).__name__}") from None
 
 

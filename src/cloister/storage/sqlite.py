@@ -5,6 +5,12 @@ arrive while one is being written are applied together in the next transaction, 
 its own savepoint, so one fsync serves many writers without one batch's failure touching
 another's. Reads run on the event loop's thread from a separate connection: in WAL mode they
 never wait for the writer.
+
+When the disk is full SQLite rolls the whole transaction back (``SQLITE_FULL``): every write of
+the group fails with :class:`~cloister.errors.DiskFullError`, nothing stored before is touched,
+and the next group, once space is freed, commits as usual. The write-ahead log is checkpointed
+every ``_WAL_AUTOCHECKPOINT_PAGES`` and cut back to ``_JOURNAL_SIZE_LIMIT`` bytes afterwards, so
+it does not keep the size of its largest burst.
 """
 
 from __future__ import annotations
@@ -14,13 +20,14 @@ import contextlib
 import logging
 import os
 import queue
+import shutil
 import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from cloister.crypto.sealing import Sealer
-from cloister.errors import NotFoundError
+from cloister.errors import DiskFullError, NotFoundError, is_disk_full
 from cloister.storage.ops import Ack, Delete, Dequeue, Enqueue, Op, Put, QueueItem, Versioned
 
 logger = logging.getLogger(__name__)
@@ -34,6 +41,9 @@ CREATE INDEX IF NOT EXISTS queue_items_by_queue ON queue_items (queue, seq);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 _MAX_GROUP = 256
+_WAL_AUTOCHECKPOINT_PAGES = 1000
+_JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024
+"""Bytes the write-ahead log is truncated to after a checkpoint (SQLite's default keeps it all)."""
 
 
 class _Batch:
@@ -46,8 +56,12 @@ class _Batch:
 
 
 class SQLiteStore:
-    def __init__(self, path: Path, sealer: Sealer) -> None:
+    def __init__(self, path: Path, sealer: Sealer, service: str = "storage") -> None:
+        """Open (creating) the database at ``path``; ``service`` names the owner in disk-full errors."""
         self._path = path
+        self._service = service
+        self._disk_full = False
+        """Whether the last group failed for want of space (so the episode is logged once)."""
         self._sealer = sealer
         self._pending: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
         self._key_waiters: dict[bytes, set[asyncio.Event]] = {}
@@ -68,6 +82,8 @@ class SQLiteStore:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA busy_timeout=10000")
+        db.execute(f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT_PAGES}")
+        db.execute(f"PRAGMA journal_size_limit={_JOURNAL_SIZE_LIMIT}")
         return db
 
     def start(self) -> None:
@@ -143,6 +159,7 @@ class SQLiteStore:
         outcomes: list[tuple[_Batch, list[bytes | None] | BaseException]] = []
         keys: set[bytes] = set()
         queues: set[bytes] = set()
+        version_at_start = self._version
         try:
             db.execute("BEGIN IMMEDIATE")
             for batch in group:
@@ -151,6 +168,8 @@ class SQLiteStore:
                 try:
                     results = [self._apply(db, op, keys, queues) for op in batch.ops]
                 except Exception as exc:
+                    if not db.in_transaction:
+                        raise  # SQLite rolled the whole transaction back (a full disk, say)
                     db.execute("ROLLBACK TO batch")
                     db.execute("RELEASE batch")
                     self._version = version_before
@@ -161,16 +180,39 @@ class SQLiteStore:
             db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('version', ?)", (self._version,))
             db.execute("COMMIT")
         except Exception as exc:
-            logger.exception("storage commit failed")
             with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-            outcomes = [(batch, exc) for batch in group]
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+            self._version = version_at_start
+            error = self._full_disk() if _disk_full(exc) else exc
+            if error is exc:
+                logger.exception("storage commit failed")
+            outcomes = [(batch, error) for batch in group]
             keys.clear()
             queues.clear()
+        else:
+            if self._disk_full:
+                self._disk_full = False
+                logger.warning("the disk holding %s has room again; writes succeed", self._path.parent)
         loops = {batch.loop for batch in group}
         for loop in loops:
             mine = [(b, r) for b, r in outcomes if b.loop is loop]
             loop.call_soon_threadsafe(self._finish, mine, frozenset(keys), frozenset(queues))
+
+    def _full_disk(self) -> DiskFullError:
+        """The error for a write refused for want of space; the first of an episode is logged with the path."""
+        if not self._disk_full:
+            self._disk_full = True
+            try:
+                free = f"{shutil.disk_usage(self._path.parent).free} bytes free"
+            except OSError:
+                free = "free space unknown"
+            logger.error(
+                "the disk holding %s is full (%s): writes fail until space is freed; stored data is intact",
+                self._path.parent,
+                free,
+            )
+        return DiskFullError.of(self._service)
 
     def _apply(self, db: sqlite3.Connection, op: Op, keys: set[bytes], queues: set[bytes]) -> bytes | None:
         if isinstance(op, Put):
@@ -255,6 +297,13 @@ async def _wait(waiters: dict[bytes, set[asyncio.Event]], name: bytes, timeout: 
         waiting.discard(event)
         if not waiting:
             waiters.pop(name, None)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether SQLite or the OS refused a write for want of space."""
+    if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return True
+    return is_disk_full(exc)
 
 
 def _changed(current: Versioned | None, after_version: int) -> bool:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cloister.crypto.sealing import Sealer, load_or_create_key
-from cloister.errors import AuthenticationError, InternalError
+from cloister.errors import AuthenticationError, DiskFullError, InternalError
 from cloister.model.roles import Role
 from cloister.services.authentication.passwords import Argon2Hash, PasswordHash, Pbkdf2Hash
 from cloister.storage.ops import Delete, Put
@@ -110,12 +110,13 @@ def _key(user_id: str, prefix: bytes = _KEY_PREFIX) -> bytes | None:
 
 
 class UserStore:
-    """Users by id; failures of the database surface as ``InternalError("service internal error")``."""
+    """Users by id; failures of the database surface as ``InternalError("service internal error")``,
+    except a full disk, which stays a ``DiskFullError``."""
 
     def __init__(self, directory: Path) -> None:
         """Open (creating if needed) ``directory/users.db`` sealed under ``directory/users.key``."""
         key = load_or_create_key(directory / KEY_FILE_NAME)
-        self._store = SQLiteStore(directory / DATABASE_FILE_NAME, Sealer(key))
+        self._store = SQLiteStore(directory / DATABASE_FILE_NAME, Sealer(key), service="authentication")
         self._store.start()
         self._lock = asyncio.Lock()
 
@@ -226,6 +227,8 @@ class UserStore:
     async def _commit(self, ops: Sequence[Put | Delete]) -> None:
         try:
             await self._store.commit(ops)
+        except DiskFullError:
+            raise  # says what is wrong; the store logged where
         except Exception as exc:
             raise _internal("writing a user", exc) from None
 

@@ -6,7 +6,9 @@ ends however it ends. No task ever sees the work directory, and no path in it is
 data name or a URL: files are numbered, and outputs are read back through the descriptors opened
 before the function started. An input's registered cmac is checked before a byte of it is
 decrypted, and its plaintext exists only once its whole integrity check has passed. Failures
-name the file and what went wrong; they never carry file contents or keys.
+name the file and what went wrong; they never carry file contents or keys. A full work disk fails
+the task saying so (its path goes to the service log, not to the participants), and the next
+task, once space is freed, stages as usual.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from cloister.crypto.files import decrypt_file, encrypt_file
-from cloister.errors import FileIntegrityError, TransferError
+from cloister.errors import DiskFullError, FileIntegrityError, TransferError, is_disk_full
 from cloister.executors import FunctionError, TaskFiles
 from cloister.file_agent import FileAgent, url_basename
 from cloister.model.tasks import StagedTask
@@ -69,14 +71,16 @@ class DataPlane:
             FunctionError: an input could not be fetched or failed its integrity check.
         """
         root = self._work_dir / secrets.token_hex(16)
-        root.mkdir(mode=0o700)
+        with self._work_disk("the task's files"):
+            root.mkdir(mode=0o700)
         files = TaskFiles(root=root)
         try:
-            for directory in ("downloads", "inputs", "outputs", "uploads"):
-                (root / directory).mkdir(mode=0o700)
-            for number, name in enumerate(task.output_data):
-                flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-                files.outputs[name] = os.open(root / "outputs" / str(number), flags, 0o600)
+            with self._work_disk("the task's files"):
+                for directory in ("downloads", "inputs", "outputs", "uploads"):
+                    (root / directory).mkdir(mode=0o700)
+                for number, name in enumerate(task.output_data):
+                    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                    files.outputs[name] = os.open(root / "outputs" / str(number), flags, 0o600)
             await _gather(self._stage_input(task, name, number, files) for number, name in enumerate(task.input_data))
             yield files
         finally:
@@ -89,15 +93,33 @@ class DataPlane:
         download = files.root / "downloads" / str(number)
         plaintext = files.root / "inputs" / str(number)
         try:
-            basename = url_basename(staged.url)  # what a teaclave-file-128 input is bound to
-            await self._agent.download(staged.url, download)
-            await asyncio.to_thread(
-                decrypt_file, staged.crypto, download, plaintext, name=basename, expected_cmac=staged.cmac
-            )
+            # The download lands in the work directory: its disk being full is this service's.
+            with self._work_disk(f"input {name}"):
+                basename = url_basename(staged.url)  # what a teaclave-file-128 input is bound to
+                await self._agent.download(staged.url, download)
+                await asyncio.to_thread(
+                    decrypt_file, staged.crypto, download, plaintext, name=basename, expected_cmac=staged.cmac
+                )
         except (TransferError, FileIntegrityError) as exc:
             raise FunctionError(f"input {name}: {exc.message}") from exc
         await asyncio.to_thread(download.unlink)
         files.inputs[name] = plaintext
+
+    @contextlib.contextmanager
+    def _work_disk(self, what: str) -> Iterator[None]:
+        """Turn a write refused on the full work disk into the task's failure, logging where for the operator."""
+        try:
+            yield
+        except (OSError, DiskFullError) as exc:
+            if not is_disk_full(exc):
+                raise
+            try:
+                free = f"{shutil.disk_usage(self._work_dir).free} bytes free"
+            except OSError:
+                free = "free space unknown"
+            logger.error("no room for %s in %s (%s): the disk is full", what, self._work_dir, free)
+            reason = f"{what}: the execution service is out of disk space; try again once space is freed"
+            raise FunctionError(reason) from exc
 
     async def deliver_outputs(self, task: StagedTask, files: TaskFiles) -> dict[str, bytes]:
         """Encrypt every declared output under its registered key and upload it; the cmacs by name.
@@ -114,12 +136,12 @@ class DataPlane:
             assert files.root is not None
             encrypted = files.root / "uploads" / str(number)
             try:
-                with files.read_output(name) as plaintext:
+                with self._work_disk(f"output {name}"), files.read_output(name) as plaintext:
                     tags[name] = await asyncio.to_thread(
                         encrypt_file, target.crypto, plaintext, encrypted, name=url_basename(target.url)
                     )
                 await self._agent.upload(encrypted, target.url)
-            except (TransferError, FileIntegrityError) as exc:
+            except (TransferError, FileIntegrityError, DiskFullError) as exc:  # a full disk here: the destination's
                 raise FunctionError(f"output {name}: {exc.message}") from exc
             finally:
                 encrypted.unlink(missing_ok=True)

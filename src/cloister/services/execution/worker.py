@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from cloister.errors import CloisterError, DeadlineExceededError, UnavailableError
+from cloister.errors import CloisterError, DeadlineExceededError, DiskFullError, UnavailableError
 from cloister.model.executors import ExecutorInfo
 from cloister.model.tasks import StagedTask, TaskResult
 from cloister.rpc.retry import Backoff, supervised
@@ -27,7 +27,8 @@ from cloister.services.execution.scheduler_client import UnreadableStagedTaskErr
 logger = logging.getLogger(__name__)
 
 PULL_TIMEOUT_SECONDS = 30.0
-_RETRYABLE = (UnavailableError, DeadlineExceededError)
+_RETRYABLE = (UnavailableError, DeadlineExceededError, DiskFullError)
+"""Failures to report a result that pass: a peer restarting, or storage's disk until space is freed."""
 
 
 class SchedulerAPI(Protocol):

@@ -1,7 +1,8 @@
 """Storage RPCs: decode, call the store, encode.
 
 Teaclave's storage answers every failure with INTERNAL; so does this one, with a message that
-says what failed.
+says what failed, except a full disk: RESOURCE_EXHAUSTED, which management and the frontend pass
+on to the client as it is.
 """
 
 from __future__ import annotations

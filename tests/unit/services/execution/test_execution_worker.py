@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from async_helpers import run, until
 
-from cloister.errors import MalformedRequestError, UnavailableError
+from cloister.errors import DiskFullError, MalformedRequestError, UnavailableError, error_for_status
 from cloister.executors import BuiltinExecutor, Executor, TaskIO
 from cloister.model.executors import ExecutorInfo
 from cloister.model.tasks import StagedTask, TaskOutputs, TaskResult
@@ -158,6 +158,23 @@ def test_results_are_retried_while_the_scheduler_is_unavailable() -> None:
     async def body() -> None:
         scheduler = FakeScheduler()
         scheduler.report_errors = [UnavailableError("down"), UnavailableError("still down")]
+        service = worker(scheduler, BuiltinExecutor(), slots=1)
+        task = staged(message="hi")
+        await scheduler.tasks.put(task)
+        service.start()
+        await until(lambda: task.task_id in scheduler.results)
+        assert scheduler.report_calls == 3
+        await service.stop(grace=1)
+
+    run(body)
+
+
+def test_results_are_retried_while_storage_is_out_of_disk_space() -> None:
+    async def body() -> None:
+        scheduler = FakeScheduler()
+        full = error_for_status(8, DiskFullError.of("storage").message)  # as it arrives over the wire
+        assert isinstance(full, DiskFullError)
+        scheduler.report_errors = [full, full]
         service = worker(scheduler, BuiltinExecutor(), slots=1)
         task = staged(message="hi")
         await scheduler.tasks.put(task)
