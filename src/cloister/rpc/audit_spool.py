@@ -15,7 +15,6 @@ once the entries reach management.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
 import struct
@@ -25,7 +24,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloister.errors import InternalError, ResourceExhaustedError
+from cloister.errors import DiskFullError, InternalError, is_disk_full
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +33,6 @@ _MAX_PAYLOAD = 1 << 20
 _SUFFIX = ".spool"
 SEGMENT_BYTES = 4 * 1024 * 1024
 """A segment is closed for appends once it is this large, so acknowledged entries can be deleted."""
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def frame(seq: int, payload: bytes) -> bytes:
@@ -75,13 +73,14 @@ class _Segment:
     """A write to it failed: later entries go to a new segment."""
 
 
-def spool_error(exc: OSError, directory: Path) -> ResourceExhaustedError | InternalError:
-    """What a call whose entry could not be spooled fails with: RESOURCE_EXHAUSTED when the disk is full."""
-    if exc.errno in _DISK_FULL:
-        return ResourceExhaustedError(
-            f"the disk holding the audit spool ({directory.parent.name}/{directory.name}) is full: "
-            "the call could not be recorded, so it failed; free space and try again"
-        )
+def spool_error(exc: OSError, directory: Path) -> DiskFullError | InternalError:
+    """What a call whose entry could not be spooled fails with: RESOURCE_EXHAUSTED when the disk is full.
+
+    The call failed because it could not be recorded; the operator reads where in the log.
+    """
+    if is_disk_full(exc):
+        logger.error("the disk holding the audit spool %s is full: calls fail until space is freed", directory)
+        return DiskFullError.of(directory.name.replace("_", " "))
     logger.error("audit spool %s could not be written: %s", directory, exc)
     return InternalError("the audit spool could not be written: the call could not be recorded, so it failed")
 
@@ -165,7 +164,7 @@ class AuditSpool:
         """Return once ``payload`` is on disk; appends made meanwhile share the write and its fsync.
 
         Raises:
-            ResourceExhaustedError: the disk is full.
+            DiskFullError: the disk is full.
             InternalError: the spool could not be written for another reason.
         """
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()

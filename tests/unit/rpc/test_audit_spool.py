@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cloister.errors import InternalError, ResourceExhaustedError
+from cloister.errors import DiskFullError, InternalError
 from cloister.rpc import audit_spool
 from cloister.rpc.audit_spool import AuditSpool, frame, parse_frames
 
@@ -118,8 +118,9 @@ def test_disk_full_fails_the_append_and_the_spool_works_on(tmp_path: Path, monke
 
     async def go() -> None:
         monkeypatch.setattr(audit_spool.os, "write", half_then_full)
-        with pytest.raises(ResourceExhaustedError, match=r"disk holding the audit spool .* is full"):
+        with pytest.raises(DiskFullError) as full:
             await spool.append(b"lost")
+        assert str(tmp_path) not in full.value.message and "out of disk space" in full.value.message
         monkeypatch.setattr(audit_spool.os, "write", real_write)
         await spool.append(b"after")
 
