@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint unit e2e bench proto clean
+.PHONY: install run test lint unit e2e faults bench proto clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ unit: $(STAMP)
 e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
+## The fault suite at length: each fault three times, with 10 s of load before and after each
+## (`make test` runs it once, with 3 s).
+faults: $(STAMP)
+	CLOISTER_FAULT_ROUNDS=3 CLOISTER_FAULT_SECONDS=10 $(BIN)/python -m pytest tests/e2e/test_faults.py $(PYTEST_ARGS)
+
 ## Latency, throughput and memory, each printed against a baseline measured in the same run; bytes of state per task.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.task_latency
@@ -44,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.builtin_overhead
 	$(BIN)/python -m benchmarks.access_decisions
 	$(BIN)/python -m benchmarks.state_growth
+	$(BIN)/python -m benchmarks.recovery
 
 ## Regenerate src/cloister/_proto from proto/*.proto.
 proto: $(STAMP)

@@ -33,6 +33,9 @@ _MAX_PAYLOAD = 1 << 20
 _SUFFIX = ".spool"
 SEGMENT_BYTES = 4 * 1024 * 1024
 """A segment is closed for appends once it is this large, so acknowledged entries can be deleted."""
+RESERVED_BYTES = 512 * 1024
+"""Disk space each new segment claims up front (a few thousand entries): when the disk fills,
+calls are still recorded, so reads and refusals keep working while writes fail."""
 
 
 def frame(seq: int, payload: bytes) -> bytes:
@@ -127,8 +130,9 @@ class AuditSpool:
                 records = []
             good = records[-1][2] if records else 0
             if good < len(data):
-                dropped = len(data) - good
-                logger.warning("audit spool %s: dropping a torn or corrupt tail of %d bytes", path.name, dropped)
+                if data.count(0, good) != len(data) - good:  # zeros are the unused reservation
+                    dropped = len(data) - good
+                    logger.warning("audit spool %s: dropping a torn or corrupt tail of %d bytes", path.name, dropped)
                 with open(path, "r+b") as f:
                     f.truncate(good)
                     os.fsync(f.fileno())
@@ -210,9 +214,10 @@ class AuditSpool:
             data = b"".join(frame(seq, payload) for seq, payload in zip(seqs, payloads, strict=True))
             self._next_seq += len(payloads)
             try:
-                view = memoryview(data)
+                view, offset = memoryview(data), segment.size
                 while view:
-                    view = view[os.write(self._fd, view) :]
+                    written = os.pwrite(self._fd, view, offset)
+                    view, offset = view[written:], offset + written
                 os.fsync(self._fd)
             except OSError:
                 self._abandon_segment(segment)
@@ -229,8 +234,17 @@ class AuditSpool:
         if current is None or current.size > 0 or current.sealed:
             current = _Segment(self._next_seq, self.directory / f"{self._next_seq:020d}{_SUFFIX}")
             self._segments.append(current)
-        self._fd = os.open(current.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._fd = self._create(current.path)
+
+    def _create(self, path: Path) -> int:
+        """Open a new segment for writing, with :data:`RESERVED_BYTES` of disk claimed for it."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, RESERVED_BYTES)
+        except OSError as exc:  # a full disk, or a file system that cannot reserve: write as space allows
+            logger.warning("audit spool %s: could not reserve space (%s)", path.name, exc.strerror)
         self._sync_directory()
+        return fd
 
     def _abandon_segment(self, segment: _Segment) -> None:
         """Cut what a failed write may have left and stop appending to ``segment``."""
@@ -287,8 +301,7 @@ class AuditSpool:
                     os.close(self._fd)
                     self._fd = None
                 self._segments.append(_Segment(self._next_seq, self.directory / f"{self._next_seq:020d}{_SUFFIX}"))
-                self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-                self._sync_directory()
+                self._fd = self._create(self._segments[-1].path)
             keep: list[_Segment] = []
             for segment in self._segments[:-1]:
                 if segment.last_seq <= through_seq:

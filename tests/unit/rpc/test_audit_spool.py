@@ -9,6 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from tmpfs import fill, free_bytes, mounted_tmpfs
 
 from cloister.errors import DiskFullError, InternalError
 from cloister.rpc import audit_spool
@@ -57,14 +58,15 @@ def test_a_torn_last_write_is_dropped_at_replay_and_the_entries_before_it_kept(t
     seqs = spool.append_nowait([b"kept-1", b"kept-2", b"torn"])
     spool.close()
     (segment,) = _segments(tmp_path)
-    size = segment.stat().st_size
-    with open(segment, "r+b") as f:  # kill -9 in the middle of writing the last frame
-        f.truncate(size - 2)
+    end = sum(len(frame(seq, payload)) for seq, payload in zip(seqs, [b"kept-1", b"kept-2", b"torn"], strict=True))
+    with open(segment, "r+b") as f:  # kill -9 in the middle of writing the last frame: its end never landed
+        f.seek(end - 2)
+        f.write(b"\0\0")
     replayed = AuditSpool(tmp_path)
     assert replayed.open() == 2
     assert [payload for _, payload in replayed.read(0, 10)] == [b"kept-1", b"kept-2"]
     assert replayed.spool_id == spool.spool_id and len(spool.spool_id) == 16  # the same spool, named alike
-    assert segment.stat().st_size == size - len(frame(seqs[2], b"torn"))  # cut, so appends follow whole frames
+    assert segment.stat().st_size == end - len(frame(seqs[2], b"torn"))  # cut, so appends follow whole frames
     later = replayed.append_nowait([b"after"])
     assert later[0] > seqs[2]
     replayed.close()
@@ -99,7 +101,7 @@ def test_released_entries_are_deleted_and_numbering_survives_a_restart(tmp_path:
     spool.release(seqs[-1])
     assert spool.read(0, 10) == []
     (only,) = _segments(tmp_path)
-    assert only.stat().st_size == 0 and int(only.stem) == seqs[-1] + 1
+    assert not only.read_bytes().strip(b"\0") and int(only.stem) == seqs[-1] + 1
     spool.close()
     again = AuditSpool(tmp_path)
     assert again.open() == 0
@@ -110,18 +112,18 @@ def test_released_entries_are_deleted_and_numbering_survives_a_restart(tmp_path:
 def test_disk_full_fails_the_append_and_the_spool_works_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spool = _opened(tmp_path)
     spool.append_nowait([b"before"])
-    real_write = os.write
+    real_write = os.pwrite
 
-    def half_then_full(fd: int, data: bytes) -> int:
-        real_write(fd, bytes(data)[:5])
+    def half_then_full(fd: int, data: bytes, offset: int) -> int:
+        real_write(fd, bytes(data)[:5], offset)
         raise OSError(errno.ENOSPC, "No space left on device")
 
     async def go() -> None:
-        monkeypatch.setattr(audit_spool.os, "write", half_then_full)
+        monkeypatch.setattr(audit_spool.os, "pwrite", half_then_full)
         with pytest.raises(DiskFullError) as full:
             await spool.append(b"lost")
         assert str(tmp_path) not in full.value.message and "out of disk space" in full.value.message
-        monkeypatch.setattr(audit_spool.os, "write", real_write)
+        monkeypatch.setattr(audit_spool.os, "pwrite", real_write)
         await spool.append(b"after")
 
     asyncio.run(go())
@@ -141,3 +143,25 @@ def test_other_write_errors_fail_the_append_as_internal(tmp_path: Path, monkeypa
             await spool.append(b"x")
 
     asyncio.run(go())
+
+
+def test_a_segment_claims_its_space_so_entries_are_recorded_on_a_full_disk(tmp_path: Path) -> None:
+    with mounted_tmpfs(tmp_path / "disk", 4 * 1024 * 1024) as disk:
+        spool = _opened(disk / "spool")
+        spool.append_nowait([b"first"])  # the segment is created, its space claimed
+        filler = fill(disk)
+        try:
+            assert free_bytes(disk) < 4096
+            entries = [b"entry %04d on a full disk" % n for n in range(2000)]
+            for start in range(0, len(entries), 100):
+                spool.append_nowait(entries[start : start + 100])
+            with pytest.raises(OSError) as full:  # everyone else is refused
+                (disk / "other").write_bytes(b"x" * 65536)
+            assert full.value.errno == errno.ENOSPC
+        finally:
+            filler.unlink()
+        assert [payload for _, payload in spool.read(0, 3000)] == [b"first", *entries]
+        spool.close()
+        replayed = _opened(disk / "spool")  # the unused claim is not taken for a torn write
+        assert len(replayed.read(0, 3000)) == 2001
+        replayed.close()
