@@ -119,9 +119,9 @@ TRANSITIONS: dict[tuple[TaskStatus, TaskStatus], frozenset[Actor]] = {
     Running → Finished            executor    UpdateTaskResult with an Ok result
     Running → Failed              executor    UpdateTaskResult with an Err result (the function failed)
     Staged|Running → Failed       scheduler   executor loss: the service it was handed to went silent
-                                              (or stopped listing it, or a Teaclave one reported Idle)
-                                              for executor_timeout_seconds of the scheduler's running
-                                              time: "Runtime Error: Executor Timeout: …"
+                                              (or stopped listing it) for executor_timeout_seconds of
+                                              the scheduler's running time: "Runtime Error: Executor
+                                              Timeout: …"; or a Teaclave one reported Idle
     Staged|Running → Canceled     scheduler   CancelTask via cancel_queue: "Task Canceled by the
                                               user"; an executor running it is told to stop
 
