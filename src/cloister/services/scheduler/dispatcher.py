@@ -3,7 +3,8 @@
 Staged tasks and cancellations arrive through storage queues read by long-polling watchers;
 executors wait in long polls (PullTaskWait, ExecutorHeartbeat) that events wake. The only timer
 is the lost-executor monitor, which is off the task path. Every change to a task is one storage
-commit made under that task's guard, and memory is updated only after the commit succeeded.
+commit made under that task's guard, conditional on the record it was decided on
+(``records.rewrite_task``), and memory is updated only after the commit succeeded.
 """
 
 from __future__ import annotations
