@@ -17,8 +17,10 @@ reference and whose ``message`` is safe to show to anyone::
     ├── UnimplementedError           12 UNIMPLEMENTED
     ├── UnavailableError             14 UNAVAILABLE
     ├── DeadlineExceededError         4 DEADLINE_EXCEEDED
+    ├── ConflictError                10 ABORTED (a conditional storage commit lost a race; internal only)
     ├── InternalError                13 INTERNAL
-    │   └── MalformedRequestError        a field could not be parsed (the reference's code for it)
+    │   ├── MalformedRequestError        a field could not be parsed (the reference's code for it)
+    │   └── IllegalTransitionError       a task status change the state machine forbids
     ├── AttestationError             16 UNAUTHENTICATED (a peer failed verification)
     ├── FileIntegrityError              a file failed its integrity check (task failure reason)
     │   └── FileNameMismatchError        a teaclave-file-128 file was renamed
@@ -161,6 +163,13 @@ class InternalError(CloisterError):
     default_message = "internal error"
 
 
+class ConflictError(CloisterError):
+    """A conditional storage commit found its record changed since it was read: read again and decide again."""
+
+    status = StatusCode.ABORTED
+    default_message = "the record changed meanwhile"
+
+
 class MalformedRequestError(InternalError):
     """A request field could not be parsed: bad URL, crypto info, JSON or executor name.
 
@@ -169,6 +178,12 @@ class MalformedRequestError(InternalError):
     """
 
     default_message = "malformed request"
+
+
+class IllegalTransitionError(InternalError):
+    """A task status change that ``cloister.model.tasks.TRANSITIONS`` refuses, or by the wrong actor."""
+
+    default_message = "illegal task transition"
 
 
 class AttestationError(CloisterError):
@@ -241,6 +256,7 @@ _BY_STATUS: dict[StatusCode, type[CloisterError]] = {
     StatusCode.UNAVAILABLE: UnavailableError,
     StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
     StatusCode.INTERNAL: InternalError,
+    StatusCode.ABORTED: ConflictError,
 }
 
 _INVALID_ARGUMENT_BY_MESSAGE: dict[str, type[CloisterError]] = {

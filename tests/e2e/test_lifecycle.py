@@ -47,24 +47,77 @@ def test_executor_killed_mid_task_fails_the_task(own_platform: RunningPlatform) 
     task_id = _echo(root, "stalls")
     # A real executor process holding the execution identity pulls the task and then
     # stops answering, the way a crashed execution service does.
-    executor = subprocess.Popen(
-        [sys.executable, str(FAKE_EXECUTOR), str(own_platform.state_dir)], stdout=subprocess.PIPE, text=True
-    )
+    executor = _stalled_executor(own_platform)
     try:
         assert executor.stdout is not None
-        assert executor.stdout.readline().strip() == "waiting"
         root.frontend.invoke_task(task_id)
         assert executor.stdout.readline().strip() == "pulled"
         assert root.frontend.get_task(task_id)["status"] == 4  # Running
-        executor.kill()
     finally:
-        executor.kill()
-        executor.wait()
-        if executor.stdout is not None:
-            executor.stdout.close()
+        _close(executor)
     with pytest.raises(ExecutorLostError, match="Executor Timeout"):
         root.frontend.get_task_result(task_id)
     assert root.frontend.get_task(task_id)["status"] == 99
+
+
+def _stalled_executor(platform: RunningPlatform) -> subprocess.Popen[str]:
+    executor = subprocess.Popen(
+        [sys.executable, str(FAKE_EXECUTOR), str(platform.state_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert executor.stdout is not None
+    assert executor.stdout.readline().strip() == "waiting"
+    return executor
+
+
+def _close(executor: subprocess.Popen[str]) -> None:
+    executor.kill()
+    executor.wait()
+    for stream in (executor.stdin, executor.stdout):
+        if stream is not None:
+            stream.close()
+
+
+def test_a_result_reported_after_cancellation_is_refused_and_changes_nothing(own_platform: RunningPlatform) -> None:
+    own_platform.platform.stop_service("execution")
+    root = admin(own_platform)
+    task_id = _echo(root, "cancelled while running")
+    executor = _stalled_executor(own_platform)
+    try:
+        assert executor.stdin is not None and executor.stdout is not None
+        root.frontend.invoke_task(task_id)
+        assert executor.stdout.readline().strip() == "pulled"
+        assert root.frontend.get_task(task_id)["status"] == 4  # Running
+        root.frontend.cancel_task(task_id)
+        with pytest.raises(TaskCancelledError, match="Task Canceled by the user"):
+            root.frontend.get_task_result(task_id)
+        executor.stdin.write("report\n")
+        executor.stdin.flush()
+        assert executor.stdout.readline().strip() == "refused INTERNAL"  # the reference's code for it
+    finally:
+        _close(executor)
+    task = root.frontend.get_task(task_id)
+    assert task["status"] == 20  # still Canceled: ended is final
+    assert task["result"]["Err"]["reason"] == "Task Canceled by the user"
+
+
+def test_a_queued_task_survives_a_scheduler_crash_and_runs_once(own_platform: RunningPlatform) -> None:
+    platform = own_platform.platform
+    platform.stop_service("execution")
+    root = admin(own_platform)
+    task_id = _echo(root, "queued across a crash")
+    root.frontend.invoke_task(task_id)
+    assert root.frontend.get_task(task_id)["status"] == 3  # Staged, never handed out
+    platform.kill_service("scheduler")
+    platform.start_service("scheduler")
+    platform.start_service("execution")
+    assert root.frontend.get_task_result(task_id) == b"queued across a crash"
+    bare = task_id.removeprefix("task-")
+    logs = own_platform.state_dir / "logs"
+    runs = sum(p.read_text().count(f"running task {bare}") for p in logs.glob("execution*.log"))
+    assert runs == 1
 
 
 def test_everything_survives_a_restart(own_platform: RunningPlatform) -> None:

@@ -54,17 +54,27 @@ class AckOp(_message.Message):
     seq: int
     def __init__(self, queue: _Optional[bytes] = ..., seq: _Optional[int] = ...) -> None: ...
 
+class CheckOp(_message.Message):
+    __slots__ = ("key", "version")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    key: bytes
+    version: int
+    def __init__(self, key: _Optional[bytes] = ..., version: _Optional[int] = ...) -> None: ...
+
 class StorageOp(_message.Message):
-    __slots__ = ("put", "delete", "enqueue", "ack")
+    __slots__ = ("put", "delete", "enqueue", "ack", "check")
     PUT_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
     ENQUEUE_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
+    CHECK_FIELD_NUMBER: _ClassVar[int]
     put: PutOp
     delete: DeleteOp
     enqueue: EnqueueOp
     ack: AckOp
-    def __init__(self, put: _Optional[_Union[PutOp, _Mapping]] = ..., delete: _Optional[_Union[DeleteOp, _Mapping]] = ..., enqueue: _Optional[_Union[EnqueueOp, _Mapping]] = ..., ack: _Optional[_Union[AckOp, _Mapping]] = ...) -> None: ...
+    check: CheckOp
+    def __init__(self, put: _Optional[_Union[PutOp, _Mapping]] = ..., delete: _Optional[_Union[DeleteOp, _Mapping]] = ..., enqueue: _Optional[_Union[EnqueueOp, _Mapping]] = ..., ack: _Optional[_Union[AckOp, _Mapping]] = ..., check: _Optional[_Union[CheckOp, _Mapping]] = ...) -> None: ...
 
 class CommitRequest(_message.Message):
     __slots__ = ("ops",)

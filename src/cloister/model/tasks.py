@@ -1,12 +1,20 @@
-"""Tasks: their state, result, status machine (reference §8) and the staged form executors run."""
+"""Tasks: their state, result, status machine (reference §8) and the staged form executors run.
+
+The status machine has one door, :func:`transition`: it performs every status change, refuses
+an edge that is not in :data:`TRANSITIONS` or an actor that does not own it, and records who
+made the change and when. Its rules, including what happens on executor loss, retries and
+cancellation, are in :data:`TRANSITIONS`' docstring and ``docs/tasks.md``.
+"""
 
 from __future__ import annotations
 
 import enum
+import time
 import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from cloister.errors import IllegalTransitionError
 from cloister.model.files import (
     FileCrypto,
     InputFile,
@@ -62,6 +70,116 @@ _STATUS_BY_NAME = {v: k for k, v in _STATUS_NAMES.items()}
 REASON_CANCELED_BEFORE_STAGING = "Task canceled"
 REASON_CANCELED_BY_USER = "Task Canceled by the user"
 REASON_EXECUTOR_TIMEOUT = "Runtime Error: Executor Timeout"
+WAITING_PREFIX = "waiting: "
+"""How a waiting reason starts; records written before it had a field of its own kept it in ``result``."""
+
+
+class Actor(enum.Enum):
+    """Who made a status change. Management owns a task up to Staged, the scheduler after it."""
+
+    MANAGEMENT = "management"
+    """A participant's call (AssignData, ApproveTask, InvokeTask, CancelTask before staging)."""
+    SCHEDULER = "scheduler"
+    """The scheduler's own decision: hand-out, cancellation, executor loss."""
+    EXECUTOR = "executor"
+    """An execution service's report (UpdateTaskStatus, UpdateTaskResult), applied by the scheduler."""
+
+
+_M, _S, _E = Actor.MANAGEMENT, Actor.SCHEDULER, Actor.EXECUTOR
+_ST = TaskStatus
+
+TRANSITIONS: dict[tuple[TaskStatus, TaskStatus], frozenset[Actor]] = {
+    (_ST.CREATED, _ST.DATA_ASSIGNED): frozenset({_M}),
+    (_ST.CREATED, _ST.APPROVED): frozenset({_M}),
+    (_ST.CREATED, _ST.STAGED): frozenset({_M}),
+    (_ST.CREATED, _ST.CANCELED): frozenset({_M}),
+    (_ST.DATA_ASSIGNED, _ST.APPROVED): frozenset({_M}),
+    (_ST.DATA_ASSIGNED, _ST.STAGED): frozenset({_M}),
+    (_ST.DATA_ASSIGNED, _ST.CANCELED): frozenset({_M}),
+    (_ST.APPROVED, _ST.STAGED): frozenset({_M}),
+    (_ST.APPROVED, _ST.CANCELED): frozenset({_M}),
+    (_ST.STAGED, _ST.RUNNING): frozenset({_S, _E}),
+    (_ST.STAGED, _ST.CANCELED): frozenset({_S}),
+    (_ST.STAGED, _ST.FAILED): frozenset({_S}),
+    (_ST.RUNNING, _ST.FINISHED): frozenset({_E}),
+    (_ST.RUNNING, _ST.FAILED): frozenset({_S, _E}),
+    (_ST.RUNNING, _ST.CANCELED): frozenset({_S}),
+}
+"""Every legal status change and who may make it; nothing else is legal::
+
+    Created → DataAssigned        management  AssignData assigned the last data name
+    Created|DataAssigned          management  ApproveTask/InvokeTask when their conditions already
+      → Approved|Staged                       hold (§8.4, §8.5 may skip states)
+    Approved → Staged             management  InvokeTask, one commit with queue element and use count
+    Created|DataAssigned|Approved management  CancelTask before staging: "Task canceled"
+      → Canceled
+    Staged → Running              scheduler   hand-out to a Cloister execution service, one commit
+                                              with the assignment
+                                  executor    a Teaclave executor's UpdateTaskStatus
+    Running → Finished            executor    UpdateTaskResult with an Ok result
+    Running → Failed              executor    UpdateTaskResult with an Err result (the function failed)
+    Staged|Running → Failed       scheduler   executor loss: the service it was handed to went silent
+                                              (or stopped listing it) for executor_timeout_seconds of
+                                              the scheduler's running time: "Runtime Error: Executor
+                                              Timeout: …"; or a Teaclave one reported Idle
+    Staged|Running → Canceled     scheduler   CancelTask via cancel_queue: "Task Canceled by the
+                                              user"; an executor running it is told to stop
+
+Rules that follow from the table:
+
+* **Ended is final.** Finished, Failed and Canceled have no way out: a result that arrives for a
+  task already Canceled or Failed is refused and changes nothing (its outputs' cmacs are not
+  written either).
+* **No task runs twice.** A task handed out is never re-queued: its function may have had
+  effects, so losing its executor fails it. A task never handed out stays Staged, its queue
+  element unacknowledged, across scheduler restarts, and is handed out once.
+* **No automatic retries of a task.** A failed task stays failed; a participant creates a new
+  one. What is retried is the platform's own work (a storage commit, a queue read), which is
+  idempotent.
+* **A waiting reason is not a result.** A Staged task that no live execution service can run gets
+  a ``waiting_reason`` (:func:`with_waiting_reason`); every transition clears it.
+"""
+
+
+def transition(
+    task: TaskState, to: TaskStatus, *, by: Actor, result: TaskResult | None = None, at: float | None = None
+) -> TaskState:
+    """The task moved to ``to`` by ``by`` at ``at`` (default: now), with ``result`` if given.
+
+    Raises:
+        IllegalTransitionError: the edge is not in :data:`TRANSITIONS`, ``by`` does not own it,
+            or a task would end without a result.
+    """
+    owners = TRANSITIONS.get((task.status, to))
+    if owners is None:
+        raise IllegalTransitionError(
+            f"illegal task transition: {task.status.wire_name} -> {to.wire_name} ({task.external_id})"
+        )
+    if by not in owners:
+        raise IllegalTransitionError(
+            f"{by.value} may not move a task from {task.status.wire_name} to {to.wire_name} ({task.external_id})"
+        )
+    if to.is_ended and result is None:
+        raise IllegalTransitionError(f"a task cannot end as {to.wire_name} without a result ({task.external_id})")
+    return replace(
+        task,
+        status=to,
+        result=task.result if result is None else result,
+        waiting_reason=None,
+        changed_by=by,
+        changed_at=time.time() if at is None else at,
+    )
+
+
+def with_waiting_reason(task: TaskState, reason: str) -> TaskState:
+    """A Staged task with why it waits; not a transition, and only a Staged task waits.
+
+    Raises:
+        IllegalTransitionError: the task is not Staged.
+    """
+    if task.status is not TaskStatus.STAGED:
+        raise IllegalTransitionError(f"only a Staged task can wait, not a {task.status.wire_name} one")
+    return replace(task, waiting_reason=reason)
 
 
 @dataclass(frozen=True)
@@ -139,6 +257,12 @@ class TaskState:
     assigned_outputs: dict[str, OutputFile] = field(default_factory=dict)
     result: TaskResult = TaskResult()
     status: TaskStatus = TaskStatus.CREATED
+    waiting_reason: str | None = None
+    """Why a Staged task has not been handed out yet (no live execution service can run it)."""
+    changed_by: Actor | None = None
+    """Who made the last status change; None for a new task or a record from before it was kept."""
+    changed_at: float | None = None
+    """When the last status change was made (seconds since the epoch)."""
 
     @property
     def external_id(self) -> str:
@@ -158,9 +282,6 @@ class TaskState:
     def all_approved(self) -> bool:
         return len(self.participants) == 1 or self.approved_users >= self.participants
 
-    def with_status(self, status: TaskStatus, result: TaskResult | None = None) -> TaskState:
-        return replace(self, status=status, result=self.result if result is None else result)
-
     def to_json(self) -> dict[str, Any]:
         return {
             "task_id": str(self.task_id),
@@ -177,10 +298,22 @@ class TaskState:
             "assigned_outputs": {"inner": {k: v.to_json() for k, v in sorted(self.assigned_outputs.items())}},
             "result": self.result.to_json(),
             "status": self.status.wire_name,
+            # Cloister's own fields, written only when set so an unchanged task's record keeps §3.2's shape.
+            **({"waiting_reason": self.waiting_reason} if self.waiting_reason is not None else {}),
+            **({"changed_by": self.changed_by.value} if self.changed_by is not None else {}),
+            **({"changed_at": self.changed_at} if self.changed_at is not None else {}),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TaskState:
+        """Reads records without the Cloister fields too (written before they existed)."""
+        status = TaskStatus.from_wire_name(data["status"])
+        result = TaskResult.from_json(data["result"])
+        waiting = data.get("waiting_reason")
+        if waiting is None and status is TaskStatus.STAGED and (result.failure or "").startswith(WAITING_PREFIX):
+            waiting, result = result.failure, TaskResult()  # the earlier code's stand-in result
+        changed_by = data.get("changed_by")
+        changed_at = data.get("changed_at")
         return cls(
             task_id=uuid.UUID(data["task_id"]),
             creator=data["creator"],
@@ -194,8 +327,11 @@ class TaskState:
             approved_users=uids_from_json(data["approved_users"]),
             assigned_inputs={k: InputFile.from_json(v) for k, v in data["assigned_inputs"]["inner"].items()},
             assigned_outputs={k: OutputFile.from_json(v) for k, v in data["assigned_outputs"]["inner"].items()},
-            result=TaskResult.from_json(data["result"]),
-            status=TaskStatus.from_wire_name(data["status"]),
+            result=result,
+            status=status,
+            waiting_reason=None if waiting is None else str(waiting),
+            changed_by=None if changed_by is None else Actor(changed_by),
+            changed_at=None if changed_at is None else float(changed_at),
         )
 
 
@@ -292,22 +428,19 @@ class StagedTask:
 
 @dataclass(frozen=True)
 class StagedElement:
-    """An element of the ``staged-task`` queue: the staged task and the task record as staged.
+    """An element of the ``staged-task`` queue: the staged task and what an executor must offer.
 
-    Only the scheduler changes a staged task's record, so carrying it here spares the scheduler
-    a read before it marks the task Running. A bare StagedTask JSON (Teaclave's element) is
-    read too, with no record.
+    It carries no copy of the task record: the scheduler reads the record when it hands the task
+    out, so a copy cannot disagree with storage. A bare StagedTask JSON (Teaclave's element) is
+    read too, and so is an element from earlier versions that carried the record (ignored).
     """
 
     staged: StagedTask
-    task: TaskState | None = None
     requires: tuple[str, ...] = ()
     """Labels an execution service must offer to run it (the function's requirements)."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"staged_task": self.staged.to_json()}
-        if self.task is not None:
-            data["task"] = self.task.to_json()
         if self.requires:
             data["requires"] = list(self.requires)
         return data
@@ -316,9 +449,4 @@ class StagedElement:
     def from_json(cls, data: dict[str, Any]) -> StagedElement:
         if "staged_task" not in data:
             return cls(StagedTask.from_json(data))
-        task = data.get("task")
-        return cls(
-            StagedTask.from_json(data["staged_task"]),
-            None if task is None else TaskState.from_json(task),
-            tuple(data.get("requires", ())),
-        )
+        return cls(StagedTask.from_json(data["staged_task"]), tuple(data.get("requires", ())))

@@ -9,7 +9,7 @@ from cloister._proto import cloister_pb2_grpc as cgrpc
 from cloister._proto import teaclave_storage_service_pb2 as spb
 from cloister._proto import teaclave_storage_service_pb2_grpc as sgrpc
 from cloister.rpc.channel import Peer
-from cloister.storage.ops import Ack, Delete, Dequeue, Enqueue, Op, Put, QueueItem, Versioned
+from cloister.storage.ops import Ack, Check, Delete, Dequeue, Enqueue, Op, Put, QueueItem, Versioned
 
 
 def op_to_proto(op: Op) -> cpb.StorageOp:
@@ -21,6 +21,8 @@ def op_to_proto(op: Op) -> cpb.StorageOp:
         return cpb.StorageOp(enqueue=cpb.EnqueueOp(queue=op.queue, value=op.value))
     if isinstance(op, Ack):
         return cpb.StorageOp(ack=cpb.AckOp(queue=op.queue, seq=op.seq))
+    if isinstance(op, Check):
+        return cpb.StorageOp(check=cpb.CheckOp(key=op.key, version=op.version))
     raise TypeError(f"{type(op).__name__} cannot be sent in a commit")
 
 
@@ -34,6 +36,8 @@ def op_from_proto(message: cpb.StorageOp) -> Op:
         return Enqueue(message.enqueue.queue, message.enqueue.value)
     if kind == "ack":
         return Ack(message.ack.queue, message.ack.seq)
+    if kind == "check":
+        return Check(message.check.key, message.check.version)
     raise ValueError("storage op has no operation set")
 
 
@@ -84,4 +88,4 @@ class StorageClient:
         return [QueueItem(item.seq, item.value) for item in response.items]
 
 
-__all__ = ["Ack", "Delete", "Dequeue", "Enqueue", "Put", "StorageClient"]
+__all__ = ["Ack", "Check", "Delete", "Dequeue", "Enqueue", "Put", "StorageClient"]

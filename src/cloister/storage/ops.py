@@ -37,7 +37,19 @@ class Dequeue:
     queue: bytes
 
 
-Op = Put | Delete | Enqueue | Ack | Dequeue
+@dataclass(frozen=True)
+class Check:
+    """Apply the commit only if ``key`` is still at ``version`` (0: absent), else ConflictError.
+
+    A read-check-write: read the record with its version, decide, commit with this check, so a
+    decision made on a record that changed meanwhile is never written over the newer one.
+    """
+
+    key: bytes
+    version: int
+
+
+Op = Put | Delete | Enqueue | Ack | Dequeue | Check
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cloister.crypto.sealing import Sealer
-from cloister.errors import DiskFullError, NotFoundError, is_disk_full
-from cloister.storage.ops import Ack, Delete, Dequeue, Enqueue, Op, Put, QueueItem, Versioned
+from cloister.errors import ConflictError, DiskFullError, NotFoundError, is_disk_full
+from cloister.storage.ops import Ack, Check, Delete, Dequeue, Enqueue, Op, Put, QueueItem, Versioned
 
 logger = logging.getLogger(__name__)
 
@@ -242,6 +242,10 @@ class SQLiteStore:
                 raise NotFoundError("queue is empty")
             db.execute("DELETE FROM queue_items WHERE seq = ?", (row[0],))
             return self._sealer.unseal(row[1], op.queue)
+        elif isinstance(op, Check):
+            row = db.execute("SELECT version FROM kv WHERE key = ?", (op.key,)).fetchone()
+            if (0 if row is None else row[0]) != op.version:
+                raise ConflictError(f"{op.key.decode(errors='replace')} changed since it was read")
         else:  # pragma: no cover - the Op union is closed
             raise TypeError(f"unknown storage op {op!r}")
         return None

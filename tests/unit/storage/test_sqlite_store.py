@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from cloister.crypto.sealing import Sealer
-from cloister.errors import InternalError, NotFoundError
-from cloister.storage.ops import Ack, Delete, Dequeue, Enqueue, Put
+from cloister.errors import ConflictError, InternalError, NotFoundError
+from cloister.storage.ops import Ack, Check, Delete, Dequeue, Enqueue, Put
 from cloister.storage.sqlite import SQLiteStore
 
 KEY = bytes(range(32))
@@ -33,6 +33,28 @@ def test_put_get_delete_and_versions(tmp_path: Path) -> None:
         assert second is not None and second.value == b"b" and second.version > first.version
         await store.commit([Delete(b"task-1"), Delete(b"absent")])
         assert store.get(b"task-1") is None
+        store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_check_applies_the_commit_only_at_the_version_read(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = open_store(tmp_path / "db")
+        await store.commit([Check(b"task-1", 0), Put(b"task-1", b"a")])  # 0: created only if absent
+        read = store.get(b"task-1")
+        assert read is not None
+        await store.commit([Put(b"task-1", b"newer")])  # someone else's change after the read
+        with pytest.raises(ConflictError):
+            await store.commit([Check(b"task-1", read.version), Put(b"task-1", b"stale"), Enqueue(b"q", b"x")])
+        assert store.get(b"task-1").value == b"newer"  # type: ignore[union-attr]
+        assert store.queue_items(b"q", 0, 10) == []  # nothing of the refused commit applied
+        with pytest.raises(ConflictError):
+            await store.commit([Check(b"task-1", 0), Put(b"task-1", b"again")])
+        current = store.get(b"task-1")
+        assert current is not None
+        await store.commit([Check(b"task-1", current.version), Put(b"task-1", b"fresh")])
+        assert store.get(b"task-1").value == b"fresh"  # type: ignore[union-attr]
         store.close()
 
     asyncio.run(scenario())

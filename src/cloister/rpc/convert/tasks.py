@@ -108,6 +108,18 @@ def task_result_from_proto(message: common_pb.TaskResult) -> TaskResult:
     return TaskResult()
 
 
+def _visible_result(task: TaskState) -> TaskResult:
+    """The result GetTask sends: a Staged task's waiting reason shows as its not-yet-final ``Err``.
+
+    Teaclave's GetTaskResponse has no field for it, and messages are not changed, so the reason
+    travels where a Teaclave client already looks; the status (Staged) says it is no outcome.
+    The stored record keeps it apart, in ``waiting_reason``.
+    """
+    if task.waiting_reason is not None and task.result.outputs is None and task.result.failure is None:
+        return TaskResult.err(task.waiting_reason)
+    return task.result
+
+
 def task_to_get_response(task: TaskState) -> fe_pb.GetTaskResponse:
     """The GetTask view of a task (§8.1); sets are sent sorted so answers are stable."""
     return fe_pb.GetTaskResponse(
@@ -127,5 +139,5 @@ def task_to_get_response(task: TaskState) -> fe_pb.GetTaskResponse:
             fe_pb.DataMap(data_name=name, data_id=f.external_id) for name, f in sorted(task.assigned_outputs.items())
         ],
         status=int(task.status),
-        result=task_result_to_proto(task.result),
+        result=task_result_to_proto(_visible_result(task)),
     )

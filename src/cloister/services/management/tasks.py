@@ -1,8 +1,10 @@
 """Tasks: create, assign data, approve, invoke, cancel, read and wait for them (§8.2-§8.7).
 
 A task is rewritten only while its key's lock is held, so two participants approving at the
-same moment both count. InvokeTask stages the task, counts the use and enqueues the staged
-task in one commit: either the task runs and is counted, or neither happens.
+same moment both count, and only on condition that its stored version is the one read, so a
+write never lands over a change made elsewhere meanwhile. Management owns a task's status up
+to Staged (``cloister.model.tasks.TRANSITIONS``). InvokeTask stages the task, counts the use and
+enqueues the staged task in one commit: either the task runs and is counted, or neither happens.
 """
 
 from __future__ import annotations
@@ -27,18 +29,20 @@ from cloister.model.functions import Function, FunctionUsage, parse_executor
 from cloister.model.ids import ExternalId, parse_id, requirements_key, usage_key
 from cloister.model.tasks import (
     REASON_CANCELED_BEFORE_STAGING,
+    Actor,
     StagedElement,
     StagedTask,
     TaskResult,
     TaskState,
     TaskStatus,
+    transition,
 )
 from cloister.rpc.authorizer import Authorizer, denied, require
 from cloister.rpc.convert.tasks import function_arguments_from_json, wait_seconds
 from cloister.services.management import task_rules
 from cloister.services.management.locks import KeyLocks
 from cloister.storage.client import StorageClient
-from cloister.storage.ops import Enqueue
+from cloister.storage.ops import Check, Enqueue
 from cloister.storage.records import CANCEL_QUEUE, STAGED_TASK_QUEUE, decode, encode, load, put
 
 _PENDING = (TaskStatus.CREATED, TaskStatus.DATA_ASSIGNED, TaskStatus.APPROVED)
@@ -115,7 +119,7 @@ class TaskService:
         """Assign files to the task's data names; one refused file and nothing is written (§8.3)."""
         parsed = parse_id(task_id, "task", InvalidTaskIdError)
         async with self._locks.hold(parsed.key):
-            task, _ = await self._load(parsed)
+            task, version = await self._load(parsed)
             await self._require(subject, Action.TASK_ASSIGN, task)
             if task.status is not TaskStatus.CREATED:
                 raise FailedOperationError("failed to assign data to task")
@@ -151,12 +155,12 @@ class TaskService:
                 raise unparsable
             task = replace(task, assigned_inputs=assigned_inputs, assigned_outputs=assigned_outputs)
             status = TaskStatus.DATA_ASSIGNED if task.all_data_assigned else TaskStatus.CREATED
-            await self._storage.commit([put(task.key, task.with_status(status))])
+            await self._storage.commit([Check(task.key, version), put(task.key, _settle(task, status))])
 
     async def approve(self, subject: Subject, task_id: str) -> None:
         parsed = parse_id(task_id, "task", InvalidTaskIdError)
         async with self._locks.hold(parsed.key):
-            task, _ = await self._load(parsed)
+            task, version = await self._load(parsed)
             ready = task.status is TaskStatus.DATA_ASSIGNED or (
                 task.status is TaskStatus.CREATED and task.all_data_assigned
             )
@@ -165,7 +169,7 @@ class TaskService:
             await self._require(subject, Action.TASK_APPROVE, task)
             task = replace(task, approved_users=task.approved_users | {subject.user_id})
             status = TaskStatus.APPROVED if task.all_approved else TaskStatus.DATA_ASSIGNED
-            await self._storage.commit([put(task.key, task.with_status(status))])
+            await self._storage.commit([Check(task.key, version), put(task.key, _settle(task, status))])
 
     async def invoke(self, subject: Subject, task_id: str) -> None:
         """Stage the task for execution (§8.5): task, counter and queue change in one commit.
@@ -176,7 +180,7 @@ class TaskService:
         """
         parsed = parse_id(task_id, "task", InvalidTaskIdError)
         async with self._locks.hold(parsed.key):
-            task, _ = await self._load(parsed)
+            task, version = await self._load(parsed)
             counter_key = usage_key(task.function_id.uuid)
             async with self._locks.hold(counter_key):
                 function_value, usage_value, requirements_value = await self._storage.read(
@@ -198,11 +202,12 @@ class TaskService:
                     raise FailedOperationError("function quota has been used up")
                 if not (may_stage and _ready_to_stage(task)):
                     raise FailedOperationError("failed to invoke task")
-                staged_task = task.with_status(TaskStatus.STAGED)
+                staged_task = transition(task, TaskStatus.STAGED, by=Actor.MANAGEMENT)
                 requires = tuple(json.loads(requirements_value.value)) if requirements_value else ()
-                element = StagedElement(StagedTask.for_task(task, function, subject.user_id), staged_task, requires)
+                element = StagedElement(StagedTask.for_task(task, function, subject.user_id), requires)
                 await self._storage.commit(
                     [
+                        Check(task.key, version),
                         put(task.key, staged_task),
                         put(counter_key, replace(usage, use_numbers=usage.use_numbers + 1)),
                         Enqueue(STAGED_TASK_QUEUE, encode(element)),
@@ -213,15 +218,21 @@ class TaskService:
         """Cancel before staging here; a staged or running task is cancelled by the scheduler."""
         parsed = parse_id(task_id, "task", InvalidTaskIdError)
         async with self._locks.hold(parsed.key):
-            task, _ = await self._load(parsed)
+            task, version = await self._load(parsed)
             await self._require(subject, Action.TASK_CANCEL, task)
             if task.status in (TaskStatus.STAGED, TaskStatus.RUNNING):
                 await self._storage.commit([Enqueue(CANCEL_QUEUE, encode(task))])
             elif task.status in _PENDING:
-                canceled = task.with_status(TaskStatus.CANCELED, TaskResult.err(REASON_CANCELED_BEFORE_STAGING))
-                await self._storage.commit([put(task.key, canceled)])
+                reason = TaskResult.err(REASON_CANCELED_BEFORE_STAGING)
+                canceled = transition(task, TaskStatus.CANCELED, by=Actor.MANAGEMENT, result=reason)
+                await self._storage.commit([Check(task.key, version), put(task.key, canceled)])
             else:
                 raise FailedOperationError("failed to cancel task, reason: task has already been canceled")
+
+
+def _settle(task: TaskState, status: TaskStatus) -> TaskState:
+    """The task at ``status``: a transition when that is a change, the task as it is otherwise."""
+    return task if task.status is status else transition(task, status, by=Actor.MANAGEMENT)
 
 
 def _ready_to_stage(task: TaskState) -> bool:

@@ -3,7 +3,8 @@
 Staged tasks and cancellations arrive through storage queues read by long-polling watchers;
 executors wait in long polls (PullTaskWait, ExecutorHeartbeat) that events wake. The only timer
 is the lost-executor monitor, which is off the task path. Every change to a task is one storage
-commit made under that task's guard, and memory is updated only after the commit succeeded.
+commit made under that task's guard, conditional on the record it was decided on
+(``records.rewrite_task``), and memory is updated only after the commit succeeded.
 """
 
 from __future__ import annotations
@@ -21,7 +22,17 @@ from typing import Any, TypeVar
 from cloister.config import SchedulerSettings
 from cloister.errors import CloisterError
 from cloister.model.executors import ExecutorInfo, kind_of
-from cloister.model.tasks import REASON_EXECUTOR_TIMEOUT, StagedTask, TaskResult, TaskStatus
+from cloister.model.tasks import (
+    REASON_EXECUTOR_TIMEOUT,
+    WAITING_PREFIX,
+    Actor,
+    StagedTask,
+    TaskResult,
+    TaskState,
+    TaskStatus,
+    transition,
+    with_waiting_reason,
+)
 from cloister.rpc.retry import Backoff, supervised
 from cloister.services.scheduler.queues import TaskQueues
 from cloister.services.scheduler.records import (
@@ -29,10 +40,10 @@ from cloister.services.scheduler.records import (
     Storage,
     assignment_key,
     assignment_value,
-    load_task,
+    cancel_ops,
     parse_assignment,
-    put_canceled,
     put_task,
+    rewrite_task,
 )
 from cloister.services.scheduler.state import Assignment, ExecutorRecord, PendingTask, SchedulerState
 from cloister.storage.ops import Ack, Delete, Op, Put
@@ -75,7 +86,7 @@ _WAIT_GRACE_SECONDS = 2.0
 
 
 def _needs(item: PendingTask) -> str:
-    kind = kind_of(item.staged.executor_type, item.staged.executor) or item.staged.executor
+    kind = str(kind_of(item.staged.executor_type, item.staged.executor) or item.staged.executor)
     labels = "".join(f", label {label!r}" for label in item.requires)
     return f"executor {kind!r}{labels}"
 
@@ -196,42 +207,37 @@ class Scheduler:
     async def claim(self, item: PendingTask, executor_id: str, *, mark_running: bool) -> StagedTask | Skipped:
         """Assign a taken task to ``executor_id`` in one commit (Running too, if ``mark_running``)."""
         task_id = item.task_id
-        try:
-            record = item.record
-            task = record if record is not None and record.status is TaskStatus.STAGED else None
-            if task is None:
-                task = await load_task(self.storage, task_id)
-            acks: list[Op] = [] if item.seq is None else [Ack(STAGED_TASK_QUEUE, item.seq)]
-            cancel_seq = self.state.to_cancel.get(task_id)
+        acks: list[Op] = [] if item.seq is None else [Ack(STAGED_TASK_QUEUE, item.seq)]
+        cancel_seq = self.state.to_cancel.get(task_id)
+
+        async def decide(task: TaskState | None) -> tuple[list[Op], StagedTask | Skipped]:
             if cancel_seq is not None:
-                ops = [*acks, Ack(CANCEL_QUEUE, cancel_seq)]
-                if task is not None and not task.status.is_ended:
-                    ops.insert(0, put_canceled(task))
-                await self.storage.commit(ops)
-                self.state.to_cancel.pop(task_id, None)
-                return Skipped.CANCELED
+                return [*cancel_ops(task), *acks, Ack(CANCEL_QUEUE, cancel_seq)], Skipped.CANCELED
             if task is None and mark_running:
                 logger.error("task %s has no readable record; dropping its staged element", task_id)
-                await self.storage.commit(acks)
-                return Skipped.GONE
+                return acks, Skipped.GONE
             if task is not None and task.status is not TaskStatus.STAGED:
                 logger.info("task %s is %s, not Staged; not handing it out", task_id, task.status.wire_name)
-                await self.storage.commit(acks)
-                return Skipped.CANCELED if task.status is TaskStatus.CANCELED else Skipped.GONE
-            ops = [Put(assignment_key(task_id), assignment_value(executor_id, task_id)), *acks]
-            running = None
+                return acks, Skipped.CANCELED if task.status is TaskStatus.CANCELED else Skipped.GONE
+            ops: list[Op] = [Put(assignment_key(task_id), assignment_value(executor_id, task_id)), *acks]
             if task is not None and mark_running:
-                running = task.with_status(TaskStatus.RUNNING, TaskResult())  # drops any waiting reason
-                ops.insert(0, put_task(running))
-            await self.storage.commit(ops)
-            self.state.assignments[task_id] = Assignment(executor_id, task_id, self.now(), running)
+                ops.insert(0, put_task(transition(task, TaskStatus.RUNNING, by=Actor.SCHEDULER, result=TaskResult())))
+            return ops, item.staged
+
+        try:
+            outcome = await rewrite_task(self.storage, task_id, decide)
+            if cancel_seq is not None:
+                self.state.to_cancel.pop(task_id, None)
+            elif isinstance(outcome, StagedTask):
+                self.state.assignments[task_id] = Assignment(executor_id, task_id, self.now())
         except BaseException:
             self.state.pending.push(item, front=True)
             raise
         finally:
             self.state.guard.release(task_id)
-        logger.info("task %s handed to execution service %s", task_id, executor_id)
-        return item.staged
+        if isinstance(outcome, StagedTask):
+            logger.info("task %s handed to execution service %s", task_id, executor_id)
+        return outcome
 
     async def pull_task_wait(self, executor: ExecutorInfo, timeout: float) -> StagedTask | None:
         """A task ``executor`` can run, already Running and assigned to it; None after ``timeout``."""
@@ -309,27 +315,29 @@ class Scheduler:
                 logger.exception("checking execution services failed")
 
     async def explain_waiting(self) -> None:
-        """Give every queued task that no live execution service can run a reason in its record.
+        """Give every queued task that no live execution service can run a waiting reason in its record.
 
-        The task stays Staged, with the reason as its (not yet final) result, so its participants
-        see why in GetTask; it runs as soon as a suitable service appears.
+        The task stays Staged with its result NotReady; the reason is a field of its own, which
+        GetTask shows (``docs/tasks.md``), and is cleared when the task is handed out.
         """
         live = list(self.state.executors.values())
         settled = time.monotonic() - _WAIT_GRACE_SECONDS
         for item in self.state.pending:
-            if item.waiting_reason or item.since > settled or any(can_run(r.kinds, r.labels, item) for r in live):
+            if item.explained or item.since > settled or any(can_run(r.kinds, r.labels, item) for r in live):
                 continue
             async with self.state.guard.exclusive(item.task_id):
                 if self.state.pending.get(item.task_id) is not item:
                     continue
-                task = item.record or await load_task(self.storage, item.task_id)
-                if task is None or task.status is not TaskStatus.STAGED:
-                    continue
-                reason = f"waiting: no live execution service can run it (needs {_needs(item)})"
-                waiting = task.with_status(TaskStatus.STAGED, TaskResult.err(reason))
-                await self.storage.commit([put_task(waiting)])
-                item.record, item.waiting_reason = waiting, reason
-                logger.info("task %s %s", item.task_id, reason)
+                reason = f"{WAITING_PREFIX}no live execution service can run it (needs {_needs(item)})"
+
+                async def wait(task: TaskState | None, reason: str = reason) -> tuple[list[Op], bool]:
+                    if task is None or task.status is not TaskStatus.STAGED or task.waiting_reason == reason:
+                        return [], False
+                    return [put_task(with_waiting_reason(task, reason))], True
+
+                if await rewrite_task(self.storage, item.task_id, wait):
+                    logger.info("task %s %s", item.task_id, reason)
+                item.explained = True
 
     async def check_executors(self, now: float | None = None) -> None:
         """Fail the tasks of executors silent for longer than the timeout, and forget those executors.
@@ -364,10 +372,14 @@ class Scheduler:
         async with self.state.guard.exclusive(task_id):
             if self.state.assignments.get(task_id) is not assignment:
                 return
-            task = await load_task(self.storage, task_id)
-            ops: list[Op] = [Delete(assignment_key(task_id))]
-            if task is not None and task.status in (TaskStatus.STAGED, TaskStatus.RUNNING):
-                ops.insert(0, put_task(task.with_status(TaskStatus.FAILED, TaskResult.err(reason))))
-            await self.storage.commit(ops)
+
+            async def fail(task: TaskState | None) -> tuple[list[Op], None]:
+                ops: list[Op] = [Delete(assignment_key(task_id))]
+                if task is not None and task.status in (TaskStatus.STAGED, TaskStatus.RUNNING):
+                    failed = transition(task, TaskStatus.FAILED, by=Actor.SCHEDULER, result=TaskResult.err(reason))
+                    ops.insert(0, put_task(failed))
+                return ops, None
+
+            await rewrite_task(self.storage, task_id, fail)
             del self.state.assignments[task_id]
         logger.warning("task %s failed: %s", task_id, reason)

@@ -8,19 +8,21 @@ commit as the change it causes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
 from cloister.errors import CloisterError
-from cloister.model.tasks import StagedElement, TaskStatus
+from cloister.model.tasks import StagedElement, TaskState, TaskStatus
 from cloister.rpc.retry import Backoff
 from cloister.services.scheduler.records import (
     Storage,
     assignment_key,
+    cancel_ops,
     load_task,
-    put_canceled,
+    rewrite_task,
 )
 from cloister.services.scheduler.state import Assignment, PendingTask, SchedulerState
 from cloister.storage.ops import Ack, Delete, Op, QueueItem
@@ -88,7 +90,7 @@ class TaskQueues:
                 )
                 self._state.to_cancel.pop(task_id, None)
                 return
-            self._state.pending.push(PendingTask(element.staged, item.seq, element.task, element.requires))
+            self._state.pending.push(PendingTask(element.staged, item.seq, element.requires))
 
     async def handle_cancel(self, item: QueueItem) -> None:
         """A cancel_queue element (the task's state, §10.4): cancel it wherever it is."""
@@ -117,29 +119,30 @@ class TaskQueues:
                 # it is. The cancel element stays queued until then, so a restart keeps it.
                 self._state.to_cancel[task_id] = item.seq
                 return
-            ops: list[Op] = [Ack(CANCEL_QUEUE, item.seq)]
-            if task is not None and task.status is TaskStatus.RUNNING:
-                ops.insert(0, put_canceled(task))
-            await self._storage.commit(ops)
+
+            async def orphan(task: TaskState | None) -> tuple[list[Op], None]:
+                # Running with no assignment: nobody runs it any more, so the cancellation ends it.
+                running = task is not None and task.status is TaskStatus.RUNNING
+                return [*(cancel_ops(task) if running else []), Ack(CANCEL_QUEUE, item.seq)], None
+
+            await rewrite_task(self._storage, task_id, orphan)
 
     async def _cancel_unassigned(self, task_id: uuid.UUID, acks: Sequence[Op]) -> None:
-        task = await load_task(self._storage, task_id)
-        ops = list(acks)
-        if task is not None and not task.status.is_ended:
-            ops.insert(0, put_canceled(task))
-        await self._storage.commit(ops)
+        await rewrite_task(self._storage, task_id, functools.partial(_canceled, with_ops=acks))
         logger.info("task %s canceled before it ran", task_id)
 
     async def _cancel_assigned(self, assignment: Assignment, cancel_seq: int) -> None:
         task_id = assignment.task_id
-        task = await load_task(self._storage, task_id)
         ops: list[Op] = [Delete(assignment_key(task_id)), Ack(CANCEL_QUEUE, cancel_seq)]
-        if task is not None and not task.status.is_ended:
-            ops.insert(0, put_canceled(task))
-        await self._storage.commit(ops)
+        await rewrite_task(self._storage, task_id, functools.partial(_canceled, with_ops=ops))
         del self._state.assignments[task_id]
         executor = self._state.executors.get(assignment.executor_id)
         if executor is not None:
             executor.cancels.add(task_id)
             executor.wake()
         logger.info("task %s canceled; stopping it on execution service %s", task_id, assignment.executor_id)
+
+
+async def _canceled(task: TaskState | None, with_ops: Sequence[Op]) -> tuple[list[Op], None]:
+    """The task ended as Canceled (if it is Staged or Running), committed with ``with_ops``."""
+    return [*cancel_ops(task), *with_ops], None

@@ -2,6 +2,10 @@
 
 Task and output records use the JSON of reference §3.2 (``cloister.model``); assignment records
 are Cloister's own: ``scheduler-assignment-<task uuid>`` = ``{"executor_id","task_id"}``.
+
+The scheduler keeps no copy of a task record: every change to one is decided on the record as
+read from storage and committed on condition that it did not change meanwhile
+(:func:`rewrite_task`), so nothing can write an older state over a newer one.
 """
 
 from __future__ import annotations
@@ -9,17 +13,21 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol, TypeVar
 
+from cloister.errors import ConflictError
 from cloister.model.files import OutputFile
-from cloister.model.tasks import REASON_CANCELED_BY_USER, TaskResult, TaskState, TaskStatus
-from cloister.storage.ops import Op, Put, QueueItem, Versioned
+from cloister.model.tasks import REASON_CANCELED_BY_USER, Actor, TaskResult, TaskState, TaskStatus, transition
+from cloister.storage.ops import Check, Op, Put, QueueItem, Versioned
 from cloister.storage.records import decode, encode_json, put
 
 ASSIGNMENT_PREFIX = b"scheduler-assignment"
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_REWRITE_ATTEMPTS = 3
 
 
 class Storage(Protocol):
@@ -61,9 +69,12 @@ def put_task(task: TaskState) -> Put:
     return put(task.key, task)
 
 
-def put_canceled(task: TaskState) -> Put:
-    """The task ended as Canceled by a participant's CancelTask (reference §8.8)."""
-    return put_task(task.with_status(TaskStatus.CANCELED, TaskResult.err(REASON_CANCELED_BY_USER)))
+def cancel_ops(task: TaskState | None) -> list[Op]:
+    """The write that ends a Staged or Running task as Canceled (reference §8.8); none for any other."""
+    if task is None or task.status not in (TaskStatus.STAGED, TaskStatus.RUNNING):
+        return []
+    canceled = transition(task, TaskStatus.CANCELED, by=Actor.SCHEDULER, result=TaskResult.err(REASON_CANCELED_BY_USER))
+    return [put_task(canceled)]
 
 
 def put_output(output: OutputFile) -> Put:
@@ -72,12 +83,48 @@ def put_output(output: OutputFile) -> Put:
 
 async def load_task(storage: Storage, task_id: uuid.UUID) -> TaskState | None:
     """The stored task, or None when there is none or it cannot be read (logged)."""
-    raw = await storage.get(task_key(task_id))
+    task, _ = await load_task_versioned(storage, task_id)
+    return task
+
+
+async def load_task_versioned(storage: Storage, task_id: uuid.UUID) -> tuple[TaskState | None, int]:
+    """The stored task (None when there is none or it cannot be read) and its storage version (0: none)."""
+    (value,) = await storage.read([task_key(task_id)])
+    if value is None:
+        return None, 0
     try:
-        return decode(raw, TaskState.from_json)
+        return decode(value, TaskState.from_json), value.version
     except (KeyError, TypeError, ValueError) as exc:
         logger.error("task record %s is unreadable (%s: %s); treating it as absent", task_id, type(exc).__name__, exc)
-        return None
+        return None, value.version
+
+
+async def rewrite_task(
+    storage: Storage, task_id: uuid.UUID, decide: Callable[[TaskState | None], Awaitable[tuple[Sequence[Op], T]]]
+) -> T:
+    """Read the task, let ``decide`` choose the commit from it, and commit only if the record is unchanged.
+
+    ``decide`` returns the operations to commit (none: nothing to write) and what to return. When
+    the record changed between the read and the commit, it is read and decided again, so a
+    decision is never made on a stale record.
+
+    Raises:
+        ConflictError: the record kept changing for :data:`_REWRITE_ATTEMPTS` reads.
+    """
+    for attempt in range(1, _REWRITE_ATTEMPTS + 1):
+        task, version = await load_task_versioned(storage, task_id)
+        ops, outcome = await decide(task)
+        if not ops:
+            return outcome
+        try:
+            await storage.commit([Check(task_key(task_id), version), *ops])
+        except ConflictError:
+            if attempt == _REWRITE_ATTEMPTS:
+                raise
+            logger.info("task %s changed while it was being updated; deciding again", task_id)
+            continue
+        return outcome
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def load_outputs(storage: Storage, outputs: Sequence[OutputFile]) -> list[OutputFile | None]:

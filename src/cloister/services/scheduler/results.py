@@ -9,20 +9,19 @@ Teaclave, which ends it as Finished.
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import replace
 
-from cloister.errors import FailedOperationError, MalformedRequestError
+from cloister.errors import FailedOperationError, IllegalTransitionError, MalformedRequestError
 from cloister.model.files import OutputFile, parse_cmac
-from cloister.model.tasks import TaskResult, TaskState, TaskStatus
+from cloister.model.tasks import Actor, TaskResult, TaskState, TaskStatus, transition
 from cloister.rpc.convert.scheduling import parse_uuid
 from cloister.services.scheduler.records import (
     Storage,
     assignment_key,
     load_outputs,
-    load_task,
     put_output,
     put_task,
+    rewrite_task,
 )
 from cloister.services.scheduler.state import SchedulerState
 from cloister.storage.ops import Delete, Op
@@ -41,39 +40,45 @@ class TaskResults:
         self._storage = storage
         self._state = state
 
-    async def _load(self, task_id: uuid.UUID) -> TaskState:
-        task = await load_task(self._storage, task_id)
-        if task is None:
-            raise FailedOperationError("storage service error")
-        return task
-
     async def update_task_status(self, task_id_text: str) -> None:
         """Staged → Running; the requested status is ignored, as in the reference."""
         task_id = parse_uuid(task_id_text, "task id")
+
+        async def start(task: TaskState | None) -> tuple[list[Op], None]:
+            if task is None:
+                raise FailedOperationError("storage service error")
+            try:
+                running = transition(task, TaskStatus.RUNNING, by=Actor.EXECUTOR)
+            except IllegalTransitionError:
+                raise MalformedRequestError("Cannot restore to Run from saved state") from None
+            return [put_task(running)], None
+
         async with self._state.guard.exclusive(task_id):
-            task = await self._load(task_id)
-            if task.status is not TaskStatus.STAGED:
-                raise MalformedRequestError("Cannot restore to Run from saved state")
-            await self._storage.commit([put_task(task.with_status(TaskStatus.RUNNING))])
+            await rewrite_task(self._storage, task_id, start)
 
     async def update_task_result(self, task_id_text: str, result: TaskResult | None) -> TaskStatus:
-        """Record a Running task's result; returns the status it ended with."""
+        """Record a Running task's result; returns the status it ended with.
+
+        A result for a task that has ended meanwhile (cancelled, failed on executor loss) is
+        refused and changes nothing, its outputs' cmacs included.
+        """
         task_id = parse_uuid(task_id_text, "task id")
         if result is None:
             raise MalformedRequestError("UpdateTaskResult needs a result")
+        status = TaskStatus.FAILED if result.failure is not None else TaskStatus.FINISHED
+
+        async def end(task: TaskState | None) -> tuple[list[Op], None]:
+            if task is None:
+                raise FailedOperationError("storage service error")
+            try:
+                ended = transition(task, status, by=Actor.EXECUTOR, result=result)
+            except IllegalTransitionError:
+                raise MalformedRequestError("Cannot restore to Finish from saved state") from None
+            ended, outputs = await self._with_cmacs(ended, result)
+            return [put_task(ended), *(put_output(output) for output in outputs), Delete(assignment_key(task_id))], None
+
         async with self._state.guard.exclusive(task_id):
-            assignment = self._state.assignments.get(task_id)
-            task = assignment.running if assignment and assignment.running else await self._load(task_id)
-            if task.status is not TaskStatus.RUNNING:
-                raise MalformedRequestError("Cannot restore to Finish from saved state")
-            task, outputs = await self._with_cmacs(task, result)
-            status = TaskStatus.FAILED if result.failure is not None else TaskStatus.FINISHED
-            ops: list[Op] = [
-                put_task(task.with_status(status, result)),
-                *(put_output(output) for output in outputs),
-                Delete(assignment_key(task_id)),
-            ]
-            await self._storage.commit(ops)
+            await rewrite_task(self._storage, task_id, end)
             self._state.assignments.pop(task_id, None)
         logger.info("task %s %s", task_id, status.wire_name)
         return status

@@ -14,22 +14,20 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
-from cloister.model.tasks import StagedTask, TaskState
+from cloister.model.tasks import StagedTask
 
 
 @dataclass(eq=False)
 class PendingTask:
-    """A task waiting for an executor; ``record`` and ``waiting_reason`` change once it is explained."""
+    """A task waiting for an executor. Its record stays in storage only: no copy is kept here."""
 
     staged: StagedTask
     seq: int | None
     """Its element in the ``staged-task`` queue; None when published in memory only (PublishTask)."""
-    record: TaskState | None = None
-    """The task's record as management staged it, when the element carried it."""
     requires: tuple[str, ...] = ()
     """Labels an execution service must offer to run it."""
-    waiting_reason: str | None = None
-    """Why no live execution service can run it, once that has been written to its record."""
+    explained: bool = False
+    """Whether why no live execution service can run it has been written to its record."""
     since: float = field(default_factory=time.monotonic)
     """When it was queued here (execution services get a moment to connect before it is explained)."""
 
@@ -46,9 +44,6 @@ class Assignment:
     task_id: uuid.UUID
     last_present: float
     """When the executor last said it runs the task (or was handed it)."""
-    running: TaskState | None = None
-    """The Running record this scheduler wrote, so a result needs no read: nobody else
-    changes a Running task's record (management only enqueues its cancellation)."""
 
 
 @dataclass
@@ -125,10 +120,11 @@ class PendingQueue:
 
 
 class TaskGuard:
-    """At most one storage read-modify-write per task at a time.
+    """At most one storage read-modify-write per task at a time in this scheduler.
 
-    Storage commits are not conditional, so two operations on one task (a hand-out and a
-    cancellation, say) must not interleave between reading the task and committing.
+    Task commits are conditional on the record being unchanged, so interleaving could not write
+    a stale state; the guard keeps memory (pending, assignments) in step with each commit and
+    spares the conflicts two operations on one task (a hand-out and a cancellation) would cause.
     """
 
     def __init__(self, on_release: Callable[[uuid.UUID], None] | None = None) -> None:

@@ -15,7 +15,7 @@ from cloister._proto import teaclave_storage_service_pb2 as spb
 from cloister._proto import teaclave_storage_service_pb2_grpc as sgrpc
 from cloister.errors import InternalError, InvalidArgumentError, NotFoundError
 from cloister.storage.client import MAX_READ_KEYS, op_from_proto
-from cloister.storage.ops import Delete, Dequeue, Enqueue, Put, Versioned
+from cloister.storage.ops import Check, Delete, Dequeue, Enqueue, Put, Versioned
 from cloister.storage.sqlite import SQLiteStore
 
 MAX_KEY_LENGTH = 1024
@@ -84,7 +84,7 @@ class StorageServicer(cgrpc.StorageServicer):
         except ValueError as exc:
             raise InvalidArgumentError(str(exc)) from None
         for op in ops:
-            _key(op.key if isinstance(op, Put | Delete) else op.queue)
+            _key(op.key if isinstance(op, Put | Delete | Check) else op.queue)
         await self._store.commit(ops)
         return _EMPTY
 

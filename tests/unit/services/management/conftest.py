@@ -14,6 +14,7 @@ import pytest
 from policy_authorizer import PolicyAuthorizer, caller
 
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
+from cloister.errors import ConflictError
 from cloister.model.files import FileCrypto, InputFile, OutputFile
 from cloister.rpc.convert.functions import function_from_register_request
 from cloister.services.management.audit import AuditLog
@@ -21,7 +22,7 @@ from cloister.services.management.files import FileService
 from cloister.services.management.functions import FunctionService
 from cloister.services.management.locks import KeyLocks
 from cloister.services.management.tasks import TaskService
-from cloister.storage.ops import Ack, Delete, Enqueue, Op, Put, Versioned
+from cloister.storage.ops import Ack, Check, Delete, Enqueue, Op, Put, Versioned
 
 
 class FakeStorage:
@@ -65,6 +66,10 @@ class FakeStorage:
                 queues.setdefault(op.queue, []).append(op.value)
             elif isinstance(op, Ack):
                 pass
+            elif isinstance(op, Check):
+                current = data.get(op.key)
+                if (0 if current is None else current.version) != op.version:
+                    raise ConflictError(f"{op.key!r} changed since it was read")
             else:
                 raise TypeError(op)
         self.data, self.queues, self.version = data, queues, version

@@ -8,7 +8,15 @@ import uuid
 from cloister._proto import teaclave_common_pb2 as common_pb
 from cloister.model.files import FileCrypto, InputFile
 from cloister.model.ids import ExternalId
-from cloister.model.tasks import TaskOutputs, TaskResult, TaskState, TaskStatus
+from cloister.model.tasks import (
+    Actor,
+    TaskOutputs,
+    TaskResult,
+    TaskState,
+    TaskStatus,
+    transition,
+    with_waiting_reason,
+)
 from cloister.rpc.convert.tasks import task_result_from_proto, task_result_to_proto, task_to_get_response
 from cloister.services.management.locks import KeyLocks
 
@@ -50,6 +58,29 @@ def test_task_to_get_response():
     assert [(m.data_name, m.data_id) for m in response.assigned_inputs] == [("in", file.external_id)]
     assert response.status == common_pb.Approved
     assert response.result.WhichOneof("result") is None
+
+
+def test_a_waiting_reason_reaches_teaclave_clients_as_a_staged_tasks_err_only():
+    task = TaskState(
+        task_id=uuid.uuid4(),
+        creator="a",
+        function_id=ExternalId.new("function"),
+        function_arguments={},
+        executor="builtin",
+        inputs_ownership={},
+        outputs_ownership={},
+        function_owner="a",
+        participants=frozenset({"a"}),
+        status=TaskStatus.STAGED,
+    )
+    assert task_to_get_response(task).result.WhichOneof("result") is None
+    reason = "waiting: no live execution service can run it (needs executor 'wasm')"
+    waiting = with_waiting_reason(task, reason)
+    response = task_to_get_response(waiting)
+    assert response.status == common_pb.Staged and response.result.Err.reason == reason
+    assert waiting.result == TaskResult()  # the record keeps it apart from the result
+    running = transition(waiting, TaskStatus.RUNNING, by=Actor.SCHEDULER)
+    assert task_to_get_response(running).result.WhichOneof("result") is None
 
 
 def test_key_locks_serialize_and_clean_up():

@@ -10,11 +10,11 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 
-from cloister.errors import UnavailableError
+from cloister.errors import ConflictError, UnavailableError
 from cloister.model.files import FileCrypto, OutputFile
 from cloister.model.ids import ExternalId
 from cloister.model.tasks import StagedOutput, StagedTask, TaskState, TaskStatus
-from cloister.storage.ops import Ack, Delete, Enqueue, Op, Put, QueueItem, Versioned
+from cloister.storage.ops import Ack, Check, Delete, Enqueue, Op, Put, QueueItem, Versioned
 
 STAGED = b"staged-task"
 CANCEL = b"cancel_queue"
@@ -70,6 +70,11 @@ class FakeStorage:
         if self.fail_next_commits:
             self.fail_next_commits -= 1
             raise UnavailableError("storage is down")
+        for op in ops:
+            if isinstance(op, Check):
+                current = self.kv.get(op.key)
+                if (0 if current is None else current.version) != op.version:
+                    raise ConflictError(f"{op.key!r} changed since it was read")
         self.commits.append(list(ops))
         woken = set()
         for op in ops:

@@ -13,9 +13,9 @@ from scheduler_fakes import CANCEL, STAGED, FakeStorage, cancel, make_task
 from cloister.config import SchedulerSettings
 from cloister.errors import UnavailableError
 from cloister.model.executors import ExecutorInfo
-from cloister.model.tasks import REASON_CANCELED_BY_USER, StagedElement, TaskStatus
+from cloister.model.tasks import REASON_CANCELED_BY_USER, Actor, StagedElement, TaskResult, TaskStatus, transition
 from cloister.services.scheduler.dispatcher import Scheduler
-from cloister.storage.ops import Ack, Put
+from cloister.storage.ops import Ack, Check, Put
 
 
 class Clock:
@@ -66,21 +66,25 @@ def test_pull_marks_running_records_the_assignment_and_acks_in_one_commit() -> N
         assert storage.json(key) == {"executor_id": me.executor_id, "task_id": str(task.task_id)}
         assert storage.queues[STAGED] == {}
         last = storage.commits[-1]
-        assert [type(op) for op in last] == [Put, Put, Ack]
+        assert [type(op) for op in last] == [Check, Put, Put, Ack]  # conditional on the record read
         await scheduler.stop()
 
     run(body)
 
 
-def test_an_element_carrying_the_record_spares_the_read() -> None:
+def test_a_record_copy_in_an_earlier_element_never_overrides_storage() -> None:
+    # Earlier versions put the task record as staged into the element; the stored record wins.
     async def body() -> None:
         storage = FakeStorage()
         task, staged = make_task(storage, enqueue=False)
-        storage.enqueue(STAGED, json.dumps(StagedElement(staged, task).to_json()).encode())
+        element = {**StagedElement(staged).to_json(), "task": task.to_json()}
+        canceled = transition(task, TaskStatus.CANCELED, by=Actor.SCHEDULER, result=TaskResult.err("gone"))
+        storage.put_json(task.key, canceled.to_json())
+        storage.enqueue(STAGED, json.dumps(element).encode())
         scheduler = await started(storage)
-        assert await scheduler.pull_task_wait(executor(), 5) == staged
-        assert task.key not in storage.reads
-        assert storage.task(task.task_id).status is TaskStatus.RUNNING
+        assert await scheduler.pull_task_wait(executor(), 0.2) is None
+        assert storage.task(task.task_id).status is TaskStatus.CANCELED
+        assert storage.queues[STAGED] == {}  # dropped, not handed out
         await scheduler.stop()
 
     run(body)
@@ -137,9 +141,14 @@ def test_a_task_no_live_executor_can_run_is_explained_once(monkeypatch: pytest.M
         written = len(storage.commits)
         record = storage.task(task.task_id)
         assert record.status is TaskStatus.STAGED
-        assert "waiting: no live execution service can run it" in (record.result.failure or "")
+        assert record.waiting_reason is not None
+        assert record.waiting_reason == "waiting: no live execution service can run it (needs executor 'python')"
+        assert record.result == TaskResult()  # a waiting reason is not a result
         await scheduler.explain_waiting()
         assert len(storage.commits) == written  # explained already: no second write
+        assert await scheduler.pull_task_wait(executor("python"), 1) is not None
+        running = storage.task(task.task_id)
+        assert running.status is TaskStatus.RUNNING and running.waiting_reason is None
         await scheduler.stop()
 
     run(body)
