@@ -66,7 +66,6 @@ class ExecutionWorker:
         slots: int,
         heartbeat_seconds: float,
         pull_timeout: float = PULL_TIMEOUT_SECONDS,
-        report_attempts: int = 8,
         retry_limit: float = 10.0,
     ) -> None:
         self.info = info
@@ -75,7 +74,6 @@ class ExecutionWorker:
         self._slots = max(1, slots)
         self._heartbeat_wait = max(0.1, heartbeat_seconds)
         self._pull_timeout = pull_timeout
-        self._report_attempts = max(1, report_attempts)
         self._retry_limit = retry_limit
         self._running: dict[uuid.UUID, _Running] = {}
         self._stopping = asyncio.Event()
@@ -197,20 +195,18 @@ class ExecutionWorker:
             self._running.pop(task.task_id, None)
 
     async def _report(self, task_id: uuid.UUID, result: TaskResult) -> None:
+        """Report until the scheduler takes or refuses the result, however long it is away.
+
+        Meanwhile the task stays among those the heartbeats say are running, so a scheduler that
+        was stopped, restarted or out of disk does not take it for lost; only this service
+        stopping (within its report window) gives the result up.
+        """
         backoff = Backoff(limit=self._retry_limit)
-        for attempt in range(1, self._report_attempts + 1):
+        while True:
             try:
                 await self._scheduler.update_task_result(task_id, result)
                 return
             except _RETRYABLE as exc:
-                if attempt == self._report_attempts:
-                    logger.error(
-                        "giving up reporting the result of task %s after %d attempts: %s",
-                        task_id,
-                        attempt,
-                        exc.message,
-                    )
-                    return
                 delay = backoff.next()
                 logger.warning(
                     "cannot report the result of task %s (%s); retrying in %.1f s", task_id, exc.message, delay

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Iterable
 
+import pytest
 from async_helpers import run, until
 
 from cloister.errors import DiskFullError, MalformedRequestError, UnavailableError, error_for_status
@@ -154,36 +155,32 @@ def test_heartbeats_list_running_tasks_and_survive_an_unreachable_scheduler() ->
     run(body)
 
 
-def test_results_are_retried_while_the_scheduler_is_unavailable() -> None:
+@pytest.mark.parametrize(
+    "error",
+    [
+        UnavailableError("the scheduler service is unavailable; try again shortly"),
+        error_for_status(8, DiskFullError.of("storage").message),  # storage out of space, as it arrives
+    ],
+    ids=["scheduler unavailable", "storage out of disk space"],
+)
+def test_results_are_retried_through_an_outage(error: Exception) -> None:
     async def body() -> None:
         scheduler = FakeScheduler()
-        scheduler.report_errors = [UnavailableError("down"), UnavailableError("still down")]
+        scheduler.report_errors = [error] * 30  # an outage longer than any fixed number of tries
         service = worker(scheduler, BuiltinExecutor(), slots=1)
         task = staged(message="hi")
         await scheduler.tasks.put(task)
         service.start()
+        await until(lambda: task.task_id in service.running_task_ids)
         await until(lambda: task.task_id in scheduler.results)
-        assert scheduler.report_calls == 3
+        assert scheduler.report_calls == 31
         await service.stop(grace=1)
 
     run(body)
 
 
-def test_results_are_retried_while_storage_is_out_of_disk_space() -> None:
-    async def body() -> None:
-        scheduler = FakeScheduler()
-        full = error_for_status(8, DiskFullError.of("storage").message)  # as it arrives over the wire
-        assert isinstance(full, DiskFullError)
-        scheduler.report_errors = [full, full]
-        service = worker(scheduler, BuiltinExecutor(), slots=1)
-        task = staged(message="hi")
-        await scheduler.tasks.put(task)
-        service.start()
-        await until(lambda: task.task_id in scheduler.results)
-        assert scheduler.report_calls == 3
-        await service.stop(grace=1)
-
-    run(body)
+def test_disk_full_arrives_over_the_wire_as_its_own_error() -> None:
+    assert isinstance(error_for_status(8, DiskFullError.of("storage").message), DiskFullError)
 
 
 def test_a_refused_result_is_not_retried() -> None:
