@@ -1,4 +1,5 @@
 from . import teaclave_frontend_service_pb2 as _teaclave_frontend_service_pb2
+from . import teaclave_common_pb2 as _teaclave_common_pb2
 from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -23,6 +24,26 @@ class FunctionRequirementsRequest(_message.Message):
     function_id: str
     labels: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, function_id: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListTasksRequest(_message.Message):
+    __slots__ = ("awaiting_my_approval", "statuses", "page_size", "page_token")
+    AWAITING_MY_APPROVAL_FIELD_NUMBER: _ClassVar[int]
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    awaiting_my_approval: bool
+    statuses: _containers.RepeatedScalarFieldContainer[_teaclave_common_pb2.TaskStatus]
+    page_size: int
+    page_token: str
+    def __init__(self, awaiting_my_approval: _Optional[bool] = ..., statuses: _Optional[_Iterable[_Union[_teaclave_common_pb2.TaskStatus, str]]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListTasksResponse(_message.Message):
+    __slots__ = ("tasks", "next_page_token")
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[_teaclave_frontend_service_pb2.GetTaskResponse]
+    next_page_token: str
+    def __init__(self, tasks: _Optional[_Iterable[_Union[_teaclave_frontend_service_pb2.GetTaskResponse, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class PutOp(_message.Message):
     __slots__ = ("key", "value")

@@ -46,6 +46,11 @@ class FrontendStub:
                 request_serializer=cloister__pb2.FunctionRequirementsRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.ListTasks = channel.unary_unary(
+                '/cloister.Frontend/ListTasks',
+                request_serializer=cloister__pb2.ListTasksRequest.SerializeToString,
+                response_deserializer=cloister__pb2.ListTasksResponse.FromString,
+                _registered_method=True)
 
 
 class FrontendServicer:
@@ -63,6 +68,12 @@ class FrontendServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTasks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FrontendServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +86,11 @@ def add_FrontendServicer_to_server(servicer, server):
                     servicer.SetFunctionRequirements,
                     request_deserializer=cloister__pb2.FunctionRequirementsRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTasks,
+                    request_deserializer=cloister__pb2.ListTasksRequest.FromString,
+                    response_serializer=cloister__pb2.ListTasksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -141,6 +157,33 @@ class Frontend:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def ListTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloister.Frontend/ListTasks',
+            cloister__pb2.ListTasksRequest.SerializeToString,
+            cloister__pb2.ListTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class ManagementStub:
     """Missing associated documentation comment in .proto file."""
@@ -161,6 +204,11 @@ class ManagementStub:
                 request_serializer=cloister__pb2.FunctionRequirementsRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.ListTasks = channel.unary_unary(
+                '/cloister.Management/ListTasks',
+                request_serializer=cloister__pb2.ListTasksRequest.SerializeToString,
+                response_deserializer=cloister__pb2.ListTasksResponse.FromString,
+                _registered_method=True)
 
 
 class ManagementServicer:
@@ -178,6 +226,12 @@ class ManagementServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTasks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ManagementServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -190,6 +244,11 @@ def add_ManagementServicer_to_server(servicer, server):
                     servicer.SetFunctionRequirements,
                     request_deserializer=cloister__pb2.FunctionRequirementsRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTasks,
+                    request_deserializer=cloister__pb2.ListTasksRequest.FromString,
+                    response_serializer=cloister__pb2.ListTasksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -246,6 +305,33 @@ class Management:
             '/cloister.Management/SetFunctionRequirements',
             cloister__pb2.FunctionRequirementsRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloister.Management/ListTasks',
+            cloister__pb2.ListTasksRequest.SerializeToString,
+            cloister__pb2.ListTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,
