@@ -23,7 +23,7 @@ from benchmarks.task_latency import _client
 from cloister.sdk import AuthenticationService, FunctionArgument
 from cloister.testing import RunningPlatform, start_platform
 
-COMPONENTS = ("storage db", "users db", "logs", "other")
+COMPONENTS = ("storage db", "users db", "logs", "audit spool", "other")
 ROTATION_BYTES, ROTATION_BACKUPS = 32 * 1024, 2
 SMALL_ROTATION = {
     "CLOISTER_LOGGING__MAX_BYTES": str(ROTATION_BYTES),
@@ -37,6 +37,8 @@ def _component(relative: Path) -> str:
         return "storage db"
     if relative.name.startswith("users.db"):
         return "users db"
+    if top == "audit-spool":
+        return "audit spool"  # not per task: each spool's open segment claims 512 KiB up front
     return "logs" if top == "logs" else "other"
 
 
