@@ -254,7 +254,7 @@ class TaskService:
                 if not has_use_left:
                     raise FailedOperationError("function quota has been used up")
                 if not (may_stage and _ready_to_stage(task)):
-                    raise FailedOperationError("failed to invoke task")
+                    raise FailedOperationError(_not_ready(task))
                 staged_task = transition(task, TaskStatus.STAGED, by=Actor.MANAGEMENT)
                 requires = tuple(json.loads(requirements_value.value)) if requirements_value else ()
                 element = StagedElement(StagedTask.for_task(task, function, subject.user_id), requires)
@@ -303,6 +303,26 @@ def _awaits_approval(task: TaskState, user_id: str) -> bool:
         and user_id in task.participants
         and user_id not in task.approved_users
     )
+
+
+def _not_ready(task: TaskState) -> str:
+    """The reference's refusal, then what is missing. Only the creator, a participant who sees all
+    of this in GetTask anyway, gets this far, so naming the others discloses nothing new."""
+    if task.status not in _PENDING:
+        return f"failed to invoke task: it is already {task.status.wire_name}"
+    missing = []
+    unassigned_inputs = sorted(set(task.inputs_ownership) - set(task.assigned_inputs))
+    unassigned_outputs = sorted(set(task.outputs_ownership) - set(task.assigned_outputs))
+    not_approved = sorted(task.participants - task.approved_users) if len(task.participants) > 1 else []
+    if unassigned_inputs:
+        missing.append("no file assigned to input " + ", ".join(unassigned_inputs))
+    if unassigned_outputs:
+        missing.append("no file assigned to output " + ", ".join(unassigned_outputs))
+    if not_approved:
+        missing.append("not approved by " + ", ".join(not_approved))
+    if not missing:
+        return "failed to invoke task: the access policy does not allow it to run"
+    return "failed to invoke task: " + "; ".join(missing)
 
 
 def _parse_data_ids(
