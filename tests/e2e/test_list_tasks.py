@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 
 import pytest
-from conftest import Session, admin, login
+from conftest import Session, admin, audit_entries, login
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cloister._proto import cloister_pb2 as cpb
@@ -88,6 +88,11 @@ def test_two_party_task_in_each_inbox_until_approved(platform: RunningPlatform) 
     assert ids(bob, statuses=[TaskStatus.FINISHED]) == [task_id]
     assert ids(bob, statuses=[TaskStatus.CREATED, TaskStatus.RUNNING]) == []
     assert ids(zed) == [] and ids(zed, awaiting_my_approval=True) == []
+    # Each call is audited under its API name, and each task listed was decided by access control.
+    root = admin(platform)
+    assert audit_entries(root, "message:list_tasks -message:authorize", 1)
+    decisions = audit_entries(root, f'message:"authorize task.read {task_id}"', 2)
+    assert decisions and all(e.result for e in decisions)
 
 
 def test_pages_follow_each_other_newest_first(platform: RunningPlatform) -> None:
