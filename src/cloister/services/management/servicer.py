@@ -238,7 +238,7 @@ class CloisterManagementServicer(cgrpc.ManagementServicer):
         self, request: cpb.ListTasksRequest, context: grpc.aio.ServicerContext
     ) -> cpb.ListTasksResponse:
         subject = _user(context)
-        page, more = await self._tasks.list(
+        page, more = await self._tasks.list_tasks(
             subject,
             statuses=task_convert.statuses_from_proto(request.statuses),
             awaiting_approval=request.awaiting_my_approval,

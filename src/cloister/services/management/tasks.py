@@ -98,7 +98,7 @@ class TaskService:
         await self._require(subject, Action.TASK_READ, task)
         return task
 
-    async def list(
+    async def list_tasks(
         self,
         subject: Subject,
         *,

@@ -81,7 +81,7 @@ async def listed(tasks: TaskService, user: str, **options) -> list[str]:
     options = {"statuses": frozenset(), "awaiting_approval": False, "page_size": 100, **options}
     ids, after = [], None
     while True:
-        page, more = await tasks.list(caller(user), after=after, **options)
+        page, more = await tasks.list_tasks(caller(user), after=after, **options)
         ids += [task.external_id for _, task in page]
         if not more:
             return ids
@@ -164,7 +164,7 @@ def test_pages_cover_every_task_once_in_order(services, act, tasks):
         created = [await create(tasks, fid) for _ in range(7)]
         pages, after = [], None
         while True:
-            page, more = await tasks.list(
+            page, more = await tasks.list_tasks(
                 caller("alice"), statuses=frozenset(), awaiting_approval=False, page_size=3, after=after
             )
             pages.append([task.external_id for _, task in page])
@@ -173,7 +173,7 @@ def test_pages_cover_every_task_once_in_order(services, act, tasks):
             after = page[-1][0]
         assert pages == [created[6:3:-1], created[3:0:-1], created[:1]]
         # A page that ends exactly at the last task says there is no more.
-        page, more = await tasks.list(
+        page, more = await tasks.list_tasks(
             caller("alice"), statuses=frozenset(), awaiting_approval=False, page_size=7, after=None
         )
         assert len(page) == 7 and not more
@@ -208,7 +208,7 @@ def test_a_page_asks_the_policy_in_batches_and_stops_when_full(services, act, st
         for _ in range(10):
             await create(tasks, fid)
         authorizer.batches.clear()
-        page, more = await tasks.list(
+        page, more = await tasks.list_tasks(
             caller("alice"), statuses=frozenset(), awaiting_approval=False, page_size=5, after=None
         )
         assert len(page) == 5 and more
