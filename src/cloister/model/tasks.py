@@ -263,6 +263,8 @@ class TaskState:
     """Who made the last status change; None for a new task or a record from before it was kept."""
     changed_at: float | None = None
     """When the last status change was made (seconds since the epoch)."""
+    created_at: float | None = None
+    """When the task was created (seconds since the epoch); None for a record from before it was kept."""
 
     @property
     def external_id(self) -> str:
@@ -302,6 +304,7 @@ class TaskState:
             **({"waiting_reason": self.waiting_reason} if self.waiting_reason is not None else {}),
             **({"changed_by": self.changed_by.value} if self.changed_by is not None else {}),
             **({"changed_at": self.changed_at} if self.changed_at is not None else {}),
+            **({"created_at": self.created_at} if self.created_at is not None else {}),
         }
 
     @classmethod
@@ -314,6 +317,7 @@ class TaskState:
             waiting, result = result.failure, TaskResult()  # the earlier code's stand-in result
         changed_by = data.get("changed_by")
         changed_at = data.get("changed_at")
+        created_at = data.get("created_at")
         return cls(
             task_id=uuid.UUID(data["task_id"]),
             creator=data["creator"],
@@ -332,6 +336,7 @@ class TaskState:
             waiting_reason=None if waiting is None else str(waiting),
             changed_by=None if changed_by is None else Actor(changed_by),
             changed_at=None if changed_at is None else float(changed_at),
+            created_at=None if created_at is None else float(created_at),
         )
 
 

@@ -134,9 +134,11 @@ def test_who_and_when_travel_in_the_record_and_old_records_still_load() -> None:
     assert TaskState.from_json(waiting).waiting_reason == "waiting: x"
     # A record from before these fields: none of the keys, and it loads with them unset.
     old = task_at(S.CREATED).to_json()
-    assert not {"changed_by", "changed_at", "waiting_reason"} & set(old)
+    assert not {"changed_by", "changed_at", "waiting_reason", "created_at"} & set(old)
     loaded = TaskState.from_json(old)
-    assert (loaded.changed_by, loaded.changed_at, loaded.waiting_reason) == (None, None, None)
+    assert (loaded.changed_by, loaded.changed_at, loaded.waiting_reason, loaded.created_at) == (None,) * 4
+    created = replace(task_at(S.CREATED), created_at=1700000000.5)
+    assert TaskState.from_json(json.loads(json.dumps(created.to_json()))).created_at == 1700000000.5
 
 
 def test_an_earlier_records_waiting_result_becomes_its_waiting_reason() -> None:

@@ -13,9 +13,9 @@ from typing import Any
 
 from cloister._proto import teaclave_common_pb2 as common_pb
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
-from cloister.errors import MalformedRequestError
+from cloister.errors import InvalidArgumentError, MalformedRequestError
 from cloister.model.files import parse_data_name
-from cloister.model.tasks import TaskOutputs, TaskResult, TaskState
+from cloister.model.tasks import TaskOutputs, TaskResult, TaskState, TaskStatus
 from cloister.rpc.convert.limits import MAX_ARGUMENTS_JSON_BYTES, MAX_FILES, check_count, check_text, check_users
 
 MAX_WAIT_SECONDS = 60.0
@@ -25,6 +25,31 @@ MAX_WAIT_SECONDS = 60.0
 def wait_seconds(timeout_ms: int) -> float:
     """How long a WaitTask call waits: its ``timeout_ms``, at most :data:`MAX_WAIT_SECONDS`."""
     return min(timeout_ms / 1000, MAX_WAIT_SECONDS)
+
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+def page_size(requested: int) -> int:
+    """A ListTasks ``page_size``: 0 asks for :data:`DEFAULT_PAGE_SIZE`, more than :data:`MAX_PAGE_SIZE` is refused."""
+    if requested > MAX_PAGE_SIZE:
+        raise InvalidArgumentError(
+            f"page_size {requested} is too large: at most {MAX_PAGE_SIZE} (0 for {DEFAULT_PAGE_SIZE})"
+        )
+    return requested or DEFAULT_PAGE_SIZE
+
+
+def statuses_from_proto(values: Sequence[int]) -> frozenset[TaskStatus]:
+    """A ListTasks ``statuses`` filter; a number that is no task status is refused, naming the valid ones."""
+    statuses = set()
+    for value in values:
+        try:
+            statuses.add(TaskStatus(value))
+        except ValueError:
+            valid = ", ".join(f"{s.value} ({s.name})" for s in TaskStatus)
+            raise InvalidArgumentError(f"statuses: {value} is not a task status; valid: {valid}") from None
+    return frozenset(statuses)
 
 
 def _finite_float(text: str) -> float:

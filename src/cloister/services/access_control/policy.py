@@ -1,7 +1,7 @@
 """The deployment's access policy, evaluated by casbin: four files in one directory.
 
-- ``model.conf`` and ``policy.csv`` are Teaclave's role → API rules, unchanged (§5.1): which
-  roles may call which frontend API at all.
+- ``model.conf`` and ``policy.csv`` are Teaclave's role → API rules (§5.1), plus a row for
+  Cloister's ``list_tasks``: which roles may call which frontend API at all.
 - ``object_model.conf`` and ``object_policy.csv`` are attribute rules: which user may act on
   which function, file or task. Each row of ``object_policy.csv`` allows one action when its
   rule, an expression over the caller (``r.sub``) and the object (``r.obj``), is true.

@@ -103,3 +103,6 @@ class CloisterFrontendServicer(cgrpc.FrontendServicer):
     async def WaitTask(self, request: cpb.WaitTaskRequest, context: grpc.aio.ServicerContext) -> Any:
         wait = wait_seconds(request.timeout_ms)
         return await self._forwarder.forward(cgrpc.ManagementStub, "WaitTask", "get_task", request, context, wait + 10)
+
+    async def ListTasks(self, request: cpb.ListTasksRequest, context: grpc.aio.ServicerContext) -> Any:
+        return await self._forwarder.forward(cgrpc.ManagementStub, "ListTasks", "list_tasks", request, context, None)

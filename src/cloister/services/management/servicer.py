@@ -29,10 +29,14 @@ from cloister.rpc.metadata import Caller
 from cloister.services.management.audit import AuditLog
 from cloister.services.management.files import FileService
 from cloister.services.management.functions import FunctionService, FunctionView
+from cloister.services.management.task_index import page_token, parse_page_token
 from cloister.services.management.tasks import TaskService
 
 _EMPTY = empty_pb2.Empty()
 _MAX_AUDIT_ENTRIES = 100_000
+_PAGE_BYTES = 3 * 1024 * 1024
+"""A ListTasks page ends early rather than outgrow the 4 MiB a public answer may have (a task's
+arguments alone may take 2 MiB); its token then continues after the last task sent."""
 
 
 def _user(context: grpc.aio.ServicerContext) -> Subject:
@@ -213,7 +217,8 @@ class ManagementServicer(mgrpc.TeaclaveManagementServicer):
 
 
 class CloisterManagementServicer(cgrpc.ManagementServicer):
-    """Cloister's extensions: wait for a task to end (woken by storage), and function requirements."""
+    """Cloister's extensions: wait for a task to end (woken by storage), list one's tasks, and
+    function requirements."""
 
     def __init__(self, tasks: TaskService, functions: FunctionService) -> None:
         self._tasks = tasks
@@ -228,3 +233,28 @@ class CloisterManagementServicer(cgrpc.ManagementServicer):
     async def WaitTask(self, request: cpb.WaitTaskRequest, context: grpc.aio.ServicerContext) -> fe_pb.GetTaskResponse:
         task = await self._tasks.wait(_user(context), request.task_id, request.timeout_ms)
         return task_convert.task_to_get_response(task)
+
+    async def ListTasks(
+        self, request: cpb.ListTasksRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.ListTasksResponse:
+        subject = _user(context)
+        page, more = await self._tasks.list_tasks(
+            subject,
+            statuses=task_convert.statuses_from_proto(request.statuses),
+            awaiting_approval=request.awaiting_my_approval,
+            page_size=task_convert.page_size(request.page_size),
+            after=parse_page_token(request.page_token),
+        )
+        response = cpb.ListTasksResponse()
+        size, last = 0, None
+        for index, (at, task) in enumerate(page):
+            message = task_convert.task_to_get_response(task)
+            size += message.ByteSize() + 8
+            if index > 0 and size > _PAGE_BYTES:
+                more = True
+                break
+            response.tasks.append(message)
+            last = at
+        if more and last is not None:
+            response.next_page_token = page_token(last)
+        return response

@@ -65,6 +65,7 @@ def new_task(
     requested_arguments: Mapping[str, Any],
     inputs_ownership: Mapping[str, frozenset[str]],
     outputs_ownership: Mapping[str, frozenset[str]],
+    created_at: float,
 ) -> TaskState:
     """A ``Created`` task, or ``invalid task`` when the request does not fit the function."""
     arguments = final_arguments(function, requested_arguments)
@@ -80,4 +81,5 @@ def new_task(
         outputs_ownership=dict(outputs_ownership),
         function_owner=function.owner,
         participants=participants(function, creator, inputs_ownership, outputs_ownership),
+        created_at=created_at,
     )

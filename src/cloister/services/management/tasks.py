@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from cloister.errors import (
@@ -39,20 +40,27 @@ from cloister.model.tasks import (
 )
 from cloister.rpc.authorizer import Authorizer, denied, require
 from cloister.rpc.convert.tasks import function_arguments_from_json, wait_seconds
-from cloister.services.management import task_rules
+from cloister.services.management import task_index, task_rules
 from cloister.services.management.locks import KeyLocks
 from cloister.storage.client import StorageClient
 from cloister.storage.ops import Check, Enqueue
 from cloister.storage.records import CANCEL_QUEUE, STAGED_TASK_QUEUE, decode, encode, load, put
 
 _PENDING = (TaskStatus.CREATED, TaskStatus.DATA_ASSIGNED, TaskStatus.APPROVED)
+_AWAITING_APPROVAL = (TaskStatus.CREATED, TaskStatus.DATA_ASSIGNED)
+_LIST_CHUNK = 200
+"""Index entries read (and decided) per round trip while a page fills."""
 
 
 class TaskService:
-    def __init__(self, storage: StorageClient, locks: KeyLocks, authorizer: Authorizer) -> None:
+    def __init__(
+        self, storage: StorageClient, locks: KeyLocks, authorizer: Authorizer, clock: Callable[[], float] = time.time
+    ) -> None:
         self._storage = storage
         self._locks = locks
         self._authorizer = authorizer
+        self._clock = clock  # a task's creation time, which orders ListTasks
+        self._index = task_index.TaskIndex(storage)
 
     async def _require(self, subject: Subject, action: Action, task: TaskState) -> None:
         await require(self._authorizer, subject, task_query(action, task))
@@ -80,15 +88,60 @@ class TaskService:
         executor = parse_executor(executor)
         arguments = function_arguments_from_json(arguments_json)
         task = task_rules.new_task(
-            function, parsed, subject.user_id, executor, arguments, inputs_ownership, outputs_ownership
+            function, parsed, subject.user_id, executor, arguments, inputs_ownership, outputs_ownership, self._clock()
         )
-        await self._storage.commit([put(task.key, task)])
+        await self._storage.commit([put(task.key, task), *task_index.entries(task)])
         return task.external_id
 
     async def get(self, subject: Subject, task_id: str) -> TaskState:
         task, _ = await self._load(parse_id(task_id, "task", InvalidTaskIdError))
         await self._require(subject, Action.TASK_READ, task)
         return task
+
+    async def list_tasks(
+        self,
+        subject: Subject,
+        *,
+        statuses: frozenset[TaskStatus],
+        awaiting_approval: bool,
+        page_size: int,
+        after: bytes | None,
+    ) -> tuple[list[tuple[bytes, TaskState]], bool]:
+        """Up to ``page_size`` of the caller's tasks after index position ``after``, newest first,
+        each with its position; and whether entries remain after the last one returned.
+
+        Candidates come from the caller's index entries; the policy decides each one
+        (``task.read``, and ``task.approve`` for the approval inbox), asked in one batch per
+        chunk. The filters are applied to the task as stored now.
+        """
+        positions = await self._index.positions(subject.user_id, after)
+        page: list[tuple[bytes, TaskState]] = []
+        seen: set[bytes] = set()
+        for start in range(0, len(positions), _LIST_CHUNK):
+            chunk = [(at, task_index.task_key(at)) for at in positions[start : start + _LIST_CHUNK]]
+            values = await self._storage.read([key for _, key in chunk])
+            candidates: list[tuple[bytes, TaskState]] = []
+            for (at, key), value in zip(chunk, values, strict=True):
+                if value is None or key in seen:
+                    continue  # a task no longer stored, or a second entry of one
+                seen.add(key)
+                task = TaskState.from_json(json.loads(value.value))
+                if statuses and task.status not in statuses:
+                    continue
+                if awaiting_approval and not _awaits_approval(task, subject.user_id):
+                    continue
+                candidates.append((at, task))
+            queries = [task_query(Action.TASK_READ, task) for _, task in candidates]
+            if awaiting_approval:
+                queries += [task_query(Action.TASK_APPROVE, task) for _, task in candidates]
+            decisions = await self._authorizer.decide(subject, queries) if queries else []
+            may_read, may_approve = decisions[: len(candidates)], decisions[len(candidates) :]
+            for index, candidate in enumerate(candidates):
+                if may_read[index] and (not awaiting_approval or may_approve[index]):
+                    page.append(candidate)
+                    if len(page) == page_size:
+                        return page, candidate[0] != positions[-1]
+        return page, False
 
     async def wait(self, subject: Subject, task_id: str, timeout_ms: int) -> TaskState:
         """The task once it has ended, or as it is when ``timeout_ms`` (at most 60 s) has passed.
@@ -201,7 +254,7 @@ class TaskService:
                 if not has_use_left:
                     raise FailedOperationError("function quota has been used up")
                 if not (may_stage and _ready_to_stage(task)):
-                    raise FailedOperationError("failed to invoke task")
+                    raise FailedOperationError(_not_ready(task))
                 staged_task = transition(task, TaskStatus.STAGED, by=Actor.MANAGEMENT)
                 requires = tuple(json.loads(requirements_value.value)) if requirements_value else ()
                 element = StagedElement(StagedTask.for_task(task, function, subject.user_id), requires)
@@ -240,6 +293,36 @@ def _ready_to_stage(task: TaskState) -> bool:
     if task.status in (TaskStatus.APPROVED, TaskStatus.DATA_ASSIGNED):
         return True
     return task.status is TaskStatus.CREATED and task.all_data_assigned
+
+
+def _awaits_approval(task: TaskState, user_id: str) -> bool:
+    """The task still needs ``user_id``'s approval: not yet approved by them, and not yet past approval."""
+    return (
+        task.status in _AWAITING_APPROVAL
+        and len(task.participants) > 1
+        and user_id in task.participants
+        and user_id not in task.approved_users
+    )
+
+
+def _not_ready(task: TaskState) -> str:
+    """The reference's refusal, then what is missing. Only the creator, a participant who sees all
+    of this in GetTask anyway, gets this far, so naming the others discloses nothing new."""
+    if task.status not in _PENDING:
+        return f"failed to invoke task: it is already {task.status.wire_name}"
+    missing = []
+    unassigned_inputs = sorted(set(task.inputs_ownership) - set(task.assigned_inputs))
+    unassigned_outputs = sorted(set(task.outputs_ownership) - set(task.assigned_outputs))
+    not_approved = sorted(task.participants - task.approved_users) if len(task.participants) > 1 else []
+    if unassigned_inputs:
+        missing.append("no file assigned to input " + ", ".join(unassigned_inputs))
+    if unassigned_outputs:
+        missing.append("no file assigned to output " + ", ".join(unassigned_outputs))
+    if not_approved:
+        missing.append("not approved by " + ", ".join(not_approved))
+    if not missing:
+        return "failed to invoke task: the access policy does not allow it to run"
+    return "failed to invoke task: " + "; ".join(missing)
 
 
 def _parse_data_ids(

@@ -1,4 +1,4 @@
-"""The packaged policy reproduces Teaclave's role → API decisions (§5.1, §18.14)."""
+"""The packaged policy reproduces Teaclave's role → API decisions (§5.1, §18.14), plus ListTasks'."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ DATA_APIS = [
     "register_input_file", "register_output_file", "update_input_file", "update_output_file",
     "register_fusion_output", "register_input_from_output", "get_output_file", "get_input_file",
     "create_task", "get_task", "assign_data", "approve_task", "invoke_task", "cancel_task",
+    "list_tasks",  # Cloister's ListTasks: the one row added to Teaclave's file
 ]  # fmt: skip
 FUNCTION_APIS = ["register_function", "update_function", "delete_function", "disable_function"]
 SHARED_APIS = ["get_function", "list_functions", "get_function_usage_stats"]

@@ -188,18 +188,26 @@ def test_two_party_approve_then_invoke(services, act, storage):
         bob_out = await act.register_output("bob")
         with pytest.raises(FailedOperationError, match=r"^failed to approve task$"):
             await services.tasks.approve(caller("alice"), tid)
-        with pytest.raises(FailedOperationError, match=r"^failed to invoke task$"):
+        with pytest.raises(FailedOperationError) as refused:
             await services.tasks.invoke(caller("alice"), tid)
+        assert refused.value.message == (
+            "failed to invoke task: no file assigned to input in1; no file assigned to output out;"
+            " not approved by alice, bob"
+        )
+        with pytest.raises(AccessDeniedError, match=r"^permission denied$"):  # told nothing more
+            await services.tasks.invoke(caller("bob"), tid)
         await services.tasks.assign_data(caller("alice"), tid, [("in1", alice_in)], [])
+        with pytest.raises(FailedOperationError, match=r"^failed to invoke task: no file assigned to output out;"):
+            await services.tasks.invoke(caller("alice"), tid)
         await services.tasks.assign_data(caller("bob"), tid, [], [("out", bob_out)])
-        with pytest.raises(FailedOperationError, match=r"^failed to invoke task$"):
+        with pytest.raises(FailedOperationError, match=r"^failed to invoke task: not approved by alice, bob$"):
             await services.tasks.invoke(caller("alice"), tid)
         with pytest.raises(AccessDeniedError):
             await services.tasks.approve(caller("zed"), tid)
         await services.tasks.approve(caller("alice"), tid)
         await services.tasks.approve(caller("alice"), tid)  # idempotent
         assert storage.json(tid)["status"] == "DataAssigned"
-        with pytest.raises(FailedOperationError, match=r"^failed to invoke task$"):
+        with pytest.raises(FailedOperationError, match=r"^failed to invoke task: not approved by bob$"):
             await services.tasks.invoke(caller("alice"), tid)
         await services.tasks.approve(caller("bob"), tid)
         assert storage.json(tid)["status"] == "Approved"
@@ -216,7 +224,7 @@ def test_two_party_approve_then_invoke(services, act, storage):
         assert staged["output_data"]["inner"]["out"]["url"] == "https://example.com/out"
         assert staged["function_arguments"] == {"inner": {"a": 5, "b": "2"}}
         assert storage.json(usage_key(ExternalId.parse(fid).uuid))["use_numbers"] == 1
-        with pytest.raises(FailedOperationError, match=r"^failed to invoke task$"):
+        with pytest.raises(FailedOperationError, match=r"^failed to invoke task: it is already Staged$"):
             await services.tasks.invoke(caller("alice"), tid)
 
     asyncio.run(go())
