@@ -193,12 +193,11 @@ class TasksAPI:
 
         ``executor`` defaults to the one the function's executor type runs on (one more call).
         """
-        if isinstance(function, str):
-            function = FunctionHandle(self._session, function)
+        function_id = function if isinstance(function, str) else function.id
         if executor is None:
-            executor = default_executor(function.get().executor_type)
+            executor = default_executor(FunctionHandle(self._session, function_id).get().executor_type)
         request = fe_pb.CreateTaskRequest(
-            function_id=function.id,
+            function_id=function_id,
             function_arguments=json.dumps(dict(arguments or {})),
             executor=executor,
             inputs_ownership=_owner_lists(inputs_ownership),
