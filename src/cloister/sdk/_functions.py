@@ -6,10 +6,12 @@ import enum
 from collections.abc import Iterable
 from typing import Any, Final
 
+from cloister._proto import cloister_pb2 as cpb
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
 from cloister.model.functions import FunctionArgument, FunctionFile
 from cloister.model.views import Function
 from cloister.rpc.convert.views import function_from_proto
+from cloister.sdk._channel import CLOISTER_FRONTEND
 from cloister.sdk._session import Session
 
 ArgumentSpec = str | FunctionArgument
@@ -127,6 +129,11 @@ class FunctionHandle:
         )
         self._session.frontend("UpdateFunction", fe_pb.UpdateFunctionRequest(function_id=self.id, **fields))
         return self.get()
+
+    def set_requirements(self, labels: Iterable[str]) -> None:
+        """Run its tasks only on execution services offering every one of ``labels`` (none: anywhere)."""
+        request = cpb.FunctionRequirementsRequest(function_id=self.id, labels=list(labels))
+        self._session.frontend("SetFunctionRequirements", request, service=CLOISTER_FRONTEND)
 
     def disable(self) -> None:
         self._session.frontend("DisableFunction", fe_pb.DisableFunctionRequest(function_id=self.id))

@@ -180,10 +180,15 @@ def test_function_usage_disable_delete_and_list(client: Client, frontend: FakeCh
     )
     handle = client.functions.get(FUNCTION_ID)
     assert handle.usage() == (None, 3)
+    handle.set_requirements(["gpu"])
     handle.disable()
     handle.delete()
     registered, allowed = client.functions.list()
     assert [f.id for f in registered] == [FUNCTION_ID] and [f.id for f in allowed] == ["f2"]
+    assert frontend.sent("SetFunctionRequirements") == [
+        cpb.FunctionRequirementsRequest(function_id=FUNCTION_ID, labels=["gpu"])
+    ]
+    assert frontend.last("SetFunctionRequirements").service == "Frontend"
     assert frontend.sent("DisableFunction") == [fe_pb.DisableFunctionRequest(function_id=FUNCTION_ID)]
     assert frontend.sent("DeleteFunction") == [fe_pb.DeleteFunctionRequest(function_id=FUNCTION_ID)]
     assert frontend.sent("ListFunctions") == [fe_pb.ListFunctionsRequest(user_id="alice")]
