@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cloister._proto import teaclave_authentication_service_pb2 as apb
 from cloister.config import DEFAULT_PORTS, Settings, load_settings
-from cloister.errors import ConfigurationError
+from cloister.errors import ConfigurationError, InvalidArgumentError
 from cloister.rpc import addresses
 from cloister.sdk._channel import AttestedChannel, Channel
 from cloister.sdk._connection import open_verified
@@ -23,6 +23,7 @@ from cloister.sdk._tasks import TasksAPI
 from cloister.sdk._trust import Credentials, Trust
 
 _AUTHENTICATION_PORT = DEFAULT_PORTS["authentication_api"]
+_FRONTEND_PORT = DEFAULT_PORTS["frontend"]
 
 
 class UsersAPI:
@@ -75,9 +76,10 @@ class Client:
     def connect(
         cls, frontend: str, *, trust: Trust, credentials: Credentials, authentication: str | None = None
     ) -> Client:
-        """Connect to the frontend at ``frontend`` (``host:port``) and log in.
+        """Connect to the frontend at ``frontend`` and log in.
 
         Args:
+            frontend: ``host:port``, or a bare host for the default port 7777.
             trust: what both services' attestation is checked against before anything is sent.
             credentials: who to log in as; the client logs in again by itself when the token expires.
             authentication: the authentication API's address; default: the frontend's host, port 7776.
@@ -87,8 +89,9 @@ class Client:
             UnavailableError: a service cannot be reached.
             AuthenticationError: the credentials were refused.
         """
+        host, port = _split(frontend, _FRONTEND_PORT)
+        frontend = f"{host}:{port}"
         if authentication is None:
-            host, _, _ = frontend.rpartition(":")
             authentication = f"{host}:{_AUTHENTICATION_PORT}"
         verifier = trust.verifier()
         auth_channel = AttestedChannel(open_verified("authentication", authentication, verifier))
@@ -161,3 +164,13 @@ class Client:
 def _local_address(settings: Settings, endpoint: str) -> str:
     """Where the local platform's ``endpoint`` listens: as published in its run directory, else configured."""
     return addresses.published(settings, endpoint) or addresses.resolve(settings, endpoint)
+
+
+def _split(address: str, default_port: int) -> tuple[str, int]:
+    """``(host, port)`` of ``host:port``, ``[v6]:port`` or a bare host (``default_port``)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or host.endswith(":") or (address.startswith("[") and not host.endswith("]")):
+        return address, default_port  # a bare name or IPv4 address, or a bracketed IPv6 one
+    if not port.isdigit():
+        raise InvalidArgumentError(f"address {address!r} must look like HOST:PORT")
+    return host, int(port)

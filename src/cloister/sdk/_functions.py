@@ -35,7 +35,8 @@ def _argument(spec: Any) -> fe_pb.FunctionArgument:
         return fe_pb.FunctionArgument(
             key=spec.key, default_value=spec.default_value, allow_overwrite=spec.allow_overwrite
         )
-    return spec.message  # a Teaclave-style FunctionArgument
+    message: fe_pb.FunctionArgument = spec.message  # a Teaclave-style FunctionArgument
+    return message
 
 
 def _file(spec: Any) -> FunctionFile:

@@ -18,6 +18,7 @@ from cloister.model import File, Function, FunctionArgument, FunctionFile, Task
 from cloister.sdk import FileHandle, FunctionHandle, TaskHandle
 from cloister.sdk import FunctionArgument as TeaclaveFunctionArgument
 from cloister.sdk import FunctionInput as TeaclaveFunctionInput
+from cloister.sdk._client import _split
 
 FUNCTION_ID = "function-00000000-0000-0000-0000-0000000000f1"
 TASK_ID = "task-00000000-0000-0000-0000-000000000001"
@@ -400,3 +401,21 @@ def test_errors_reach_the_caller_as_raised(client: Client, frontend: FakeChannel
 def test_trust_from_missing_files_says_which(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"as_root_ca\.pem"):
         Trust.from_state_dir(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("frontend.example:9000", ("frontend.example", 9000)),
+        ("frontend.example", ("frontend.example", 7777)),
+        ("[::1]:7000", ("[::1]", 7000)),
+        ("[::1]", ("[::1]", 7777)),
+    ],
+)
+def test_frontend_addresses(address: str, expected: tuple[str, int]) -> None:
+    assert _split(address, 7777) == expected
+
+
+def test_a_malformed_address_is_refused() -> None:
+    with pytest.raises(InvalidArgumentError, match="HOST:PORT"):
+        _split("frontend:http", 7777)
