@@ -28,7 +28,8 @@ reference and whose ``message`` is safe to show to anyone::
     └── TaskError                       (SDK only: how a task ended)
         ├── TaskFailedError               the function or its data failed
         ├── TaskCancelledError            a participant cancelled it
-        └── ExecutorLostError             its execution service stopped answering
+        ├── ExecutorLostError             its execution service stopped answering
+        └── TaskNotReadyError             it cannot run yet: what is missing (approvals, data, invoke, an executor)
 """
 
 from __future__ import annotations
@@ -243,6 +244,16 @@ class TaskCancelledError(TaskError):
 
 class ExecutorLostError(TaskFailedError):
     """The execution service running the task stopped answering."""
+
+
+class TaskNotReadyError(TaskError):
+    """The task cannot run as it stands, so waiting for its result would never end.
+
+    Its ``reason`` says what is missing: approvals, unassigned data, an invoke, or an execution
+    service able to run it.
+    """
+
+    status = StatusCode.FAILED_PRECONDITION
 
 
 _BY_STATUS: dict[StatusCode, type[CloisterError]] = {

@@ -35,7 +35,11 @@ def open_peer(
     """A verified connection to ``service``; the attestation check happens before any request."""
     root = x509.load_pem_x509_certificate(Path(as_root_ca_cert_path).read_bytes())
     info = EnclaveInfo.parse(Path(enclave_info_path).read_bytes())
-    verifier = PeerVerifier(root, info, policy or DEFAULT_POLICY)
+    return open_verified(service, address, PeerVerifier(root, info, policy or DEFAULT_POLICY))
+
+
+def open_verified(service: str, address: tuple[str, int] | str, verifier: PeerVerifier) -> SyncPeer:
+    """A connection to ``service`` at ``address`` whose attestation ``verifier`` has already accepted."""
     peer = SyncPeer(service, normalize_address(address), verifier, None, RPCSettings())
     peer.connect()
     return peer

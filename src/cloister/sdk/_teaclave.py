@@ -21,14 +21,11 @@ from cloister._proto import teaclave_common_pb2 as compb
 from cloister._proto import teaclave_frontend_service_pb2 as fpb
 from cloister._proto import teaclave_frontend_service_pb2_grpc as fgrpc
 from cloister.attestation.report import AttestationPolicy
-from cloister.errors import (
-    CloisterError,
-    ExecutorLostError,
-    TaskCancelledError,
-    TaskFailedError,
-)
-from cloister.model.tasks import REASON_EXECUTOR_TIMEOUT, TaskStatus
+from cloister.errors import CloisterError
+from cloister.model.tasks import TaskStatus
+from cloister.rpc.convert.views import task_from_proto
 from cloister.sdk._connection import open_peer
+from cloister.sdk._tasks import outcome_error
 
 TeaclaveException = CloisterError
 """Teaclave's SDK raised ``TeaclaveException``; here every error is a ``CloisterError``."""
@@ -305,15 +302,9 @@ class FrontendService(_Service):
     def _finished(self, task_id: str) -> fpb.GetTaskResponse:
         """The task once it has finished; the errors of :meth:`get_task_result` otherwise."""
         task = self.wait_task(task_id)
-        status = TaskStatus(task.status)
-        if status is TaskStatus.FINISHED and task.result.HasField("Ok"):
+        if TaskStatus(task.status) is TaskStatus.FINISHED and task.result.HasField("Ok"):
             return task
-        reason = task.result.Err.reason if task.result.HasField("Err") else f"task ended as {status.wire_name}"
-        if status is TaskStatus.CANCELED:
-            raise TaskCancelledError(task_id, reason)
-        if reason.startswith(REASON_EXECUTOR_TIMEOUT):
-            raise ExecutorLostError(task_id, reason)
-        raise TaskFailedError(task_id, reason)
+        raise outcome_error(task_from_proto(task))
 
     def query_audit_logs(self, query: str, limit: int) -> list[compb.Entry]:
         return list(self._api("QueryAuditLogs", fpb.QueryAuditLogsRequest(query=query, limit=limit)).logs)
