@@ -101,7 +101,11 @@ def test_two_banks_join_encrypted_lists(
     with pytest.raises(TaskNotReadyError, match="approval by client_bank_a, client_bank_b"):
         task.result(timeout=30)
     for c in "ab":
+        assert [t.id for t in banks[c].tasks.list(awaiting_my_approval=True)] == [task.id]  # each one's inbox
         banks[c].tasks.get(task.id).approve()
+        assert banks[c].tasks.list(awaiting_my_approval=True) == []
+    assert [t.id for t in banks["b"].tasks.list(status=TaskStatus.APPROVED)] == [task.id]
+    assert banks["b"].tasks.list(status=TaskStatus.FINISHED) == []
     with pytest.raises(AccessDeniedError):
         banks["b"].tasks.get(task.id).invoke()  # only the creator invokes
     task.invoke()
