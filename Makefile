@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint unit e2e faults bench proto clean
+.PHONY: install run test lint unit e2e faults bench proto docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,9 @@ test: $(STAMP) lint
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts examples
+	$(BIN)/ruff format --check src tests benchmarks scripts examples
 	$(BIN)/python scripts/gen_proto.py --check
+	$(BIN)/python scripts/mypy_ratchet.py
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
@@ -51,9 +53,14 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.state_growth
 	$(BIN)/python -m benchmarks.recovery
 
+## The documentation site, with the API reference generated from the docstrings, into site/.
+## --strict: a broken link, a missing page or a docstring the renderer cannot read fails the build.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
 ## Regenerate src/cloister/_proto from proto/*.proto.
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site

@@ -109,30 +109,26 @@ class Client:
         return client
 
     @classmethod
-    def connect_local(cls, state_dir: str | Path | None = None) -> Client:
+    def connect_local(cls, state_dir: str | Path | None = None, *, credentials: Credentials | None = None) -> Client:
         """Connect to the platform ``make run`` (``cloister up``) started, as its administrator.
 
         ``state_dir`` defaults to the one ``cloister up`` uses ($CLOISTER_STATE_DIR, else
         ``~/.local/state/cloister``); the addresses are those the services published there, and
         the password is ``$CLOISTER_ADMIN_PASSWORD`` or the one written to ``<state>/admin-password``.
 
+        Args:
+            state_dir: the platform's state directory.
+            credentials: log in as this user instead of the administrator, so that a local
+                multi-party run needs no addresses or trust files of its own.
+
         Raises:
-            ConfigurationError: no administrator password is to be found.
+            ConfigurationError: no credentials were given and no administrator password is to be found.
         """
         settings = load_settings(None, os.environ, state_dir=None if state_dir is None else Path(state_dir))
-        if settings.admin.password is not None:
-            password = settings.admin.password.get_secret_value()
-        else:
-            try:
-                password = settings.admin_password_path.read_text().strip()
-            except FileNotFoundError:
-                raise ConfigurationError(
-                    f"no administrator password in {settings.admin_password_path}; set CLOISTER_ADMIN_PASSWORD"
-                ) from None
         return cls.connect(
             _local_address(settings, "frontend"),
             trust=Trust.from_state_dir(settings.state_dir),
-            credentials=Credentials(settings.admin.user, password),
+            credentials=credentials or _local_admin(settings),
             authentication=_local_address(settings, "authentication_api"),
         )
 
@@ -159,6 +155,19 @@ class Client:
 
     def __repr__(self) -> str:
         return f"Client(user_id={self.user_id!r})"
+
+
+def _local_admin(settings: Settings) -> Credentials:
+    """The local platform's administrator: ``$CLOISTER_ADMIN_PASSWORD`` or ``<state>/admin-password``."""
+    if settings.admin.password is not None:
+        return Credentials(settings.admin.user, settings.admin.password.get_secret_value())
+    try:
+        password = settings.admin_password_path.read_text().strip()
+    except FileNotFoundError:
+        raise ConfigurationError(
+            f"no administrator password in {settings.admin_password_path}; set CLOISTER_ADMIN_PASSWORD"
+        ) from None
+    return Credentials(settings.admin.user, password)
 
 
 def _local_address(settings: Settings, endpoint: str) -> str:

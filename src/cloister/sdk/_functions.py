@@ -79,9 +79,11 @@ def function_fields(
 class FunctionHandle:
     """A registered function, by id."""
 
-    def __init__(self, session: Session, function_id: str) -> None:
+    def __init__(self, session: Session, function_id: str, executor_type: str | None = None) -> None:
         self._session = session
         self.id = function_id
+        self.executor_type = executor_type
+        """Known when this handle registered the function; None until then (see :meth:`get`)."""
 
     def __repr__(self) -> str:
         return f"FunctionHandle({self.id!r})"
@@ -179,7 +181,7 @@ class FunctionsAPI:
             name, executor, description, payload, arguments, inputs, outputs, public, allowed_users, usage_quota
         )
         response = self._session.frontend("RegisterFunction", fe_pb.RegisterFunctionRequest(**fields))
-        return FunctionHandle(self._session, response.function_id)
+        return FunctionHandle(self._session, response.function_id, executor)
 
     def get(self, function_id: str) -> FunctionHandle:
         """The handle of a function registered earlier (nothing is sent)."""

@@ -191,11 +191,15 @@ class TasksAPI:
     ) -> TaskHandle:
         """Create a task of ``function`` with ``arguments``; each data name's owners become participants.
 
-        ``executor`` defaults to the one the function's executor type runs on (one more call).
+        ``executor`` defaults to the one the function's executor type runs on: known to the
+        handle that registered it, else read with one more call (which a user allowed to use a
+        private function but not to read it is refused: pass ``executor`` then).
         """
         function_id = function if isinstance(function, str) else function.id
         if executor is None:
-            executor = default_executor(FunctionHandle(self._session, function_id).get().executor_type)
+            known = None if isinstance(function, str) else function.executor_type
+            executor_type = known or FunctionHandle(self._session, function_id).get().executor_type
+            executor = default_executor(executor_type)
         request = fe_pb.CreateTaskRequest(
             function_id=function_id,
             function_arguments=json.dumps(dict(arguments or {})),

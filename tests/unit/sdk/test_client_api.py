@@ -309,6 +309,12 @@ def test_create_task(client: Client, frontend: FakeChannel) -> None:
     assert frontend.sent("CreateTask")[-1].function_arguments == "{}"
     assert len(frontend.sent("GetFunction")) == 1  # an explicit executor needs no look-up
 
+    frontend.on("RegisterFunction", fe_pb.RegisterFunctionResponse(function_id=FUNCTION_ID))
+    registered = client.functions.register("f", executor="wasm")
+    client.tasks.create(registered)  # the registering handle knows its type: no look-up either
+    assert frontend.sent("CreateTask")[-1].executor == "wamr"
+    assert len(frontend.sent("GetFunction")) == 1
+
 
 def test_task_handle_calls(client: Client, frontend: FakeChannel) -> None:
     task = client.tasks.get(TASK_ID)
