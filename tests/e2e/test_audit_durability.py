@@ -51,7 +51,7 @@ def _kill(platform: RunningPlatform, service: str) -> int:
     return pid
 
 
-def _settled(platform: RunningPlatform, query: str, keep: Callable[[object], bool], expect: int) -> list:
+def _settled(platform: RunningPlatform, query: str, keep: Callable[[dict], bool], expect: int) -> list:
     """The entries ``query`` finds that ``keep`` accepts, once ``expect`` are there and no more arrive."""
     session = admin(platform)
     deadline = time.monotonic() + 30
@@ -110,8 +110,8 @@ def test_access_control_killed_after_answering_keeps_every_entry_once(platform: 
     root.close()
     wait_back(platform, "access_control", old)
 
-    def decision(entry: object) -> bool:
-        message = getattr(entry, "message", "")
+    def decision(entry: dict) -> bool:
+        message = entry["message"]
         return message.startswith("authorize user.register user reg-") and message.split()[-1] in ids
 
     found = _settled(platform, 'message:"authorize user.register"', decision, CALLS)
