@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from fake_channel import FakeChannel, task_message
-from google.protobuf.empty_pb2 import Empty
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
@@ -415,9 +414,3 @@ def test_wait_task_keeps_returning_the_message() -> None:
     task = _service(FrontendService, channel).wait_task(TASK_ID, 0.5)
     assert isinstance(task, fe_pb.GetTaskResponse) and task.status == TaskStatus.RUNNING
     assert channel.last("WaitTask").service == "Frontend" and channel.sent("WaitTask")[0].timeout_ms == 500
-
-
-def test_empty_answers_are_none_not_messages() -> None:
-    frontend = _service(FrontendService, FakeChannel())
-    assert frontend.invoke_task(TASK_ID) is None
-    assert not isinstance(frontend.delete_function(FUNCTION_ID), Empty)
