@@ -45,6 +45,10 @@ class Session:
         self.frontend.close()
 
 
+NO_FUNCTIONS = {"registered_functions": [], "allowed_functions": []}
+"""``list_functions`` of a user with none: every field is present, even empty."""
+
+
 def login(platform: RunningPlatform, user: str, password: str) -> Session:
     return Session(platform, user, password)
 
@@ -53,12 +57,12 @@ def admin(platform: RunningPlatform) -> Session:
     return Session(platform, platform.admin_user, platform.admin_password)
 
 
-def audit_entries(session: Session, query: str, expect: int, limit: int = 1000) -> list:
+def audit_entries(session: Session, query: str, expect: int, limit: int = 1000) -> list[dict]:
     """The entries ``query`` finds once there are ``expect`` of them (entries arrive within a
-    second), or what it finds after 10 s."""
+    second), or what it finds after 10 s; each a dict, as ``query_audit_logs`` returns them."""
     deadline = time.monotonic() + 10
     while True:
-        found = session.frontend.query_audit_logs(query, limit)
+        found = session.frontend.query_audit_logs(query, limit)["logs"]
         if len(found) >= expect or time.monotonic() > deadline:
             return found
         time.sleep(0.1)

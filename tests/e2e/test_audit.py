@@ -35,20 +35,20 @@ def test_burst_is_recorded_in_order_with_its_decisions(own_platform: RunningPlat
     for thread in threads:
         thread.join()
     entries = audit_entries(root, "message:get_function -message:authorize", 40)
-    assert len(entries) == 40 and all(e.result for e in entries)
+    assert len(entries) == 40 and all(e["result"] for e in entries)
     # Each call's decision by the access control service is in the log too, under the caller.
     decisions = audit_entries(root, f'message:"authorize function.read {function_id}"', 40)
-    assert len(decisions) == 40 and all(e.result for e in decisions)
-    assert all(e.user == f"{{ user: {own_platform.admin_user}, role: PlatformAdmin }}" for e in decisions)
+    assert len(decisions) == 40 and all(e["result"] for e in decisions)
+    assert all(e["user"] == f"{{ user: {own_platform.admin_user}, role: PlatformAdmin }}" for e in decisions)
     api_decisions = audit_entries(root, 'message:"authorize api get_function"', 1)
-    assert api_decisions and all(e.user == "{ role: PlatformAdmin }" and e.result for e in api_decisions)
+    assert api_decisions and all(e["user"] == "{ role: PlatformAdmin }" and e["result"] for e in api_decisions)
     # Newer seconds first and, within a second, in the order recorded (Teaclave's order, §13.3):
     # so recording order matches the calls' timestamps.
-    stamps = [e.microsecond for e in entries]
+    stamps = [int(e["microsecond"]) for e in entries]  # int64 is a string in MessageToDict
     assert stamps == sorted(stamps, key=lambda s: (-(s // 1_000_000), s))
     logins = audit_entries(root, "message:user_login", 5)
-    assert logins and all(e.user == f"{{ user: {own_platform.admin_user} }}" for e in logins)
-    assert not any(own_platform.admin_password in e.message for e in logins)
+    assert logins and all(e["user"] == f"{{ user: {own_platform.admin_user} }}" for e in logins)
+    assert not any(own_platform.admin_password in e["message"] for e in logins)
     result = _verify(own_platform)
     assert result.returncode == 0, result.stderr
     assert "audit log verified" in result.stdout

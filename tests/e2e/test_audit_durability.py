@@ -51,18 +51,18 @@ def _kill(platform: RunningPlatform, service: str) -> int:
     return pid
 
 
-def _settled(platform: RunningPlatform, query: str, keep: Callable[[object], bool], expect: int) -> list:
+def _settled(platform: RunningPlatform, query: str, keep: Callable[[dict], bool], expect: int) -> list:
     """The entries ``query`` finds that ``keep`` accepts, once ``expect`` are there and no more arrive."""
     session = admin(platform)
     deadline = time.monotonic() + 30
     found: list = []
     while time.monotonic() < deadline:
-        found = [e for e in session.frontend.query_audit_logs(query, 1000) if keep(e)]
+        found = [e for e in session.frontend.query_audit_logs(query, 1000)["logs"] if keep(e)]
         if len(found) >= expect:
             break
         time.sleep(0.2)
     time.sleep(1.5)  # a duplicate shipped late would show now
-    found = [e for e in session.frontend.query_audit_logs(query, 1000) if keep(e)]
+    found = [e for e in session.frontend.query_audit_logs(query, 1000)["logs"] if keep(e)]
     session.close()
     return found
 
@@ -78,7 +78,7 @@ def test_frontend_killed_after_answering_keeps_every_entry_once(platform: Runnin
     stranger.close()
     wait_back(platform, "frontend", old)
     message = "authenticate to disable_function: authentication failed"
-    found = _settled(platform, 'message:"authenticate to disable_function"', lambda e: e.message == message, CALLS)
+    found = _settled(platform, 'message:"authenticate to disable_function"', lambda e: e["message"] == message, CALLS)
     assert len(found) == CALLS
     assert _verify(platform).returncode == 0
 
@@ -95,8 +95,8 @@ def test_authentication_killed_after_answering_keeps_every_entry_once(platform: 
     client.close()
     root.close()
     wait_back(platform, "authentication", old)
-    found = _settled(platform, "message:user_login", lambda e: e.user == f"{{ user: {user} }}", CALLS)
-    assert len(found) == CALLS and all(e.result for e in found)
+    found = _settled(platform, "message:user_login", lambda e: e["user"] == f"{{ user: {user} }}", CALLS)
+    assert len(found) == CALLS and all(e["result"] for e in found)
     assert _verify(platform).returncode == 0
 
 
@@ -110,12 +110,12 @@ def test_access_control_killed_after_answering_keeps_every_entry_once(platform: 
     root.close()
     wait_back(platform, "access_control", old)
 
-    def decision(entry: object) -> bool:
-        message = getattr(entry, "message", "")
+    def decision(entry: dict) -> bool:
+        message = entry["message"]
         return message.startswith("authorize user.register user reg-") and message.split()[-1] in ids
 
     found = _settled(platform, 'message:"authorize user.register"', decision, CALLS)
-    assert Counter(e.message.split()[-1] for e in found) == Counter(ids)
+    assert Counter(e["message"].split()[-1] for e in found) == Counter(ids)
     assert _verify(platform).returncode == 0
 
 
@@ -150,6 +150,6 @@ def test_management_killed_while_entries_are_shipped_loses_none(platform: Runnin
     root.close()
     total = sum(answered)
     assert total > CALLS
-    found = _settled(platform, "message:user_login", lambda e: e.user == f"{{ user: {user} }}", total)
+    found = _settled(platform, "message:user_login", lambda e: e["user"] == f"{{ user: {user} }}", total)
     assert len(found) == total
     assert _verify(platform).returncode == 0

@@ -104,7 +104,7 @@ def test_oversized_request_is_refused_and_service_keeps_working(platform: Runnin
 
 def test_unknown_method_is_unimplemented(platform: RunningPlatform) -> None:
     root = admin(platform)
-    channel = root.frontend._peer.connect()
+    channel = root.frontend._channel.peer.connect()
     call = channel.unary_unary(
         "/teaclave_frontend_service_proto.TeaclaveFrontend/NoSuchMethod",
         request_serializer=fpb.GetTaskRequest.SerializeToString,
@@ -123,7 +123,7 @@ def test_every_method_survives_empty_garbage_and_bad_utf8(platform: RunningPlatf
 
     root = admin(platform)
     client = root.frontend if service == "frontend" else root.auth
-    channel = client._peer.connect()
+    channel = client._channel.peer.connect()
     descriptor = (
         fpb.DESCRIPTOR.services_by_name["TeaclaveFrontend"]
         if service == "frontend"

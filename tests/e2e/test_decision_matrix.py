@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from http_fixture_server import FixtureHTTPServer
 
 from cloister._proto import cloister_pb2 as cpb
-from cloister._proto import cloister_pb2_grpc as cgrpc
 from cloister._proto import teaclave_frontend_service_pb2 as fpb
 from cloister.errors import AccessDeniedError, AuthenticationError, CloisterError
 from cloister.sdk import DataMap, FrontendService, FunctionArgument, FunctionInput, FunctionOutput, OwnerList
+from cloister.sdk._channel import CLOISTER_FRONTEND
 from cloister.services.authentication.tokens import KEY_FILE_NAME, SECRET_LENGTH, JWTIssuer
 from cloister.testing import RunningPlatform
 
@@ -149,7 +149,7 @@ CALLS: dict[str, Callable[[FrontendService, World], object]] = {
     "invoke_task": lambda c, w: c.invoke_task(w.task("approved")),
     "cancel_task": lambda c, w: c.cancel_task(w.task("created")),
     # Everyone who may call it is answered, with only their own tasks (test_list_tasks.py).
-    "list_tasks": lambda c, w: c._call(cgrpc.FrontendStub, "ListTasks", cpb.ListTasksRequest()),
+    "list_tasks": lambda c, w: c._call("ListTasks", cpb.ListTasksRequest(), service=CLOISTER_FRONTEND),
     "query_audit_logs": lambda c, w: c.query_audit_logs("get_task", 1),
 }
 

@@ -4,6 +4,7 @@ succeed again once space is freed, without a restart. A real tmpfs is the state 
 
 from __future__ import annotations
 
+import base64
 import os
 import sqlite3
 import time
@@ -96,11 +97,11 @@ def test_a_full_state_disk_refuses_writes_clearly_and_heals_when_space_returns(
         )
 
         # What was stored before reads back whole, and logging in works (it writes nothing).
-        assert root.frontend.get_function(function_id).name == "builtin-echo"
+        assert root.frontend.get_function(function_id)["name"] == "builtin-echo"
         assert root.frontend.get_task_result(before) == b"before"
-        assert root.frontend.get_input_file(file_id).cmac == INPUT_FILE[4]
+        assert base64.b64decode(root.frontend.get_input_file(file_id)["cmac"]) == INPUT_FILE[4]
         alice = login(platform, "alice", "alice-password")
-        assert "builtin-echo" in str(alice.frontend.get_function(function_id))
+        assert "builtin-echo" in str(alice.frontend.get_function(function_id)["name"])
         alice.close()
 
         # The running task ends meanwhile; its result cannot be stored, so it stays Running until
@@ -119,8 +120,8 @@ def test_a_full_state_disk_refuses_writes_clearly_and_heals_when_space_returns(
     assert _echo(root, function_id, "and again") == b"and again"
     # The audit entries of the refused calls were kept and arrive once management can store them.
     refused = audit_entries(root, 'message:"out of disk space"', 4)
-    assert len(refused) >= 4 and not any(e.result for e in refused)
-    assert not any(str(platform.state_dir) in e.message for e in refused)
+    assert len(refused) >= 4 and not any(e["result"] for e in refused)
+    assert not any(str(platform.state_dir) in e["message"] for e in refused)
     # The file logs of the episode hold what could be written: the recovery, and what was lost.
     storage_log = (platform.state_dir / "logs" / "storage.log").read_text()
     assert "has room again; writes succeed" in storage_log

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 from conftest import admin, audit_entries, login
@@ -69,7 +70,7 @@ def test_frontend_calls_are_audited(platform: RunningPlatform) -> None:
     entries = audit_entries(root, f"+user:{platform.admin_user} +message:register_function", 1, 100)
     assert entries, "the call never reached the audit log"
     newest = entries[0]
-    assert newest.result is True
-    assert newest.message == "register_function"
-    assert newest.user == f"{{ user: {platform.admin_user}, role: PlatformAdmin }}"
-    assert len(newest.ip) == 16
+    assert newest["result"] is True
+    assert newest["message"] == "register_function"
+    assert newest["user"] == f"{{ user: {platform.admin_user}, role: PlatformAdmin }}"
+    assert len(base64.b64decode(newest["ip"])) == 16

@@ -86,8 +86,8 @@ def _audited(platform: RunningPlatform, record: ClientRecord) -> Counter[str]:
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            entries = session.frontend.query_audit_logs(f"user:{record.user}", 100_000)
-            found = Counter(e.message for e in entries if e.result and e.user.startswith(mine))
+            entries = session.frontend.query_audit_logs(f"user:{record.user}", 100_000)["logs"]
+            found = Counter(e["message"] for e in entries if e["result"] and e["user"].startswith(mine))
             if all(found[api] >= count for api, count in record.answered.items()):
                 break
             time.sleep(0.5)
@@ -112,7 +112,7 @@ def assert_nothing_lost(
         for record in records:
             assert set(record.users) <= users, "an acknowledged user registration was lost"
             for function_id in record.functions:
-                assert root.frontend.get_function(function_id).name.startswith(record.user)
+                assert root.frontend.get_function(function_id)["name"].startswith(record.user)
     finally:
         root.close()
     lost_tasks: list[str] = []

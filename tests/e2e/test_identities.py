@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import admin
+from conftest import NO_FUNCTIONS, admin
 from cryptography.hazmat.primitives import serialization
 
 from cloister.attestation.enclave_info import EnclaveIdentity, EnclaveInfo, sign_enclave_info
@@ -53,7 +53,7 @@ def test_changed_service_code_is_refused_until_resigned(own_platform: RunningPla
     platform.stop_service("management")
     platform.start_service("management", extra_env=modified)
     again = admin(own_platform)
-    assert again.frontend.list_functions(own_platform.admin_user) == {}
+    assert again.frontend.list_functions(own_platform.admin_user) == NO_FUNCTIONS
 
 
 def _service(state_dir: Path, config: Path, name: str) -> subprocess.CompletedProcess[str]:

@@ -134,7 +134,7 @@ def test_everything_survives_a_restart(own_platform: RunningPlatform) -> None:
 
     again = admin(own_platform)
     assert "dora" in again.auth.list_users(own_platform.admin_user)
-    assert again.frontend.get_function(function_id).name == "builtin-echo"
+    assert again.frontend.get_function(function_id)["name"] == "builtin-echo"
     assert again.frontend.get_task(task_id)["result"]["Ok"]["return_value"]
     again.frontend.invoke_task(pending)
     assert again.frontend.get_task_result(pending) == b"created before restart"
@@ -156,6 +156,6 @@ def test_acknowledged_writes_survive_kill_9(own_platform: RunningPlatform) -> No
         own_platform.platform.start_service(name)
 
     again = admin(own_platform)
-    assert again.frontend.get_function(function_id).description == "written just before the crash"
+    assert again.frontend.get_function(function_id)["description"] == "written just before the crash"
     again.frontend.invoke_task(task_id)
     assert again.frontend.get_task_result(task_id) == b"after the crash"

@@ -1,7 +1,7 @@
 """ListTasks over a real platform: each user's own tasks, newest first, paged, with the approval
 inbox; and InvokeTask refusals that say what is missing.
 
-The calls are raw gRPC through the Teaclave-compatible client's attested connection, so this
+The calls are raw requests through the Teaclave-compatible client's attested channel, so this
 tests the server alone, whatever client wraps it.
 """
 
@@ -14,17 +14,17 @@ from conftest import Session, admin, audit_entries, login
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cloister._proto import cloister_pb2 as cpb
-from cloister._proto import cloister_pb2_grpc as cgrpc
 from cloister.errors import AccessDeniedError, FailedOperationError, InvalidArgumentError
 from cloister.model.tasks import TaskStatus
 from cloister.sdk import DataMap, FunctionArgument, FunctionInput, OwnerList
+from cloister.sdk._channel import CLOISTER_FRONTEND
 from cloister.testing import RunningPlatform
 
 KEY, IV = bytes(range(16)), bytes(range(12))
 
 
 def list_tasks(session: Session, **fields: object) -> cpb.ListTasksResponse:
-    return session.frontend._call(cgrpc.FrontendStub, "ListTasks", cpb.ListTasksRequest(**fields))
+    return session.frontend._call("ListTasks", cpb.ListTasksRequest(**fields), service=CLOISTER_FRONTEND)
 
 
 def ids(session: Session, **fields: object) -> list[str]:
@@ -92,7 +92,7 @@ def test_two_party_task_in_each_inbox_until_approved(platform: RunningPlatform) 
     root = admin(platform)
     assert audit_entries(root, "message:list_tasks -message:authorize", 1)
     decisions = audit_entries(root, f'message:"authorize task.read {task_id}"', 2)
-    assert decisions and all(e.result for e in decisions)
+    assert decisions and all(e["result"] for e in decisions)
 
 
 def test_pages_follow_each_other_newest_first(platform: RunningPlatform) -> None:

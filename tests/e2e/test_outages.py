@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import admin
+from conftest import NO_FUNCTIONS, admin
 from http_fixture_server import LOOPBACK_ENV
 
 from cloister.errors import UnavailableError
@@ -19,7 +19,7 @@ from cloister.testing import RunningPlatform, start_platform
 @pytest.mark.parametrize("service", ["authentication", "access_control", "management"])
 def test_an_outage_names_the_service_and_heals(own_platform: RunningPlatform, service: str) -> None:
     root = admin(own_platform)
-    assert root.frontend.list_functions(own_platform.admin_user) == {}
+    assert root.frontend.list_functions(own_platform.admin_user) == NO_FUNCTIONS
     own_platform.platform.stop_service(service)
     with pytest.raises(UnavailableError) as down:
         root.frontend.list_functions(own_platform.admin_user)
@@ -27,7 +27,7 @@ def test_an_outage_names_the_service_and_heals(own_platform: RunningPlatform, se
     assert down.value.message == f"the {name} service is unavailable; try again shortly"
     assert "127.0.0.1" not in down.value.message and "incorrent" not in down.value.message
     own_platform.platform.start_service(service)
-    assert root.frontend.list_functions(own_platform.admin_user) == {}
+    assert root.frontend.list_functions(own_platform.admin_user) == NO_FUNCTIONS
     root.close()
 
 
@@ -44,7 +44,7 @@ def test_a_stopped_peer_is_reported_within_the_peer_timeout(patient_platform: Ru
     """A stopped process accepts connections and answers nothing: its callers learn it is down
     from its silence to pings (rpc.peer_timeout_seconds, 3 s here), not at the 60 s call deadline."""
     root = admin(patient_platform)
-    assert root.frontend.list_functions(patient_platform.admin_user) == {}
+    assert root.frontend.list_functions(patient_platform.admin_user) == NO_FUNCTIONS
     pid = patient_platform.platform.processes[service].pid
     os.kill(pid, signal.SIGSTOP)
     try:
@@ -56,7 +56,7 @@ def test_a_stopped_peer_is_reported_within_the_peer_timeout(patient_platform: Ru
             assert time.monotonic() - started < 30, "the call waited for its deadline"
     finally:
         os.kill(pid, signal.SIGCONT)
-    assert root.frontend.list_functions(patient_platform.admin_user) == {}
+    assert root.frontend.list_functions(patient_platform.admin_user) == NO_FUNCTIONS
     root.close()
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 import uuid
 
+import pytest
 from conftest import Session, admin
 from test_executors import ECHO
 
+from cloister.errors import TaskNotReadyError
 from cloister.sdk import FunctionArgument
 from cloister.testing import RunningPlatform
 
@@ -61,8 +63,10 @@ def test_tasks_go_where_they_can_run_and_wait_visibly_otherwise(own_platform: Ru
         assert task.status == 3  # still Staged
         reason = task.result.Err.reason if task.result.HasField("Err") else ""
     assert "no live execution service can run it" in reason and "wasm" in reason
+    with pytest.raises(TaskNotReadyError, match="no live execution service"):
+        root.frontend.get_task_result(waiting)  # without a timeout it says why instead of waiting forever
     platform.start_service("execution", instance="gpu", extra_env=gpu)
-    assert root.frontend.get_task_result(waiting) == b"42"
+    assert root.frontend.get_task_result(waiting, timeout=60) == b"42"  # with one, it waits for the service
 
 
 def test_two_execution_services_share_a_burst_without_running_a_task_twice(own_platform: RunningPlatform) -> None:

@@ -57,8 +57,8 @@ def _eventually(attempt: Callable[[], T], seconds: float = 10) -> T:
 
 def _object_decisions(root: Session, user: str) -> list[bool]:
     """The access control service's task.create decisions about ``user``, as the audit log has them."""
-    entries = root.frontend.query_audit_logs('message:"authorize task.create"', 100)
-    return [e.result for e in entries if e.user.startswith(f"{{ user: {user},")]
+    entries = root.frontend.query_audit_logs('message:"authorize task.create"', 100)["logs"]
+    return [e["result"] for e in entries if e["user"].startswith(f"{{ user: {user},")]
 
 
 def _recorded(root: Session, user: str, decision: bool) -> bool:
@@ -135,4 +135,4 @@ def test_without_access_control_nothing_is_allowed(running: RunningPlatform) -> 
         assert refused.value.status.name in ("PERMISSION_DENIED", "UNAVAILABLE")
         time.sleep(DECISION_TTL + 0.2)
     running.platform.start_service("access_control")
-    assert _eventually(lambda: root.frontend.get_function(function_id)).name == "builtin-echo"
+    assert _eventually(lambda: root.frontend.get_function(function_id))["name"] == "builtin-echo"

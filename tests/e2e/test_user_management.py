@@ -324,10 +324,10 @@ def test_user_management_decisions_are_audited(platform: RunningPlatform, root: 
         manager.auth.reset_user_password(platform.admin_user)
     manager.close()
     denied = audit_entries(root, f'message:"authorize user.reset_password user {platform.admin_user}"', 1)
-    assert denied and not denied[0].result
-    assert denied[0].user == '{ user: audit-dom, role: DataOwnerManager("audit-org") }'
+    assert denied and not denied[0]["result"]
+    assert denied[0]["user"] == '{ user: audit-dom, role: DataOwnerManager("audit-org") }'
     failed_call = audit_entries(root, 'message:"reset_user_password: permission denied"', 1)
-    assert failed_call and not failed_call[0].result
+    assert failed_call and not failed_call[0]["result"]
 
 
 def test_failed_logins_are_limited_and_audited(tmp_path: Path) -> None:
@@ -357,7 +357,7 @@ def test_failed_logins_are_limited_and_audited(tmp_path: Path) -> None:
             assert answers.count("UNAUTHENTICATED") + answers.count("OK") <= 3
             assert answers.count("RESOURCE_EXHAUSTED") >= 17
         entries = audit_entries(root, 'message:"too many failed logins"', 1)
-        assert entries and entries[0].user == "{ user: guessed }" and not entries[0].result
+        assert entries and entries[0]["user"] == "{ user: guessed }" and not entries[0]["result"]
         other = FrontendService(*running.connection_args("frontend"))  # others are unaffected
         other.metadata = dict(root.auth.metadata or {})
         other.list_functions(running.admin_user)
@@ -390,7 +390,7 @@ def test_callers_who_fail_authentication_are_audited_as_nobody(platform: Running
         with pytest.raises(AuthenticationError, match="authentication failed"):
             client.delete_user("someone")
     entries = audit_entries(root, 'message:"delete_user: authentication failed"', 1)
-    assert entries and all(entry.user == "" for entry in entries)
+    assert entries and all(entry["user"] == "" for entry in entries)
 
     claims = {"sub": "forger", "role": "PlatformAdmin", "iss": "Teaclave", "exp": int(time.time()) + 600, "gen": "x"}
     forged = jwt.encode(claims, b"k" * 64, algorithm="HS512")

@@ -48,19 +48,20 @@ def _file(spec: Any) -> FunctionFile:
     return FunctionFile(message.name, message.description, message.optional)
 
 
-def _fields(
+def function_fields(
     name: str,
     executor: str,
     description: str,
     payload: bytes,
-    arguments: Iterable[ArgumentSpec],
-    inputs: Iterable[DataSpec],
-    outputs: Iterable[DataSpec],
+    arguments: Iterable[Any],
+    inputs: Iterable[Any],
+    outputs: Iterable[Any],
     public: bool,
     allowed_users: Iterable[str],
     usage_quota: int | None,
 ) -> dict[str, Any]:
-    """What RegisterFunction and UpdateFunction share; an unlimited quota is -1 on the wire."""
+    """What RegisterFunction and UpdateFunction share, for the client and the Teaclave classes alike
+    (specs as names, value objects or Teaclave-style objects); an unlimited quota is -1 on the wire."""
     return {
         "name": name,
         "description": description,
@@ -118,7 +119,7 @@ class FunctionHandle:
         current = self.get()
         if usage_quota is _KEEP:
             usage_quota, _ = self.usage()
-        fields = _fields(
+        fields = function_fields(
             name if name is not None else current.name,
             executor if executor is not None else current.executor_type,
             description if description is not None else current.description,
@@ -176,7 +177,7 @@ class FunctionsAPI:
             public: whether anyone may use it; a private one only its owner and ``allowed_users``.
             usage_quota: how many tasks may be invoked with it; None: no limit.
         """
-        fields = _fields(
+        fields = function_fields(
             name, executor, description, payload, arguments, inputs, outputs, public, allowed_users, usage_quota
         )
         response = self._session.frontend("RegisterFunction", fe_pb.RegisterFunctionRequest(**fields))

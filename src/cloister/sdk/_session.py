@@ -9,7 +9,7 @@ logged or shown.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 from google.protobuf.message import Message
 
@@ -17,6 +17,15 @@ from cloister._proto import teaclave_authentication_service_pb2 as apb
 from cloister.errors import AuthenticationError
 from cloister.sdk._channel import AUTHENTICATION_API, TEACLAVE_FRONTEND, Channel
 from cloister.sdk._trust import Credentials
+
+
+class Caller(Protocol):
+    """What handles send frontend calls through: a :class:`Session`, or a Teaclave-style class,
+    whose ``metadata`` its user sets."""
+
+    def frontend(
+        self, method: str, request: Message, *, service: str = TEACLAVE_FRONTEND, timeout: float | None = None
+    ) -> Any: ...
 
 
 class Session:

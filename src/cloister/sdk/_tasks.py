@@ -31,7 +31,7 @@ from cloister.rpc.convert.views import task_from_proto
 from cloister.sdk._channel import CLOISTER_FRONTEND
 from cloister.sdk._files import FileHandle
 from cloister.sdk._functions import FunctionHandle
-from cloister.sdk._session import Session
+from cloister.sdk._session import Caller, Session
 
 WAIT_SLICE_SECONDS = 15.0
 """The longest one WaitTask call waits before the task is looked at again."""
@@ -56,7 +56,7 @@ def outcome_error(task: Task) -> TaskError:
 class TaskHandle:
     """A task, by id: assign its data, approve, invoke, cancel, and wait for its result."""
 
-    def __init__(self, session: Session, task_id: str) -> None:
+    def __init__(self, session: Caller, task_id: str) -> None:
         self._session = session
         self.id = task_id
 
