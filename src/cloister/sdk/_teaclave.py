@@ -204,17 +204,8 @@ class FrontendService(_Service):
         user_allowlist: list[str] | None = None,
         usage_quota: int = -1,
     ) -> str:
-        fields = function_fields(
-            name,
-            executor_type,
-            description,
-            bytes(payload),
-            arguments or [],
-            inputs or [],
-            outputs or [],
-            public,
-            user_allowlist or [],
-            usage_quota,
+        fields = _fields(
+            name, description, executor_type, public, payload, arguments, inputs, outputs, user_allowlist, usage_quota
         )
         return str(self._call("RegisterFunction", fpb.RegisterFunctionRequest(**fields)).function_id)
 
@@ -232,17 +223,8 @@ class FrontendService(_Service):
         user_allowlist: list[str] | None = None,
         usage_quota: int = -1,
     ) -> str:
-        fields = function_fields(
-            name,
-            executor_type,
-            description,
-            bytes(payload),
-            arguments or [],
-            inputs or [],
-            outputs or [],
-            public,
-            user_allowlist or [],
-            usage_quota,
+        fields = _fields(
+            name, description, executor_type, public, payload, arguments, inputs, outputs, user_allowlist, usage_quota
         )
         request = fpb.UpdateFunctionRequest(function_id=function_id, **fields)
         return str(self._call("UpdateFunction", request).function_id)
@@ -387,3 +369,30 @@ class _Frontend:
         self, method: str, request: Message, *, service: str = TEACLAVE_FRONTEND, timeout: float | None = None
     ) -> Any:
         return self._service._call(method, request, service=service, timeout=timeout)
+
+
+def _fields(
+    name: str,
+    description: str,
+    executor_type: str,
+    public: bool,
+    payload: bytes | list[int],
+    arguments: list[FunctionArgument] | None,
+    inputs: list[FunctionInput] | None,
+    outputs: list[FunctionOutput] | None,
+    user_allowlist: list[str] | None,
+    usage_quota: int,
+) -> dict[str, Any]:
+    """RegisterFunction's and UpdateFunction's fields, from Teaclave's argument order."""
+    return function_fields(
+        name,
+        executor_type,
+        description,
+        bytes(payload),
+        arguments or [],
+        inputs or [],
+        outputs or [],
+        public,
+        user_allowlist or [],
+        usage_quota,
+    )
