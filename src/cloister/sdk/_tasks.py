@@ -98,7 +98,7 @@ class TaskHandle:
         deadline = None if timeout is None else time.monotonic() + timeout
         task = self.describe()
         while not task.is_ended:
-            _check_runnable(task, waiting_is_final=deadline is None)
+            check_runnable(task, waiting_is_final=deadline is None)
             wait = WAIT_SLICE_SECONDS
             if deadline is not None:
                 remaining = deadline - time.monotonic()
@@ -133,7 +133,8 @@ class TaskHandle:
         raise outcome_error(task)
 
 
-def _check_runnable(task: Task, *, waiting_is_final: bool) -> None:
+def check_runnable(task: Task, *, waiting_is_final: bool) -> None:
+    """Raise :class:`TaskNotReadyError` when waiting for ``task`` to end could last forever."""
     if not task.is_invoked:
         raise TaskNotReadyError(task.id, f"{task.status.wire_name}, not invoked; missing: {'; '.join(task.missing())}")
     if task.waiting_reason is not None and waiting_is_final:

@@ -25,10 +25,11 @@ from cloister._proto import teaclave_frontend_service_pb2 as fpb
 from cloister.attestation.report import AttestationPolicy
 from cloister.errors import AuthenticationError, CloisterError
 from cloister.model.tasks import TaskStatus
+from cloister.rpc.convert.views import task_from_proto
 from cloister.sdk._channel import AUTHENTICATION_API, CLOISTER_FRONTEND, TEACLAVE_FRONTEND, AttestedChannel, Channel
 from cloister.sdk._connection import open_peer
 from cloister.sdk._functions import function_fields
-from cloister.sdk._tasks import TaskHandle
+from cloister.sdk._tasks import TaskHandle, check_runnable
 
 TeaclaveException = CloisterError
 """Teaclave's SDK raised ``TeaclaveException``; here every error is a ``CloisterError``."""
@@ -325,13 +326,24 @@ class FrontendService(_Service):
         return _to_dict(self._call("GetTask", fpb.GetTaskRequest(task_id=task_id)))
 
     def wait_task(self, task_id: str, timeout: float | None = None) -> fpb.GetTaskResponse:
-        """Cloister: the task once it has ended (or, with ``timeout``, when that passes); no polling."""
-        slice_ms = _WAIT_SLICE_MS if timeout is None else int(min(timeout * 1000, _WAIT_SLICE_MS))
-        while True:
-            request = cpb.WaitTaskRequest(task_id=task_id, timeout_ms=slice_ms)
-            task = self._call("WaitTask", request, service=CLOISTER_FRONTEND, timeout=slice_ms / 1000 + 15)
-            if TaskStatus(task.status).is_ended or timeout is not None:
-                return task  # type: ignore[no-any-return]
+        """Cloister: the task once it has ended (or, with ``timeout``, when that passes); no polling.
+
+        Raises:
+            TaskNotReadyError: without a ``timeout``, at once when the task cannot run as it
+                stands (not invoked, or no execution service can run it), as
+                :meth:`get_task_result` does.
+        """
+        if timeout is not None:
+            return self._wait_slice(task_id, int(min(timeout * 1000, _WAIT_SLICE_MS)))
+        task = self._call("GetTask", fpb.GetTaskRequest(task_id=task_id))
+        while not TaskStatus(task.status).is_ended:
+            check_runnable(task_from_proto(task), waiting_is_final=True)
+            task = self._wait_slice(task_id, _WAIT_SLICE_MS)
+        return task  # type: ignore[no-any-return]
+
+    def _wait_slice(self, task_id: str, slice_ms: int) -> fpb.GetTaskResponse:
+        request = cpb.WaitTaskRequest(task_id=task_id, timeout_ms=slice_ms)
+        return self._call("WaitTask", request, service=CLOISTER_FRONTEND, timeout=slice_ms / 1000 + 15)  # type: ignore[no-any-return]
 
     def get_task_result(self, task_id: str, timeout: float | None = None) -> bytes:
         """The function's return value once the task finishes.

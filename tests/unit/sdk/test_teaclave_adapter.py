@@ -414,3 +414,21 @@ def test_wait_task_keeps_returning_the_message() -> None:
     task = _service(FrontendService, channel).wait_task(TASK_ID, 0.5)
     assert isinstance(task, fe_pb.GetTaskResponse) and task.status == TaskStatus.RUNNING
     assert channel.last("WaitTask").service == "Frontend" and channel.sent("WaitTask")[0].timeout_ms == 500
+
+
+def test_wait_task_without_a_timeout_refuses_at_once_a_task_that_is_not_invoked() -> None:
+    channel = FakeChannel().on("GetTask", task_message(status=TaskStatus.CREATED, function_arguments="{}"))
+    with pytest.raises(TaskNotReadyError, match="not invoked"):
+        _service(FrontendService, channel).wait_task(TASK_ID)
+    assert channel.sent("WaitTask") == []
+
+
+def test_wait_task_without_a_timeout_waits_in_slices_until_the_task_ends() -> None:
+    answers = iter([TaskStatus.RUNNING, TaskStatus.FINISHED])
+    channel = (
+        FakeChannel()
+        .on("GetTask", task_message(status=TaskStatus.STAGED))
+        .on("WaitTask", lambda _request: task_message(status=next(answers)))
+    )
+    task = _service(FrontendService, channel).wait_task(TASK_ID)
+    assert task.status == TaskStatus.FINISHED and len(channel.sent("WaitTask")) == 2
