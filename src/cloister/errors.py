@@ -268,6 +268,7 @@ _BY_STATUS: dict[StatusCode, type[CloisterError]] = {
     StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
     StatusCode.INTERNAL: InternalError,
     StatusCode.ABORTED: ConflictError,
+    StatusCode.DATA_LOSS: FileIntegrityError,
 }
 
 _INVALID_ARGUMENT_BY_MESSAGE: dict[str, type[CloisterError]] = {

@@ -17,6 +17,7 @@ from cloister.errors import (
     DeadlineExceededError,
     DiskFullError,
     FailedOperationError,
+    FileIntegrityError,
     InternalError,
     InvalidArgumentError,
     InvalidDataIdError,
@@ -48,7 +49,7 @@ MOST_SPECIFIC: dict[StatusCode, type[CloisterError]] = {
     StatusCode.UNIMPLEMENTED: UnimplementedError,
     StatusCode.INTERNAL: InternalError,
     StatusCode.UNAVAILABLE: UnavailableError,
-    StatusCode.DATA_LOSS: CloisterError,
+    StatusCode.DATA_LOSS: FileIntegrityError,
     StatusCode.UNAUTHENTICATED: AuthenticationError,
 }
 """Every status a call can fail with, and the class the client raises for it."""
