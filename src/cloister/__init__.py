@@ -34,6 +34,7 @@ _LAZY = {
     "TaskError": "cloister.errors",
     "TaskFailedError": "cloister.errors",
     "TaskNotReadyError": "cloister.errors",
+    "UserExistsError": "cloister.errors",
 }
 """Public name → the module it is loaded from on first use. No import statement names them
 here: this package is layer 0 (tests/unit/test_layers.py)."""

@@ -5,6 +5,7 @@ reference and whose ``message`` is safe to show to anyone::
 
     CloisterError
     ├── AuthenticationError          16 UNAUTHENTICATED
+    ├── UserExistsError              16 UNAUTHENTICATED "user id exist" (the authentication API)
     ├── AccessDeniedError             7 PERMISSION_DENIED
     ├── InvalidArgumentError          3 INVALID_ARGUMENT
     │   ├── InvalidTaskIdError           "invalid task id"
@@ -74,6 +75,13 @@ class CloisterError(Exception):
 class AuthenticationError(CloisterError):
     status = StatusCode.UNAUTHENTICATED
     default_message = "authentication failed"
+
+
+class UserExistsError(CloisterError):
+    """A user id is taken; UNAUTHENTICATED on the wire, as every answer of the authentication API."""
+
+    status = StatusCode.UNAUTHENTICATED
+    default_message = "user id exist"
 
 
 class AccessDeniedError(CloisterError):
@@ -277,6 +285,16 @@ _INVALID_ARGUMENT_BY_MESSAGE: dict[str, type[CloisterError]] = {
     InvalidDataIdError.default_message: InvalidDataIdError,
 }
 
+# The authentication API answers every refusal UNAUTHENTICATED (reference §2.2); only some mean
+# the caller's login is bad, and only those may make a client log in again.
+_UNAUTHENTICATED_BY_MESSAGE: dict[str, type[CloisterError]] = {
+    UserExistsError.default_message: UserExistsError,
+    AccessDeniedError.default_message: AccessDeniedError,
+    "invalid role": InvalidArgumentError,
+    "invalid user id": InvalidArgumentError,
+    "service internal error": InternalError,
+}
+
 
 def error_for_status(status: int, message: str) -> CloisterError:
     """The most specific error for a status a server sent (the client side of the mapping)."""
@@ -284,6 +302,8 @@ def error_for_status(status: int, message: str) -> CloisterError:
     cls = _BY_STATUS.get(code, CloisterError)
     if code is StatusCode.INVALID_ARGUMENT:
         cls = _INVALID_ARGUMENT_BY_MESSAGE.get(message, cls)
+    elif code is StatusCode.UNAUTHENTICATED:
+        cls = _UNAUTHENTICATED_BY_MESSAGE.get(message, cls)
     elif code is StatusCode.RESOURCE_EXHAUSTED and DiskFullError.marker in message:
         cls = DiskFullError
     error = cls(message)

@@ -16,6 +16,7 @@ from cloister.errors import (
     InvalidTaskIdError,
     ResourceExhaustedError,
     UnimplementedError,
+    UserExistsError,
 )
 from cloister.sdk import FrontendService, FunctionArgument
 from cloister.testing import RunningPlatform
@@ -27,7 +28,7 @@ def test_wrong_password_and_unknown_user(platform: RunningPlatform) -> None:
         root.auth.user_login(platform.admin_user, "not the password")
     with pytest.raises(AuthenticationError, match="authentication failed"):
         root.auth.user_login("nobody", "x")
-    with pytest.raises(AuthenticationError, match="user id exist"):
+    with pytest.raises(UserExistsError, match="user id exist"):
         root.auth.user_register(platform.admin_user, "x", "PlatformAdmin", "")
 
 

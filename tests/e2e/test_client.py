@@ -24,7 +24,7 @@ from cloister import (
     Trust,
 )
 from cloister.crypto.files import decrypt_file
-from cloister.errors import AccessDeniedError, AuthenticationError
+from cloister.errors import AccessDeniedError, AuthenticationError, InvalidArgumentError, UserExistsError
 from cloister.testing import RunningPlatform
 
 BANKS = TEACLAVE_FIXTURES / "functions" / "private_join_and_compute" / "three_party_data"
@@ -172,6 +172,16 @@ def test_functions_read_back_as_values(root: Client) -> None:
 def test_wrong_password_is_refused(platform: RunningPlatform) -> None:
     with pytest.raises(AuthenticationError):
         _connect(platform, platform.admin_user, "not-the-password")
+
+
+def test_user_management_refusals_say_what_they_are(platform: RunningPlatform, root: Client) -> None:
+    carol = _user(platform, root, "carol")
+    with pytest.raises(UserExistsError, match="user id exist"):
+        root.users.register("carol", "another-password", "DataOwner", "carol")
+    with pytest.raises(AccessDeniedError, match="permission denied"):
+        carol.users.register("mallory", "mallory-password", "PlatformAdmin")
+    with pytest.raises(InvalidArgumentError, match="invalid role"):
+        root.users.register("dave", "dave-password", "NoSuchRole")
 
 
 def test_connect_local_logs_in_as_the_administrator(platform: RunningPlatform, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,6 +15,7 @@ from cloister.errors import (
     TaskError,
     TaskFailedError,
     TaskNotReadyError,
+    UserExistsError,
 )
 from cloister.model.tasks import TaskStatus
 from cloister.model.views import File, Function, Task, TaskResult
@@ -67,4 +68,5 @@ __all__ = [
     "TaskStatus",
     "TeaclaveException",
     "Trust",
+    "UserExistsError",
 ]

@@ -28,6 +28,7 @@ from cloister.errors import (
     StatusCode,
     UnavailableError,
     UnimplementedError,
+    UserExistsError,
 )
 from cloister.rpc.channel import SyncPeer
 from cloister.rpc.server import ANSWERED_BY
@@ -59,6 +60,13 @@ BY_MESSAGE = [
     (StatusCode.INVALID_ARGUMENT, "invalid function id", InvalidFunctionIdError),
     (StatusCode.INVALID_ARGUMENT, "invalid data id", InvalidDataIdError),
     (StatusCode.RESOURCE_EXHAUSTED, DiskFullError.of("storage").message, DiskFullError),
+    # The authentication API answers every refusal UNAUTHENTICATED; only a bad login stays one.
+    (StatusCode.UNAUTHENTICATED, "user id exist", UserExistsError),
+    (StatusCode.UNAUTHENTICATED, "permission denied", AccessDeniedError),
+    (StatusCode.UNAUTHENTICATED, "invalid role", InvalidArgumentError),
+    (StatusCode.UNAUTHENTICATED, "invalid user id", InvalidArgumentError),
+    (StatusCode.UNAUTHENTICATED, "service internal error", InternalError),
+    (StatusCode.UNAUTHENTICATED, "authentication failed", AuthenticationError),
 ]
 
 
@@ -119,6 +127,7 @@ def test_messages_the_reference_fixes_pick_a_subclass(
     with pytest.raises(error) as caught:
         channel.call(TEACLAVE_FRONTEND, "GetTask", fe_pb.GetTaskRequest())
     assert type(caught.value) is error and caught.value.__cause__ is rpc_error
+    assert caught.value.status is status, "relayed on, it keeps the code it arrived with"
 
 
 def test_an_unknown_service_is_refused_before_sending() -> None:

@@ -41,6 +41,7 @@ def test_exported_names() -> None:
         "TaskStatus",
         "TeaclaveException",
         "Trust",
+        "UserExistsError",
     ]
     assert all(hasattr(cloister.sdk, name) for name in cloister.sdk.__all__)
 

@@ -8,7 +8,7 @@ from fake_channel import FakeChannel
 from cloister import Client, Credentials
 from cloister._proto import teaclave_authentication_service_pb2 as apb
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
-from cloister.errors import AccessDeniedError, AttestationError, AuthenticationError
+from cloister.errors import AccessDeniedError, AttestationError, AuthenticationError, UserExistsError
 
 TASK_ID = "task-00000000-0000-0000-0000-000000000001"
 
@@ -77,7 +77,9 @@ def test_authentication_api_calls_are_renewed_too() -> None:
     assert Client(FakeChannel(), auth, Credentials("alice", "pw")).users.list() == ["bob"]
 
 
-@pytest.mark.parametrize("error", [AccessDeniedError("permission denied"), AttestationError("bad report")])
+@pytest.mark.parametrize(
+    "error", [AccessDeniedError("permission denied"), AttestationError("bad report"), UserExistsError()]
+)
 def test_other_errors_are_not_retried(error: Exception) -> None:
     auth = _tokens("t1", "t2")
 

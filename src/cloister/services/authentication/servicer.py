@@ -22,7 +22,7 @@ from google.protobuf import empty_pb2
 from cloister._proto import teaclave_authentication_service_pb2 as apb
 from cloister._proto import teaclave_authentication_service_pb2_grpc as agrpc
 from cloister.config import AuthenticationSettings
-from cloister.errors import AuthenticationError
+from cloister.errors import AuthenticationError, UserExistsError
 from cloister.model.access import Action, Query, Subject, account_query, listed_role_query, user_list_query
 from cloister.model.roles import Role, RoleKind
 from cloister.rpc.audit_trail import client_ip
@@ -107,11 +107,11 @@ class ApiServicer(agrpc.TeaclaveAuthenticationApiServicer):
         subject = _subject(requester)
         await self._authorize(requester, *(account_query(Action.USER_REGISTER, subject, request.id, r) for r in roles))
         if existing is not None:
-            raise AuthenticationError("user id exist")
+            raise UserExistsError()
         password = await self._hash(request.password)
         record = UserRecord(request.id, role, password, new_generation())
         if not await self._store.create(record, former=former, by=requester):
-            raise AuthenticationError("user id exist")
+            raise UserExistsError()
         logger.info("user %r registered by %r as %s", request.id, requester.id, role)
         return _EMPTY
 

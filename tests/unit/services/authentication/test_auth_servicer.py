@@ -17,7 +17,7 @@ from policy_authorizer import PolicyAuthorizer
 from cloister._proto import teaclave_authentication_service_pb2 as apb
 from cloister._proto import teaclave_common_pb2 as cpb
 from cloister.config import AuthenticationSettings
-from cloister.errors import AuthenticationError, StatusCode
+from cloister.errors import CloisterError, StatusCode
 from cloister.model.roles import Role, RoleKind
 from cloister.services.authentication.passwords import Argon2Hash, PasswordHasher, Pbkdf2Hash
 from cloister.services.authentication.servicer import ApiServicer, InternalServicer
@@ -98,7 +98,8 @@ def run(tmp_path: Path, scenario: Callable[[Platform], Awaitable[None]]) -> None
 
 
 async def fails(message: str, call: Awaitable[object]) -> None:
-    with pytest.raises(AuthenticationError) as info:
+    """Every refusal of the authentication API travels as UNAUTHENTICATED (reference §2.2)."""
+    with pytest.raises(CloisterError) as info:
         await call
     assert info.value.message == message
     assert info.value.status is StatusCode.UNAUTHENTICATED
