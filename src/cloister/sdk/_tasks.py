@@ -226,12 +226,13 @@ class TasksAPI:
         Every page is fetched before it returns.
 
         Args:
-            mine: must be True: the platform lists only the tasks the caller takes part in.
+            mine: must be True: nobody, the platform's administrators included, may see a task
+                they take no part in, so there is no listing of everyone's tasks.
             awaiting_my_approval: only tasks still waiting for your approval (your inbox).
             status: only tasks in this status, or in one of these.
         """
         if not mine:
-            raise InvalidArgumentError("mine=False: the platform lists only the tasks you take part in")
+            raise InvalidArgumentError("mine=False: nobody, administrators included, may list tasks they take no part in")
         statuses = _statuses(status)
         tasks: list[Task] = []
         token = ""
