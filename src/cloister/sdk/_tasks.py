@@ -232,7 +232,9 @@ class TasksAPI:
             status: only tasks in this status, or in one of these.
         """
         if not mine:
-            raise InvalidArgumentError("mine=False: nobody, administrators included, may list tasks they take no part in")
+            raise InvalidArgumentError(
+                "mine=False: nobody, administrators included, may list tasks they take no part in"
+            )
         statuses = _statuses(status)
         tasks: list[Task] = []
         token = ""

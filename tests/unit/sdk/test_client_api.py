@@ -390,7 +390,7 @@ def test_list_tasks_filters(client: Client, frontend: FakeChannel) -> None:
 
 
 def test_list_only_lists_your_tasks(client: Client, frontend: FakeChannel) -> None:
-    with pytest.raises(InvalidArgumentError, match="take part in"):
+    with pytest.raises(InvalidArgumentError, match="administrators included"):
         client.tasks.list(mine=False)
     assert frontend.calls == []
 
