@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from http_fixture_server import LOOPBACK_ENV, FixtureHTTPServer
 from shared_fixtures import TEACLAVE_FIXTURES, fixture_cmac
 
+from cloister import Client, Credentials, Crypto, Trust
 from cloister.crypto.files import decrypt_file
 from cloister.errors import TaskCancelledError, TaskFailedError
 from cloister.model.files import FileCrypto
@@ -241,13 +242,67 @@ def test_hostile_function_is_contained(sandboxed: RunningPlatform, case: str, tm
     assert root.frontend.get_task_result(_run(root, ECHO, {"message": "still here"})) == b"still here"
 
 
-def test_huge_log_is_capped(sandboxed: RunningPlatform) -> None:
+PRINTS = b"""
+import sys
+from teaclave import open as topen
+
+def entrypoint(argv):
+    rows = topen("rows", "rb").read().decode().splitlines()
+    print("counted", len(rows), "rows")
+    print("a warning on stderr", file=sys.stderr)
+    return str(len(rows))
+"""
+
+
+def test_what_a_function_prints_reaches_every_participant(sandboxed: RunningPlatform) -> None:
+    """No save_log argument: the printed lines come back in the result's log, to each participant."""
+    trust = Trust.from_files(sandboxed.as_root_ca, sandboxed.enclave_info)
+
+    def connect(user: str, password: str) -> Client:
+        return Client.connect(
+            sandboxed.frontend_address,
+            trust=trust,
+            credentials=Credentials(user, password),
+            authentication=sandboxed.authentication_address,
+        )
+
+    with connect(sandboxed.admin_user, sandboxed.admin_password) as owner:
+        owner.users.register("log_reader", "log-reader-password", "DataOwner", "log_org")
+        with connect("log_reader", "log-reader-password") as reader:
+            function = owner.functions.register("prints", executor="python", payload=PRINTS, inputs=["rows"])
+            task = owner.tasks.create(function, {}, executor="python", inputs_ownership={"rows": "log_reader"})
+            rows = reader.files.register_input(
+                "data:text/plain;base64," + base64.b64encode(b"a\nb\nc\n").decode(), Crypto.raw(), bytes(16)
+            )
+            reader.tasks.get(task.id).assign(inputs={"rows": rows})
+            for party in (owner, reader):
+                party.tasks.get(task.id).approve()
+            task.invoke()
+            result = task.result(timeout=60)
+            assert result.return_value == b"3"
+            assert result.log == ("counted 3 rows", "a warning on stderr")
+            assert reader.tasks.get(task.id).result().log == result.log
+
+
+def test_huge_log_is_cut_at_the_limit_with_a_notice(sandboxed: RunningPlatform) -> None:
     root = admin(sandboxed)
     payload = b"def entrypoint(argv):\n    for i in range(100000): print('line', i)\n    return 'done'\n"
-    task_id = _run(root, payload, {"save_log": "true"})
+    task_id = _run(root, payload, {})
     assert root.frontend.get_task_result(task_id) == b"done"
-    log = root.frontend.wait_task(task_id).result.Ok.log
-    assert 0 < len("\n".join(log)) <= 4096
+    log = list(root.frontend.wait_task(task_id).result.Ok.log)
+    assert log[:3] == ["line 0", "line 1", "line 2"]
+    assert log[-1] == "[WARN cloister] task log truncated: it is limited to 4096 bytes ([sandbox] log_bytes)"
+    assert len("\n".join(log).encode()) <= 4096  # LIMITS' log_bytes, the notice included
+    assert "line 99999" not in log
+
+
+def test_teaclave_save_log_argument_still_works(sandboxed: RunningPlatform) -> None:
+    """A Teaclave client passes save_log "true": the function receives it, and the log is there."""
+    root = admin(sandboxed)
+    payload = b"def entrypoint(argv):\n    print('argv', argv)\n    return argv[1]\n"
+    task_id = _run(root, payload, {"save_log": "true"})
+    assert root.frontend.get_task_result(task_id) == b"true"
+    assert list(root.frontend.wait_task(task_id).result.Ok.log) == ["argv ['save_log', 'true']"]
 
 
 def test_cancel_a_running_task_while_another_completes(sandboxed: RunningPlatform) -> None:

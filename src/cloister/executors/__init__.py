@@ -16,7 +16,7 @@ from cloister.executors.base import (
     TaskFiles,
     TaskIO,
     pair_name,
-    wants_log,
+    task_log,
 )
 from cloister.executors.builtin import BuiltinExecutor
 from cloister.executors.sandbox.host import Sandbox
@@ -67,5 +67,5 @@ __all__ = [
     "create_executors",
     "pair_name",
     "select_executor",
-    "wants_log",
+    "task_log",
 ]

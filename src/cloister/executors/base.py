@@ -118,9 +118,19 @@ def pair_name(executor_type: str, executor: str) -> str:
     return f"({EXECUTOR_TYPES.get(executor_type, executor_type)}, {EXECUTORS.get(executor, executor)})"
 
 
-def wants_log(task: StagedTask) -> bool:
-    """Whether the task asked for its log: ``save_log`` is the JSON string ``"true"`` (§11.1)."""
-    return task.function_arguments.get("save_log") == "true"
+def task_log(printed: bytes, *, limit: int, dropped: bool) -> tuple[str, ...]:
+    """A task's log (``TaskOutputs.log``) from what its function printed, ``limit`` bytes of it kept.
+
+    Every task gets its log, not only those whose arguments say ``save_log`` (Teaclave's switch,
+    still accepted and passed on like any argument): a function's printed output goes to all of
+    the task's participants, like its return value. When output past the limit was ``dropped``,
+    the last line says so, and the lines stay within the limit.
+    """
+    if not dropped:
+        return tuple(printed.decode(errors="replace").splitlines())
+    notice = f"[WARN cloister] task log truncated: it is limited to {limit} bytes ([sandbox] log_bytes)"
+    kept = printed[: max(limit - len(notice.encode()) - 1, 0)]
+    return (*kept.decode(errors="replace").splitlines(), notice)
 
 
-__all__ = ["Executor", "FunctionError", "TaskFiles", "TaskIO", "pair_name", "wants_log"]
+__all__ = ["Executor", "FunctionError", "TaskFiles", "TaskIO", "pair_name", "task_log"]

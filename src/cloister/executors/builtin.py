@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from cloister.executors.base import Executor, TaskIO, wants_log
+from cloister.executors.base import Executor, TaskIO
 from cloister.executors.sandbox.host import Sandbox, run_sandboxed
 from cloister.functions import capture_task_log, find_function
 from cloister.model.executors import ExecutorKind
@@ -31,7 +31,7 @@ class BuiltinExecutor(Executor):
         if self._sandbox is not None:
             return await run_sandboxed(self._sandbox, self.kind, task, io)
         # The payload is ignored (§11.4); arguments are the task's JSON object.
-        with capture_task_log(wants_log(task)) as log:
+        with capture_task_log() as log:
             summary = await asyncio.to_thread(function.call, task.function_arguments, io)
         return TaskOutputs(return_value=summary.encode(), log=log.lines)
 

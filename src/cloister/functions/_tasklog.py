@@ -4,7 +4,7 @@ A function's log records belong to the task's participants: they may quote its a
 they must not reach the operator's log files. Function loggers therefore do not propagate;
 their one handler appends each record to the log of the task running in the current context
 (a context variable, which ``asyncio.to_thread`` carries into the worker thread), and drops it
-when no task asked for ``save_log``. Records of other loggers are not captured.
+outside a task. Records of other loggers are not captured.
 """
 
 from __future__ import annotations
@@ -83,14 +83,10 @@ def function_logger(name: str) -> logging.Logger:
 
 
 @contextlib.contextmanager
-def capture_task_log(enabled: bool = True) -> Iterator[TaskLog]:
-    """Capture function log records emitted in this context (and threads started from it).
-
-    With ``enabled`` false the yielded log stays empty and records are dropped, so callers
-    need no second code path for tasks without ``save_log``.
-    """
+def capture_task_log() -> Iterator[TaskLog]:
+    """Capture function log records emitted in this context (and threads started from it)."""
     log = TaskLog()
-    token = _current.set(log if enabled else None)
+    token = _current.set(log)
     try:
         yield log
     finally:

@@ -20,26 +20,22 @@ def run(executor: BuiltinExecutor, task: StagedTask) -> TaskOutputs:
     return asyncio.run(executor.run(task, TaskIO()))
 
 
-def test_echo_with_save_log_returns_the_message_and_its_log_line() -> None:
-    outputs = run(BuiltinExecutor(), staged(message="Hello, Teaclave Tests!", save_log="true"))
+@pytest.mark.parametrize("save_log", [None, "true", "false", True])
+def test_every_task_gets_its_log_and_save_log_is_an_ordinary_argument(save_log: object) -> None:
+    arguments: dict[str, object] = {"message": "Hello, Teaclave Tests!"}
+    if save_log is not None:
+        arguments["save_log"] = save_log
+    outputs = run(BuiltinExecutor(), staged(**arguments))
     assert outputs.return_value == b"Hello, Teaclave Tests!"
     assert outputs.log == ("[INFO teaclave_function::echo] Hello, Teaclave Tests!",)
     assert outputs.tags_map == {}
-
-
-@pytest.mark.parametrize("save_log", [None, "false", True, "True"])
-def test_only_the_json_string_true_asks_for_the_log(save_log: object) -> None:
-    arguments = {"message": "quiet"} if save_log is None else {"message": "quiet", "save_log": save_log}
-    assert run(BuiltinExecutor(), staged(**arguments)).log == ()
 
 
 def test_concurrent_tasks_keep_their_logs_apart() -> None:
     executor = BuiltinExecutor()
 
     async def both() -> list[TaskOutputs]:
-        return await asyncio.gather(
-            *(executor.run(staged(message=f"m{i}", save_log="true"), TaskIO()) for i in range(8))
-        )
+        return await asyncio.gather(*(executor.run(staged(message=f"m{i}"), TaskIO()) for i in range(8)))
 
     for i, outputs in enumerate(asyncio.run(both())):
         assert outputs.log == (f"[INFO teaclave_function::echo] m{i}",)

@@ -159,7 +159,7 @@ def _run_builtin(spec: dict[str, Any], files: DescriptorFiles, limits: dict[str,
     from cloister.functions import capture_task_log, find_function
 
     function = find_function(spec["function_name"])
-    with capture_task_log(True) as log:
+    with capture_task_log() as log:
         try:
             return function.call(spec["arguments"], files)
         finally:

@@ -30,7 +30,7 @@ from typing import Any
 
 import cloister
 from cloister.config import SandboxLimits
-from cloister.executors.base import TaskFiles, wants_log
+from cloister.executors.base import TaskFiles, task_log
 from cloister.executors.sandbox import protocol
 from cloister.executors.sandbox.cgroups import CgroupTree, TaskCgroup, open_cgroups
 from cloister.executors.sandbox.isolation import SCRATCH
@@ -482,8 +482,8 @@ class Sandbox:
         finally:
             if prepared.group is not None:  # its last threads too: nothing outlives the outcome
                 prepared.group.kill_all()
-            raw_result = await result_reader
-            raw_log = await log_reader
+            raw_result, _ = await result_reader
+            printed, dropped = await log_reader
         outcome = _Outcome.parse(raw_result, set(outputs))
         reason = prepared.exit.result() if prepared.exit.done() else None
         if outcome is None or not outcome.ok:
@@ -494,7 +494,8 @@ class Sandbox:
         elif outcome is not None and not outcome.ok and _hit_thread_limit(outcome, group):
             reason = f"thread limit of {self._limits.pids} exceeded ({outcome.reason})"
         files.created |= outcome.created if outcome is not None else set()
-        return _task_outputs(reason, outcome, raw_log, wants_log(task))
+        log = task_log(printed, limit=self._limits.log_bytes, dropped=dropped)
+        return _task_outputs(reason, outcome, log)
 
     async def _wait_ready(self, prepared: _Prepared) -> None:
         """Wait for the task's process to say it is ready (at once for a spare).
@@ -578,19 +579,22 @@ def _sealed(data: bytes) -> int:
     return fd
 
 
-def _read_all(fd: int, limit: int) -> asyncio.Future[bytes]:
-    """Everything from ``fd`` up to ``limit`` bytes, read on the event loop; the rest is read and
-    dropped so the writer never blocks. The descriptor is closed at end of file."""
+def _read_all(fd: int, limit: int) -> asyncio.Future[tuple[bytes, bool]]:
+    """Everything from ``fd`` up to ``limit`` bytes, and whether more came, read on the event loop;
+    the rest is read and dropped so the writer never blocks. The descriptor is closed at end of file."""
     loop = asyncio.get_running_loop()
-    future: asyncio.Future[bytes] = loop.create_future()
+    future: asyncio.Future[tuple[bytes, bool]] = loop.create_future()
     kept = bytearray()
+    dropped = False
     os.set_blocking(fd, False)
 
     def readable() -> None:
+        nonlocal dropped
         try:
             while chunk := os.read(fd, 65536):
-                if len(kept) < limit:
-                    kept.extend(chunk[: limit - len(kept)])
+                room = max(limit - len(kept), 0)
+                kept.extend(chunk[:room])
+                dropped = dropped or len(chunk) > room
         except BlockingIOError:
             return
         except OSError:
@@ -598,7 +602,7 @@ def _read_all(fd: int, limit: int) -> asyncio.Future[bytes]:
         loop.remove_reader(fd)
         os.close(fd)
         if not future.done():
-            future.set_result(bytes(kept))
+            future.set_result((bytes(kept), dropped))
 
     loop.add_reader(fd, readable)
     return future
@@ -633,14 +637,13 @@ class _Outcome:
             return None
 
 
-def _task_outputs(reason: str | None, outcome: _Outcome | None, raw_log: bytes, want_log: bool) -> TaskOutputs:
+def _task_outputs(reason: str | None, outcome: _Outcome | None, log: tuple[str, ...]) -> TaskOutputs:
     if reason is not None:
         raise FunctionError(reason)
     if outcome is None:
         raise FunctionError("the function's process ended without a readable result")
     if not outcome.ok:
         raise FunctionError(outcome.reason)
-    log = tuple(raw_log.decode(errors="replace").splitlines()) if want_log else ()
     return TaskOutputs(return_value=outcome.value, log=log)
 
 
