@@ -9,6 +9,9 @@ What was tried: with the image pyramid Teaclave's fixture asks for (0.8, i.e. Op
 grouping threshold; ``alt`` finds all 29, and nothing else, for minNeighbors 2 and 3, still does after the
 photo is re-encoded (JPEG quality 70-95), and loses at most one face when it is rescaled by 5-10%.
 Histogram equalisation only made every cascade worse.
+
+OpenCV is the optional ``vision`` extra (a large wheel that only this built-in needs); without it
+the task fails with :data:`NEEDS_VISION`, saying how to install it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
 NAME = "builtin-face-detection"
 CASCADE = "haarcascade_frontalface_alt.xml"
 UNKNOWN_FORMAT = "The image format could not be determined"  # the image crate's text
+NEEDS_VISION = f"{NAME} needs the 'vision' extra (OpenCV): pip install 'cloister[vision]'"
 _MIN_WINDOW = 20  # rustface's FUST_MIN_WINDOW_SIZE, also the alt cascade's window
 # rustface's defaults, used when an argument is absent.
 _DEFAULT_SCALE = np.float32(0.8)
@@ -57,9 +62,21 @@ def _f32(arguments: dict[str, Any], key: str) -> np.float32:
         return np.float32(number(arguments, key))
 
 
-def _decode(data: bytes) -> np.ndarray:
-    import cv2
+def _opencv() -> ModuleType:
+    """OpenCV, imported when a task first needs it.
 
+    Raises:
+        FunctionError: it is not installed (the ``vision`` extra).
+    """
+    try:
+        import cv2
+    except ImportError:
+        raise FunctionError(NEEDS_VISION) from None
+    return cv2
+
+
+def _decode(data: bytes) -> np.ndarray:
+    cv2 = _opencv()
     try:
         # image 0.23 neither applies EXIF orientation nor keeps colour for rustface, which wants luma.
         gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
@@ -72,8 +89,7 @@ def _decode(data: bytes) -> np.ndarray:
 
 @functools.cache
 def _cascade() -> cv2.CascadeClassifier:
-    import cv2
-
+    cv2 = _opencv()
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + CASCADE)
     if cascade.empty():
         raise FunctionError(f"cannot load the face detection model {CASCADE}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import cv2
 import numpy as np
@@ -159,3 +160,10 @@ def test_boundaries_accepted(blank: list[int]) -> None:
         {"score_thresh": 1e300},
     ):
         assert detect({"image": blank, **arguments}) == []
+
+
+def test_without_opencv_the_task_says_which_extra_to_install(photo: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "cv2", None)  # what an install without the vision extra has
+    assert failure({"image": photo}) == (
+        "builtin-face-detection needs the 'vision' extra (OpenCV): pip install 'cloister[vision]'"
+    )
