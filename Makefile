@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint unit e2e faults bench proto docs clean
+.PHONY: install run examples test lint unit e2e faults bench proto docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ DEV_ALLOWED_NETWORKS := 127.0.0.0/8,::1/128
 run: $(STAMP)
 	CLOISTER_EXECUTION__ALLOWED_NETWORKS="$${CLOISTER_EXECUTION__ALLOWED_NETWORKS-$(DEV_ALLOWED_NETWORKS)}" \
 		$(BIN)/cloister up $(ARGS)
+
+## Every example (examples/builtins, examples/wasm), each playing all its parties, against the platform
+## `make run` started in another terminal; ARGS="--state-dir DIR" as given to `make run`. Stops at the
+## first example that fails.
+EXAMPLES = $(sort $(filter-out examples/builtins/_%,$(wildcard examples/builtins/*.py)) $(wildcard examples/wasm/*.py))
+examples: $(STAMP)
+	@set -e; for example in $(EXAMPLES); do $(BIN)/python $$example $(ARGS); done
 
 ## Lint and run the whole test suite.
 test: $(STAMP) lint

@@ -1,4 +1,4 @@
-"""Each built-in's scenario: its parties, arguments, whose inputs (Teaclave fixtures) and outputs."""
+"""Each built-in's scenario: its parties, arguments, whose inputs (Teaclave's test data) and outputs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ class Scenario:
     parties: tuple[str, ...]
     arguments: dict = field(default_factory=dict)
     inputs: dict[str, tuple[str, str, str | None]] = field(default_factory=dict)
-    """data name → (owning party, fixture path under functions/, cmac of a teaclave-file-128 .enc or None)"""
+    """data name → (owning party, path under examples/data, cmac of a teaclave-file-128 .enc or None)"""
     outputs: dict[str, str] = field(default_factory=dict)
     """data name → owning party"""
 

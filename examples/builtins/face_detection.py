@@ -1,4 +1,6 @@
-"""`builtin-face-detection`: find the faces in Teaclave's fixture photo (`python examples/builtins/face_detection.py`).
+"""`builtin-face-detection`: find the faces in Teaclave's test photo, against a running Cloister.
+
+Usage: .venv/bin/python examples/builtins/face_detection.py [--state-dir DIR]
 
 The image travels as the task's argument (a JSON array of its bytes), as in Teaclave.
 """
@@ -11,8 +13,8 @@ from cloister.sdk import FunctionArgument
 
 if __name__ == "__main__":
     args = options("builtin-face-detection")
-    image = args.fixtures / "functions" / "face_detection" / "input.jpg"
-    frontend = _session(args.state_dir, "admin", args.admin_password)
+    image = args.data / "face_detection" / "input.jpg"
+    frontend = _session(args.state_dir, args.admin_user, args.admin_password)
     arguments = {"image": list(image.read_bytes()), "min_face_size": 20, "score_thresh": 2.0,
                  "pyramid_scale_factor": 0.8, "slide_window_step_x": 4, "slide_window_step_y": 4}  # fmt: skip
     function_id = frontend.register_function(

@@ -1,6 +1,6 @@
-"""`builtin-logistic-regression-train` with Teaclave's fixtures, every party played here, against a running Cloister.
+"""`builtin-logistic-regression-train` with Teaclave's test data, every party played here, against a running Cloister.
 
-Usage: python examples/builtins/logistic_regression_train.py [--state-dir DIR]
+Usage: .venv/bin/python examples/builtins/logistic_regression_train.py [--state-dir DIR]
 """
 
 from _harness import main

@@ -1,6 +1,6 @@
-"""`builtin_online_decrypt` with Teaclave's fixtures, every party played here, against a running Cloister.
+"""`builtin_online_decrypt` with Teaclave's test data, every party played here, against a running Cloister.
 
-Usage: python examples/builtins/online_decrypt.py [--state-dir DIR]
+Usage: .venv/bin/python examples/builtins/online_decrypt.py [--state-dir DIR]
 """
 
 from _harness import main

@@ -1,6 +1,6 @@
-"""`builtin-ordered-set-join` with Teaclave's fixtures, every party played here, against a running Cloister.
+"""`builtin-ordered-set-join` with Teaclave's test data, every party played here, against a running Cloister.
 
-Usage: python examples/builtins/ordered_set_join.py [--state-dir DIR]
+Usage: .venv/bin/python examples/builtins/ordered_set_join.py [--state-dir DIR]
 """
 
 from _harness import main

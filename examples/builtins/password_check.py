@@ -1,6 +1,6 @@
-"""`builtin-password-check` with Teaclave's fixtures, every party played here, against a running Cloister.
+"""`builtin-password-check` with Teaclave's test data, every party played here, against a running Cloister.
 
-Usage: python examples/builtins/password_check.py [--state-dir DIR]
+Usage: .venv/bin/python examples/builtins/password_check.py [--state-dir DIR]
 """
 
 from _harness import main

@@ -1,6 +1,6 @@
-"""`builtin_principal_components_analysis` with Teaclave's fixtures, every party played here.
+"""`builtin_principal_components_analysis` with Teaclave's test data, every party played here.
 
-Usage: python examples/builtins/principal_components_analysis.py [--state-dir DIR]
+Usage: .venv/bin/python examples/builtins/principal_components_analysis.py [--state-dir DIR]
 """
 
 from _harness import main

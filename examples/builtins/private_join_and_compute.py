@@ -1,6 +1,6 @@
-"""`builtin-private-join-and-compute` with Teaclave's fixtures, every party played here, against a running Cloister.
+"""`builtin-private-join-and-compute` with Teaclave's test data, every party played here, against a running Cloister.
 
-Usage: python examples/builtins/private_join_and_compute.py [--state-dir DIR]
+Usage: .venv/bin/python examples/builtins/private_join_and_compute.py [--state-dir DIR]
 """
 
 from _harness import main

@@ -1,6 +1,6 @@
-"""`builtin-rsa-sign` with Teaclave's fixtures, every party played here, against a running Cloister.
+"""`builtin-rsa-sign` with Teaclave's test data, every party played here, against a running Cloister.
 
-Usage: python examples/builtins/rsa_sign.py [--state-dir DIR]
+Usage: .venv/bin/python examples/builtins/rsa_sign.py [--state-dir DIR]
 """
 
 from _harness import main
