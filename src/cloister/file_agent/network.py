@@ -103,7 +103,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport, with its connection pool connecting through a :class:`GuardedBackend`.
 
-    httpx (0.27, 0.28) takes no network backend: its transport builds an ``httpcore.AsyncConnectionPool`` in
+    httpx (0.25.1 to 0.28) takes no network backend: its transport builds an ``httpcore.AsyncConnectionPool`` in
     ``_pool`` and hands it every request. This replaces that pool with one built the same way around the guarded
     backend. Keeping httpx's transport, rather than writing one over httpcore, keeps httpx's translation of requests,
     responses and httpcore's errors, which the file agent's messages depend on. Should an httpx release keep its
