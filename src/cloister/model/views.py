@@ -25,6 +25,8 @@ class TaskResult:
     output_tags: Mapping[str, bytes] = field(default_factory=dict)
     """Data name → the cmac of the output file written for it."""
     log: tuple[str, ...] = ()
+    """What the function printed (stdout and stderr), line by line, up to the ``[sandbox] log_bytes``
+    limit; every participant of the task reads it, as they read the return value."""
 
 
 @dataclass(frozen=True)
