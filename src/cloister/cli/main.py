@@ -19,9 +19,12 @@ from cloister import logs
 from cloister.attestation.backends import SIMULATED_NOTICE
 from cloister.config import ATTESTATION_SERVICE, SERVICES, Settings, load_settings
 from cloister.errors import CloisterError
-from cloister.launcher import Platform, stop_with_launcher
+from cloister.launcher import LaunchRecord, Platform, stop_with_launcher
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
+"""Progress, warnings and errors."""
+output = Console(highlight=False, soft_wrap=True)
+"""What a command was asked for (``cloister status``'s table), on stdout."""
 
 state_dir_option = click.option(
     "--state-dir",
@@ -121,20 +124,58 @@ def task_url_reach(settings: Settings) -> str:
     return f"global addresses and {', '.join(networks)} ([execution] allowed_networks)"
 
 
+def _started_settings(state_dir: Path | None, config_path: Path | None) -> tuple[Settings, str]:
+    """The settings of the platform ``cloister up`` started in the state directory, and where they came from.
+
+    Without ``--config``, the settings file and endpoints that ``cloister up`` was given are read
+    back from the state directory, so that a forgotten ``--config`` cannot point status at another
+    deployment. A state directory no platform has started in is refused in one line.
+    """
+    from cloister.rpc.runtime import deployment_of
+
+    env = dict(os.environ)
+    source = f"settings {config_path.resolve()}" if config_path else "default settings"
+    if config_path is None:
+        directory = _settings(state_dir, None).state_dir
+        try:
+            record = LaunchRecord.read(directory)
+        except CloisterError as exc:
+            raise click.ClickException(exc.message) from None
+        if record is not None:
+            state_dir, config_path = directory, record.config_path
+            env.update(record.environment())
+            given = f"settings {config_path}" if config_path else "default settings"
+            source = f"{given}, as cloister up was started"
+    try:
+        settings = load_settings(config_path, env, state_dir=state_dir)
+    except CloisterError as exc:
+        raise click.ClickException(exc.message) from None
+    if not deployment_of(settings).as_root_ca_path.exists():
+        raise click.ClickException(
+            f"no Cloister has been started with state directory {settings.state_dir}: start one with "
+            "`cloister up` (or `make run`), or give the --state-dir or --config it was started with"
+        )
+    return settings, source
+
+
 @main.command()
 @state_dir_option
 @config_option
 def status(state_dir: Path | None, config_path: Path | None) -> None:
-    """Health-check every service; exit 0 only when all answer."""
+    """Health-check every service of the platform started in the state directory; exit 0 only when all answer.
+
+    Without --config, it uses the settings file and endpoints that `cloister up` was started with.
+    """
     from cloister.cli.health import check_all
 
-    settings = _settings(state_dir, config_path)
+    settings, source = _started_settings(state_dir, config_path)
+    output.print(f"state directory {settings.state_dir} ({source})")
     results = check_all(settings)
     healthy = True
     for name, (ok, detail) in results.items():
         healthy &= ok
         mark = "[green]up[/]" if ok else "[red]down[/]"
-        console.print(f"{name:<24} {mark}  {escape(detail)}", highlight=False)
+        output.print(f"{name:<24} {mark}  {escape(detail)}")
         if "sandbox WEAKER" in detail or "sandbox UNAVAILABLE" in detail:
             console.print(
                 f"[bold red]WARNING: {name} cannot isolate tasks fully; see docs/sandbox.md "
