@@ -271,6 +271,11 @@ def policy_check(directory: Path | None, state_dir: Path | None, config_path: Pa
 @click.argument("address", required=False)
 @click.option("--service", default=None, help="The service the endpoint must prove to be, e.g. frontend.")
 @click.option(
+    "--any-service",
+    is_flag=True,
+    help="Accept whichever service the endpoint is (looked up in the identity file when there is one).",
+)
+@click.option(
     "--certificate",
     "certificate_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -297,6 +302,7 @@ def policy_check(directory: Path | None, state_dir: Path | None, config_path: Pa
 def attest_command(
     address: str | None,
     service: str | None,
+    any_service: bool,
     certificate_path: Path | None,
     as_root_ca: Path | None,
     enclave_info: Path | None,
@@ -306,7 +312,11 @@ def attest_command(
     state_dir: Path | None,
     config_path: Path | None,
 ) -> None:
-    """Verify what an endpoint (HOST:PORT) or a saved certificate proves; exit 1 if anything fails."""
+    """Verify what an endpoint (HOST:PORT) or a saved certificate proves; exit 1 if anything fails.
+
+    Without --service, the endpoint's identity is not checked and it is not VERIFIED (exit 1),
+    unless --any-service accepts whichever service it proves to be.
+    """
     import datetime as dt
 
     from cloister.attestation.enclave_info import EnclaveInfo
@@ -316,6 +326,8 @@ def attest_command(
 
     if (address is None) == (certificate_path is None):
         raise click.UsageError("give either HOST:PORT or --certificate FILE")
+    if service is not None and any_service:
+        raise click.UsageError("give either --service NAME or --any-service")
     settings = _settings(state_dir, config_path)
     deployment = deployment_of(settings)
     now = dt.datetime.now(dt.UTC)
@@ -332,14 +344,22 @@ def attest_command(
         if info is not None and enclave_info is None:
             auditors = (deployment.auditor_signatures(), deployment.auditor_public_keys())
         der = attestation.load_certificate(certificate_path) if certificate_path else attestation.fetch(address or "")
-        result = attestation.attest(der, root, policy, service=service, enclave_info=info, auditors=auditors, now=now)
+        result = attestation.attest(
+            der, root, policy, service=service, enclave_info=info, auditors=auditors, now=now, any_service=any_service
+        )
     except (CloisterError, OSError, ValueError) as exc:
         message = exc.message if isinstance(exc, CloisterError) else str(exc)
         console.print(f"[red]NOT VERIFIED[/]: {message}")
         sys.exit(1)
     for line in attestation.describe(result, now):
         print(line)
-    print("VERIFIED")
+    if result.identity is None and not any_service:
+        console.print(
+            "[red]NOT VERIFIED[/]: identity not checked: the report is genuine, but any service could have sent it; "
+            "give --service NAME (e.g. frontend), or --any-service to accept whichever it is"
+        )
+        sys.exit(1)
+    print("VERIFIED" if result.identity else "VERIFIED (identity not checked: --any-service)")
 
 
 @main.command()
