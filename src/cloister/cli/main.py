@@ -61,7 +61,11 @@ def main() -> None:
 @state_dir_option
 @config_option
 def up(state_dir: Path | None, config_path: Path | None) -> None:
-    """Start all seven services in the foreground; Ctrl-C stops them."""
+    """Start all seven services in the foreground; Ctrl-C stops them.
+
+    Before starting any, it makes a test task sandbox and checks that every configured port is
+    free; if either fails it says why in one line and starts nothing.
+    """
     settings = _settings(state_dir, config_path)
     logs.configure("launcher", settings.logging.level)
     platform = Platform(settings, config_path.resolve() if config_path else None)
