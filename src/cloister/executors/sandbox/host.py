@@ -306,7 +306,8 @@ class Sandbox:
         os.set_blocking(self._process.stderr.fileno(), False)
         loop.add_reader(self._process.stderr.fileno(), self._on_stderr)
         try:
-            await asyncio.wait_for(asyncio.shield(self._ready), _START_TIMEOUT)
+            async with asyncio.timeout(_START_TIMEOUT):  # not wait_for: see _wait_ready
+                await asyncio.shield(self._ready)
         except (TimeoutError, ConnectionError) as exc:
             detail = self._stderr_tail()
             self._reset()
@@ -559,7 +560,10 @@ class Sandbox:
         """
         loop = asyncio.get_running_loop()
         try:
-            hello = await asyncio.wait_for(loop.sock_recv(prepared.channel, protocol.MAX_MESSAGE), _START_TIMEOUT)
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for loses a cancellation that
+            # arrives as the awaited call completes, and the cancelled task would run on.
+            async with asyncio.timeout(_START_TIMEOUT):
+                hello = await loop.sock_recv(prepared.channel, protocol.MAX_MESSAGE)
         except (TimeoutError, OSError):
             hello = b""
         try:
