@@ -7,7 +7,9 @@ reference and whose ``message`` is safe to show to anyone::
     ├── AuthenticationError          16 UNAUTHENTICATED
     ├── UserExistsError              16 UNAUTHENTICATED "user id exist" (the authentication API)
     ├── AccessDeniedError             7 PERMISSION_DENIED
-    ├── InvalidArgumentError          3 INVALID_ARGUMENT
+    ├── InvalidArgumentError          3 INVALID_ARGUMENT (every refused request field: it names
+    │   │                                  the field, the value and what is valid)
+    │   ├── InvalidChoiceError           a value that is not one of a field's choices
     │   ├── InvalidTaskIdError           "invalid task id"
     │   ├── InvalidFunctionIdError       "invalid function id"
     │   └── InvalidDataIdError           "invalid data id"
@@ -20,7 +22,7 @@ reference and whose ``message`` is safe to show to anyone::
     ├── DeadlineExceededError         4 DEADLINE_EXCEEDED
     ├── ConflictError                10 ABORTED (a conditional storage commit lost a race; internal only)
     ├── InternalError                13 INTERNAL
-    │   ├── MalformedRequestError        a field could not be parsed (the reference's code for it)
+    │   ├── MalformedRequestError        a message between services that cannot be used
     │   └── IllegalTransitionError       a task status change the state machine forbids
     ├── AttestationError             16 UNAUTHENTICATED (a peer failed verification)
     ├── FileIntegrityError              a file failed its integrity check (task failure reason)
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import enum
 import errno
+from collections.abc import Iterable
 
 
 class StatusCode(enum.IntEnum):
@@ -92,6 +95,33 @@ class AccessDeniedError(CloisterError):
 class InvalidArgumentError(CloisterError):
     status = StatusCode.INVALID_ARGUMENT
     default_message = "invalid argument"
+
+
+def quoted(value: str, limit: int = 64) -> str:
+    """``value`` as a message may show it: quoted, control characters escaped, at most ``limit``
+    characters (then ``…``), so a hostile value cannot forge a log line or flood a message."""
+    shown = repr(value[:limit])
+    return shown[:-1] + "…" + shown[-1] if len(value) > limit else shown
+
+
+class InvalidChoiceError(InvalidArgumentError):
+    """A field's value is none of the values it may take.
+
+    The message names the field, the value given and the valid choices, e.g. ``executor_type
+    'pyhton' is not one of: builtin, python, wasm (also: mesapy, wamr)``; ``also`` lists other
+    spellings that are accepted too (Teaclave's names), ``hint`` says more where it helps.
+    """
+
+    def __init__(
+        self, field: str, value: str, choices: Iterable[str], *, also: Iterable[str] = (), hint: str = ""
+    ) -> None:
+        message = f"{field} {quoted(value)} is not one of: {', '.join(choices)}"
+        aliases = list(also)
+        if aliases:
+            message += f" (also: {', '.join(aliases)})"
+        if hint:
+            message += f"; {hint}"
+        super().__init__(message)
 
 
 class InvalidDataNameError(InvalidArgumentError):
@@ -180,10 +210,11 @@ class ConflictError(CloisterError):
 
 
 class MalformedRequestError(InternalError):
-    """A request field could not be parsed: bad URL, crypto info, JSON or executor name.
+    """A request between services could not be used: a message that does not parse, a scheduler
+    report the reference answers with INTERNAL, audit metadata.
 
-    The reference answers these with INTERNAL, so Cloister does too, but always with a message
-    that names the field and what was wrong with it.
+    A user's mistake in a field is an :class:`InvalidArgumentError` instead (a deliberate
+    difference from the reference, which answered those INTERNAL too).
     """
 
     default_message = "malformed request"

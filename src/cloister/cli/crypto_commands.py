@@ -61,7 +61,7 @@ def _hex(value: str, option: str) -> bytes:
 
 
 def _crypto(schema: str, key_hex: str, iv_hex: str | None) -> FileCrypto:
-    """Parse and validate the key and IV with the registration rules (and messages) of §7.2."""
+    """Parse and validate the key and IV with the registration rules of §7.2."""
     if schema == PROTECTED_SCHEMA and iv_hex is not None:
         raise click.UsageError("--iv is not used by teaclave-file-128 (its nodes have their own keys)")
     if schema != PROTECTED_SCHEMA and iv_hex is None:
@@ -69,7 +69,7 @@ def _crypto(schema: str, key_hex: str, iv_hex: str | None) -> FileCrypto:
     key = _hex(key_hex, "--key")
     iv = _hex(iv_hex, "--iv") if iv_hex is not None else b""
     try:
-        return FileCrypto.from_request(schema, key, iv)
+        return FileCrypto.from_request(schema, key, iv, field="")
     except CloisterError as exc:
         raise click.BadParameter(exc.message, param_hint="--key/--iv") from None
 
