@@ -53,7 +53,7 @@ def test_role_not_allowed_by_policy(platform: RunningPlatform) -> None:
     root.auth.user_register("fowner", "fowner-password", "FunctionOwner", "")
     owner = login(platform, "fowner", "fowner-password")
     with pytest.raises(AccessDeniedError, match="permission denied"):
-        owner.frontend.get_task("task-00000000-0000-0000-0000-000000000000")
+        owner.frontend.invoke_task("task-00000000-0000-0000-0000-000000000000")  # only data owners run tasks
     with pytest.raises(AccessDeniedError):
         owner.frontend.query_audit_logs("register_function", 10)
 
