@@ -327,6 +327,15 @@ _UNAUTHENTICATED_BY_MESSAGE: dict[str, type[CloisterError]] = {
 }
 
 
+_MESSAGE_TOO_LARGE = "message larger than max"
+"""What gRPC itself answers for a message over a channel's limit, before any of our code sees it."""
+MESSAGE_SIZE_HINT = (
+    "; the settings [rpc] max_message_bytes (requests to the platform) and internal_max_message_bytes"
+    " (between its services) set the limits, and files travel by URL, never in a request"
+)
+"""Appended to gRPC's own text, which names no setting."""
+
+
 def error_for_status(status: int, message: str) -> CloisterError:
     """The most specific error for a status a server sent (the client side of the mapping)."""
     code = StatusCode(status) if status in StatusCode._value2member_map_ else StatusCode.UNKNOWN
@@ -337,6 +346,8 @@ def error_for_status(status: int, message: str) -> CloisterError:
         cls = _UNAUTHENTICATED_BY_MESSAGE.get(message, cls)
     elif code is StatusCode.RESOURCE_EXHAUSTED and DiskFullError.marker in message:
         cls = DiskFullError
+    elif code is StatusCode.RESOURCE_EXHAUSTED and _MESSAGE_TOO_LARGE in message:
+        message += MESSAGE_SIZE_HINT
     error = cls(message)
     error.status = code
     return error
