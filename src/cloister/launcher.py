@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import dataclasses
 import fcntl
 import logging
 import os
@@ -176,7 +175,7 @@ class Platform:
         With ``instance``, a further process of the service (e.g. a second execution service),
         known as ``name-instance`` here and in the state directory.
         """
-        process_name = dataclasses.replace(self.settings, instance=instance or "").process_name(name)
+        process_name = self.settings.model_copy(update={"instance": instance or ""}).process_name(name)
         with self._guard:
             launch = self._launches.get(process_name)
             if launch is None or launch.extra_env != dict(extra_env or {}):

@@ -8,7 +8,6 @@ could and could not do.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
 import json
 import os
@@ -202,7 +201,7 @@ def test_a_full_scratch_fails_the_task_naming_the_limit(sandbox: Runner) -> None
 
 
 def test_memory_in_memfds_counts_against_the_memory_limit_or_is_refused() -> None:
-    runner = Runner(dataclasses.replace(LIMITS, memory_bytes=256 * 1024**2))
+    runner = Runner(LIMITS.model_copy(update={"memory_bytes": 256 * 1024**2}))
     try:
         body = """
 chunk = b'x' * 1024**2
@@ -291,7 +290,7 @@ return f"{os.listdir('/dev/pts')} {os.getuid()}"
 
 @pytest.mark.parametrize("prepared", [0, 3])
 def test_closing_leaves_no_process_group_or_uid_behind(prepared: int) -> None:
-    runner = Runner(dataclasses.replace(LIMITS, prepared_sandboxes=prepared))
+    runner = Runner(LIMITS.model_copy(update={"prepared_sandboxes": prepared}))
     results = [runner.run(probe(f"return '{i}'")) for i in range(4)]
     sandbox = runner.sandbox
     template = sandbox._process.pid if sandbox._process else None
@@ -318,7 +317,7 @@ def _task_processes() -> list[int]:
 
 @pytest.mark.parametrize("how", ["wall time", "cancel"])
 def test_a_stopped_task_leaves_no_process(how: str) -> None:
-    runner = Runner(dataclasses.replace(LIMITS, wall_seconds=2, prepared_sandboxes=0))
+    runner = Runner(LIMITS.model_copy(update={"wall_seconds": 2, "prepared_sandboxes": 0}))
     source = probe("import threading, time\nthreading.Thread(target=time.sleep, args=(600,)).start()\ntime.sleep(600)")
     before = set(_task_processes())  # other sandboxes' (this module's spares)
     try:

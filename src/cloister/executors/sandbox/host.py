@@ -24,7 +24,7 @@ import sys
 import sysconfig
 import uuid
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -391,7 +391,7 @@ class Sandbox:
             message = {
                 "op": "prepare",
                 "id": sandbox_id,
-                "limits": asdict(self._limits),
+                "limits": self._limits.model_dump(),
                 "identity": {
                     "uid": uid,
                     "scratch_bytes": self._limits.scratch_bytes,
