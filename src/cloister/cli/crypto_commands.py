@@ -120,7 +120,7 @@ def _crypto(schema: str, key: bytes, iv_hex: str | None) -> FileCrypto:
         raise click.UsageError("--iv is required for aes-gcm schemas")
     iv = _hex(iv_hex, "--iv") if iv_hex is not None else b""
     try:
-        return FileCrypto.from_request(schema, key, iv)
+        return FileCrypto.from_request(schema, key, iv, field="")
     except CloisterError as exc:
         raise click.BadParameter(exc.message, param_hint="the key or --iv") from None
 

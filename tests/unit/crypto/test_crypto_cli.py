@@ -113,10 +113,10 @@ def test_iv_rules(plain: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("schema", "key", "iv", "message"),
     [
-        ("aes-gcm-128", KEY[:-2], IV, "Invalid key length for AesGcm128: 15"),
-        ("aes-gcm-256", KEY, IV, "Invalid key length for AesGcm256: 16"),
-        ("aes-gcm-128", KEY, IV + "00", "Invalid iv length for AesGcm128: 13"),
-        ("teaclave-file-128", KEY * 2, None, "Invalid key length for teaclave_file_128: 32"),
+        ("aes-gcm-128", KEY[:-2], IV, "key must be 16 bytes for aes-gcm-128, got 15"),
+        ("aes-gcm-256", KEY, IV, "key must be 32 bytes for aes-gcm-256, got 16"),
+        ("aes-gcm-128", KEY, IV + "00", "iv must be 12 bytes for aes-gcm-128, got 13"),
+        ("teaclave-file-128", KEY * 2, None, "key must be 16 bytes for teaclave-file-128, got 32"),
         ("aes-gcm-128", "zz" * 16, IV, "not a hexadecimal string"),
     ],
 )
