@@ -86,6 +86,32 @@ class ChainHead:
 
 
 @dataclass(frozen=True)
+class AuditRecord:
+    """An entry with its sequence number: numbers start at 1 and follow the order entries were stored."""
+
+    seq: int
+    entry: AuditEntry
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    """Entries after a sequence number, oldest first, and where the next page starts."""
+
+    records: tuple[AuditRecord, ...]
+    next_after: int
+    """Pass it as ``after`` for the next page: every entry up to it has been looked at."""
+    head: int
+    """The newest entry's number when the page was read."""
+    cut_through: int
+    """Retention deleted the entries up to this number from storage (0: none); its export files hold them."""
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether the page reached the newest entry: a next page would hold only entries stored since."""
+        return self.next_after >= self.head
+
+
+@dataclass(frozen=True)
 class ChainAnchor:
     """Where the stored log starts once older entries were exported and deleted.
 

@@ -14,16 +14,15 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from cloister.errors import FailedOperationError, InvalidArgumentError
 from cloister.model.access import AUDIT_LOG_QUERY, Subject
-from cloister.model.audit import AuditEntry, ChainAnchor, ChainedEntry, ChainHead
+from cloister.model.audit import AuditEntry, AuditPage, ChainAnchor, ChainedEntry, ChainHead
 from cloister.rpc.authorizer import Authorizer, require
 from cloister.services.management.audit_index import AuditIndex, block_end
 from cloister.services.management.audit_query import Query, QuerySyntaxError, parse_query
 from cloister.services.management.audit_search import AuditSearch, Page, Scope
-from cloister.storage.client import StorageClient
+from cloister.storage.client import KeyValueStore
 from cloister.storage.ops import Put
 from cloister.storage.records import decode, encode_json, put
 
@@ -74,22 +73,8 @@ def load_anchor(raw: bytes | None) -> ChainAnchor:
     return decode(raw, ChainAnchor.from_json) or ChainAnchor()
 
 
-@dataclass(frozen=True)
-class AuditPage:
-    """Entries after a sequence number, with where the next page starts."""
-
-    records: list[tuple[int, AuditEntry]]
-    """Matching entries and their sequence numbers, oldest first."""
-    next_after: int
-    """Pass it as ``after`` for the next page: every entry up to it has been looked at."""
-    head: int
-    """The newest entry's number when the page was read; the log is caught up once ``next_after`` reaches it."""
-    cut_through: int
-    """Retention deleted the entries up to this number (0: none); they are in its export files."""
-
-
 class AuditLog:
-    def __init__(self, storage: StorageClient, authorizer: Authorizer) -> None:
+    def __init__(self, storage: KeyValueStore, authorizer: Authorizer) -> None:
         self._storage = storage
         self._authorizer = authorizer
         self._lock = asyncio.Lock()
@@ -235,7 +220,7 @@ class AuditLog:
         parsed = _parse_argument(query)
         scope, anchor = await self._scope(after)
         page: Page = await self._search.page(parsed, limit or DEFAULT_PAGE_ENTRIES, scope)
-        return AuditPage(page.records, page.next_after, scope.upto, anchor.seq)
+        return AuditPage(tuple(page.records), page.next_after, scope.upto, anchor.seq)
 
 
 def _parse_argument(query: str) -> Query:

@@ -31,7 +31,7 @@ from typing import Any
 from cloister.errors import InternalError
 from cloister.model.audit import AuditEntry, ChainedEntry
 from cloister.services.management.audit_query import tokenize
-from cloister.storage.client import StorageClient
+from cloister.storage.client import KeyValueStore
 from cloister.storage.ops import Check, Delete, Op, Put, Versioned
 from cloister.storage.records import encode_json
 
@@ -242,7 +242,7 @@ class AuditIndex:
     :meth:`forget` when a commit fails, since it may or may not have been applied.
     """
 
-    def __init__(self, storage: StorageClient) -> None:
+    def __init__(self, storage: KeyValueStore) -> None:
         self._storage = storage
         self._tagger: TermTagger | None = None
         self._state: IndexState | None = None
@@ -376,7 +376,7 @@ def _bits(value: Versioned | None) -> int:
     return 0 if value is None else decode_bits(value.value)
 
 
-async def prune(storage: StorageClient, anchor_seq: int) -> int:
+async def prune(storage: KeyValueStore, anchor_seq: int) -> int:
     """Delete the index records of blocks whose every entry retention has cut; the records deleted."""
     raw = await storage.get(PRUNED_KEY)
     below = int(json.loads(raw)["below"]) if raw is not None else 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from cloister.model.audit import AuditEntry, ChainedEntry
+from cloister.model.audit import AuditEntry, AuditRecord, ChainedEntry
 from cloister.services.management.audit_index import (
     AuditIndex,
     BlockData,
@@ -68,8 +68,8 @@ class Scope:
 
 @dataclass(frozen=True)
 class Page:
-    records: list[tuple[int, AuditEntry]]
-    """Matching entries with their sequence numbers, oldest first."""
+    records: list[AuditRecord]
+    """Matching entries, oldest first."""
     next_after: int
     """Every entry up to this number was looked at: the next page starts after it."""
 
@@ -241,7 +241,7 @@ class AuditSearch:
     async def page(self, query: Query, limit: int, scope: Scope) -> Page:
         """Matching entries above ``scope.after``, oldest first: at most ``limit`` of them, at most
         :data:`PAGE_BYTES`, and no more than :data:`MAX_EXAMINED` read."""
-        records: list[tuple[int, AuditEntry]] = []
+        records: list[AuditRecord] = []
         size = examined = 0
         numbers = list(range(block_of(scope.after + 1), block_of(scope.upto) + 1)) if scope.upto > scope.after else []
         done, step = 0, 2
@@ -260,8 +260,8 @@ class AuditSearch:
                     if entry is not None:
                         size += entry_bytes(entry)
                         if records and size > PAGE_BYTES:
-                            return Page(records, records[-1][0])
-                        records.append((seq, entry))
+                            return Page(records, records[-1].seq)
+                        records.append(AuditRecord(seq, entry))
                         if len(records) >= limit:
                             return Page(records, seq)
                 examined += len(chunk)
