@@ -18,11 +18,18 @@ GENESIS = bytes(32)
 
 @dataclass(frozen=True)
 class AuditEntry:
+    """One recorded call or decision (reference §13.1)."""
+
     microsecond: int
+    """When, in µs since the epoch."""
     ip: bytes
+    """The client's address, 16 bytes (an IPv4 address as ``::a.b.c.d``)."""
     user: str
+    """Who called, as ``{ user: <id>, role: <role> }``; empty when authentication failed."""
     message: str
+    """The API (``register_function``), with what went wrong when it failed."""
     result: bool
+    """Whether it succeeded."""
 
     def to_json(self) -> dict[str, Any]:
         return {
