@@ -344,22 +344,20 @@ class AuditIndex:
         return [None if value is None else decode_span(value.value) for value in stored]
 
     async def read_blocks(
-        self, blocks: Sequence[tuple[int, int]], terms: Iterable[Term], dates: bool
+        self, blocks: Sequence[tuple[int, int]], terms: Iterable[Term], spans: bool
     ) -> list[BlockData]:
-        """``(block, in-scope mask)`` pairs with the postings of ``terms`` (and times, if ``dates``)."""
+        """``(block, in-scope mask)`` pairs with the postings of ``terms`` (and spans, if ``spans``)."""
         tags = sorted({self.tagger.tag(term) for term in terms})
         keys = [posting_key(b, tag) for b, _ in blocks for tag in tags]
-        if dates:
-            keys += [key for b, _ in blocks for key in (dates_key(b), span_key(b))]
+        if spans:
+            keys += [span_key(b) for b, _ in blocks]
         stored = await self._storage.read(keys)
-        meta = len(blocks) * len(tags)
         found = []
         for index, (block, present) in enumerate(blocks):
             row = stored[index * len(tags) : (index + 1) * len(tags)]
             data = BlockData(block, present, {tag: _bits(value) for tag, value in zip(tags, row, strict=True)})
-            if dates:
-                raw_dates, raw_span = stored[meta + 2 * index], stored[meta + 2 * index + 1]
-                data.micros = decode_dates(raw_dates.value) if raw_dates is not None else array("q")
+            if spans:
+                raw_span = stored[len(blocks) * len(tags) + index]
                 data.span = decode_span(raw_span.value) if raw_span is not None else None
             found.append(data)
         return found

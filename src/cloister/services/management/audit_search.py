@@ -87,10 +87,17 @@ def query_terms(query: Query) -> set[Term]:
     return set()
 
 
-def has_dates(query: Query) -> bool:
+def date_ranges(query: Query) -> list[DateQuery]:
     if isinstance(query, BooleanQuery):
-        return any(has_dates(child) for _, child in query.clauses)
-    return isinstance(query, DateQuery)
+        return [found for _, child in query.clauses for found in date_ranges(child)]
+    return [query] if isinstance(query, DateQuery) else []
+
+
+def _splits(query: DateQuery, span: tuple[int, int] | None) -> bool:
+    """Whether a block of this span has entries both in and out of the range: then only its times tell."""
+    if span is None or not query.overlaps(*span):
+        return False
+    return not (query.contains(span[0]) and query.contains(span[1]))
 
 
 def bounds(query: Query, block: BlockData, tagger: TermTagger) -> Bounds:
@@ -130,7 +137,9 @@ def _dates(query: DateQuery, block: BlockData) -> Bounds:
         return 0, 0
     if query.contains(block.span[0]) and query.contains(block.span[1]):
         return block.present, block.present
-    micros = block.micros if block.micros is not None else ()
+    micros = block.micros
+    if micros is None:  # times not read: every entry is read and checked
+        return 0, block.present
     bits = 0
     for offset in offsets_of(block.present):
         if offset < len(micros) and query.contains(micros[offset]):
@@ -271,7 +280,10 @@ class AuditSearch:
 
     async def _blocks(self, query: Query, numbers: Sequence[int], scope: Scope) -> list[tuple[BlockData, int, int]]:
         masks = [(number, block_mask(number, scope.after, scope.upto)) for number in numbers]
-        blocks = await self._index.read_blocks(masks, query_terms(query), has_dates(query))
+        ranges = date_ranges(query)
+        blocks = await self._index.read_blocks(masks, query_terms(query), spans=bool(ranges))
+        if ranges:  # times only for the blocks a range cuts through; spans decide the others
+            await self._index.read_dates([b for b in blocks if any(_splits(r, b.span) for r in ranges)])
         return [(block, *bounds(query, block, self._index.tagger)) for block in blocks]
 
     async def _check(self, query: Query, numbers: Sequence[int]) -> dict[int, AuditEntry | None]:
