@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.access_decisions
 	$(BIN)/python -m benchmarks.state_growth
 	$(BIN)/python -m benchmarks.recovery
+	$(BIN)/python -m benchmarks.audit_query
 
 ## The documentation site, with the API reference generated from the docstrings, into site/.
 ## --strict: a broken link, a missing page or a docstring the renderer cannot read fails the build.

@@ -157,6 +157,9 @@ CALLS: dict[str, Callable[[FrontendService, World], object]] = {
     # Everyone who may call it is answered, with only their own tasks (test_list_tasks.py).
     "list_tasks": lambda c, w: c._call("ListTasks", cpb.ListTasksRequest(), service=CLOISTER_FRONTEND),
     "query_audit_logs": lambda c, w: c.query_audit_logs("get_task", 1),
+    "query_audit_page": lambda c, w: c._call(
+        "QueryAuditPage", cpb.QueryAuditPageRequest(query="get_task", limit=1), service=CLOISTER_FRONTEND
+    ),
 }
 
 
