@@ -15,10 +15,13 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## Start all seven services in the foreground (Ctrl-C stops them). ARGS="--state-dir DIR" to choose state.
+## First the system packages the task sandbox needs: installed when missing as root, else the
+## command that installs them is printed and nothing starts (scripts/system_packages.py).
 ## For development, tasks' URLs may reach loopback, where Teaclave's examples serve their files; a
 ## CLOISTER_EXECUTION__ALLOWED_NETWORKS of your own (empty: none) replaces that.
 DEV_ALLOWED_NETWORKS := 127.0.0.0/8,::1/128
 run: $(STAMP)
+	@$(PYTHON) scripts/system_packages.py
 	CLOISTER_EXECUTION__ALLOWED_NETWORKS="$${CLOISTER_EXECUTION__ALLOWED_NETWORKS-$(DEV_ALLOWED_NETWORKS)}" \
 		$(BIN)/cloister up $(ARGS)
 
@@ -59,6 +62,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.access_decisions
 	$(BIN)/python -m benchmarks.state_growth
 	$(BIN)/python -m benchmarks.recovery
+	$(BIN)/python -m benchmarks.audit_query
 
 ## The documentation site, with the API reference generated from the docstrings, into site/.
 ## --strict: a broken link, a missing page or a docstring the renderer cannot read fails the build.

@@ -1,24 +1,43 @@
-"""One settings object for the whole platform: a TOML file plus environment overrides.
+"""One settings object for the whole platform: a TOML file plus environment overrides, validated.
 
 Only ``launcher`` and ``cli`` call :func:`load_settings`; everything else receives the frozen
 :class:`Settings` it needs. Environment variables are read from the mapping passed in, never
-from ``os.environ`` directly, so tests can hand in their own. Every variable is listed in
-``docs/configuration.md``.
+from ``os.environ`` directly, so tests can hand in their own. Every setting is listed in
+``docs/configuration.md`` (a test compares the two). A setting that is misspelled, of the wrong
+type or out of range stops start-up with a :class:`~cloister.errors.ConfigurationError` naming
+it and the value, before any service runs.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import difflib
 import ipaddress
+import json
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, get_origin
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from cloister.errors import ConfigurationError
 from cloister.model.executors import ExecutorKind
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 SERVICES = (
     "authentication",
@@ -48,238 +67,267 @@ ENDPOINTS = tuple(DEFAULT_PORTS)
 """Every listening endpoint; the execution service has none. ``attestation`` is the attestation
 service (the part Intel's IAS plays), which is not one of the seven platform services."""
 
+TEE_BACKENDS = ("sim", "sgx", "tdx", "sev-snp")
+"""The backends ``tee_backend`` may name; ``cloister.attestation.backends`` says what each needs."""
 
-class Secret:
-    """A string that never shows itself in ``repr``, logs or tracebacks."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get_secret_value(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-@dataclass(frozen=True)
-class EndpointSettings:
+def _not_a_boolean(value: object) -> object:
+    """pydantic reads TOML's ``true`` as 1; a size or a time that says ``true`` is a mistake."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number")
+    return value
+
+
+_Count = Annotated[int, BeforeValidator(_not_a_boolean), Field(ge=1)]
+"""A whole number of at least 1: a size, a count, a limit."""
+_Seconds = Annotated[float, BeforeValidator(_not_a_boolean), Field(gt=0)]
+"""A duration that must be longer than nothing."""
+_MessageBytes = Annotated[int, BeforeValidator(_not_a_boolean), Field(ge=1, le=2**31 - 1)]
+"""gRPC takes message sizes as 32-bit signed integers."""
+
+
+def _network(value: str) -> str:
+    try:
+        ipaddress.ip_network(value)
+    except ValueError as exc:
+        raise ValueError(f"must list networks such as 10.0.0.0/8 or fd00::/8 ({exc})") from None
+    return value
+
+
+def _executor_kind(value: str) -> str:
+    kinds = [kind.value for kind in ExecutorKind]
+    if value not in kinds:
+        raise ValueError(f"must list executor kinds among {', '.join(kinds)}")
+    return value
+
+
+def _absolute(value: Path) -> Path:
+    if not value.is_absolute():
+        raise ValueError("must list absolute paths (a relative one would depend on where the service runs)")
+    return value
+
+
+class _Section(BaseModel):
+    """A ``[section]`` of the settings: frozen, and refusing keys it does not know."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class EndpointSettings(_Section):
     """Where a service listens and where its peers reach it; port 0 picks a free port."""
 
-    host: str = "127.0.0.1"
-    port: int = 0
+    host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
+    port: Annotated[int, BeforeValidator(_not_a_boolean), Field(ge=0, le=65535)] = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        """``"HOST:PORT"`` (the usual spelling) or a table with ``host`` and ``port``."""
+        if not isinstance(value, str):
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ValueError("must look like HOST:PORT")
+        return {"host": host or "127.0.0.1", "port": int(port)}
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
 
-@dataclass(frozen=True)
-class AdminSettings:
-    user: str = "admin"
-    password: Secret | None = None
+def _endpoint(name: str) -> EndpointSettings:
+    return EndpointSettings(port=DEFAULT_PORTS[name])
 
 
-@dataclass(frozen=True)
-class AuthenticationSettings:
-    token_lifetime_seconds: int = 86_400
-    argon2_time_cost: int = 2
-    argon2_memory_kib: int = 19_456
-    argon2_parallelism: int = 1
+class EndpointsSettings(_Section):
+    """Every listening endpoint, by the names of :data:`ENDPOINTS`."""
+
+    attestation: EndpointSettings = _endpoint("attestation")
+    authentication_api: EndpointSettings = _endpoint("authentication_api")
+    authentication_internal: EndpointSettings = _endpoint("authentication_internal")
+    frontend: EndpointSettings = _endpoint("frontend")
+    management: EndpointSettings = _endpoint("management")
+    storage: EndpointSettings = _endpoint("storage")
+    access_control: EndpointSettings = _endpoint("access_control")
+    scheduler: EndpointSettings = _endpoint("scheduler")
+
+
+class AdminSettings(_Section):
+    user: Annotated[str, Field(min_length=1)] = "admin"
+    password: SecretStr | None = None
+
+
+class AuthenticationSettings(_Section):
+    token_lifetime_seconds: _Count = 86_400
+    argon2_time_cost: _Count = 2
+    argon2_memory_kib: _Count = 19_456
+    argon2_parallelism: _Count = 1
     """Password hashing: argon2id at OWASP's recommended minimum (19 MiB, 2 passes, 1 lane)."""
-    login_failures_per_user: int = 10
-    login_failures_per_address: int = 100
-    login_failure_window_seconds: float = 900.0
+    login_failures_per_user: _Count = 10
+    login_failures_per_address: _Count = 100
+    login_failure_window_seconds: _Seconds = 900.0
     """After that many failed logins within the window, logins for the user id (or from the
     client address) are refused until the oldest failure is older than the window."""
 
-    def __post_init__(self) -> None:
-        counts = ("token_lifetime_seconds", "argon2_time_cost", "argon2_parallelism", "login_failures_per_user")
-        for name in (*counts, "login_failures_per_address"):
-            if getattr(self, name) < 1:
-                raise ConfigurationError(f"authentication.{name} must be at least 1")
+    @model_validator(mode="after")
+    def _memory_per_lane(self) -> AuthenticationSettings:
         if self.argon2_memory_kib < 8 * self.argon2_parallelism:
-            raise ConfigurationError("authentication.argon2_memory_kib must be at least 8 times argon2_parallelism")
-        if not self.login_failure_window_seconds > 0:
-            raise ConfigurationError("authentication.login_failure_window_seconds must be positive")
+            raise ValueError(
+                f"argon2_memory_kib ({self.argon2_memory_kib}) must be at least 8 times "
+                f"argon2_parallelism ({self.argon2_parallelism})"
+            )
+        return self
 
 
-@dataclass(frozen=True)
-class AttestationSettings:
+class AttestationSettings(_Section):
     enclave_info: Path | None = None
     """A deployment's signed identity file; by default ``cloister up`` measures and signs one."""
     auditor_signatures: tuple[Path, ...] = ()
     auditor_public_keys: tuple[Path, ...] = ()
     """PEM RSA public keys (PKCS#1 or SubjectPublicKeyInfo) of the auditors whose signatures count."""
-    required_auditors: int = 1
-    certificate_lifetime_seconds: float = 3600.0
+    required_auditors: _Count = 1
+    """At least 1: an identity file that no auditor signed is never trusted."""
+    certificate_lifetime_seconds: _Seconds = 3600.0
     """How long a service certificate and its report are valid; renewed at two thirds of it."""
-    max_report_age_seconds: float = 7200.0
-    accepted_quote_statuses: tuple[str, ...] = ("OK",)
+    max_report_age_seconds: _Seconds = 7200.0
+    accepted_quote_statuses: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)] = ("OK",)
 
     @property
     def uses_provided_identities(self) -> bool:
         return self.enclave_info is not None
 
 
-@dataclass(frozen=True)
-class AccessControlSettings:
+class AccessControlSettings(_Section):
     policy_dir: Path | None = None
     """Directory of the four policy files (``cloister policy init`` writes them); default: the packaged policy."""
 
 
-@dataclass(frozen=True)
-class StorageSettings:
-    backend: str = "sqlite"
+class StorageSettings(_Section):
     path: Path | None = None
     """Database file; defaults to ``<state_dir>/storage/cloister.db``."""
 
 
-@dataclass(frozen=True)
-class SchedulerSettings:
-    executor_timeout_seconds: float = 30.0
+class SchedulerSettings(_Section):
+    executor_timeout_seconds: _Seconds = 30.0
     """An execution service silent for this long is lost and its tasks fail."""
 
 
-@dataclass(frozen=True)
-class AuditSettings:
-    retention_days: float = 0.0
+class AuditSettings(_Section):
+    retention_days: Annotated[float, BeforeValidator(_not_a_boolean), Field(ge=0)] = 0.0
     """Entries older than this are exported and then deleted from storage; 0 keeps them all."""
     export_dir: Path | None = None
     """Where management exports entries before deleting them; defaults to ``<state_dir>/audit-export``."""
-    retention_interval_seconds: float = 3600.0
+    retention_interval_seconds: _Seconds = 3600.0
     """How often management looks for entries past the retention."""
 
-    def __post_init__(self) -> None:
-        if not self.retention_days >= 0:
-            raise ConfigurationError("audit.retention_days must be 0 (keep every entry) or more")
-        if not self.retention_interval_seconds > 0:
-            raise ConfigurationError("audit.retention_interval_seconds must be positive")
 
-
-@dataclass(frozen=True)
-class SandboxLimits:
+class SandboxLimits(_Section):
     """What one task's worker may use; a task over a limit fails with a reason naming it."""
 
-    memory_bytes: int = 2 * 1024**3
+    memory_bytes: _Count = 2 * 1024**3
     """Memory of the task: its address space (RLIMIT_AS) and, where a memory cgroup is available,
     everything it holds, its scratch and ``/dev/shm`` files and memfds included."""
-    cpu_seconds: int = 300
-    wall_seconds: float = 600.0
-    open_files: int = 64
-    output_bytes: int = 8 * 1024**3
+    cpu_seconds: _Count = 300
+    wall_seconds: _Seconds = 600.0
+    open_files: _Count = 64
+    output_bytes: _Count = 8 * 1024**3
     """Largest file the function may write (RLIMIT_FSIZE)."""
-    log_bytes: int = 64 * 1024
+    log_bytes: _Count = 64 * 1024
     """Printed and logged output kept for the task's log; the rest is dropped."""
-    wasm_fuel: int = 20_000_000_000
-    pids: int = 128
+    wasm_fuel: _Count = 20_000_000_000
+    pids: _Count = 128
     """Threads (and processes) the task may have at once."""
-    scratch_bytes: int = 256 * 1024**2
+    scratch_bytes: _Count = 256 * 1024**2
     """Size of the task's private scratch tmpfs (its working directory, ``/tmp``)."""
-    shm_bytes: int = 64 * 1024**2
+    shm_bytes: _Count = 64 * 1024**2
     """Size of the task's private ``/dev/shm`` tmpfs."""
-    first_task_uid: int = 1_500_000_000
+    first_task_uid: Annotated[int, BeforeValidator(_not_a_boolean), Field(ge=1000)] = 1_500_000_000
     """Start of the host uids reserved for tasks (when the service runs as root): no user or
     file on the host may use ``first_task_uid`` … ``first_task_uid + task_uids - 1``."""
-    task_uids: int = 65_536
+    task_uids: _Count = 65_536
     """How many task uids are reserved; each running or prepared sandbox holds one."""
-    prepared_sandboxes: int = 2
+    prepared_sandboxes: Annotated[int, BeforeValidator(_not_a_boolean), Field(ge=0)] = 2
     """Sandboxes kept ready (isolated, waiting for a task), so isolation adds no latency; 0 makes
     each when its task arrives."""
 
-    def __post_init__(self) -> None:
-        for item in dataclasses.fields(self):
-            if getattr(self, item.name) <= 0 and item.name != "prepared_sandboxes":
-                raise ConfigurationError(f"setting sandbox.{item.name} must be positive")
-        if self.first_task_uid < 1000 or self.first_task_uid + self.task_uids > 2**32 - 2:
-            raise ConfigurationError(
-                "sandbox.first_task_uid … first_task_uid + task_uids - 1 must be a free uid range above 999"
+    @model_validator(mode="after")
+    def _uid_range_fits(self) -> SandboxLimits:
+        if self.first_task_uid + self.task_uids > 2**32 - 2:
+            raise ValueError(
+                f"first_task_uid ({self.first_task_uid}) + task_uids ({self.task_uids}) must stay below "
+                f"{2**32 - 2}, the largest uid"
             )
+        return self
 
 
-@dataclass(frozen=True)
-class ExecutionSettings:
-    slots: int = field(default_factory=lambda: os.cpu_count() or 1)
-    executors: tuple[str, ...] = tuple(kind.value for kind in ExecutorKind)
-    labels: tuple[str, ...] = ()
-    heartbeat_seconds: float = 1.0
+class ExecutionSettings(_Section):
+    slots: _Count = os.cpu_count() or 1
+    """Tasks run at once; by default one per core."""
+    executors: Annotated[tuple[Annotated[str, AfterValidator(_executor_kind)], ...], Field(min_length=1)] = tuple(
+        kind.value for kind in ExecutorKind
+    )
+    labels: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+    heartbeat_seconds: _Seconds = 1.0
     work_dir: Path | None = None
     """Per-task scratch directories; defaults to ``<state_dir>/execution``, wiped after each task."""
     fusion_base_dir: Path | None = None
     """Where ``fusion:///TEACLAVE_FUSION_BASE/...`` files live; defaults to ``<state_dir>/fusion``."""
-    file_roots: tuple[Path, ...] = ()
+    file_roots: tuple[Annotated[Path, AfterValidator(_absolute)], ...] = ()
     """The only directories ``file://`` URLs may name; none (the default) disables ``file://``."""
-    max_file_bytes: int = 64 * 1024**3
+    max_file_bytes: _Count = 64 * 1024**3
     """Largest file a task may download or upload."""
-    transfer_timeout_seconds: float = 60.0
+    transfer_timeout_seconds: _Seconds = 60.0
     """Longest silence allowed while connecting to, reading from or writing to a file URL."""
-    allowed_networks: tuple[str, ...] = ()
+    allowed_networks: tuple[Annotated[str, AfterValidator(_network)], ...] = ()
     """Networks (CIDR) that http(s) file URLs may reach besides global addresses; none (the default) keeps
     loopback, private, link-local and every other internal address out of a task's reach."""
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.allowed_networks, tuple):
-            raise ConfigurationError("setting execution.allowed_networks must be a list of networks")
-        for network in self.allowed_networks:
-            try:
-                ipaddress.ip_network(network)
-            except ValueError as exc:
-                raise ConfigurationError(
-                    f"setting execution.allowed_networks must list networks such as 10.0.0.0/8 or fd00::/8; "
-                    f"{network!r} is not one ({exc})"
-                ) from None
 
-
-@dataclass(frozen=True)
-class RPCSettings:
-    max_message_bytes: int = 4 * 1024 * 1024
+class RPCSettings(_Section):
+    max_message_bytes: _MessageBytes = 4 * 1024 * 1024
     """Largest message on the public endpoints, as Teaclave's."""
-    internal_max_message_bytes: int = 64 * 1024 * 1024
+    internal_max_message_bytes: _MessageBytes = 64 * 1024 * 1024
     """Largest message between services: a staged task carries its arguments and payload twice."""
-    call_timeout_seconds: float = 30.0
+    call_timeout_seconds: _Seconds = 30.0
     """Longest a call between services may take, however alive its peer (long polls set their own)."""
-    peer_timeout_seconds: float = 4.0
+    peer_timeout_seconds: _Seconds = 4.0
     """How soon a call learns that its peer is gone (killed, stopped, unreachable): the connection
     is pinged while calls wait on it, and a peer that acknowledges nothing for this long is down.
     A slow but alive peer still acknowledges (pings are answered below the Python code)."""
 
-    def __post_init__(self) -> None:
-        for name in ("call_timeout_seconds", "peer_timeout_seconds"):
-            if not getattr(self, name) > 0:
-                raise ConfigurationError(f"rpc.{name} must be positive")
 
-
-@dataclass(frozen=True)
-class LoggingSettings:
+class LoggingSettings(_Section):
     level: str = "INFO"
-    format: str = "console"
-    max_bytes: int = 10 * 1024**2
+    max_bytes: Annotated[int, BeforeValidator(_not_a_boolean), Field(ge=1024)] = 10 * 1024**2
     """A service's log file is rotated when it would grow past this many bytes."""
-    backup_count: int = 5
+    backup_count: _Count = 5
     """Rotated log files kept per service; the oldest is deleted at the next rotation."""
 
-    def __post_init__(self) -> None:
-        if self.max_bytes < 1024:
-            raise ConfigurationError("setting logging.max_bytes must be at least 1024")
-        if self.backup_count < 1:
-            raise ConfigurationError("setting logging.backup_count must be at least 1")
+    @field_validator("level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value.upper()
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseSettings):
+    """Every setting, by section: ``settings.execution.slots``. Built by :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        allow_inf_nan=False,
+        env_prefix="CLOISTER_",
+        env_nested_delimiter="__",
+        case_sensitive=False,
+    )
+
     state_dir: Path
     tee_backend: str = "sim"
-    endpoints: Mapping[str, EndpointSettings] = field(default_factory=dict)
+    endpoints: EndpointsSettings = EndpointsSettings()
     admin: AdminSettings = AdminSettings()
     authentication: AuthenticationSettings = AuthenticationSettings()
     attestation: AttestationSettings = AttestationSettings()
@@ -292,10 +340,44 @@ class Settings:
     rpc: RPCSettings = RPCSettings()
     logging: LoggingSettings = LoggingSettings()
     instance: str = ""
-    """Names one of several processes of the same service on a host (``--instance``)."""
+    """Names one of several processes of the same service on a host (``--instance``); never from the file."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only what the caller passes: :func:`load_settings` has merged the file and the environment."""
+        return (init_settings,)
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute_state_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("tee_backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value not in TEE_BACKENDS:
+            raise ValueError(f"must be one of {', '.join(TEE_BACKENDS)}")
+        return value
+
+    @field_validator("instance")
+    @classmethod
+    def _instance_name(cls, value: str) -> str:
+        if value and not value.replace("-", "").replace("_", "").isalnum():
+            raise ValueError("must be letters, digits, '-' or '_'")
+        return value
 
     def endpoint(self, name: str) -> EndpointSettings:
-        return self.endpoints[name]
+        if name not in ENDPOINTS:
+            raise KeyError(name)
+        endpoint: EndpointSettings = getattr(self.endpoints, name)
+        return endpoint
 
     @property
     def database_path(self) -> Path:
@@ -337,6 +419,22 @@ class Settings:
         return self.state_dir / "run"
 
 
+SECTIONS: dict[str, type[BaseModel]] = {
+    name: field.annotation
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+}
+"""``[section]`` name → its model."""
+
+_ENVIRONMENT_ONLY = ("instance",)
+"""Top-level settings a file may not set: each process of a service is given its own."""
+
+_ALIASES = {"CLOISTER_ADMIN_USER": "CLOISTER_ADMIN__USER", "CLOISTER_ADMIN_PASSWORD": "CLOISTER_ADMIN__PASSWORD"}
+"""The first admin's variables keep the names Teaclave's deployments use; they win over the long form."""
+
+_IGNORED_WHEN_EMPTY = ("CLOISTER_STATE_DIR", "CLOISTER_TEE_BACKEND", *_ALIASES)
+
+
 def default_state_dir(env: Mapping[str, str]) -> Path:
     """``$CLOISTER_STATE_DIR``, else ``$XDG_STATE_HOME/cloister``, else ``~/.local/state/cloister``."""
     if env.get("CLOISTER_STATE_DIR"):
@@ -345,71 +443,30 @@ def default_state_dir(env: Mapping[str, str]) -> Path:
     return Path(base) / "cloister"
 
 
-_SECTIONS: dict[str, type[Any]] = {
-    "admin": AdminSettings,
-    "authentication": AuthenticationSettings,
-    "attestation": AttestationSettings,
-    "access_control": AccessControlSettings,
-    "storage": StorageSettings,
-    "scheduler": SchedulerSettings,
-    "audit": AuditSettings,
-    "execution": ExecutionSettings,
-    "sandbox": SandboxLimits,
-    "rpc": RPCSettings,
-    "logging": LoggingSettings,
-}
+class _EnvironmentSource(EnvSettingsSource):
+    """``CLOISTER_<SECTION>__<KEY>`` from the mapping handed in rather than ``os.environ``; a list
+    setting is comma-separated there (``a,b``; empty for none), not JSON."""
 
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = {name.lower(): value for name, value in env.items()}
+        super().__init__(Settings)
 
-def _coerce(value: Any, annotation: Any, name: str) -> Any:
-    text = str(annotation)
-    if isinstance(value, str):
-        if "Secret" in text:
-            return Secret(value)
-        if "tuple" in text:
-            parts = tuple(part.strip() for part in value.split(",") if part.strip())
-            return tuple(Path(p) for p in parts) if "Path" in text else parts
-        if "bool" in text:
-            return value.lower() in ("1", "true", "yes", "on")
-        if text.startswith("int"):
-            return _to_number(int, value, name)
-        if "float" in text:
-            return _to_number(float, value, name)
-        if "Path" in text:
-            return Path(value)
-        return value
-    if "tuple" in text and isinstance(value, list):
-        return tuple(Path(v) for v in value) if "Path" in text else tuple(str(v) for v in value)
-    if "Path" in text and value is not None:
-        return Path(value)
-    if "Secret" in text and value is not None:
-        return Secret(str(value))
-    return value
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return self._env
 
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        return value  # lists are split in __call__; a section or an endpoint is validated as the text it is
 
-def _to_number(kind: type, value: str, name: str) -> Any:
-    try:
-        return kind(value)
-    except ValueError:
-        raise ConfigurationError(f"setting {name} must be a number, got {value!r}") from None
-
-
-def _build_section(cls: type[Any], values: Mapping[str, Any], section: str) -> Any:
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in values.items():
-        if key not in fields:
-            raise ConfigurationError(f"unknown setting [{section}] {key}")
-        kwargs[key] = _coerce(value, fields[key].type, f"{section}.{key}")
-    return cls(**kwargs)
-
-
-def _parse_endpoint(name: str, value: Any) -> EndpointSettings:
-    if isinstance(value, Mapping):
-        return EndpointSettings(host=str(value.get("host", "127.0.0.1")), port=int(value.get("port", 0)))
-    host, sep, port = str(value).rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigurationError(f"endpoint {name} must look like HOST:PORT, got {value!r}")
-    return EndpointSettings(host=host or "127.0.0.1", port=int(port))
+    def __call__(self) -> dict[str, Any]:
+        values = super().__call__()
+        for section, items in values.items():
+            if section not in SECTIONS or not isinstance(items, dict):
+                continue
+            for key, value in items.items():
+                field = SECTIONS[section].model_fields.get(key)
+                if field is not None and get_origin(field.annotation) is tuple and isinstance(value, str):
+                    items[key] = [part.strip() for part in value.split(",") if part.strip()]
+        return values
 
 
 def load_settings(
@@ -421,51 +478,163 @@ def load_settings(
     """Read ``path`` (TOML) and apply ``env`` overrides (``CLOISTER_<SECTION>__<KEY>``).
 
     Precedence, highest first: the ``state_dir`` argument, the environment, the file, defaults.
+
+    Raises:
+        ConfigurationError: the file is missing or not TOML, or a setting is unknown, of the wrong
+            type or out of range; the message names every such setting and its value.
     """
-    env = dict(env if env is not None else {})
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ConfigurationError(f"configuration file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigurationError(f"configuration file {path} is not valid TOML: {exc}") from None
-
-    sections: dict[str, dict[str, Any]] = {name: dict(data.get(name, {})) for name in (*_SECTIONS, "endpoints")}
-    unknown = set(data) - set(sections) - {"state_dir", "tee_backend"}
+    env = _environment(env or {})
+    values = _read_file(path) if path is not None else {}
+    for name, value in _EnvironmentSource(env)().items():
+        if isinstance(value, dict) and isinstance(values.get(name), dict):
+            values[name] = {**values[name], **value}
+        elif not (isinstance(value, dict) and name in values):  # a file's non-table section is refused below
+            values[name] = value
+    if state_dir is not None:
+        values["state_dir"] = state_dir
+    elif "state_dir" not in values:
+        values["state_dir"] = default_state_dir(env)
+    # Refused here, not by pydantic: BaseSettings would take a key such as ``_cli_parse_args`` as an option.
+    unknown = [
+        _unknown([name], None, isinstance(values[name], dict), None)
+        for name in values
+        if name not in Settings.model_fields
+    ]
     if unknown:
-        raise ConfigurationError(f"unknown configuration sections: {', '.join(sorted(unknown))}")
-    for key, value in env.items():
-        if not key.startswith("CLOISTER_") or "__" not in key:
-            continue
-        section, _, name = key[len("CLOISTER_") :].lower().partition("__")
-        if section in sections:
-            sections[section][name] = value
-    if env.get("CLOISTER_ADMIN_USER"):
-        sections["admin"]["user"] = env["CLOISTER_ADMIN_USER"]
-    if env.get("CLOISTER_ADMIN_PASSWORD"):
-        sections["admin"]["password"] = env["CLOISTER_ADMIN_PASSWORD"]
+        raise ConfigurationError("; ".join(unknown))
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = dict.fromkeys(_describe(error, env) for error in exc.errors(include_url=False))
+        raise ConfigurationError("; ".join(problems)) from None
 
-    endpoints = {name: EndpointSettings(port=port) for name, port in DEFAULT_PORTS.items()}
-    for name, value in sections.pop("endpoints").items():
-        if name not in endpoints:
-            raise ConfigurationError(f"unknown endpoint {name!r}; known: {', '.join(ENDPOINTS)}")
-        endpoints[name] = _parse_endpoint(name, value)
 
-    if state_dir is None:
-        if data.get("state_dir") and not env.get("CLOISTER_STATE_DIR"):
-            state_dir = Path(data["state_dir"]).expanduser()
-        else:
-            state_dir = default_state_dir(env)
-    tee_backend = env.get("CLOISTER_TEE_BACKEND") or data.get("tee_backend", "sim")
-    instance = env.get("CLOISTER_INSTANCE", "")
-    if instance and not instance.replace("-", "").replace("_", "").isalnum():
-        raise ConfigurationError(f"instance name {instance!r} must be letters, digits, '-' or '_'")
-    return Settings(
-        state_dir=Path(state_dir).expanduser().resolve(),
-        tee_backend=str(tee_backend),
-        endpoints=endpoints,
-        instance=instance,
-        **{name: _build_section(cls, sections[name], name) for name, cls in _SECTIONS.items()},
+def _environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The variables that count, each under its long name; unknown ``CLOISTER_<SECTION>__`` refused."""
+    env = {name: value for name, value in env.items() if value or name not in _IGNORED_WHEN_EMPTY}
+    for alias, name in _ALIASES.items():
+        if alias in env:
+            env[name] = env.pop(alias)
+    for name in env:
+        section, nested, _ = name.upper().removeprefix("CLOISTER_").partition("__")
+        if name.upper().startswith("CLOISTER_") and nested and section.lower() not in SECTIONS:
+            raise ConfigurationError(
+                f"{name} names no section of the settings{_suggestion(section.lower(), SECTIONS)}; "
+                f"the sections are {', '.join(SECTIONS)}"
+            )
+    return env
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigurationError(f"configuration file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"configuration file {path} cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"configuration file {path} is not valid TOML: {exc}") from None
+    for name in _ENVIRONMENT_ONLY:
+        if name in data:
+            raise ConfigurationError(
+                f"{name} cannot be set in {path}: use CLOISTER_{name.upper()} or --{name} for each process"
+            )
+    return data
+
+
+_REASONS = {
+    "model_type": "must be a table",
+    "model_attributes_type": "must be a table",
+    "dict_type": "must be a table",
+    "tuple_type": "must be a list",
+    "list_type": "must be a list",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "finite_number": "must be a finite number",
+    "string_type": "must be a string",
+    "path_type": "must be a path",
+}
+
+
+def _describe(error: ErrorDetails, env: Mapping[str, str]) -> str:
+    """One refused setting: its full name (``[execution] slots``), what it must be, and its value."""
+    keys = [part for part in error["loc"] if isinstance(part, str)]
+    section = keys[0] if keys and keys[0] in SECTIONS else None
+    if not keys:
+        return error["msg"]
+    if section is None:
+        name, variable = keys[0], f"CLOISTER_{keys[0].upper()}"
+    elif len(keys) == 1:
+        name, variable = f"[{section}]", f"CLOISTER_{section.upper()}"
+    else:
+        name, variable = f"[{section}] {'.'.join(keys[1:])}", f"CLOISTER_{section.upper()}__{keys[1].upper()}"
+    if error["type"] == "extra_forbidden":
+        return _unknown(keys, section, isinstance(error["input"], dict), variable if variable in env else None)
+    context = error.get("ctx") or {}
+    if error["type"] == "value_error":
+        reason = str(context.get("error", error["msg"]))
+    elif error["type"] in ("greater_than_equal", "greater_than", "less_than_equal", "too_short", "string_too_short"):
+        reason = _bound(error["type"], context)
+    else:
+        reason = _REASONS.get(error["type"], error["msg"].replace("Input should be", "must be"))
+    if _is_secret(keys):
+        return f"{name} {reason} (the value is not shown)"
+    if len(keys) == 1 and section is not None and error["type"] == "value_error":
+        return f"{name}: {reason}"  # a check across the section's settings; the reason names them
+    if variable in env:
+        return f"{name} {reason}, not {variable}={_clip(env[variable])}"
+    return f"{name} {reason}, not {_clip(json.dumps(error['input'], default=str, ensure_ascii=False))}"
+
+
+def _bound(kind: str, context: Mapping[str, Any]) -> str:
+    if kind == "greater_than_equal":
+        return f"must be at least {context['ge']}"
+    if kind == "greater_than":
+        return f"must be more than {context['gt']}"
+    if kind == "less_than_equal":
+        return f"must be at most {context['le']}"
+    if kind == "too_short":
+        return "must list at least one"
+    return "must not be empty"
+
+
+def _unknown(keys: list[str], section: str | None, is_table: bool, variable: str | None) -> str:
+    where = f" ({variable})" if variable else ""
+    if section is None:
+        sections = ", ".join(SECTIONS)
+        if is_table:
+            return f"[{keys[0]}] is not a section{_suggestion(keys[0], SECTIONS)}; the sections are {sections}"
+        known = [name for name in Settings.model_fields if name not in (*SECTIONS, *_ENVIRONMENT_ONLY)]
+        return f"{keys[0]}{where} is not a setting{_suggestion(keys[0], known)}; known: {', '.join(known)}"
+    model: type[BaseModel] = SECTIONS[section]
+    for key in keys[1:-1]:
+        annotation = model.model_fields[key].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            break
+        model = annotation
+    fields = list(model.model_fields)
+    return (
+        f"[{section}] {'.'.join(keys[1:])}{where} is not a setting{_suggestion(keys[-1], fields)}; "
+        f"known: {', '.join(fields)}"
     )
+
+
+def _suggestion(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _is_secret(keys: list[str]) -> bool:
+    """Whether the value may hold a secret, which no message may repeat: a secret setting, or its whole section."""
+    if not keys or keys[0] not in SECTIONS:
+        return False
+    fields = SECTIONS[keys[0]].model_fields
+    candidates = [fields[keys[1]]] if len(keys) > 1 and keys[1] in fields else list(fields.values())
+    return any("SecretStr" in str(field.annotation) for field in candidates)
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

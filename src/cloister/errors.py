@@ -7,7 +7,9 @@ reference and whose ``message`` is safe to show to anyone::
     ├── AuthenticationError          16 UNAUTHENTICATED
     ├── UserExistsError              16 UNAUTHENTICATED "user id exist" (the authentication API)
     ├── AccessDeniedError             7 PERMISSION_DENIED
-    ├── InvalidArgumentError          3 INVALID_ARGUMENT
+    ├── InvalidArgumentError          3 INVALID_ARGUMENT (every refused request field: it names
+    │   │                                  the field, the value and what is valid)
+    │   ├── InvalidChoiceError           a value that is not one of a field's choices
     │   ├── InvalidTaskIdError           "invalid task id"
     │   ├── InvalidFunctionIdError       "invalid function id"
     │   └── InvalidDataIdError           "invalid data id"
@@ -20,7 +22,7 @@ reference and whose ``message`` is safe to show to anyone::
     ├── DeadlineExceededError         4 DEADLINE_EXCEEDED
     ├── ConflictError                10 ABORTED (a conditional storage commit lost a race; internal only)
     ├── InternalError                13 INTERNAL
-    │   ├── MalformedRequestError        a field could not be parsed (the reference's code for it)
+    │   ├── MalformedRequestError        a message between services that cannot be used
     │   └── IllegalTransitionError       a task status change the state machine forbids
     ├── AttestationError             16 UNAUTHENTICATED (a peer failed verification)
     ├── FileIntegrityError              a file failed its integrity check (task failure reason)
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import enum
 import errno
+from collections.abc import Iterable
 
 
 class StatusCode(enum.IntEnum):
@@ -92,6 +95,33 @@ class AccessDeniedError(CloisterError):
 class InvalidArgumentError(CloisterError):
     status = StatusCode.INVALID_ARGUMENT
     default_message = "invalid argument"
+
+
+def quoted(value: str, limit: int = 64) -> str:
+    """``value`` as a message may show it: quoted, control characters escaped, at most ``limit``
+    characters (then ``…``), so a hostile value cannot forge a log line or flood a message."""
+    shown = repr(value[:limit])
+    return shown[:-1] + "…" + shown[-1] if len(value) > limit else shown
+
+
+class InvalidChoiceError(InvalidArgumentError):
+    """A field's value is none of the values it may take.
+
+    The message names the field, the value given and the valid choices, e.g. ``executor_type
+    'pyhton' is not one of: builtin, python, wasm (also: mesapy, wamr)``; ``also`` lists other
+    spellings that are accepted too (Teaclave's names), ``hint`` says more where it helps.
+    """
+
+    def __init__(
+        self, field: str, value: str, choices: Iterable[str], *, also: Iterable[str] = (), hint: str = ""
+    ) -> None:
+        message = f"{field} {quoted(value)} is not one of: {', '.join(choices)}"
+        aliases = list(also)
+        if aliases:
+            message += f" (also: {', '.join(aliases)})"
+        if hint:
+            message += f"; {hint}"
+        super().__init__(message)
 
 
 class InvalidDataNameError(InvalidArgumentError):
@@ -180,10 +210,11 @@ class ConflictError(CloisterError):
 
 
 class MalformedRequestError(InternalError):
-    """A request field could not be parsed: bad URL, crypto info, JSON or executor name.
+    """A request between services could not be used: a message that does not parse, a scheduler
+    report the reference answers with INTERNAL, audit metadata.
 
-    The reference answers these with INTERNAL, so Cloister does too, but always with a message
-    that names the field and what was wrong with it.
+    A user's mistake in a field is an :class:`InvalidArgumentError` instead (a deliberate
+    difference from the reference, which answered those INTERNAL too).
     """
 
     default_message = "malformed request"
@@ -296,6 +327,15 @@ _UNAUTHENTICATED_BY_MESSAGE: dict[str, type[CloisterError]] = {
 }
 
 
+_MESSAGE_TOO_LARGE = "message larger than max"
+"""What gRPC itself answers for a message over a channel's limit, before any of our code sees it."""
+MESSAGE_SIZE_HINT = (
+    "; the settings [rpc] max_message_bytes (requests to the platform) and internal_max_message_bytes"
+    " (between its services) set the limits, and files travel by URL, never in a request"
+)
+"""Appended to gRPC's own text, which names no setting."""
+
+
 def error_for_status(status: int, message: str) -> CloisterError:
     """The most specific error for a status a server sent (the client side of the mapping)."""
     code = StatusCode(status) if status in StatusCode._value2member_map_ else StatusCode.UNKNOWN
@@ -306,6 +346,8 @@ def error_for_status(status: int, message: str) -> CloisterError:
         cls = _UNAUTHENTICATED_BY_MESSAGE.get(message, cls)
     elif code is StatusCode.RESOURCE_EXHAUSTED and DiskFullError.marker in message:
         cls = DiskFullError
+    elif code is StatusCode.RESOURCE_EXHAUSTED and _MESSAGE_TOO_LARGE in message:
+        message += MESSAGE_SIZE_HINT
     error = cls(message)
     error.status = code
     return error

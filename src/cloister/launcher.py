@@ -8,15 +8,19 @@ A service that exits without being asked to is started again (:meth:`Platform.su
 once the first time, then after jittered pauses, on the ports it first bound, so its peers find
 it where they knew it; more than ``RESTART_BUDGET`` restarts within ``RESTART_WINDOW`` seconds
 and the launcher gives up on it. Each service's restarts and start time are left in the state
-directory for ``cloister status``.
+directory for ``cloister status``, and so is what the platform was started with
+(:class:`LaunchRecord`), so that ``cloister status`` checks this platform, not the defaults.
+
+Before any service starts, :mod:`cloister.preflight` checks that tasks can be sandboxed here and
+that the configured ports are free.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import dataclasses
 import fcntl
+import json
 import logging
 import os
 import signal
@@ -29,8 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from cloister import preflight
 from cloister.attestation.deployment import provision
-from cloister.config import SERVICES, Settings
+from cloister.config import ENDPOINTS, SERVICES, Settings
 from cloister.errors import ConfigurationError
 from cloister.rpc import addresses
 from cloister.rpc.retry import Backoff
@@ -75,6 +80,24 @@ ENDPOINTS_OF = {
 """The endpoints each service listens on, kept across its restarts."""
 
 
+def last_fatal_message(log: Path) -> str | None:
+    """The message of the last CRITICAL record in a service's log (why it would not run), if any."""
+    try:
+        with open(log, "rb") as handle:
+            handle.seek(max(handle.seek(0, os.SEEK_END) - 16384, 0))
+            lines = handle.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("level") == "CRITICAL" and isinstance(record.get("message"), str):
+            return str(record["message"])
+    return None
+
+
 def stop_with_launcher(launcher_pid: int) -> None:
     """Have this service process stopped when its launcher dies, even by kill -9.
 
@@ -89,6 +112,67 @@ def stop_with_launcher(launcher_pid: int) -> None:
 
 class ServiceFailedError(ConfigurationError):
     """A service exited or did not become ready."""
+
+
+LAUNCH_RECORD = "launch.json"
+
+
+@dataclass(frozen=True)
+class LaunchRecord:
+    """What a platform was started with, kept in its state directory for ``cloister status``:
+    the settings file and what the environment made of the settings status needs (never a secret)."""
+
+    config_path: Path | None
+    endpoints: Mapping[str, str]
+    """Every endpoint as configured (``HOST:PORT``; port 0 means the one the service published)."""
+    tee_backend: str
+
+    @classmethod
+    def of(cls, settings: Settings, config_path: Path | None) -> LaunchRecord:
+        endpoints = {name: settings.endpoint(name).address for name in ENDPOINTS}
+        return cls(config_path.resolve() if config_path else None, endpoints, settings.tee_backend)
+
+    def write(self, state_dir: Path) -> None:
+        data = {
+            "config": None if self.config_path is None else str(self.config_path),
+            "endpoints": dict(self.endpoints),
+            "tee_backend": self.tee_backend,
+        }
+        path = state_dir / LAUNCH_RECORD
+        temporary = path.with_name(f".{LAUNCH_RECORD}.tmp")
+        temporary.write_text(json.dumps(data, indent=2) + "\n")
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+
+    @classmethod
+    def read(cls, state_dir: Path) -> LaunchRecord | None:
+        """The record of the last start with this state directory, or None if it never started.
+
+        Raises:
+            ConfigurationError: the record is unreadable.
+        """
+        path = state_dir / LAUNCH_RECORD
+        try:
+            data = json.loads(path.read_text())
+            config, endpoints, backend = data["config"], data["endpoints"], data["tee_backend"]
+            if not (
+                (config is None or isinstance(config, str))
+                and isinstance(endpoints, dict)
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in endpoints.items())
+                and isinstance(backend, str)
+            ):
+                raise TypeError("unexpected types")
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigurationError(f"{path} is unreadable ({exc}); start the platform again to rewrite it") from None
+        return cls(None if config is None else Path(config), endpoints, backend)
+
+    def environment(self) -> dict[str, str]:
+        """The environment variables that give these endpoints and backend to ``load_settings``."""
+        env = {f"CLOISTER_ENDPOINTS__{name.upper()}": address for name, address in self.endpoints.items()}
+        env["CLOISTER_TEE_BACKEND"] = self.tee_backend
+        return env
 
 
 @dataclass
@@ -138,14 +222,25 @@ class Platform:
         return self.settings.state_dir / "logs"
 
     def start(self, timeout: float = 60.0) -> None:
+        """Check the host, then start every service in order and wait until each is ready.
+
+        Raises:
+            PreflightError: tasks cannot be sandboxed here, or a configured port is taken;
+                nothing was started.
+            ServiceFailedError: a service exited or did not become ready; the others are stopped.
+        """
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.settings.state_dir, 0o700)
         self._lock()
-        for stale in self.settings.run_dir.glob("*"):
-            if stale.name != "lock":
-                stale.unlink(missing_ok=True)
-        provision(self.settings.attestation_dir, SERVICES, self.settings.attestation)
         try:
+            if "execution" in self._services:
+                preflight.check_sandbox(self.settings)
+            preflight.check_ports(self.settings, [e for s in self._services for e in ENDPOINTS_OF.get(s, ())])
+            for stale in self.settings.run_dir.glob("*"):
+                if stale.name != "lock":
+                    stale.unlink(missing_ok=True)
+            provision(self.settings.attestation_dir, SERVICES, self.settings.attestation)
+            LaunchRecord.of(self.settings, self._config_path).write(self.settings.state_dir)
             for name in self._services:
                 self.start_service(name, timeout)
         except BaseException:
@@ -176,7 +271,7 @@ class Platform:
         With ``instance``, a further process of the service (e.g. a second execution service),
         known as ``name-instance`` here and in the state directory.
         """
-        process_name = dataclasses.replace(self.settings, instance=instance or "").process_name(name)
+        process_name = self.settings.model_copy(update={"instance": instance or ""}).process_name(name)
         with self._guard:
             launch = self._launches.get(process_name)
             if launch is None or launch.extra_env != dict(extra_env or {}):
@@ -221,8 +316,12 @@ class Platform:
             if addresses.ready_pid(self.settings, name) == process.pid:
                 return
             if process.poll() is not None:
+                log = self.log_dir / f"{name}.log"
+                reason = (last_fatal_message(log) or "").removeprefix("cannot run: ")
                 raise ServiceFailedError(
-                    f"{name} exited with status {process.returncode} while starting; see {self.log_dir / name}.log"
+                    f"{name} exited with status {process.returncode} while starting"
+                    + (f": {reason}" if reason else "")
+                    + f"; see {log}"
                 )
             time.sleep(0.02)
         raise ServiceFailedError(f"{name} did not become ready within {timeout:.0f} s; see {self.log_dir}")

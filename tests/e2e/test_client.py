@@ -169,6 +169,38 @@ def test_functions_read_back_as_values(root: Client) -> None:
     function.delete()
 
 
+def test_mistakes_are_refused_naming_what_is_valid(root: Client) -> None:
+    """The client raises the server's INVALID_ARGUMENT refusal, made when the mistake is registered."""
+    refusals = {
+        "executor_type 'pyhton' is not one of: builtin, python, wasm (also: mesapy, wamr)": lambda: (
+            root.functions.register("f", executor="pyhton")
+        ),
+        "name 'builtin-ecko' is not one of: builtin-echo, ": lambda: root.functions.register(
+            "builtin-ecko", executor="builtin"
+        ),
+        "url 'input.enc' is relative; give an absolute URL with a scheme, one of: ": lambda: root.files.register_input(
+            "input.enc", Crypto.aes_gcm_128(bytes(16), bytes(12)), bytes(16)
+        ),
+        "url scheme 's3' is not one of: http, https, fusion, file; an S3 object is reached by a presigned": lambda: (
+            root.files.register_output("s3://bucket/key", Crypto.aes_gcm_128(bytes(16)))
+        ),
+    }
+    echo = root.functions.register("builtin-echo", executor="builtin", arguments=["message"])
+    refusals["invalid task: function_arguments lacks 'message', which the function needs"] = lambda: root.tasks.create(
+        echo, {}
+    )
+    refusals["executor 'wasm' cannot run this function, whose executor_type is builtin; use executor builtin"] = (
+        lambda: root.tasks.create(echo, {"message": "hi"}, executor="wasm")
+    )
+    for message, mistake in refusals.items():
+        with pytest.raises(InvalidArgumentError) as refused:
+            mistake()
+        assert refused.value.message.startswith(message)
+    # The crypto info is checked as it is made, before anything is sent.
+    with pytest.raises(InvalidArgumentError, match=r"^schema 'aes-gcm128' is not one of: aes-gcm-128, "):
+        Crypto("aes-gcm128", bytes(16), bytes(12))
+
+
 def test_wrong_password_is_refused(platform: RunningPlatform) -> None:
     with pytest.raises(AuthenticationError):
         _connect(platform, platform.admin_user, "not-the-password")

@@ -85,15 +85,15 @@ class World:
         )
 
     def task(self, progress: str) -> str:
-        """A task of creator's on G with partner's input: ``created``, ``assigned`` or ``approved``."""
+        """A task of creator's on P with partner's input: ``created``, ``assigned`` or ``approved``."""
         task_id = self.as_("creator").create_task(
-            self.ids["G"], {"message": "hi"}, "builtin", inputs_ownership=[OwnerList("in_b", ["partner"])]
+            self.ids["P"], {"message": "hi"}, "builtin", inputs_ownership=[OwnerList("in_b", ["partner"])]
         )
         if progress in ("assigned", "approved"):
             self.as_("partner").assign_data_to_task(task_id, inputs=[DataMap("in_b", self.ids["IB"])])
         if progress == "approved":
-            self.as_("creator").approve_task(task_id)
-            self.as_("partner").approve_task(task_id)
+            for participant in ("creator", "partner", "fowner"):
+                self.as_(participant).approve_task(task_id)
         return task_id
 
 
@@ -107,8 +107,14 @@ def _build(platform: RunningPlatform, server: FixtureHTTPServer) -> World:
         world.sessions[user] = login(platform, user, f"{user}-password")
     fowner, partner = world.as_("fowner"), world.as_("partner")
     world.ids["F"] = world.private_function()
-    world.ids["G"] = fowner.register_function(
-        "builtin-echo", "public", "builtin", arguments=[FunctionArgument("message")], inputs=[FunctionInput("in_b")]
+    world.ids["P"] = fowner.register_function(
+        "builtin-echo",
+        "private, used by the tasks",
+        "builtin",
+        public=False,
+        arguments=[FunctionArgument("message")],
+        inputs=[FunctionInput("in_b")],
+        user_allowlist=["orgA"],
     )
     url, cmac = world.input_url()
     world.ids["IB"] = partner.register_input_file(url, "aes-gcm-128", KEY, IV, cmac)
@@ -151,6 +157,9 @@ CALLS: dict[str, Callable[[FrontendService, World], object]] = {
     # Everyone who may call it is answered, with only their own tasks (test_list_tasks.py).
     "list_tasks": lambda c, w: c._call("ListTasks", cpb.ListTasksRequest(), service=CLOISTER_FRONTEND),
     "query_audit_logs": lambda c, w: c.query_audit_logs("get_task", 1),
+    "query_audit_page": lambda c, w: c._call(
+        "QueryAuditPage", cpb.QueryAuditPageRequest(query="get_task", limit=1), service=CLOISTER_FRONTEND
+    ),
 }
 
 

@@ -19,6 +19,10 @@ from cloister.services.frontend.gate import DECISION_TTL
 from cloister.testing import RunningPlatform, start_platform
 
 T = TypeVar("T")
+# docs/access-control.md's example: the APIs a task's creator calls, and the object rule.
+CREATOR_APIS_FOR_FUNCTION_OWNERS = (
+    "p, rule_function_owner, create_task\np, rule_function_owner, invoke_task\np, rule_function_owner, cancel_task\n"
+)
 CREATE_TASK_AS_FUNCTION_OWNER = 'p, task.create, r.sub.role == "FunctionOwner" && r.sub.id == r.obj.owner\n'
 
 
@@ -85,7 +89,7 @@ def test_letting_function_owners_create_tasks_takes_a_policy_edit_and_a_restart(
 
     # Teaclave's role -> API rule now lets the role through; the object rule still refuses it.
     with (policy_dir / "policy.csv").open("a") as f:
-        f.write("p, rule_function_owner, create_task\n")
+        f.write(CREATOR_APIS_FOR_FUNCTION_OWNERS)
     _restart_access_control(running)
     time.sleep(DECISION_TTL + 0.2)  # the frontend's remembered "no" for (FunctionOwner, create_task) runs out
     with pytest.raises(AccessDeniedError, match="permission denied"):
@@ -99,6 +103,11 @@ def test_letting_function_owners_create_tasks_takes_a_policy_edit_and_a_restart(
     task_id = _eventually(create)
     assert task_id.startswith("task-")
     assert _recorded(root, "fo", True)
+    # The creator's other steps are allowed too, so the task runs to its end: no deadlock.
+    fo.frontend.invoke_task(task_id)
+    assert fo.frontend.get_task_result(task_id) == b"mine"
+    assert fo.frontend.get_task(task_id)["status"] == 10  # Finished
+    fo.frontend.cancel_task(create())
 
     # Others' functions stay out of reach, and removing the row takes the permission away again.
     others = root.frontend.register_function("builtin-echo", "", "builtin", arguments=[FunctionArgument("message")])

@@ -8,7 +8,6 @@ could and could not do.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
 import json
 import os
@@ -202,7 +201,7 @@ def test_a_full_scratch_fails_the_task_naming_the_limit(sandbox: Runner) -> None
 
 
 def test_memory_in_memfds_counts_against_the_memory_limit_or_is_refused() -> None:
-    runner = Runner(dataclasses.replace(LIMITS, memory_bytes=256 * 1024**2))
+    runner = Runner(LIMITS.model_copy(update={"memory_bytes": 256 * 1024**2}))
     try:
         body = """
 chunk = b'x' * 1024**2
@@ -291,7 +290,7 @@ return f"{os.listdir('/dev/pts')} {os.getuid()}"
 
 @pytest.mark.parametrize("prepared", [0, 3])
 def test_closing_leaves_no_process_group_or_uid_behind(prepared: int) -> None:
-    runner = Runner(dataclasses.replace(LIMITS, prepared_sandboxes=prepared))
+    runner = Runner(LIMITS.model_copy(update={"prepared_sandboxes": prepared}))
     results = [runner.run(probe(f"return '{i}'")) for i in range(4)]
     sandbox = runner.sandbox
     template = sandbox._process.pid if sandbox._process else None
@@ -303,24 +302,28 @@ def test_closing_leaves_no_process_group_or_uid_behind(prepared: int) -> None:
     assert sandbox._uids is None or not sandbox._uids._busy
 
 
-def _task_processes() -> list[int]:
-    """Processes running as a task uid (the reserved range), anywhere on the host."""
+# A uid range of this test's own, which no other sandbox on the host (another test run, a running
+# platform) draws from: whatever still runs as one of its uids was left behind by this test.
+OWN_UIDS = LIMITS.model_copy(update={"first_task_uid": 1_400_000_000 + os.getpid() % 1000 * 64, "task_uids": 64})
+
+
+def _task_processes(limits: SandboxLimits) -> list[int]:
+    """Processes running as one of ``limits``' task uids, anywhere on the host."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
             uid = entry.stat().st_uid if entry.name.isdigit() else -1
         except OSError:
             continue
-        if LIMITS.first_task_uid <= uid < LIMITS.first_task_uid + LIMITS.task_uids:
+        if limits.first_task_uid <= uid < limits.first_task_uid + limits.task_uids:
             found.append(int(entry.name))
     return found
 
 
 @pytest.mark.parametrize("how", ["wall time", "cancel"])
 def test_a_stopped_task_leaves_no_process(how: str) -> None:
-    runner = Runner(dataclasses.replace(LIMITS, wall_seconds=2, prepared_sandboxes=0))
+    runner = Runner(OWN_UIDS.model_copy(update={"wall_seconds": 2, "prepared_sandboxes": 0}))
     source = probe("import threading, time\nthreading.Thread(target=time.sleep, args=(600,)).start()\ntime.sleep(600)")
-    before = set(_task_processes())  # other sandboxes' (this module's spares)
     try:
         if how == "wall time":
             assert runner.run(source) == "FAILED:wall time limit of 2 s exceeded"
@@ -335,6 +338,6 @@ def test_a_stopped_task_leaves_no_process(how: str) -> None:
 
             runner.loop.run_until_complete(asyncio.wait_for(cancel_after_start(), 20))
         if ROOT:
-            assert set(_task_processes()) <= before
+            assert _task_processes(OWN_UIDS) == []
     finally:
         runner.close()

@@ -20,6 +20,15 @@ def test_other_exhaustion_stays_resource_exhausted() -> None:
     assert type(other) is ResourceExhaustedError
 
 
+def test_a_message_over_grpcs_limit_names_the_setting() -> None:
+    """gRPC refuses it before any of our code runs, in words that name no setting."""
+    error = error_for_status(StatusCode.RESOURCE_EXHAUSTED, "Sent message larger than max (5000000 vs. 4194304)")
+    assert error.message.startswith("Sent message larger than max (5000000 vs. 4194304); the settings")
+    assert "[rpc] max_message_bytes" in error.message
+    other = error_for_status(StatusCode.RESOURCE_EXHAUSTED, "too many failed logins")
+    assert other.message == "too many failed logins"
+
+
 def test_which_os_errors_mean_a_full_disk() -> None:
     assert is_disk_full(OSError(errno.ENOSPC, "No space left on device"))
     assert is_disk_full(OSError(errno.EDQUOT, "Disk quota exceeded"))

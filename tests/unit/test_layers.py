@@ -24,6 +24,7 @@ LAYERS = {
     "sdk": 5,
     "logs": 6,
     "launcher": 6,
+    "preflight": 6,
     "cli": 6,
     "testing": 6,
     "__main__": 6,

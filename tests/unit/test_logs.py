@@ -39,7 +39,10 @@ def test_rotation_settings_come_from_the_file_and_the_environment(tmp_path: Path
 
 @pytest.mark.parametrize(("key", "value"), [("MAX_BYTES", "100"), ("BACKUP_COUNT", "0")])
 def test_rotation_settings_must_bound_the_logs(tmp_path: Path, key: str, value: str) -> None:
-    with pytest.raises(ConfigurationError, match=f"logging.{key.lower()}"):
+    with pytest.raises(
+        ConfigurationError,
+        match=rf"\[logging\] {key.lower()} must be at least \d+, not CLOISTER_LOGGING__{key}={value}$",
+    ):
         load_settings(None, {f"CLOISTER_LOGGING__{key}": value}, state_dir=tmp_path)
 
 

@@ -45,6 +45,36 @@ class ListTasksResponse(_message.Message):
     next_page_token: str
     def __init__(self, tasks: _Optional[_Iterable[_Union[_teaclave_frontend_service_pb2.GetTaskResponse, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
+class QueryAuditPageRequest(_message.Message):
+    __slots__ = ("query", "limit", "after")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    query: str
+    limit: int
+    after: int
+    def __init__(self, query: _Optional[str] = ..., limit: _Optional[int] = ..., after: _Optional[int] = ...) -> None: ...
+
+class AuditRecord(_message.Message):
+    __slots__ = ("seq", "entry")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    entry: _teaclave_common_pb2.Entry
+    def __init__(self, seq: _Optional[int] = ..., entry: _Optional[_Union[_teaclave_common_pb2.Entry, _Mapping]] = ...) -> None: ...
+
+class QueryAuditPageResponse(_message.Message):
+    __slots__ = ("records", "next_after", "head", "cut_through")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    CUT_THROUGH_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[AuditRecord]
+    next_after: int
+    head: int
+    cut_through: int
+    def __init__(self, records: _Optional[_Iterable[_Union[AuditRecord, _Mapping]]] = ..., next_after: _Optional[int] = ..., head: _Optional[int] = ..., cut_through: _Optional[int] = ...) -> None: ...
+
 class PutOp(_message.Message):
     __slots__ = ("key", "value")
     KEY_FIELD_NUMBER: _ClassVar[int]

@@ -51,6 +51,11 @@ class FrontendStub:
                 request_serializer=cloister__pb2.ListTasksRequest.SerializeToString,
                 response_deserializer=cloister__pb2.ListTasksResponse.FromString,
                 _registered_method=True)
+        self.QueryAuditPage = channel.unary_unary(
+                '/cloister.Frontend/QueryAuditPage',
+                request_serializer=cloister__pb2.QueryAuditPageRequest.SerializeToString,
+                response_deserializer=cloister__pb2.QueryAuditPageResponse.FromString,
+                _registered_method=True)
 
 
 class FrontendServicer:
@@ -74,6 +79,12 @@ class FrontendServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def QueryAuditPage(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FrontendServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -91,6 +102,11 @@ def add_FrontendServicer_to_server(servicer, server):
                     servicer.ListTasks,
                     request_deserializer=cloister__pb2.ListTasksRequest.FromString,
                     response_serializer=cloister__pb2.ListTasksResponse.SerializeToString,
+            ),
+            'QueryAuditPage': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryAuditPage,
+                    request_deserializer=cloister__pb2.QueryAuditPageRequest.FromString,
+                    response_serializer=cloister__pb2.QueryAuditPageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -184,6 +200,33 @@ class Frontend:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def QueryAuditPage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloister.Frontend/QueryAuditPage',
+            cloister__pb2.QueryAuditPageRequest.SerializeToString,
+            cloister__pb2.QueryAuditPageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class ManagementStub:
     """Missing associated documentation comment in .proto file."""
@@ -209,6 +252,11 @@ class ManagementStub:
                 request_serializer=cloister__pb2.ListTasksRequest.SerializeToString,
                 response_deserializer=cloister__pb2.ListTasksResponse.FromString,
                 _registered_method=True)
+        self.QueryAuditPage = channel.unary_unary(
+                '/cloister.Management/QueryAuditPage',
+                request_serializer=cloister__pb2.QueryAuditPageRequest.SerializeToString,
+                response_deserializer=cloister__pb2.QueryAuditPageResponse.FromString,
+                _registered_method=True)
 
 
 class ManagementServicer:
@@ -232,6 +280,12 @@ class ManagementServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def QueryAuditPage(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ManagementServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -249,6 +303,11 @@ def add_ManagementServicer_to_server(servicer, server):
                     servicer.ListTasks,
                     request_deserializer=cloister__pb2.ListTasksRequest.FromString,
                     response_serializer=cloister__pb2.ListTasksResponse.SerializeToString,
+            ),
+            'QueryAuditPage': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryAuditPage,
+                    request_deserializer=cloister__pb2.QueryAuditPageRequest.FromString,
+                    response_serializer=cloister__pb2.QueryAuditPageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -332,6 +391,33 @@ class Management:
             '/cloister.Management/ListTasks',
             cloister__pb2.ListTasksRequest.SerializeToString,
             cloister__pb2.ListTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryAuditPage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloister.Management/QueryAuditPage',
+            cloister__pb2.QueryAuditPageRequest.SerializeToString,
+            cloister__pb2.QueryAuditPageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cloister.config import TEE_BACKENDS
 from cloister.errors import ConfigurationError
 
 SIMULATED_NOTICE = "TEE backend 'sim': the hardware root of trust is SIMULATED; do not use with real secrets"
@@ -46,7 +47,8 @@ _HARDWARE = {
     "tdx": _Hardware("an Intel TDX confidential VM", ("/dev/tdx_guest",)),
     "sev-snp": _Hardware("an AMD SEV-SNP confidential VM", ("/dev/sev-guest",)),
 }
-BACKENDS = ("sim", *_HARDWARE)
+BACKENDS = TEE_BACKENDS
+"""The names the configuration accepts: ``sim`` and each of ``_HARDWARE``."""
 
 
 def check_backend(name: str, devices_root: Path = Path("/")) -> None:

@@ -45,23 +45,33 @@ def attest(
     enclave_info: EnclaveInfo | None,
     auditors: tuple[list[bytes], list] | None,
     now: dt.datetime,
+    any_service: bool = False,
 ) -> Attestation:
     """Verify the report, then (when given) the identity file's signatures and the identity.
+
+    The identity is checked against ``service``, or with ``any_service`` against every identity
+    the file lists; with neither, it is not checked and :attr:`Attestation.identity` is None.
 
     Raises:
         AttestationError: the first check that failed.
     """
     attested = verify_attested_certificate(certificate_der, root, policy, now)
+    if service is not None and enclave_info is None:
+        raise AttestationError("checking a service's identity needs enclave_info.toml")
+    names: list[str] = []
+    if enclave_info is not None:
+        if service is not None:
+            names = [enclave_name(service)]
+        elif any_service:
+            names = [identity.name for identity in enclave_info.identities()]
     signers = None
-    if service is not None and auditors is not None and enclave_info is not None:
+    if names and auditors is not None and enclave_info is not None:
         signatures, keys = auditors
         signers = verify_auditor_signatures(enclave_info.raw, signatures, keys, required=1)
     identity = None
-    if service is not None:
-        if enclave_info is None:
-            raise AttestationError("checking a service's identity needs enclave_info.toml")
+    if names and enclave_info is not None:
         quote = attested.report.quote
-        identity = enclave_info.match(quote.mr_enclave, quote.mr_signer, [enclave_name(service)]).name
+        identity = enclave_info.match(quote.mr_enclave, quote.mr_signer, names).name
     return Attestation(attested, identity, signers)
 
 
@@ -76,7 +86,7 @@ def describe(result: Attestation, now: dt.datetime) -> list[str]:
     simulated = backend == "sim"
     lines = [
         f"TEE backend        {backend}" + ("  (SIMULATED: no hardware root of trust)" if simulated else ""),
-        f"identity           {result.identity or '(not checked: give --service and an enclave_info.toml)'}",
+        f"identity           {result.identity or 'not checked (give --service NAME and an enclave_info.toml)'}",
         f"mr_enclave         {report.quote.mr_enclave.hex()}",
         f"mr_signer          {report.quote.mr_signer.hex()}",
         f"quote status       {report.quote_status} (quote version {report.quote.version}, report v{report.version})",

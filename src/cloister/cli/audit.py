@@ -1,19 +1,33 @@
-"""``cloister audit verify``: check the audit log's hash chain, offline or while running.
+"""``cloister audit verify`` and ``export``: check the audit log's hash chain, and write its
+entries out as JSON lines, offline or while the platform runs.
 
 The stored log is checked from its anchor (where retention last cut it) to its head, and the
-export files are checked to chain from the first entry into that anchor.
+export files are checked to chain from the first entry into that anchor. An export writes each
+entry as the chained record it is stored as (the lines of retention's export files), so the
+entries it writes can be checked against each other and against later exports.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from cloister.config import Settings
 from cloister.crypto.sealing import Sealer
 from cloister.errors import ConfigurationError
 from cloister.model.audit import ChainAnchor, ChainHead, verify_chain, verify_exports
-from cloister.services.management.audit import ANCHOR_KEY, ENTRY_PREFIX, HEAD_KEY, entry_seq, load_anchor, load_head
+from cloister.services.management.audit import (
+    ANCHOR_KEY,
+    ENTRY_PREFIX,
+    HEAD_KEY,
+    entry_key,
+    entry_seq,
+    load_anchor,
+    load_head,
+)
 from cloister.services.management.audit_retention import export_files
 from cloister.storage.sqlite import SQLiteStore
 
@@ -35,10 +49,7 @@ def verify(settings: Settings, exports: Path | None = None, check_exports: bool 
         AuditChainBrokenError: it does not; the message says where and how.
         ConfigurationError: there is no storage to check.
     """
-    key_path = settings.storage_key_path
-    if not key_path.exists() or not settings.database_path.exists():
-        raise ConfigurationError(f"no Cloister storage in {settings.state_dir}")
-    store = SQLiteStore(settings.database_path, Sealer(key_path.read_bytes()))
+    store = _open(settings)
     try:
         keys = store.keys_with_prefix(ENTRY_PREFIX)
         *values, raw_head, raw_anchor = store.read([*keys, HEAD_KEY, ANCHOR_KEY])
@@ -53,3 +64,79 @@ def verify(settings: Settings, exports: Path | None = None, check_exports: bool 
         files = export_files(exports or settings.audit_export_dir)
         exported, past_anchor = verify_exports(((path.name, path.read_bytes()) for path in files), anchor)
     return Verification(verify_chain(records, head, anchor, past_anchor), exported, head, anchor)
+
+
+_READ_CHUNK = 1_000
+
+
+def _open(settings: Settings) -> SQLiteStore:
+    key_path = settings.storage_key_path
+    if not key_path.exists() or not settings.database_path.exists():
+        raise ConfigurationError(f"no Cloister storage in {settings.state_dir}")
+    return SQLiteStore(settings.database_path, Sealer(key_path.read_bytes()))
+
+
+@dataclass(frozen=True)
+class Export:
+    count: int
+    """Entries written."""
+    last: int
+    """The number of the last entry written (``since`` when none was): the next export's ``--since``."""
+
+
+def export(settings: Settings, since: int, out: BinaryIO, exports: Path | None = None) -> Export:
+    """Write every entry numbered above ``since`` to ``out``, one JSON line each, oldest first.
+
+    Entries retention has cut from storage are read from its export files (``exports``, by
+    default the configured export directory).
+
+    Raises:
+        ConfigurationError: there is no storage, or entries it no longer holds are not in the
+            export files either, or one went missing while it was read.
+    """
+    store = _open(settings)
+    try:
+        raw_head, raw_anchor = store.read([HEAD_KEY, ANCHOR_KEY])
+        head = load_head(raw_head.value if raw_head is not None else None)
+        anchor = load_anchor(raw_anchor.value if raw_anchor is not None else None)
+        last = since
+        if since < anchor.seq:
+            for line in _exported(exports or settings.audit_export_dir, since, anchor.seq):
+                out.write(line + b"\n")
+            last = anchor.seq
+        for start in range(last + 1, head.count + 1, _READ_CHUNK):
+            numbers = range(start, min(start + _READ_CHUNK, head.count + 1))
+            for seq, value in zip(numbers, store.read([entry_key(n) for n in numbers]), strict=True):
+                if value is None:
+                    raise ConfigurationError(
+                        f"audit entry {seq} went missing while it was exported: retention cut it meanwhile "
+                        "(export again) or the log is damaged (run `cloister audit verify`)"
+                    )
+                out.write(value.value + b"\n")
+                last = seq
+    finally:
+        store.close()
+    return Export(last - since if last > since else 0, last)
+
+
+def _exported(directory: Path, since: int, upto: int) -> Iterator[bytes]:
+    """The lines of retention's export files for entries above ``since`` up to ``upto``, in order."""
+    expected = since + 1
+    for path in export_files(directory):
+        for line in path.read_bytes().splitlines():
+            try:
+                seq = int(json.loads(line)["seq"])
+            except (ValueError, KeyError, TypeError):
+                raise ConfigurationError(f"{path} holds a line that is not an audit record") from None
+            if seq < expected or seq > upto:
+                continue
+            if seq != expected:
+                break
+            yield line
+            expected += 1
+        if expected > upto:
+            return
+    raise ConfigurationError(
+        f"audit entries {expected} to {upto} were cut from storage by retention and are not in the export "
+        f"files in {directory}; pass --exports DIR, or a --since of {upto} or more"
+    )

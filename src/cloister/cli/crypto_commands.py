@@ -1,11 +1,18 @@
-"""``cloister encrypt | decrypt | cmac``: Teaclave's file formats on the command line, like ``teaclave_cli`` (§16.1).
+"""``cloister keygen | encrypt | decrypt | cmac``: Teaclave's file formats on the command line, like
+``teaclave_cli`` (§16.1).
 
-Keys and plaintext never appear in output or error messages; a progress bar is drawn only on a terminal.
+Keys come from a file (``--key-file``, which ``cloister keygen`` writes with mode 0600): a key typed
+on the command line is in the process list for every user to read and in the shell's history, so
+``--key`` still works but warns. Keys and plaintext never appear in output or error messages; a
+progress bar is drawn only on a terminal.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,7 +37,23 @@ _schema_option = click.option(
     required=True,
     help="File format (Teaclave's crypto schema).",
 )
-_key_option = click.option("--key", "-k", "key_hex", required=True, help="Key in hex (16 or 32 bytes).")
+KEY_FILE_LIMIT = 4096
+"""A key file is a line of hex; anything longer is not one."""
+_key_file_option = click.option(
+    "--key-file",
+    "-K",
+    "key_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File holding the key in hex, 16 or 32 bytes (`cloister keygen -o FILE` writes one).",
+)
+_key_option = click.option(
+    "--key",
+    "-k",
+    "key_hex",
+    default=None,
+    help="Key in hex; other users see it in the process list, and it stays in your shell history: use --key-file.",
+)
 _iv_option = click.option("--iv", "iv_hex", default=None, help="IV in hex (12 bytes; aes-gcm schemas only).")
 _input_option = click.option(
     "--input-file",
@@ -60,18 +83,46 @@ def _hex(value: str, option: str) -> bytes:
         raise click.BadParameter("not a hexadecimal string", param_hint=option) from None
 
 
-def _crypto(schema: str, key_hex: str, iv_hex: str | None) -> FileCrypto:
-    """Parse and validate the key and IV with the registration rules (and messages) of §7.2."""
+def _key(key_hex: str | None, key_file: Path | None) -> bytes:
+    """The key from ``--key-file`` or, with a warning, from ``--key``; never echoed back."""
+    if key_hex is not None and key_file is not None:
+        raise click.UsageError("give the key once: --key-file FILE or --key HEX")
+    if key_hex is not None:
+        click.echo(
+            "warning: a key given with --key is visible to other users in the process list and stays in "
+            "your shell history; use --key-file FILE (cloister keygen -o FILE writes one)",
+            err=True,
+        )
+        return _hex(key_hex, "--key")
+    if key_file is None:
+        raise click.UsageError("give the key with --key-file FILE (cloister keygen -o FILE writes one)")
+    try:
+        with open(key_file, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            text = handle.read(KEY_FILE_LIMIT + 1)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {key_file}: {exc.strerror or exc}", param_hint="--key-file") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        click.echo(f"warning: {key_file} can be read by other users; chmod 600 it", err=True)
+    try:
+        if len(text) > KEY_FILE_LIMIT:
+            raise ValueError
+        return bytes.fromhex(text.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        raise click.BadParameter(f"{key_file} does not hold a key in hex", param_hint="--key-file") from None
+
+
+def _crypto(schema: str, key: bytes, iv_hex: str | None) -> FileCrypto:
+    """Validate the key and parse the IV with the registration rules (and messages) of §7.2."""
     if schema == PROTECTED_SCHEMA and iv_hex is not None:
         raise click.UsageError("--iv is not used by teaclave-file-128 (its nodes have their own keys)")
     if schema != PROTECTED_SCHEMA and iv_hex is None:
         raise click.UsageError("--iv is required for aes-gcm schemas")
-    key = _hex(key_hex, "--key")
     iv = _hex(iv_hex, "--iv") if iv_hex is not None else b""
     try:
-        return FileCrypto.from_request(schema, key, iv)
+        return FileCrypto.from_request(schema, key, iv, field="")
     except CloisterError as exc:
-        raise click.BadParameter(exc.message, param_hint="--key/--iv") from None
+        raise click.BadParameter(exc.message, param_hint="the key or --iv") from None
 
 
 @contextlib.contextmanager
@@ -111,8 +162,44 @@ def _transform(
         click.echo(cmac.hex())
 
 
+@click.command(name="keygen")
+@click.option(
+    "--bytes",
+    "length",
+    type=click.Choice(["16", "32"]),
+    default="16",
+    show_default=True,
+    help="Key length: 16 for aes-gcm-128 and teaclave-file-128, 32 for aes-gcm-256.",
+)
+@click.option(
+    "--output-file",
+    "-o",
+    "destination",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the key here, readable by you only (0600); an existing file is never replaced.",
+)
+def keygen_command(length: str, destination: Path | None) -> None:
+    """Make a random key and print it in hex, or write it to a file for --key-file."""
+    key = secrets.token_hex(int(length))
+    if destination is None:
+        click.echo(key)
+        return
+    try:
+        fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        raise click.ClickException(f"{destination} already exists; keygen never replaces a key") from None
+    except OSError as exc:
+        raise _fail(exc) from None
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(fd, 0o600)  # whatever the umask
+        handle.write(key + "\n")
+    click.echo(f"wrote a {int(length) * 8}-bit key to {destination} (mode 0600)", err=True)
+
+
 @click.command(name="encrypt")
 @_schema_option
+@_key_file_option
 @_key_option
 @_iv_option
 @_input_option
@@ -121,7 +208,8 @@ def _transform(
 @_print_cmac_option
 def encrypt_command(
     schema: str,
-    key_hex: str,
+    key_file: Path | None,
+    key_hex: str | None,
     iv_hex: str | None,
     source: Path,
     destination: Path,
@@ -129,7 +217,7 @@ def encrypt_command(
     print_cmac: bool,
 ) -> None:
     """Encrypt a plaintext file into a Teaclave file format."""
-    crypto = _crypto(schema, key_hex, iv_hex)
+    crypto = _crypto(schema, _key(key_hex, key_file), iv_hex)
     _transform(
         "encrypting",
         source,
@@ -140,6 +228,7 @@ def encrypt_command(
 
 @click.command(name="decrypt")
 @_schema_option
+@_key_file_option
 @_key_option
 @_iv_option
 @_input_option
@@ -149,7 +238,8 @@ def encrypt_command(
 @_print_cmac_option
 def decrypt_command(
     schema: str,
-    key_hex: str,
+    key_file: Path | None,
+    key_hex: str | None,
     iv_hex: str | None,
     source: Path,
     destination: Path,
@@ -158,7 +248,7 @@ def decrypt_command(
     print_cmac: bool,
 ) -> None:
     """Verify and decrypt a file; nothing is written unless every integrity check passes."""
-    crypto = _crypto(schema, key_hex, iv_hex)
+    crypto = _crypto(schema, _key(key_hex, key_file), iv_hex)
     expected = _hex(cmac_hex, "--expected-cmac") if cmac_hex is not None else None
     _transform(
         "decrypting",
@@ -184,5 +274,5 @@ def cmac_command(schema: str, source: Path) -> None:
 
 def register(group: click.Group) -> None:
     """Add the file crypto commands to the ``cloister`` group."""
-    for command in (encrypt_command, decrypt_command, cmac_command):
+    for command in (keygen_command, encrypt_command, decrypt_command, cmac_command):
         group.add_command(command)

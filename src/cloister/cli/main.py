@@ -19,9 +19,12 @@ from cloister import logs
 from cloister.attestation.backends import SIMULATED_NOTICE
 from cloister.config import ATTESTATION_SERVICE, SERVICES, Settings, load_settings
 from cloister.errors import CloisterError
-from cloister.launcher import Platform, stop_with_launcher
+from cloister.launcher import LaunchRecord, Platform, stop_with_launcher
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
+"""Progress, warnings and errors."""
+output = Console(highlight=False, soft_wrap=True)
+"""What a command was asked for (``cloister status``'s table), on stdout."""
 
 state_dir_option = click.option(
     "--state-dir",
@@ -58,7 +61,11 @@ def main() -> None:
 @state_dir_option
 @config_option
 def up(state_dir: Path | None, config_path: Path | None) -> None:
-    """Start all seven services in the foreground; Ctrl-C stops them."""
+    """Start all seven services in the foreground; Ctrl-C stops them.
+
+    Before starting any, it makes a test task sandbox and checks that every configured port is
+    free; if either fails it says why in one line and starts nothing.
+    """
     settings = _settings(state_dir, config_path)
     logs.configure("launcher", settings.logging.level)
     platform = Platform(settings, config_path.resolve() if config_path else None)
@@ -121,20 +128,58 @@ def task_url_reach(settings: Settings) -> str:
     return f"global addresses and {', '.join(networks)} ([execution] allowed_networks)"
 
 
+def _started_settings(state_dir: Path | None, config_path: Path | None) -> tuple[Settings, str]:
+    """The settings of the platform ``cloister up`` started in the state directory, and where they came from.
+
+    Without ``--config``, the settings file and endpoints that ``cloister up`` was given are read
+    back from the state directory, so that a forgotten ``--config`` cannot point status at another
+    deployment. A state directory no platform has started in is refused in one line.
+    """
+    from cloister.rpc.runtime import deployment_of
+
+    env = dict(os.environ)
+    source = f"settings {config_path.resolve()}" if config_path else "default settings"
+    if config_path is None:
+        directory = _settings(state_dir, None).state_dir
+        try:
+            record = LaunchRecord.read(directory)
+        except CloisterError as exc:
+            raise click.ClickException(exc.message) from None
+        if record is not None:
+            state_dir, config_path = directory, record.config_path
+            env.update(record.environment())
+            given = f"settings {config_path}" if config_path else "default settings"
+            source = f"{given}, as cloister up was started"
+    try:
+        settings = load_settings(config_path, env, state_dir=state_dir)
+    except CloisterError as exc:
+        raise click.ClickException(exc.message) from None
+    if not deployment_of(settings).as_root_ca_path.exists():
+        raise click.ClickException(
+            f"no Cloister has been started with state directory {settings.state_dir}: start one with "
+            "`cloister up` (or `make run`), or give the --state-dir or --config it was started with"
+        )
+    return settings, source
+
+
 @main.command()
 @state_dir_option
 @config_option
 def status(state_dir: Path | None, config_path: Path | None) -> None:
-    """Health-check every service; exit 0 only when all answer."""
+    """Health-check every service of the platform started in the state directory; exit 0 only when all answer.
+
+    Without --config, it uses the settings file and endpoints that `cloister up` was started with.
+    """
     from cloister.cli.health import check_all
 
-    settings = _settings(state_dir, config_path)
+    settings, source = _started_settings(state_dir, config_path)
+    output.print(f"state directory {settings.state_dir} ({source})")
     results = check_all(settings)
     healthy = True
     for name, (ok, detail) in results.items():
         healthy &= ok
         mark = "[green]up[/]" if ok else "[red]down[/]"
-        console.print(f"{name:<24} {mark}  {escape(detail)}", highlight=False)
+        output.print(f"{name:<24} {mark}  {escape(detail)}")
         if "sandbox WEAKER" in detail or "sandbox UNAVAILABLE" in detail:
             console.print(
                 f"[bold red]WARNING: {name} cannot isolate tasks fully; see docs/sandbox.md "
@@ -176,6 +221,46 @@ def audit_verify(state_dir: Path | None, config_path: Path | None, exports: Path
         checked = "not checked" if result.exported is None else f"{result.exported} verified"
         cut = f" after entry {result.anchor.seq} (exported entries: {checked})"
     print(f"audit log verified: {result.stored} entries{cut}, head {result.head.digest.hex()}")
+
+
+@audit.command(name="export")
+@state_dir_option
+@config_option
+@click.option(
+    "--since", type=click.IntRange(min=0), default=0, show_default=True, help="Export the entries after this one."
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to this file (created 0600) instead of standard output.",
+)
+@click.option(
+    "--exports",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where retention's export files are, for entries it cut (default: [audit] export_dir).",
+)
+def audit_export(
+    state_dir: Path | None, config_path: Path | None, since: int, output: Path | None, exports: Path | None
+) -> None:
+    """Write the audit entries numbered above --since as JSON lines, oldest first."""
+    from cloister.cli.audit import export
+
+    settings = _settings(state_dir, config_path)
+    try:
+        if output is None:
+            result = export(settings, since, sys.stdout.buffer, exports)
+            sys.stdout.buffer.flush()
+        else:
+            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)  # audit entries name users: an existing file is made private too
+            with open(fd, "wb") as out:
+                result = export(settings, since, out, exports)
+    except CloisterError as exc:
+        raise click.ClickException(exc.message) from None
+    console.print(f"exported {result.count} audit entries; next time: --since {result.last}")
 
 
 @main.group()
@@ -230,6 +315,11 @@ def policy_check(directory: Path | None, state_dir: Path | None, config_path: Pa
 @click.argument("address", required=False)
 @click.option("--service", default=None, help="The service the endpoint must prove to be, e.g. frontend.")
 @click.option(
+    "--any-service",
+    is_flag=True,
+    help="Accept whichever service the endpoint is (looked up in the identity file when there is one).",
+)
+@click.option(
     "--certificate",
     "certificate_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -256,6 +346,7 @@ def policy_check(directory: Path | None, state_dir: Path | None, config_path: Pa
 def attest_command(
     address: str | None,
     service: str | None,
+    any_service: bool,
     certificate_path: Path | None,
     as_root_ca: Path | None,
     enclave_info: Path | None,
@@ -265,7 +356,11 @@ def attest_command(
     state_dir: Path | None,
     config_path: Path | None,
 ) -> None:
-    """Verify what an endpoint (HOST:PORT) or a saved certificate proves; exit 1 if anything fails."""
+    """Verify what an endpoint (HOST:PORT) or a saved certificate proves; exit 1 if anything fails.
+
+    Without --service, the endpoint's identity is not checked and it is not VERIFIED (exit 1),
+    unless --any-service accepts whichever service it proves to be.
+    """
     import datetime as dt
 
     from cloister.attestation.enclave_info import EnclaveInfo
@@ -275,6 +370,8 @@ def attest_command(
 
     if (address is None) == (certificate_path is None):
         raise click.UsageError("give either HOST:PORT or --certificate FILE")
+    if service is not None and any_service:
+        raise click.UsageError("give either --service NAME or --any-service")
     settings = _settings(state_dir, config_path)
     deployment = deployment_of(settings)
     now = dt.datetime.now(dt.UTC)
@@ -291,14 +388,22 @@ def attest_command(
         if info is not None and enclave_info is None:
             auditors = (deployment.auditor_signatures(), deployment.auditor_public_keys())
         der = attestation.load_certificate(certificate_path) if certificate_path else attestation.fetch(address or "")
-        result = attestation.attest(der, root, policy, service=service, enclave_info=info, auditors=auditors, now=now)
+        result = attestation.attest(
+            der, root, policy, service=service, enclave_info=info, auditors=auditors, now=now, any_service=any_service
+        )
     except (CloisterError, OSError, ValueError) as exc:
         message = exc.message if isinstance(exc, CloisterError) else str(exc)
         console.print(f"[red]NOT VERIFIED[/]: {message}")
         sys.exit(1)
     for line in attestation.describe(result, now):
         print(line)
-    print("VERIFIED")
+    if result.identity is None and not any_service:
+        console.print(
+            "[red]NOT VERIFIED[/]: identity not checked: the report is genuine, but any service could have sent it; "
+            "give --service NAME (e.g. frontend), or --any-service to accept whichever it is"
+        )
+        sys.exit(1)
+    print("VERIFIED" if result.identity else "VERIFIED (identity not checked: --any-service)")
 
 
 @main.command()

@@ -1,10 +1,12 @@
 """Download and upload task files by URL scheme, streamed, within size and time limits (layer 3).
 
-Imports only ``cloister.errors``, ``cloister.config`` and ``cloister.model``; the execution service drives it.
+Imports only ``cloister.errors``, ``cloister.config`` and ``cloister.model``; the execution service drives it, and
+management checks a file's URL with :func:`check_url` when it is registered.
 ``http(s)`` URLs reach only global addresses and the networks an operator allows (``addresses``, ``network``).
 """
 
 from cloister.file_agent.agent import FileAgent, TransferLimits
+from cloister.file_agent.schemes import READ_SCHEMES, WRITE_SCHEMES, check_url
 from cloister.file_agent.urls import display_url, url_basename
 
-__all__ = ["FileAgent", "TransferLimits", "display_url", "url_basename"]
+__all__ = ["READ_SCHEMES", "WRITE_SCHEMES", "FileAgent", "TransferLimits", "check_url", "display_url", "url_basename"]

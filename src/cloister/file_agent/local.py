@@ -54,7 +54,8 @@ def confined(path: Path, roots: Sequence[Path]) -> Path:
     raise TransferError("the file URL points outside the directories this execution service may use")
 
 
-def _fusion_segments(parts: SplitResult) -> list[str]:
+def fusion_segments(parts: SplitResult) -> list[str]:
+    """The relative path a fusion URL names, as segments; checked again at every transfer."""
     if parts.netloc or not parts.path.startswith(FUSION_PREFIX):
         raise TransferError(f"a fusion URL must look like fusion://{FUSION_PREFIX}<relative path>")
     segments = []
@@ -77,7 +78,7 @@ class FusionDirectory:
         self.base = base
 
     def _source(self, parts: SplitResult) -> Path:
-        segments = _fusion_segments(parts)
+        segments = fusion_segments(parts)
         base = self.base.resolve()
         try:
             real = base.joinpath(*segments).resolve(strict=True)
@@ -90,7 +91,7 @@ class FusionDirectory:
         return real
 
     def _destination(self, parts: SplitResult) -> Path:
-        segments = _fusion_segments(parts)
+        segments = fusion_segments(parts)
         self.base.mkdir(parents=True, exist_ok=True)
         base = self.base.resolve()
         parent = base.joinpath(*segments[:-1])

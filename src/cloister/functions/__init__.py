@@ -8,8 +8,10 @@ package; executors (the layer above) import them, never the reverse.
 
 from __future__ import annotations
 
+import ast
 import functools
 import importlib
+import importlib.resources
 import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -88,6 +90,38 @@ def builtin_functions() -> Mapping[str, BuiltinFunction]:
     return MappingProxyType(found)
 
 
+def _declared_name(node: ast.stmt) -> str | None:
+    """``"x"`` for a module-level ``NAME = "x"`` (or ``NAME: str = "x"``), else None."""
+    if isinstance(node, ast.Assign) and len(node.targets) == 1:
+        target = node.targets[0]
+    elif isinstance(node, ast.AnnAssign):
+        target = node.target
+    else:
+        return None
+    value = node.value
+    if isinstance(target, ast.Name) and target.id == "NAME" and isinstance(value, ast.Constant):
+        return value.value if isinstance(value.value, str) else None
+    return None
+
+
+@functools.cache
+def builtin_names() -> frozenset[str]:
+    """The names of the built-ins, read from their modules' ``NAME = "..."`` without importing them.
+
+    Management checks a builtin function's name when it is registered; importing every built-in
+    (numpy and all) into that service just to learn their names would cost it memory and start-up
+    time. A test holds this equal to :func:`builtin_functions`.
+    """
+    names: set[str] = set()
+    package = importlib.resources.files(__name__)
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):
+            continue
+        tree = ast.parse(package.joinpath(f"{info.name}.py").read_text(encoding="utf-8"))
+        names.update(name for node in tree.body if (name := _declared_name(node)) is not None)
+    return frozenset(names)
+
+
 def find_function(name: str) -> BuiltinFunction:
     """The built-in called ``name`` (exact, case-sensitive).
 
@@ -109,6 +143,7 @@ __all__ = [
     "RunFunction",
     "TaskLog",
     "builtin_functions",
+    "builtin_names",
     "capture_task_log",
     "find_function",
     "function_logger",

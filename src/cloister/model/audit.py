@@ -18,11 +18,18 @@ GENESIS = bytes(32)
 
 @dataclass(frozen=True)
 class AuditEntry:
+    """One recorded call or decision (reference §13.1)."""
+
     microsecond: int
+    """When, in µs since the epoch."""
     ip: bytes
+    """The client's address, 16 bytes (an IPv4 address as ``::a.b.c.d``)."""
     user: str
+    """Who called, as ``{ user: <id>, role: <role> }``; empty when authentication failed."""
     message: str
+    """The API (``register_function``), with what went wrong when it failed."""
     result: bool
+    """Whether it succeeded."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +90,32 @@ class ChainHead:
             chained.append(ChainedEntry(seq, entry, previous, digest))
             previous = digest
         return chained, ChainHead(seq, previous)
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """An entry with its sequence number: numbers start at 1 and follow the order entries were stored."""
+
+    seq: int
+    entry: AuditEntry
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    """Entries after a sequence number, oldest first, and where the next page starts."""
+
+    records: tuple[AuditRecord, ...]
+    next_after: int
+    """Pass it as ``after`` for the next page: every entry up to it has been looked at."""
+    head: int
+    """The newest entry's number when the page was read."""
+    cut_through: int
+    """Retention deleted the entries up to this number from storage (0: none); its export files hold them."""
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether the page reached the newest entry: a next page would hold only entries stored since."""
+        return self.next_after >= self.head
 
 
 @dataclass(frozen=True)

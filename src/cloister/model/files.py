@@ -6,12 +6,10 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
-from cloister.errors import InvalidDataNameError, MalformedRequestError
+from cloister.errors import InvalidArgumentError, InvalidChoiceError, InvalidDataNameError, quoted
 
 CMAC_LENGTH = 16
-_MAX_URL_LENGTH = 8192
 _SCHEMAS = {
     # schema: (JSON variant name, key length, iv length)
     "aes-gcm-128": ("AesGcm128", 16, 12),
@@ -20,6 +18,8 @@ _SCHEMAS = {
     "raw": ("Raw", 0, 0),
 }
 _SCHEMA_BY_VARIANT = {variant: schema for schema, (variant, _, _) in _SCHEMAS.items()}
+CRYPTO_SCHEMAS = tuple(_SCHEMAS)
+"""The ``FileCryptoInfo.schema`` names (reference §7.2)."""
 
 DATA_NAME_RULE = "1 to 128 letters, digits, '_', '-' or '.', not starting with '.'"
 _DATA_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
@@ -32,8 +32,7 @@ def parse_data_name(name: str, where: str) -> str:
         InvalidDataNameError: naming the bad name (shortened) and ``where`` it was found.
     """
     if not _DATA_NAME.fullmatch(name):
-        shown = name if len(name) <= 64 else name[:64] + "…"
-        raise InvalidDataNameError(f"invalid data name {shown!r} in {where}: a data name is {DATA_NAME_RULE}")
+        raise InvalidDataNameError(f"invalid data name {quoted(name)} in {where}: a data name is {DATA_NAME_RULE}")
     return name
 
 
@@ -46,21 +45,28 @@ class FileCrypto:
     iv: bytes = field(default=b"", repr=False)
 
     @classmethod
-    def from_request(cls, schema: str, key: bytes, iv: bytes) -> FileCrypto:
-        """Validate a ``FileCryptoInfo`` as the reference does, with its messages."""
+    def from_request(cls, schema: str, key: bytes, iv: bytes, *, field: str = "crypto_info") -> FileCrypto:
+        """Validate a ``FileCryptoInfo``: a known schema, and the key and IV lengths it needs.
+
+        Messages name ``field`` (``crypto_info.key``; just ``key`` when ``field`` is empty) and the
+        lengths, never a key's bytes.
+
+        Raises:
+            InvalidChoiceError: an unknown schema, naming the known ones.
+            InvalidArgumentError: a key or IV of the wrong length.
+        """
+        prefix = f"{field}." if field else ""
         if schema not in _SCHEMAS:
-            raise MalformedRequestError(f"Invalid crypto schema: {schema}")
-        variant, key_len, iv_len = _SCHEMAS[schema]
+            raise InvalidChoiceError(f"{prefix}schema", schema, CRYPTO_SCHEMAS)
+        _, key_len, iv_len = _SCHEMAS[schema]
         if schema == "raw":
             return cls("raw")
         if len(key) != key_len:
-            name = "teaclave_file_128" if schema == "teaclave-file-128" else variant
-            raise MalformedRequestError(f"Invalid key length for {name}: {len(key)}")
-        if schema == "teaclave-file-128":
-            if iv:
-                raise MalformedRequestError("IV is not empty for teaclave_file_128")
-        elif len(iv) != iv_len:
-            raise MalformedRequestError(f"Invalid iv length for {variant}: {len(iv)}")
+            raise InvalidArgumentError(f"{prefix}key must be {key_len} bytes for {schema}, got {len(key)}")
+        if len(iv) != iv_len:
+            if schema == "teaclave-file-128":
+                raise InvalidArgumentError(f"{prefix}iv must be empty for {schema}, got {len(iv)} bytes")
+            raise InvalidArgumentError(f"{prefix}iv must be {iv_len} bytes for {schema}, got {len(iv)}")
         return cls(schema, bytes(key), bytes(iv))
 
     @classmethod
@@ -84,19 +90,9 @@ class FileCrypto:
         return cls(_SCHEMA_BY_VARIANT[variant], bytes(body["key"]), bytes(body.get("iv", [])))
 
 
-def parse_url(url: str) -> str:
-    """Check that ``url`` is absolute (scheme and location or path) and return it unchanged."""
-    if not url or len(url) > _MAX_URL_LENGTH:
-        raise MalformedRequestError("invalid url: empty or too long")
-    parts = urlsplit(url)
-    if not parts.scheme or not (parts.netloc or parts.path):
-        raise MalformedRequestError(f"invalid url: {url!r} is not an absolute URL")
-    return url
-
-
 def parse_cmac(cmac: bytes) -> bytes:
     if len(cmac) != CMAC_LENGTH:
-        raise MalformedRequestError(f"Invalid length: cmac must be {CMAC_LENGTH} bytes, got {len(cmac)}")
+        raise InvalidArgumentError(f"cmac must be {CMAC_LENGTH} bytes, got {len(cmac)}")
     return bytes(cmac)
 
 

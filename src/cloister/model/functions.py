@@ -6,33 +6,65 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from cloister.errors import MalformedRequestError
-from cloister.model.executors import SPELLINGS
+from cloister.errors import InvalidArgumentError, InvalidChoiceError, quoted
+from cloister.model.executors import SPELLINGS, ExecutorKind
 
 EXECUTOR_TYPES = {s.function_type: s.function_type_name for s in SPELLINGS.values()}
 """Request spelling of an executor type → its persisted name."""
 _EXECUTOR_TYPE_BY_NAME = {v: k for k, v in EXECUTOR_TYPES.items()}
-_EXECUTOR_TYPE_ALIASES = {kind.value: s.function_type for kind, s in SPELLINGS.items()}
 
 EXECUTORS = {s.executor: s.executor_name for s in SPELLINGS.values()}
 """Request spelling of a task's executor → its persisted name (reference §3.2)."""
 _EXECUTOR_BY_NAME = {v: k for k, v in EXECUTORS.items()}
-_EXECUTOR_ALIASES = {kind.value: s.executor for kind, s in SPELLINGS.items()}
-"""Cloister's own names (``python``, ``wasm``), accepted wherever Teaclave's are."""
+
+_KIND_BY_SPELLING = {
+    spelling: kind for kind, s in SPELLINGS.items() for spelling in (kind.value, s.function_type, s.executor)
+}
+"""Every name of a kind: Cloister's (``python``, ``wasm``) and Teaclave's (``mesapy``, ``wamr``), accepted
+in both fields, executor_type and executor."""
+_KIND_NAMES = [kind.value for kind in ExecutorKind]
+_ALSO_NAMES = sorted(set(_KIND_BY_SPELLING) - set(_KIND_NAMES))
+
+
+def _kind(field: str, text: str) -> ExecutorKind:
+    kind = _KIND_BY_SPELLING.get(text)
+    if kind is None:
+        raise InvalidChoiceError(field, text, _KIND_NAMES, also=_ALSO_NAMES)
+    return kind
 
 
 def parse_executor_type(text: str) -> str:
-    text = _EXECUTOR_TYPE_ALIASES.get(text, text)
-    if text not in EXECUTOR_TYPES:
-        raise MalformedRequestError(f"Invalid executor type: {text}")
-    return text
+    """A function's executor type, as Teaclave spells it (``python``, ``wamr``), from any of its names.
+
+    Raises:
+        InvalidChoiceError: naming the valid names.
+    """
+    return SPELLINGS[_kind("executor_type", text)].function_type
 
 
 def parse_executor(text: str) -> str:
-    text = _EXECUTOR_ALIASES.get(text, text)
-    if text not in EXECUTORS:
-        raise MalformedRequestError(f"Unsupported executor: {text}")
-    return text
+    """A task's executor, as Teaclave spells it (``mesapy``, ``wamr``), from any of its names."""
+    return SPELLINGS[_kind("executor", text)].executor
+
+
+def executor_for(executor_type: str, text: str) -> str:
+    """The task executor ``text`` names, if it runs functions of ``executor_type``.
+
+    Teaclave accepted any pair here and failed the task when it ran (``function not available``);
+    a pair that cannot run is refused when the task is created instead.
+
+    Raises:
+        InvalidChoiceError: ``text`` names no executor.
+        InvalidArgumentError: it names one that does not run this function, saying which does.
+    """
+    executor = parse_executor(text)
+    wanted = next(kind for kind, s in SPELLINGS.items() if s.function_type == executor_type)
+    if SPELLINGS[wanted].executor != executor:
+        raise InvalidArgumentError(
+            f"executor {quoted(text)} cannot run this function, whose executor_type is {wanted.value}; "
+            f"use executor {wanted.value}"
+        )
+    return executor
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,11 @@ def resolve(settings: Settings, endpoint: str) -> str:
     return address
 
 
+def setting_of(endpoint: str) -> str:
+    """The setting that places ``endpoint``, as a user would change it, for messages about it."""
+    return f"[endpoints] {endpoint} (CLOISTER_ENDPOINTS__{endpoint.upper()})"
+
+
 def _connect_host(host: str) -> str:
     if host in ("0.0.0.0", ""):  # noqa: S104 - a wildcard listener is reached on loopback
         return "127.0.0.1"

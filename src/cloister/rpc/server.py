@@ -28,7 +28,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from cloister.attestation.measurement import enclave_name
 from cloister.attestation.verify import PeerVerifier
 from cloister.config import RPCSettings
-from cloister.errors import AttestationError, MalformedRequestError, UnimplementedError
+from cloister.errors import AttestationError, ConfigurationError, MalformedRequestError, UnimplementedError
+from cloister.rpc.addresses import setting_of
 from cloister.rpc.errors import status_and_message
 from cloister.rpc.metadata import Caller
 
@@ -288,9 +289,15 @@ async def start_server(
         add(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_secure_port(address, credentials)
+    try:
+        port = server.add_secure_port(address, credentials)
+    except RuntimeError:  # grpcio raises where it used to return 0; its message names neither cause
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {address}")
+        raise ConfigurationError(
+            f"cannot listen on {address}: the port is in use or the host is not this machine's; "
+            f"change {setting_of(endpoint)}"
+        )
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     return server, port

@@ -2,7 +2,8 @@
 
 ``Client.connect`` opens the authentication API and the frontend, verifies both services'
 attestation, logs in and returns a context manager; ``client.functions``, ``client.files``,
-``client.tasks`` and ``client.users`` create remote objects and return handles to them.
+``client.tasks`` and ``client.users`` create remote objects and return handles to them;
+``client.audit`` searches the audit log.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from cloister._proto import teaclave_authentication_service_pb2 as apb
 from cloister.config import DEFAULT_PORTS, Settings, load_settings
 from cloister.errors import ConfigurationError, InvalidArgumentError
 from cloister.rpc import addresses
+from cloister.sdk._audit import AuditAPI
 from cloister.sdk._channel import AttestedChannel, Channel
 from cloister.sdk._connection import open_verified
 from cloister.sdk._files import FilesAPI
@@ -71,6 +73,7 @@ class Client:
         self.functions = FunctionsAPI(self._session)
         self.files = FilesAPI(self._session)
         self.tasks = TasksAPI(self._session)
+        self.audit = AuditAPI(self._session)
 
     @classmethod
     def connect(

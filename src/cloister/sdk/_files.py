@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from cloister._proto import teaclave_common_pb2 as common_pb
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
-from cloister.errors import InvalidArgumentError, MalformedRequestError
 from cloister.model.files import FileCrypto
 from cloister.model.views import File
 from cloister.rpc.convert.views import file_from_proto
@@ -25,10 +24,7 @@ class Crypto(FileCrypto):
     """
 
     def __post_init__(self) -> None:
-        try:
-            FileCrypto.from_request(self.schema, self.key, self.iv)
-        except MalformedRequestError as exc:
-            raise InvalidArgumentError(exc.message) from None
+        FileCrypto.from_request(self.schema, self.key, self.iv, field="")  # raises InvalidArgumentError
 
     @classmethod
     def aes_gcm_128(cls, key: bytes, iv: bytes | None = None) -> Crypto:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 from cloister._proto import cloister_pb2 as cpb
 from cloister._proto import cloister_pb2_grpc as cgrpc
@@ -43,6 +44,19 @@ def op_from_proto(message: cpb.StorageOp) -> Op:
 
 MAX_READ_KEYS = 1000
 """The most keys the storage service answers in one Read; :meth:`StorageClient.read` splits larger reads."""
+
+
+class KeyValueStore(Protocol):
+    """The key-value calls of :class:`StorageClient`: what logic that needs no watches or queues
+    takes, so that it also runs over a wrapper (management's cache) or a database opened in process."""
+
+    async def get(self, key: bytes) -> bytes | None: ...
+
+    async def read(self, keys: Sequence[bytes]) -> list[Versioned | None]: ...
+
+    async def commit(self, ops: Sequence[Op]) -> None: ...
+
+    async def keys_with_prefix(self, prefix: bytes) -> list[bytes]: ...
 
 
 def _versioned(message: cpb.VersionedValue) -> Versioned | None:
@@ -88,4 +102,4 @@ class StorageClient:
         return [QueueItem(item.seq, item.value) for item in response.items]
 
 
-__all__ = ["Ack", "Check", "Delete", "Dequeue", "Enqueue", "Put", "StorageClient"]
+__all__ = ["Ack", "Check", "Delete", "Dequeue", "Enqueue", "KeyValueStore", "Put", "StorageClient"]

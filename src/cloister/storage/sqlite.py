@@ -296,7 +296,8 @@ async def _wait(waiters: dict[bytes, set[asyncio.Event]], name: bytes, timeout: 
     waiting.add(event)
     try:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for, which can lose a cancellation on 3.11
+                await event.wait()
     finally:
         waiting.discard(event)
         if not waiting:

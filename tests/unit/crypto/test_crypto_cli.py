@@ -1,9 +1,10 @@
-"""``cloister encrypt | decrypt | cmac``: teaclave_cli's options, one-line errors, no secrets in any output."""
+"""``cloister encrypt | decrypt | cmac``: teaclave_cli's options, key files, one-line errors, no secrets in output."""
 
 from __future__ import annotations
 
 import io
 import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -22,6 +23,13 @@ def _run(*args: str | Path) -> Result:
     return CliRunner().invoke(main, [str(arg) for arg in args])
 
 
+def _key_file(directory: Path, key: str = KEY) -> Path:
+    path = directory / f"key-{secrets.token_hex(4)}.hex"
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return path
+
+
 @pytest.fixture
 def plain(tmp_path: Path) -> Path:
     path = tmp_path / "plain.txt"
@@ -31,19 +39,54 @@ def plain(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize(("schema", "iv"), [("aes-gcm-128", [IV]), ("aes-gcm-256", [IV]), ("teaclave-file-128", [])])
 def test_encrypt_cmac_decrypt(schema: str, iv: list[str], plain: Path, tmp_path: Path) -> None:
-    key = KEY * 2 if schema == "aes-gcm-256" else KEY
+    key = _key_file(tmp_path, KEY * 2 if schema == "aes-gcm-256" else KEY)
     iv_args = ["--iv", *iv] if iv else []
     sealed, opened = tmp_path / "sealed.enc", tmp_path / "opened.txt"
-    encrypted = _run("encrypt", "--schema", schema, "--key", key, *iv_args, "-i", plain, "-o", sealed, "--print-cmac")
+    encrypted = _run(
+        "encrypt", "--schema", schema, "--key-file", key, *iv_args, "-i", plain, "-o", sealed, "--print-cmac"
+    )
     assert encrypted.exit_code == 0, encrypted.output
     cmac = encrypted.stdout
     assert len(cmac) == 33 and cmac.endswith("\n") and cmac == cmac.lower()
     assert _run("cmac", "--schema", schema, "-i", sealed).stdout == cmac
-    decrypted = _run("decrypt", "--schema", schema, "--key", key, *iv_args, "-i", sealed, "-o", opened, "-c")
+    decrypted = _run("decrypt", "--schema", schema, "-K", key, *iv_args, "-i", sealed, "-o", opened, "-c")
     assert decrypted.exit_code == 0 and decrypted.stdout == cmac
     assert opened.read_bytes() == plain.read_bytes()
-    quiet = _run("decrypt", "--schema", schema, "--key", key, *iv_args, "-i", sealed, "-o", opened)
+    quiet = _run("decrypt", "--schema", schema, "--key-file", key, *iv_args, "-i", sealed, "-o", opened)
     assert quiet.exit_code == 0 and quiet.output == ""
+
+
+def test_a_key_on_the_command_line_works_with_a_warning(plain: Path, tmp_path: Path) -> None:
+    sealed, opened = tmp_path / "sealed.enc", tmp_path / "opened.txt"
+    typed = _run("encrypt", "--schema", "teaclave-file-128", "--key", KEY, "-i", plain, "-o", sealed)
+    assert typed.exit_code == 0 and typed.stdout == ""
+    assert "warning: a key given with --key is visible to other users" in typed.stderr and KEY not in typed.stderr
+    from_file = _run("decrypt", "--schema", "teaclave-file-128", "-K", _key_file(tmp_path), "-i", sealed, "-o", opened)
+    assert from_file.exit_code == 0 and from_file.output == ""
+    assert opened.read_bytes() == plain.read_bytes()
+
+
+def test_the_key_is_given_exactly_once(plain: Path, tmp_path: Path) -> None:
+    args = ["encrypt", "--schema", "teaclave-file-128", "-i", plain, "-o", tmp_path / "x"]
+    neither = _run(*args)
+    assert neither.exit_code == 2 and "give the key with --key-file FILE" in neither.output
+    both = _run(*args, "--key", KEY, "--key-file", _key_file(tmp_path))
+    assert both.exit_code == 2 and "give the key once" in both.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_key_file_others_can_read_warns_and_a_bad_one_is_refused(plain: Path, tmp_path: Path) -> None:
+    key = _key_file(tmp_path)
+    key.chmod(0o644)
+    shared = _run("encrypt", "--schema", "teaclave-file-128", "-K", key, "-i", plain, "-o", tmp_path / "x")
+    assert shared.exit_code == 0 and f"{key} can be read by other users; chmod 600 it" in shared.stderr
+    bad = tmp_path / "bad.hex"
+    bad.write_text("not a key " + KEY)
+    refused = _run("encrypt", "--schema", "teaclave-file-128", "-K", bad, "-i", plain, "-o", tmp_path / "y")
+    assert refused.exit_code == 2 and "does not hold a key in hex" in refused.output
+    assert KEY not in refused.output and not (tmp_path / "y").exists()
+    missing = _run("encrypt", "--schema", "teaclave-file-128", "-K", tmp_path / "absent", "-i", plain, "-o", bad)
+    assert missing.exit_code == 2 and "cannot read" in missing.output
 
 
 def test_teaclave_cli_spelling_and_a_fixture(tmp_path: Path) -> None:
@@ -70,10 +113,10 @@ def test_iv_rules(plain: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("schema", "key", "iv", "message"),
     [
-        ("aes-gcm-128", KEY[:-2], IV, "Invalid key length for AesGcm128: 15"),
-        ("aes-gcm-256", KEY, IV, "Invalid key length for AesGcm256: 16"),
-        ("aes-gcm-128", KEY, IV + "00", "Invalid iv length for AesGcm128: 13"),
-        ("teaclave-file-128", KEY * 2, None, "Invalid key length for teaclave_file_128: 32"),
+        ("aes-gcm-128", KEY[:-2], IV, "key must be 16 bytes for aes-gcm-128, got 15"),
+        ("aes-gcm-256", KEY, IV, "key must be 32 bytes for aes-gcm-256, got 16"),
+        ("aes-gcm-128", KEY, IV + "00", "iv must be 12 bytes for aes-gcm-128, got 13"),
+        ("teaclave-file-128", KEY * 2, None, "key must be 16 bytes for teaclave-file-128, got 32"),
         ("aes-gcm-128", "zz" * 16, IV, "not a hexadecimal string"),
     ],
 )
@@ -87,9 +130,12 @@ def test_key_and_iv_validation(
 
 def test_failures_are_one_line_and_leave_no_output(plain: Path, tmp_path: Path) -> None:
     sealed, opened = tmp_path / "sealed.bin", tmp_path / "opened.txt"
-    assert _run("encrypt", "--schema", "aes-gcm-128", "-k", KEY, "--iv", IV, "-i", plain, "-o", sealed).exit_code == 0
+    key = _key_file(tmp_path)
+    assert _run("encrypt", "--schema", "aes-gcm-128", "-K", key, "--iv", IV, "-i", plain, "-o", sealed).exit_code == 0
     wrong = "ff" * 16
-    result = _run("decrypt", "--schema", "aes-gcm-128", "-k", wrong, "--iv", IV, "-i", sealed, "-o", opened)
+    result = _run(
+        "decrypt", "--schema", "aes-gcm-128", "-K", _key_file(tmp_path, wrong), "--iv", IV, "-i", sealed, "-o", opened
+    )
     assert result.exit_code == 1
     assert result.output.count("\n") == 1 and "authentication tag does not verify" in result.output
     assert wrong not in result.output and not opened.exists()
@@ -97,8 +143,8 @@ def test_failures_are_one_line_and_leave_no_output(plain: Path, tmp_path: Path) 
         "decrypt",
         "--schema",
         "aes-gcm-128",
-        "-k",
-        KEY,
+        "-K",
+        key,
         "--iv",
         IV,
         "-i",
@@ -166,5 +212,7 @@ def test_large_file_without_a_terminal_prints_nothing(tmp_path: Path) -> None:
     big = tmp_path / "big.bin"
     with big.open("wb") as f:
         f.truncate(crypto_commands.PROGRESS_THRESHOLD + 4096)
-    result = _run("encrypt", "--schema", "teaclave-file-128", "-k", KEY, "-i", big, "-o", tmp_path / "big.enc")
+    result = _run(
+        "encrypt", "--schema", "teaclave-file-128", "-K", _key_file(tmp_path), "-i", big, "-o", tmp_path / "big.enc"
+    )
     assert result.exit_code == 0 and result.output == ""

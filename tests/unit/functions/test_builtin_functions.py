@@ -16,6 +16,7 @@ from cloister.functions import (
     MAX_LOG_LINES,
     FunctionError,
     builtin_functions,
+    builtin_names,
     capture_task_log,
     echo,
     find_function,
@@ -28,6 +29,12 @@ def test_discovery_finds_echo_by_its_teaclave_name() -> None:
     assert function.run is echo.run
     assert function.module == "cloister.functions.echo"
     assert "builtin-echo" in builtin_functions()
+
+
+def test_the_names_read_without_importing_are_the_names_discovered() -> None:
+    """Management checks a builtin function's name against builtin_names(), which reads the sources."""
+    assert builtin_names() == set(builtin_functions())
+    assert {"builtin-echo", "builtin_online_decrypt", "builtin_principal_components_analysis"} <= builtin_names()
 
 
 def test_an_unknown_name_is_function_not_found() -> None:

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from cloister.errors import InvalidArgumentError, MalformedRequestError
-from cloister.model.files import FileCrypto, InputFile, parse_cmac, parse_url
+from cloister.errors import InvalidArgumentError
+from cloister.model.files import FileCrypto, InputFile
 from cloister.model.ids import ExternalId, user_record_key
 from cloister.model.roles import Role, RoleKind
 from cloister.model.tasks import StagedInput, StagedOutput, StagedTask, TaskOutputs, TaskResult, TaskState, TaskStatus
@@ -67,17 +67,7 @@ def test_platform_admins_have_no_organisation_and_unknown_kinds_are_invalid() ->
         assert Role.parse(text).kind is RoleKind.INVALID
 
 
-def test_crypto_validation_messages() -> None:
-    with pytest.raises(MalformedRequestError, match="Invalid crypto schema: rot13"):
-        FileCrypto.from_request("rot13", b"", b"")
-    with pytest.raises(MalformedRequestError, match="Invalid key length for AesGcm128: 3"):
-        FileCrypto.from_request("aes-gcm-128", b"abc", bytes(12))
-    with pytest.raises(MalformedRequestError, match="IV is not empty for teaclave_file_128"):
-        FileCrypto.from_request("teaclave-file-128", bytes(16), b"x")
-    with pytest.raises(MalformedRequestError):
-        parse_url("not a url")
-    with pytest.raises(MalformedRequestError, match="Invalid length"):
-        parse_cmac(b"short")
+def test_crypto_repr_hides_the_key() -> None:
     assert "key" not in repr(FileCrypto.from_request("aes-gcm-256", bytes(32), bytes(12))).lower().replace("schema", "")
 
 

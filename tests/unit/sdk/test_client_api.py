@@ -395,6 +395,46 @@ def test_list_only_lists_your_tasks(client: Client, frontend: FakeChannel) -> No
     assert frontend.calls == []
 
 
+# --- audit -------------------------------------------------------------------------------
+
+
+def _record(seq: int, message: str) -> cpb.AuditRecord:
+    entry = common_pb.Entry(microsecond=seq * 1_000_000, ip=bytes(15) + b"\x01", user="u", message=message, result=True)
+    return cpb.AuditRecord(seq=seq, entry=entry)
+
+
+def test_audit_query_sends_the_cursor_and_returns_a_page(client: Client, frontend: FakeChannel) -> None:
+    frontend.on(
+        "QueryAuditPage",
+        cpb.QueryAuditPageResponse(records=[_record(8, "get_task")], next_after=9, head=12, cut_through=3),
+    )
+    page = client.audit.query("message:get_task", limit=5, after=7)
+    assert frontend.sent("QueryAuditPage") == [cpb.QueryAuditPageRequest(query="message:get_task", limit=5, after=7)]
+    assert frontend.last("QueryAuditPage").service == "Frontend"  # the cloister extension
+    assert [(r.seq, r.entry.message, r.entry.result) for r in page.records] == [(8, "get_task", True)]
+    assert (page.next_after, page.head, page.cut_through, page.caught_up) == (9, 12, 3, False)
+
+
+def test_audit_entries_follow_the_cursor_until_caught_up(client: Client, frontend: FakeChannel) -> None:
+    pages = {
+        0: cpb.QueryAuditPageResponse(records=[_record(1, "a"), _record(2, "b")], next_after=2, head=5),
+        2: cpb.QueryAuditPageResponse(records=[], next_after=4, head=5),  # a page of non-matches
+        4: cpb.QueryAuditPageResponse(records=[_record(5, "c")], next_after=5, head=5),
+    }
+    frontend.on("QueryAuditPage", lambda request: pages[request.after])
+    assert [r.seq for r in client.audit.entries("x", after=0)] == [1, 2, 5]
+    assert [r.after for r in frontend.sent("QueryAuditPage")] == [0, 2, 4]
+    assert {r.limit for r in frontend.sent("QueryAuditPage")} == {1000}
+
+
+def test_audit_newest_is_teaclaves_query(client: Client, frontend: FakeChannel) -> None:
+    frontend.on("QueryAuditLogs", fe_pb.QueryAuditLogsResponse(logs=[_record(2, "b").entry, _record(1, "a").entry]))
+    newest = client.audit.newest("user:u", limit=2)
+    assert [e.message for e in newest] == ["b", "a"]
+    assert frontend.sent("QueryAuditLogs") == [fe_pb.QueryAuditLogsRequest(query="user:u", limit=2)]
+    assert frontend.last("QueryAuditLogs").service == "TeaclaveFrontend"
+
+
 def test_errors_reach_the_caller_as_raised(client: Client, frontend: FakeChannel) -> None:
     def refuse(_request: object) -> None:
         raise InvalidTaskIdError()

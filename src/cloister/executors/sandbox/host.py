@@ -23,15 +23,15 @@ import subprocess
 import sys
 import sysconfig
 import uuid
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cloister
 from cloister.config import SandboxLimits
 from cloister.executors.base import TaskFiles, task_log
-from cloister.executors.sandbox import protocol
+from cloister.executors.sandbox import protocol, seccomp
 from cloister.executors.sandbox.cgroups import CgroupTree, TaskCgroup, open_cgroups
 from cloister.executors.sandbox.isolation import SCRATCH
 from cloister.functions import FunctionError
@@ -40,6 +40,16 @@ from cloister.model.tasks import StagedTask, TaskOutputs
 logger = logging.getLogger(__name__)
 
 _START_TIMEOUT = 60.0
+_PROBE_TIMEOUT = 30.0
+_PROBE_CODE = (
+    "import sys\n"
+    "from cloister.executors.sandbox import seccomp\n"
+    "try:\n"
+    "    seccomp.install(memfd=False)\n"
+    "except seccomp.SeccompUnavailableError as exc:\n"
+    "    sys.exit(f'seccomp: {exc}')\n"
+)
+"""Run inside the template's outer sandbox by :func:`probe`: loads the task filter into itself."""
 _SYSTEM_PATHS = ("/usr", "/lib", "/lib64", "/bin", "/etc/ld.so.cache", "/etc/alternatives")
 _ENVIRONMENT = {
     "PATH": "/usr/bin:/bin",
@@ -74,8 +84,53 @@ def runtime_paths() -> tuple[str, ...]:
     return tuple(p for p in paths if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in paths))
 
 
-def bwrap_command(bwrap: str, fd: int, *, privileged: bool) -> list[str]:
-    """The template's outer sandbox: a read-only view of the runtime, no network, no ``/proc``.
+def missing_requirement() -> str | None:
+    """What this host lacks for any sandbox (bubblewrap, libseccomp), or None; starts no process."""
+    if shutil.which("bwrap") is None:
+        return "bubblewrap (bwrap) is not installed; install it (apt-get install bubblewrap)"
+    try:
+        seccomp.require_library()
+    except seccomp.SeccompUnavailableError as exc:
+        return str(exc)
+    return None
+
+
+def probe(private: Iterable[Path] = ()) -> None:
+    """Make the template's outer sandbox once and load the task filter inside it, as every task's
+    sandbox will, so that ``cloister up`` refuses a host where every task would fail.
+
+    It checks what :func:`missing_requirement` checks and what only a real run shows: that
+    bubblewrap may create the namespaces here (user namespaces when not root), that the runtime
+    is visible inside, and that the kernel accepts the seccomp filter.
+
+    Raises:
+        SandboxUnavailableError: what is missing, or what bubblewrap or the filter said.
+    """
+    missing = missing_requirement()
+    if missing is not None:
+        raise SandboxUnavailableError(f"sandbox unavailable: {missing}")
+    check_private(private)
+    bwrap = shutil.which("bwrap") or "bwrap"
+    inner = [sys.executable, "-I", "-c", _PROBE_CODE]
+    try:
+        run = subprocess.run(
+            bwrap_command(bwrap, inner, privileged=os.geteuid() == 0),
+            env=_ENVIRONMENT,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=_PROBE_TIMEOUT,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SandboxUnavailableError(f"sandbox unavailable: bubblewrap could not be run ({exc})") from None
+    if run.returncode != 0:
+        said = run.stderr.decode(errors="replace").strip().splitlines()
+        detail = said[-1] if said else f"exit status {run.returncode}"
+        raise SandboxUnavailableError(f"sandbox unavailable: a test sandbox failed ({detail})")
+
+
+def bwrap_command(bwrap: str, inner: Sequence[str], *, privileged: bool) -> list[str]:
+    """The template's outer sandbox around ``inner``: a read-only view of the runtime, no
+    network, no ``/proc``.
 
     ``privileged`` (the service runs as root): the template keeps exactly the capabilities it
     needs to isolate each task and give it its own host uid. Otherwise it gets them inside a user
@@ -104,7 +159,7 @@ def bwrap_command(bwrap: str, fd: int, *, privileged: bool) -> list[str]:
     for alias, path in scratch_rebinds():
         command += ["--ro-bind", path, alias]
     command += ["--dev", "/dev", "--remount-ro", "/", "--chdir", "/"]
-    command += ["--", sys.executable, "-I", "-m", "cloister.executors.sandbox.zygote", str(fd)]
+    command += ["--", *inner]
     return command
 
 
@@ -197,8 +252,9 @@ class Sandbox:
         """How tasks are isolated here, for the service's log and ``cloister status``; a
         description that starts with ``WEAKER`` or ``UNAVAILABLE`` says what is missing."""
         self._open()
-        if shutil.which("bwrap") is None:
-            return "UNAVAILABLE: bubblewrap is not installed; python, wasm and built-in tasks fail"
+        lacking = missing_requirement()
+        if lacking is not None:
+            return f"UNAVAILABLE: {lacking}; python, wasm and built-in tasks fail"
         missing = [
             *(() if self._uids else ["not root, so every task runs as the service's host uid"]),
             *(() if self._cgroups else ["no cgroup, so memory and threads are bounded by rlimits only"]),
@@ -221,17 +277,16 @@ class Sandbox:
             return self._socket
 
     async def _start(self) -> None:
-        bwrap = shutil.which("bwrap")
-        if bwrap is None:
-            raise SandboxUnavailableError(
-                "sandbox unavailable: bubblewrap (bwrap) is not installed; install it (apt-get install bubblewrap)"
-            )
+        missing = missing_requirement()
+        if missing is not None:
+            raise SandboxUnavailableError(f"sandbox unavailable: {missing}")
+        bwrap = shutil.which("bwrap") or "bwrap"
         check_private(self._private)
         self._open()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._process = subprocess.Popen(
-                bwrap_command(bwrap, theirs.fileno(), privileged=self._privileged),
+                bwrap_command(bwrap, _zygote_command(theirs.fileno()), privileged=self._privileged),
                 pass_fds=[theirs.fileno()],
                 env=_ENVIRONMENT,
                 stdin=subprocess.DEVNULL,
@@ -251,7 +306,8 @@ class Sandbox:
         os.set_blocking(self._process.stderr.fileno(), False)
         loop.add_reader(self._process.stderr.fileno(), self._on_stderr)
         try:
-            await asyncio.wait_for(asyncio.shield(self._ready), _START_TIMEOUT)
+            async with asyncio.timeout(_START_TIMEOUT):  # not wait_for: see _wait_ready
+                await asyncio.shield(self._ready)
         except (TimeoutError, ConnectionError) as exc:
             detail = self._stderr_tail()
             self._reset()
@@ -391,7 +447,7 @@ class Sandbox:
             message = {
                 "op": "prepare",
                 "id": sandbox_id,
-                "limits": asdict(self._limits),
+                "limits": self._limits.model_dump(),
                 "identity": {
                     "uid": uid,
                     "scratch_bytes": self._limits.scratch_bytes,
@@ -505,7 +561,10 @@ class Sandbox:
         """
         loop = asyncio.get_running_loop()
         try:
-            hello = await asyncio.wait_for(loop.sock_recv(prepared.channel, protocol.MAX_MESSAGE), _START_TIMEOUT)
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for loses a cancellation that
+            # arrives as the awaited call completes, and the cancelled task would run on.
+            async with asyncio.timeout(_START_TIMEOUT):
+                hello = await loop.sock_recv(prepared.channel, protocol.MAX_MESSAGE)
         except (TimeoutError, OSError):
             hello = b""
         try:
@@ -550,6 +609,10 @@ class Sandbox:
                 self._cgroups = None
                 self._started = False
         self._stderr = bytearray()
+
+
+def _zygote_command(fd: int) -> list[str]:
+    return [sys.executable, "-I", "-m", "cloister.executors.sandbox.zygote", str(fd)]
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -89,6 +89,15 @@ def _library() -> ctypes.CDLL:
     return lib
 
 
+def require_library() -> None:
+    """Load libseccomp now, so that a host without it is found out before any task.
+
+    Raises:
+        SeccompUnavailableError: libseccomp is not installed.
+    """
+    _library()
+
+
 def _errno_action(code: int) -> int:
     return 0x00050000 | (code & 0xFFFF)  # SCMP_ACT_ERRNO(code)
 

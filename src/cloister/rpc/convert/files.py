@@ -6,17 +6,18 @@ import uuid
 
 from cloister._proto import teaclave_common_pb2 as common_pb
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
-from cloister.errors import MalformedRequestError
-from cloister.model.files import FileCrypto, InputFile, OutputFile, parse_cmac, parse_url
+from cloister.errors import InvalidArgumentError
+from cloister.file_agent.schemes import check_url
+from cloister.model.files import CRYPTO_SCHEMAS, FileCrypto, InputFile, OutputFile, parse_cmac
 
-# The reference renders this &str error with Rust's Debug format, quotes included (§1.3).
-MISSING_CRYPTO_INFO = '"missing crypto_info"'
+MISSING_CRYPTO_INFO = f"crypto_info is missing; give one with a schema, one of: {', '.join(CRYPTO_SCHEMAS)}"
+"""The reference answered INTERNAL ``"missing crypto_info"``, quotes included (§1.3)."""
 
 
 def crypto_from_proto(info: common_pb.FileCryptoInfo | None) -> FileCrypto:
     """Validate a ``FileCryptoInfo``; ``None`` stands for an unset field."""
     if info is None:
-        raise MalformedRequestError(MISSING_CRYPTO_INFO)
+        raise InvalidArgumentError(MISSING_CRYPTO_INFO)
     return FileCrypto.from_request(info.schema, info.key, info.iv)
 
 
@@ -30,7 +31,7 @@ def input_file_from_register_request(
     request: fe_pb.RegisterInputFileRequest, owner: str, file_uuid: uuid.UUID
 ) -> InputFile:
     """Checked in the reference's order: url, cmac, crypto info."""
-    url = parse_url(request.url)
+    url = check_url(request.url, output=False)
     cmac = parse_cmac(request.cmac)
     crypto = crypto_from_proto(_crypto_field(request))
     return InputFile(url=url, cmac=cmac, crypto=crypto, owner=frozenset({owner}), uuid=file_uuid)
@@ -39,7 +40,7 @@ def input_file_from_register_request(
 def output_file_from_register_request(
     request: fe_pb.RegisterOutputFileRequest, owner: str, file_uuid: uuid.UUID
 ) -> OutputFile:
-    url = parse_url(request.url)
+    url = check_url(request.url, output=True)
     crypto = crypto_from_proto(_crypto_field(request))
     return OutputFile(url=url, cmac=None, crypto=crypto, owner=frozenset({owner}), uuid=file_uuid)
 

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
-from cloister.errors import InvalidFunctionIdError, MalformedRequestError
+from cloister.errors import InvalidArgumentError, InvalidFunctionIdError, quoted
 from cloister.model.files import parse_data_name
 from cloister.model.functions import (
     Function,
@@ -24,6 +24,7 @@ from cloister.rpc.convert.limits import (
     check_count,
     check_text,
     check_users,
+    too_large,
 )
 
 _INT32_MAX = 2**31 - 1
@@ -34,23 +35,34 @@ def parse_function_id(text: str) -> ExternalId:
     return parse_id(text, "function", InvalidFunctionIdError)
 
 
+def _unique(names: Sequence[str], what: str) -> None:
+    """Refuse a name declared twice: a task could not tell the two apart."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise InvalidArgumentError(f"{what}: {quoted(name)} is declared twice")
+        seen.add(name)
+
+
 def _arguments(arguments: Sequence[fe_pb.FunctionArgument]) -> tuple[FunctionArgument, ...]:
     check_count(arguments, "function arguments", MAX_ARGUMENTS)
-    return tuple(
+    declared = tuple(
         FunctionArgument(
             key=check_text(a.key, "an argument key"),
-            default_value=check_text(a.default_value, f"the default of argument {a.key!r}", MAX_TEXT_CHARS),
+            default_value=check_text(a.default_value, f"the default of argument {quoted(a.key)}", MAX_TEXT_CHARS),
             allow_overwrite=a.allow_overwrite,
         )
         for a in arguments
     )
+    _unique([a.key for a in declared], "arguments")
+    return declared
 
 
 def _files(
     files: Sequence[fe_pb.FunctionInput] | Sequence[fe_pb.FunctionOutput], what: str
 ) -> tuple[FunctionFile, ...]:
     check_count(files, what, MAX_FILES)
-    return tuple(
+    declared = tuple(
         FunctionFile(
             name=parse_data_name(f.name, what),
             description=check_text(f.description, f"a description in {what}", MAX_TEXT_CHARS),
@@ -58,6 +70,8 @@ def _files(
         )
         for f in files
     )
+    _unique([f.name for f in declared], what)
+    return declared
 
 
 def _function_from_request(
@@ -65,7 +79,7 @@ def _function_from_request(
 ) -> Function:
     executor_type = parse_executor_type(request.executor_type)
     if len(request.payload) > MAX_PAYLOAD_BYTES:
-        raise MalformedRequestError(f"payload is too large: at most {MAX_PAYLOAD_BYTES} bytes")
+        raise too_large("payload", len(request.payload), MAX_PAYLOAD_BYTES)
     return Function(
         id=function_id,
         name=check_text(request.name, "function name"),

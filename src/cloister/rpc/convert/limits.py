@@ -3,13 +3,15 @@
 The limits are generous: Teaclave had none beyond the 4 MiB gRPC message size. The payload
 limit follows from that size too: a stored record keeps bytes as a JSON list of integers
 (reference §3.2), up to four characters per byte, and must still fit in one storage message.
+They are constants, not settings; ``docs/api.md`` lists them. A request over one is refused
+with INVALID_ARGUMENT naming the field, its size and the limit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sized
 
-from cloister.errors import MalformedRequestError
+from cloister.errors import InvalidArgumentError
 
 MAX_NAME_CHARS = 1024
 """Function names, data names, argument keys, user ids."""
@@ -25,16 +27,29 @@ MAX_ARGUMENTS_JSON_BYTES = 2 * 1024 * 1024
 MAX_PAYLOAD_BYTES = 768 * 1024
 
 
+def size_text(size: int) -> str:
+    """``2097152 bytes (2 MiB)``: exact, and readable when it is a round number of KiB or MiB."""
+    for unit, scale in (("MiB", 1024**2), ("KiB", 1024)):
+        if size >= scale and size % scale == 0:
+            return f"{size} bytes ({size // scale} {unit})"
+    return f"{size} bytes"
+
+
+def too_large(what: str, size: int, limit: int) -> InvalidArgumentError:
+    """The refusal of a field of ``size`` bytes over ``limit``."""
+    return InvalidArgumentError(f"{what} is {size} bytes, over the limit of {size_text(limit)}")
+
+
 def check_text(value: str, what: str, limit: int = MAX_NAME_CHARS) -> str:
     """Return ``value`` if it has at most ``limit`` characters, else say which field is too long."""
     if len(value) > limit:
-        raise MalformedRequestError(f"{what} is too long: at most {limit} characters")
+        raise InvalidArgumentError(f"{what} is {len(value)} characters long, over the limit of {limit}")
     return value
 
 
 def check_count(values: Sized, what: str, limit: int) -> None:
     if len(values) > limit:
-        raise MalformedRequestError(f"too many {what}: at most {limit}")
+        raise InvalidArgumentError(f"too many {what}: {len(values)}, over the limit of {limit}")
 
 
 def check_users(users: list[str], what: str) -> list[str]:

@@ -13,10 +13,17 @@ from typing import Any
 
 from cloister._proto import teaclave_common_pb2 as common_pb
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
-from cloister.errors import InvalidArgumentError, MalformedRequestError
+from cloister.errors import InvalidArgumentError
 from cloister.model.files import parse_data_name
 from cloister.model.tasks import TaskOutputs, TaskResult, TaskState, TaskStatus
-from cloister.rpc.convert.limits import MAX_ARGUMENTS_JSON_BYTES, MAX_FILES, check_count, check_text, check_users
+from cloister.rpc.convert.limits import (
+    MAX_ARGUMENTS_JSON_BYTES,
+    MAX_FILES,
+    check_count,
+    check_text,
+    check_users,
+    too_large,
+)
 
 MAX_WAIT_SECONDS = 60.0
 """The longest one WaitTask call waits; the client then asks again."""
@@ -63,10 +70,21 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    return "a boolean" if isinstance(value, bool) else "a number"
+
+
 def function_arguments_from_json(text: str) -> dict[str, Any]:
     """Parse ``function_arguments``: a JSON object text of bounded size, as the reference requires."""
-    if len(text) > MAX_ARGUMENTS_JSON_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_ARGUMENTS_JSON_BYTES:
-        raise MalformedRequestError(f"function_arguments is too large: at most {MAX_ARGUMENTS_JSON_BYTES} bytes")
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_ARGUMENTS_JSON_BYTES:
+        raise too_large("function_arguments", size, MAX_ARGUMENTS_JSON_BYTES)
     try:
         value = json.loads(text, parse_float=_finite_float, parse_constant=_reject_constant)
         # Lone surrogates (``"\ud800"``) would make the task unstorable later.
@@ -74,11 +92,17 @@ def function_arguments_from_json(text: str) -> dict[str, Any]:
     except (ValueError, RecursionError) as exc:
         if isinstance(exc, RecursionError):
             reason = "nested too deeply"
+        elif isinstance(exc, UnicodeEncodeError):
+            reason = "a string holds a lone UTF-16 surrogate"
         else:
-            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-        raise MalformedRequestError(f"function_arguments is not valid JSON: {reason}") from None
+            reason = str(exc)
+            if isinstance(exc, json.JSONDecodeError):
+                reason = f"{exc.msg} (line {exc.lineno}, column {exc.colno})"
+        raise InvalidArgumentError(f"function_arguments is not valid JSON: {reason}") from None
     if not isinstance(value, dict):
-        raise MalformedRequestError("Cannot convert to function arguments: function_arguments must be a JSON object")
+        raise InvalidArgumentError(
+            f'function_arguments must be a JSON object ({{"key": value, ...}}), not {_json_kind(value)}'
+        )
     return value
 
 

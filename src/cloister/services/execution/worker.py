@@ -219,7 +219,8 @@ class ExecutionWorker:
 
     async def _pause(self, delay: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), delay)
+            async with asyncio.timeout(delay):  # not wait_for, which can lose a cancellation on 3.11
+                await self._stopping.wait()
 
     # --- heartbeat --------------------------------------------------------------------------
 

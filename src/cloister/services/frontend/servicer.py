@@ -106,3 +106,8 @@ class CloisterFrontendServicer(cgrpc.FrontendServicer):
 
     async def ListTasks(self, request: cpb.ListTasksRequest, context: grpc.aio.ServicerContext) -> Any:
         return await self._forwarder.forward(cgrpc.ManagementStub, "ListTasks", "list_tasks", request, context, None)
+
+    async def QueryAuditPage(self, request: cpb.QueryAuditPageRequest, context: grpc.aio.ServicerContext) -> Any:
+        return await self._forwarder.forward(
+            cgrpc.ManagementStub, "QueryAuditPage", "query_audit_logs", request, context, None
+        )

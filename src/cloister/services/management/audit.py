@@ -1,8 +1,11 @@
-"""Audit log: store entries in a hash chain and search them (reference §13).
+"""Audit log: store entries in a hash chain, index them, and search them (reference §13).
 
 Teaclave kept a tantivy index; here each entry is one record under ``audit-<sequence>``, chained
-to the one before (``cloister.model.audit``) so ``cloister audit verify`` detects tampering.
-Queries use tantivy's language (``audit_query``) and scan the entries, newest first.
+to the one before (``cloister.model.audit``) so ``cloister audit verify`` detects tampering, and
+committed with its records in the search index (``audit_index``). Queries use tantivy's language
+(``audit_query``) and read only the entries the index points to (``audit_search``): newest first
+as Teaclave answers, or a page after a sequence number (numbers start at 1 and have no gaps).
+Entries stored before the index existed are indexed once, in the background, block by block.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ import json
 import logging
 from collections.abc import Sequence
 
-from cloister.errors import FailedOperationError
+from cloister.errors import FailedOperationError, InvalidArgumentError
 from cloister.model.access import AUDIT_LOG_QUERY, Subject
-from cloister.model.audit import AuditEntry, ChainAnchor, ChainedEntry, ChainHead
+from cloister.model.audit import AuditEntry, AuditPage, ChainAnchor, ChainedEntry, ChainHead
 from cloister.rpc.authorizer import Authorizer, require
-from cloister.services.management.audit_query import QuerySyntaxError, parse_query
-from cloister.storage.client import StorageClient
+from cloister.services.management.audit_index import AuditIndex, block_end
+from cloister.services.management.audit_query import Query, QuerySyntaxError, parse_query
+from cloister.services.management.audit_search import AuditSearch, Page, Scope
+from cloister.storage.client import KeyValueStore
 from cloister.storage.ops import Put
 from cloister.storage.records import decode, encode_json, put
 
@@ -25,7 +30,10 @@ logger = logging.getLogger(__name__)
 
 ENTRY_PREFIX = b"audit"
 _IP_BYTES = 16
-_MICROS_PER_SECOND = 1_000_000
+MAX_ANSWER_ENTRIES = 100_000
+"""QueryAuditLogs answers at most this many entries whatever its limit (and at most 3 MiB)."""
+DEFAULT_PAGE_ENTRIES = 100
+MAX_PAGE_ENTRIES = 10_000
 
 
 def _error(reason: str) -> FailedOperationError:
@@ -65,26 +73,25 @@ def load_anchor(raw: bytes | None) -> ChainAnchor:
     return decode(raw, ChainAnchor.from_json) or ChainAnchor()
 
 
-def _newest_first(entries: list[tuple[int, AuditEntry]]) -> list[AuditEntry]:
-    """Newer seconds first; within one second in the order written.
-
-    Teaclave's index sorts by a date of one-second precision, and its tests expect two entries
-    of the same second to come back oldest first (§13.3).
-    """
-    ordered = sorted(entries, key=lambda pair: (-(pair[1].microsecond // _MICROS_PER_SECOND), pair[0]))
-    return [entry for _, entry in ordered]
-
-
 class AuditLog:
-    def __init__(self, storage: StorageClient, authorizer: Authorizer) -> None:
+    def __init__(self, storage: KeyValueStore, authorizer: Authorizer) -> None:
         self._storage = storage
         self._authorizer = authorizer
         self._lock = asyncio.Lock()
         self._head: ChainHead | None = None
         self._delivered: dict[str, int] = {}
+        self._index = AuditIndex(storage)
+        self._search = AuditSearch(self._index, self._read_entries)
+
+    @property
+    def index_built(self) -> bool:
+        """Whether every stored entry is indexed (entries from before the index included)."""
+        state = self._index.state
+        return state is not None and state.complete
 
     async def save(self, entries: Sequence[AuditEntry], source: SpoolPosition | None = None) -> None:
-        """Append a batch to the chain in one commit; one malformed entry rejects the whole batch.
+        """Append a batch to the chain, and to the index, in one commit; one malformed entry rejects
+        the whole batch.
 
         With ``source`` (the shipping spool and the batch's first sequence number), entries that
         source already delivered are skipped, and its highest delivered number is stored in the
@@ -99,14 +106,19 @@ class AuditLog:
             try:
                 await self._append(entries, source)
             except BaseException:
-                # The commit may or may not have been applied: read the head and marks afresh.
-                self._head = None
-                self._delivered.clear()
+                self._forget()
                 raise
+
+    def _forget(self) -> None:
+        """After a commit that may or may not have been applied: read the head, marks and index afresh."""
+        self._head = None
+        self._delivered.clear()
+        self._index.forget()
 
     async def _append(self, entries: Sequence[AuditEntry], source: SpoolPosition | None) -> None:
         if self._head is None:
             self._head = load_head(await self._storage.get(HEAD_KEY))
+        await self._index.load(self._head.count)
         ops = []
         if source is not None:
             name, first = source
@@ -122,13 +134,61 @@ class AuditLog:
             last = first + skip + len(entries) - 1
             ops.append(Put(delivered_key(name), encode_json({"seq": last})))
         chained, head = self._head.extend(entries)
-        await self._storage.commit([*(put(entry_key(c.seq), c) for c in chained), put(HEAD_KEY, head), *ops])
+        index_ops = await self._index.ops_for(chained)
+        await self._storage.commit(
+            [*(put(entry_key(c.seq), c) for c in chained), put(HEAD_KEY, head), *ops, *index_ops]
+        )
         self._head = head
+        self._index.committed()
         if source is not None:
             self._delivered[source[0]] = last
 
+    async def build_index(self) -> None:
+        """Index the entries stored before the index existed, a block per commit; returns once every
+        stored entry is indexed. Queries wait for it; saves go on between its commits."""
+        while not self.index_built:
+            async with self._lock:
+                try:
+                    await self._backfill_block()
+                except BaseException:
+                    self._forget()
+                    raise
+
+    async def _backfill_block(self) -> None:
+        if self._head is None:
+            self._head = load_head(await self._storage.get(HEAD_KEY))
+        state = await self._index.load(self._head.count)
+        if state.complete:
+            return
+        anchor = load_anchor(await self._storage.get(ANCHOR_KEY))
+        start = max(state.backfilled, anchor.seq) + 1
+        end = min(state.backfill_until, block_end(start))
+        records = [r for r in await self._read_entries(range(start, end + 1)) if r is not None]
+        ops = await self._index.ops_for(records)
+        done = max(end, state.backfilled)
+        await self._storage.commit([*ops, self._index.state_op(done)])
+        self._index.committed(done)
+        if self._index.state is not None and self._index.state.complete:
+            logger.info("audit index: the %d entries stored before it are indexed", state.backfill_until)
+
+    async def _read_entries(self, numbers: Sequence[int]) -> list[ChainedEntry | None]:
+        values = await self._storage.read([entry_key(n) for n in numbers])
+        return [None if v is None else ChainedEntry.from_json(json.loads(v.value)) for v in values]
+
+    async def _scope(self, after: int) -> tuple[Scope, ChainAnchor]:
+        """What a search may answer now: the stored entries after ``after``, all of them indexed."""
+        await self.build_index()
+        raw_head, raw_anchor = await self._storage.read([HEAD_KEY, ANCHOR_KEY])
+        head = load_head(raw_head.value if raw_head is not None else None)
+        anchor = load_anchor(raw_anchor.value if raw_anchor is not None else None)
+        return Scope(max(after, anchor.seq), head.count), anchor
+
     async def query(self, subject: Subject, query: str, limit: int) -> list[AuditEntry]:
-        """At most ``limit`` entries matching ``query``, newest first."""
+        """At most ``limit`` entries matching ``query``, newest first (Teaclave's QueryAuditLogs).
+
+        The answer also stops at :data:`MAX_ANSWER_ENTRIES` entries and at 3 MiB, below the
+        4 MiB a public answer may have; :meth:`query_page` reaches the rest.
+        """
         await require(self._authorizer, subject, AUDIT_LOG_QUERY)
         if limit <= 0:
             raise _error("limit must be positive")
@@ -136,12 +196,35 @@ class AuditLog:
             parsed = parse_query(query)
         except QuerySyntaxError as exc:
             raise _error(f"failed to query logs: {exc}") from None
-        keys = await self._storage.keys_with_prefix(ENTRY_PREFIX)
-        found: list[tuple[int, AuditEntry]] = []
-        for value in await self._storage.read(keys):
-            if value is None:
-                continue
-            record = ChainedEntry.from_json(json.loads(value.value))
-            if parsed.matches(record.entry):
-                found.append((record.seq, record.entry))
-        return _newest_first(found)[:limit]
+        scope, _ = await self._scope(0)
+        return await self._search.newest_first(parsed, min(limit, MAX_ANSWER_ENTRIES), scope)
+
+    async def query_page(self, subject: Subject, query: str, limit: int, after: int) -> AuditPage:
+        """The entries matching ``query`` numbered above ``after``, oldest first, a page at a time.
+
+        Args:
+            limit: at most this many entries (0: :data:`DEFAULT_PAGE_ENTRIES`); a page also ends
+                at 3 MiB, and after reading a bounded number of entries that do not match.
+            after: the ``next_after`` of the previous page, 0 for the first. Pages that follow
+                each other's cursors hold every matching entry exactly once, entries stored
+                meanwhile included.
+
+        Raises:
+            InvalidArgumentError: the query does not parse, or ``limit`` is too large.
+        """
+        await require(self._authorizer, subject, AUDIT_LOG_QUERY)
+        if limit > MAX_PAGE_ENTRIES:
+            raise InvalidArgumentError(
+                f"limit {limit} is too large: at most {MAX_PAGE_ENTRIES} (0 for {DEFAULT_PAGE_ENTRIES})"
+            )
+        parsed = _parse_argument(query)
+        scope, anchor = await self._scope(after)
+        page: Page = await self._search.page(parsed, limit or DEFAULT_PAGE_ENTRIES, scope)
+        return AuditPage(tuple(page.records), page.next_after, scope.upto, anchor.seq)
+
+
+def _parse_argument(query: str) -> Query:
+    try:
+        return parse_query(query)
+    except QuerySyntaxError as exc:
+        raise InvalidArgumentError(f"query is not valid: {exc}") from None

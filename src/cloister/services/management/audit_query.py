@@ -51,6 +51,8 @@ def tokenize(text: str) -> list[str | None]:
 
     A dropped token leaves ``None`` so later tokens keep their positions, as in tantivy.
     """
+    if text.isascii():  # lowercasing first is the same there, and much faster
+        return [token if len(token) < _MAX_TOKEN_BYTES else None for token in _TOKEN.findall(text.lower())]
     tokens: list[str | None] = []
     for match in _TOKEN.finditer(text):
         raw = match.group()
@@ -156,10 +158,21 @@ class DateQuery(Query):
     upper_inclusive: bool
 
     def _match(self, doc: _Document) -> bool:
-        at = _truncate_to_seconds(doc.entry.microsecond)
+        return self.contains(doc.entry.microsecond)
+
+    def contains(self, micros: int) -> bool:
+        """Whether an entry stamped ``micros`` (µs since the epoch) is in the range."""
+        at = _truncate_to_seconds(micros)
         if self.lower is not None and (at < self.lower or (at == self.lower and not self.lower_inclusive)):
             return False
         return self.upper is None or at < self.upper or (at == self.upper and self.upper_inclusive)
+
+    def overlaps(self, earliest: int, latest: int) -> bool:
+        """Whether any time from ``earliest`` to ``latest`` (µs) can be in the range."""
+        first, last = _truncate_to_seconds(earliest), _truncate_to_seconds(latest)
+        if self.upper is not None and (first > self.upper or (first == self.upper and not self.upper_inclusive)):
+            return False
+        return self.lower is None or last > self.lower or (last == self.lower and self.lower_inclusive)
 
 
 @dataclass(frozen=True)

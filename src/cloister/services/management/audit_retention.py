@@ -5,7 +5,8 @@ last deleted entry (its number and hash) and the export file holding it (its nam
 and ``verify_chain`` starts from there. An export is written, fsynced and renamed into place
 before any entry in it is deleted; deletions go in batches, each with its anchor, so a large
 backlog never makes one huge commit, and a cut interrupted by a crash is finished from its export
-file at the next pass. Only a prefix of the chain is ever cut, and only one that verifies.
+file at the next pass. Only a prefix of the chain is ever cut, and only one that verifies. The
+search index's records of blocks whose every entry was cut go too.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cloister.model.audit import AuditChainBrokenError, ChainAnchor, ChainedEntry, chain_hash
+from cloister.services.management import audit_index
 from cloister.services.management.audit import ANCHOR_KEY, HEAD_KEY, entry_key, load_anchor, load_head
 from cloister.storage.client import StorageClient
 from cloister.storage.ops import Delete, Op
@@ -89,13 +91,13 @@ class AuditRetention:
         head = load_head(await self._storage.get(HEAD_KEY))
         while True:
             raws = await self._expired(anchor, head.count, cutoff)
-            if not raws:
-                return cut
-            name = export_name(anchor.seq + 1, anchor.seq + len(raws))
-            sha256 = await asyncio.to_thread(self._write_export, name, b"".join(raw + b"\n" for raw in raws))
-            anchor = await self._delete(anchor, [_record(raw) for raw in raws], name, sha256)
-            cut += len(raws)
+            if raws:
+                name = export_name(anchor.seq + 1, anchor.seq + len(raws))
+                sha256 = await asyncio.to_thread(self._write_export, name, b"".join(raw + b"\n" for raw in raws))
+                anchor = await self._delete(anchor, [_record(raw) for raw in raws], name, sha256)
+                cut += len(raws)
             if len(raws) < EXPORT_ENTRIES:
+                await audit_index.prune(self._storage, anchor.seq)
                 return cut
 
     async def _expired(self, anchor: ChainAnchor, last: int, cutoff: int) -> list[bytes]:

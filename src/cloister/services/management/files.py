@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from cloister.errors import InvalidArgumentError, InvalidDataIdError
+from cloister.file_agent.schemes import check_url
 from cloister.model.access import Action, Subject, file_query
-from cloister.model.files import FileCrypto, InputFile, OutputFile, parse_url
+from cloister.model.files import FileCrypto, InputFile, OutputFile
 from cloister.model.ids import parse_id
 from cloister.rpc.authorizer import Authorizer, require
 from cloister.rpc.convert.limits import check_users
@@ -51,14 +52,14 @@ class FileService:
     async def update_input(self, subject: Subject, data_id: str, url: str) -> str:
         """A new input file with the new url and the old cmac, crypto and owners; returns its id."""
         old = await self._input(data_id)
-        new_url = parse_url(url)
+        new_url = check_url(url, output=False)
         await self._require(subject, Action.FILE_UPDATE, old)
         return await self._store(replace(old, url=new_url, uuid=uuid.uuid4()))
 
     async def update_output(self, subject: Subject, data_id: str, url: str) -> str:
         """A new, unwritten output file with the new url and the old crypto and owners."""
         old = await self._output(data_id)
-        new_url = parse_url(url)
+        new_url = check_url(url, output=True)
         await self._require(subject, Action.FILE_UPDATE, old)
         return await self._store(replace(old, url=new_url, cmac=None, uuid=uuid.uuid4()))
 

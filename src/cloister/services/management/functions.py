@@ -11,7 +11,8 @@ import json
 import re
 from dataclasses import replace
 
-from cloister.errors import InvalidFunctionIdError, MalformedRequestError
+from cloister.errors import InvalidArgumentError, InvalidChoiceError, InvalidFunctionIdError, quoted
+from cloister.functions import builtin_names
 from cloister.model.access import Action, Subject, function_query, user_query
 from cloister.model.functions import Function, FunctionUsage, UserFunctions
 from cloister.model.ids import ExternalId, parse_id, requirements_key, usage_key, user_record_key
@@ -25,6 +26,21 @@ _PREFIX = "function"
 
 _MAX_LABELS = 32
 _LABEL = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def check_builtin(function: Function) -> None:
+    """A builtin function's name selects the built-in that runs it (§11.4), so it must name one.
+
+    Teaclave accepted any name and failed each task with ``Function not found.``; the name is
+    refused at registration instead, listing the built-ins.
+    """
+    if function.executor_type == "builtin" and function.name not in builtin_names():
+        raise InvalidChoiceError(
+            "name",
+            function.name,
+            sorted(builtin_names()),
+            hint="a function of executor_type builtin is the built-in its name selects",
+        )
 
 
 class FunctionView(enum.Enum):
@@ -53,6 +69,7 @@ class FunctionService:
 
     async def register(self, function: Function) -> str:
         """Store ``function``, list it for its owner and allow-listed users, start its counter at 0."""
+        check_builtin(function)
         function_id = function.external_id
         users = [function.owner, *function.user_allowlist]
         async with self._locks.hold(*(user_record_key(u) for u in users)):
@@ -72,6 +89,7 @@ class FunctionService:
     async def update(self, subject: Subject, replacement: Function) -> str:
         """Replace the function entirely; users' lists and the counter stay as they were [QUIRK]."""
         parsed = parse_id(replacement.external_id, _PREFIX, InvalidFunctionIdError)
+        check_builtin(replacement)
         async with self._locks.hold(parsed.key):
             current = await self._load(parsed)
             await self._require(subject, Action.FUNCTION_UPDATE, current)
@@ -81,10 +99,11 @@ class FunctionService:
 
     async def set_requirements(self, subject: Subject, function_id: str, labels: list[str]) -> None:
         """Record the labels an execution service must offer to run the function (owner only)."""
-        if len(labels) > _MAX_LABELS or not all(_LABEL.fullmatch(label) for label in labels):
-            raise MalformedRequestError(
-                f"labels must be at most {_MAX_LABELS} short names of letters, digits, '-', '_' or '.'"
-            )
+        if len(labels) > _MAX_LABELS:
+            raise InvalidArgumentError(f"too many labels: {len(labels)}, over the limit of {_MAX_LABELS}")
+        bad = next((label for label in labels if not _LABEL.fullmatch(label)), None)
+        if bad is not None:
+            raise InvalidArgumentError(f"labels: {quoted(bad)} is not a label of 1 to 64 letters, digits, -, _ or .")
         parsed = parse_id(function_id, _PREFIX, InvalidFunctionIdError)
         function = await self._load(parsed)
         await self._require(subject, Action.FUNCTION_SET_REQUIREMENTS, function)

@@ -33,8 +33,9 @@ def create_servicers(
     tasks = TaskService(storage, locks, authorizer)
     functions = FunctionService(storage, locks, authorizer)
     files = FileService(storage, authorizer)
-    management = ManagementServicer(functions, files, tasks, AuditLog(storage, authorizer))
-    return management, CloisterManagementServicer(tasks, functions)
+    audit = AuditLog(storage, authorizer)
+    management = ManagementServicer(functions, files, tasks, audit)
+    return management, CloisterManagementServicer(tasks, functions, audit)
 
 
 def start_retention(settings: Settings, storage: StorageClient) -> asyncio.Task[None] | None:
@@ -61,12 +62,18 @@ async def serve(settings: Settings) -> None:
         cgrpc.add_ManagementServicer_to_server(cloister_management, server)
 
     await runtime.serve("management", [register])
+    audit = management.audit
+    # Entries stored before the search index existed are indexed once, from the start.
+    indexing = asyncio.create_task(
+        supervised("audit index", audit.build_index, done=lambda: audit.index_built), name="audit-index"
+    )
     retention = start_retention(settings, storage_client)
 
-    async def stop_retention() -> None:
-        if retention is not None:
-            retention.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await retention
+    async def stop_background() -> None:
+        for task in (indexing, retention):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
-    await runtime.run_until_stopped(before_shutdown=stop_retention)
+    await runtime.run_until_stopped(before_shutdown=stop_background)

@@ -23,7 +23,7 @@ from cloister.rpc.audit_trail import spool_position
 from cloister.rpc.convert import files as file_convert
 from cloister.rpc.convert import functions as function_convert
 from cloister.rpc.convert import tasks as task_convert
-from cloister.rpc.convert.audit import entry_from_proto, entry_to_proto
+from cloister.rpc.convert.audit import entry_from_proto, entry_to_proto, page_to_proto
 from cloister.rpc.convert.limits import check_count
 from cloister.rpc.metadata import Caller
 from cloister.services.management.audit import AuditLog
@@ -61,6 +61,10 @@ class ManagementServicer(mgrpc.TeaclaveManagementServicer):
         self._files = files
         self._tasks = tasks
         self._audit = audit
+
+    @property
+    def audit(self) -> AuditLog:
+        return self._audit
 
     # --- files ---------------------------------------------------------------------------
 
@@ -217,12 +221,19 @@ class ManagementServicer(mgrpc.TeaclaveManagementServicer):
 
 
 class CloisterManagementServicer(cgrpc.ManagementServicer):
-    """Cloister's extensions: wait for a task to end (woken by storage), list one's tasks, and
-    function requirements."""
+    """Cloister's extensions: wait for a task to end (woken by storage), list one's tasks,
+    function requirements, and the audit log a page at a time."""
 
-    def __init__(self, tasks: TaskService, functions: FunctionService) -> None:
+    def __init__(self, tasks: TaskService, functions: FunctionService, audit: AuditLog) -> None:
         self._tasks = tasks
         self._functions = functions
+        self._audit = audit
+
+    async def QueryAuditPage(
+        self, request: cpb.QueryAuditPageRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.QueryAuditPageResponse:
+        page = await self._audit.query_page(_user_and_role(context), request.query, request.limit, request.after)
+        return page_to_proto(page)
 
     async def SetFunctionRequirements(
         self, request: cpb.FunctionRequirementsRequest, context: grpc.aio.ServicerContext

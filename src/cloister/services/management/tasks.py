@@ -22,11 +22,11 @@ from cloister.errors import (
     InvalidDataIdError,
     InvalidFunctionIdError,
     InvalidTaskIdError,
-    MalformedRequestError,
+    quoted,
 )
 from cloister.model.access import Action, Query, Subject, assignment_query, function_query, task_query
 from cloister.model.files import InputFile, OutputFile
-from cloister.model.functions import Function, FunctionUsage, parse_executor
+from cloister.model.functions import Function, FunctionUsage, executor_for
 from cloister.model.ids import ExternalId, parse_id, requirements_key, usage_key
 from cloister.model.tasks import (
     REASON_CANCELED_BEFORE_STAGING,
@@ -81,11 +81,12 @@ class TaskService:
         inputs_ownership: Mapping[str, frozenset[str]],
         outputs_ownership: Mapping[str, frozenset[str]],
     ) -> str:
-        """Checked in the reference's order: function, permission, executor and JSON, then the task rules."""
+        """Checked in the reference's order: function, permission, executor and JSON, then the task rules;
+        an executor that cannot run the function is refused here, not when the task runs."""
         parsed = parse_id(function_id, "function", InvalidFunctionIdError)
         function = await load(self._storage, parsed, Function.from_json, InvalidFunctionIdError)
         await require(self._authorizer, subject, function_query(Action.TASK_CREATE, function))
-        executor = parse_executor(executor)
+        executor = executor_for(function.executor_type, executor)
         arguments = function_arguments_from_json(arguments_json)
         task = task_rules.new_task(
             function, parsed, subject.user_id, executor, arguments, inputs_ownership, outputs_ownership, self._clock()
@@ -335,5 +336,8 @@ def _parse_data_ids(
         try:
             items.append((kind, name, ExternalId.parse(data_id)))
         except InvalidArgumentError:
-            return items, MalformedRequestError(f"cannot parse the data id given for {kind} {name!r}")
+            return items, InvalidArgumentError(
+                f"{kind}s: data id {quoted(data_id)} for {quoted(name)} is not an {kind} id "
+                f"({kind}-<uuid>, as Register{kind.title()}File answers)"
+            )
     return items, None

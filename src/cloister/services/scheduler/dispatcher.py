@@ -259,8 +259,11 @@ class Scheduler:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return None
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation (the
+                # caller gone) that arrives as the event fires, and a task would be handed to nobody.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), remaining)
+                    async with asyncio.timeout(remaining):
+                        await changed.wait()
         finally:
             self.state.see(executor.executor_id, self.now())
 
@@ -282,7 +285,8 @@ class Scheduler:
         stop = self._to_stop(record, running, now)
         if not stop and wait > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), wait)
+                async with asyncio.timeout(wait):  # not wait_for: see pull_task_wait
+                    await woken.wait()
             record = self.state.see(executor.executor_id, self.now(), kinds, reports_running=True)
             stop = sorted(record.cancels)
             record.cancels.clear()

@@ -1,4 +1,5 @@
-"""The packaged policy reproduces Teaclave's role → API decisions (§5.1, §18.14), plus ListTasks'."""
+"""The packaged policy reproduces Teaclave's role → API decisions (§5.1, §18.14), plus ListTasks' and
+the task participant's APIs for function owners (a private function's owner must approve its tasks)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,12 @@ DATA_APIS = [
     "create_task", "get_task", "assign_data", "approve_task", "invoke_task", "cancel_task",
     "list_tasks",  # Cloister's ListTasks: the one row added to Teaclave's file
 ]  # fmt: skip
+PARTICIPANT_APIS = [
+    "get_task", "approve_task", "assign_data", "list_tasks",
+    "register_input_file", "register_output_file", "update_input_file", "update_output_file",
+    "register_fusion_output", "register_input_from_output", "get_input_file", "get_output_file",
+]  # fmt: skip
+"""Cloister's: what any participant of a task may need; the object rules decide which task and file."""
 FUNCTION_APIS = ["register_function", "update_function", "delete_function", "disable_function"]
 SHARED_APIS = ["get_function", "list_functions", "get_function_usage_stats"]
 
@@ -37,9 +44,14 @@ def test_data_owners(policy: AccessPolicy, role: str) -> None:
     assert not any(policy.allows_api(role, api) for api in [*FUNCTION_APIS, "query_audit_logs"])
 
 
-def test_function_owner(policy: AccessPolicy) -> None:
-    assert all(policy.allows_api("FunctionOwner", api) for api in FUNCTION_APIS + SHARED_APIS)
-    assert not any(policy.allows_api("FunctionOwner", api) for api in [*DATA_APIS, "query_audit_logs"])
+@pytest.mark.parametrize("role", ["FunctionOwner", "FunctionOwnerManager"])
+def test_function_owners(policy: AccessPolicy, role: str) -> None:
+    assert all(policy.allows_api(role, api) for api in FUNCTION_APIS + SHARED_APIS + PARTICIPANT_APIS)
+    # Teaclave's refusals that remain: creating, running and cancelling tasks, and the audit log.
+    assert set(DATA_APIS) - set(PARTICIPANT_APIS) == {"create_task", "invoke_task", "cancel_task"}
+    assert not any(
+        policy.allows_api(role, api) for api in ["create_task", "invoke_task", "cancel_task", "query_audit_logs"]
+    )
 
 
 def test_unknown_roles_and_case(policy: AccessPolicy) -> None:

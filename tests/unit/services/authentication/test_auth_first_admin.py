@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import stat
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
-from cloister.config import AdminSettings, AuthenticationSettings, Secret, Settings
+from cloister.config import AdminSettings, AuthenticationSettings, Settings
 from cloister.errors import ConfigurationError
 from cloister.model.roles import Role, RoleKind
 from cloister.services.authentication.passwords import PasswordHasher
@@ -24,7 +24,7 @@ HASHER = PasswordHasher(FAST)
 def settings(tmp_path: Path, password: str | None = None, user: str = "admin") -> Settings:
     return Settings(
         state_dir=tmp_path,
-        admin=AdminSettings(user=user, password=None if password is None else Secret(password)),
+        admin=AdminSettings(user=user, password=None if password is None else SecretStr(password)),
         authentication=FAST,
     )
 
@@ -114,7 +114,7 @@ def test_bad_admin_settings_are_configuration_errors(tmp_path: Path) -> None:
 
 
 def test_settings_repr_never_shows_the_password(tmp_path: Path) -> None:
-    s = dataclasses.replace(settings(tmp_path, "hunter2"))
+    s = settings(tmp_path, "hunter2")
     assert "hunter2" not in repr(s)
 
 

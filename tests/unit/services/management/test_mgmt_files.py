@@ -11,7 +11,7 @@ from policy_authorizer import caller
 
 from cloister._proto import teaclave_common_pb2 as common_pb
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
-from cloister.errors import AccessDeniedError, InvalidArgumentError, InvalidDataIdError, MalformedRequestError
+from cloister.errors import AccessDeniedError, InvalidArgumentError, InvalidDataIdError
 from cloister.rpc.convert.files import (
     input_file_from_register_request,
     output_file_from_register_request,
@@ -33,41 +33,58 @@ def _input(**fields):
 
 
 def test_register_input_request_errors():
+    """Each refusal is INVALID_ARGUMENT and names the field (unit tests of the checks: tests/unit/model,
+    tests/unit/file_agent/test_url_checks.py)."""
     assert _input(crypto_info=CRYPTO).owner == {"alice"}
-    with pytest.raises(MalformedRequestError, match="invalid url"):
+    with pytest.raises(InvalidArgumentError, match=r"^url 'not a url' is relative; give an absolute URL"):
         _input(url="not a url", crypto_info=CRYPTO)
-    with pytest.raises(MalformedRequestError, match="invalid url"):
+    with pytest.raises(InvalidArgumentError, match=r"^url is empty"):
         _input(url="", crypto_info=CRYPTO)
-    with pytest.raises(MalformedRequestError, match="Invalid length"):
+    with pytest.raises(InvalidArgumentError, match=r"^cmac must be 16 bytes, got 15$"):
         _input(cmac=bytes(15), crypto_info=CRYPTO)
-    with pytest.raises(MalformedRequestError) as missing:
+    with pytest.raises(InvalidArgumentError) as missing:
         _input()
-    assert missing.value.message == '"missing crypto_info"'
+    assert missing.value.message == (
+        "crypto_info is missing; give one with a schema, one of: aes-gcm-128, aes-gcm-256, teaclave-file-128, raw"
+    )
     bad = [
         (
             _crypto("aes-gcm-128", key=bytes(15), iv=bytes(12)),
-            "Invalid key length for AesGcm128: 15",
+            "crypto_info.key must be 16 bytes for aes-gcm-128, got 15",
         ),
         (
             _crypto("aes-gcm-256", key=bytes(32), iv=bytes(11)),
-            "Invalid iv length for AesGcm256: 11",
+            "crypto_info.iv must be 12 bytes for aes-gcm-256, got 11",
         ),
-        (_crypto("teaclave-file-128", key=bytes(16), iv=b"x"), "IV is not empty"),
-        (_crypto("teaclave-file-128", key=bytes(8)), "teaclave_file_128: 8"),
-        (_crypto("rot13"), "Invalid crypto schema: rot13"),
+        (_crypto("teaclave-file-128", key=bytes(16), iv=b"x"), "crypto_info.iv must be empty for teaclave-file-128"),
+        (_crypto("teaclave-file-128", key=bytes(8)), "crypto_info.key must be 16 bytes for teaclave-file-128, got 8"),
+        (
+            _crypto("rot13"),
+            "crypto_info.schema 'rot13' is not one of: aes-gcm-128, aes-gcm-256, teaclave-file-128, raw",
+        ),
     ]
     for info, message in bad:
-        with pytest.raises(MalformedRequestError, match=message):
+        with pytest.raises(InvalidArgumentError) as refused:
             _input(crypto_info=info)
+        assert refused.value.message.startswith(message)
 
 
-def test_register_output_needs_url_and_crypto():
-    request = fe_pb.RegisterOutputFileRequest(url="s3://bucket/key", crypto_info=CRYPTO)
+def test_register_output_needs_a_writable_url_and_crypto():
+    request = fe_pb.RegisterOutputFileRequest(url="https://bucket.example/key?X-Amz-Signature=abc", crypto_info=CRYPTO)
     file = output_file_from_register_request(request, "bob", uuid.uuid4())
     assert file.cmac is None and file.owner == {"bob"}
     assert output_file_to_get_response(file).cmac == b""
-    with pytest.raises(MalformedRequestError, match="missing crypto_info"):
-        output_file_from_register_request(fe_pb.RegisterOutputFileRequest(url="s3://b/k"), "bob", uuid.uuid4())
+    with pytest.raises(InvalidArgumentError, match="crypto_info is missing"):
+        output_file_from_register_request(fe_pb.RegisterOutputFileRequest(url="https://b/k"), "bob", uuid.uuid4())
+    for url, message in (
+        ("s3://bucket/key", "url scheme 's3' is not one of: http, https, fusion, file; an S3 object is reached by a"),
+        ("data:text/plain;base64,YQ==", "url scheme 'data' is not one of: http, https, fusion, file; a data URL can"),
+    ):
+        with pytest.raises(InvalidArgumentError) as refused:
+            output_file_from_register_request(
+                fe_pb.RegisterOutputFileRequest(url=url, crypto_info=CRYPTO), "bob", uuid.uuid4()
+            )
+        assert refused.value.message.startswith(message)
 
 
 def test_update_input_creates_new_record(services, act, storage):
@@ -83,7 +100,7 @@ def test_update_input_creates_new_record(services, act, storage):
         for bad in ("input-xyz", "", "nonsense", old.replace("input", "output")):
             with pytest.raises(InvalidDataIdError):
                 await services.files.update_input(caller("alice"), bad, "https://a.example/3")
-        with pytest.raises(MalformedRequestError):
+        with pytest.raises(InvalidArgumentError, match="url 'relative/path' is relative"):
             await services.files.update_input(caller("alice"), old, "relative/path")
 
     asyncio.run(go())
@@ -97,6 +114,8 @@ def test_update_output_resets_cmac_and_needs_sole_owner(services, act, storage):
         fusion = await services.files.register_fusion_output(caller("alice"), ["alice", "bob"])
         with pytest.raises(AccessDeniedError):  # owners must be exactly the caller
             await services.files.update_output(caller("alice"), fusion, "https://b.example/y")
+        with pytest.raises(InvalidArgumentError, match="url scheme 'data' is not one of: http, https, fusion, file"):
+            await services.files.update_output(caller("alice"), old, "data:text/plain;base64,YQ==")
 
     asyncio.run(go())
 

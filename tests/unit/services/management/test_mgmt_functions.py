@@ -8,7 +8,7 @@ import pytest
 from policy_authorizer import caller
 
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
-from cloister.errors import AccessDeniedError, InvalidFunctionIdError, MalformedRequestError
+from cloister.errors import AccessDeniedError, InvalidArgumentError, InvalidChoiceError, InvalidFunctionIdError
 from cloister.model.ids import ExternalId, usage_key, user_record_key
 from cloister.model.roles import Role
 from cloister.rpc.convert.functions import (
@@ -109,7 +109,9 @@ def test_update_function_replaces_but_keeps_lists(services, act, storage):
         assert storage.json(user_record_key("bob"))["allowed_functions"] == [fid]
         with pytest.raises(InvalidFunctionIdError):
             function_from_update_request(fe_pb.UpdateFunctionRequest(function_id="bad"), "alice")
-        missing = fe_pb.UpdateFunctionRequest(function_id=fid.replace(fid[-4:], "0000"), executor_type="builtin")
+        missing = fe_pb.UpdateFunctionRequest(
+            function_id=fid.replace(fid[-4:], "0000"), name="builtin-echo", executor_type="builtin"
+        )
         with pytest.raises(InvalidFunctionIdError):
             await services.functions.update(caller("alice"), function_from_update_request(missing, "alice"))
 
@@ -155,16 +157,44 @@ def test_register_request_validation():
             fe_pb.RegisterFunctionRequest(**fields), "alice", ExternalId.new("f").uuid
         )
 
-    with pytest.raises(MalformedRequestError, match="Invalid executor type: java"):
+    with pytest.raises(InvalidChoiceError, match=r"^executor_type 'java' is not one of: builtin, python, wasm"):
         build(executor_type="java")
     assert build(executor_type="wasm").executor_type == "wamr"
-    with pytest.raises(MalformedRequestError, match="too many function arguments"):
+    assert build(executor_type="mesapy").executor_type == "python"
+    with pytest.raises(InvalidArgumentError, match=r"^too many function arguments: 1001, over the limit of 1000$"):
         build(arguments=[fe_pb.FunctionArgument(key=str(i)) for i in range(1001)])
-    with pytest.raises(MalformedRequestError, match="function name is too long"):
+    with pytest.raises(InvalidArgumentError, match=r"^function name is 5000 characters long, over the limit of 1024$"):
         build(name="x" * 5000)
-    with pytest.raises(MalformedRequestError, match="payload is too large"):
+    with pytest.raises(
+        InvalidArgumentError, match=r"^payload is 1048576 bytes, over the limit of 786432 bytes \(768 KiB\)$"
+    ):
         build(payload=bytes(1024 * 1024))
-    with pytest.raises(MalformedRequestError, match="user_allowlist"):
+    with pytest.raises(InvalidArgumentError, match=r"^too many user_allowlist: 1001"):
         build(user_allowlist=["u"] * 1001)
+    with pytest.raises(InvalidArgumentError, match=r"^arguments: 'a' is declared twice$"):
+        build(arguments=[fe_pb.FunctionArgument(key="a"), fe_pb.FunctionArgument(key="a")])
+    with pytest.raises(InvalidArgumentError, match=r"^function inputs: 'in' is declared twice$"):
+        build(inputs=[fe_pb.FunctionInput(name="in"), fe_pb.FunctionInput(name="in", optional=True)])
     assert build(usage_quota=0).usage_quota == 0
     assert build(usage_quota=-1).usage_quota is None
+
+
+def test_a_builtin_function_must_name_a_built_in(services, act, storage):
+    """Refused when registered or updated, listing the built-ins, instead of failing each task."""
+
+    async def go():
+        commits = len(storage.commits)
+        with pytest.raises(InvalidChoiceError) as refused:
+            await act.register_function("alice", name="builtin-ecko")
+        message = refused.value.message
+        assert message.startswith("name 'builtin-ecko' is not one of: builtin-echo, builtin-face-detection, ")
+        assert "builtin_online_decrypt" in message and message.endswith("the built-in its name selects")
+        assert len(storage.commits) == commits
+        fid = await act.register_function("alice", name="builtin-echo")
+        update = fe_pb.UpdateFunctionRequest(function_id=fid, name="echo", executor_type="builtin")
+        with pytest.raises(InvalidChoiceError, match="name 'echo' is not one of"):
+            await services.functions.update(caller("alice"), function_from_update_request(update, "alice"))
+        # Other executors' names are free text, as in Teaclave.
+        await act.register_function("alice", name="echo", executor_type="python", payload=b"def entrypoint(a): 1")
+
+    asyncio.run(go())

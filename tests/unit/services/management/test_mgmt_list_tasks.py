@@ -247,7 +247,7 @@ def test_servicer_pages_with_opaque_tokens(services, act, storage):
         fid = await act.register_function("fo")
         tasks = TaskService(storage, KeyLocks(), PolicyAuthorizer(), clock=Clock())
         created = [await create(tasks, fid) for _ in range(3)]
-        servicer = CloisterManagementServicer(tasks, services.functions)
+        servicer = CloisterManagementServicer(tasks, services.functions, services.audit)
         alice = Context("alice")
         first = await servicer.ListTasks(cpb.ListTasksRequest(page_size=2), alice)
         assert [t.task_id for t in first.tasks] == created[:0:-1] and first.next_page_token
@@ -284,7 +284,7 @@ def test_a_page_stops_before_it_outgrows_a_public_message(services, act, storage
         tasks = TaskService(storage, KeyLocks(), PolicyAuthorizer(), clock=Clock())
         arguments = json.dumps({"a": "x" * (1024 * 1024)})
         created = [await tasks.create(caller("alice", ORG1), fid, arguments, "builtin", {}, {}) for _ in range(4)]
-        servicer = CloisterManagementServicer(tasks, services.functions)
+        servicer = CloisterManagementServicer(tasks, services.functions, services.audit)
         seen, token = [], ""
         while True:
             page = await servicer.ListTasks(cpb.ListTasksRequest(page_token=token), Context("alice"))

@@ -139,7 +139,7 @@ def test_files_through_servicer(servicers):
 
 
 def test_audit_through_servicer(servicers):
-    management, _ = servicers
+    management, cloister_management = servicers
 
     async def go():
         ip = ipaddress.IPv6Address("::10.0.0.1").packed
@@ -157,5 +157,14 @@ def test_audit_through_servicer(servicers):
             await management.QueryAuditLogs(fe_pb.QueryAuditLogsRequest(query="", limit=1), ALICE)
         with pytest.raises(FailedOperationError, match="ip must be 16 bytes"):
             await management.SaveLogs(mpb.SaveLogsRequest(logs=[common_pb.Entry(ip=b"\x01")]), Context())
+        page = await cloister_management.QueryAuditPage(cpb.QueryAuditPageRequest(query="get_task", limit=1), ADMIN)
+        assert [(r.seq, r.entry) for r in page.records] == [(1, logs[0])]
+        assert (page.next_after, page.head, page.cut_through) == (1, 2, 0)
+        page = await cloister_management.QueryAuditPage(cpb.QueryAuditPageRequest(query="get_task", after=1), ADMIN)
+        assert [(r.seq, r.entry) for r in page.records] == [(2, logs[1])] and page.next_after == 2
+        with pytest.raises(AccessDeniedError):
+            await cloister_management.QueryAuditPage(cpb.QueryAuditPageRequest(), ALICE)
+        with pytest.raises(InvalidArgumentError, match="query is not valid"):
+            await cloister_management.QueryAuditPage(cpb.QueryAuditPageRequest(query="date:soon"), ADMIN)
 
     asyncio.run(go())

@@ -15,7 +15,6 @@ from cloister.errors import (
     InvalidDataIdError,
     InvalidFunctionIdError,
     InvalidTaskIdError,
-    MalformedRequestError,
 )
 from cloister.model.ids import ExternalId, usage_key
 from cloister.model.roles import Role
@@ -54,11 +53,50 @@ def test_create_task_arguments_and_defaults(services, act, storage):
         assert stored["function_arguments"] == {"inner": {"a": 5, "b": "2"}}
         assert stored["status"] == "Created" and stored["executor"] == "Builtin"
         assert stored["function_id"] == ExternalId.parse(fid).to_json()
-        for bad in ("{}", '{"a": 1, "b": 2}', '{"a": 1, "c": 1}'):
-            with pytest.raises(InvalidArgumentError, match=r"^invalid task$"):
+        # An overwritable argument with a default may be left out (the reference refused it).
+        tid = await services.tasks.create(
+            caller("alice", ORG1), fid, "{}", "builtin", owners(in1=["alice"]), owners(out=["bob"])
+        )
+        assert storage.json(tid)["function_arguments"] == {"inner": {"a": "1", "b": "2"}}
+        for bad, message in (
+            (
+                '{"a": 1, "b": 2}',
+                "invalid task: function_arguments sets 'b', which the function fixes (allow_overwrite is false)",
+            ),
+            ('{"a": 1, "c": 1}', "invalid task: function_arguments has 'c', which the function does not declare"),
+        ):
+            with pytest.raises(InvalidArgumentError) as refused:
                 await services.tasks.create(
                     caller("alice", ORG1), fid, bad, "builtin", owners(in1=["a"]), owners(out=["b"])
                 )
+            assert refused.value.message == message + "; its arguments a task sets: 'a'"
+
+    asyncio.run(go())
+
+
+def test_an_argument_without_default_must_be_given(services, act, storage):
+    async def go():
+        arguments = [fe_pb.FunctionArgument(key=k, allow_overwrite=True) for k in ("message", "save_log")]
+        fid = await act.register_function("fo", arguments=arguments)
+
+        async def create(arguments_json):
+            return await services.tasks.create(caller("alice", ORG1), fid, arguments_json, "builtin", {}, {})
+
+        with pytest.raises(InvalidArgumentError) as refused:
+            await create("{}")
+        assert refused.value.message == (
+            "invalid task: function_arguments lacks 'message', 'save_log', which the function needs (no default)"
+        )
+        with pytest.raises(InvalidArgumentError) as refused:
+            await create('{"mesage": "s3cret", "save_log": "true"}')
+        assert refused.value.message == (
+            "invalid task: function_arguments has 'mesage', which the function does not declare; "
+            "its arguments a task sets: 'message', 'save_log'"
+        )
+        assert "s3cret" not in refused.value.message  # values are never shown: they may be secrets
+        # A Teaclave client sends every overwritable argument, as before.
+        tid = await create('{"message": "hi", "save_log": "true"}')
+        assert storage.json(tid)["function_arguments"] == {"inner": {"message": "hi", "save_log": "true"}}
 
     asyncio.run(go())
 
@@ -71,15 +109,25 @@ def test_create_task_request_parsing(services, act):
             return await services.tasks.create(caller("alice", ORG1), fid, arguments, executor, {}, {})
 
         for bad in ("[]", '"x"', "", "{", '{"a": NaN}', "[" * 5000 + "]" * 5000, '{"a": 1e999}'):
-            with pytest.raises(MalformedRequestError, match=r"function_arguments|function arguments"):
+            with pytest.raises(
+                InvalidArgumentError, match=r"^function_arguments (is not valid JSON|must be a JSON object)"
+            ):
                 await create(arguments=bad)
-        with pytest.raises(MalformedRequestError, match="too large"):
+        with pytest.raises(
+            InvalidArgumentError, match=r"^function_arguments is 3145737 bytes, over the limit of 2097152"
+        ):
             await create(arguments='{"a": "' + "x" * (3 * 1024 * 1024) + '"}')
-        with pytest.raises(MalformedRequestError, match="Unsupported executor: java"):
+        with pytest.raises(InvalidArgumentError, match=r"^executor 'java' is not one of: builtin, python, wasm"):
             await create(executor="java")
-        with pytest.raises(InvalidArgumentError, match="invalid task"):
+        with pytest.raises(
+            InvalidArgumentError, match=r"^invalid task: function_arguments has 'x'.*; it has no arguments"
+        ):
             await create(arguments='{"x": 1}')
-        tid = await create(executor="python")
+        # The executor must be one that runs the function: refused now, not when the task runs.
+        with pytest.raises(InvalidArgumentError, match=r"^executor 'python' cannot run this function, whose executor"):
+            await create(executor="python")
+        python = await act.register_function("fo", name="f", executor_type="python", payload=b"def entrypoint(a): 1")
+        tid = await services.tasks.create(caller("alice", ORG1), python, "{}", "python", {}, {})
         assert (await services.tasks.get(caller("alice"), tid)).executor == "mesapy"
         for bad_id in ("nope", "task-" + fid.split("-", 1)[1], "function-" + "0" * 32):
             with pytest.raises(InvalidFunctionIdError):
@@ -97,13 +145,27 @@ def test_optional_and_unknown_file_names(services, act):
 
         await create(owners(in1=["alice"]), owners(out=["alice"]))
         await create(owners(in1=["alice"], opt=["bob"]), owners(out=["alice"]))
-        for inputs, outputs in (
-            (owners(opt=["alice"]), owners(out=["alice"])),  # required in1 missing
-            (owners(in1=["alice"], zzz=["alice"]), owners(out=["alice"])),  # unknown name
-            (owners(in1=["alice"]), {}),  # required output missing
+        for inputs, outputs, message in (
+            (
+                owners(opt=["alice"]),
+                owners(out=["alice"]),
+                "invalid task: inputs_ownership lacks 'in1', required inputs of the function; give each its owners",
+            ),
+            (
+                owners(in1=["alice"], zzz=["alice"]),
+                owners(out=["alice"]),
+                "invalid task: inputs_ownership names 'zzz', which the function does not declare; "
+                "its inputs: 'in1', 'opt'",
+            ),
+            (
+                owners(in1=["alice"]),
+                {},
+                "invalid task: outputs_ownership lacks 'out', required outputs of the function; give each its owners",
+            ),
         ):
-            with pytest.raises(InvalidArgumentError, match="invalid task"):
+            with pytest.raises(InvalidArgumentError) as refused:
                 await create(inputs, outputs)
+            assert refused.value.message == message
 
     asyncio.run(go())
 
@@ -154,8 +216,11 @@ def test_assign_data_ownership_rules(services, act, storage):
             await assign("zed", tid, [], [])
         with pytest.raises(AccessDeniedError):  # undeclared name
             await assign("alice", tid, [("opt", shared_in)], [])
-        with pytest.raises(MalformedRequestError):  # unparsable id: INTERNAL, as in the reference
+        with pytest.raises(InvalidArgumentError) as unparsable:  # INTERNAL in the reference
             await assign("alice", tid, [("in1", "garbage")], [])
+        assert unparsable.value.message == (
+            "inputs: data id 'garbage' for 'in1' is not an input id (input-<uuid>, as RegisterInputFile answers)"
+        )
         with pytest.raises(InvalidDataIdError):  # an output id among inputs
             await assign("alice", tid, [("in1", alice_out)], [])
         with pytest.raises(InvalidDataIdError):

@@ -1,0 +1,86 @@
+"""``cloister audit export``: the entries after a number, as the chained records they are stored as,
+reaching into retention's export files for entries it cut."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from pathlib import Path
+
+import pytest
+from policy_authorizer import PolicyAuthorizer
+
+from cloister.cli.audit import export
+from cloister.config import Settings, load_settings
+from cloister.crypto.sealing import Sealer, load_or_create_key
+from cloister.errors import ConfigurationError
+from cloister.model.audit import AuditEntry, ChainedEntry, ChainHead, verify_chain
+from cloister.services.management.audit import AuditLog
+from cloister.services.management.audit_retention import AuditRetention
+from cloister.storage.local import LocalStorage
+from cloister.storage.sqlite import SQLiteStore
+
+NOW = 1_800_000_000.0
+DAY = 86_400
+
+
+def _platform(tmp_path: Path, ages_in_days: list[float]) -> Settings:
+    """A stopped platform's state whose audit log holds one entry per age, oldest first."""
+    settings = load_settings(None, {}, state_dir=tmp_path / "state")
+    settings.database_path.parent.mkdir(parents=True)
+    store = SQLiteStore(settings.database_path, Sealer(load_or_create_key(settings.storage_key_path)))
+    store.start()
+    storage = LocalStorage(store)
+    entries = [
+        AuditEntry(int((NOW - age * DAY) * 1e6), bytes(16), "", f"call {n}", True)
+        for n, age in enumerate(ages_in_days, 1)
+    ]
+
+    async def build() -> None:
+        await AuditLog(storage, PolicyAuthorizer()).save(entries)
+        await AuditRetention(storage, settings.audit_export_dir, 30 * DAY, 3600, now=lambda: NOW).apply()
+
+    try:
+        asyncio.run(build())
+    finally:
+        store.close()
+    return settings
+
+
+def _lines(settings: Settings, since: int, exports: Path | None = None) -> list[dict]:
+    out = io.BytesIO()
+    result = export(settings, since, out, exports)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert result.count == len(lines) and result.last == (lines[-1]["seq"] if lines else since)
+    return lines
+
+
+def test_export_writes_the_entries_after_since_as_chained_records(tmp_path: Path) -> None:
+    settings = _platform(tmp_path, [1, 1, 1, 1, 1])
+    lines = _lines(settings, 2)
+    assert [line["seq"] for line in lines] == [3, 4, 5]
+    assert [line["entry"]["message"] for line in lines] == ["call 3", "call 4", "call 5"]
+    out = io.BytesIO()
+    export(settings, 0, out)
+    raw = out.getvalue().splitlines()
+    last = ChainedEntry.from_json(json.loads(raw[-1]))
+    assert verify_chain([(n, line) for n, line in enumerate(raw, 1)], ChainHead(5, last.digest)) == 5
+    assert _lines(settings, 5) == [] and _lines(settings, 99) == []
+
+
+def test_export_reads_what_retention_cut_from_its_export_files(tmp_path: Path) -> None:
+    settings = _platform(tmp_path, [90, 80, 70, 1, 1])  # the first three are cut and exported
+    assert [line["seq"] for line in _lines(settings, 0)] == [1, 2, 3, 4, 5]
+    assert [line["seq"] for line in _lines(settings, 2)] == [3, 4, 5]
+    moved = tmp_path / "archive"
+    settings.audit_export_dir.rename(moved)
+    with pytest.raises(ConfigurationError, match="entries 2 to 3 were cut from storage by retention"):
+        _lines(settings, 1)
+    assert [line["seq"] for line in _lines(settings, 1, exports=moved)] == [2, 3, 4, 5]
+    assert [line["seq"] for line in _lines(settings, 3)] == [4, 5]  # storage alone still has these
+
+
+def test_export_needs_a_platform(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="no Cloister storage"):
+        export(load_settings(None, {}, state_dir=tmp_path), 0, io.BytesIO())
