@@ -261,6 +261,14 @@ class ConfigurationError(CloisterError):
     status = StatusCode.FAILED_PRECONDITION
     default_message = "invalid configuration"
 
+    @classmethod
+    def not_started(cls, state_dir: object) -> ConfigurationError:
+        """What ``cloister status`` and ``Client.connect_local`` say before the first ``cloister up``."""
+        return cls(
+            f"no Cloister has been started with state directory {state_dir}: start one with "
+            "`cloister up` (or `make run`), or give the --state-dir or --config it was started with"
+        )
+
 
 class TaskError(CloisterError):
     """A task ended without a result; raised by the SDK when waiting for one."""

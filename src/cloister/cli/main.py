@@ -18,7 +18,7 @@ from rich.markup import escape
 from cloister import logs
 from cloister.attestation.backends import SIMULATED_NOTICE
 from cloister.config import ATTESTATION_SERVICE, SERVICES, Settings, load_settings
-from cloister.errors import CloisterError
+from cloister.errors import CloisterError, ConfigurationError
 from cloister.launcher import LaunchRecord, Platform, stop_with_launcher
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -155,10 +155,7 @@ def _started_settings(state_dir: Path | None, config_path: Path | None) -> tuple
     except CloisterError as exc:
         raise click.ClickException(exc.message) from None
     if not deployment_of(settings).as_root_ca_path.exists():
-        raise click.ClickException(
-            f"no Cloister has been started with state directory {settings.state_dir}: start one with "
-            "`cloister up` (or `make run`), or give the --state-dir or --config it was started with"
-        )
+        raise click.ClickException(ConfigurationError.not_started(settings.state_dir).message)
     return settings, source
 
 

@@ -54,7 +54,10 @@ class Trust:
     @classmethod
     def from_state_dir(cls, path: str | Path) -> Trust:
         """The trust material of the local platform whose state is in ``path`` (``make run``'s)."""
-        deployment = Deployment(Settings(state_dir=Path(path).expanduser()).attestation_dir)
+        state_dir = Path(path).expanduser()
+        deployment = Deployment(Settings(state_dir=state_dir).attestation_dir)
+        if not deployment.as_root_ca_path.exists():
+            raise ConfigurationError.not_started(state_dir)
         return cls.from_files(deployment.as_root_ca_path, deployment.enclave_info_path)
 
     def verifier(self) -> PeerVerifier:

@@ -446,6 +446,11 @@ def test_errors_reach_the_caller_as_raised(client: Client, frontend: FakeChannel
 
 def test_trust_from_missing_files_says_which(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"as_root_ca\.pem"):
+        Trust.from_files(tmp_path / "as_root_ca.pem", tmp_path / "enclave_info.toml")
+
+
+def test_trust_from_a_state_dir_nothing_started_in_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="no Cloister has been started with state directory"):
         Trust.from_state_dir(tmp_path)
 
 
