@@ -6,7 +6,6 @@ traceback or a hang."""
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -14,17 +13,13 @@ from pathlib import Path
 
 import pytest
 from cloister_cli import clean_environment, processes_mentioning
+from test_readme import quick_start_code
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
 
 # bwrap installed but refused its namespaces, as Docker without privileges answers.
 BROKEN_BWRAP = "#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n"
-
-
-def _quick_start() -> str:
-    start, end = README.index("<!-- quick-start:"), README.index("<!-- quick-start end -->")
-    return "\n".join(re.findall(r"```python\n(.*?)```", README[start:end], re.S))
 
 
 @pytest.mark.skipif(
@@ -66,7 +61,7 @@ def test_make_run_in_a_fresh_clone_refuses_a_host_without_a_usable_sandbox(tmp_p
     assert len(status.stderr.splitlines()) == 1
 
     # The quick start pasted anyway: its first line says the same, as an exception a REPL shows.
-    quick_start = step(".venv/bin/python", "-c", _quick_start())
+    quick_start = step(".venv/bin/python", "-c", quick_start_code())
     assert quick_start.returncode == 1
     assert quick_start.stderr.splitlines()[-1].startswith(
         "cloister.errors.ConfigurationError: no Cloister has been started"
