@@ -251,12 +251,16 @@ def audit_export(
             result = export(settings, since, sys.stdout.buffer, exports)
             sys.stdout.buffer.flush()
         else:
-            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            os.fchmod(fd, 0o600)  # audit entries name users: an existing file is made private too
+            # Not through a symlink, and emptied only once it is private: audit entries name users.
+            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
             with open(fd, "wb") as out:
+                os.fchmod(fd, 0o600)
+                os.ftruncate(fd, 0)
                 result = export(settings, since, out, exports)
     except CloisterError as exc:
         raise click.ClickException(exc.message) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
     console.print(f"exported {result.count} audit entries; next time: --since {result.last}")
 
 

@@ -84,3 +84,25 @@ def test_export_reads_what_retention_cut_from_its_export_files(tmp_path: Path) -
 def test_export_needs_a_platform(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="no Cloister storage"):
         export(load_settings(None, {}, state_dir=tmp_path), 0, io.BytesIO())
+
+
+def test_export_to_a_file_writes_it_private_and_never_through_a_symlink(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from cloister.cli.main import main
+
+    settings = _platform(tmp_path, [1, 1])
+    state = ["--state-dir", str(settings.state_dir)]
+    existing = tmp_path / "audit.jsonl"
+    existing.write_text("old and longer than what replaces it\n" * 10)
+    existing.chmod(0o644)
+    result = CliRunner().invoke(main, ["audit", "export", *state, "--since", "1", "-o", str(existing)])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["seq"] for line in existing.read_text().splitlines()] == [2]
+    assert existing.stat().st_mode & 0o777 == 0o600
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    (tmp_path / "planted").symlink_to(victim)
+    result = CliRunner().invoke(main, ["audit", "export", *state, "--since", "0", "-o", str(tmp_path / "planted")])
+    assert result.exit_code == 1 and "cannot write" in result.output
+    assert victim.read_text() == "keep me"

@@ -12,7 +12,8 @@ answers. Entries and their index records are written in one commit.
 What someone who reads the database without the storage key learns: how many distinct terms
 each block holds, which blocks share a term (equal tags), and from a value's length roughly how
 many entries of a block hold it (lengths are rounded up to a power of two, and above 128 entries
-all look alike). Never a term, a user id or a message, nor which entry holds what.
+all look alike); and, from the commit versions storage keeps in clear, which entries were written
+with which tags, so which entries share a term (docs/audit.md). Never a term, a user id or a message.
 """
 
 from __future__ import annotations
