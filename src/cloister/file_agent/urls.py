@@ -9,6 +9,7 @@ query, so :func:`display_url` is the only form of a URL that may appear in a mes
 
 from __future__ import annotations
 
+import re
 from urllib.parse import SplitResult, urlsplit
 
 from cloister.errors import TransferError
@@ -97,6 +98,10 @@ def url_basename(url: str) -> str:
     return name
 
 
+_MEDIA_TYPE = re.compile(r"([A-Za-z0-9.+-]+/[A-Za-z0-9.+-]+)?(;[A-Za-z0-9.+-]+(=[A-Za-z0-9.+-]+)?)*")
+"""A data URL's media type and parameters as shown; anything else there may be its payload."""
+
+
 def display_url(url: str) -> str:
     """``url`` without its query, fragment, user name and password, and with a data URL's payload left out.
 
@@ -109,15 +114,19 @@ def display_url(url: str) -> str:
     except ValueError:
         return "<unparseable URL>"
     scheme = parts.scheme.lower()
+    # A malformed URL (``https:/user:password@host``) keeps its user name and password in the
+    # path: whatever comes before an ``@`` is never shown.
+    path = parts.path.rpartition("@")[2]
     if scheme == "data":
         media_type, comma, _ = parts.path.partition(",")
-        text = f"data:{media_type}{',...' if comma else ''}"
+        shown = media_type if comma and _MEDIA_TYPE.fullmatch(media_type) else ""
+        text = f"data:{shown},..." if shown else "data:..."
     elif not scheme:
-        text = parts.path
+        text = path
     elif url[len(scheme) + 1 :].startswith("//"):
-        text = f"{scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+        text = f"{scheme}://{parts.netloc.rpartition('@')[2]}{path}"
     else:
-        text = f"{scheme}:{parts.path}"
+        text = f"{scheme}:{path}"
     text = _encode(text, frozenset())
     if len(text) > _DISPLAY_LIMIT:
         text = text[: _DISPLAY_LIMIT - 3] + "..."

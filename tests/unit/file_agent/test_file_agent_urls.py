@@ -58,6 +58,12 @@ def test_url_without_scheme_is_refused() -> None:
         ("fusion:///TEACLAVE_FUSION_BASE/a.fusion", "fusion:///TEACLAVE_FUSION_BASE/a.fusion"),
         ("http://host/line\nbreak\x1b[2J", "http://host/linebreak%1B[2J"),
         ("http://[bad", "<unparseable URL>"),
+        # Malformed URLs keep user names and passwords, and payloads, where they do not belong.
+        ("https:/alice:S3cretPw@host/p", "https:host/p"),
+        ("https:///alice:S3cretPw@host/p", "https://host/p"),
+        ("http:alice:S3cretPw@host", "http:host"),
+        ("data:text/plain;base64;c2VjcmV0", "data:..."),
+        ("data:c2VjcmV0c2VjcmV0,x", "data:..."),
     ],
 )
 def test_display_url(url: str, shown: str) -> None:
