@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -124,13 +125,22 @@ def task_log(printed: bytes, *, limit: int, dropped: bool) -> tuple[str, ...]:
     Every task gets its log, not only those whose arguments say ``save_log`` (Teaclave's switch,
     still accepted and passed on like any argument): a function's printed output goes to all of
     the task's participants, like its return value. When output past the limit was ``dropped``,
-    the last line says so, and the lines stay within the limit.
+    the last line says so; the bytes kept are within the limit. Control characters are shown as
+    ``\\xNN``, so a log cannot drive the terminal of whoever reads it.
     """
     if not dropped:
-        return tuple(printed.decode(errors="replace").splitlines())
+        return _lines(printed)
     notice = f"[WARN cloister] task log truncated: it is limited to {limit} bytes ([sandbox] log_bytes)"
     kept = printed[: max(limit - len(notice.encode()) - 1, 0)]
-    return (*kept.decode(errors="replace").splitlines(), notice)
+    return (*_lines(kept), notice)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _lines(printed: bytes) -> tuple[str, ...]:
+    text = printed.decode(errors="replace")
+    return tuple(_CONTROL.sub(lambda c: f"\\x{ord(c.group()):02x}", line) for line in text.splitlines())
 
 
 __all__ = ["Executor", "FunctionError", "TaskFiles", "TaskIO", "pair_name", "task_log"]

@@ -21,3 +21,12 @@ def test_dropped_output_ends_with_a_notice_and_stays_within_the_limit() -> None:
     assert log[-1].startswith("[WARN cloister] task log truncated") and "4096 bytes" in log[-1]
     assert len("\n".join(log).encode()) <= 4096
     assert all(line.startswith("line ") for line in log[:-1])
+
+
+def test_control_characters_are_shown_escaped_so_a_log_cannot_drive_a_terminal() -> None:
+    printed = b"clear\x1b[2J screen\tand tab\x07\n\x9b is not C1 here\n"
+    assert task_log(printed, limit=1000, dropped=False) == (
+        "clear\\x1b[2J screen\tand tab\\x07",
+        "\ufffd is not C1 here",
+    )
+    assert task_log("caf\u00e9 \u0085end".encode(), limit=1000, dropped=False) == ("caf\u00e9 ", "end")
