@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 
-BASELINE = 24
+BASELINE = 21
 """Errors mypy reports on main today (all in code that predates strict typing)."""
 
 

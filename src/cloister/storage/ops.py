@@ -48,6 +48,11 @@ class Check:
     key: bytes
     version: int
 
+    @classmethod
+    def of(cls, key: bytes, read: Versioned | None) -> Check:
+        """The check that ``key`` is still as it was ``read`` (absent when ``read`` is None)."""
+        return cls(key, 0 if read is None else read.version)
+
 
 Op = Put | Delete | Enqueue | Ack | Dequeue | Check
 

@@ -19,11 +19,12 @@ from cloister.errors import FailedOperationError, InvalidArgumentError
 from cloister.model.access import AUDIT_LOG_QUERY, Subject
 from cloister.model.audit import AuditEntry, AuditPage, ChainAnchor, ChainedEntry, ChainHead
 from cloister.rpc.authorizer import Authorizer, require
-from cloister.services.management.audit_index import AuditIndex, block_end
+from cloister.services.management.audit_index import KEY_KEY, STATE_KEY, AuditIndex, IndexState, block_end
 from cloister.services.management.audit_query import Query, QuerySyntaxError, parse_query
 from cloister.services.management.audit_search import AuditSearch, Page, Scope
+from cloister.services.management.locks import retrying
 from cloister.storage.client import KeyValueStore
-from cloister.storage.ops import Put
+from cloister.storage.ops import Check, Op, Put
 from cloister.storage.records import decode, encode_json, put
 
 logger = logging.getLogger(__name__)
@@ -78,16 +79,15 @@ class AuditLog:
         self._storage = storage
         self._authorizer = authorizer
         self._lock = asyncio.Lock()
-        self._head: ChainHead | None = None
-        self._delivered: dict[str, int] = {}
+        self._indexed = False
+        """Whether the index was found complete (it then stays so: new entries are indexed as stored)."""
         self._index = AuditIndex(storage)
         self._search = AuditSearch(self._index, self._read_entries)
 
     @property
     def index_built(self) -> bool:
         """Whether every stored entry is indexed (entries from before the index included)."""
-        state = self._index.state
-        return state is not None and state.complete
+        return self._indexed
 
     async def save(self, entries: Sequence[AuditEntry], source: SpoolPosition | None = None) -> None:
         """Append a batch to the chain, and to the index, in one commit; one malformed entry rejects
@@ -96,68 +96,72 @@ class AuditLog:
         With ``source`` (the shipping spool and the batch's first sequence number), entries that
         source already delivered are skipped, and its highest delivered number is stored in the
         same commit: a batch shipped again after a crash is not stored twice.
+
+        The commit holds only if the chain's head, the index records and the delivery mark are
+        as read, so appends by several management replicas make one chain: the one that loses
+        the race reads the new head and appends after it.
         """
         for entry in entries:
             if len(entry.ip) != _IP_BYTES:
                 raise _error("failed to transform entries: ip must be 16 bytes")
         if not entries:
             return
-        async with self._lock:
-            try:
-                await self._append(entries, source)
-            except BaseException:
-                self._forget()
-                raise
 
-    def _forget(self) -> None:
-        """After a commit that may or may not have been applied: read the head, marks and index afresh."""
-        self._head = None
-        self._delivered.clear()
-        self._index.forget()
+        async def attempt() -> None:
+            async with self._lock:
+                try:
+                    await self._append(entries, source)
+                finally:
+                    self._index.forget()
+
+        await retrying(attempt)
+
+    async def _load_head(self) -> tuple[ChainHead, Check, IndexState]:
+        """The chain's head and the index's state, read together; the check that the head is unchanged."""
+        raw_head, raw_state, raw_key = await self._storage.read([HEAD_KEY, STATE_KEY, KEY_KEY])
+        head = load_head(raw_head.value if raw_head is not None else None)
+        return head, Check.of(HEAD_KEY, raw_head), self._index.loaded(head.count, raw_state, raw_key)
 
     async def _append(self, entries: Sequence[AuditEntry], source: SpoolPosition | None) -> None:
-        if self._head is None:
-            self._head = load_head(await self._storage.get(HEAD_KEY))
-        await self._index.load(self._head.count)
-        ops = []
+        head, unchanged, _ = await self._load_head()
+        ops: list[Op] = [unchanged]
         if source is not None:
             name, first = source
-            if name not in self._delivered:
-                raw = await self._storage.get(delivered_key(name))
-                self._delivered[name] = int(json.loads(raw)["seq"]) if raw is not None else 0
-            skip = max(0, self._delivered[name] - first + 1)
+            (raw,) = await self._storage.read([delivered_key(name)])
+            delivered = int(json.loads(raw.value)["seq"]) if raw is not None else 0
+            skip = max(0, delivered - first + 1)
             if skip:
                 logger.info("skipping %d audit entries %s delivered before", min(skip, len(entries)), name)
             entries = entries[skip:]
             if not entries:
                 return
             last = first + skip + len(entries) - 1
-            ops.append(Put(delivered_key(name), encode_json({"seq": last})))
-        chained, head = self._head.extend(entries)
+            ops += [Check.of(delivered_key(name), raw), Put(delivered_key(name), encode_json({"seq": last}))]
+        chained, new_head = head.extend(entries)
         index_ops = await self._index.ops_for(chained)
         await self._storage.commit(
-            [*(put(entry_key(c.seq), c) for c in chained), put(HEAD_KEY, head), *ops, *index_ops]
+            [*ops, *(put(entry_key(c.seq), c) for c in chained), put(HEAD_KEY, new_head), *index_ops]
         )
-        self._head = head
-        self._index.committed()
-        if source is not None:
-            self._delivered[source[0]] = last
 
     async def build_index(self) -> None:
         """Index the entries stored before the index existed, a block per commit; returns once every
         stored entry is indexed. Queries wait for it; saves go on between its commits."""
         while not self.index_built:
-            async with self._lock:
-                try:
-                    await self._backfill_block()
-                except BaseException:
-                    self._forget()
-                    raise
+
+            async def attempt() -> None:
+                async with self._lock:
+                    try:
+                        await self._backfill_block()
+                    finally:
+                        self._index.forget()
+
+            await retrying(attempt)
 
     async def _backfill_block(self) -> None:
-        if self._head is None:
-            self._head = load_head(await self._storage.get(HEAD_KEY))
-        state = await self._index.load(self._head.count)
+        # Not checked against the head: entries appended meanwhile touch only the index records
+        # that ops_for checks, so the two conflict only where they would lose each other's bits.
+        _, _, state = await self._load_head()
+        self._indexed = state.complete
         if state.complete:
             return
         anchor = load_anchor(await self._storage.get(ANCHOR_KEY))
@@ -167,8 +171,8 @@ class AuditLog:
         ops = await self._index.ops_for(records)
         done = max(end, state.backfilled)
         await self._storage.commit([*ops, self._index.state_op(done)])
-        self._index.committed(done)
-        if self._index.state is not None and self._index.state.complete:
+        self._indexed = done >= state.backfill_until
+        if self._indexed:
             logger.info("audit index: the %d entries stored before it are indexed", state.backfill_until)
 
     async def _read_entries(self, numbers: Sequence[int]) -> list[ChainedEntry | None]:

@@ -108,7 +108,7 @@ class TermTagger:
     def __init__(self, key: bytes) -> None:
         if len(key) != KEY_BYTES:
             raise InternalError("the audit index key is damaged")
-        self._key = key
+        self.key = key
         self._cache: dict[Term, bytes] = {}
 
         self._texts: dict[tuple[str, str], frozenset[bytes]] = {}
@@ -117,7 +117,7 @@ class TermTagger:
         tag = self._cache.get(term)
         if tag is None:
             message = term[0].encode() + b"\x00" + term[1].encode("utf-8", "surrogatepass")
-            tag = hmac.digest(self._key, message, "sha256")[:_TAG_BYTES].hex().encode()
+            tag = hmac.digest(self.key, message, "sha256")[:_TAG_BYTES].hex().encode()
             if len(self._cache) >= _CACHED:
                 self._cache.clear()
             self._cache[term] = tag
@@ -260,7 +260,8 @@ class AuditIndex:
         return self._tagger
 
     def forget(self) -> None:
-        self._tagger, self._state, self._pending = None, None, []
+        """Read the state afresh before the next ops (the tagger stays: the key never changes)."""
+        self._state, self._pending = None, []
 
     async def load(self, head: int) -> IndexState:
         """The index's state, begun now (to be committed with the next ops) if it does not exist yet.
@@ -270,7 +271,15 @@ class AuditIndex:
         if self._state is not None:
             return self._state
         raw_state, raw_key = await self._storage.read([STATE_KEY, KEY_KEY])
-        pending: list[Op] = []
+        return self.loaded(head, raw_state, raw_key)
+
+    def loaded(self, head: int, raw_state: Versioned | None, raw_key: Versioned | None) -> IndexState:
+        """:meth:`load` from the state and key records read by the caller (with the chain's head).
+
+        The ops of the next :meth:`ops_for` then check that the state is still as read: another
+        management replica indexing meanwhile makes that commit conflict instead of losing bits.
+        """
+        pending: list[Op] = [Check.of(STATE_KEY, raw_state)]
         if raw_key is None:
             if raw_state is not None:
                 raise InternalError("the audit index key is missing; delete the audit_index records to rebuild")
@@ -283,7 +292,9 @@ class AuditIndex:
             pending.append(Put(STATE_KEY, encode_json(state.to_json())))
         else:
             state = IndexState.from_json(json.loads(raw_state.value))
-        self._tagger, self._state, self._pending = TermTagger(key), state, pending
+        if self._tagger is None or self._tagger.key != key:
+            self._tagger = TermTagger(key)
+        self._state, self._pending = state, pending
         return state
 
     def state_op(self, backfilled: int) -> Put:
@@ -315,7 +326,7 @@ class AuditIndex:
         blocks = list(times)
         meta_keys = [key for b in blocks for key in (dates_key(b), span_key(b))]
         stored = await self._storage.read([*keys, *meta_keys])
-        ops: list[Op] = list(self._pending)
+        ops: list[Op] = [*self._pending, *(Check.of(k, v) for k, v in zip([*keys, *meta_keys], stored, strict=True))]
         values = iter(stored[: len(keys)])
         for block, postings in added.items():
             for tag, bits in postings.items():

@@ -17,9 +17,9 @@ from cloister.model.access import Action, Subject, function_query, user_query
 from cloister.model.functions import Function, FunctionUsage, UserFunctions
 from cloister.model.ids import ExternalId, parse_id, requirements_key, usage_key, user_record_key
 from cloister.rpc.authorizer import Authorizer, denied, require
-from cloister.services.management.locks import KeyLocks
+from cloister.services.management.locks import KeyLocks, retrying
 from cloister.storage.client import StorageClient
-from cloister.storage.ops import Delete, Op, Put
+from cloister.storage.ops import Check, Delete, Op, Put
 from cloister.storage.records import decode, load, put
 
 _PREFIX = "function"
@@ -61,40 +61,59 @@ class FunctionService:
     async def _load(self, function_id: ExternalId) -> Function:
         return await load(self._storage, function_id, Function.from_json, InvalidFunctionIdError)
 
-    async def _user_records(self, user_ids: list[str]) -> dict[str, UserFunctions | None]:
-        """The function lists of ``user_ids`` (``None`` where a user has none yet)."""
+    async def _load_for_change(self, function_id: ExternalId) -> tuple[Function, Check]:
+        """The function, and the check that it is unchanged when the change is committed."""
+        (value,) = await self._storage.read([function_id.key])
+        function = decode(value, Function.from_json)
+        if function is None:
+            raise InvalidFunctionIdError()
+        return function, Check.of(function_id.key, value)
+
+    async def _user_records(self, user_ids: list[str]) -> tuple[dict[str, UserFunctions | None], list[Check]]:
+        """The function lists of ``user_ids`` (``None`` where a user has none yet), and the checks
+        that they are unchanged when lists derived from them are committed."""
         unique = list(dict.fromkeys(user_ids))
-        values = await self._storage.read([user_record_key(u) for u in unique])
-        return {u: decode(v, UserFunctions.from_json) for u, v in zip(unique, values, strict=True)}
+        keys = [user_record_key(u) for u in unique]
+        values = await self._storage.read(keys)
+        records = {u: decode(v, UserFunctions.from_json) for u, v in zip(unique, values, strict=True)}
+        return records, [Check.of(k, v) for k, v in zip(keys, values, strict=True)]
 
     async def register(self, function: Function) -> str:
         """Store ``function``, list it for its owner and allow-listed users, start its counter at 0."""
         check_builtin(function)
         function_id = function.external_id
         users = [function.owner, *function.user_allowlist]
-        async with self._locks.hold(*(user_record_key(u) for u in users)):
-            records = await self._user_records(users)
-            lists = {u: r or UserFunctions(id=u) for u, r in records.items()}
-            owner = lists[function.owner]
-            lists[function.owner] = replace(owner, registered_functions=(*owner.registered_functions, function_id))
-            for user in function.user_allowlist:
-                record = lists[user]
-                lists[user] = replace(record, allowed_functions=(*record.allowed_functions, function_id))
-            ops: list[Op] = [put(function_id.encode(), function)]
-            ops += [put(user_record_key(u), r) for u, r in lists.items()]
-            ops.append(put(usage_key(function.id), FunctionUsage(function.id, 0)))
-            await self._storage.commit(ops)
+
+        async def attempt() -> None:
+            async with self._locks.hold(*(user_record_key(u) for u in users)):
+                records, checks = await self._user_records(users)
+                lists = {u: r or UserFunctions(id=u) for u, r in records.items()}
+                owner = lists[function.owner]
+                lists[function.owner] = replace(owner, registered_functions=(*owner.registered_functions, function_id))
+                for user in function.user_allowlist:
+                    record = lists[user]
+                    lists[user] = replace(record, allowed_functions=(*record.allowed_functions, function_id))
+                ops: list[Op] = [*checks, put(function_id.encode(), function)]
+                ops += [put(user_record_key(u), r) for u, r in lists.items()]
+                ops.append(put(usage_key(function.id), FunctionUsage(function.id, 0)))
+                await self._storage.commit(ops)
+
+        await retrying(attempt)
         return function_id
 
     async def update(self, subject: Subject, replacement: Function) -> str:
         """Replace the function entirely; users' lists and the counter stay as they were [QUIRK]."""
         parsed = parse_id(replacement.external_id, _PREFIX, InvalidFunctionIdError)
         check_builtin(replacement)
-        async with self._locks.hold(parsed.key):
-            current = await self._load(parsed)
-            await self._require(subject, Action.FUNCTION_UPDATE, current)
-            updated = replace(replacement, owner=subject.user_id, disabled=current.disabled)
-            await self._storage.commit([put(parsed.key, updated)])
+
+        async def attempt() -> None:
+            async with self._locks.hold(parsed.key):
+                current, unchanged = await self._load_for_change(parsed)
+                await self._require(subject, Action.FUNCTION_UPDATE, current)
+                updated = replace(replacement, owner=subject.user_id, disabled=current.disabled)
+                await self._storage.commit([unchanged, put(parsed.key, updated)])
+
+        await retrying(attempt)
         return replacement.external_id
 
     async def set_requirements(self, subject: Subject, function_id: str, labels: list[str]) -> None:
@@ -139,10 +158,14 @@ class FunctionService:
     async def delete(self, subject: Subject, function_id: str) -> None:
         """Delete the function record only; lists and counter stay, tasks then fail to invoke."""
         parsed = parse_id(function_id, _PREFIX, InvalidFunctionIdError)
-        async with self._locks.hold(parsed.key):
-            function = await self._load(parsed)
-            await self._require(subject, Action.FUNCTION_DELETE, function)
-            await self._storage.commit([Delete(parsed.key)])
+
+        async def attempt() -> None:
+            async with self._locks.hold(parsed.key):
+                function, unchanged = await self._load_for_change(parsed)
+                await self._require(subject, Action.FUNCTION_DELETE, function)
+                await self._storage.commit([unchanged, Delete(parsed.key)])
+
+        await retrying(attempt)
 
     async def disable(self, subject: Subject, function_id: str) -> None:
         """Unlist the function for its owner and allow-listed users, clear its allowlist, mark it disabled.
@@ -150,18 +173,22 @@ class FunctionService:
         The default policy ignores the mark, so a public function stays usable [QUIRK].
         """
         parsed = parse_id(function_id, _PREFIX, InvalidFunctionIdError)
-        async with self._locks.hold(parsed.key):
-            function = await self._load(parsed)
-            await self._require(subject, Action.FUNCTION_DISABLE, function)
-            users = [function.owner, *function.user_allowlist]
-            async with self._locks.hold(*(user_record_key(u) for u in users)):
-                records = await self._user_records(users)
-                ops: list[Op] = []
-                for user, record in records.items():
-                    if record is not None:
-                        ops.append(put(user_record_key(user), _without(record, str(parsed))))
-                ops.append(put(parsed.key, replace(function, user_allowlist=(), disabled=True)))
-                await self._storage.commit(ops)
+
+        async def attempt() -> None:
+            async with self._locks.hold(parsed.key):
+                function, unchanged = await self._load_for_change(parsed)
+                await self._require(subject, Action.FUNCTION_DISABLE, function)
+                users = [function.owner, *function.user_allowlist]
+                async with self._locks.hold(*(user_record_key(u) for u in users)):
+                    records, checks = await self._user_records(users)
+                    ops: list[Op] = [unchanged, *checks]
+                    for user, record in records.items():
+                        if record is not None:
+                            ops.append(put(user_record_key(user), _without(record, str(parsed))))
+                    ops.append(put(parsed.key, replace(function, user_allowlist=(), disabled=True)))
+                    await self._storage.commit(ops)
+
+        await retrying(attempt)
 
     async def list_functions(self, subject: Subject, target_user_id: str) -> tuple[list[str], list[str]]:
         """``(registered, allowed)`` of ``target_user_id``; the allowed list is every function for

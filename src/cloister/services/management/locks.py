@@ -1,15 +1,41 @@
-"""Per-key asyncio locks, so a read-modify-write of one record never loses a concurrent update.
+"""Read-modify-writes that never lose a concurrent update, across management replicas.
 
 Teaclave read and rewrote records without locking and could lose one of two simultaneous
-approvals (§8.1). Management is one process, so an in-process lock per storage key, held from
-the read until the commit, is enough; locks of keys nobody waits for are dropped.
+approvals (§8.1). Here every read-modify-write commits on the condition that the records it
+decided on are unchanged (``Check``), and is run again by :func:`retrying` when another
+management replica, or the scheduler, changed one of them first. Within one process a lock per
+storage key, held from the read until the commit, keeps its own requests from racing at all;
+locks of keys nobody waits for are dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+from cloister.errors import ConflictError
+
+T = TypeVar("T")
+
+CONFLICT_ATTEMPTS = 10
+"""Times a read-modify-write is tried before its conflict reaches the caller (as ABORTED)."""
+
+
+async def retrying(operation: Callable[[], Awaitable[T]]) -> T:
+    """``operation()`` (read, decide, commit conditionally), again while its commit loses a race.
+
+    A lost race left nothing written, so the operation reads and decides afresh; the pauses
+    between tries grow and are random, so replicas racing for one record do not meet again.
+    """
+    for attempt in range(CONFLICT_ATTEMPTS - 1):
+        try:
+            return await operation()
+        except ConflictError:
+            await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
+    return await operation()
 
 
 class _Entry:

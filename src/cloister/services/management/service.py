@@ -16,7 +16,6 @@ from cloister.rpc.retry import supervised
 from cloister.rpc.runtime import ServiceRuntime
 from cloister.services.management.audit import AuditLog
 from cloister.services.management.audit_retention import AuditRetention
-from cloister.services.management.cache import CachedStorage
 from cloister.services.management.files import FileService
 from cloister.services.management.functions import FunctionService
 from cloister.services.management.locks import KeyLocks
@@ -26,7 +25,7 @@ from cloister.storage.client import StorageClient
 
 
 def create_servicers(
-    storage: StorageClient | CachedStorage, authorizer: Authorizer
+    storage: StorageClient, authorizer: Authorizer
 ) -> tuple[ManagementServicer, CloisterManagementServicer]:
     """Both servicers over one storage client and one authorizer, sharing one set of record locks."""
     locks = KeyLocks()
@@ -53,8 +52,7 @@ def start_retention(settings: Settings, storage: StorageClient) -> asyncio.Task[
 
 async def serve(settings: Settings) -> None:
     runtime = await ServiceRuntime.start(settings, "management")
-    storage_client = StorageClient(runtime.peer("storage"))
-    storage = CachedStorage(storage_client)
+    storage = StorageClient(runtime.peer("storage"))
     management, cloister_management = create_servicers(storage, RemoteAuthorizer(runtime.peer("access_control")))
 
     def register(server: grpc.aio.Server) -> None:
@@ -67,7 +65,7 @@ async def serve(settings: Settings) -> None:
     indexing = asyncio.create_task(
         supervised("audit index", audit.build_index, done=lambda: audit.index_built), name="audit-index"
     )
-    retention = start_retention(settings, storage_client)
+    retention = start_retention(settings, storage)
 
     async def stop_background() -> None:
         for task in (indexing, retention):

@@ -41,7 +41,7 @@ from cloister.model.tasks import (
 from cloister.rpc.authorizer import Authorizer, denied, require
 from cloister.rpc.convert.tasks import function_arguments_from_json, wait_seconds
 from cloister.services.management import task_index, task_rules
-from cloister.services.management.locks import KeyLocks
+from cloister.services.management.locks import KeyLocks, retrying
 from cloister.storage.client import StorageClient
 from cloister.storage.ops import Check, Enqueue
 from cloister.storage.records import CANCEL_QUEUE, STAGED_TASK_QUEUE, decode, encode, load, put
@@ -172,58 +172,68 @@ class TaskService:
     ) -> None:
         """Assign files to the task's data names; one refused file and nothing is written (§8.3)."""
         parsed = parse_id(task_id, "task", InvalidTaskIdError)
-        async with self._locks.hold(parsed.key):
-            task, version = await self._load(parsed)
-            await self._require(subject, Action.TASK_ASSIGN, task)
-            if task.status is not TaskStatus.CREATED:
-                raise FailedOperationError("failed to assign data to task")
-            items, unparsable = _parse_data_ids([("input", *i) for i in inputs] + [("output", *o) for o in outputs])
-            values = await self._storage.read([i[2].key for i in items if i[2].prefix == i[0]])
-            found = iter(values)
-            files: list[InputFile | OutputFile | None] = []
-            queries: list[Query] = []
-            assigned = {("input", n) for n in task.assigned_inputs} | {("output", n) for n in task.assigned_outputs}
-            for kind, name, data_id in items:
-                value = next(found) if data_id.prefix == kind else None
-                if value is None:
-                    files.append(None)  # the answer is decided here: nothing after it is asked
-                    break
-                decoded = json.loads(value.value)
-                file = InputFile.from_json(decoded) if kind == "input" else OutputFile.from_json(decoded)
-                files.append(file)
-                queries.append(assignment_query(task, kind, name, str(data_id), file.owner, (kind, name) in assigned))
-                assigned.add((kind, name))
-            allowed = iter(await self._authorizer.decide(subject, queries))
-            assigned_inputs = dict(task.assigned_inputs)
-            assigned_outputs = dict(task.assigned_outputs)
-            for (_, name, _), file in zip(items, files, strict=False):
-                if file is None:
-                    raise InvalidDataIdError()
-                if not next(allowed):
-                    raise denied()
-                if isinstance(file, InputFile):
-                    assigned_inputs[name] = file
-                else:
-                    assigned_outputs[name] = file
-            if unparsable is not None:
-                raise unparsable
-            task = replace(task, assigned_inputs=assigned_inputs, assigned_outputs=assigned_outputs)
-            status = TaskStatus.DATA_ASSIGNED if task.all_data_assigned else TaskStatus.CREATED
-            await self._storage.commit([Check(task.key, version), put(task.key, _settle(task, status))])
+
+        async def attempt() -> None:
+            async with self._locks.hold(parsed.key):
+                task, version = await self._load(parsed)
+                await self._require(subject, Action.TASK_ASSIGN, task)
+                if task.status is not TaskStatus.CREATED:
+                    raise FailedOperationError("failed to assign data to task")
+                items, unparsable = _parse_data_ids([("input", *i) for i in inputs] + [("output", *o) for o in outputs])
+                values = await self._storage.read([i[2].key for i in items if i[2].prefix == i[0]])
+                found = iter(values)
+                files: list[InputFile | OutputFile | None] = []
+                queries: list[Query] = []
+                assigned = {("input", n) for n in task.assigned_inputs} | {("output", n) for n in task.assigned_outputs}
+                for kind, name, data_id in items:
+                    value = next(found) if data_id.prefix == kind else None
+                    if value is None:
+                        files.append(None)  # the answer is decided here: nothing after it is asked
+                        break
+                    decoded = json.loads(value.value)
+                    file = InputFile.from_json(decoded) if kind == "input" else OutputFile.from_json(decoded)
+                    files.append(file)
+                    queries.append(
+                        assignment_query(task, kind, name, str(data_id), file.owner, (kind, name) in assigned)
+                    )
+                    assigned.add((kind, name))
+                allowed = iter(await self._authorizer.decide(subject, queries))
+                assigned_inputs = dict(task.assigned_inputs)
+                assigned_outputs = dict(task.assigned_outputs)
+                for (_, name, _), file in zip(items, files, strict=False):
+                    if file is None:
+                        raise InvalidDataIdError()
+                    if not next(allowed):
+                        raise denied()
+                    if isinstance(file, InputFile):
+                        assigned_inputs[name] = file
+                    else:
+                        assigned_outputs[name] = file
+                if unparsable is not None:
+                    raise unparsable
+                task = replace(task, assigned_inputs=assigned_inputs, assigned_outputs=assigned_outputs)
+                status = TaskStatus.DATA_ASSIGNED if task.all_data_assigned else TaskStatus.CREATED
+                await self._storage.commit([Check(task.key, version), put(task.key, _settle(task, status))])
+
+        await retrying(attempt)
 
     async def approve(self, subject: Subject, task_id: str) -> None:
         parsed = parse_id(task_id, "task", InvalidTaskIdError)
-        async with self._locks.hold(parsed.key):
-            task, version = await self._load(parsed)
-            ready = task.status is TaskStatus.DATA_ASSIGNED or (
-                task.status is TaskStatus.CREATED and task.all_data_assigned
-            )
-            if not ready:
-                raise FailedOperationError("failed to approve task")
-            await self._require(subject, Action.TASK_APPROVE, task)
-            task = replace(task, approved_users=task.approved_users | {subject.user_id})
-            status = TaskStatus.APPROVED if task.all_approved else TaskStatus.DATA_ASSIGNED
-            await self._storage.commit([Check(task.key, version), put(task.key, _settle(task, status))])
+
+        async def attempt() -> None:
+            async with self._locks.hold(parsed.key):
+                task, version = await self._load(parsed)
+                ready = task.status is TaskStatus.DATA_ASSIGNED or (
+                    task.status is TaskStatus.CREATED and task.all_data_assigned
+                )
+                if not ready:
+                    raise FailedOperationError("failed to approve task")
+                await self._require(subject, Action.TASK_APPROVE, task)
+                task = replace(task, approved_users=task.approved_users | {subject.user_id})
+                status = TaskStatus.APPROVED if task.all_approved else TaskStatus.DATA_ASSIGNED
+                await self._storage.commit([Check(task.key, version), put(task.key, _settle(task, status))])
+
+        await retrying(attempt)
 
     async def invoke(self, subject: Subject, task_id: str) -> None:
         """Stage the task for execution (§8.5): task, counter and queue change in one commit.
@@ -233,55 +243,65 @@ class TaskService:
         applied in the reference's order.
         """
         parsed = parse_id(task_id, "task", InvalidTaskIdError)
-        async with self._locks.hold(parsed.key):
-            task, version = await self._load(parsed)
-            counter_key = usage_key(task.function_id.uuid)
-            async with self._locks.hold(counter_key):
-                function_value, usage_value, requirements_value = await self._storage.read(
-                    [task.function_id.key, counter_key, requirements_key(task.function_id.uuid)]
-                )
-                function = decode(function_value, Function.from_json)
-                usage = decode(usage_value, FunctionUsage.from_json)
-                queries = [task_query(Action.TASK_INVOKE, task)]
-                if function is not None and usage is not None:
-                    queries.append(function_query(Action.FUNCTION_INVOKE, function, usage.use_numbers))
-                    queries.append(task_query(Action.TASK_STAGE, task))
-                may_invoke, *staging = await self._authorizer.decide(subject, queries)
-                if not may_invoke:
-                    raise denied()
-                if function is None or usage is None:
-                    raise InvalidFunctionIdError()
-                has_use_left, may_stage = staging
-                if not has_use_left:
-                    raise FailedOperationError("function quota has been used up")
-                if not (may_stage and _ready_to_stage(task)):
-                    raise FailedOperationError(_not_ready(task))
-                staged_task = transition(task, TaskStatus.STAGED, by=Actor.MANAGEMENT)
-                requires = tuple(json.loads(requirements_value.value)) if requirements_value else ()
-                element = StagedElement(StagedTask.for_task(task, function, subject.user_id), requires)
-                await self._storage.commit(
-                    [
-                        Check(task.key, version),
-                        put(task.key, staged_task),
-                        put(counter_key, replace(usage, use_numbers=usage.use_numbers + 1)),
-                        Enqueue(STAGED_TASK_QUEUE, encode(element)),
-                    ]
-                )
+
+        async def attempt() -> None:
+            async with self._locks.hold(parsed.key):
+                task, version = await self._load(parsed)
+                counter_key = usage_key(task.function_id.uuid)
+                async with self._locks.hold(counter_key):
+                    function_value, usage_value, requirements_value = await self._storage.read(
+                        [task.function_id.key, counter_key, requirements_key(task.function_id.uuid)]
+                    )
+                    function = decode(function_value, Function.from_json)
+                    usage = decode(usage_value, FunctionUsage.from_json)
+                    queries = [task_query(Action.TASK_INVOKE, task)]
+                    if function is not None and usage is not None:
+                        queries.append(function_query(Action.FUNCTION_INVOKE, function, usage.use_numbers))
+                        queries.append(task_query(Action.TASK_STAGE, task))
+                    may_invoke, *staging = await self._authorizer.decide(subject, queries)
+                    if not may_invoke:
+                        raise denied()
+                    if function is None or usage is None:
+                        raise InvalidFunctionIdError()
+                    has_use_left, may_stage = staging
+                    if not has_use_left:
+                        raise FailedOperationError("function quota has been used up")
+                    if not (may_stage and _ready_to_stage(task)):
+                        raise FailedOperationError(_not_ready(task))
+                    staged_task = transition(task, TaskStatus.STAGED, by=Actor.MANAGEMENT)
+                    requires = tuple(json.loads(requirements_value.value)) if requirements_value else ()
+                    element = StagedElement(StagedTask.for_task(task, function, subject.user_id), requires)
+                    await self._storage.commit(
+                        [
+                            Check(task.key, version),
+                            Check.of(task.function_id.key, function_value),
+                            Check.of(counter_key, usage_value),
+                            put(task.key, staged_task),
+                            put(counter_key, replace(usage, use_numbers=usage.use_numbers + 1)),
+                            Enqueue(STAGED_TASK_QUEUE, encode(element)),
+                        ]
+                    )
+
+        await retrying(attempt)
 
     async def cancel(self, subject: Subject, task_id: str) -> None:
         """Cancel before staging here; a staged or running task is cancelled by the scheduler."""
         parsed = parse_id(task_id, "task", InvalidTaskIdError)
-        async with self._locks.hold(parsed.key):
-            task, version = await self._load(parsed)
-            await self._require(subject, Action.TASK_CANCEL, task)
-            if task.status in (TaskStatus.STAGED, TaskStatus.RUNNING):
-                await self._storage.commit([Enqueue(CANCEL_QUEUE, encode(task))])
-            elif task.status in _PENDING:
-                reason = TaskResult.err(REASON_CANCELED_BEFORE_STAGING)
-                canceled = transition(task, TaskStatus.CANCELED, by=Actor.MANAGEMENT, result=reason)
-                await self._storage.commit([Check(task.key, version), put(task.key, canceled)])
-            else:
-                raise FailedOperationError("failed to cancel task, reason: task has already been canceled")
+
+        async def attempt() -> None:
+            async with self._locks.hold(parsed.key):
+                task, version = await self._load(parsed)
+                await self._require(subject, Action.TASK_CANCEL, task)
+                if task.status in (TaskStatus.STAGED, TaskStatus.RUNNING):
+                    await self._storage.commit([Enqueue(CANCEL_QUEUE, encode(task))])
+                elif task.status in _PENDING:
+                    reason = TaskResult.err(REASON_CANCELED_BEFORE_STAGING)
+                    canceled = transition(task, TaskStatus.CANCELED, by=Actor.MANAGEMENT, result=reason)
+                    await self._storage.commit([Check(task.key, version), put(task.key, canceled)])
+                else:
+                    raise FailedOperationError("failed to cancel task, reason: task has already been canceled")
+
+        await retrying(attempt)
 
 
 def _settle(task: TaskState, status: TaskStatus) -> TaskState:

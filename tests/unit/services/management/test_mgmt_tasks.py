@@ -316,7 +316,7 @@ def test_single_user_task_invokes_directly(services, act, storage):
             }
         ]
         (commit,) = storage.commits[-1:]
-        assert len(commit) == 4  # the version check, task, usage and queue in one commit
+        assert len(commit) == 6  # the checks of task, function and counter; task, usage and queue in one commit
         assert len(services.locks) == 0
 
     asyncio.run(go())
