@@ -212,6 +212,8 @@ class StorageSettings(_Section):
 class SchedulerSettings(_Section):
     executor_timeout_seconds: _Seconds = 30.0
     """An execution service silent for this long is lost and its tasks fail."""
+    lease_seconds: Annotated[float, BeforeValidator(_not_a_boolean), Field(ge=1.0, le=300.0)] = 10.0
+    """With several schedulers, a standby takes over once the active one renewed nothing for this long."""
 
 
 class AuditSettings(_Section):
@@ -270,6 +272,9 @@ class ExecutionSettings(_Section):
     )
     labels: tuple[Annotated[str, Field(min_length=1)], ...] = ()
     heartbeat_seconds: _Seconds = 1.0
+    schedulers: tuple[EndpointSettings, ...] = ()
+    """Every scheduler replica's address (``HOST:PORT``), tried in turn until the active one answers;
+    none (the default): the ``[endpoints] scheduler`` address."""
     work_dir: Path | None = None
     """Per-task scratch directories; defaults to ``<state_dir>/execution``, wiped after each task."""
     fusion_base_dir: Path | None = None

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import grpc
 
@@ -76,12 +77,17 @@ class ServiceRuntime:
     def identity(self) -> ServiceIdentity:
         return self.keeper.current()
 
-    def peer(self, service: str, endpoint: str | None = None) -> Peer:
-        """A client of ``service`` at ``endpoint`` (default: the endpoint named like the service)."""
+    def peer(self, service: str, endpoint: str | None = None, *, replicas: Sequence[str] = ()) -> Peer:
+        """A client of ``service`` at ``endpoint`` (default: the endpoint named like the service).
+
+        With ``replicas`` (addresses), each new connection tries the next of them in turn, so a
+        replica that stopped answering is left for the next one.
+        """
         name = endpoint or service
+        rotation = itertools.cycle(replicas)
         peer = Peer(
             service,
-            lambda: addresses.resolve(self.settings, name),
+            (lambda: next(rotation)) if replicas else (lambda: addresses.resolve(self.settings, name)),
             self.verifier,
             self.keeper.current,
             self.settings.rpc,

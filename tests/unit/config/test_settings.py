@@ -98,8 +98,8 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
         (
             "[execution]\nslot = 2\n",
             "[execution] slot is not a setting (did you mean slots?); known: slots, executors, labels, "
-            "heartbeat_seconds, work_dir, fusion_base_dir, file_roots, max_file_bytes, transfer_timeout_seconds, "
-            "allowed_networks",
+            "heartbeat_seconds, schedulers, work_dir, fusion_base_dir, file_roots, max_file_bytes, "
+            "transfer_timeout_seconds, allowed_networks",
         ),
         (
             "tee_backnd = 'sim'\n",

@@ -50,7 +50,7 @@ async def serve(settings: Settings) -> None:
     )
     runner = TaskRunner(executors, DataPlane(settings.execution_work_dir, agent))
     worker = ExecutionWorker(
-        SchedulerClient(runtime.peer("scheduler")),
+        SchedulerClient(runtime.peer("scheduler", replicas=[e.address for e in settings.execution.schedulers])),
         runner,
         info,
         slots=settings.execution.slots,
