@@ -1,16 +1,20 @@
 """The per-participant task index that ListTasks reads instead of scanning every task.
 
-One key per (participant, task), ``tasks-of-<hex user id>-<position>``, where a position is
+One key per (participant, task), ``tasks-for-<user tag>-<position>``, where a position is
 ``<inverted creation time in µs, 16 digits>-<task uuid>``: byte order is newest first, and a
-prefix scan returns one user's tasks without reading anyone else's. The user id is hex so that
-an id containing ``-`` cannot match another user's prefix, and the prefix is not ``task-`` so
-the index never mixes with the task records. Entries are written in the commit that creates
-the task, so a task is indexed exactly when it exists.
+prefix scan returns one user's tasks without reading anyone else's. The user tag is a keyed
+hash of the user id (HMAC-SHA256 cut to 128 bits, under a random key management creates once
+and keeps sealed in storage), so whoever reads the database learns which entries belong to one
+user, never who that is; the prefix is not ``task-`` so the index never mixes with the task
+records. Entries are written in the commit that creates the task, so a task is indexed exactly
+when it exists.
 
-Tasks stored before the index existed are indexed once, by the first listing that finds
-:data:`MARKER_KEY` missing (:meth:`TaskIndex.ensure_built`). Such a record has no creation time,
-so its last status change stands in for it. A backfill cut short is run again in full; a task
-whose status changed in between may then hold two entries, which a listing shows once per page.
+Tasks stored before this index existed are indexed once, by the first listing that finds
+:data:`MARKER_KEY` missing or older (:meth:`TaskIndex.ensure_built`); the first index, which
+named users by their hex id (``tasks-of-``), is deleted then. A record from before creation
+times were kept has none, so its last status change stands in for it. A backfill cut short is
+run again in full; a task whose status changed in between may then hold two entries, which a
+listing shows once per page.
 """
 
 from __future__ import annotations
@@ -18,19 +22,28 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
+import hmac
 import json
+import os
 import re
 import uuid
 
-from cloister.errors import InvalidArgumentError
+from cloister.errors import ConflictError, InternalError, InvalidArgumentError
 from cloister.model.tasks import TaskState
 from cloister.storage.client import StorageClient
-from cloister.storage.ops import Put
+from cloister.storage.ops import Check, Delete, Put
 from cloister.storage.records import encode_json
 
-INDEX_PREFIX = b"tasks-of"
+INDEX_PREFIX = b"tasks-for"
+CLEAR_INDEX_PREFIX = b"tasks-of"
+"""The first index's prefix, whose keys held user ids in hex: deleted by the backfill."""
 MARKER_KEY = b"tasks-index"
-"""Present once every task stored before the index existed has been indexed."""
+"""Holds the index's version once every task stored before it has been indexed."""
+INDEX_VERSION = 2
+KEY_KEY = b"tasks-index-key"
+KEY_BYTES = 32
+_TAG_BYTES = 16
 TASK_PREFIX = b"task"
 """``keys_with_prefix(TASK_PREFIX)``: every ``task-<uuid>`` record."""
 
@@ -52,16 +65,17 @@ def position(task: TaskState) -> bytes:
     return f"{_LATEST_MICROS - micros:016d}-{task.task_id.hex}".encode()
 
 
-def user_prefix(user_id: str) -> bytes:
-    """The prefix of ``user_id``'s entries, as :meth:`StorageClient.keys_with_prefix` takes it."""
-    return INDEX_PREFIX + b"-" + user_id.encode().hex().encode()
+def user_prefix(key: bytes, user_id: str) -> bytes:
+    """The prefix of ``user_id``'s entries under the index ``key``, as ``keys_with_prefix`` takes it."""
+    tag = hmac.digest(key, user_id.encode("utf-8", "surrogatepass"), "sha256")[:_TAG_BYTES]
+    return INDEX_PREFIX + b"-" + tag.hex().encode()
 
 
-def entries(task: TaskState) -> list[Put]:
+def entries(key: bytes, task: TaskState) -> list[Put]:
     """The index entries of a task, one per participant, to commit with the task itself."""
     value = encode_json({"task_id": task.external_id})
     at = position(task)
-    return [Put(user_prefix(user) + b"-" + at, value) for user in sorted(task.participants)]
+    return [Put(user_prefix(key, user) + b"-" + at, value) for user in sorted(task.participants)]
 
 
 def task_key(at: bytes) -> bytes:
@@ -98,14 +112,33 @@ class TaskIndex:
 
     def __init__(self, storage: StorageClient) -> None:
         self._storage = storage
+        self._key: bytes | None = None
         self._built = False
         self._building = asyncio.Lock()
+
+    async def key(self) -> bytes:
+        """The key user tags are made with: read, or created by the first management to need it."""
+        while self._key is None:
+            (stored,) = await self._storage.read([KEY_KEY])
+            if stored is not None:
+                if len(stored.value) != KEY_BYTES:
+                    raise InternalError("the task index key is damaged")
+                self._key = stored.value
+                break
+            # Another management replica may create it first: then this commit fails and theirs is read.
+            with contextlib.suppress(ConflictError):
+                await self._storage.commit([Check(KEY_KEY, 0), Put(KEY_KEY, os.urandom(KEY_BYTES))])
+        return self._key
+
+    async def entries(self, task: TaskState) -> list[Put]:
+        """:func:`entries` of ``task`` under this index's key."""
+        return entries(await self.key(), task)
 
     async def positions(self, user_id: str, after: bytes | None) -> list[bytes]:
         """``user_id``'s positions after ``after`` (all when None), newest first."""
         await self.ensure_built()
-        prefix = user_prefix(user_id) + b"-"
-        found = [key[len(prefix) :] for key in await self._storage.keys_with_prefix(user_prefix(user_id))]
+        prefix = user_prefix(await self.key(), user_id)
+        found = [key[len(prefix) + 1 :] for key in await self._storage.keys_with_prefix(prefix)]
         return sorted(at for at in found if after is None or at > after)
 
     async def ensure_built(self) -> None:
@@ -115,15 +148,20 @@ class TaskIndex:
         async with self._building:
             if self._built:
                 return
-            if await self._storage.get(MARKER_KEY) is None:
+            marker = await self._storage.get(MARKER_KEY)
+            if marker is None or json.loads(marker).get("version", 1) < INDEX_VERSION:
                 await self._backfill()
             self._built = True
 
     async def _backfill(self) -> None:
+        key = await self.key()
         keys = await self._storage.keys_with_prefix(TASK_PREFIX)
         for start in range(0, len(keys), _BACKFILL_CHUNK):
             values = await self._storage.read(keys[start : start + _BACKFILL_CHUNK])
-            ops = [op for v in values if v is not None for op in entries(TaskState.from_json(json.loads(v.value)))]
+            ops = [op for v in values if v is not None for op in entries(key, TaskState.from_json(json.loads(v.value)))]
             if ops:
                 await self._storage.commit(ops)
-        await self._storage.commit([Put(MARKER_KEY, encode_json({"version": 1}))])
+        clear = await self._storage.keys_with_prefix(CLEAR_INDEX_PREFIX)
+        for start in range(0, len(clear), _BACKFILL_CHUNK):
+            await self._storage.commit([Delete(k) for k in clear[start : start + _BACKFILL_CHUNK]])
+        await self._storage.commit([Put(MARKER_KEY, encode_json({"version": INDEX_VERSION}))])

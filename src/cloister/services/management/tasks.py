@@ -91,7 +91,7 @@ class TaskService:
         task = task_rules.new_task(
             function, parsed, subject.user_id, executor, arguments, inputs_ownership, outputs_ownership, self._clock()
         )
-        await self._storage.commit([put(task.key, task), *task_index.entries(task)])
+        await self._storage.commit([put(task.key, task), *await self._index.entries(task)])
         return task.external_id
 
     async def get(self, subject: Subject, task_id: str) -> TaskState:

@@ -97,9 +97,12 @@ def test_index_is_written_in_the_commit_that_creates_the_task(services, act, sto
         assert task_put == Put(tid.encode(), task_put.value)
         assert json.loads(task_put.value)["created_at"] == 1_700_000_000.0
         at = f"{10**16 - 1 - 1_700_000_000 * 10**6:016d}-{tid.split('-', 1)[1].replace('-', '')}"
-        assert [e.key.decode() for e in entries] == sorted(
-            f"tasks-of-{user.encode().hex()}-{at}" for user in ("alice", "alice-x", "bob")
+        key = storage.data[task_index.KEY_KEY].value
+        assert sorted(e.key.decode() for e in entries) == sorted(
+            f"{task_index.user_prefix(key, user).decode()}-{at}" for user in ("alice", "alice-x", "bob")
         )
+        for entry in entries:  # the database never names a participant
+            assert not any(name in entry.key for name in (b"alice", b"bob", b"alice".hex().encode()))
         assert task_index.task_key(at.encode()) == tid.encode()
         # "alice" is a prefix of "alice-x", but not of its index prefix
         assert await listed(tasks, "alice") == [tid] == await listed(tasks, "alice-x")
@@ -232,7 +235,7 @@ def test_tasks_stored_before_the_index_are_indexed_once(services, act, storage, 
 
         fresh = TaskService(storage, KeyLocks(), PolicyAuthorizer(), clock=Clock())
         assert await listed(fresh, "bob") == [old[0], old[2], old[1]]  # by their last change
-        assert storage.json(task_index.MARKER_KEY) == {"version": 1}
+        assert storage.json(task_index.MARKER_KEY) == {"version": 2}
         newer = await create(fresh, fid, outputs=["bob"])
         restarted = TaskService(storage, KeyLocks(), PolicyAuthorizer())
         commits = len(storage.commits)
@@ -306,5 +309,23 @@ def test_only_the_creator_learns_what_an_invocation_lacks(services, act, tasks):
             with pytest.raises(AccessDeniedError) as denied:
                 await tasks.invoke(caller(stranger), tid)
             assert denied.value.message == "permission denied"
+
+    asyncio.run(go())
+
+
+def test_the_first_index_which_named_users_in_hex_is_replaced(services, act, storage, tasks):
+    async def go():
+        fid = await act.register_function("fo", outputs=OUT)
+        tid = await create(tasks, fid, outputs=["bob"])
+        # As the first version of the index stored it: users in hex, marker version 1.
+        index_keys = [k for k in storage.data if k.startswith(b"tasks-for-")]
+        at = index_keys[0].rsplit(b"-", 2)[-2] + b"-" + index_keys[0].rsplit(b"-", 1)[-1]
+        clear = [b"tasks-of-" + user.encode().hex().encode() + b"-" + at for user in ("alice", "bob")]
+        clear.append(task_index.MARKER_KEY)
+        await storage.commit([*(Delete(k) for k in index_keys), *(Put(k, b'{"version":1}') for k in clear)])
+        fresh = TaskService(storage, KeyLocks(), PolicyAuthorizer(), clock=Clock())
+        assert await listed(fresh, "bob") == [tid]
+        assert not [k for k in storage.data if k.startswith(b"tasks-of")]
+        assert storage.json(task_index.MARKER_KEY) == {"version": 2}
 
     asyncio.run(go())
