@@ -63,14 +63,14 @@ class Host:
 class Network:
     """A bridge with hosts on ``10.<a>.<b>.0/24``; the bridge itself is ``.1``."""
 
-    def __init__(self, names: Mapping[str, str] | None = None) -> None:
+    def __init__(self, names: Mapping[str, Sequence[str]] | None = None) -> None:
         self.tag = secrets.token_hex(3)
         self.bridge = f"clbr{self.tag}"
         octets = secrets.randbelow(200) + 20, secrets.randbelow(250) + 1
         self._subnet = f"10.{octets[0]}.{octets[1]}"
         self.gateway = f"{self._subnet}.1"
         self.hosts: dict[str, Host] = {}
-        self._names = dict(names or {})
+        self._names = {name: list(hosts) for name, hosts in (names or {}).items()}
 
     def __enter__(self) -> Network:
         _ip("link", "add", self.bridge, "type", "bridge")
@@ -94,14 +94,19 @@ class Network:
         self._write_hosts_files()
         return host
 
-    def name(self, name: str, host: str) -> None:
-        """Make ``name`` resolve to ``host``'s address inside every host."""
-        self._names[name] = host
+    def name(self, name: str, *hosts: str) -> None:
+        """Make ``name`` resolve, inside every host, to the addresses of ``hosts`` (in that order)."""
+        self._names[name] = list(hosts)
         self._write_hosts_files()
 
     def _write_hosts_files(self) -> None:
         lines = ["127.0.0.1 localhost"]
-        lines += [f"{self.hosts[host].address} {name}" for name, host in self._names.items() if host in self.hosts]
+        lines += [
+            f"{self.hosts[host].address} {name}"
+            for name, hosts in self._names.items()
+            for host in hosts
+            if host in self.hosts
+        ]
         for host in self.hosts.values():
             directory = Path("/etc/netns") / host.namespace
             directory.mkdir(parents=True, exist_ok=True)
@@ -117,8 +122,8 @@ class Network:
 
 
 @contextlib.contextmanager
-def network(hosts: Sequence[str], names: Mapping[str, str] | None = None) -> Iterator[Network]:
-    """A network with ``hosts`` (names) on it, and ``names`` (DNS name -> host) resolving in each."""
+def network(hosts: Sequence[str], names: Mapping[str, Sequence[str]] | None = None) -> Iterator[Network]:
+    """A network with ``hosts`` (names) on it, and ``names`` (DNS name -> hosts) resolving in each."""
     with Network(names) as net:
         for name in hosts:
             net.add_host(name)

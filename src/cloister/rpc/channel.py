@@ -37,6 +37,15 @@ _CONNECT_TIMEOUT = 10.0
 
 def fetch_certificate(address: str, identity: ServiceIdentity | None, timeout: float = _CONNECT_TIMEOUT) -> bytes:
     """The DER certificate the server at ``address`` presents (not yet trusted)."""
+    return _certificate_at(address, identity, timeout)[0]
+
+
+def _certificate_at(address: str, identity: ServiceIdentity | None, timeout: float) -> tuple[bytes, str]:
+    """The certificate presented at ``address``, and the ``IP:PORT`` that presented it.
+
+    A name may resolve to several replicas; the first that accepts the connection answers, and
+    its own address is returned so that the channel pinned to its certificate dials it again.
+    """
     host, _, port = address.rpartition(":")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
@@ -51,11 +60,13 @@ def fetch_certificate(address: str, identity: ServiceIdentity | None, timeout: f
             context.wrap_socket(raw, server_hostname=TLS_NAME) as tls,
         ):
             der = tls.getpeercert(binary_form=True)
+            peer_host, peer_port = tls.getpeername()[:2]
     except (OSError, ValueError) as exc:
         raise UnavailableError(f"cannot reach {address}: {exc}") from None
     if not der:
         raise UnavailableError(f"{address} presented no certificate")
-    return der
+    dialled = f"[{peer_host}]:{peer_port}" if ":" in peer_host else f"{peer_host}:{peer_port}"
+    return der, dialled
 
 
 def _load_identity(context: ssl.SSLContext, identity: ServiceIdentity) -> None:
@@ -77,7 +88,19 @@ def verified_credentials(
     timeout: float = _CONNECT_TIMEOUT,
 ) -> tuple[grpc.ChannelCredentials, PeerIdentity]:
     """Verify the server at ``address`` is ``service`` and build credentials pinned to it."""
-    der = fetch_certificate(address, identity, timeout)
+    credentials, peer, _ = verified_connection(address, service, verifier, identity, timeout)
+    return credentials, peer
+
+
+def verified_connection(
+    address: str,
+    service: str,
+    verifier: PeerVerifier,
+    identity: ServiceIdentity | None,
+    timeout: float = _CONNECT_TIMEOUT,
+) -> tuple[grpc.ChannelCredentials, PeerIdentity, str]:
+    """:func:`verified_credentials`, and the ``IP:PORT`` of the server verified, for the channel to dial."""
+    der, dialled = _certificate_at(address, identity, timeout)
     peer = verifier.verify(der, [enclave_name(service)])
     pem = ssl.DER_cert_to_PEM_cert(der).encode()
     if identity is None:
@@ -88,7 +111,7 @@ def verified_credentials(
             private_key=identity.private_key_pem,
             certificate_chain=identity.client_certificate_pem,
         )
-    return credentials, peer
+    return credentials, peer, dialled
 
 
 def _options(rpc: RPCSettings, internal: bool) -> list[tuple[str, Any]]:
@@ -151,10 +174,9 @@ class Peer:
                 self._channel = None
             if self._channel is None:
                 try:
-                    address = self._resolve()
-                    credentials, _ = await asyncio.to_thread(
-                        verified_credentials,
-                        address,
+                    credentials, _, address = await asyncio.to_thread(
+                        verified_connection,
+                        self._resolve(),
                         self.service,
                         self._verifier,
                         identity,
@@ -269,10 +291,10 @@ class SyncPeer:
     def connect(self) -> grpc.Channel:
         with self._lock:
             if self._channel is None:
-                credentials, self.peer_identity = verified_credentials(
+                credentials, self.peer_identity, dialled = verified_connection(
                     self.address, self.service, self._verifier, self._identity, self._rpc.peer_timeout_seconds
                 )
-                self._channel = grpc.secure_channel(self.address, credentials, options=_options(self._rpc, False))
+                self._channel = grpc.secure_channel(dialled, credentials, options=_options(self._rpc, False))
                 self._stubs = {}
             return self._channel
 
@@ -309,4 +331,4 @@ class SyncPeer:
                 self._channel = None
 
 
-__all__ = ["CloisterError", "Peer", "SyncPeer", "fetch_certificate", "verified_credentials"]
+__all__ = ["CloisterError", "Peer", "SyncPeer", "fetch_certificate", "verified_connection", "verified_credentials"]
