@@ -1,6 +1,7 @@
-"""``cloister status``: ask every endpoint's gRPC health service, check the execution process.
+"""``cloister status`` and ``cloister probe``: ask endpoints' gRPC health service, check the
+execution process.
 
-Status holds no identity of its own: it obtains one from the attestation service like a
+Neither holds an identity of its own: each obtains one from the attestation service like a
 service does (health checks are open to any attested caller), so it also proves that the
 attestation service endorses evidence.
 """
@@ -17,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from cloister.attestation.certificate import TLS_NAME
 from cloister.attestation.identity import ServiceIdentity, open_backend
 from cloister.attestation.verify import PeerVerifier
-from cloister.config import ATTESTATION_SERVICE, ENDPOINTS, Settings
+from cloister.config import ATTESTATION_SERVICE, ENDPOINTS, SERVICES, Settings
 from cloister.errors import CloisterError
 from cloister.rpc import addresses
 from cloister.rpc.channel import SyncPeer
@@ -25,6 +26,30 @@ from cloister.rpc.identity import obtain_identity
 from cloister.rpc.runtime import attestation_policy, deployment_of
 
 _SERVICE_OF = {"authentication_api": "authentication", "authentication_internal": "authentication"}
+PROBED = (ATTESTATION_SERVICE, *SERVICES)
+"""What ``cloister probe`` can check: the attestation service and the seven."""
+
+
+def check_service(settings: Settings, service: str) -> dict[str, tuple[bool, str]]:
+    """The health of this host's ``service`` (``service`` in :data:`PROBED`), by endpoint: each
+    of its endpoints answered SERVING over attested TLS (the attestation service: under its root
+    CA), or, for the execution service, which listens nowhere, its process is alive and ready."""
+    if service == "execution":
+        pid = addresses.ready_pid(settings, settings.process_name("execution"))
+        if pid is None or not _alive(pid):
+            return {"execution": (False, "not ready (no live process marked ready in the state directory)")}
+        return {"execution": (True, f"pid {pid} ready")}
+    deployment = deployment_of(settings)
+    if service == ATTESTATION_SERVICE:
+        return {service: _check_attestation(settings, deployment.as_root_ca_pem())}
+    endpoints = [endpoint for endpoint in ENDPOINTS if _SERVICE_OF.get(endpoint, endpoint) == service]
+    try:
+        verifier = PeerVerifier(deployment.as_root_ca(), deployment.enclave_info(), attestation_policy(settings))
+        backend = open_backend(settings.tee_backend, deployment, "status")
+        identity = asyncio.run(obtain_identity(settings, deployment, backend, "status"))
+    except CloisterError as exc:
+        return {endpoint: (False, exc.message) for endpoint in endpoints}
+    return {endpoint: _check_endpoint(settings, endpoint, verifier, identity) for endpoint in endpoints}
 
 
 def check_all(settings: Settings) -> dict[str, tuple[bool, str]]:
