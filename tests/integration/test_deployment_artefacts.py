@@ -261,7 +261,11 @@ def _check_command(command: list[str]) -> bool:
         found = group.get_command(click.Context(group), name)
         assert found is not None, f"{shlex.join(command)}: no command {name!r}"
         group = found
-    group.make_context(group.name or "cloister", list(args))
+    try:
+        group.make_context(group.name or "cloister", list(args))
+    except click.BadParameter as exc:
+        if "does not exist" not in exc.message:  # files of the container (its secrets), not of this host
+            raise
     return True
 
 
