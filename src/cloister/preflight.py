@@ -11,7 +11,8 @@ from collections.abc import Iterable
 
 from cloister.config import Settings
 from cloister.errors import ConfigurationError
-from cloister.executors.sandbox.host import SandboxUnavailableError, probe
+from cloister.executors.sandbox.host import SandboxUnavailableError, missing_requirement, probe
+from cloister.executors.sandbox.requirements import check_host
 from cloister.rpc.addresses import setting_of
 
 
@@ -20,12 +21,16 @@ class PreflightError(ConfigurationError):
 
 
 def check_sandbox(settings: Settings) -> None:
-    """Make one test sandbox the way the execution service will.
+    """Check what the full task sandbox needs (root, capabilities, cgroups) and make one test
+    sandbox the way the execution service will.
 
     Raises:
-        PreflightError: it cannot be made; every task, built-ins included, would fail.
+        PreflightError: something is missing or the sandbox cannot be made; the execution service
+            would refuse to start, so no task could run.
     """
     try:
+        if missing_requirement() is None:  # else probe() names what to install
+            check_host()
         probe((settings.state_dir, settings.execution_work_dir))
     except SandboxUnavailableError as exc:
         raise PreflightError(

@@ -1,6 +1,7 @@
-"""``cloister status``: ask every endpoint's gRPC health service, check the execution process.
+"""``cloister status`` and ``cloister probe``: ask endpoints' gRPC health service, check the
+execution process.
 
-Status holds no identity of its own: it obtains one from the attestation service like a
+Neither holds an identity of its own: each obtains one from the attestation service like a
 service does (health checks are open to any attested caller), so it also proves that the
 attestation service endorses evidence.
 """
@@ -17,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from cloister.attestation.certificate import TLS_NAME
 from cloister.attestation.identity import ServiceIdentity, open_backend
 from cloister.attestation.verify import PeerVerifier
-from cloister.config import ATTESTATION_SERVICE, ENDPOINTS, Settings
+from cloister.config import ATTESTATION_SERVICE, ENDPOINTS, SERVICES, Settings
 from cloister.errors import CloisterError
 from cloister.rpc import addresses
 from cloister.rpc.channel import SyncPeer
@@ -25,6 +26,31 @@ from cloister.rpc.identity import obtain_identity
 from cloister.rpc.runtime import attestation_policy, deployment_of
 
 _SERVICE_OF = {"authentication_api": "authentication", "authentication_internal": "authentication"}
+PROBED = (ATTESTATION_SERVICE, *SERVICES)
+"""What ``cloister probe`` can check: the attestation service and the seven."""
+
+
+def check_service(settings: Settings, service: str) -> dict[str, tuple[bool, str]]:
+    """The health of this host's ``service`` (``service`` in :data:`PROBED`), by endpoint: each
+    of its endpoints, dialled where this host's server listens, answered SERVING over attested
+    TLS (the attestation service: under its root CA), or, for the execution service, which
+    listens nowhere, its process is alive and ready."""
+    if service == "execution":
+        pid = addresses.ready_pid(settings, settings.process_name("execution"))
+        if pid is None or not _alive(pid):
+            return {"execution": (False, "not ready (no live process marked ready in the state directory)")}
+        return {"execution": (True, f"pid {pid} ready")}
+    deployment = deployment_of(settings)
+    if service == ATTESTATION_SERVICE:
+        return {service: _check_attestation(settings, deployment.as_root_ca_pem(), local=True)}
+    endpoints = [endpoint for endpoint in ENDPOINTS if _SERVICE_OF.get(endpoint, endpoint) == service]
+    try:
+        verifier = PeerVerifier(deployment.as_root_ca(), deployment.enclave_info(), attestation_policy(settings))
+        backend = open_backend(settings.tee_backend, deployment, "status")
+        identity = asyncio.run(obtain_identity(settings, deployment, backend, "status"))
+    except CloisterError as exc:
+        return {endpoint: (False, exc.message) for endpoint in endpoints}
+    return {endpoint: _check_endpoint(settings, endpoint, verifier, identity, local=True) for endpoint in endpoints}
 
 
 def check_all(settings: Settings) -> dict[str, tuple[bool, str]]:
@@ -72,9 +98,30 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-def _check_attestation(settings: Settings, root_pem: bytes) -> tuple[bool, str]:
+def _local_address(settings: Settings, endpoint: str) -> str:
+    """Where this host's own server of ``endpoint`` listens, as a probe dials it: not the address
+    peers dial, which may lead to another replica behind one name (a Kubernetes Service).
+
+    Raises:
+        UnavailableError: it uses a dynamic port and is not running.
+    """
+    configured = settings.endpoint(endpoint)
+    # With a separate listen address (settings that have one), the server binds that instead.
+    host, port = getattr(configured, "bind_host", configured.host), getattr(configured, "bind_port", configured.port)
+    if not port:
+        return addresses.resolve(settings, endpoint)  # the port it published
+    if host in ("0.0.0.0", ""):  # noqa: S104 - a wildcard listener is reached on loopback
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _check_attestation(settings: Settings, root_pem: bytes, *, local: bool = False) -> tuple[bool, str]:
     try:
-        address = addresses.resolve(settings, ATTESTATION_SERVICE)
+        address = (
+            _local_address(settings, ATTESTATION_SERVICE) if local else addresses.resolve(settings, ATTESTATION_SERVICE)
+        )
     except CloisterError as exc:
         return False, exc.message
     credentials = grpc.ssl_channel_credentials(root_certificates=root_pem)
@@ -88,10 +135,10 @@ def _check_attestation(settings: Settings, root_pem: bytes) -> tuple[bool, str]:
 
 
 def _check_endpoint(
-    settings: Settings, endpoint: str, verifier: PeerVerifier, identity: ServiceIdentity
+    settings: Settings, endpoint: str, verifier: PeerVerifier, identity: ServiceIdentity, *, local: bool = False
 ) -> tuple[bool, str]:
     try:
-        address = addresses.resolve(settings, endpoint)
+        address = _local_address(settings, endpoint) if local else addresses.resolve(settings, endpoint)
     except CloisterError as exc:
         return False, exc.message
     peer = SyncPeer(_SERVICE_OF.get(endpoint, endpoint), address, verifier, identity, settings.rpc)

@@ -8,6 +8,8 @@ import uuid
 from cloister.config import Settings
 from cloister.errors import ConfigurationError
 from cloister.executors import Sandbox, create_executors
+from cloister.executors.sandbox.host import SandboxUnavailableError
+from cloister.executors.sandbox.requirements import check_full_isolation
 from cloister.file_agent import FileAgent, TransferLimits
 from cloister.model.executors import ExecutorInfo
 from cloister.rpc import addresses
@@ -24,10 +26,15 @@ STOP_GRACE_SECONDS = 4.0
 
 
 async def serve(settings: Settings) -> None:
-    runtime = await ServiceRuntime.start(settings, "execution")
     sandbox = Sandbox(settings.sandbox, (settings.state_dir, settings.execution_work_dir))
-    isolation = sandbox.isolation()
-    (logger.warning if not isolation.startswith("full") else logger.info)("task sandbox: %s", isolation)
+    # Before anything else: a service that cannot isolate tasks fully must not take any.
+    try:
+        isolation = await check_full_isolation(sandbox)
+    except SandboxUnavailableError as exc:
+        await sandbox.close()
+        raise ConfigurationError(f"{exc.reason}; the execution service runs no task without it") from None
+    logger.info("task sandbox: %s", isolation)
+    runtime = await ServiceRuntime.start(settings, "execution")
     addresses.publish_note(settings, settings.process_name("execution"), "sandbox", isolation)
     executors = create_executors(settings.execution.executors, sandbox)
     if not executors:
