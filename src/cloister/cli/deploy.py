@@ -90,6 +90,23 @@ def bundle_command(
     click.echo("copy it to the host over a channel you trust, then: cloister deploy unpack BUNDLE")
 
 
+@deploy.command(name="sign")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
+def sign_command(directory: Path) -> None:
+    """Measure the services as installed here and sign a new enclave_info.toml (after an upgrade).
+
+    Keys and CAs stay; give every host a new bundle afterwards (unpack it with --force).
+    """
+    from cloister.cli.hosts import sign_identities
+
+    try:
+        sign_identities(directory)
+    except CloisterError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"signed a new {directory / 'attestation' / 'enclave_info.toml'} for the code installed here")
+    click.echo(f"next, for each host: cloister deploy bundle {directory} --host NAME -o NAME.tar.gz")
+
+
 @deploy.command(name="unpack")
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
 @click.option(

@@ -40,8 +40,8 @@ _ATTESTATION = "attestation"
 _STORAGE_KEY = PurePosixPath("storage/storage.key")
 _PUBLIC = ("as_root_ca.pem", "deployment_ca.pem", "platform_signing.pub.pem", "enclave_info.toml")
 """Trust material every host gets: what a service checks its peers and the identity file against."""
-_ATTESTATION_SECRETS = ("as_root_ca.key", "report_signer.pem", "report_signer.key", "deployment_ca.key")
-_ATTESTATION_PUBLIC = ("sim_quoting.pub.pem",)
+_ATTESTATION_SECRETS = ("as_root_ca.key", "report_signer.key", "deployment_ca.key")
+_ATTESTATION_PUBLIC = ("report_signer.pem", "sim_quoting.pub.pem")
 _SIM_QUOTING_KEY = "sim_quoting.key"
 """The simulated CPU's attestation key: on ``sim`` every host that runs a service needs it, as
 every real CPU has its own; with hardware backends it does not exist."""
@@ -280,6 +280,19 @@ def init_deployment(directory: Path, plan: DeploymentPlan, force: bool = False) 
     (directory / "hosts").mkdir(mode=0o700)
     for host in plan.hosts.values():
         _write(directory / "hosts" / f"{host.name}.toml", plan.host_config(host.name, host.services).encode(), 0o600)
+
+
+def sign_identities(directory: Path) -> None:
+    """Measure the services as installed here and sign a new ``enclave_info.toml``, keeping every key.
+
+    After an upgrade, the services' code (and so their measurements) changed: peers refuse a
+    service whose measurement the identity file does not list.
+
+    Raises:
+        ConfigurationError: ``directory`` holds no deployment.
+    """
+    load_plan(directory)
+    provision(directory / _ATTESTATION, ALL_SERVICES[1:])
 
 
 def _check_host_config(plan: DeploymentPlan, name: str) -> None:

@@ -10,9 +10,17 @@ from typing import Any
 
 import pytest
 
-from cloister.cli.hosts import DeploymentPlan, bundle_files, init_deployment, unpack_bundle, write_bundle
+from cloister.attestation.deployment import Deployment
+from cloister.cli.hosts import (
+    DeploymentPlan,
+    bundle_files,
+    init_deployment,
+    sign_identities,
+    unpack_bundle,
+    write_bundle,
+)
 from cloister.config import load_settings
-from cloister.errors import ConfigurationError
+from cloister.errors import AttestationError, ConfigurationError
 
 THREE_HOSTS: dict[str, Any] = {
     "hosts": {
@@ -119,7 +127,6 @@ def test_a_bundle_holds_the_private_keys_of_its_hosts_services_only(deployment: 
     alpha = _names(deployment, "alpha")
     assert {n for n, secret in alpha.items() if secret} == {
         "attestation/as_root_ca.key",
-        "attestation/report_signer.pem",
         "attestation/report_signer.key",
         "attestation/deployment_ca.key",
         "attestation/sim_quoting.key",
@@ -160,3 +167,19 @@ def test_unpack_never_follows_a_link(deployment: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="not a directory"):
         unpack_bundle(tmp_path / "bundle", tmp_path / "target")
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_signing_again_keeps_the_keys_and_lists_the_code_installed_here(deployment: Path, tmp_path: Path) -> None:
+    attestation = deployment / "attestation"
+    root_key = (attestation / "as_root_ca.key").read_bytes()
+    info = attestation / "enclave_info.toml"
+    expected = info.read_bytes()
+    info.write_text('[teaclave_storage_service]\nmr_enclave = "00"\nmr_signer = "00"\n')  # an older release's
+    with pytest.raises(AttestationError):
+        Deployment(attestation).verified_enclave_info()
+    sign_identities(deployment)
+    assert (attestation / "as_root_ca.key").read_bytes() == root_key
+    assert info.read_bytes() == expected
+    Deployment(attestation).verified_enclave_info()
+    with pytest.raises(ConfigurationError, match="holds no deployment"):
+        sign_identities(tmp_path)
