@@ -45,6 +45,9 @@ _ATTESTATION_PUBLIC = ("report_signer.pem", "sim_quoting.pub.pem")
 _SIM_QUOTING_KEY = "sim_quoting.key"
 """The simulated CPU's attestation key: on ``sim`` every host that runs a service needs it, as
 every real CPU has its own; with hardware backends it does not exist."""
+_BUNDLE_PLACES = (CONFIG_FILE, _ATTESTATION, "storage")
+"""What a bundle may write into a state directory, and nothing else."""
+_PLANNED_SETTINGS = {"endpoints", "state_dir", "tee_backend", "instance"}
 _MAX_BUNDLE_BYTES = 16 * 1024 * 1024
 _MAX_MEMBERS = 256
 
@@ -127,6 +130,12 @@ class DeploymentPlan:
                         f"{where} services: {service!r} is not a service; services: {', '.join(ALL_SERVICES)}"
                     )
             settings = _table(table.get("settings", {}), f"{where} settings")
+            planned = sorted(set(settings) & _PLANNED_SETTINGS)
+            if planned:
+                raise ConfigurationError(
+                    f"{where} settings: {planned[0]} comes from the plan itself (address, listen, [ports], "
+                    "[advertise], state_dir, tee_backend); set it there"
+                )
             hosts[name] = HostPlan(
                 name,
                 address,
@@ -420,8 +429,10 @@ def unpack_bundle(bundle: Path, target: Path | None = None, force: bool = False)
             raise ConfigurationError(f"{bundle} has no {CONFIG_FILE}: not a Cloister bundle")
         try:
             target = Path(tomllib.loads(config.decode())["state_dir"])
-        except (UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError) as exc:
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
             raise ConfigurationError(f"{bundle}'s {CONFIG_FILE} names no state_dir ({exc})") from None
+        if not target.is_absolute():
+            raise ConfigurationError(f"{bundle}'s {CONFIG_FILE} names a relative state_dir; give --state-dir")
     existing = [str(p) for p in files if (target / p).exists()]
     if existing and not force:
         raise ConfigurationError(f"{target} already holds {', '.join(existing[:3])}; use --force to replace them")
@@ -466,17 +477,23 @@ def _read_bundle(bundle: Path) -> dict[PurePosixPath, bytes]:
 
 
 def _safe_name(name: str, bundle: Path) -> PurePosixPath:
-    path = PurePosixPath(name)
+    """``name`` if it stays under the target and is a place a bundle puts files; else the bundle is refused."""
+    path = PurePosixPath(name.rstrip("/"))
     if (
         not name
         or path.is_absolute()
         or "\\" in name
         or "\x00" in name
-        or any(part in ("..", "") for part in name.split("/") if part != ".")
+        or any(part in ("..", "") for part in name.rstrip("/").split("/") if part != ".")
         or not path.parts
     ):
         raise ConfigurationError(f"{bundle}: entry {name!r} would land outside the target; refused")
-    return PurePosixPath(*(part for part in path.parts if part != "."))
+    path = PurePosixPath(*(part for part in path.parts if part != "."))
+    if not (path.parts[0] in _BUNDLE_PLACES and (len(path.parts) == 1 or path.parts[0] != CONFIG_FILE)):
+        raise ConfigurationError(
+            f"{bundle}: entry {name!r} is not something a bundle holds ({', '.join(_BUNDLE_PLACES)}); refused"
+        )
+    return path
 
 
 def _write_under(root: Path, relative: PurePosixPath, data: bytes) -> None:

@@ -183,3 +183,18 @@ def test_signing_again_keeps_the_keys_and_lists_the_code_installed_here(deployme
     Deployment(attestation).verified_enclave_info()
     with pytest.raises(ConfigurationError, match="holds no deployment"):
         sign_identities(tmp_path)
+
+
+def test_unpack_writes_only_what_a_bundle_holds(deployment: Path, tmp_path: Path) -> None:
+    write_bundle(bundle_files(deployment, "gamma"), tmp_path / "bundle")
+    (tmp_path / "bundle" / "cron.d").mkdir()
+    (tmp_path / "bundle" / "cron.d" / "job").write_text("* * * * * root sh -c 'id'\n")
+    with pytest.raises(ConfigurationError, match=r"'cron\.d/job' is not something a bundle holds"):
+        unpack_bundle(tmp_path / "bundle", tmp_path / "target")
+    assert not (tmp_path / "target").exists()
+
+
+def test_host_settings_cannot_override_what_the_plan_decides() -> None:
+    hosts = {**THREE_HOSTS["hosts"], "gamma": {**THREE_HOSTS["hosts"]["gamma"], "settings": {"endpoints": {}}}}
+    with pytest.raises(ConfigurationError, match="endpoints comes from the plan itself"):
+        _plan(hosts=hosts)
