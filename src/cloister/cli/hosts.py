@@ -17,6 +17,7 @@ import os
 import shutil
 import stat
 import tarfile
+import tempfile
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +25,15 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cloister.attestation.deployment import provision
-from cloister.config import ATTESTATION_SERVICE, DEFAULT_PORTS, ENDPOINTS, SERVICES, TEE_BACKENDS, load_settings
+from cloister.config import (
+    ATTESTATION_SERVICE,
+    DEFAULT_PORTS,
+    ENDPOINTS,
+    SERVICES,
+    TEE_BACKENDS,
+    EndpointSettings,
+    load_settings,
+)
 from cloister.crypto.sealing import load_or_create_key
 from cloister.errors import CloisterError, ConfigurationError
 from cloister.launcher import ENDPOINTS_OF
@@ -281,7 +290,7 @@ def init_deployment(directory: Path, plan: DeploymentPlan, force: bool = False) 
             shutil.rmtree(path)
         else:
             path.unlink()
-    provision(directory / _ATTESTATION, ALL_SERVICES[1:])
+    provision(directory / _ATTESTATION, SERVICES)
     os.chmod(directory / _ATTESTATION / "auditors", 0o700)
     (directory / "secrets").mkdir(mode=0o700)
     load_or_create_key(directory / "secrets" / _STORAGE_KEY.name)
@@ -301,12 +310,10 @@ def sign_identities(directory: Path) -> None:
         ConfigurationError: ``directory`` holds no deployment.
     """
     load_plan(directory)
-    provision(directory / _ATTESTATION, ALL_SERVICES[1:])
+    provision(directory / _ATTESTATION, SERVICES)
 
 
 def _check_host_config(plan: DeploymentPlan, name: str) -> None:
-    import tempfile
-
     with tempfile.NamedTemporaryFile("w", suffix=".toml") as f:
         f.write(plan.host_config(name, plan.hosts[name].services))
         f.flush()
@@ -601,8 +608,6 @@ def _is_ip(host: str) -> bool:
 
 
 def _check_host(host: str, where: str) -> None:
-    from cloister.config import EndpointSettings
-
     try:
         EndpointSettings(host=host)
     except ValueError:
