@@ -187,6 +187,20 @@ class DeploymentPlan:
                     f'run it on one host, or give [advertise] {shared[0]} = "NAME:PORT" (a name that reaches '
                     "every replica)"
                 )
+        if len(runs["authentication"]) > 1:
+            raise ConfigurationError(
+                f"{source}: authentication is placed on {', '.join(runs['authentication'])}, but its user "
+                "database and token key live on its host: run it on one host"
+            )
+        on_sqlite = [
+            h for h in runs["storage"] if self.hosts[h].settings.get("storage", {}).get("backend") != "postgres"
+        ]
+        if len(runs["storage"]) > 1 and on_sqlite:
+            raise ConfigurationError(
+                f"{source}: storage is placed on {', '.join(runs['storage'])}, but on {on_sqlite[0]} it keeps its "
+                'own SQLite database: replicas of storage need settings = { storage = { backend = "postgres", '
+                "dsn = ... } } on every storage host"
+            )
         for host in self.hosts.values():
             taken: dict[int, str] = {}
             for service in host.services:

@@ -198,3 +198,20 @@ def test_host_settings_cannot_override_what_the_plan_decides() -> None:
     hosts = {**THREE_HOSTS["hosts"], "gamma": {**THREE_HOSTS["hosts"]["gamma"], "settings": {"endpoints": {}}}}
     with pytest.raises(ConfigurationError, match="endpoints comes from the plan itself"):
         _plan(hosts=hosts)
+
+
+def test_replicas_that_would_split_their_state_are_refused() -> None:
+    hosts = {**THREE_HOSTS["hosts"], "delta": {"address": "10.0.0.4", "services": ["authentication"]}}
+    with pytest.raises(ConfigurationError, match="user database and token key live on its host"):
+        _plan(hosts=hosts, advertise={"authentication_api": "a.example:7776", "authentication_internal": "a.example:1"})
+    hosts = {**THREE_HOSTS["hosts"], "delta": {"address": "10.0.0.4", "services": ["storage"]}}
+    with pytest.raises(ConfigurationError, match="on alpha it keeps its own SQLite database"):
+        _plan(hosts=hosts, advertise={"storage": "storage.example:17778"})
+    postgres = {"storage": {"backend": "postgres", "dsn": "postgresql://cloister@db.example/cloister"}}
+    hosts = {
+        **THREE_HOSTS["hosts"],
+        "alpha": {**THREE_HOSTS["hosts"]["alpha"], "settings": postgres},
+        "delta": {"address": "10.0.0.4", "services": ["storage"], "settings": postgres},
+    }
+    plan = _plan(hosts=hosts, advertise={"storage": "storage.example:17778"})
+    assert plan.endpoint_address("storage") == ("storage.example", 17778)
