@@ -43,6 +43,8 @@ def init_command(directory: Path, hosts_file: Path | None, host_options: tuple[s
         init_deployment(directory, plan, force)
     except CloisterError as exc:
         raise click.ClickException(exc.message) from None
+    except OSError as exc:
+        raise click.ClickException(_describe(exc)) from None
     click.echo(f"created a deployment of {len(plan.hosts)} hosts in {directory}")
     for host in plan.hosts.values():
         click.echo(f"  {host.name:<16} {host.address:<24} {', '.join(host.services)}")
@@ -84,6 +86,8 @@ def bundle_command(
         write_bundle(files, output, force)
     except CloisterError as exc:
         raise click.ClickException(exc.message) from None
+    except OSError as exc:
+        raise click.ClickException(_describe(exc)) from None
     secrets = [str(f.path) for f in files if f.secret]
     click.echo(f"wrote {output} for host {host}: {len(files)} files")
     click.echo(f"  secrets in it: {', '.join(secrets) if secrets else 'none'}")
@@ -103,6 +107,8 @@ def sign_command(directory: Path) -> None:
         sign_identities(directory)
     except CloisterError as exc:
         raise click.ClickException(exc.message) from None
+    except OSError as exc:
+        raise click.ClickException(_describe(exc)) from None
     click.echo(f"signed a new {directory / 'attestation' / 'enclave_info.toml'} for the code installed here")
     click.echo(f"next, for each host: cloister deploy bundle {directory} --host NAME -o NAME.tar.gz")
 
@@ -124,8 +130,15 @@ def unpack_command(bundle: Path, state_dir: Path | None, force: bool) -> None:
         target = unpack_bundle(bundle, state_dir, force)
     except CloisterError as exc:
         raise click.ClickException(exc.message) from None
+    except OSError as exc:
+        raise click.ClickException(_describe(exc)) from None
     click.echo(f"unpacked {bundle} into {target}")
     click.echo(f"start this host's services with: cloister service NAME --config {target / CONFIG_FILE}")
+
+
+def _describe(exc: OSError) -> str:
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"
 
 
 def register(group: click.Group) -> None:
