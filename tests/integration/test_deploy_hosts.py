@@ -16,6 +16,7 @@ import pytest
 from cloister_cli import cloister
 from host_processes import START_ORDER, HostProcesses
 
+from cloister.errors import AttestationError
 from cloister.sdk import AuthenticationService, FrontendService, FunctionArgument
 
 HOSTS = {
@@ -124,6 +125,11 @@ def test_three_hosts_joined_by_bundles_run_a_task(tmp_path: Path, hosts: HostPro
     finally:
         auth.close()
         frontend.close()
+    # What binds is the service's attested identity, not the address: the frontend's genuine,
+    # attested endpoint is refused by a client that expects the authentication service there.
+    with pytest.raises(AttestationError) as refused:
+        AuthenticationService(f"localhost:{port['frontend']}", root_ca, enclave_info)
+    assert "peer is teaclave_frontend_service, expected teaclave_authentication_service" in str(refused.value)
     # The task's records were written by the storage of host alpha, and nowhere else.
     assert (state["alpha"] / "storage" / "cloister.db").exists()
     assert not (state["beta"] / "storage").exists() and not (state["gamma"] / "storage").exists()
