@@ -34,7 +34,8 @@ def deploy() -> None:
 def init_command(directory: Path, hosts_file: Path | None, host_options: tuple[str, ...], force: bool) -> None:
     """Create a deployment in DIRECTORY: attestation root CA, auditor key, signed enclave_info.toml,
     the storage key and every host's settings. DIRECTORY keeps every secret: keep it off the hosts."""
-    from cloister.cli.hosts import DeploymentPlan, init_deployment, read_plan
+    from cloister.cli.bundles import init_deployment
+    from cloister.cli.deployment_plan import DeploymentPlan, read_plan
 
     if (hosts_file is None) == (not host_options):
         raise click.UsageError("give either --hosts FILE or one --host option per host")
@@ -77,7 +78,7 @@ def bundle_command(
     directory: Path, host: str, services: str | None, output: Path | None, state_dir: Path | None, force: bool
 ) -> None:
     """Write what HOST needs: public trust material, its settings, and the private keys of its services only."""
-    from cloister.cli.hosts import bundle_files, write_bundle
+    from cloister.cli.bundles import bundle_files, write_bundle
 
     chosen = None if services is None else tuple(s.strip() for s in services.split(",") if s.strip())
     output = output or Path(f"{host}.tar.gz")
@@ -101,7 +102,7 @@ def sign_command(directory: Path) -> None:
 
     Keys and CAs stay; give every host a new bundle afterwards (unpack it with --force).
     """
-    from cloister.cli.hosts import sign_identities
+    from cloister.cli.bundles import sign_identities
 
     try:
         sign_identities(directory)
@@ -124,7 +125,7 @@ def sign_command(directory: Path) -> None:
 @click.option("--force", is_flag=True, help="Replace files of an earlier bundle.")
 def unpack_command(bundle: Path, state_dir: Path | None, force: bool) -> None:
     """Put a bundle's files into this host's state directory (regular files only, nothing outside it)."""
-    from cloister.cli.hosts import CONFIG_FILE, unpack_bundle
+    from cloister.cli.bundles import CONFIG_FILE, unpack_bundle
 
     try:
         target = unpack_bundle(bundle, state_dir, force)

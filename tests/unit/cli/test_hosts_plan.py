@@ -11,14 +11,8 @@ from typing import Any
 import pytest
 
 from cloister.attestation.deployment import Deployment
-from cloister.cli.hosts import (
-    DeploymentPlan,
-    bundle_files,
-    init_deployment,
-    sign_identities,
-    unpack_bundle,
-    write_bundle,
-)
+from cloister.cli.bundles import bundle_files, init_deployment, sign_identities, unpack_bundle, write_bundle
+from cloister.cli.deployment_plan import DeploymentPlan
 from cloister.config import load_settings
 from cloister.errors import AttestationError, ConfigurationError
 
