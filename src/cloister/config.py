@@ -115,11 +115,57 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
-class EndpointSettings(_Section):
-    """Where a service listens and where its peers reach it; port 0 picks a free port."""
+def _host(value: str) -> str:
+    """A DNS name or an IP address (IPv6 in brackets or bare), as peers dial it or a server binds it."""
+    bare = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    try:
+        ipaddress.ip_address(bare)
+        return value
+    except ValueError:
+        pass
+    labels = value.rstrip(".").split(".")
+    if len(value) > 253 or not all(
+        0 < len(label) <= 63 and label.replace("-", "").replace("_", "").isalnum() and label.isascii()
+        for label in labels
+    ):
+        raise ValueError("must be a DNS name or an IP address")
+    return value
 
-    host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
+
+_Host = Annotated[str, Field(min_length=1), AfterValidator(_host)]
+
+
+def _split_host_port(value: str) -> tuple[str, int | None]:
+    """``HOST:PORT`` or ``HOST`` (``[v6]:PORT`` for IPv6 with a port)."""
+    if (value.startswith("[") and value.endswith("]")) or (value.count(":") > 1 and not value.startswith("[")):
+        return value, None
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        return value, None
+    if not port.isdigit() or int(port) > 65535:
+        raise ValueError("must look like HOST or HOST:PORT")
+    return host, int(port)
+
+
+def _listen(value: str) -> str:
+    host, _ = _split_host_port(value)
+    _host(host)
+    return value
+
+
+class EndpointSettings(_Section):
+    """Where a service listens and where its peers reach it; port 0 picks a free port.
+
+    ``host``/``port`` are the address peers dial (a DNS name or an IP address). A server binds
+    that same address unless ``listen`` says otherwise: a container or a host behind NAT listens
+    on ``0.0.0.0:7777`` and is dialled as ``frontend.example:7777``. Peers are authenticated by
+    their attested service identity, never by the name they were dialled at.
+    """
+
+    host: _Host = "127.0.0.1"
     port: Annotated[int, BeforeValidator(_not_a_boolean), Field(ge=0, le=65535)] = 0
+    listen: Annotated[str, Field(min_length=1), AfterValidator(_listen)] | None = None
+    """``HOST`` or ``HOST:PORT`` the server binds; by default ``host:port``. Without a port, ``port``."""
 
     @model_validator(mode="before")
     @classmethod
@@ -134,7 +180,24 @@ class EndpointSettings(_Section):
 
     @property
     def address(self) -> str:
+        """The address peers dial (the advertised one)."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def bind_host(self) -> str:
+        """The host the server binds: ``listen``'s, else the advertised one."""
+        return self.host if self.listen is None else _split_host_port(self.listen)[0]
+
+    @property
+    def bind_port(self) -> int:
+        """The port the server binds: ``listen``'s when it names one, else ``port``."""
+        port = None if self.listen is None else _split_host_port(self.listen)[1]
+        return self.port if port is None else port
+
+    @property
+    def bind_address(self) -> str:
+        """``bind_host:bind_port``."""
+        return f"{self.bind_host}:{self.bind_port}"
 
 
 def _endpoint(name: str) -> EndpointSettings:

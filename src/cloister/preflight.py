@@ -50,26 +50,26 @@ def check_ports(settings: Settings, endpoints: Iterable[str]) -> None:
     with contextlib.ExitStack() as sockets:
         for endpoint in endpoints:
             configured = settings.endpoint(endpoint)
-            if configured.port == 0:
+            if configured.bind_port == 0:
                 continue
-            where = (configured.host, configured.port)
+            where = (configured.bind_host, configured.bind_port)
             if where in held:
                 raise PreflightError(
-                    f"port {configured.port} is configured for both {held[where]} and {endpoint}; "
+                    f"port {configured.bind_port} is configured for both {held[where]} and {endpoint}; "
                     f"change {setting_of(endpoint)}"
                 )
             try:
-                for listener in _listen(configured.host, configured.port):
+                for listener in _listen(configured.bind_host, configured.bind_port):
                     sockets.enter_context(listener)
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
                     raise PreflightError(
-                        f"port {configured.port} ({endpoint}) is already in use on {configured.host}: "
+                        f"port {configured.bind_port} ({endpoint}) is already in use on {configured.bind_host}: "
                         f"stop what holds it, or change {setting_of(endpoint)}"
                     ) from None
                 reason = exc.strerror or str(exc)
                 raise PreflightError(
-                    f"cannot listen on {configured.address} ({endpoint}): {reason}; change {setting_of(endpoint)}"
+                    f"cannot listen on {configured.bind_address} ({endpoint}): {reason}; change {setting_of(endpoint)}"
                 ) from None
             held[where] = endpoint
 

@@ -105,11 +105,11 @@ class ServiceRuntime:
         configured = self.settings.endpoint(endpoint)
         credentials = self.keeper.server_credentials(requires_client_certificate(endpoint))
         server, port = await start_server(
-            endpoint, configured.address, credentials, self.verifier, self.settings.rpc, register
+            endpoint, configured.bind_address, credentials, self.verifier, self.settings.rpc, register
         )
         self._servers.append((endpoint, server))
         addresses.publish(self.settings, endpoint, port)
-        logger.info("%s listening on %s:%d", endpoint, configured.host, port)
+        logger.info("%s listening on %s:%d", endpoint, configured.bind_host, port)
         return port
 
     def stop(self) -> None:

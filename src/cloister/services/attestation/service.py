@@ -53,14 +53,14 @@ async def serve(settings: Settings) -> None:
     configured = settings.endpoint(ATTESTATION_SERVICE)
     server, port = await start_server(
         ATTESTATION_SERVICE,
-        configured.address,
+        configured.bind_address,
         tls_credentials(deployment),
         None,
         settings.rpc,
         [lambda s: cgrpc.add_AttestationServicer_to_server(AttestationServicer(endorser), s)],
     )
     addresses.publish(settings, ATTESTATION_SERVICE, port)
-    logger.info("attestation service listening on %s:%d", configured.host, port)
+    logger.info("attestation service listening on %s:%d", configured.bind_host, port)
     try:
         await wait_for_stop_signal(settings, ATTESTATION_SERVICE, asyncio.Event())
     finally:
