@@ -106,8 +106,7 @@ def _local_address(settings: Settings, endpoint: str) -> str:
         UnavailableError: it uses a dynamic port and is not running.
     """
     configured = settings.endpoint(endpoint)
-    # With a separate listen address (settings that have one), the server binds that instead.
-    host, port = getattr(configured, "bind_host", configured.host), getattr(configured, "bind_port", configured.port)
+    host, port = configured.bind_host, configured.bind_port
     if not port:
         return addresses.resolve(settings, endpoint)  # the port it published
     if host in ("0.0.0.0", ""):  # noqa: S104 - a wildcard listener is reached on loopback
