@@ -315,3 +315,42 @@ def _changed(current: Versioned | None, after_version: int) -> bool:
     if current is None:
         return after_version > 0
     return current.version > after_version
+
+
+class SQLiteStorage:
+    """:class:`SQLiteStore` as a :class:`~cloister.storage.engine.Storage`.
+
+    Reads stay synchronous underneath: in WAL mode they never wait for the writer, so they run on
+    the event loop's thread as they always have, and this adapter only gives them the engine's
+    shape. Authentication's user store and offline tools keep using :class:`SQLiteStore` directly.
+    """
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+
+    async def start(self) -> None:
+        self.store.start()
+
+    async def close(self) -> None:
+        self.store.close()
+
+    async def get(self, key: bytes) -> Versioned | None:
+        return self.store.get(key)
+
+    async def read(self, keys: Sequence[bytes]) -> list[Versioned | None]:
+        return self.store.read(keys)
+
+    async def keys_with_prefix(self, prefix: bytes) -> list[bytes]:
+        return self.store.keys_with_prefix(prefix)
+
+    async def queue_items(self, name: bytes, after_seq: int, limit: int) -> list[QueueItem]:
+        return self.store.queue_items(name, after_seq, limit)
+
+    async def commit(self, ops: Sequence[Op]) -> list[bytes | None]:
+        return await self.store.commit(ops)
+
+    async def watch(self, key: bytes, after_version: int, timeout: float) -> Versioned | None:
+        return await self.store.watch(key, after_version, timeout)
+
+    async def watch_queue(self, name: bytes, after_seq: int, limit: int, timeout: float) -> list[QueueItem]:
+        return await self.store.watch_queue(name, after_seq, limit, timeout)
