@@ -248,7 +248,7 @@ class PostgresStore:
                         results = await self._apply_all(conn, ops, tokens)
                     await self._notify(conn, tokens)
                 break
-            except pg_errors.TransactionRollbackError as exc:  # a serialization failure or a deadlock
+            except pg_errors.TransactionRollback as exc:  # a serialization failure or a deadlock
                 tokens.clear()
                 if attempt == _RETRIES - 1:
                     raise self._translate(exc) from None
@@ -336,7 +336,7 @@ class PostgresStore:
                     "the storage database (%s) is out of disk space: writes fail until it has room", self._where
                 )
             return DiskFullError.of(self._service)
-        if isinstance(exc, pg_errors.TransactionRollbackError):
+        if isinstance(exc, pg_errors.TransactionRollback):
             return ConflictError("the commit kept losing races with other commits; try again")
         if isinstance(exc, psycopg_pool.PoolTimeout | psycopg.OperationalError | psycopg.InterfaceError):
             if not self._unreachable:
