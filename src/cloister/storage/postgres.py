@@ -99,14 +99,14 @@ def _lock_id(kind: bytes, name: bytes) -> int:
 
 
 def redact_dsn(dsn: str) -> str:
-    """``dsn`` without its password, for messages; the text as given if it cannot be parsed."""
+    """``dsn`` without its password, for messages (a placeholder if it cannot be parsed)."""
     try:
         params = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError:
         return "<unparsable dsn>"
     if "password" in params:
         params["password"] = "***"  # noqa: S105 - the mask, not a password
-    return make_conninfo(**{k: v for k, v in params.items() if v is not None})
+    return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
 
 
 class PostgresStore:
