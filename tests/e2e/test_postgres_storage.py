@@ -48,7 +48,8 @@ def test_a_task_runs_with_storage_on_postgres(
     keys = postgres_cluster.psql("SELECT encode(key, 'escape') FROM cloister_kv", postgres_database).split()
     assert f"task-{task_id.removeprefix('task-')}" in keys  # the records are in PostgreSQL
     dump = postgres_cluster.psql(
-        "SELECT encode(value, 'escape') FROM cloister_kv UNION ALL SELECT encode(value, 'escape') FROM cloister_queue_items",
+        "SELECT encode(value, 'escape') FROM cloister_kv "
+        "UNION ALL SELECT encode(value, 'escape') FROM cloister_queue_items",
         postgres_database,
     )
     assert MESSAGE not in dump and "returns its message" not in dump  # ... sealed

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import pytest
 from postgres_cluster import PostgresCluster
@@ -13,6 +17,7 @@ from cloister.storage.engine import Storage
 from cloister.storage.postgres import PostgresStore
 from cloister.storage.sqlite import SQLiteStorage, SQLiteStore
 
+T = TypeVar("T")
 KEY = bytes(range(32))
 ENGINES = ("sqlite", "postgres")
 
@@ -67,3 +72,48 @@ def storage_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
 def postgres_engine(postgres_cluster: PostgresCluster, postgres_database: str) -> PostgresEngine:
     """PostgreSQL alone, over an empty database: for what only it does (replicas, the server restarting)."""
     return PostgresEngine(postgres_cluster, postgres_database)
+
+
+class BackgroundStore:
+    """A started engine in an event loop of its own thread, as the storage service is in its own process.
+
+    Tests call it from their loop (:meth:`call`, any number of ``asyncio.run`` in turn) or from
+    synchronous helpers (:meth:`call_sync`); its watches wake on every commit made through it.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="test-storage", daemon=True)
+        self._thread.start()
+        self.store: Storage = self.call_sync(engine.open())
+
+    def call_sync(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=120)
+
+    async def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self._loop))
+
+    def close(self) -> None:
+        try:
+            self.call_sync(self.store.close())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=30)
+            self._loop.close()
+
+
+@contextlib.contextmanager
+def background_store(request: pytest.FixtureRequest, engine_name: str, tmp_path: Path) -> Iterator[BackgroundStore]:
+    """``engine_name``'s engine over an empty database, started in its own thread, closed at the end."""
+    engine: Engine
+    if engine_name == "sqlite":
+        engine = SQLiteEngine(tmp_path / "storage" / "cloister.db")
+    else:
+        engine = PostgresEngine(
+            request.getfixturevalue("postgres_cluster"), request.getfixturevalue("postgres_database")
+        )
+    store = BackgroundStore(engine)
+    try:
+        yield store
+    finally:
+        store.close()
