@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -14,6 +15,7 @@ from postgres_cluster import PostgresCluster
 
 from cloister.crypto.sealing import Sealer
 from cloister.storage.engine import Storage
+from cloister.storage.ops import Enqueue, Op, Put, QueueItem, Versioned
 from cloister.storage.postgres import PostgresStore
 from cloister.storage.sqlite import SQLiteStorage, SQLiteStore
 
@@ -117,3 +119,63 @@ def background_store(request: pytest.FixtureRequest, engine_name: str, tmp_path:
         yield store
     finally:
         store.close()
+
+
+class EngineStorage:
+    """StorageClient's calls over a real engine in its own thread, with the in-memory fakes' helpers.
+
+    The helpers read and write the real database (synchronously, through the same store, so its
+    watches wake as they would for a commit over RPC).
+    """
+
+    def __init__(self, background: BackgroundStore) -> None:
+        self._background = background
+        self._store = background.store
+
+    async def get(self, key: bytes) -> bytes | None:
+        (value,) = await self.read([key])
+        return None if value is None else value.value
+
+    async def read(self, keys: Sequence[bytes]) -> list[Versioned | None]:
+        assert len(keys) <= 1000
+        return await self._background.call(self._store.read(keys))
+
+    async def commit(self, ops: Sequence[Op]) -> None:
+        await self._background.call(self._store.commit(ops))
+
+    async def keys_with_prefix(self, prefix: bytes) -> list[bytes]:
+        return await self._background.call(self._store.keys_with_prefix(prefix))
+
+    async def watch(self, key: bytes, after_version: int, timeout: float) -> Versioned | None:
+        return await self._background.call(self._store.watch(key, after_version, timeout))
+
+    async def watch_queue(self, queue: bytes, after_seq: int, limit: int, timeout: float) -> list[QueueItem]:
+        return await self._background.call(self._store.watch_queue(queue, after_seq, limit, timeout))
+
+    # --- test helpers ------------------------------------------------------------------
+
+    def json(self, key: bytes | str) -> Any:
+        key = key.encode() if isinstance(key, str) else key
+        value = self._background.call_sync(self._store.get(key))
+        if value is None:
+            raise KeyError(key)
+        return json.loads(value.value)
+
+    async def update_json(self, key: str, **fields: Any) -> None:
+        """Rewrite fields of a stored record, as the scheduler would."""
+        record = self.json(key)
+        record.update(fields)
+        await self.commit([Put(key.encode(), json.dumps(record).encode())])
+
+    def queue_json(self, queue: bytes) -> list[Any]:
+        items = self._background.call_sync(self._store.queue_items(queue, 0, 10_000))
+        return [json.loads(item.value) for item in items]
+
+    def put_json(self, key: bytes, value: object) -> None:
+        self._background.call_sync(self._store.commit([Put(key, json.dumps(value).encode())]))
+
+    def enqueue(self, queue: bytes, value: bytes) -> int:
+        """Append to ``queue``; the element's sequence number."""
+        self._background.call_sync(self._store.commit([Enqueue(queue, value)]))
+        items = self._background.call_sync(self._store.queue_items(queue, 0, 1_000_000))
+        return items[-1].seq

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from policy_authorizer import PolicyAuthorizer, caller
-from storage_engines import BackgroundStore, background_store
+from storage_engines import EngineStorage, background_store
 
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
 from cloister.errors import ConflictError
@@ -28,7 +28,7 @@ from cloister.services.management.files import FileService
 from cloister.services.management.functions import FunctionService
 from cloister.services.management.locks import KeyLocks
 from cloister.services.management.tasks import TaskService
-from cloister.storage.ops import Ack, Check, Delete, Enqueue, Op, Put, QueueItem, Versioned
+from cloister.storage.ops import Ack, Check, Delete, Enqueue, Op, Put, Versioned
 
 
 class FakeStorage:
@@ -115,53 +115,6 @@ class FakeStorage:
 
     def queue_json(self, queue: bytes) -> list[Any]:
         return [json.loads(v) for v in self.queues.get(queue, [])]
-
-
-class EngineStorage:
-    """StorageClient's calls over a real engine, with :class:`FakeStorage`'s reading helpers (real reads too)."""
-
-    def __init__(self, background: BackgroundStore) -> None:
-        self._background = background
-        self._store = background.store
-
-    async def get(self, key: bytes) -> bytes | None:
-        (value,) = await self.read([key])
-        return None if value is None else value.value
-
-    async def read(self, keys: Sequence[bytes]) -> list[Versioned | None]:
-        assert len(keys) <= 1000
-        return await self._background.call(self._store.read(keys))
-
-    async def commit(self, ops: Sequence[Op]) -> None:
-        await self._background.call(self._store.commit(ops))
-
-    async def keys_with_prefix(self, prefix: bytes) -> list[bytes]:
-        return await self._background.call(self._store.keys_with_prefix(prefix))
-
-    async def watch(self, key: bytes, after_version: int, timeout: float) -> Versioned | None:
-        return await self._background.call(self._store.watch(key, after_version, timeout))
-
-    async def watch_queue(self, queue: bytes, after_seq: int, limit: int, timeout: float) -> list[QueueItem]:
-        return await self._background.call(self._store.watch_queue(queue, after_seq, limit, timeout))
-
-    # --- test helpers ------------------------------------------------------------------
-
-    def json(self, key: bytes | str) -> Any:
-        key = key.encode() if isinstance(key, str) else key
-        value = self._background.call_sync(self._store.get(key))
-        if value is None:
-            raise KeyError(key)
-        return json.loads(value.value)
-
-    async def update_json(self, key: str, **fields: Any) -> None:
-        """Rewrite fields of a stored record, as the scheduler would."""
-        record = self.json(key)
-        record.update(fields)
-        await self.commit([Put(key.encode(), json.dumps(record).encode())])
-
-    def queue_json(self, queue: bytes) -> list[Any]:
-        items = self._background.call_sync(self._store.queue_items(queue, 0, 10_000))
-        return [json.loads(item.value) for item in items]
 
 
 STORAGES = ("sqlite", "postgres")

@@ -1,5 +1,6 @@
-"""An in-memory stand-in for StorageClient (atomic commits, queues with seq/ack, waking watches)
-and builders for the task and staged-task records the scheduler reads."""
+"""Storage for the scheduler's tests: both real engines (:class:`SchedulerEngineStorage`) or an
+in-memory stand-in for StorageClient (atomic commits, queues with seq/ack, waking watches) for the
+tests that inspect or break it; and builders for the task and staged-task records the scheduler reads."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import json
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+
+from storage_engines import EngineStorage
 
 from cloister.errors import ConflictError, UnavailableError
 from cloister.model.files import FileCrypto, OutputFile
@@ -108,8 +111,15 @@ class FakeStorage:
         return self._items(queue, after_seq, limit)
 
 
+class SchedulerEngineStorage(EngineStorage):
+    """A real engine with :class:`FakeStorage`'s record helpers."""
+
+    def task(self, task_id: uuid.UUID) -> TaskState:
+        return TaskState.from_json(self.json(f"task-{task_id}".encode()))
+
+
 def make_task(
-    storage: FakeStorage,
+    storage: FakeStorage | SchedulerEngineStorage,
     *,
     status: TaskStatus = TaskStatus.STAGED,
     executor: str = "builtin",
@@ -158,6 +168,6 @@ def make_task(
     return task, staged
 
 
-def cancel(storage: FakeStorage, task: TaskState) -> int:
+def cancel(storage: FakeStorage | SchedulerEngineStorage, task: TaskState) -> int:
     """What management's CancelTask does for a Staged or Running task."""
     return storage.enqueue(CANCEL, json.dumps(task.to_json()).encode())
