@@ -407,7 +407,7 @@ class PostgresStore:
                     self._wake(frozenset(self._waiters))  # whatever happened while nobody listened
                     async for notification in conn.notifies():
                         self._wake({notification.payload})
-            except psycopg.Error as exc:
+            except Exception as exc:  # any failure: the waiters poll meanwhile, and the listener tries again
                 logger.debug("storage listener lost its connection (%s); waiters poll meanwhile", type(exc).__name__)
             await asyncio.sleep(POLL_SECONDS)
 
