@@ -15,7 +15,8 @@ yet is locked too), then applies its ops in order and commits. Versions come fro
 so they grow across the store; queue sequence numbers come from another, drawn while the queue's
 lock is held, so within a queue they are committed in order and a reader going "after seq N"
 never skips an element committed late. A Dequeue takes the oldest element ``FOR UPDATE SKIP
-LOCKED``, so concurrent consumers do not wait on each other.
+LOCKED``, so concurrent consumers do not wait on each other; so does a Claim, which leases the
+element instead (its lease ends by the database's clock, the same for every replica).
 
 Watches wait on local events. A commit wakes this process's waiters directly and then sends one
 ``NOTIFY`` (outside its transaction, so a busy commit does not hold the notification lock) whose
@@ -36,6 +37,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import random
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -55,7 +57,21 @@ from cloister.errors import (
     NotFoundError,
     UnavailableError,
 )
-from cloister.storage.ops import Ack, Check, Delete, Dequeue, Enqueue, Op, Put, QueueItem, Versioned
+from cloister.storage.ops import (
+    Ack,
+    Check,
+    Claim,
+    Delete,
+    Dequeue,
+    Enqueue,
+    Extend,
+    Lease,
+    Op,
+    Put,
+    QueueItem,
+    Versioned,
+    check_lease_seconds,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +91,30 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX cloister_queue_items_by_queue ON cloister_queue_items (queue, seq);
     CREATE SEQUENCE cloister_queue_seq AS bigint;
     """,
+    """
+    ALTER TABLE cloister_queue_items ADD COLUMN lease_id bytea, ADD COLUMN lease_until timestamptz;
+    """,
 )
 """Schema version N is reached by applying script N-1; append, never edit."""
+
+
+_DEQUEUE = (
+    "DELETE FROM cloister_queue_items WHERE seq = ("
+    " SELECT seq FROM cloister_queue_items WHERE queue = %s"
+    " AND (lease_until IS NULL OR lease_until <= clock_timestamp())"
+    " ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED"
+    ") RETURNING seq, value"
+)
+"""Takes the oldest element of a queue that no live lease holds and no other transaction is taking."""
+_CLAIM = (
+    "UPDATE cloister_queue_items SET lease_id = %s, lease_until = clock_timestamp() + make_interval(secs => %s)"
+    " WHERE seq = ("
+    " SELECT seq FROM cloister_queue_items WHERE queue = %s"
+    " AND (lease_until IS NULL OR lease_until <= clock_timestamp())"
+    " ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED"
+    ") RETURNING seq, value"
+)
+"""Leases the element :data:`_DEQUEUE` would take."""
 
 
 def kv_context(key: bytes, version: int) -> bytes:
@@ -238,7 +276,7 @@ class PostgresStore:
 
     # --- writes ------------------------------------------------------------------------
 
-    async def commit(self, ops: Sequence[Op]) -> list[bytes | None]:
+    async def commit(self, ops: Sequence[Op]) -> list[bytes | Lease | None]:
         """Apply ``ops`` atomically and durably; one result per op (a Dequeue's value)."""
         tokens: set[str] = set()
         for attempt in range(_RETRIES):
@@ -264,7 +302,7 @@ class PostgresStore:
 
     async def _apply_all(
         self, conn: psycopg.AsyncConnection[Any], ops: Sequence[Op], tokens: set[str]
-    ) -> list[bytes | None]:
+    ) -> list[bytes | Lease | None]:
         locks = {_lock_id(b"k", op.key) for op in ops if isinstance(op, Put | Delete | Check)}
         locks |= {_lock_id(b"q", op.queue) for op in ops if isinstance(op, Enqueue)}
         if locks:
@@ -274,9 +312,9 @@ class PostgresStore:
             )
         versions = await _draw(conn, "cloister_version", sum(isinstance(op, Put) for op in ops))
         seqs = await _draw(conn, "cloister_queue_seq", sum(isinstance(op, Enqueue) for op in ops))
-        results: list[bytes | None] = []
+        results: list[bytes | Lease | None] = []
         for op in ops:
-            result: bytes | None = None
+            result: bytes | Lease | None = None
             if isinstance(op, Put):
                 version = versions.pop(0)
                 await conn.execute(
@@ -298,16 +336,27 @@ class PostgresStore:
             elif isinstance(op, Ack):
                 await conn.execute("DELETE FROM cloister_queue_items WHERE queue = %s AND seq = %s", (op.queue, op.seq))
             elif isinstance(op, Dequeue):
-                cursor = await conn.execute(
-                    "DELETE FROM cloister_queue_items WHERE seq = ("
-                    " SELECT seq FROM cloister_queue_items WHERE queue = %s ORDER BY seq LIMIT 1"
-                    " FOR UPDATE SKIP LOCKED) RETURNING seq, value",
-                    (op.queue,),
-                )
+                cursor = await conn.execute(_DEQUEUE, (op.queue,))
                 row = await cursor.fetchone()
                 if row is None:
                     raise NotFoundError("queue is empty")
                 result = self._sealer.unseal(bytes(row[1]), queue_context(op.queue, row[0]))
+            elif isinstance(op, Claim):
+                lease_id = os.urandom(16)
+                cursor = await conn.execute(_CLAIM, (lease_id, check_lease_seconds(op.lease_seconds), op.queue))
+                row = await cursor.fetchone()
+                if row is None:
+                    raise NotFoundError("no element of the queue is free to claim")
+                value = self._sealer.unseal(bytes(row[1]), queue_context(op.queue, row[0]))
+                result = Lease(row[0], value, lease_id)
+            elif isinstance(op, Extend):
+                cursor = await conn.execute(
+                    "UPDATE cloister_queue_items SET lease_until = clock_timestamp() + make_interval(secs => %s)"
+                    " WHERE queue = %s AND seq = %s AND lease_id = %s",
+                    (check_lease_seconds(op.lease_seconds), op.queue, op.seq, op.lease_id),
+                )
+                if cursor.rowcount != 1:
+                    raise ConflictError(f"the lease on element {op.seq} of its queue was lost")
             elif isinstance(op, Check):
                 cursor = await conn.execute("SELECT version FROM cloister_kv WHERE key = %s", (op.key,))
                 row = await cursor.fetchone()

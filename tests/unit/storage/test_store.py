@@ -13,9 +13,16 @@ from pathlib import Path
 import pytest
 from storage_engines import Engine, PostgresEngine, SQLiteEngine
 
-from cloister.errors import ConflictError, InternalError, NotFoundError, UnavailableError
+from cloister.errors import (
+    ConfigurationError,
+    ConflictError,
+    InternalError,
+    InvalidArgumentError,
+    NotFoundError,
+    UnavailableError,
+)
 from cloister.storage.engine import Storage
-from cloister.storage.ops import Ack, Check, Delete, Dequeue, Enqueue, Put
+from cloister.storage.ops import Ack, Check, Claim, Delete, Dequeue, Enqueue, Extend, Lease, Put
 
 
 def run(engine: Engine, scenario: Callable[[Storage], Awaitable[None]]) -> None:
@@ -347,4 +354,92 @@ def test_replicas_starting_together_migrate_once(postgres_engine: PostgresEngine
     versions = postgres_engine.cluster.psql(
         "SELECT version FROM cloister_schema ORDER BY version", postgres_engine.database
     )
-    assert versions.split() == ["1"]
+    assert versions.split() == ["1", "2"]  # each migration applied once
+
+
+def test_a_database_newer_than_this_cloister_is_refused(postgres_engine: PostgresEngine) -> None:
+    async def main() -> None:
+        await (await postgres_engine.open()).close()
+        postgres_engine.cluster.psql("INSERT INTO cloister_schema (version) VALUES (99)", postgres_engine.database)
+        with pytest.raises(ConfigurationError, match="schema is version 99"):
+            await postgres_engine.open()
+
+    asyncio.run(main())
+
+
+def test_a_claim_leases_the_oldest_free_element_until_acked_or_expired(storage_engine: Engine) -> None:
+    async def scenario(store: Storage) -> None:
+        await store.commit([Enqueue(b"q", b"one"), Enqueue(b"q", b"two")])
+        (first,) = await store.commit([Claim(b"q", 60)])
+        (second,) = await store.commit([Claim(b"q", 60)])
+        assert isinstance(first, Lease) and isinstance(second, Lease)
+        assert (first.value, second.value) == (b"one", b"two") and first.lease_id != second.lease_id
+        with pytest.raises(NotFoundError):  # both held
+            await store.commit([Claim(b"q", 60)])
+        with pytest.raises(NotFoundError):  # a Dequeue does not take a leased element either
+            await store.commit([Dequeue(b"q")])
+        assert [i.value for i in await store.queue_items(b"q", 0, 10)] == [b"one", b"two"]  # still queued
+        await store.commit([Extend(b"q", first.seq, first.lease_id, 60)])  # a heartbeat
+        with pytest.raises(ConflictError, match="lease"):
+            await store.commit([Extend(b"q", first.seq, second.lease_id, 60)])  # not its lease
+        await store.commit([Ack(b"q", first.seq)])
+        with pytest.raises(ConflictError, match="lease"):
+            await store.commit([Extend(b"q", first.seq, first.lease_id, 60)])  # gone
+        assert [i.value for i in await store.queue_items(b"q", 0, 10)] == [b"two"]
+
+    run(storage_engine, scenario)
+
+
+def test_an_expired_lease_lets_another_worker_claim_the_element(storage_engine: Engine) -> None:
+    async def scenario(store: Storage) -> None:
+        await store.commit([Enqueue(b"q", b"job")])
+        (lost,) = await store.commit([Claim(b"q", 0.2)])  # a worker that then dies
+        assert isinstance(lost, Lease)
+        await asyncio.sleep(0.5)
+        (again,) = await store.commit([Claim(b"q", 60)])
+        assert isinstance(again, Lease) and again.seq == lost.seq and again.value == b"job"
+        with pytest.raises(ConflictError):  # the first worker, back, finds its lease taken
+            await store.commit([Extend(b"q", lost.seq, lost.lease_id, 60)])
+        await store.commit([Extend(b"q", again.seq, again.lease_id, 60), Ack(b"q", again.seq)])
+        assert await store.queue_items(b"q", 0, 10) == []
+
+    run(storage_engine, scenario)
+
+
+def test_concurrent_claims_take_distinct_elements(storage_engine: Engine) -> None:
+    async def scenario(store: Storage) -> None:
+        await store.commit([Enqueue(b"q", str(n).encode()) for n in range(10)])
+        outcomes = await asyncio.gather(*(store.commit([Claim(b"q", 60)]) for _ in range(12)), return_exceptions=True)
+        leases = [o[0] for o in outcomes if isinstance(o, list)]
+        assert sorted(lease.seq for lease in leases) == sorted(i.seq for i in await store.queue_items(b"q", 0, 20))  # type: ignore[union-attr]
+        assert sum(isinstance(o, NotFoundError) for o in outcomes) == 2
+
+    run(storage_engine, scenario)
+
+
+@pytest.mark.parametrize("seconds", [0, -1, float("nan"), 10**9])
+def test_a_lease_length_must_be_usable(storage_engine: Engine, seconds: float) -> None:
+    async def scenario(store: Storage) -> None:
+        await store.commit([Enqueue(b"q", b"job")])
+        with pytest.raises(InvalidArgumentError):
+            await store.commit([Claim(b"q", seconds)])
+        assert [i.value for i in await store.queue_items(b"q", 0, 10)] == [b"job"]
+
+    run(storage_engine, scenario)
+
+
+def test_a_database_from_before_leases_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE kv (key BLOB PRIMARY KEY, value BLOB NOT NULL, version INTEGER NOT NULL);"
+        "CREATE TABLE queue_items (seq INTEGER PRIMARY KEY AUTOINCREMENT, queue BLOB NOT NULL, value BLOB NOT NULL);"
+    )
+    old.close()
+
+    async def scenario(store: Storage) -> None:
+        await store.commit([Enqueue(b"q", b"job")])
+        (lease,) = await store.commit([Claim(b"q", 60)])
+        assert isinstance(lease, Lease) and lease.value == b"job"
+
+    run(SQLiteEngine(path), scenario)

@@ -66,6 +66,7 @@ class TeaclaveStorageServicer(sgrpc.TeaclaveStorageServicer):
             (value,) = await self._store.commit([Dequeue(_key(request.key))])
         except NotFoundError:
             raise InternalError("invalid response: queue is empty") from None
+        assert value is None or isinstance(value, bytes)  # a Dequeue's result is its value
         return spb.DequeueResponse(value=value or b"")
 
     async def GetKeysByPrefix(
