@@ -74,7 +74,9 @@ class PostgresCluster:
             self.bin_dir / "psql", "-h", self.directory, "-p", str(self.port), "-d", database, "-X", "-A", "-t",
             "-v", "ON_ERROR_STOP=1", "-c", sql,
         )  # fmt: skip
-        return subprocess.run(command, check=True, capture_output=True, text=True, timeout=60).stdout
+        done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"psql failed: {done.stderr.strip()}"
+        return done.stdout
 
     def create_database(self) -> str:
         name = f"t_{uuid.uuid4().hex[:12]}"
