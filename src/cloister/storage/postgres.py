@@ -282,7 +282,9 @@ class PostgresStore:
         for attempt in range(_RETRIES):
             try:
                 async with self._connection() as conn:
-                    async with conn.transaction():
+                    # Pipelined: statements whose results are not needed yet (BEGIN, the locks, the
+                    # writes, COMMIT) go out together, so a commit costs a few round trips, not one per op.
+                    async with conn.pipeline(), conn.transaction():
                         results = await self._apply_all(conn, ops, tokens)
                     await self._notify(conn, tokens)
                 break
@@ -352,10 +354,10 @@ class PostgresStore:
             elif isinstance(op, Extend):
                 cursor = await conn.execute(
                     "UPDATE cloister_queue_items SET lease_until = clock_timestamp() + make_interval(secs => %s)"
-                    " WHERE queue = %s AND seq = %s AND lease_id = %s",
+                    " WHERE queue = %s AND seq = %s AND lease_id = %s RETURNING seq",
                     (check_lease_seconds(op.lease_seconds), op.queue, op.seq, op.lease_id),
                 )
-                if cursor.rowcount != 1:
+                if await cursor.fetchone() is None:
                     raise ConflictError(f"the lease on element {op.seq} of its queue was lost")
             elif isinstance(op, Check):
                 cursor = await conn.execute("SELECT version FROM cloister_kv WHERE key = %s", (op.key,))

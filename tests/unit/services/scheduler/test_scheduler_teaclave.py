@@ -94,6 +94,8 @@ def test_a_cancelled_task_stops_its_executing_teaclave_executor(storage: FakeSto
         assert await teaclave.heartbeat(me, executing=True) is ExecutorCommand.NO_ACTION
         cancel(storage, task)
         await until(lambda: storage.task(task.task_id).status is TaskStatus.CANCELED)
+        # Storage shows the change as soon as it commits; the scheduler acts on it after its await.
+        await until(lambda: bool(scheduler.state.executors[me].cancels))
         assert await teaclave.heartbeat(me, executing=True) is ExecutorCommand.STOP
         assert await teaclave.heartbeat(me, executing=True) is ExecutorCommand.NO_ACTION
         await scheduler.stop()
