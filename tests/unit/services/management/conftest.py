@@ -120,10 +120,6 @@ class FakeStorage:
 STORAGES = ("sqlite", "postgres")
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "fake_storage: runs against FakeStorage only (it inspects or breaks storage)")
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "storage" in metafunc.fixturenames:
         fake = metafunc.definition.get_closest_marker("fake_storage") is not None

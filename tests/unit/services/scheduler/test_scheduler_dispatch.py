@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 from async_helpers import run, until
-from scheduler_fakes import CANCEL, STAGED, FakeStorage, cancel, make_task
+from scheduler_fakes import CANCEL, STAGED, FakeStorage, cancel, engine_storage, make_task, pytest_generate_tests  # noqa: F401 - the fixture, the hook
 
 from cloister.config import SchedulerSettings
 from cloister.errors import UnavailableError

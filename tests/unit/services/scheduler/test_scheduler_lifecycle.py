@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 from async_helpers import run, until
-from scheduler_fakes import STAGED, FakeStorage, cancel, make_task
+from scheduler_fakes import STAGED, FakeStorage, cancel, engine_storage, make_task, pytest_generate_tests  # noqa: F401 - the fixture, the hook
 
 from cloister.config import SchedulerSettings
 from cloister.errors import ConflictError, MalformedRequestError

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 from async_helpers import run, until
-from scheduler_fakes import FakeStorage, cancel, make_task
+from scheduler_fakes import FakeStorage, cancel, engine_storage, make_task, pytest_generate_tests  # noqa: F401 - the fixture, the hook
 
 from cloister._proto import cloister_pb2 as cpb
 from cloister._proto import teaclave_common_pb2 as common
