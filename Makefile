@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.state_growth
 	$(BIN)/python -m benchmarks.recovery
 	$(BIN)/python -m benchmarks.audit_query
+	$(BIN)/python -m benchmarks.storage_engines
 
 ## The documentation site, with the API reference generated from the docstrings, into site/.
 ## --strict: a broken link, a missing page or a docstring the renderer cannot read fails the build.

@@ -267,9 +267,36 @@ class AccessControlSettings(_Section):
     """Directory of the four policy files (``cloister policy init`` writes them); default: the packaged policy."""
 
 
+STORAGE_BACKENDS = ("sqlite", "postgres")
+"""The engines ``[storage] backend`` may name (``cloister.storage.engine`` opens them)."""
+
+
 class StorageSettings(_Section):
+    backend: str = "sqlite"
+    """``sqlite`` (embedded, one storage process) or ``postgres`` (several storage replicas over one database)."""
     path: Path | None = None
-    """Database file; defaults to ``<state_dir>/storage/cloister.db``."""
+    """SQLite's database file; defaults to ``<state_dir>/storage/cloister.db``."""
+    dsn: SecretStr | None = None
+    """PostgreSQL's connection string or URL (``postgresql://cloister@db.example:5432/cloister``); secret,
+    since a DSN may carry a password, so no message repeats it."""
+    dsn_password_file: Path | None = None
+    """A file holding the PostgreSQL password (one line), so that it is in neither the file nor the environment."""
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value not in STORAGE_BACKENDS:
+            raise ValueError(f"must be one of {', '.join(STORAGE_BACKENDS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _postgres_needs_a_dsn(self) -> StorageSettings:
+        if self.backend == "postgres" and (self.dsn is None or not self.dsn.get_secret_value().strip()):
+            raise ValueError(
+                'backend = "postgres" needs [storage] dsn (CLOISTER_STORAGE__DSN), '
+                "such as postgresql://cloister@db.example:5432/cloister"
+            )
+        return self
 
 
 class SchedulerSettings(_Section):
@@ -648,10 +675,10 @@ def _describe(error: ErrorDetails, env: Mapping[str, str]) -> str:
         reason = _bound(error["type"], context)
     else:
         reason = _REASONS.get(error["type"], error["msg"].replace("Input should be", "must be"))
+    if len(keys) == 1 and section is not None and error["type"] == "value_error":
+        return f"{name}: {reason}"  # a check across the section's settings; our reason names them, no value
     if _is_secret(keys):
         return f"{name} {reason} (the value is not shown)"
-    if len(keys) == 1 and section is not None and error["type"] == "value_error":
-        return f"{name}: {reason}"  # a check across the section's settings; the reason names them
     if variable in env:
         return f"{name} {reason}, not {variable}={_clip(env[variable])}"
     return f"{name} {reason}, not {_clip(json.dumps(error['input'], default=str, ensure_ascii=False))}"

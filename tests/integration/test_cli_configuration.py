@@ -34,7 +34,8 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         (
             "[storage]\nbackend = 'postgres'\n",
             {},
-            "[storage] backend is not a setting; known: path",
+            '[storage]: backend = "postgres" needs [storage] dsn (CLOISTER_STORAGE__DSN), '
+            "such as postgresql://cloister@db.example:5432/cloister",
         ),
         ('tee_backend = "tpm"\n', {}, 'tee_backend must be one of sim, sgx, tdx, sev-snp, not "tpm"'),
         (

@@ -9,8 +9,9 @@ entries it writes can be checked against each other and against later exports.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -29,7 +30,8 @@ from cloister.services.management.audit import (
     load_head,
 )
 from cloister.services.management.audit_retention import export_files
-from cloister.storage.sqlite import SQLiteStore
+from cloister.storage.engine import Storage, open_storage
+from cloister.storage.ops import Versioned
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,37 @@ def verify(settings: Settings, exports: Path | None = None, check_exports: bool 
 _READ_CHUNK = 1_000
 
 
-def _open(settings: Settings) -> SQLiteStore:
+class _OfflineStore:
+    """The configured storage engine, read from synchronous code through a private event loop."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._runner = asyncio.Runner()
+        self._storage = storage
+        try:
+            self._runner.run(storage.start())
+        except BaseException:
+            self._runner.close()
+            raise
+
+    def keys_with_prefix(self, prefix: bytes) -> list[bytes]:
+        return self._runner.run(self._storage.keys_with_prefix(prefix))
+
+    def read(self, keys: Sequence[bytes]) -> list[Versioned | None]:
+        return self._runner.run(self._storage.read(keys))
+
+    def close(self) -> None:
+        try:
+            self._runner.run(self._storage.close())
+        finally:
+            self._runner.close()
+
+
+def _open(settings: Settings) -> _OfflineStore:
+    """The storage the settings configure: the SQLite file, or the PostgreSQL database."""
     key_path = settings.storage_key_path
-    if not key_path.exists() or not settings.database_path.exists():
+    if not key_path.exists() or (settings.storage.backend == "sqlite" and not settings.database_path.exists()):
         raise ConfigurationError(f"no Cloister storage in {settings.state_dir}")
-    return SQLiteStore(settings.database_path, Sealer(key_path.read_bytes()))
+    return _OfflineStore(open_storage(settings, Sealer(key_path.read_bytes())))
 
 
 @dataclass(frozen=True)

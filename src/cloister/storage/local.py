@@ -10,15 +10,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from cloister.storage.engine import Storage
 from cloister.storage.ops import Op, Versioned
-from cloister.storage.sqlite import SQLiteStore
+from cloister.storage.sqlite import SQLiteStorage, SQLiteStore
 
 
 class LocalStorage:
-    """What management's logic needs of storage (get, read, commit, keys by prefix), in process."""
+    """What management's logic needs of storage (get, read, commit, keys by prefix), in process.
 
-    def __init__(self, store: SQLiteStore) -> None:
-        self._store = store
+    Takes either engine (:func:`~cloister.storage.engine.open_storage`), or a bare
+    :class:`SQLiteStore`.
+    """
+
+    def __init__(self, store: Storage | SQLiteStore) -> None:
+        self._store: Storage = SQLiteStorage(store) if isinstance(store, SQLiteStore) else store
 
     async def get(self, key: bytes) -> bytes | None:
         (value,) = await self.read([key])
@@ -26,11 +31,11 @@ class LocalStorage:
 
     async def read(self, keys: Sequence[bytes]) -> list[Versioned | None]:
         await asyncio.sleep(0)  # as a call would, let other tasks run in between
-        return self._store.read(keys)
+        return await self._store.read(keys)
 
     async def commit(self, ops: Sequence[Op]) -> None:
         await self._store.commit(ops)
 
     async def keys_with_prefix(self, prefix: bytes) -> list[bytes]:
         await asyncio.sleep(0)
-        return self._store.keys_with_prefix(prefix)
+        return await self._store.keys_with_prefix(prefix)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cloister.errors import InvalidArgumentError
+
 
 @dataclass(frozen=True)
 class Put:
@@ -54,7 +56,49 @@ class Check:
         return cls(key, 0 if read is None else read.version)
 
 
-Op = Put | Delete | Enqueue | Ack | Dequeue | Check
+@dataclass(frozen=True)
+class Claim:
+    """Lease the oldest element of a queue that no live lease holds, for ``lease_seconds``.
+
+    The commit's result for it is a :class:`Lease`; NotFoundError when the queue has no such
+    element. The element stays in the queue (``queue_items`` still lists it) until it is acked;
+    a lease that is not extended in time runs out, and the next Claim takes the element again,
+    so a worker that dies with it does not lose it.
+    """
+
+    queue: bytes
+    lease_seconds: float
+
+
+@dataclass(frozen=True)
+class Extend:
+    """Push a held lease's end to ``lease_seconds`` from now (a heartbeat); ConflictError when it was lost."""
+
+    queue: bytes
+    seq: int
+    lease_id: bytes
+    lease_seconds: float
+
+
+Op = Put | Delete | Enqueue | Ack | Dequeue | Check | Claim | Extend
+
+MAX_LEASE_SECONDS = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A claimed queue element and the id that extends its lease."""
+
+    seq: int
+    value: bytes
+    lease_id: bytes
+
+
+def check_lease_seconds(seconds: float) -> float:
+    """``seconds`` if it is a usable lease length; InvalidArgumentError otherwise."""
+    if not 0 < seconds <= MAX_LEASE_SECONDS:  # also refuses NaN
+        raise InvalidArgumentError(f"a lease lasts more than 0 and at most {MAX_LEASE_SECONDS:.0f} seconds")
+    return seconds
 
 
 @dataclass(frozen=True)

@@ -23,19 +23,35 @@ import queue
 import shutil
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from cloister.crypto.sealing import Sealer
 from cloister.errors import ConflictError, DiskFullError, NotFoundError, is_disk_full
-from cloister.storage.ops import Ack, Check, Delete, Dequeue, Enqueue, Op, Put, QueueItem, Versioned
+from cloister.storage.ops import (
+    Ack,
+    Check,
+    Claim,
+    Delete,
+    Dequeue,
+    Enqueue,
+    Extend,
+    Lease,
+    Op,
+    Put,
+    QueueItem,
+    Versioned,
+    check_lease_seconds,
+)
 
 logger = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (key BLOB PRIMARY KEY, value BLOB NOT NULL, version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS queue_items (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, queue BLOB NOT NULL, value BLOB NOT NULL
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, queue BLOB NOT NULL, value BLOB NOT NULL,
+    lease_id BLOB, lease_until REAL
 );
 CREATE INDEX IF NOT EXISTS queue_items_by_queue ON queue_items (queue, seq);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -72,6 +88,12 @@ class SQLiteStore:
             os.chmod(path.parent, 0o700)
         self._write_db = self._connect()
         self._write_db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._write_db.execute("PRAGMA table_info(queue_items)")}
+        if "lease_id" not in columns:  # a database from before queue leases
+            self._write_db.executescript(
+                "BEGIN; ALTER TABLE queue_items ADD COLUMN lease_id BLOB;"
+                " ALTER TABLE queue_items ADD COLUMN lease_until REAL; COMMIT;"
+            )
         row = self._write_db.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
         self._version = row[0] if row else 0
         os.chmod(path, 0o600)
@@ -127,10 +149,10 @@ class SQLiteStore:
 
     # --- writes ------------------------------------------------------------------------
 
-    async def commit(self, ops: Sequence[Op]) -> list[bytes | None]:
+    async def commit(self, ops: Sequence[Op]) -> list[bytes | Lease | None]:
         """Apply ``ops`` atomically and durably; one result per op (a Dequeue's value)."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[bytes | None]] = loop.create_future()
+        future: asyncio.Future[list[bytes | Lease | None]] = loop.create_future()
         self._pending.put(_Batch(ops, loop, future))
         return await future
 
@@ -156,7 +178,7 @@ class SQLiteStore:
 
     def _write_group(self, group: list[_Batch]) -> None:
         db = self._write_db
-        outcomes: list[tuple[_Batch, list[bytes | None] | BaseException]] = []
+        outcomes: list[tuple[_Batch, list[bytes | Lease | None] | BaseException]] = []
         keys: set[bytes] = set()
         queues: set[bytes] = set()
         version_at_start = self._version
@@ -214,7 +236,7 @@ class SQLiteStore:
             )
         return DiskFullError.of(self._service)
 
-    def _apply(self, db: sqlite3.Connection, op: Op, keys: set[bytes], queues: set[bytes]) -> bytes | None:
+    def _apply(self, db: sqlite3.Connection, op: Op, keys: set[bytes], queues: set[bytes]) -> bytes | Lease | None:
         if isinstance(op, Put):
             self._version += 1
             db.execute(
@@ -236,12 +258,35 @@ class SQLiteStore:
             db.execute("DELETE FROM queue_items WHERE queue = ? AND seq = ?", (op.queue, op.seq))
         elif isinstance(op, Dequeue):
             row = db.execute(
-                "SELECT seq, value FROM queue_items WHERE queue = ? ORDER BY seq LIMIT 1", (op.queue,)
+                "SELECT seq, value FROM queue_items WHERE queue = ? AND (lease_until IS NULL OR lease_until <= ?)"
+                " ORDER BY seq LIMIT 1",
+                (op.queue, time.time()),
             ).fetchone()
             if row is None:
                 raise NotFoundError("queue is empty")
             db.execute("DELETE FROM queue_items WHERE seq = ?", (row[0],))
             return self._sealer.unseal(row[1], op.queue)
+        elif isinstance(op, Claim):
+            now = time.time()
+            until = now + check_lease_seconds(op.lease_seconds)
+            row = db.execute(
+                "SELECT seq, value FROM queue_items WHERE queue = ? AND (lease_until IS NULL OR lease_until <= ?)"
+                " ORDER BY seq LIMIT 1",
+                (op.queue, now),
+            ).fetchone()
+            if row is None:
+                raise NotFoundError("no element of the queue is free to claim")
+            lease_id = os.urandom(16)
+            db.execute("UPDATE queue_items SET lease_id = ?, lease_until = ? WHERE seq = ?", (lease_id, until, row[0]))
+            return Lease(row[0], self._sealer.unseal(row[1], op.queue), lease_id)
+        elif isinstance(op, Extend):
+            until = time.time() + check_lease_seconds(op.lease_seconds)
+            updated = db.execute(
+                "UPDATE queue_items SET lease_until = ? WHERE queue = ? AND seq = ? AND lease_id = ?",
+                (until, op.queue, op.seq, op.lease_id),
+            )
+            if updated.rowcount != 1:
+                raise ConflictError(f"the lease on element {op.seq} of its queue was lost")
         elif isinstance(op, Check):
             row = db.execute("SELECT version FROM kv WHERE key = ?", (op.key,)).fetchone()
             if (0 if row is None else row[0]) != op.version:
@@ -252,7 +297,7 @@ class SQLiteStore:
 
     def _finish(
         self,
-        outcomes: list[tuple[_Batch, list[bytes | None] | BaseException]],
+        outcomes: list[tuple[_Batch, list[bytes | Lease | None] | BaseException]],
         keys: frozenset[bytes],
         queues: frozenset[bytes],
     ) -> None:
@@ -315,3 +360,42 @@ def _changed(current: Versioned | None, after_version: int) -> bool:
     if current is None:
         return after_version > 0
     return current.version > after_version
+
+
+class SQLiteStorage:
+    """:class:`SQLiteStore` as a :class:`~cloister.storage.engine.Storage`.
+
+    Reads stay synchronous underneath: in WAL mode they never wait for the writer, so they run on
+    the event loop's thread as they always have, and this adapter only gives them the engine's
+    shape. Authentication's user store and offline tools keep using :class:`SQLiteStore` directly.
+    """
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+
+    async def start(self) -> None:
+        self.store.start()
+
+    async def close(self) -> None:
+        self.store.close()
+
+    async def get(self, key: bytes) -> Versioned | None:
+        return self.store.get(key)
+
+    async def read(self, keys: Sequence[bytes]) -> list[Versioned | None]:
+        return self.store.read(keys)
+
+    async def keys_with_prefix(self, prefix: bytes) -> list[bytes]:
+        return self.store.keys_with_prefix(prefix)
+
+    async def queue_items(self, name: bytes, after_seq: int, limit: int) -> list[QueueItem]:
+        return self.store.queue_items(name, after_seq, limit)
+
+    async def commit(self, ops: Sequence[Op]) -> list[bytes | Lease | None]:
+        return await self.store.commit(ops)
+
+    async def watch(self, key: bytes, after_version: int, timeout: float) -> Versioned | None:
+        return await self.store.watch(key, after_version, timeout)
+
+    async def watch_queue(self, name: bytes, after_seq: int, limit: int, timeout: float) -> list[QueueItem]:
+        return await self.store.watch_queue(name, after_seq, limit, timeout)

@@ -10,14 +10,16 @@ from pathlib import Path
 
 import pytest
 from policy_authorizer import PolicyAuthorizer
+from postgres_cluster import PostgresCluster
 
-from cloister.cli.audit import export
+from cloister.cli.audit import export, verify
 from cloister.config import Settings, load_settings
 from cloister.crypto.sealing import Sealer, load_or_create_key
 from cloister.errors import ConfigurationError
 from cloister.model.audit import AuditEntry, ChainedEntry, ChainHead, verify_chain
 from cloister.services.management.audit import AuditLog
 from cloister.services.management.audit_retention import AuditRetention
+from cloister.storage.engine import open_storage
 from cloister.storage.local import LocalStorage
 from cloister.storage.sqlite import SQLiteStore
 
@@ -106,3 +108,29 @@ def test_export_to_a_file_writes_it_private_and_never_through_a_symlink(tmp_path
     result = CliRunner().invoke(main, ["audit", "export", *state, "--since", "0", "-o", str(tmp_path / "planted")])
     assert result.exit_code == 1 and "cannot write" in result.output
     assert victim.read_text() == "keep me"
+
+
+def test_export_and_verify_read_the_configured_postgres_database(
+    tmp_path: Path, postgres_cluster: PostgresCluster, postgres_database: str
+) -> None:
+    env = {
+        "CLOISTER_STORAGE__BACKEND": "postgres",
+        "CLOISTER_STORAGE__DSN": postgres_cluster.dsn(postgres_database),
+        "CLOISTER_STORAGE__DSN_PASSWORD_FILE": str(postgres_cluster.password_file),
+    }
+    settings = load_settings(None, env, state_dir=tmp_path / "state")
+    settings.storage_key_path.parent.mkdir(parents=True)
+    store = open_storage(settings, Sealer(load_or_create_key(settings.storage_key_path)))
+    entries = [AuditEntry(int(NOW * 1e6) + n, bytes(16), "", f"call {n}", True) for n in range(1, 4)]
+
+    async def build() -> None:
+        await store.start()
+        try:
+            await AuditLog(LocalStorage(store), PolicyAuthorizer()).save(entries)
+        finally:
+            await store.close()
+
+    asyncio.run(build())
+    assert [line["entry"]["message"] for line in _lines(settings, 1)] == ["call 2", "call 3"]
+    assert verify(settings, check_exports=False).stored == 3
+    assert not settings.database_path.exists()  # read from PostgreSQL, not an empty SQLite file

@@ -106,7 +106,10 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
             "tee_backnd is not a setting (did you mean tee_backend?); known: state_dir, tee_backend",
         ),
         ('[logging]\nformat = "json"\n', "[logging] format is not a setting; known: level, max_bytes, backup_count"),
-        ('[storage]\nbackend = "sqlite"\n', "[storage] backend is not a setting; known: path"),
+        (
+            '[storage]\nengine = "sqlite"\n',
+            "[storage] engine is not a setting; known: backend, path, dsn, dsn_password_file",
+        ),
         (
             '[endpoints]\nfrontend = { host = "0.0.0.0", prot = 1 }\n',
             "[endpoints] frontend.prot is not a setting (did you mean port?); known: host, port",

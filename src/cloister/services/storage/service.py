@@ -1,4 +1,4 @@
-"""The storage process: open the sealed database and serve it."""
+"""The storage process: open the sealed database (the configured engine) and serve it."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from cloister.config import Settings
 from cloister.crypto.sealing import Sealer, load_or_create_key
 from cloister.rpc.runtime import ServiceRuntime
 from cloister.services.storage.servicer import StorageServicer, TeaclaveStorageServicer
-from cloister.storage.sqlite import SQLiteStore
+from cloister.storage.engine import open_storage
 
 
 async def serve(settings: Settings) -> None:
     runtime = await ServiceRuntime.start(settings, "storage")
     key = load_or_create_key(settings.storage_key_path)
-    store = SQLiteStore(settings.database_path, Sealer(key))
-    store.start()
+    store = open_storage(settings, Sealer(key))
+    await store.start()
     try:
         await runtime.serve(
             "storage",
@@ -26,4 +26,4 @@ async def serve(settings: Settings) -> None:
         )
         await runtime.run_until_stopped()
     finally:
-        store.close()
+        await store.close()

@@ -15,8 +15,8 @@ from cloister._proto import teaclave_storage_service_pb2 as spb
 from cloister._proto import teaclave_storage_service_pb2_grpc as sgrpc
 from cloister.errors import InternalError, InvalidArgumentError, NotFoundError
 from cloister.storage.client import MAX_READ_KEYS, op_from_proto
+from cloister.storage.engine import Storage
 from cloister.storage.ops import Check, Delete, Dequeue, Enqueue, Put, Versioned
-from cloister.storage.sqlite import SQLiteStore
 
 MAX_KEY_LENGTH = 1024
 MAX_WATCH_SECONDS = 60.0
@@ -40,11 +40,11 @@ def _timeout(ms: int) -> float:
 
 
 class TeaclaveStorageServicer(sgrpc.TeaclaveStorageServicer):
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: Storage) -> None:
         self._store = store
 
     async def Get(self, request: spb.GetRequest, context: object) -> spb.GetResponse:
-        value = self._store.get(_key(request.key))
+        value = await self._store.get(_key(request.key))
         if value is None:
             raise InternalError("invalid response: key not found")
         return spb.GetResponse(value=value.value)
@@ -66,16 +66,17 @@ class TeaclaveStorageServicer(sgrpc.TeaclaveStorageServicer):
             (value,) = await self._store.commit([Dequeue(_key(request.key))])
         except NotFoundError:
             raise InternalError("invalid response: queue is empty") from None
+        assert value is None or isinstance(value, bytes)  # a Dequeue's result is its value
         return spb.DequeueResponse(value=value or b"")
 
     async def GetKeysByPrefix(
         self, request: spb.GetKeysByPrefixRequest, context: object
     ) -> spb.GetKeysByPrefixResponse:
-        return spb.GetKeysByPrefixResponse(keys=self._store.keys_with_prefix(request.prefix))
+        return spb.GetKeysByPrefixResponse(keys=await self._store.keys_with_prefix(request.prefix))
 
 
 class StorageServicer(cgrpc.StorageServicer):
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: Storage) -> None:
         self._store = store
 
     async def Commit(self, request: cpb.CommitRequest, context: object) -> empty_pb2.Empty:
@@ -91,7 +92,7 @@ class StorageServicer(cgrpc.StorageServicer):
     async def Read(self, request: cpb.ReadRequest, context: object) -> cpb.ReadResponse:
         if len(request.keys) > MAX_READ_KEYS:
             raise InvalidArgumentError(f"at most {MAX_READ_KEYS} keys per read")
-        values = self._store.read([_key(k) for k in request.keys])
+        values = await self._store.read([_key(k) for k in request.keys])
         return cpb.ReadResponse(values=[_versioned(v) for v in values])
 
     async def Watch(self, request: cpb.WatchRequest, context: object) -> cpb.VersionedValue:

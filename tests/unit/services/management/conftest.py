@@ -1,4 +1,9 @@
-"""An in-memory stand-in for StorageClient and the management services built over it."""
+"""The management services over storage: both real engines, or an in-memory fake for the tests that
+inspect or break storage in ways a real engine does not offer (every commit recorded, failing commits).
+
+A test that takes ``storage`` runs against SQLite and PostgreSQL; one marked ``fake_storage`` runs
+against :class:`FakeStorage` alone.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,13 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from policy_authorizer import PolicyAuthorizer, caller
+from storage_engines import EngineStorage, background_store
 
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
 from cloister.errors import ConflictError
@@ -111,6 +117,15 @@ class FakeStorage:
         return [json.loads(v) for v in self.queues.get(queue, [])]
 
 
+STORAGES = ("sqlite", "postgres")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "storage" in metafunc.fixturenames:
+        fake = metafunc.definition.get_closest_marker("fake_storage") is not None
+        metafunc.parametrize("storage", ["fake"] if fake else STORAGES, indirect=True)
+
+
 @dataclass
 class Services:
     storage: FakeStorage
@@ -123,8 +138,12 @@ class Services:
 
 
 @pytest.fixture
-def storage() -> FakeStorage:
-    return FakeStorage()
+def storage(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[FakeStorage]:
+    if request.param == "fake":
+        yield FakeStorage()
+        return
+    with background_store(request, request.param, tmp_path) as background:
+        yield EngineStorage(background)  # type: ignore[misc]
 
 
 @pytest.fixture

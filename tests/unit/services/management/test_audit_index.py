@@ -173,6 +173,7 @@ def test_within_a_second_entries_keep_the_order_stored_across_blocks(services: A
     asyncio.run(go())
 
 
+@pytest.mark.fake_storage  # inspects the fake's records of commits and data, or fails its commits
 def test_entries_and_their_index_records_are_one_commit(services: Any, storage: Any) -> None:
     async def go() -> None:
         await services.audit.save([AuditEntry(SECOND, COMPAT, "", "first call", True)])
@@ -193,6 +194,7 @@ def test_entries_and_their_index_records_are_one_commit(services: Any, storage: 
     asyncio.run(go())
 
 
+@pytest.mark.fake_storage  # inspects the fake's records of commits and data, or fails its commits
 def test_an_index_whose_key_is_gone_is_refused_not_rebuilt_silently(services: Any, storage: Any) -> None:
     async def go() -> None:
         await services.audit.save([AuditEntry(SECOND, COMPAT, "", "call", True)])
@@ -210,6 +212,7 @@ async def _store_unindexed(storage: Any, entries: list[AuditEntry], head: ChainH
     return head
 
 
+@pytest.mark.fake_storage  # inspects the fake's records of commits and data, or fails its commits
 def test_entries_from_before_the_index_are_indexed_once_while_saves_go_on(
     services: Any, storage: Any, small_blocks: None
 ) -> None:
@@ -237,6 +240,7 @@ def test_entries_from_before_the_index_are_indexed_once_while_saves_go_on(
     asyncio.run(go())
 
 
+@pytest.mark.fake_storage  # inspects the fake's records of commits and data, or fails its commits
 def test_a_backfill_cut_short_resumes_where_it_stopped(services: Any, storage: Any, small_blocks: None) -> None:
     old = _random_entries(100, seed=3)
 
@@ -265,6 +269,7 @@ def test_a_backfill_cut_short_resumes_where_it_stopped(services: Any, storage: A
     asyncio.run(go())
 
 
+@pytest.mark.fake_storage  # inspects the fake's records of commits and data, or fails its commits
 def test_retention_deletes_the_index_records_of_blocks_it_cut(
     services: Any, storage: Any, small_blocks: None, tmp_path: Path
 ) -> None:

@@ -22,6 +22,7 @@ def entry(at: int, message: str, user: str = "", result: bool = True, ip: bytes 
     return AuditEntry(at, ip, user, message, result)
 
 
+@pytest.mark.fake_storage  # inspects the fake's records of commits and data, or fails its commits
 def test_save_stores_one_commit_and_rejects_bad_ip(services, storage):
     async def go():
         await services.audit.save([entry(1, "a"), entry(2, "b")])

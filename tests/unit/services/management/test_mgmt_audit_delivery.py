@@ -77,6 +77,7 @@ async def _until(condition: Any, timeout: float = 5.0) -> None:
             await asyncio.sleep(0.01)
 
 
+@pytest.mark.fake_storage  # inspects the fake's records of commits and data, or fails its commits
 def test_entries_are_stored_once_when_the_answer_to_saving_them_is_lost(storage: Any, tmp_path: Path) -> None:
     management = Management(storage)
 
@@ -97,6 +98,7 @@ def test_entries_are_stored_once_when_the_answer_to_saving_them_is_lost(storage:
     assert json.loads(storage.data[delivered_key(spool)].value)["seq"] >= int(dict(first)[FIRST_SEQ_KEY]) + 4
 
 
+@pytest.mark.fake_storage  # inspects the fake's records of commits and data, or fails its commits
 def test_entries_spooled_while_management_is_down_are_shipped_after_a_restart(storage: Any, tmp_path: Path) -> None:
     management = Management(storage)
     management.down = True
@@ -124,6 +126,7 @@ def test_entries_spooled_while_management_is_down_are_shipped_after_a_restart(st
     assert not [p for p in tmp_path.glob("*.spool") if p.read_bytes().strip(b"\0")]  # acknowledged, so deleted
 
 
+@pytest.mark.fake_storage  # inspects the fake's records of commits and data, or fails its commits
 def test_a_batch_delivered_twice_is_stored_once_and_others_sources_are_apart(storage: Any) -> None:
     servicer, _ = create_servicers(storage, PolicyAuthorizer())
 
@@ -144,6 +147,7 @@ def test_a_batch_delivered_twice_is_stored_once_and_others_sources_are_apart(sto
     assert _stored(storage) == ["a1", "a2", "a3", "a4", "b1", "t"]
 
 
+@pytest.mark.fake_storage  # inspects the fake's records of commits and data, or fails its commits
 def test_a_failed_commit_leaves_no_stale_chain_head(storage: Any) -> None:
     servicer, _ = create_servicers(storage, PolicyAuthorizer())
 

@@ -41,6 +41,7 @@ def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(audit_retention, "_READ_CHUNK", 5)
 
 
+@pytest.mark.fake_storage  # inspects the fake's records of commits and data, or fails its commits
 def test_old_entries_are_exported_then_deleted_and_the_rest_still_verifies_and_answers(
     services: Any, storage: Any, tmp_path: Path, small_batches: None
 ) -> None:
@@ -69,6 +70,7 @@ def test_old_entries_are_exported_then_deleted_and_the_rest_still_verifies_and_a
     assert json.loads(storage.data[ANCHOR_KEY].value)["seq"] == 20
 
 
+@pytest.mark.fake_storage  # inspects the fake's records of commits and data, or fails its commits
 def test_a_cut_interrupted_by_a_crash_is_finished_at_the_next_pass(
     services: Any, storage: Any, tmp_path: Path, small_batches: None
 ) -> None:
@@ -97,6 +99,7 @@ def test_a_cut_interrupted_by_a_crash_is_finished_at_the_next_pass(
     assert _verify(storage, tmp_path) == (6, 1)
 
 
+@pytest.mark.fake_storage  # inspects the fake's records of commits and data, or fails its commits
 def test_a_log_that_does_not_verify_is_not_cut(services: Any, storage: Any, tmp_path: Path) -> None:
     retention = AuditRetention(storage, tmp_path, DAY, 3600, now=lambda: NOW)
 

@@ -23,6 +23,7 @@ FO = Role.parse("FunctionOwner")
 DO = Role.parse("DataOwner-org1")
 
 
+@pytest.mark.fake_storage  # inspects the fake's records of commits and data, or fails its commits
 def test_register_stores_function_user_lists_and_zero_usage(services, act, storage):
     async def go():
         fid = await act.register_function("alice", public=False, user_allowlist=["bob", "carol", "bob"])
@@ -93,6 +94,7 @@ def test_list_functions(services, act, storage):
     asyncio.run(go())
 
 
+@pytest.mark.fake_storage  # inspects the fake's records of commits and data, or fails its commits
 def test_update_function_replaces_but_keeps_lists(services, act, storage):
     async def go():
         fid = await act.register_function("alice", user_allowlist=["bob"])
@@ -118,6 +120,7 @@ def test_update_function_replaces_but_keeps_lists(services, act, storage):
     asyncio.run(go())
 
 
+@pytest.mark.fake_storage  # inspects the fake's records of commits and data, or fails its commits
 def test_delete_is_owner_only(services, act, storage):
     async def go():
         fid = await act.register_function("alice")
@@ -132,6 +135,7 @@ def test_delete_is_owner_only(services, act, storage):
     asyncio.run(go())
 
 
+@pytest.mark.fake_storage  # inspects the fake's records of commits and data, or fails its commits
 def test_disable_unlists_and_clears_allowlist(services, act, storage):
     async def go():
         fid = await act.register_function("alice", public=True, user_allowlist=["bob", "ghost"])
@@ -179,6 +183,7 @@ def test_register_request_validation():
     assert build(usage_quota=-1).usage_quota is None
 
 
+@pytest.mark.fake_storage  # inspects the fake's records of commits and data, or fails its commits
 def test_a_builtin_function_must_name_a_built_in(services, act, storage):
     """Refused when registered or updated, listing the built-ins, instead of failing each task."""
 

@@ -88,6 +88,7 @@ async def listed(tasks: TaskService, user: str, **options) -> list[str]:
         after = page[-1][0]
 
 
+@pytest.mark.fake_storage  # inspects the fake's records of commits and data, or fails its commits
 def test_index_is_written_in_the_commit_that_creates_the_task(services, act, storage, tasks):
     async def go():
         fid = await act.register_function("fo", outputs=OUT)
@@ -220,6 +221,7 @@ def test_a_page_asks_the_policy_in_batches_and_stops_when_full(services, act, st
     asyncio.run(go())
 
 
+@pytest.mark.fake_storage  # inspects the fake's records of commits and data, or fails its commits
 def test_tasks_stored_before_the_index_are_indexed_once(services, act, storage, tasks):
     async def go():
         fid = await act.register_function("fo", outputs=OUT)

@@ -194,6 +194,7 @@ def test_participants_and_role_gate(services, act):
     asyncio.run(go())
 
 
+@pytest.mark.fake_storage  # inspects the fake's records of commits and data, or fails its commits
 def test_assign_data_ownership_rules(services, act, storage):
     async def go():
         fid = await act.register_function("fo", inputs=INPUTS, outputs=OUTPUTS)
@@ -295,6 +296,7 @@ def test_two_party_approve_then_invoke(services, act, storage):
     asyncio.run(go())
 
 
+@pytest.mark.fake_storage  # inspects the fake's records of commits and data, or fails its commits
 def test_single_user_task_invokes_directly(services, act, storage):
     async def go():
         fid = await act.register_function("fo", name="builtin-echo", payload=b"\x01\x02")

@@ -1,5 +1,6 @@
-"""An in-memory stand-in for StorageClient (atomic commits, queues with seq/ack, waking watches)
-and builders for the task and staged-task records the scheduler reads."""
+"""Storage for the scheduler's tests: both real engines (:class:`SchedulerEngineStorage`) or an
+in-memory stand-in for StorageClient (atomic commits, queues with seq/ack, waking watches) for the
+tests that inspect or break it; and builders for the task and staged-task records the scheduler reads."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import contextlib
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from storage_engines import EngineStorage, background_store
 
 from cloister.errors import ConflictError, UnavailableError
 from cloister.model.files import FileCrypto, OutputFile
@@ -108,8 +113,15 @@ class FakeStorage:
         return self._items(queue, after_seq, limit)
 
 
+class SchedulerEngineStorage(EngineStorage):
+    """A real engine with :class:`FakeStorage`'s record helpers."""
+
+    def task(self, task_id: uuid.UUID) -> TaskState:
+        return TaskState.from_json(self.json(f"task-{task_id}".encode()))
+
+
 def make_task(
-    storage: FakeStorage,
+    storage: FakeStorage | SchedulerEngineStorage,
     *,
     status: TaskStatus = TaskStatus.STAGED,
     executor: str = "builtin",
@@ -158,6 +170,29 @@ def make_task(
     return task, staged
 
 
-def cancel(storage: FakeStorage, task: TaskState) -> int:
+def cancel(storage: FakeStorage | SchedulerEngineStorage, task: TaskState) -> int:
     """What management's CancelTask does for a Staged or Running task."""
     return storage.enqueue(CANCEL, json.dumps(task.to_json()).encode())
+
+
+STORAGES = ("sqlite", "postgres")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that takes ``storage`` runs against each real engine, or the fake alone if marked ``fake_storage``.
+
+    The scheduler's test modules import this hook and the fixture (:func:`engine_storage`) (a conftest here would be
+    imported as ``conftest`` and shadow management's, whose tests import from it).
+    """
+    if "storage" in metafunc.fixturenames:
+        fake = metafunc.definition.get_closest_marker("fake_storage") is not None
+        metafunc.parametrize("storage", ["fake"] if fake else STORAGES, indirect=True)
+
+
+@pytest.fixture(name="storage")
+def engine_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FakeStorage | SchedulerEngineStorage]:
+    if request.param == "fake":
+        yield FakeStorage()
+        return
+    with background_store(request, request.param, tmp_path) as background:
+        yield SchedulerEngineStorage(background)

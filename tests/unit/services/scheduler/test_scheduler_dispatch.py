@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 from async_helpers import run, until
-from scheduler_fakes import CANCEL, STAGED, FakeStorage, cancel, make_task
+from scheduler_fakes import CANCEL, STAGED, FakeStorage, cancel, engine_storage, make_task, pytest_generate_tests  # noqa: F401 - the fixture, the hook
 
 from cloister.config import SchedulerSettings
 from cloister.errors import UnavailableError
@@ -38,9 +38,8 @@ async def started(storage: FakeStorage, timeout: float = 30.0, clock: Clock | No
     return scheduler
 
 
-def test_two_concurrent_pullers_never_get_the_same_task() -> None:
+def test_two_concurrent_pullers_never_get_the_same_task(storage: FakeStorage) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         _, staged = make_task(storage)
         scheduler = await started(storage)
         await until(lambda: len(scheduler.state.pending) == 1)
@@ -54,9 +53,9 @@ def test_two_concurrent_pullers_never_get_the_same_task() -> None:
     run(body)
 
 
-def test_pull_marks_running_records_the_assignment_and_acks_in_one_commit() -> None:
+@pytest.mark.fake_storage  # inspects the fake's queues, records or commits, or fails its commits
+def test_pull_marks_running_records_the_assignment_and_acks_in_one_commit(storage: FakeStorage) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         task, staged = make_task(storage)
         scheduler = await started(storage)
         me = executor()
@@ -72,10 +71,10 @@ def test_pull_marks_running_records_the_assignment_and_acks_in_one_commit() -> N
     run(body)
 
 
-def test_a_record_copy_in_an_earlier_element_never_overrides_storage() -> None:
+@pytest.mark.fake_storage  # inspects the fake's queues, records or commits, or fails its commits
+def test_a_record_copy_in_an_earlier_element_never_overrides_storage(storage: FakeStorage) -> None:
     # Earlier versions put the task record as staged into the element; the stored record wins.
     async def body() -> None:
-        storage = FakeStorage()
         task, staged = make_task(storage, enqueue=False)
         element = {**StagedElement(staged).to_json(), "task": task.to_json()}
         canceled = transition(task, TaskStatus.CANCELED, by=Actor.SCHEDULER, result=TaskResult.err("gone"))
@@ -90,9 +89,8 @@ def test_a_record_copy_in_an_earlier_element_never_overrides_storage() -> None:
     run(body)
 
 
-def test_a_waiting_pull_gets_a_task_staged_later() -> None:
+def test_a_waiting_pull_gets_a_task_staged_later(storage: FakeStorage) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         scheduler = await started(storage)
         pull = asyncio.create_task(scheduler.pull_task_wait(executor(), 10))
         await asyncio.sleep(0.01)
@@ -104,9 +102,8 @@ def test_a_waiting_pull_gets_a_task_staged_later() -> None:
     run(body)
 
 
-def test_pull_hands_out_only_tasks_the_executor_can_run() -> None:
+def test_pull_hands_out_only_tasks_the_executor_can_run(storage: FakeStorage) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         _, python_task = make_task(storage, executor="mesapy")
         scheduler = await started(storage)
         await until(lambda: len(scheduler.state.pending) == 1)
@@ -117,9 +114,8 @@ def test_pull_hands_out_only_tasks_the_executor_can_run() -> None:
     run(body)
 
 
-def test_a_task_no_pair_can_run_goes_to_any_executor_to_fail_there() -> None:
+def test_a_task_no_pair_can_run_goes_to_any_executor_to_fail_there(storage: FakeStorage) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         _, staged = make_task(storage, executor="mesapy", executor_type="builtin")
         scheduler = await started(storage)
         assert await scheduler.pull_task_wait(executor("builtin"), 1) == staged
@@ -128,12 +124,14 @@ def test_a_task_no_pair_can_run_goes_to_any_executor_to_fail_there() -> None:
     run(body)
 
 
-def test_a_task_no_live_executor_can_run_is_explained_once(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.fake_storage  # inspects the fake's queues, records or commits, or fails its commits
+def test_a_task_no_live_executor_can_run_is_explained_once(
+    storage: FakeStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # No grace period for execution services to connect first.
     monkeypatch.setattr("cloister.services.scheduler.dispatcher._WAIT_GRACE_SECONDS", -1.0)
 
     async def body() -> None:
-        storage = FakeStorage()
         task, _ = make_task(storage, executor="mesapy")
         scheduler = await started(storage)
         await until(lambda: len(scheduler.state.pending) == 1)
@@ -154,9 +152,9 @@ def test_a_task_no_live_executor_can_run_is_explained_once(monkeypatch: pytest.M
     run(body)
 
 
-def test_a_pending_task_cancelled_is_canceled_and_never_handed_out() -> None:
+@pytest.mark.fake_storage  # inspects the fake's queues, records or commits, or fails its commits
+def test_a_pending_task_cancelled_is_canceled_and_never_handed_out(storage: FakeStorage) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         task, _ = make_task(storage)
         scheduler = await started(storage)
         await until(lambda: len(scheduler.state.pending) == 1)
@@ -170,9 +168,9 @@ def test_a_pending_task_cancelled_is_canceled_and_never_handed_out() -> None:
     run(body)
 
 
-def test_a_cancel_read_before_its_staged_element_still_cancels_the_task() -> None:
+@pytest.mark.fake_storage  # inspects the fake's queues, records or commits, or fails its commits
+def test_a_cancel_read_before_its_staged_element_still_cancels_the_task(storage: FakeStorage) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         task, staged = make_task(storage, enqueue=False)
         scheduler = Scheduler(storage, SchedulerSettings(), monitor_interval=3600)  # watchers not started
         cancel_seq = cancel(storage, task)
@@ -190,9 +188,9 @@ def test_a_cancel_read_before_its_staged_element_still_cancels_the_task() -> Non
     run(body)
 
 
-def test_cancelling_an_assigned_task_answers_its_executors_heartbeat_at_once() -> None:
+@pytest.mark.fake_storage  # inspects the fake's queues, records or commits, or fails its commits
+def test_cancelling_an_assigned_task_answers_its_executors_heartbeat_at_once(storage: FakeStorage) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         task, _ = make_task(storage)
         scheduler = await started(storage)
         me = executor()
@@ -212,9 +210,8 @@ def test_cancelling_an_assigned_task_answers_its_executors_heartbeat_at_once() -
     run(body)
 
 
-def test_heartbeat_without_news_waits_and_answers_empty() -> None:
+def test_heartbeat_without_news_waits_and_answers_empty(storage: FakeStorage) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         task, _ = make_task(storage)
         scheduler = await started(storage)
         me = executor()
@@ -225,12 +222,11 @@ def test_heartbeat_without_news_waits_and_answers_empty() -> None:
     run(body)
 
 
-def test_the_schedulers_own_pause_is_not_executors_silence() -> None:
+def test_the_schedulers_own_pause_is_not_executors_silence(storage: FakeStorage) -> None:
     """Stopped 20 s (SIGSTOP), the scheduler wakes to executors that were fine all along: their
     silence is measured only over time the scheduler ran."""
 
     async def body() -> None:
-        storage = FakeStorage()
         clock = Clock()
         task, _ = make_task(storage)
         scheduler = await started(storage, timeout=3, clock=clock)
@@ -252,9 +248,9 @@ def test_the_schedulers_own_pause_is_not_executors_silence() -> None:
     run(body)
 
 
-def test_a_lost_executors_task_fails_with_the_timeout_reason() -> None:
+@pytest.mark.fake_storage  # inspects the fake's queues, records or commits, or fails its commits
+def test_a_lost_executors_task_fails_with_the_timeout_reason(storage: FakeStorage) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         clock = Clock()
         task, _ = make_task(storage)
         scheduler = await started(storage, timeout=0.5, clock=clock)
@@ -276,9 +272,8 @@ def test_a_lost_executors_task_fails_with_the_timeout_reason() -> None:
     run(body)
 
 
-def test_a_task_its_live_executor_stops_listing_fails_too() -> None:
+def test_a_task_its_live_executor_stops_listing_fails_too(storage: FakeStorage) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         clock = Clock()
         task, _ = make_task(storage)
         scheduler = await started(storage, timeout=0.5, clock=clock)
@@ -295,9 +290,8 @@ def test_a_task_its_live_executor_stops_listing_fails_too() -> None:
     run(body)
 
 
-def test_state_is_rebuilt_from_storage_at_start() -> None:
+def test_state_is_rebuilt_from_storage_at_start(storage: FakeStorage) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         clock = Clock()
         _, staged = make_task(storage)
         running, _ = make_task(storage, status=TaskStatus.RUNNING, enqueue=False)
@@ -319,9 +313,9 @@ def test_state_is_rebuilt_from_storage_at_start() -> None:
     run(body)
 
 
-def test_a_task_no_longer_staged_is_acknowledged_and_skipped() -> None:
+@pytest.mark.fake_storage  # inspects the fake's queues, records or commits, or fails its commits
+def test_a_task_no_longer_staged_is_acknowledged_and_skipped(storage: FakeStorage) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         make_task(storage, status=TaskStatus.CANCELED)
         scheduler = await started(storage)
         await until(lambda: len(scheduler.state.pending) == 1)
@@ -332,9 +326,9 @@ def test_a_task_no_longer_staged_is_acknowledged_and_skipped() -> None:
     run(body)
 
 
-def test_a_failed_hand_out_leaves_the_task_pending() -> None:
+@pytest.mark.fake_storage  # inspects the fake's queues, records or commits, or fails its commits
+def test_a_failed_hand_out_leaves_the_task_pending(storage: FakeStorage) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         task, staged = make_task(storage)
         scheduler = await started(storage)
         await until(lambda: len(scheduler.state.pending) == 1)

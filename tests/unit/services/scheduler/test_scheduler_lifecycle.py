@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 from async_helpers import run, until
-from scheduler_fakes import STAGED, FakeStorage, cancel, make_task
+from scheduler_fakes import STAGED, FakeStorage, cancel, engine_storage, make_task, pytest_generate_tests  # noqa: F401 - the fixture, the hook
 
 from cloister.config import SchedulerSettings
 from cloister.errors import ConflictError, MalformedRequestError
@@ -61,9 +61,8 @@ async def started(storage: FakeStorage, clock: Clock | None = None, timeout: flo
     return scheduler
 
 
-def test_each_change_records_who_made_it() -> None:
+def test_each_change_records_who_made_it(storage: FakeStorage) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         task, _ = make_task(storage)
         scheduler = await started(storage)
         await scheduler.pull_task_wait(executor(), 5)
@@ -78,9 +77,9 @@ def test_each_change_records_who_made_it() -> None:
 
 
 @pytest.mark.parametrize("how", ["cancelled", "executor lost"])
-def test_a_result_for_a_task_that_ended_meanwhile_changes_nothing(how: str) -> None:
+@pytest.mark.fake_storage  # inspects the fake's queues, records or commits, or fails its commits
+def test_a_result_for_a_task_that_ended_meanwhile_changes_nothing(storage: FakeStorage, how: str) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         clock = Clock()
         task, _ = make_task(storage, outputs=["out"])
         scheduler = await started(storage, clock, timeout=0.5)
@@ -144,9 +143,8 @@ def test_a_cancellation_racing_a_change_elsewhere_does_not_undo_it() -> None:
     run(body)
 
 
-def test_a_task_never_handed_out_survives_a_scheduler_restart_and_runs_once() -> None:
+def test_a_task_never_handed_out_survives_a_scheduler_restart_and_runs_once(storage: FakeStorage) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         task, staged = make_task(storage)
         first = await started(storage)
         await until(lambda: len(first.state.pending) == 1)
@@ -163,10 +161,9 @@ def test_a_task_never_handed_out_survives_a_scheduler_restart_and_runs_once() ->
     run(body)
 
 
-def test_a_task_handed_out_before_a_restart_fails_when_its_executor_stays_silent() -> None:
+def test_a_task_handed_out_before_a_restart_fails_when_its_executor_stays_silent(storage: FakeStorage) -> None:
     # Its function may have had effects, so it is failed, never handed out again.
     async def body() -> None:
-        storage = FakeStorage()
         clock = Clock()
         task, _ = make_task(storage)
         first = await started(storage, clock, timeout=0.5)
@@ -184,9 +181,8 @@ def test_a_task_handed_out_before_a_restart_fails_when_its_executor_stays_silent
     run(body)
 
 
-def test_cancelling_a_running_task_is_canceled_not_failed() -> None:
+def test_cancelling_a_running_task_is_canceled_not_failed(storage: FakeStorage) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         task, _ = make_task(storage)
         scheduler = await started(storage)
         await scheduler.pull_task_wait(executor(), 5)

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 from async_helpers import run, until
-from scheduler_fakes import FakeStorage, cancel, make_task
+from scheduler_fakes import FakeStorage, cancel, engine_storage, make_task, pytest_generate_tests  # noqa: F401 - the fixture, the hook
 
 from cloister._proto import cloister_pb2 as cpb
 from cloister._proto import teaclave_common_pb2 as common
@@ -30,9 +30,8 @@ async def started(storage: FakeStorage) -> tuple[Scheduler, TeaclaveExecutors, T
     return scheduler, TeaclaveExecutors(scheduler), TaskResults(storage, scheduler.state)
 
 
-def test_heartbeat_needs_a_uuid_and_announces_pending_tasks() -> None:
+def test_heartbeat_needs_a_uuid_and_announces_pending_tasks(storage: FakeStorage) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         scheduler, teaclave, _ = await started(storage)
         with pytest.raises(MalformedRequestError):
             await teaclave.heartbeat("not-a-uuid", executing=False)
@@ -46,9 +45,8 @@ def test_heartbeat_needs_a_uuid_and_announces_pending_tasks() -> None:
     run(body)
 
 
-def test_pull_task_parses_the_executor_id_before_taking_a_task() -> None:
+def test_pull_task_parses_the_executor_id_before_taking_a_task(storage: FakeStorage) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         scheduler, teaclave, _ = await started(storage)
         with pytest.raises(FailedOperationError) as empty:
             await teaclave.pull_task(str(uuid.uuid4()))
@@ -63,9 +61,8 @@ def test_pull_task_parses_the_executor_id_before_taking_a_task() -> None:
     run(body)
 
 
-def test_pull_then_update_status_then_result() -> None:
+def test_pull_then_update_status_then_result(storage: FakeStorage) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         task, staged = make_task(storage)
         scheduler, teaclave, results = await started(storage)
         await until(lambda: len(scheduler.state.pending) == 1)
@@ -86,9 +83,8 @@ def test_pull_then_update_status_then_result() -> None:
     run(body)
 
 
-def test_a_cancelled_task_stops_its_executing_teaclave_executor() -> None:
+def test_a_cancelled_task_stops_its_executing_teaclave_executor(storage: FakeStorage) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         task, _ = make_task(storage)
         scheduler, teaclave, results = await started(storage)
         await until(lambda: len(scheduler.state.pending) == 1)
@@ -98,6 +94,8 @@ def test_a_cancelled_task_stops_its_executing_teaclave_executor() -> None:
         assert await teaclave.heartbeat(me, executing=True) is ExecutorCommand.NO_ACTION
         cancel(storage, task)
         await until(lambda: storage.task(task.task_id).status is TaskStatus.CANCELED)
+        # Storage shows the change as soon as it commits; the scheduler acts on it after its await.
+        await until(lambda: bool(scheduler.state.executors[me].cancels))
         assert await teaclave.heartbeat(me, executing=True) is ExecutorCommand.STOP
         assert await teaclave.heartbeat(me, executing=True) is ExecutorCommand.NO_ACTION
         await scheduler.stop()
@@ -113,9 +111,9 @@ async def _running_task(storage: FakeStorage, scheduler: Scheduler, outputs: tup
     return task
 
 
-def test_an_ok_result_sets_each_output_cmac_once() -> None:
+@pytest.mark.fake_storage  # inspects the fake's queues, records or commits, or fails its commits
+def test_an_ok_result_sets_each_output_cmac_once(storage: FakeStorage) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         scheduler, _, results = await started(storage)
         task = await _running_task(storage, scheduler, ("out",))
         output = task.assigned_outputs["out"]
@@ -144,9 +142,8 @@ def test_an_ok_result_sets_each_output_cmac_once() -> None:
     run(body)
 
 
-def test_an_unknown_output_name_fails_the_update() -> None:
+def test_an_unknown_output_name_fails_the_update(storage: FakeStorage) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         scheduler, _, results = await started(storage)
         task = await _running_task(storage, scheduler, ())
         result = TaskResult.ok(TaskOutputs(b"", {"nope": TAG}))
@@ -158,9 +155,8 @@ def test_an_unknown_output_name_fails_the_update() -> None:
     run(body)
 
 
-def test_an_err_result_ends_the_task_as_failed() -> None:
+def test_an_err_result_ends_the_task_as_failed(storage: FakeStorage) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         scheduler, _, results = await started(storage)
         task = await _running_task(storage, scheduler, ())
         status = await results.update_task_result(str(task.task_id), TaskResult.err("Cannot deserialize arguments"))
@@ -172,9 +168,8 @@ def test_an_err_result_ends_the_task_as_failed() -> None:
     run(body)
 
 
-def test_publish_task_is_handed_out_from_memory() -> None:
+def test_publish_task_is_handed_out_from_memory(storage: FakeStorage) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         scheduler, teaclave, _ = await started(storage)
         _, staged = make_task(storage, enqueue=False)
         teaclave.publish_task(json.dumps(staged.to_json()).encode())
@@ -186,9 +181,8 @@ def test_publish_task_is_handed_out_from_memory() -> None:
     run(body)
 
 
-def test_servicers_decode_and_encode() -> None:
+def test_servicers_decode_and_encode(storage: FakeStorage) -> None:
     async def body() -> None:
-        storage = FakeStorage()
         scheduler, _, results = await started(storage)
         cloister = SchedulerServicer(scheduler)
         teaclave = TeaclaveSchedulerServicer(scheduler, results)
