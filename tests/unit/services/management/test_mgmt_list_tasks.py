@@ -320,14 +320,14 @@ def test_the_first_index_which_named_users_in_hex_is_replaced(services, act, sto
         fid = await act.register_function("fo", outputs=OUT)
         tid = await create(tasks, fid, outputs=["bob"])
         # As the first version of the index stored it: users in hex, marker version 1.
-        index_keys = [k for k in storage.data if k.startswith(b"tasks-for-")]
+        index_keys = await storage.keys_with_prefix(task_index.INDEX_PREFIX)
         at = index_keys[0].rsplit(b"-", 2)[-2] + b"-" + index_keys[0].rsplit(b"-", 1)[-1]
         clear = [b"tasks-of-" + user.encode().hex().encode() + b"-" + at for user in ("alice", "bob")]
         clear.append(task_index.MARKER_KEY)
         await storage.commit([*(Delete(k) for k in index_keys), *(Put(k, b'{"version":1}') for k in clear)])
         fresh = TaskService(storage, KeyLocks(), PolicyAuthorizer(), clock=Clock())
         assert await listed(fresh, "bob") == [tid]
-        assert not [k for k in storage.data if k.startswith(b"tasks-of")]
+        assert await storage.keys_with_prefix(task_index.CLEAR_INDEX_PREFIX) == []
         assert storage.json(task_index.MARKER_KEY) == {"version": 2}
 
     asyncio.run(go())

@@ -116,8 +116,9 @@ def test_audit_entries_saved_on_two_replicas_make_one_chain(pair, storage):
         keys = await storage.keys_with_prefix(b"audit")
         head = ChainHead.from_json(storage.json(HEAD_KEY))
         assert head.count == 24
-        assert verify_chain([(entry_seq(k), storage.data[k].value) for k in keys], head) == 24
-        messages = sorted(json.loads(storage.data[k].value)["entry"]["message"] for k in keys)
+        stored = [value.value for value in await storage.read(keys)]
+        assert verify_chain([(entry_seq(k), raw) for k, raw in zip(keys, stored, strict=True)], head) == 24
+        messages = sorted(json.loads(raw)["entry"]["message"] for raw in stored)
         assert messages == sorted(e.message for batch in batches for e in batch)
         # Either replica's index finds every entry, whichever replica stored it.
         for services in (one, two):
