@@ -1,9 +1,11 @@
 """Hosts on one machine for multi-host tests: network namespaces joined by a bridge.
 
 Each host is a network namespace with its own address on a private /24, reached from the test
-process (which stays in the root namespace) through the bridge's own address. Names given with
-``names=`` resolve inside every host through ``/etc/netns/<namespace>/hosts``, which
-``ip netns exec`` mounts over ``/etc/hosts``. Everything is created with iproute2, as root;
+process (which stays in the root namespace) through the bridge's own address. A host's commands
+enter only its network namespace, and a mount namespace of their own where the host's hosts file
+(``/etc/netns/<namespace>/hosts``, so that names given with ``names=`` resolve) is bound over
+``/etc/hosts``; unlike ``ip netns exec``, this keeps ``/sys`` and its cgroup hierarchies, which
+the execution service's task sandbox needs. Everything is created with iproute2, as root;
 when it cannot be, the test fails rather than skips. Processes started on a host are stopped by
 their pid, then the namespaces, the bridge and the hosts files are removed.
 """
@@ -35,14 +37,23 @@ class Host:
     address: str
     processes: list[subprocess.Popen[Any]] = field(default_factory=list)
 
+    @property
+    def prefix(self) -> list[str]:
+        """What runs a command on this host: in its network namespace, with its hosts file."""
+        hosts = Path("/etc/netns") / self.namespace / "hosts"
+        return [
+            "nsenter", f"--net=/run/netns/{self.namespace}", "unshare", "--mount", "--propagation", "private",
+            "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"', str(hosts),
+        ]  # fmt: skip
+
     def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
-        """Start ``argv`` inside this host's namespace; it is stopped when the network is torn down."""
-        process = subprocess.Popen(["ip", "netns", "exec", self.namespace, *argv], **kwargs)
+        """Start ``argv`` on this host; it is stopped when the network is torn down."""
+        process = subprocess.Popen([*self.prefix, *argv], **kwargs)
         self.processes.append(process)
         return process
 
     def run(self, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:
-        return subprocess.run(["ip", "netns", "exec", self.namespace, *argv], **kwargs)
+        return subprocess.run([*self.prefix, *argv], **kwargs)
 
     def stop(self, process: subprocess.Popen[Any], sig: int = signal.SIGTERM, within: float = 30.0) -> None:
         """Stop ``process`` by its pid: ``sig``, then SIGKILL if it is still there after ``within`` s."""

@@ -52,6 +52,10 @@ class PostgresCluster:
     password_file: Path
     _owner: str | None = None
     _databases: list[str] = field(default_factory=list)
+    host: str = "127.0.0.1"
+    """The address the server listens on and DSNs name."""
+    prefix: tuple[str, ...] = ()
+    """What runs the server's commands elsewhere, e.g. ``ip netns exec HOST`` for another host."""
 
     @property
     def data_dir(self) -> Path:
@@ -59,11 +63,11 @@ class PostgresCluster:
 
     def dsn(self, database: str) -> str:
         """A DSN without the password (it comes from :attr:`password_file`)."""
-        return f"postgresql://{ROLE}@127.0.0.1:{self.port}/{database}?connect_timeout=5"
+        return f"postgresql://{ROLE}@{self.host}:{self.port}/{database}?connect_timeout=5"
 
     def _as_owner(self, *command: str | Path) -> list[str]:
         args = [str(c) for c in command]
-        return ["runuser", "-u", self._owner, "--", *args] if self._owner else args
+        return [*self.prefix, *(["runuser", "-u", self._owner, "--"] if self._owner else []), *args]
 
     def _run(self, *command: str | Path) -> None:
         subprocess.run(self._as_owner(*command), check=True, capture_output=True, timeout=120, cwd=self.directory)
@@ -90,7 +94,7 @@ class PostgresCluster:
     def start(self) -> None:
         self._run(
             self.bin_dir / "pg_ctl", "-D", self.data_dir, "-l", self.directory / "server.log", "-w", "-t", "60",
-            "-o", f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-o", f"-p {self.port} -k {self.directory} -c listen_addresses={self.host} -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
             "start",
         )  # fmt: skip
@@ -127,7 +131,11 @@ class PostgresCluster:
 
 
 @contextlib.contextmanager
-def running_cluster() -> Iterator[PostgresCluster]:
+def running_cluster(
+    host: str = "127.0.0.1", prefix: tuple[str, ...] = (), clients: str | None = None
+) -> Iterator[PostgresCluster]:
+    """A new cluster listening on ``host``, its commands run under ``prefix``; ``clients`` (a CIDR)
+    may connect over TCP besides loopback."""
     bin_dir = server_binaries()
     if bin_dir is None:
         pytest.fail("PostgreSQL is not installed (.ci/run installs Debian's postgresql)")
@@ -138,7 +146,10 @@ def running_cluster() -> Iterator[PostgresCluster]:
         os.chown(directory, record.pw_uid, record.pw_gid)
     directory.chmod(0o700)
     password = secrets.token_urlsafe(18)
-    cluster = PostgresCluster(directory, bin_dir, _free_port(), password, directory / "password", owner)
+    port = _free_port() if host == "127.0.0.1" else 5432
+    cluster = PostgresCluster(
+        directory, bin_dir, port, password, directory / "password", owner, host=host, prefix=prefix
+    )
     try:
         superuser_pw = directory / "superuser-pw"
         superuser_pw.write_text(secrets.token_urlsafe(18))
@@ -148,6 +159,9 @@ def running_cluster() -> Iterator[PostgresCluster]:
             bin_dir / "initdb", "-D", cluster.data_dir, "-U", "postgres", "--auth-local=trust",
             "--auth-host=scram-sha-256", f"--pwfile={superuser_pw}", "-E", "UTF8", "--no-sync",
         )  # fmt: skip
+        if clients is not None:
+            with open(cluster.data_dir / "pg_hba.conf", "a") as hba:
+                hba.write(f"host all all {clients} scram-sha-256\n")
         cluster.start()
         cluster.psql(f"CREATE ROLE {ROLE} LOGIN PASSWORD '{password}'")
         cluster.password_file.write_text(password + "\n")

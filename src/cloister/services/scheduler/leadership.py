@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cloister.errors import CloisterError, ConflictError, InternalError
+from cloister.rpc.retry import Backoff
 from cloister.services.scheduler.records import Storage
 from cloister.storage.ops import Check, Op, Put, QueueItem, Versioned
 from cloister.storage.records import encode_json
@@ -31,6 +32,8 @@ BEAT_KEY = b"scheduler-lease-beat"
 """The holder's renewals: a standby watches this record's version change."""
 
 logger = logging.getLogger(__name__)
+
+_RETRY_LIMIT = 5.0
 
 
 class LeadershipLostError(CloisterError):
@@ -73,6 +76,7 @@ class Leadership:
         self._clock = clock
         self._fence: Check | None = None
         self._beats = 0
+        self._announced = False
 
     @property
     def fence(self) -> Check:
@@ -83,27 +87,41 @@ class Leadership:
 
     async def acquire(self) -> Lease:
         """Wait until this scheduler holds the lease; the lease it holds."""
-        announced = False
+        backoff = Backoff(limit=_RETRY_LIMIT)
+        while True:
+            try:
+                lease = await self._take_when_free()
+            except ConflictError:
+                continue  # another standby took it first, or the holder came back
+            except CloisterError as exc:  # storage is down: the lease is neither held nor lost
+                delay = backoff.next()
+                logger.warning("cannot read the scheduler lease (%s); retrying in %.1f s", exc.message, delay)
+                await asyncio.sleep(delay)
+                continue
+            if lease is not None:
+                return lease
+
+    async def _take_when_free(self) -> Lease | None:
+        """Wait until the lease is free (never taken, this scheduler's own before a restart, or
+        silent for a whole lease), then take it; None when another scheduler took it first."""
         while True:
             lease_value, beat_value = await self._storage.read([LEASE_KEY, BEAT_KEY])
             current = None if lease_value is None else Lease.decode(lease_value.value)
-            if current is not None and current.holder != self.holder:  # else: this scheduler, restarted
-                if not announced:
-                    logger.info("standing by: the scheduler lease is held by %s", current.holder)
-                    announced = True
-                if not await self._silent_for_a_lease(beat_value):
-                    continue
-            mine = Lease(self.holder, 1 if current is None else current.term + 1)
-            try:
-                await self._storage.commit([Check.of(LEASE_KEY, lease_value), Put(LEASE_KEY, mine.encode())])
-            except ConflictError:
-                continue  # another standby took it first, or the holder came back
-            (taken,) = await self._storage.read([LEASE_KEY])
-            if taken is None or Lease.decode(taken.value) != mine:
-                continue
-            self._fence = Check(LEASE_KEY, taken.version)
-            logger.info("this scheduler holds the lease (term %d)", mine.term)
-            return mine
+            if current is None or current.holder == self.holder:
+                break
+            if not self._announced:
+                logger.info("standing by: the scheduler lease is held by %s", current.holder)
+                self._announced = True
+            if await self._silent_for_a_lease(beat_value):
+                break
+        mine = Lease(self.holder, 1 if current is None else current.term + 1)
+        await self._storage.commit([Check.of(LEASE_KEY, lease_value), Put(LEASE_KEY, mine.encode())])
+        (taken,) = await self._storage.read([LEASE_KEY])
+        if taken is None or Lease.decode(taken.value) != mine:
+            return None
+        self._fence = Check(LEASE_KEY, taken.version)
+        logger.info("this scheduler holds the lease (term %d)", mine.term)
+        return mine
 
     async def _silent_for_a_lease(self, beat: Versioned | None) -> bool:
         """Whether the heartbeat record stays unchanged for a whole lease from now."""
