@@ -86,6 +86,7 @@ async def serve(settings: Settings) -> None:
     directory = state_directory(settings)
     store = UserStore(directory)
     try:
+        await store.upgrade_keys()
         issuer = JWTIssuer.load_or_create(directory, settings.authentication.token_lifetime_seconds)
         await ensure_first_admin(store, settings)
         trail = runtime.audit_trail()

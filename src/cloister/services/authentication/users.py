@@ -3,10 +3,12 @@
 A record is the reference's (§3.3) with an argon2id hash in ``password`` and the user's token
 generation in ``generation``; records written before either existed (``salt`` and
 ``salted_password_hash``, no generation) are read as PBKDF2 hashes whose tokens no longer count.
-Records live under the key ``user-<id>`` rather than the bare id (the reference's LevelDB key)
-so that the store's prefix scan lists them in id byte order. A deleted user leaves its role
-behind under ``gone-<id>``: files, functions and tasks name their users by id, so whoever
-registers that id again inherits them, and the policy must allow that for the old role too.
+Records live under the key ``user-<tag>``, where the tag is a keyed hash of the id (HMAC-SHA256
+cut to 128 bits, under a key derived from the database's sealing key), so that the database file
+names no user: the reference keyed them by the bare id, and earlier versions by ``user-<id>``,
+which :meth:`UserStore.upgrade_keys` renames once. A deleted user leaves its role behind under
+``gone-<tag>``: files, functions and tasks name their users by id, so whoever registers that id
+again inherits them, and the policy must allow that for the old role too.
 Writes go through one lock, and each is made only if every record it was decided on (the
 target's, its former role, the acting user's) is still as it was read.
 """
@@ -14,6 +16,7 @@ target's, its former role, the acting user's) is still as it was read.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import secrets
@@ -22,6 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from cloister.crypto.sealing import Sealer, load_or_create_key
 from cloister.errors import AuthenticationError, DiskFullError, InternalError
@@ -99,14 +105,24 @@ class UserRecord:
         return cls(str(data["id"]), Role.from_json(data["role"]), password, str(data.get("generation", "")))
 
 
-def _key(user_id: str, prefix: bytes = _KEY_PREFIX) -> bytes | None:
-    try:
-        encoded = user_id.encode("utf-8")
-    except UnicodeEncodeError:
-        return None
-    if not encoded or len(encoded) > MAX_USER_ID_BYTES:
-        return None  # no such user can exist
-    return prefix + b"-" + encoded
+_TAG_BYTES = 16
+
+
+class _Names:
+    """Storage keys of users: a keyed hash of the id, so the database names no user."""
+
+    def __init__(self, sealing_key: bytes) -> None:
+        self._key = HKDF(hashes.SHA256(), 32, salt=None, info=b"cloister user names").derive(sealing_key)
+
+    def key(self, user_id: str, prefix: bytes = _KEY_PREFIX) -> bytes | None:
+        """The key of ``user_id``'s record under ``prefix``; None for an id no user can have."""
+        try:
+            encoded = user_id.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        if not encoded or len(encoded) > MAX_USER_ID_BYTES:
+            return None  # no such user can exist
+        return prefix + b"-" + hmac.digest(self._key, encoded, "sha256")[:_TAG_BYTES].hex().encode()
 
 
 class UserStore:
@@ -116,6 +132,7 @@ class UserStore:
     def __init__(self, directory: Path) -> None:
         """Open (creating if needed) ``directory/users.db`` sealed under ``directory/users.key``."""
         key = load_or_create_key(directory / KEY_FILE_NAME)
+        self._names = _Names(key)
         self._store = SQLiteStore(directory / DATABASE_FILE_NAME, Sealer(key), service="authentication")
         self._store.start()
         self._lock = asyncio.Lock()
@@ -124,7 +141,7 @@ class UserStore:
         self._store.close()
 
     def get(self, user_id: str) -> UserRecord | None:
-        key = _key(user_id)
+        key = self._names.key(user_id)
         if key is None:
             return None
         try:
@@ -141,7 +158,7 @@ class UserStore:
 
     def former_role(self, user_id: str) -> Role | None:
         """The role of the user who last had ``user_id`` and was deleted; None if nobody was."""
-        key = _key(user_id, _GONE_PREFIX)
+        key = self._names.key(user_id, _GONE_PREFIX)
         if key is None:
             return None
         try:
@@ -194,32 +211,50 @@ class UserStore:
 
     def list_ids(self) -> list[str]:
         """Every user id, in byte order."""
-        prefix = len(_KEY_PREFIX) + 1
-        try:
-            keys = self._store.keys_with_prefix(_KEY_PREFIX)
-            return [key[prefix:].decode("utf-8") for key in keys]
-        except (sqlite3.Error, UnicodeDecodeError) as exc:
-            raise _internal("listing users", exc) from None
+        return [record.id for record in self.list_records()]
 
     def list_records(self) -> list[UserRecord]:
         """Every user, in id byte order, read from one snapshot."""
         try:
             keys = self._store.keys_with_prefix(_KEY_PREFIX)
             values = self._store.read(keys)
-            return [UserRecord.from_json(v.value) for v in values if v is not None]
+            records = [UserRecord.from_json(v.value) for v in values if v is not None]
         except (sqlite3.Error, InternalError, ValueError, KeyError, TypeError) as exc:
             raise _internal("listing users", exc) from None
+        return sorted(records, key=lambda record: record.id.encode("utf-8"))
 
-    @staticmethod
-    def _required_key(user_id: str) -> bytes:
-        key = _key(user_id)
+    async def upgrade_keys(self) -> int:
+        """Move records stored under a key that names their user (``user-<id>``, ``gone-<id>``, as
+        earlier versions wrote them) to their keyed names; how many were moved."""
+        moved = 0
+        for prefix in (_KEY_PREFIX, _GONE_PREFIX):
+            try:
+                keys = self._store.keys_with_prefix(prefix)
+                values = self._store.read(keys)
+                ids = [str(json.loads(v.value)["id"]) if v is not None else None for v in values]
+            except (sqlite3.Error, InternalError, ValueError, KeyError, TypeError) as exc:
+                raise _internal("reading users to rename", exc) from None
+            ops: list[Put | Delete] = []
+            for key, value, user_id in zip(keys, values, ids, strict=True):
+                named = None if user_id is None else self._names.key(user_id, prefix)
+                if value is not None and named is not None and named != key:
+                    ops += [Put(named, value.value), Delete(key)]
+                    moved += 1
+            if ops:
+                async with self._lock:
+                    await self._commit(ops)
+        if moved:
+            logger.info("user database: %d record(s) renamed to keys that do not name their user", moved)
+        return moved
+
+    def _required_key(self, user_id: str) -> bytes:
+        key = self._names.key(user_id)
         if key is None:
             raise AuthenticationError("invalid user id")
         return key
 
-    @staticmethod
-    def _gone_key(user_id: str) -> bytes:
-        key = _key(user_id, _GONE_PREFIX)
+    def _gone_key(self, user_id: str) -> bytes:
+        key = self._names.key(user_id, _GONE_PREFIX)
         if key is None:
             raise AuthenticationError("invalid user id")
         return key

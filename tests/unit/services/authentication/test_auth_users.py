@@ -14,6 +14,7 @@ from cloister.errors import AuthenticationError
 from cloister.model.roles import Role, RoleKind
 from cloister.services.authentication.passwords import PasswordHasher, Pbkdf2Hash
 from cloister.services.authentication.users import UserRecord, UserStore, check_role, check_user_id, new_generation
+from cloister.storage.ops import Put
 
 HASHER = PasswordHasher(AuthenticationSettings(argon2_memory_kib=64, argon2_time_cost=1))
 ADMIN = Role(RoleKind.PLATFORM_ADMIN)
@@ -163,3 +164,42 @@ def test_role_checks() -> None:
     ):
         with pytest.raises(AuthenticationError, match=r"^invalid role$"):
             check_role(bad)
+
+
+def test_the_database_file_names_no_user(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = UserStore(tmp_path)
+        try:
+            alice = record("alice-the-unmistakable")
+            assert await store.create(alice)
+            assert await store.delete(alice)
+            assert await store.create(record("bob-the-unmistakable", Role(RoleKind.FUNCTION_OWNER)))
+        finally:
+            store.close()
+
+    asyncio.run(scenario())
+    raw = b"".join(path.read_bytes() for path in tmp_path.glob("users.db*"))
+    assert raw
+    for user_id in (b"alice-the-unmistakable", b"bob-the-unmistakable"):
+        assert user_id not in raw and user_id.hex().encode() not in raw
+
+
+def test_records_under_keys_that_name_their_user_are_renamed_once(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = UserStore(tmp_path)
+        try:
+            carol, dave = record("carol"), record("0123456789abcdef0123456789abcdef")  # an id shaped like a tag
+            gone = json.dumps({"id": "erin", "role": ADMIN.to_json()}).encode()
+            # As earlier versions stored them.
+            legacy = [Put(b"user-carol", carol.to_json()), Put(b"user-" + dave.id.encode(), dave.to_json())]
+            await store._store.commit([*legacy, Put(b"gone-erin", gone)])
+            assert await store.upgrade_keys() == 3
+            assert store.get("carol") == carol and store.get(dave.id) == dave
+            assert store.former_role("erin") == ADMIN
+            assert store.list_ids() == [dave.id, "carol"]
+            assert all(b"carol" not in key and b"erin" not in key for key in store._store.keys_with_prefix(b"user"))
+            assert await store.upgrade_keys() == 0
+        finally:
+            store.close()
+
+    asyncio.run(scenario())
