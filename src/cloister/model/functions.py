@@ -174,7 +174,7 @@ class FunctionUsage:
 
 @dataclass(frozen=True)
 class UserFunctions:
-    """The ``user-<uuid v5>`` record: functions a user registered and was allowed to use."""
+    """A user's function lists (``functions-of-<keyed hash of the id>``): functions they registered and may use."""
 
     id: str
     registered_functions: tuple[str, ...] = ()

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from cloister.errors import CloisterError, InvalidArgumentError
 
 # Namespace DNS, as Teaclave uses for the per-user function lists.
-_USER_NAMESPACE = uuid.UUID("6ba7b810-9dad-11d1-80b4-00c04fd430c8")
 _MAX_ID_LENGTH = 256
 
 
@@ -60,11 +59,6 @@ def parse_id(text: str, prefix: str, error: type[CloisterError]) -> ExternalId:
         return ExternalId.parse(text, prefix)
     except InvalidArgumentError:
         raise error() from None
-
-
-def user_record_key(user_id: str) -> bytes:
-    """Storage key of a user's function lists: ``user-<uuid v5 of the id>``."""
-    return f"user-{uuid.uuid5(_USER_NAMESPACE, user_id)}".encode()
 
 
 def usage_key(function_uuid: uuid.UUID) -> bytes:

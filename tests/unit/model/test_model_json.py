@@ -9,7 +9,7 @@ import pytest
 
 from cloister.errors import InvalidArgumentError
 from cloister.model.files import FileCrypto, InputFile
-from cloister.model.ids import ExternalId, user_record_key
+from cloister.model.ids import ExternalId
 from cloister.model.roles import Role, RoleKind
 from cloister.model.tasks import StagedInput, StagedOutput, StagedTask, TaskOutputs, TaskResult, TaskState, TaskStatus
 
@@ -20,7 +20,6 @@ def test_external_ids() -> None:
     for bad in ("task", "task-", "task-xyz", "function-9d6f0000-0000-0000-0000-000000000001"):
         with pytest.raises(InvalidArgumentError):
             ExternalId.parse(bad, "task")
-    assert user_record_key("frontend_user").startswith(b"user-")
 
 
 def test_roles_three_spellings() -> None:

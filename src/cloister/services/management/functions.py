@@ -7,6 +7,7 @@ lists) is one storage commit, made while holding the locks of the records it rew
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import re
 from dataclasses import replace
@@ -15,14 +16,20 @@ from cloister.errors import InvalidArgumentError, InvalidChoiceError, InvalidFun
 from cloister.functions import builtin_names
 from cloister.model.access import Action, Subject, function_query, user_query
 from cloister.model.functions import Function, FunctionUsage, UserFunctions
-from cloister.model.ids import ExternalId, parse_id, requirements_key, usage_key, user_record_key
+from cloister.model.ids import ExternalId, parse_id, requirements_key, usage_key
 from cloister.rpc.authorizer import Authorizer, denied, require
 from cloister.services.management.locks import KeyLocks, retrying
+from cloister.services.management.naming import Names, user_tag
 from cloister.storage.client import StorageClient
 from cloister.storage.ops import Check, Delete, Op, Put
 from cloister.storage.records import decode, load, put
 
 _PREFIX = "function"
+USER_RECORD_PREFIX = b"functions-of"
+"""Users' function lists: ``functions-of-<keyed hash of the user id>`` (``naming``)."""
+LEGACY_USER_RECORD_PREFIX = b"user"
+"""Where earlier versions kept them: ``user-<uuid v5 of the id>``, which anyone can compute from a guess."""
+_UPGRADE_CHUNK = 500
 
 _MAX_LABELS = 32
 _LABEL = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -54,6 +61,16 @@ class FunctionService:
         self._storage = storage
         self._locks = locks
         self._authorizer = authorizer
+        self._names = Names(storage)
+
+    async def user_record_key(self, user_id: str) -> bytes:
+        """Where ``user_id``'s function lists are stored."""
+        return (await self._user_keys([user_id]))[user_id]
+
+    async def _user_keys(self, user_ids: list[str]) -> dict[str, bytes]:
+        """The keys of users' function lists (``functions-of-<keyed hash of the id>``), by user id."""
+        key = await self._names.key()
+        return {u: USER_RECORD_PREFIX + b"-" + user_tag(key, "functions", u) for u in dict.fromkeys(user_ids)}
 
     async def _require(self, subject: Subject, action: Action, function: Function) -> None:
         await require(self._authorizer, subject, function_query(action, function))
@@ -69,14 +86,35 @@ class FunctionService:
             raise InvalidFunctionIdError()
         return function, Check.of(function_id.key, value)
 
-    async def _user_records(self, user_ids: list[str]) -> tuple[dict[str, UserFunctions | None], list[Check]]:
-        """The function lists of ``user_ids`` (``None`` where a user has none yet), and the checks
-        that they are unchanged when lists derived from them are committed."""
-        unique = list(dict.fromkeys(user_ids))
-        keys = [user_record_key(u) for u in unique]
-        values = await self._storage.read(keys)
-        records = {u: decode(v, UserFunctions.from_json) for u, v in zip(unique, values, strict=True)}
-        return records, [Check.of(k, v) for k, v in zip(keys, values, strict=True)]
+    async def _user_records(self, keys: dict[str, bytes]) -> tuple[dict[str, UserFunctions | None], list[Check]]:
+        """The function lists stored under ``keys`` (``None`` where a user has none yet), and the
+        checks that they are unchanged when lists derived from them are committed."""
+        values = await self._storage.read(list(keys.values()))
+        records = {u: decode(v, UserFunctions.from_json) for u, v in zip(keys, values, strict=True)}
+        return records, [Check.of(k, v) for k, v in zip(keys.values(), values, strict=True)]
+
+    async def upgrade_user_records(self) -> int:
+        """Move the function lists earlier versions stored under ``user-<uuid v5>`` to their keyed
+        names, a chunk per commit; how many were moved. A list already under its keyed name is
+        the newer one (only earlier versions wrote the old names), and the old one is dropped."""
+        moved = 0
+        while legacy := (await self._storage.keys_with_prefix(LEGACY_USER_RECORD_PREFIX))[:_UPGRADE_CHUNK]:
+            moved += await retrying(functools.partial(self._upgrade, legacy))
+        return moved
+
+    async def _upgrade(self, legacy: list[bytes]) -> int:
+        values = await self._storage.read(legacy)
+        stored = [(key, value) for key, value in zip(legacy, values, strict=True) if value is not None]
+        found = [(key, value, UserFunctions.from_json(json.loads(value.value))) for key, value in stored]
+        keys = await self._user_keys([record.id for _, _, record in found])
+        current = await self._storage.read([keys[record.id] for _, _, record in found])
+        ops: list[Op] = []
+        for (old_key, value, record), existing in zip(found, current, strict=True):
+            ops += [Check.of(old_key, value), Check.of(keys[record.id], existing), Delete(old_key)]
+            if existing is None:
+                ops.append(Put(keys[record.id], value.value))
+        await self._storage.commit(ops)
+        return len(found)
 
     async def register(self, function: Function) -> str:
         """Store ``function``, list it for its owner and allow-listed users, start its counter at 0."""
@@ -85,8 +123,9 @@ class FunctionService:
         users = [function.owner, *function.user_allowlist]
 
         async def attempt() -> None:
-            async with self._locks.hold(*(user_record_key(u) for u in users)):
-                records, checks = await self._user_records(users)
+            keys = await self._user_keys(users)
+            async with self._locks.hold(*keys.values()):
+                records, checks = await self._user_records(keys)
                 lists = {u: r or UserFunctions(id=u) for u, r in records.items()}
                 owner = lists[function.owner]
                 lists[function.owner] = replace(owner, registered_functions=(*owner.registered_functions, function_id))
@@ -94,7 +133,7 @@ class FunctionService:
                     record = lists[user]
                     lists[user] = replace(record, allowed_functions=(*record.allowed_functions, function_id))
                 ops: list[Op] = [*checks, put(function_id.encode(), function)]
-                ops += [put(user_record_key(u), r) for u, r in lists.items()]
+                ops += [put(keys[u], r) for u, r in lists.items()]
                 ops.append(put(usage_key(function.id), FunctionUsage(function.id, 0)))
                 await self._storage.commit(ops)
 
@@ -179,12 +218,13 @@ class FunctionService:
                 function, unchanged = await self._load_for_change(parsed)
                 await self._require(subject, Action.FUNCTION_DISABLE, function)
                 users = [function.owner, *function.user_allowlist]
-                async with self._locks.hold(*(user_record_key(u) for u in users)):
-                    records, checks = await self._user_records(users)
+                keys = await self._user_keys(users)
+                async with self._locks.hold(*keys.values()):
+                    records, checks = await self._user_records(keys)
                     ops: list[Op] = [unchanged, *checks]
                     for user, record in records.items():
                         if record is not None:
-                            ops.append(put(user_record_key(user), _without(record, str(parsed))))
+                            ops.append(put(keys[user], _without(record, str(parsed))))
                     ops.append(put(parsed.key, replace(function, user_allowlist=(), disabled=True)))
                     await self._storage.commit(ops)
 
@@ -202,7 +242,8 @@ class FunctionService:
         )
         if not listed:
             raise denied()
-        record = decode(await self._storage.get(user_record_key(target_user_id)), UserFunctions.from_json)
+        keys = await self._user_keys([target_user_id])
+        record = decode(await self._storage.get(keys[target_user_id]), UserFunctions.from_json)
         if record is None:
             return [], []
         allowed = list(record.allowed_functions)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 import grpc
 
@@ -22,6 +23,8 @@ from cloister.services.management.locks import KeyLocks
 from cloister.services.management.servicer import CloisterManagementServicer, ManagementServicer
 from cloister.services.management.tasks import TaskService
 from cloister.storage.client import StorageClient
+
+logger = logging.getLogger(__name__)
 
 
 def create_servicers(
@@ -59,6 +62,13 @@ async def serve(settings: Settings) -> None:
         mgrpc.add_TeaclaveManagementServicer_to_server(management, server)
         cgrpc.add_ManagementServicer_to_server(cloister_management, server)
 
+    # Function lists stored by an earlier version under names anyone can compute are renamed
+    # before any request reads them.
+    async def rename_user_records() -> None:
+        if moved := await management.functions.upgrade_user_records():
+            logger.info("renamed %d user(s)' function lists to keys that do not name them", moved)
+
+    await supervised("renaming users' function lists", rename_user_records, done=lambda: True)
     await runtime.serve("management", [register])
     audit = management.audit
     # Entries stored before the search index existed are indexed once, from the start.

@@ -66,6 +66,10 @@ class ManagementServicer(mgrpc.TeaclaveManagementServicer):
     def audit(self) -> AuditLog:
         return self._audit
 
+    @property
+    def functions(self) -> FunctionService:
+        return self._functions
+
     # --- files ---------------------------------------------------------------------------
 
     async def RegisterInputFile(

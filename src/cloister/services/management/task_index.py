@@ -3,9 +3,8 @@
 One key per (participant, task), ``tasks-for-<user tag>-<position>``, where a position is
 ``<inverted creation time in µs, 16 digits>-<task uuid>``: byte order is newest first, and a
 prefix scan returns one user's tasks without reading anyone else's. The user tag is a keyed
-hash of the user id (HMAC-SHA256 cut to 128 bits, under a random key management creates once
-and keeps sealed in storage), so whoever reads the database learns which entries belong to one
-user, never who that is; the prefix is not ``task-`` so the index never mixes with the task
+hash of the user id (``naming``), so whoever reads the database learns which entries belong to
+one user, never who that is; the prefix is not ``task-`` so the index never mixes with the task
 records. Entries are written in the commit that creates the task, so a task is indexed exactly
 when it exists.
 
@@ -22,17 +21,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
-import hmac
 import json
-import os
 import re
 import uuid
 
-from cloister.errors import ConflictError, InternalError, InvalidArgumentError
+from cloister.errors import InvalidArgumentError
 from cloister.model.tasks import TaskState
+from cloister.services.management.naming import Names, user_tag
 from cloister.storage.client import StorageClient
-from cloister.storage.ops import Check, Delete, Put
+from cloister.storage.ops import Delete, Put
 from cloister.storage.records import encode_json
 
 INDEX_PREFIX = b"tasks-for"
@@ -41,9 +38,6 @@ CLEAR_INDEX_PREFIX = b"tasks-of"
 MARKER_KEY = b"tasks-index"
 """Holds the index's version once every task stored before it has been indexed."""
 INDEX_VERSION = 2
-KEY_KEY = b"tasks-index-key"
-KEY_BYTES = 32
-_TAG_BYTES = 16
 TASK_PREFIX = b"task"
 """``keys_with_prefix(TASK_PREFIX)``: every ``task-<uuid>`` record."""
 
@@ -66,9 +60,8 @@ def position(task: TaskState) -> bytes:
 
 
 def user_prefix(key: bytes, user_id: str) -> bytes:
-    """The prefix of ``user_id``'s entries under the index ``key``, as ``keys_with_prefix`` takes it."""
-    tag = hmac.digest(key, user_id.encode("utf-8", "surrogatepass"), "sha256")[:_TAG_BYTES]
-    return INDEX_PREFIX + b"-" + tag.hex().encode()
+    """The prefix of ``user_id``'s entries under the naming ``key``, as ``keys_with_prefix`` takes it."""
+    return INDEX_PREFIX + b"-" + user_tag(key, "tasks", user_id)
 
 
 def entries(key: bytes, task: TaskState) -> list[Put]:
@@ -112,23 +105,12 @@ class TaskIndex:
 
     def __init__(self, storage: StorageClient) -> None:
         self._storage = storage
-        self._key: bytes | None = None
+        self._names = Names(storage)
         self._built = False
         self._building = asyncio.Lock()
 
     async def key(self) -> bytes:
-        """The key user tags are made with: read, or created by the first management to need it."""
-        while self._key is None:
-            (stored,) = await self._storage.read([KEY_KEY])
-            if stored is not None:
-                if len(stored.value) != KEY_BYTES:
-                    raise InternalError("the task index key is damaged")
-                self._key = stored.value
-                break
-            # Another management replica may create it first: then this commit fails and theirs is read.
-            with contextlib.suppress(ConflictError):
-                await self._storage.commit([Check(KEY_KEY, 0), Put(KEY_KEY, os.urandom(KEY_BYTES))])
-        return self._key
+        return await self._names.key()
 
     async def entries(self, task: TaskState) -> list[Put]:
         """:func:`entries` of ``task`` under this index's key."""

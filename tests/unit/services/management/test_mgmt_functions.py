@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 
 import pytest
 from policy_authorizer import caller
 
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
 from cloister.errors import AccessDeniedError, InvalidArgumentError, InvalidChoiceError, InvalidFunctionIdError
-from cloister.model.ids import ExternalId, usage_key, user_record_key
+from cloister.model.ids import ExternalId, usage_key
 from cloister.model.roles import Role
 from cloister.rpc.convert.functions import (
     function_from_register_request,
     function_from_update_request,
     function_to_get_response,
 )
+from cloister.services.management import naming as naming_key
 from cloister.services.management.functions import FunctionView
+from cloister.storage.ops import Put
 
 ADMIN = Role.parse("PlatformAdmin")
 FO = Role.parse("FunctionOwner")
@@ -29,11 +33,13 @@ def test_register_stores_function_user_lists_and_zero_usage(services, act, stora
         fid = await act.register_function("alice", public=False, user_allowlist=["bob", "carol", "bob"])
         uid = ExternalId.parse(fid, "function").uuid
         assert storage.json(fid)["owner"] == "alice"
-        assert storage.json(user_record_key("alice"))["registered_functions"] == [fid]
-        assert storage.json(user_record_key("bob"))["allowed_functions"] == [fid, fid]
-        assert storage.json(user_record_key("carol"))["allowed_functions"] == [fid]
+        assert storage.json(await services.functions.user_record_key("alice"))["registered_functions"] == [fid]
+        assert storage.json(await services.functions.user_record_key("bob"))["allowed_functions"] == [fid, fid]
+        assert storage.json(await services.functions.user_record_key("carol"))["allowed_functions"] == [fid]
         assert storage.json(usage_key(uid)) == {"function_id": str(uid), "use_numbers": 0}
-        assert len(storage.commits) == 1  # one atomic commit
+        naming, registration = storage.commits  # the naming key, made on first use; then one atomic commit
+        assert {op.key for op in naming} == {naming_key.KEY_KEY}
+        assert fid.encode() in {op.key for op in registration if isinstance(op, Put)}
         assert len(services.locks) == 0
 
     asyncio.run(go())
@@ -107,8 +113,8 @@ def test_update_function_replaces_but_keeps_lists(services, act, storage):
         stored = storage.json(fid)
         assert stored["name"] == "new" and stored["executor_type"] == "Python" and stored["usage_quota"] == 2
         assert stored["user_allowlist"] == ["carol"]
-        assert user_record_key("carol") not in storage.data  # [QUIRK] lists not refreshed
-        assert storage.json(user_record_key("bob"))["allowed_functions"] == [fid]
+        assert await services.functions.user_record_key("carol") not in storage.data  # [QUIRK] lists not refreshed
+        assert storage.json(await services.functions.user_record_key("bob"))["allowed_functions"] == [fid]
         with pytest.raises(InvalidFunctionIdError):
             function_from_update_request(fe_pb.UpdateFunctionRequest(function_id="bad"), "alice")
         missing = fe_pb.UpdateFunctionRequest(
@@ -128,7 +134,7 @@ def test_delete_is_owner_only(services, act, storage):
             await services.functions.delete(caller("root"), fid)  # admins are not special
         await services.functions.delete(caller("alice"), fid)
         assert fid.encode() not in storage.data
-        assert storage.json(user_record_key("alice"))["registered_functions"] == [fid]
+        assert storage.json(await services.functions.user_record_key("alice"))["registered_functions"] == [fid]
         with pytest.raises(InvalidFunctionIdError):
             await services.functions.delete(caller("alice"), fid)
 
@@ -139,14 +145,14 @@ def test_delete_is_owner_only(services, act, storage):
 def test_disable_unlists_and_clears_allowlist(services, act, storage):
     async def go():
         fid = await act.register_function("alice", public=True, user_allowlist=["bob", "ghost"])
-        del storage.data[user_record_key("ghost")]  # missing records are ignored
+        del storage.data[await services.functions.user_record_key("ghost")]  # missing records are ignored
         with pytest.raises(AccessDeniedError):
             await services.functions.disable(caller("bob", DO), fid)
         await services.functions.disable(caller("root", ADMIN), fid)
         assert storage.json(fid)["user_allowlist"] == []
-        assert storage.json(user_record_key("alice"))["registered_functions"] == []
-        assert storage.json(user_record_key("bob"))["allowed_functions"] == []
-        assert user_record_key("ghost") not in storage.data
+        assert storage.json(await services.functions.user_record_key("alice"))["registered_functions"] == []
+        assert storage.json(await services.functions.user_record_key("bob"))["allowed_functions"] == []
+        assert await services.functions.user_record_key("ghost") not in storage.data
         _, view = await services.functions.get(caller("zed", DO), fid)  # [QUIRK] public stays usable
         assert view is FunctionView.FULL
         assert len(services.locks) == 0
@@ -201,5 +207,28 @@ def test_a_builtin_function_must_name_a_built_in(services, act, storage):
             await services.functions.update(caller("alice"), function_from_update_request(update, "alice"))
         # Other executors' names are free text, as in Teaclave.
         await act.register_function("alice", name="echo", executor_type="python", payload=b"def entrypoint(a): 1")
+
+    asyncio.run(go())
+
+
+def test_function_lists_stored_under_names_anyone_can_compute_are_renamed(services, storage):
+    """Earlier versions keyed them ``user-<uuid v5 of the id>``: a guess at an id could be checked."""
+
+    async def go():
+        def legacy_key(user_id: str) -> bytes:
+            return f"user-{uuid.uuid5(uuid.UUID('6ba7b810-9dad-11d1-80b4-00c04fd430c8'), user_id)}".encode()
+
+        alice = {"id": "alice", "registered_functions": ["function-1"], "allowed_functions": []}
+        bob = {"id": "bob", "registered_functions": [], "allowed_functions": ["function-2"]}
+        await storage.commit([Put(legacy_key(u["id"]), json.dumps(u).encode()) for u in (alice, bob)])
+        assert await services.functions.upgrade_user_records() == 2
+        assert await storage.keys_with_prefix(b"user") == []
+        for record in (alice, bob):
+            key = await services.functions.user_record_key(record["id"])
+            assert key.startswith(b"functions-of-") and record["id"].encode() not in key
+            assert storage.json(key) == record
+        registered, _ = await services.functions.list_functions(caller("alice"), "alice")
+        assert registered == ["function-1"]
+        assert await services.functions.upgrade_user_records() == 0
 
     asyncio.run(go())

@@ -17,7 +17,7 @@ from cloister.errors import AccessDeniedError, InvalidArgumentError
 from cloister.model.access import Action, Query, Subject
 from cloister.model.roles import Role
 from cloister.model.tasks import TaskStatus
-from cloister.services.management import task_index
+from cloister.services.management import naming, task_index
 from cloister.services.management.locks import KeyLocks
 from cloister.services.management.servicer import CloisterManagementServicer
 from cloister.services.management.tasks import TaskService
@@ -98,7 +98,7 @@ def test_index_is_written_in_the_commit_that_creates_the_task(services, act, sto
         assert task_put == Put(tid.encode(), task_put.value)
         assert json.loads(task_put.value)["created_at"] == 1_700_000_000.0
         at = f"{10**16 - 1 - 1_700_000_000 * 10**6:016d}-{tid.split('-', 1)[1].replace('-', '')}"
-        key = storage.data[task_index.KEY_KEY].value
+        key = storage.data[naming.KEY_KEY].value
         assert sorted(e.key.decode() for e in entries) == sorted(
             f"{task_index.user_prefix(key, user).decode()}-{at}" for user in ("alice", "alice-x", "bob")
         )

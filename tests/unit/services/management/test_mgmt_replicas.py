@@ -20,7 +20,7 @@ from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
 from cloister.errors import ConflictError, FailedOperationError
 from cloister.model.audit import AuditEntry, ChainHead, verify_chain
 from cloister.model.functions import Function
-from cloister.model.ids import ExternalId, usage_key, user_record_key
+from cloister.model.ids import ExternalId, usage_key
 from cloister.model.roles import Role
 from cloister.rpc.convert.functions import function_from_register_request
 from cloister.services.management.audit import HEAD_KEY, AuditLog, entry_seq
@@ -98,9 +98,11 @@ def test_functions_registered_on_two_replicas_are_both_listed(pair, storage):
                 for replica_ in (one, two, one, two)
             )
         )
-        record = storage.json(user_record_key("fo"))
+        record = storage.json(await one.functions.user_record_key("fo"))
         assert sorted(record["registered_functions"]) == sorted(registered)
-        assert sorted(storage.json(user_record_key("alice"))["allowed_functions"]) == sorted(registered)
+        assert sorted(storage.json(await one.functions.user_record_key("alice"))["allowed_functions"]) == sorted(
+            registered
+        )
 
     asyncio.run(go())
 
