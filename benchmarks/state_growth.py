@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
-from benchmarks.task_latency import _client
+from benchmarks.task_latency import client_of
 from cloister.sdk import AuthenticationService, FunctionArgument
 from cloister.testing import RunningPlatform, start_platform
 
@@ -67,7 +67,7 @@ def rows_by_prefix(database: Path) -> Counter[str]:
 
 
 def _load(platform: RunningPlatform, tasks: int) -> None:
-    frontend = _client(platform)
+    frontend = client_of(platform)
     function_id = frontend.register_function(
         "builtin-echo", "bench", "builtin", arguments=[FunctionArgument("message")]
     )
@@ -93,7 +93,7 @@ def measure(tasks: int, env: Mapping[str, str] | None = None) -> tuple[Counter[s
         platform = start_platform(Path(tmp), heartbeat=1.0, executor_timeout=30.0, env=env)
         database = platform.platform.settings.database_path
         try:
-            warm = _client(platform)  # the first login and its audit entries are not per-task cost
+            warm = client_of(platform)  # the first login and its audit entries are not per-task cost
             warm.close()
             # Measured while stopped, before and after: logs flushed, write-ahead logs checkpointed.
             platform.stop()

@@ -1,4 +1,5 @@
-"""The two storage engines side by side: commit latency, and queue claims per second with 1, 4 and 8 workers.
+"""The two storage engines side by side: commit latency, queue claims per second with 1, 4 and 8
+workers, and echo tasks per second through a whole platform on each.
 
 SQLite (the embedded default, fsync on every group commit) is the baseline; PostgreSQL is printed
 as a ratio to it. PostgreSQL is the server ``CLOISTER_BENCH_POSTGRES_DSN`` names (its password in
@@ -6,7 +7,7 @@ as a ratio to it. PostgreSQL is the server ``CLOISTER_BENCH_POSTGRES_DSN`` names
 tests start theirs: note that one runs with ``fsync=off``, so its commits are cheaper than a
 production server's.
 
-Usage: python -m benchmarks.storage_engines [--commits N] [--seconds S]
+Usage: python -m benchmarks.storage_engines [--commits N] [--seconds S] [--tasks N] [--concurrency C]
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
+from benchmarks.task_latency import client_of, tasks_per_second
 from cloister.crypto.sealing import Sealer
 from cloister.errors import NotFoundError
+from cloister.sdk import FunctionArgument
 from cloister.storage.engine import Storage
 from cloister.storage.ops import Ack, Claim, Enqueue, Lease, Put
 from cloister.storage.postgres import PostgresStore
 from cloister.storage.sqlite import SQLiteStorage, SQLiteStore
+from cloister.testing import start_platform
 
 SEALER = Sealer(os.urandom(32))
 WORKERS = (1, 4, 8)
@@ -78,6 +82,23 @@ async def _measure(open_store: Callable[[], Awaitable[Storage]], commits: int, s
         await store.close()
 
 
+def _echo_tasks_per_second(directory: Path, env: dict[str, str], tasks: int, concurrency: int) -> float:
+    """Echo tasks per second (create, invoke, result) from ``concurrency`` clients, on a platform
+    whose storage ``env`` configures."""
+    directory.mkdir()
+    platform = start_platform(directory, heartbeat=1.0, executor_timeout=30.0, env=env)
+    try:
+        frontend = client_of(platform)
+        function_id = frontend.register_function(
+            "builtin-echo", "bench", "builtin", arguments=[FunctionArgument("message")]
+        )
+        frontend.close()
+        tasks_per_second(platform, function_id, concurrency * 4, concurrency)  # warm up
+        return tasks_per_second(platform, function_id, tasks, concurrency)
+    finally:
+        platform.stop()
+
+
 @contextlib.contextmanager
 def _postgres() -> Iterator[tuple[str, str | None]]:
     dsn = os.environ.get("CLOISTER_BENCH_POSTGRES_DSN")
@@ -96,6 +117,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commits", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory, _postgres() as (dsn, password):
 
@@ -111,9 +134,17 @@ def main() -> None:
 
         baseline = asyncio.run(_measure(sqlite, args.commits, args.seconds))
         measured = asyncio.run(_measure(postgres, args.commits, args.seconds))
-    print(f"{'storage engines':<28}{'sqlite':>12}{'postgres':>12}{'postgres/sqlite':>18}")
+        echo = f"echo tasks/s, {args.concurrency} clients"
+        baseline[echo] = _echo_tasks_per_second(Path(directory) / "sqlite", {}, args.tasks, args.concurrency)
+        with tempfile.NamedTemporaryFile("w", dir=directory, delete=False) as secret:
+            secret.write(password or "")
+        on_postgres = {"CLOISTER_STORAGE__BACKEND": "postgres", "CLOISTER_STORAGE__DSN": dsn}
+        if password:
+            on_postgres["CLOISTER_STORAGE__DSN_PASSWORD_FILE"] = secret.name
+        measured[echo] = _echo_tasks_per_second(Path(directory) / "postgres", on_postgres, args.tasks, args.concurrency)
+    print(f"{'storage engines':<32}{'sqlite':>12}{'postgres':>12}{'postgres/sqlite':>18}")
     for name, base in baseline.items():
-        print(f"{name:<28}{base:>12.2f}{measured[name]:>12.2f}{measured[name] / base:>17.2f}x")
+        print(f"{name:<32}{base:>12.2f}{measured[name]:>12.2f}{measured[name] / base:>17.2f}x")
 
 
 if __name__ == "__main__":

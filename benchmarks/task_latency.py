@@ -16,7 +16,7 @@ from cloister.sdk import AuthenticationService, FrontendService, FunctionArgumen
 from cloister.testing import RunningPlatform, start_platform
 
 
-def _client(platform: RunningPlatform) -> FrontendService:
+def client_of(platform: RunningPlatform) -> FrontendService:
     auth = AuthenticationService(*platform.connection_args("authentication"))
     auth.user_login(platform.admin_user, platform.admin_password)
     frontend = FrontendService(*platform.connection_args("frontend"))
@@ -43,10 +43,10 @@ PYTHON_ECHO = b"def entrypoint(argv):\n    return argv[1]\n"
 WASM_ADD = Path(__file__).resolve().parent.parent / "examples" / "wasm" / "simple_add.wat"
 
 
-def _throughput(
+def tasks_per_second(
     platform: RunningPlatform, function_id: str, count: int, concurrency: int, executor: str = "builtin"
 ) -> float:
-    clients = [_client(platform) for _ in range(concurrency)]
+    clients = [client_of(platform) for _ in range(concurrency)]
     per_client = count // concurrency
 
     def work(frontend: FrontendService) -> None:
@@ -77,13 +77,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         platform = start_platform(Path(tmp), heartbeat=1.0, executor_timeout=30.0)
         try:
-            frontend = _client(platform)
+            frontend = client_of(platform)
             function_id = frontend.register_function(
                 "builtin-echo", "bench", "builtin", arguments=[FunctionArgument("message")]
             )
             _latencies(frontend, function_id, 20)  # warm up
             samples = _latencies(frontend, function_id, args.tasks)
-            throughput = _throughput(platform, function_id, args.tasks, args.concurrency)
+            throughput = tasks_per_second(platform, function_id, args.tasks, args.concurrency)
             python_id = frontend.register_function(
                 "py-echo", "bench", "python", payload=PYTHON_ECHO, arguments=[FunctionArgument("message")]
             )
@@ -94,7 +94,7 @@ def main() -> None:
             _latencies(frontend, python_id, 5, "python")
             _latencies(frontend, wasm_id, 5, "wasm")
             python_samples = _latencies(frontend, python_id, args.tasks // 2, "python")
-            python_throughput = _throughput(platform, python_id, args.tasks, args.concurrency, "python")
+            python_throughput = tasks_per_second(platform, python_id, args.tasks, args.concurrency, "python")
             wasm_samples = _latencies(frontend, wasm_id, args.tasks // 2, "wasm")
             frontend.close()
         finally:
