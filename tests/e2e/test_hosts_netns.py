@@ -10,10 +10,8 @@ from pathlib import Path
 
 import pytest
 from cloister_cli import cloister, cloister_command
-from host_processes import START_ORDER, HostProcesses
+from host_processes import START_ORDER, HostProcesses, run_echo
 from netns import Network, network
-
-from cloister.sdk import AuthenticationService, FrontendService, FunctionArgument
 
 DOMAIN = "cloister.test"
 HOSTS = {
@@ -69,23 +67,10 @@ def test_three_namespaced_hosts_follow_the_deployment_guide(tmp_path: Path, net:
 
     # The client is on none of the hosts and dials beta by its address, not by the name in the
     # settings: the services are known by their attested identity, not by a host name.
-    root_ca = str(deployment / "attestation" / "as_root_ca.pem")
-    enclave_info = str(deployment / "attestation" / "enclave_info.toml")
     password = (state["beta"] / "admin-password").read_text().strip()
-    auth = AuthenticationService(f"{net.hosts['beta'].address}:7776", root_ca, enclave_info)
-    frontend = FrontendService(f"{net.hosts['beta'].address}:7777", root_ca, enclave_info)
-    try:
-        auth.user_login("admin", password)
-        frontend.metadata = dict(auth.metadata or {})
-        function_id = frontend.register_function(
-            "builtin-echo", "echo across namespaces", "builtin", arguments=[FunctionArgument("message")]
-        )
-        task_id = frontend.create_task(function_id, {"message": "from three namespaces"}, "builtin")
-        frontend.invoke_task(task_id)
-        assert frontend.get_task_result(task_id) == b"from three namespaces"
-    finally:
-        auth.close()
-        frontend.close()
+    beta = net.hosts["beta"].address
+    echoed = run_echo(deployment, f"{beta}:7776", f"{beta}:7777", password, "from three namespaces")
+    assert echoed == b"from three namespaces"
 
 
 def _run(net: Network, host: str, *command: str | Path) -> subprocess.CompletedProcess[str]:

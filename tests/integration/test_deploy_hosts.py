@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 from cloister_cli import cloister
-from host_processes import START_ORDER, HostProcesses
+from host_processes import START_ORDER, HostProcesses, run_echo
 
 from cloister.errors import AttestationError
-from cloister.sdk import AuthenticationService, FrontendService, FunctionArgument
+from cloister.sdk import AuthenticationService
 
 HOSTS = {
     "alpha": ("127.0.0.2", ["attestation", "storage", "management", "access_control"]),
@@ -111,20 +111,9 @@ def test_three_hosts_joined_by_bundles_run_a_task(tmp_path: Path, hosts: HostPro
     endpoints = tomllib.loads((state["gamma"] / "cloister.toml").read_text())["endpoints"]
     port = {name: endpoint["port"] for name, endpoint in endpoints.items()}
     password = (state["beta"] / "admin-password").read_text().strip()
-    auth = AuthenticationService(f"localhost:{port['authentication_api']}", root_ca, enclave_info)
-    frontend = FrontendService(f"localhost:{port['frontend']}", root_ca, enclave_info)
-    try:
-        auth.user_login("admin", password)
-        frontend.metadata = dict(auth.metadata or {})
-        function_id = frontend.register_function(
-            "builtin-echo", "echo across hosts", "builtin", arguments=[FunctionArgument("message")]
-        )
-        task_id = frontend.create_task(function_id, {"message": "from three hosts"}, "builtin")
-        frontend.invoke_task(task_id)
-        assert frontend.get_task_result(task_id) == b"from three hosts"
-    finally:
-        auth.close()
-        frontend.close()
+    address = {name: f"localhost:{port[name]}" for name in ("authentication_api", "frontend")}
+    echoed = run_echo(deployment, address["authentication_api"], address["frontend"], password, "from three hosts")
+    assert echoed == b"from three hosts"
     # What binds is the service's attested identity, not the address: the frontend's genuine,
     # attested endpoint is refused by a client that expects the authentication service there.
     with pytest.raises(AttestationError) as refused:

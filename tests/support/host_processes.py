@@ -13,6 +13,8 @@ from pathlib import Path
 
 from cloister_cli import clean_environment, cloister_command
 
+from cloister.sdk import AuthenticationService, FrontendService, FunctionArgument
+
 START_ORDER = (
     "attestation",
     "storage",
@@ -79,3 +81,24 @@ def _tail(log: Path) -> str:
         return "\n".join(log.read_text(errors="replace").splitlines()[-20:])
     except FileNotFoundError:
         return "(no log)"
+
+
+def run_echo(deployment: Path, authentication: str, frontend: str, password: str, message: str) -> bytes:
+    """An echo task run as the admin of the deployment in ``deployment`` through the Teaclave-style
+    SDK, trusting only the deployment's attestation files; its result."""
+    root_ca = str(deployment / "attestation" / "as_root_ca.pem")
+    enclave_info = str(deployment / "attestation" / "enclave_info.toml")
+    auth = AuthenticationService(authentication, root_ca, enclave_info)
+    client = FrontendService(frontend, root_ca, enclave_info)
+    try:
+        auth.user_login("admin", password)
+        client.metadata = dict(auth.metadata or {})
+        function_id = client.register_function(
+            "builtin-echo", "echo", "builtin", arguments=[FunctionArgument("message")]
+        )
+        task_id = client.create_task(function_id, {"message": message}, "builtin")
+        client.invoke_task(task_id)
+        return client.get_task_result(task_id)
+    finally:
+        auth.close()
+        client.close()

@@ -151,8 +151,8 @@ def authorizer() -> PolicyAuthorizer:
     return PolicyAuthorizer()
 
 
-@pytest.fixture
-def services(storage: FakeStorage, authorizer: PolicyAuthorizer) -> Services:
+def build_services(storage: FakeStorage, authorizer: PolicyAuthorizer) -> Services:
+    """Management's services over ``storage``, with record locks of their own (as one process has)."""
     locks = KeyLocks()
     return Services(
         storage,
@@ -163,6 +163,11 @@ def services(storage: FakeStorage, authorizer: PolicyAuthorizer) -> Services:
         TaskService(storage, locks, authorizer),  # type: ignore[arg-type]
         AuditLog(storage, authorizer),  # type: ignore[arg-type]
     )
+
+
+@pytest.fixture
+def services(storage: FakeStorage, authorizer: PolicyAuthorizer) -> Services:
+    return build_services(storage, authorizer)
 
 
 CMAC = bytes(range(16))

@@ -12,7 +12,7 @@ import json
 import uuid
 
 import pytest
-from conftest import Actions, FakeStorage, Services
+from conftest import Actions, FakeStorage, Services, build_services
 from policy_authorizer import PolicyAuthorizer, caller
 from test_mgmt_tasks import ORG1, two_party
 
@@ -23,31 +23,15 @@ from cloister.model.functions import Function
 from cloister.model.ids import ExternalId, usage_key
 from cloister.model.roles import Role
 from cloister.rpc.convert.functions import function_from_register_request
-from cloister.services.management.audit import HEAD_KEY, AuditLog, entry_seq
-from cloister.services.management.files import FileService
-from cloister.services.management.functions import FunctionService
-from cloister.services.management.locks import CONFLICT_ATTEMPTS, KeyLocks, retrying
-from cloister.services.management.tasks import TaskService
+from cloister.services.management.audit import HEAD_KEY, entry_seq
+from cloister.services.management.locks import CONFLICT_ATTEMPTS, retrying
 
 V4 = bytes(10) + b"\xff\xff\x7f\x00\x00\x01"
 
 
-def replica(storage: FakeStorage, authorizer: PolicyAuthorizer) -> Services:
-    locks = KeyLocks()
-    return Services(
-        storage,
-        authorizer,
-        locks,
-        FunctionService(storage, locks, authorizer),  # type: ignore[arg-type]
-        FileService(storage, authorizer),  # type: ignore[arg-type]
-        TaskService(storage, locks, authorizer),  # type: ignore[arg-type]
-        AuditLog(storage, authorizer),  # type: ignore[arg-type]
-    )
-
-
 @pytest.fixture
 def pair(storage: FakeStorage, authorizer: PolicyAuthorizer) -> tuple[Services, Services]:
-    return replica(storage, authorizer), replica(storage, authorizer)
+    return build_services(storage, authorizer), build_services(storage, authorizer)
 
 
 def test_approvals_on_two_replicas_at_once_are_both_kept(pair, storage):

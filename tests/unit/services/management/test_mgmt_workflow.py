@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from conftest import FakeStorage, Services
+from conftest import FakeStorage, Services, build_services
 from policy_authorizer import PolicyAuthorizer, caller
 
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
@@ -28,11 +28,6 @@ from cloister.model.roles import Role
 from cloister.model.tasks import TaskStatus
 from cloister.rpc.convert.functions import function_from_register_request
 from cloister.services.access_control.policy import PACKAGED_POLICY_DIR, POLICY_FILES, AccessPolicy
-from cloister.services.management.audit import AuditLog
-from cloister.services.management.files import FileService
-from cloister.services.management.functions import FunctionService
-from cloister.services.management.locks import KeyLocks
-from cloister.services.management.tasks import TaskService
 
 T = TypeVar("T")
 
@@ -73,16 +68,7 @@ class Party:
 
 
 def _services(policy: AccessPolicy) -> Services:
-    storage, authorizer, locks = FakeStorage(), PolicyAuthorizer(policy), KeyLocks()
-    return Services(
-        storage,
-        authorizer,
-        locks,
-        FunctionService(storage, locks, authorizer),  # type: ignore[arg-type]
-        FileService(storage, authorizer),  # type: ignore[arg-type]
-        TaskService(storage, locks, authorizer),  # type: ignore[arg-type]
-        AuditLog(storage, authorizer),  # type: ignore[arg-type]
-    )
+    return build_services(FakeStorage(), PolicyAuthorizer(policy))
 
 
 async def _run_a_task(
