@@ -95,8 +95,8 @@ class FunctionService:
 
     async def upgrade_user_records(self) -> int:
         """Move the function lists earlier versions stored under ``user-<uuid v5>`` to their keyed
-        names, a chunk per commit; how many were moved. A list already under its keyed name is
-        the newer one (only earlier versions wrote the old names), and the old one is dropped."""
+        names, a chunk per commit; how many were moved. It runs while management serves, so a
+        list may meanwhile have been started under the keyed name: the two are merged."""
         moved = 0
         while legacy := (await self._storage.keys_with_prefix(LEGACY_USER_RECORD_PREFIX))[:_UPGRADE_CHUNK]:
             moved += await retrying(functools.partial(self._upgrade, legacy))
@@ -110,9 +110,10 @@ class FunctionService:
         current = await self._storage.read([keys[record.id] for _, _, record in found])
         ops: list[Op] = []
         for (old_key, value, record), existing in zip(found, current, strict=True):
+            newer = decode(existing, UserFunctions.from_json)
+            merged = record if newer is None else _merged(record, newer)
             ops += [Check.of(old_key, value), Check.of(keys[record.id], existing), Delete(old_key)]
-            if existing is None:
-                ops.append(Put(keys[record.id], value.value))
+            ops.append(put(keys[record.id], merged))
         await self._storage.commit(ops)
         return len(found)
 
@@ -250,6 +251,15 @@ class FunctionService:
         if all_allowed:
             allowed = [key.decode() for key in await self._storage.keys_with_prefix(_PREFIX.encode())]
         return list(record.registered_functions), allowed
+
+
+def _merged(older: UserFunctions, newer: UserFunctions) -> UserFunctions:
+    """``newer``'s lists with what only ``older`` holds appended."""
+    return replace(
+        newer,
+        registered_functions=tuple(dict.fromkeys((*newer.registered_functions, *older.registered_functions))),
+        allowed_functions=tuple(dict.fromkeys((*newer.allowed_functions, *older.allowed_functions))),
+    )
 
 
 def _without(record: UserFunctions, function_id: str) -> UserFunctions:

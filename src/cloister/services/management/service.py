@@ -62,14 +62,16 @@ async def serve(settings: Settings) -> None:
         mgrpc.add_TeaclaveManagementServicer_to_server(management, server)
         cgrpc.add_ManagementServicer_to_server(cloister_management, server)
 
-    # Function lists stored by an earlier version under names anyone can compute are renamed
-    # before any request reads them.
+    await runtime.serve("management", [register])
+
+    # Function lists stored by an earlier version under names anyone can compute are renamed once.
     async def rename_user_records() -> None:
         if moved := await management.functions.upgrade_user_records():
             logger.info("renamed %d user(s)' function lists to keys that do not name them", moved)
 
-    await supervised("renaming users' function lists", rename_user_records, done=lambda: True)
-    await runtime.serve("management", [register])
+    renaming = asyncio.create_task(
+        supervised("renaming users' function lists", rename_user_records, done=lambda: True), name="rename-users"
+    )
     audit = management.audit
     # Entries stored before the search index existed are indexed once, from the start.
     indexing = asyncio.create_task(
@@ -78,7 +80,7 @@ async def serve(settings: Settings) -> None:
     retention = start_retention(settings, storage)
 
     async def stop_background() -> None:
-        for task in (indexing, retention):
+        for task in (renaming, indexing, retention):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

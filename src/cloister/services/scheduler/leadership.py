@@ -135,22 +135,19 @@ class Leadership:
         return True
 
     async def keep(self) -> None:
-        """Renew the lease for ever; raises :class:`LeadershipLostError` when it is lost.
+        """Renew the lease for ever; raises :class:`LeadershipLostError` once another scheduler took it.
 
-        A renewal that storage does not take (it is down) is tried again; once no renewal has
-        succeeded for half a lease, standbys may be about to take over, and this holder stops.
+        A renewal storage does not take (it is down or out of reach) is tried again, however
+        long that lasts: a standby can take over only through storage, and every commit of
+        this holder is conditional on the lease, so nothing it does can clash with a successor's.
         """
-        last_renewed = self._clock()
         while True:
             await asyncio.sleep(self._lease_seconds / 3)
             try:
                 await self.renew()
-                last_renewed = self._clock()
             except LeadershipLostError:
                 raise
             except CloisterError as exc:
-                if self._clock() - last_renewed >= self._lease_seconds / 2:
-                    raise LeadershipLostError(f"the lease could not be renewed: {exc.message}") from None
                 logger.warning("could not renew the scheduler lease (%s); trying again", exc.message)
 
     async def renew(self) -> None:

@@ -230,5 +230,14 @@ def test_function_lists_stored_under_names_anyone_can_compute_are_renamed(servic
         registered, _ = await services.functions.list_functions(caller("alice"), "alice")
         assert registered == ["function-1"]
         assert await services.functions.upgrade_user_records() == 0
+        # A list begun under the keyed name while the rename had not reached it yet is merged.
+        carol = {"id": "carol", "registered_functions": ["function-3"], "allowed_functions": []}
+        newer = {"id": "carol", "registered_functions": ["function-4"], "allowed_functions": []}
+        carol_key = await services.functions.user_record_key("carol")
+        await storage.commit(
+            [Put(legacy_key("carol"), json.dumps(carol).encode()), Put(carol_key, json.dumps(newer).encode())]
+        )
+        assert await services.functions.upgrade_user_records() == 1
+        assert storage.json(carol_key)["registered_functions"] == ["function-4", "function-3"]
 
     asyncio.run(go())
