@@ -21,7 +21,7 @@ import yaml
 
 from cloister.cli.health import PROBED
 from cloister.cli.main import main
-from cloister.config import StorageSettings, load_settings
+from cloister.config import load_settings
 from cloister.executors.sandbox.requirements import CAPABILITIES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,8 +39,6 @@ HOSTS = (
 )
 """Each service's host name in the plans, compose service and Kubernetes component: as the service, with '-'."""
 SERVICE_OF = {host: host.replace("-", "_") for host in HOSTS}
-POSTGRES_SETTINGS = "backend" in StorageSettings.model_fields
-"""The PostgreSQL storage settings come with the storage engines' branch."""
 
 
 def _tool(name: str) -> str:
@@ -122,14 +120,13 @@ def test_one_deployment_per_service_each_probed_with_cloister_probe(rendered: Pa
     assert sorted(deployments) == sorted(f"cloister-{host}" for host in HOSTS)
     services = {o["metadata"]["name"] for o in objects if o["kind"] == "Service"}
     assert services == {f"cloister-{host}" for host in HOSTS if host != "execution"} | {"cloister-postgres"}
-    parsed = []
     for host in HOSTS:
         pod = deployments[f"cloister-{host}"]["spec"]["template"]["spec"]
         (container,) = pod["containers"]
         (unpack,) = pod["initContainers"]
         state_dir = container["args"][container["args"].index("--state-dir") + 1]
         _unpacks(["cloister", *unpack["args"]], state_dir)
-        parsed.append(_check_command(["cloister", *unpack["args"]]))
+        _check_command(["cloister", *unpack["args"]])
         assert _check_command(["cloister", *container["args"]])
         assert container["args"][:2] == ["service", SERVICE_OF[host]]
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -139,10 +136,6 @@ def test_one_deployment_per_service_each_probed_with_cloister_probe(rendered: Pa
         assert container["resources"]["requests"] and container["resources"]["limits"]
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert volumes["bundle"]["secret"]["secretName"].startswith(f"cloister-bundle-{host}-")
-    if not all(parsed):
-        pytest.skip(
-            "`cloister deploy` comes with the hosts' branch, not merged here: its command lines were not parsed"
-        )
 
 
 def test_only_execution_runs_as_root_with_exactly_the_sandbox_capabilities(rendered: Path) -> None:
@@ -206,16 +199,11 @@ def test_compose_runs_every_service_and_postgres(compose: dict[str, Any]) -> Non
 
 
 def test_compose_commands_are_real_cloister_commands(compose: dict[str, Any]) -> None:
-    parsed = []
     for host in HOSTS:
         unpack, *rest = _invocations(compose["services"][host])
         _unpacks(unpack, "/var/lib/cloister")
-        parsed.append(_check_command(unpack))
+        _check_command(unpack)
         assert all(_check_command(command) for command in rest)
-    if not all(parsed):
-        pytest.skip(
-            "`cloister deploy` comes with the hosts' branch, not merged here: its command lines were not parsed"
-        )
 
 
 def test_compose_environment_names_real_settings(compose: dict[str, Any], tmp_path: Path) -> None:
@@ -244,18 +232,12 @@ def test_the_plans_name_each_container(compose: dict[str, Any]) -> None:
 # --- helpers ------------------------------------------------------------------------------------
 
 
-DEPLOY_COMMANDS = "deploy" in main.commands
-"""``cloister deploy`` comes with the hosts' branch; until it is merged its command lines are not parsed."""
-
-
 def _check_command(command: list[str]) -> bool:
     """Parse ``command`` as the ``cloister`` CLI would, failing on an unknown command, option or
-    value; False (and not parsed) for a ``cloister deploy`` command before that branch is merged."""
+    value; True once it parsed."""
     assert command[0] == "cloister", command
     group: click.Command = main
     args = command[1:]
-    if args[0] == "deploy" and not DEPLOY_COMMANDS:
-        return False
     while isinstance(group, click.Group):
         name, args = args[0], args[1:]
         found = group.get_command(click.Context(group), name)
@@ -278,8 +260,6 @@ def _unpacks(command: list[str], state_dir: str) -> None:
 def _check_settings(environment: dict[str, str], tmp_path: Path) -> None:
     """Every ``CLOISTER_`` variable is a setting that loads; a password file is stood in for."""
     env = dict(environment)
-    if any(name.startswith("CLOISTER_STORAGE__") for name in env) and not POSTGRES_SETTINGS:
-        pytest.skip("the PostgreSQL storage settings come with the storage engines' branch, not merged here")
     assert all(name.startswith("CLOISTER_") for name in env), env
     if "CLOISTER_STORAGE__DSN_PASSWORD_FILE" in env:
         password = tmp_path / "password"
