@@ -10,7 +10,7 @@ import pytest
 
 from cloister.config import SandboxLimits
 from cloister.executors.base import TaskFiles
-from cloister.executors.sandbox import host
+from cloister.executors.sandbox import host, requirements
 from cloister.executors.sandbox.host import Sandbox, SandboxUnavailableError
 from cloister.model.tasks import StagedTask
 
@@ -26,3 +26,15 @@ def test_no_bubblewrap_no_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
             await sandbox.run("python", task, files)
 
     asyncio.run(run())
+
+
+def test_a_service_that_is_not_root_is_told_it_lacks_the_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refusal the execution service starts with when it is not root (run for real, as uid
+    65534, by tests/integration/test_execution_sandbox_required.py where the checkout allows)."""
+    monkeypatch.setattr(requirements.os, "geteuid", lambda: 65534)
+    lacking = requirements.shortfalls()
+    assert any(
+        reason.startswith("not root: the service runs as uid 65534")
+        and "run the execution service as root (uid 0 in its container)" in reason
+        for reason in lacking
+    ), lacking
