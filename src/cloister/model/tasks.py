@@ -101,6 +101,7 @@ TRANSITIONS: dict[tuple[TaskStatus, TaskStatus], frozenset[Actor]] = {
     (_ST.STAGED, _ST.RUNNING): frozenset({_S, _E}),
     (_ST.STAGED, _ST.CANCELED): frozenset({_S}),
     (_ST.STAGED, _ST.FAILED): frozenset({_S}),
+    (_ST.RUNNING, _ST.STAGED): frozenset({_S}),
     (_ST.RUNNING, _ST.FINISHED): frozenset({_E}),
     (_ST.RUNNING, _ST.FAILED): frozenset({_S, _E}),
     (_ST.RUNNING, _ST.CANCELED): frozenset({_S}),
@@ -116,6 +117,9 @@ TRANSITIONS: dict[tuple[TaskStatus, TaskStatus], frozenset[Actor]] = {
     Staged → Running              scheduler   hand-out to a Cloister execution service, one commit
                                               with the assignment
                                   executor    a Teaclave executor's UpdateTaskStatus
+    Running → Staged              scheduler   a hand-out whose caller was gone before it was answered
+                                              (the scheduler was stopped meanwhile, say): the execution
+                                              service never saw the task, so it goes back to the queue
     Running → Finished            executor    UpdateTaskResult with an Ok result
     Running → Failed              executor    UpdateTaskResult with an Err result (the function failed)
     Staged|Running → Failed       scheduler   executor loss: the service it was handed to went silent
@@ -131,7 +135,8 @@ Rules that follow from the table:
   task already Canceled or Failed is refused and changes nothing (its outputs' cmacs are not
   written either).
 * **No task runs twice.** A task handed out is never re-queued: its function may have had
-  effects, so losing its executor fails it. A task never handed out stays Staged, its queue
+  effects, so losing its executor fails it. A hand-out that was never answered (its caller had
+  gone) was not a hand-out, and that task is queued again. A task never handed out stays Staged, its queue
   element unacknowledged, across scheduler restarts, and is handed out once.
 * **No automatic retries of a task.** A failed task stays failed; a participant creates a new
   one. What is retried is the platform's own work (a storage commit, a queue read), which is

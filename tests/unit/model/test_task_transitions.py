@@ -35,6 +35,7 @@ EXPECTED: dict[tuple[TaskStatus, TaskStatus], set[Actor]] = {
     (S.STAGED, S.RUNNING): {Actor.SCHEDULER, Actor.EXECUTOR},
     (S.STAGED, S.CANCELED): {Actor.SCHEDULER},
     (S.STAGED, S.FAILED): {Actor.SCHEDULER},
+    (S.RUNNING, S.STAGED): {Actor.SCHEDULER},  # an unanswered hand-out, given back
     (S.RUNNING, S.FINISHED): {Actor.EXECUTOR},
     (S.RUNNING, S.FAILED): {Actor.SCHEDULER, Actor.EXECUTOR},
     (S.RUNNING, S.CANCELED): {Actor.SCHEDULER},

@@ -26,6 +26,7 @@ from cloister.model.tasks import (
     REASON_EXECUTOR_TIMEOUT,
     WAITING_PREFIX,
     Actor,
+    StagedElement,
     StagedTask,
     TaskResult,
     TaskState,
@@ -46,8 +47,8 @@ from cloister.services.scheduler.records import (
     rewrite_task,
 )
 from cloister.services.scheduler.state import Assignment, ExecutorRecord, PendingTask, SchedulerState
-from cloister.storage.ops import Ack, Delete, Op, Put
-from cloister.storage.records import CANCEL_QUEUE, STAGED_TASK_QUEUE
+from cloister.storage.ops import Ack, Delete, Enqueue, Op, Put
+from cloister.storage.records import CANCEL_QUEUE, STAGED_TASK_QUEUE, encode
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,9 @@ MAX_HEARTBEAT_WAIT_SECONDS = 10.0
 _RETRY_LIMIT = 5.0
 _PAUSE_SLACK_SECONDS = 1.0
 """A monitor wake this much later than asked is the scheduler not running, not a slow loop."""
+ANSWER_MARGIN_SECONDS = 2.0
+"""A hand-out is answered only with at least this much of its caller's deadline left; with less
+(the scheduler was stopped, say), the caller may be gone and the task goes back to the queue."""
 T = TypeVar("T")
 
 
@@ -128,6 +132,7 @@ class Scheduler:
         self._last_tick: float | None = None
         self.queues = TaskQueues(storage, self.state, queue_watch_seconds)
         self._background: list[asyncio.Task[None]] = []
+        self._giving_back: set[asyncio.Future[None]] = set()
 
     def now(self) -> float:
         """The scheduler's own clock: time it was running. Executors' silence is measured on it,
@@ -239,8 +244,15 @@ class Scheduler:
             logger.info("task %s handed to execution service %s", task_id, executor_id)
         return outcome
 
-    async def pull_task_wait(self, executor: ExecutorInfo, timeout: float) -> StagedTask | None:
-        """A task ``executor`` can run, already Running and assigned to it; None after ``timeout``."""
+    async def pull_task_wait(
+        self, executor: ExecutorInfo, timeout: float, time_left: Callable[[], float | None] = lambda: None
+    ) -> StagedTask | None:
+        """A task ``executor`` can run, already Running and assigned to it; None after ``timeout``.
+
+        ``time_left`` is what remains of the caller's deadline (None: no deadline). A task claimed
+        for a caller that went away, or is about to, is given back (:meth:`give_back`), so a
+        scheduler stopped in the middle of a hand-out loses no task.
+        """
         timeout = min(max(timeout, 0.0), MAX_PULL_WAIT_SECONDS)
         kinds = frozenset(executor.executors)
         labels = frozenset(executor.labels)
@@ -252,10 +264,14 @@ class Scheduler:
                 changed = self.state.pending.changed
                 item = self.take(lambda pending: can_run(kinds, labels, pending))
                 if item is not None:
-                    outcome = await shielded(self.claim(item, executor.executor_id, mark_running=True))
-                    if isinstance(outcome, StagedTask):
+                    outcome = await self._claim_for_caller(item, executor.executor_id)
+                    if not isinstance(outcome, StagedTask):
+                        continue
+                    left = time_left()
+                    if left is None or left >= ANSWER_MARGIN_SECONDS:
                         return outcome
-                    continue
+                    await shielded(self.give_back(item, executor.executor_id))
+                    return None
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return None
@@ -266,6 +282,54 @@ class Scheduler:
                         await changed.wait()
         finally:
             self.state.see(executor.executor_id, self.now())
+
+    async def _claim_for_caller(self, item: PendingTask, executor_id: str) -> StagedTask | Skipped:
+        """:meth:`claim` for a waiting caller; if the caller goes away meanwhile, the claim still
+        finishes (memory must match storage) and a task it assigned is given back."""
+        claim = asyncio.ensure_future(self.claim(item, executor_id, mark_running=True))
+        try:
+            return await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            claim.add_done_callback(functools.partial(self._give_back_unanswered, item, executor_id))
+            raise
+
+    def _give_back_unanswered(self, item: PendingTask, executor_id: str, claim: asyncio.Future[Any]) -> None:
+        if claim.cancelled() or claim.exception() is not None:
+            _log_failure(claim)
+        elif isinstance(claim.result(), StagedTask):
+            task = asyncio.ensure_future(self.give_back(item, executor_id))
+            self._giving_back.add(task)
+            task.add_done_callback(self._giving_back.discard)
+            task.add_done_callback(_log_failure)
+
+    async def give_back(self, item: PendingTask, executor_id: str) -> None:
+        """Put a task claimed for ``executor_id`` back in the queue: its answer was never sent.
+
+        The caller is gone, so the execution service never saw the task, and it goes back to
+        Staged with a new queue element, in one commit that deletes the assignment. If the commit
+        fails the task stays assigned, and the lost-executor monitor fails it as lost.
+        """
+        task_id = item.task_id
+        async with self.state.guard.exclusive(task_id):
+            assignment = self.state.assignments.get(task_id)
+            if assignment is None or assignment.executor_id != executor_id:
+                return  # cancelled or failed meanwhile
+
+            async def restage(task: TaskState | None) -> tuple[list[Op], None]:
+                ops: list[Op] = [Delete(assignment_key(task_id))]
+                if task is not None and task.status is TaskStatus.RUNNING:
+                    element = StagedElement(item.staged, item.requires)
+                    ops += [
+                        put_task(transition(task, TaskStatus.STAGED, by=Actor.SCHEDULER)),
+                        Enqueue(STAGED_TASK_QUEUE, encode(element)),
+                    ]
+                return ops, None
+
+            await rewrite_task(self.storage, task_id, restage)
+            del self.state.assignments[task_id]
+        logger.warning(
+            "task %s goes back to the queue: execution service %s was gone before it was told", task_id, executor_id
+        )
 
     # --- heartbeats ----------------------------------------------------------------------
 

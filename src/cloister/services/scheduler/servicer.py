@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grpc
 from google.protobuf import empty_pb2
 
 from cloister._proto import cloister_pb2 as cpb
@@ -29,9 +30,11 @@ class SchedulerServicer(cgrpc.SchedulerServicer):
     def __init__(self, scheduler: Scheduler) -> None:
         self._scheduler = scheduler
 
-    async def PullTaskWait(self, request: cpb.PullTaskWaitRequest, context: object) -> cpb.PullTaskWaitResponse:
+    async def PullTaskWait(
+        self, request: cpb.PullTaskWaitRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.PullTaskWaitResponse:
         staged = await self._scheduler.pull_task_wait(
-            executor_info_from_proto(request.executor), request.timeout_ms / 1000
+            executor_info_from_proto(request.executor), request.timeout_ms / 1000, context.time_remaining
         )
         if staged is None:
             return cpb.PullTaskWaitResponse()

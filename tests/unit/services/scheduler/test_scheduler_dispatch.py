@@ -340,3 +340,52 @@ def test_a_failed_hand_out_leaves_the_task_pending(storage: FakeStorage) -> None
         await scheduler.stop()
 
     run(body)
+
+
+def test_a_hand_out_claimed_too_late_for_its_caller_goes_back_to_the_queue(storage: FakeStorage) -> None:
+    """The scheduler was stopped while an execution service waited: by the time it claims a task,
+    the caller's deadline has (nearly) passed, so the answer would reach nobody."""
+
+    async def body() -> None:
+        task, staged = make_task(storage)
+        scheduler = await started(storage)
+        await until(lambda: len(scheduler.state.pending) == 1)
+        assert await scheduler.pull_task_wait(executor(), 5, time_left=lambda: 0.5) is None
+        assert storage.task(task.task_id).status is TaskStatus.STAGED
+        assert await storage.get(f"scheduler-assignment-{task.task_id}".encode()) is None
+        assert task.task_id not in scheduler.state.assignments
+        assert await scheduler.pull_task_wait(executor(), 5, time_left=lambda: 15.0) == staged
+        assert storage.task(task.task_id).status is TaskStatus.RUNNING
+        await scheduler.stop()
+
+    run(body)
+
+
+@pytest.mark.fake_storage  # inspects the fake's queues, records or commits, or fails its commits
+def test_a_caller_gone_while_its_task_is_claimed_leaves_the_task_to_the_next_one(storage: FakeStorage) -> None:
+    async def body() -> None:
+        task, staged = make_task(storage)
+        scheduler = await started(storage)
+        await until(lambda: len(scheduler.state.pending) == 1)
+        committing, release = asyncio.Event(), asyncio.Event()
+        real_commit = storage.commit
+
+        async def held_commit(ops: list[object]) -> None:
+            committing.set()
+            await release.wait()
+            await real_commit(ops)  # type: ignore[arg-type]
+
+        storage.commit = held_commit  # type: ignore[method-assign]
+        gone = asyncio.create_task(scheduler.pull_task_wait(executor(), 5))
+        await committing.wait()
+        gone.cancel()  # its RPC was cancelled, or passed its deadline
+        storage.commit = real_commit  # type: ignore[method-assign]
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        await until(lambda: storage.task(task.task_id).status is TaskStatus.STAGED)
+        assert await scheduler.pull_task_wait(executor(), 5) == staged
+        assert len(storage.queues[STAGED]) == 0  # the element queued again was acknowledged with it
+        await scheduler.stop()
+
+    run(body)

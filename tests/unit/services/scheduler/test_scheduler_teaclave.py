@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from types import SimpleNamespace
 
 import pytest
 from async_helpers import run, until
@@ -191,9 +192,10 @@ def test_servicers_decode_and_encode(storage: FakeStorage) -> None:
 
         task, staged = make_task(storage)
         info = cpb.ExecutorInfo(executor_id=str(uuid.uuid4()), executors=["builtin"], slots=1)
-        response = await cloister.PullTaskWait(cpb.PullTaskWaitRequest(executor=info, timeout_ms=5000), None)
+        waiting = SimpleNamespace(time_remaining=lambda: 15.0)  # the call's deadline, as gRPC tells it
+        response = await cloister.PullTaskWait(cpb.PullTaskWaitRequest(executor=info, timeout_ms=5000), waiting)  # type: ignore[arg-type]
         assert json.loads(response.staged_task) == staged.to_json()
-        empty = await cloister.PullTaskWait(cpb.PullTaskWaitRequest(executor=info, timeout_ms=10), None)
+        empty = await cloister.PullTaskWait(cpb.PullTaskWaitRequest(executor=info, timeout_ms=10), waiting)  # type: ignore[arg-type]
         assert empty.staged_task == b""
         beat = await cloister.ExecutorHeartbeat(
             cpb.ExecutorHeartbeatRequest(executor=info, running_task_ids=[str(task.task_id), "junk"], wait_ms=10), None
