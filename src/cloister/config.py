@@ -17,7 +17,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -408,6 +408,29 @@ class LoggingSettings(_Section):
         return value.upper()
 
 
+class TeePolicySettings(_Section):
+    """``[tee_policy]``: which hardware evidence is acceptable (``cloister.attestation.hardware.tee_policy``).
+
+    The defaults are a production policy: real hardware only, an up-to-date TCB, no debug
+    enclave or VM, no simulated evidence. Hex strings name measurements and signers.
+    """
+
+    platforms: list[Literal["sgx", "tdx", "sev-snp", "nitro", "sim"]] = ["sgx", "tdx", "sev-snp", "nitro"]
+    measurements: dict[str, dict[str, list[str]]] = {}
+    """platform -> measurement name -> accepted values (hex); a name listed must match one of them."""
+    signers: dict[str, list[str]] = {}
+    """platform -> accepted signers (hex): SGX ``mr_signer``, SEV-SNP ``id_key_digest``."""
+    min_tcb_status: str = "UpToDate"
+    """The lowest vendor rating accepted (SGX, TDX), e.g. ``SWHardeningNeeded``."""
+    min_tcb_levels: dict[str, dict[str, Annotated[int, Field(ge=0)]]] = {}
+    """platform -> TCB component -> lowest version (SEV-SNP: ``boot_loader``, ``tee``, ``snp``, ``microcode``)."""
+    tolerated_advisories: list[str] = []
+    allow_debug: bool = False
+    allow_simulated: bool = False
+    max_evidence_age_seconds: Annotated[float, Field(gt=0)] | None = None
+    """Oldest acceptable evidence that states when it was made (Nitro); None: not bounded."""
+
+
 class Settings(BaseSettings):
     """Every setting, by section: ``settings.execution.slots``. Built by :func:`load_settings`."""
 
@@ -434,6 +457,7 @@ class Settings(BaseSettings):
     sandbox: SandboxLimits = SandboxLimits()
     rpc: RPCSettings = RPCSettings()
     logging: LoggingSettings = LoggingSettings()
+    tee_policy: TeePolicySettings = TeePolicySettings()
     instance: str = ""
     """Names one of several processes of the same service on a host (``--instance``); never from the file."""
 
