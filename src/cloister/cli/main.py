@@ -342,6 +342,36 @@ def policy_check(directory: Path | None, state_dir: Path | None, config_path: Pa
 @click.option("--max-report-age", type=float, default=None, help="Oldest acceptable report, in seconds.")
 @click.option("--accept-status", multiple=True, help="Acceptable quote status (repeatable; default OK).")
 @click.option("--accept-report-version", type=int, multiple=True, help="Acceptable report version (default 4).")
+@click.option(
+    "--evidence",
+    "evidence_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Verify hardware evidence in FILE (binary, hex or base64) instead of an endpoint; needs --kind.",
+)
+@click.option("--kind", type=click.Choice(("sgx", "tdx", "sev-snp", "nitro")), default=None, help="What --evidence is.")
+@click.option(
+    "--collateral",
+    "collateral_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="PCS collateral (dcap-qvl JSON) for an SGX or TDX quote.",
+)
+@click.option(
+    "--certs",
+    "certs_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Directory of certificates (the VCEK and ASK for SEV-SNP), recognised by content.",
+)
+@click.option("--at", "at_text", default=None, help="Verify at this RFC 3339 time (default: now).")
+@click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="TEE policy (TOML) the evidence must satisfy; without it only authenticity and validity are checked.",
+)
 @state_dir_option
 @config_option
 def attest_command(
@@ -354,16 +384,33 @@ def attest_command(
     max_report_age: float | None,
     accept_status: tuple[str, ...],
     accept_report_version: tuple[int, ...],
+    evidence_path: Path | None,
+    kind: str | None,
+    collateral_path: Path | None,
+    certs_dir: Path | None,
+    at_text: str | None,
+    policy_path: Path | None,
     state_dir: Path | None,
     config_path: Path | None,
 ) -> None:
-    """Verify what an endpoint (HOST:PORT) or a saved certificate proves; exit 1 if anything fails.
+    """Verify what an endpoint (HOST:PORT), a saved certificate or a file of hardware evidence proves.
 
-    Without --service, the endpoint's identity is not checked and it is not VERIFIED (exit 1),
-    unless --any-service accepts whichever service it proves to be.
+    Exits 1 if anything fails. Without --service, the endpoint's identity is not checked and it
+    is not VERIFIED (exit 1), unless --any-service accepts whichever service it proves to be.
+    With --evidence FILE --kind KIND, the evidence is verified offline at --at (default now) and
+    judged by --policy when one is given.
     """
     import datetime as dt
 
+    if evidence_path is not None:
+        if address is not None or certificate_path is not None:
+            raise click.UsageError("give either --evidence FILE or an endpoint / --certificate, not both")
+        if kind is None:
+            raise click.UsageError("--evidence needs --kind sgx|tdx|sev-snp|nitro")
+        _attest_evidence(evidence_path, kind, collateral_path, certs_dir, at_text, policy_path)
+        return
+    if any(v is not None for v in (kind, collateral_path, certs_dir, at_text, policy_path)):
+        raise click.UsageError("--kind, --collateral, --certs, --at and --policy go with --evidence FILE")
     from cloister.attestation.enclave_info import EnclaveInfo
     from cloister.attestation.report import AttestationPolicy
     from cloister.cli import attest as attestation
@@ -405,6 +452,43 @@ def attest_command(
         )
         sys.exit(1)
     print("VERIFIED" if result.identity else "VERIFIED (identity not checked: --any-service)")
+
+
+def _attest_evidence(
+    evidence_path: Path,
+    kind: str,
+    collateral_path: Path | None,
+    certs_dir: Path | None,
+    at_text: str | None,
+    policy_path: Path | None,
+) -> None:
+    import datetime as dt
+
+    from cloister.cli import attest_evidence
+
+    try:
+        at = attest_evidence.parse_time(at_text) if at_text is not None else dt.datetime.now(dt.UTC)
+    except ValueError as exc:
+        raise click.UsageError(f"--at: {exc}") from None
+    try:
+        check = attest_evidence.check_evidence(
+            kind, evidence_path, at=at, collateral_path=collateral_path, certs_dir=certs_dir, policy_path=policy_path
+        )
+    except (CloisterError, OSError, ValueError) as exc:
+        message = exc.message if isinstance(exc, CloisterError) else str(exc)
+        console.print(f"[red]NOT VERIFIED[/]: {message}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    for line in attest_evidence.describe(check, at):
+        print(line)
+    if check.verdict is None:
+        print("VERIFIED: authentic and valid at that time (no --policy: TCB status, advisories and debug not judged)")
+        return
+    if not check.verdict.ok:
+        for reason in check.verdict.reasons:
+            console.print(f"[red]policy refuses[/]: {reason}", highlight=False, soft_wrap=True)
+        console.print("[red]NOT VERIFIED[/]: the evidence is authentic, but the policy refuses it", highlight=False)
+        sys.exit(1)
+    print("VERIFIED: authentic, valid, and the policy accepts it")
 
 
 @main.command()

@@ -21,7 +21,7 @@ from cloister.errors import ConfigurationError
 
 __all__ = ["SIGNER_MEASUREMENTS", "TeePolicy", "Verdict", "load_tee_policy"]
 
-SIGNER_MEASUREMENTS: Mapping[str, str] = {"sgx": "mr_signer", "sev-snp": "id_key_digest"}
+SIGNER_MEASUREMENTS: Mapping[str, str] = {"sgx": "mr_signer", "sev-snp": "id_key_digest", "sim": "mr_signer"}
 """The measurement that names who signed the workload, per platform."""
 
 _RATED: frozenset[str] = frozenset({"sgx", "tdx"})
