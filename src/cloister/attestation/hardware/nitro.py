@@ -104,7 +104,7 @@ def _cose_sign1(document: bytes) -> tuple[bytes, bytes, bytes]:
         if decoded.tag != _COSE_SIGN1_TAG:
             raise AttestationError(f"CBOR tag {decoded.tag} is not COSE_Sign1 ({_COSE_SIGN1_TAG})")
         decoded = decoded.value
-    if not (isinstance(decoded, list) and len(decoded) == 4):
+    if not (isinstance(decoded, (list, tuple)) and len(decoded) == 4):  # cbor2 may decode a tagged array as a tuple
         raise AttestationError("not a COSE_Sign1 structure (a 4-element array)")
     protected, _unprotected, payload, signature = decoded
     if not all(isinstance(part, bytes) for part in (protected, payload, signature)):
