@@ -415,7 +415,7 @@ class TeePolicySettings(_Section):
     enclave or VM, no simulated evidence. Hex strings name measurements and signers.
     """
 
-    platforms: list[Literal["sgx", "tdx", "sev-snp", "nitro", "sim"]] = ["sgx", "tdx", "sev-snp", "nitro"]
+    platforms: tuple[Literal["sgx", "tdx", "sev-snp", "nitro", "sim"], ...] = ("sgx", "tdx", "sev-snp", "nitro")
     measurements: dict[str, dict[str, list[str]]] = {}
     """platform -> measurement name -> accepted values (hex); a name listed must match one of them."""
     signers: dict[str, list[str]] = {}
@@ -424,11 +424,22 @@ class TeePolicySettings(_Section):
     """The lowest vendor rating accepted (SGX, TDX), e.g. ``SWHardeningNeeded``."""
     min_tcb_levels: dict[str, dict[str, Annotated[int, Field(ge=0)]]] = {}
     """platform -> TCB component -> lowest version (SEV-SNP: ``boot_loader``, ``tee``, ``snp``, ``microcode``)."""
-    tolerated_advisories: list[str] = []
+    tolerated_advisories: tuple[str, ...] = ()
     allow_debug: bool = False
     allow_simulated: bool = False
     max_evidence_age_seconds: Annotated[float, Field(gt=0)] | None = None
     """Oldest acceptable evidence that states when it was made (Nitro); None: not bounded."""
+
+    @field_validator("measurements", "signers", "min_tcb_levels", mode="before")
+    @classmethod
+    def _json_from_environment(cls, value: Any) -> Any:
+        """A table given in the environment is JSON (``{"sgx": ["ab12..."]}``)."""
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError("must be a table (JSON in the environment)") from None
+        return value
 
 
 class Settings(BaseSettings):

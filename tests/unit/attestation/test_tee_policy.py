@@ -15,7 +15,7 @@ from cloister.attestation.hardware.dcap import verify_sgx
 from cloister.attestation.hardware.simulated import verify_sim
 from cloister.attestation.hardware.tee_policy import TeePolicy, load_tee_policy
 from cloister.attestation.sim import SimulatedBackend
-from cloister.config import TeePolicySettings
+from cloister.config import TeePolicySettings, load_settings
 from cloister.errors import AttestationError, ConfigurationError
 
 AT = dt.datetime(2025, 7, 1, tzinfo=dt.UTC)
@@ -152,3 +152,18 @@ def test_tcb_status_reads_each_engines_words_in_order(word: str, status: TCBStat
     assert TCBStatus.parse(word) is status
     assert TCBStatus.UP_TO_DATE > TCBStatus.SW_HARDENING_NEEDED > TCBStatus.CONFIGURATION_NEEDED
     assert TCBStatus.CONFIGURATION_AND_SW_HARDENING_NEEDED > TCBStatus.OUT_OF_DATE > TCBStatus.REVOKED
+
+
+def test_tee_policy_section_of_the_settings_with_environment_overrides(tmp_path: Path) -> None:
+    config = tmp_path / "cloister.toml"
+    config.write_text('[tee_policy]\nplatforms = ["sgx"]\nmin_tcb_status = "OutOfDate"\n')
+    env = {
+        "CLOISTER_TEE_POLICY__TOLERATED_ADVISORIES": "INTEL-SA-00289,INTEL-SA-00615",
+        "CLOISTER_TEE_POLICY__SIGNERS": f'{{"sgx": ["{SGX.measurements["mr_signer"].hex()}"]}}',
+    }
+    settings = load_settings(config, env, state_dir=tmp_path / "state")
+    policy = TeePolicy.from_settings(settings.tee_policy)
+    assert policy.evaluate(SGX, AT).ok
+    assert not dataclasses.replace(policy, signers={"sgx": frozenset()}).evaluate(SGX, AT).ok
+    with pytest.raises(ConfigurationError, match="JSON in the environment"):
+        load_settings(config, {"CLOISTER_TEE_POLICY__SIGNERS": "sgx=ab"}, state_dir=tmp_path / "state")
