@@ -9,6 +9,7 @@ regular files only, and only the places a bundle holds.
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import shutil
@@ -240,12 +241,11 @@ def _read_bundle(bundle: Path) -> dict[PurePosixPath, bytes]:
                 files[_safe_name(str(relative), bundle)] = path.read_bytes()
         return files
     try:
-        with tarfile.open(bundle, mode="r:gz") as archive:
-            members = archive.getmembers()
-            if len(members) > _MAX_MEMBERS:
-                raise ConfigurationError(f"{bundle} holds more than {_MAX_MEMBERS} entries: not a Cloister bundle")
+        with gzip.open(bundle) as compressed, tarfile.open(fileobj=_Capped(compressed), mode="r|") as archive:
             total = 0
-            for member in members:
+            for count, member in enumerate(archive, start=1):
+                if count > _MAX_MEMBERS:
+                    raise ConfigurationError(f"{bundle} holds more than {_MAX_MEMBERS} entries: not a Cloister bundle")
                 name = _safe_name(member.name, bundle)
                 if member.isdir():
                     continue
@@ -257,9 +257,34 @@ def _read_bundle(bundle: Path) -> dict[PurePosixPath, bytes]:
                 extracted = archive.extractfile(member)
                 assert extracted is not None  # a regular file
                 files[name] = extracted.read()
+    except _TooLarge:
+        raise ConfigurationError(f"{bundle} is larger than a bundle can be; refused") from None
     except (OSError, tarfile.TarError, EOFError) as exc:
         raise ConfigurationError(f"{bundle} is not a readable .tar.gz bundle: {exc}") from None
     return files
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Capped:
+    """A decompressed stream that stops at what a bundle can hold, so that a small archive that
+    expands to gigabytes (a gzip bomb) is refused after reading that much, not after all of it."""
+
+    _LIMIT = _MAX_BUNDLE_BYTES + (_MAX_MEMBERS + 2) * 2 * tarfile.BLOCKSIZE + tarfile.RECORDSIZE
+    """The files, each member's header and padding, and the end-of-archive blocks."""
+
+    def __init__(self, stream: gzip.GzipFile) -> None:
+        self._stream = stream
+        self._read = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(self._LIMIT + 1 - self._read if size < 0 else size)
+        self._read += len(data)
+        if self._read > self._LIMIT:
+            raise _TooLarge
+        return data
 
 
 def _safe_name(name: str, bundle: Path) -> PurePosixPath:
