@@ -257,15 +257,15 @@ def _read_bundle(bundle: Path) -> dict[PurePosixPath, bytes]:
                 extracted = archive.extractfile(member)
                 assert extracted is not None  # a regular file
                 files[name] = extracted.read()
-    except _TooLarge:
+    except _TooLargeError:
         raise ConfigurationError(f"{bundle} is larger than a bundle can be; refused") from None
     except (OSError, tarfile.TarError, EOFError) as exc:
         raise ConfigurationError(f"{bundle} is not a readable .tar.gz bundle: {exc}") from None
     return files
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLargeError(Exception):
+    """The decompressed bundle passed the cap."""
 
 
 class _Capped:
@@ -283,7 +283,7 @@ class _Capped:
         data = self._stream.read(self._LIMIT + 1 - self._read if size < 0 else size)
         self._read += len(data)
         if self._read > self._LIMIT:
-            raise _TooLarge
+            raise _TooLargeError
         return data
 
 

@@ -225,7 +225,10 @@ class _Zeros(io.RawIOBase):
 
 def _archive(path: Path, members: list[tuple[str, bytes, int]]) -> Path:
     """A .tar.gz of (name, tar type, size) members, each of zeros."""
-    with gzip.open(path, "wb", compresslevel=1) as compressed, tarfile.open(fileobj=compressed, mode="w|", format=tarfile.GNU_FORMAT) as archive:  # fmt: skip
+    with (
+        gzip.open(path, "wb", compresslevel=1) as compressed,
+        tarfile.open(fileobj=compressed, mode="w|", format=tarfile.GNU_FORMAT) as archive,
+    ):
         for name, kind, size in members:
             info = tarfile.TarInfo(name)
             info.type, info.size = kind, size
