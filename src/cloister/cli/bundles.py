@@ -19,6 +19,7 @@ import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from cloister.attestation.deployment import provision
 from cloister.cli.deployment_plan import ALL_SERVICES, DeploymentPlan, read_plan
@@ -241,7 +242,10 @@ def _read_bundle(bundle: Path) -> dict[PurePosixPath, bytes]:
                 files[_safe_name(str(relative), bundle)] = path.read_bytes()
         return files
     try:
-        with gzip.open(bundle) as compressed, tarfile.open(fileobj=_Capped(compressed), mode="r|") as archive:
+        with (
+            gzip.open(bundle) as compressed,
+            tarfile.open(fileobj=io.BufferedReader(_Capped(compressed)), mode="r|") as archive,
+        ):
             total = 0
             for count, member in enumerate(archive, start=1):
                 if count > _MAX_MEMBERS:
@@ -268,7 +272,7 @@ class _TooLargeError(Exception):
     """The decompressed bundle passed the cap."""
 
 
-class _Capped:
+class _Capped(io.RawIOBase):
     """A decompressed stream that stops at what a bundle can hold, so that a small archive that
     expands to gigabytes (a gzip bomb) is refused after reading that much, not after all of it."""
 
@@ -276,15 +280,19 @@ class _Capped:
     """The files, each member's header and padding, and the end-of-archive blocks."""
 
     def __init__(self, stream: gzip.GzipFile) -> None:
+        super().__init__()
         self._stream = stream
         self._read = 0
 
-    def read(self, size: int = -1) -> bytes:
-        data = self._stream.read(self._LIMIT + 1 - self._read if size < 0 else size)
-        self._read += len(data)
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._stream.readinto(buffer)
+        self._read += count
         if self._read > self._LIMIT:
             raise _TooLargeError
-        return data
+        return count
 
 
 def _safe_name(name: str, bundle: Path) -> PurePosixPath:
