@@ -159,12 +159,20 @@ def stand_in_gramine(root: Path, answer: Answer, attestation_type: str = "dcap")
     requests: list[bytes] = []
     stopping = threading.Event()
 
+    def next_fifo() -> None:
+        # A FIFO answers once: before this answer ends, a fresh one takes its name, so the backend's
+        # next read cannot open this one again and get the rest of a later answer.
+        os.mkfifo(root / "quote.next")
+        os.replace(root / "quote.next", root / "quote")
+
     def serve() -> None:
         while True:
-            request = _serve_once(root / "quote", root / "user_report_data", answer, lambda: None)
-            if stopping.is_set():
-                return
-            requests.append(request)
+            with (root / "quote").open("wb") as out:  # blocks until the backend (or the release) opens it
+                if stopping.is_set():  # the backend's reads are over: this is the release
+                    return
+                requests.append((root / "user_report_data").read_bytes())
+                out.write(answer(requests[-1]))
+                next_fifo()
 
     thread = threading.Thread(target=serve, name="stand-in gramine", daemon=True)
     thread.start()

@@ -74,7 +74,8 @@ def document_user_data(document: bytes) -> bytes | None:
         envelope: Any = cbor2.loads(document)
         if isinstance(envelope, cbor2.CBORTag) and envelope.tag == _COSE_SIGN1_TAG:
             envelope = envelope.value
-        if not (isinstance(envelope, list) and len(envelope) == 4 and isinstance(envelope[2], bytes)):
+        # A tagged array decodes as a tuple, an untagged one as a list.
+        if not (isinstance(envelope, list | tuple) and len(envelope) == 4 and isinstance(envelope[2], bytes)):
             raise AttestationError("the attestation document is not a COSE_Sign1 structure")
         payload = cbor2.loads(envelope[2])
     except (cbor2.CBORDecodeError, ValueError) as exc:
