@@ -107,6 +107,9 @@ class TSMBackend(TEEBackend):
             ) from None
         except PermissionError:
             raise ConfigurationError(f"no permission to make a report entry under {self.root}") from None
+        except OSError as exc:
+            hint = " (a read-only /sys: see docs/tee.md for the systemd unit)" if exc.errno == errno.EROFS else ""
+            raise ConfigurationError(f"cannot make a report entry under {self.root}: {exc.strerror}{hint}") from None
         return entry
 
     def _make_entry(self, entry: Path) -> None:

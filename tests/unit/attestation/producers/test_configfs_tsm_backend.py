@@ -115,3 +115,6 @@ def test_a_directory_that_is_not_configfs(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ConfigurationError, match=r"does not exist: configfs-tsm needs Linux 6\.7"):
         TSMBackend("sev-snp", tmp_path / "missing").evidence(bytes(64))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigurationError, match=r"cannot make a report entry under .*file: Not a directory"):
+        TSMBackend("tdx", tmp_path / "file").probe()
