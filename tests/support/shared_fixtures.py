@@ -8,8 +8,6 @@ from pathlib import Path
 REPOSITORY = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("CLOISTER_SHARED_DIR") or REPOSITORY.parent / "shared")
 TEACLAVE_FIXTURES = SHARED / "fixtures" / "teaclave"
-TEE_EVIDENCE_FIXTURES = SHARED / "fixtures" / "tee-evidence"
-"""Real SGX, TDX, SEV-SNP and Nitro evidence; ``NOTICE.md`` there gives each one's source and window."""
 
 # §7.4 "Verified fixtures": path under functions/ -> cmac (the metadata gmac)
 FIXTURE_CMACS = {
@@ -48,3 +46,5 @@ GBDT_TRAIN_ARGUMENTS = {
     "training_optimization_level": 2,
 }
 """The arguments Teaclave trained its fixture model ``gbdt_training/`` with."""
+TEE_EVIDENCE = SHARED / "fixtures" / "tee-evidence"
+"""Real SGX, TDX, SEV-SNP and Nitro evidence with the windows in which each verifies (its NOTICE.md)."""

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cbor2
-from shared_fixtures import TEE_EVIDENCE_FIXTURES
+from shared_fixtures import TEE_EVIDENCE
 
 from cloister.attestation.producers import TSMBackend
 from cloister.attestation.producers.nsm import NitroBackend
@@ -33,19 +33,19 @@ SNP_REPORT_DATA_OFFSET = 0x50
 
 
 def tdx_quote() -> bytes:
-    return (TEE_EVIDENCE_FIXTURES / "tdx" / "tdx_quote").read_bytes()
+    return (TEE_EVIDENCE / "tdx" / "tdx_quote").read_bytes()
 
 
 def sgx_quote() -> bytes:
-    return (TEE_EVIDENCE_FIXTURES / "sgx" / "sgx_quote").read_bytes()
+    return (TEE_EVIDENCE / "sgx" / "sgx_quote").read_bytes()
 
 
 def snp_report() -> bytes:
-    return bytes.fromhex((TEE_EVIDENCE_FIXTURES / "sev-snp" / "report_milan.hex").read_text().strip())
+    return bytes.fromhex((TEE_EVIDENCE / "sev-snp" / "report_milan.hex").read_text().strip())
 
 
 def nitro_document() -> bytes:
-    return base64.b64decode((TEE_EVIDENCE_FIXTURES / "nitro" / "nitro_attestation.b64").read_text())
+    return base64.b64decode((TEE_EVIDENCE / "nitro" / "nitro_attestation.b64").read_text())
 
 
 def unchanged(evidence: bytes) -> Answer:

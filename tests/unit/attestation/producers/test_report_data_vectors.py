@@ -8,7 +8,7 @@ import uuid
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from shared_fixtures import TEE_EVIDENCE_FIXTURES
+from shared_fixtures import TEE_EVIDENCE
 from tee_stand_ins import nitro_document, sgx_quote, snp_report, tdx_quote
 
 from cloister.attestation.producers.layouts import (
@@ -20,7 +20,7 @@ from cloister.attestation.producers.layouts import (
 from cloister.attestation.producers.nsm import document_user_data
 from cloister.errors import AttestationError
 
-SNP = TEE_EVIDENCE_FIXTURES / "sev-snp"
+SNP = TEE_EVIDENCE / "sev-snp"
 
 
 def test_report_data_of_the_real_quotes_and_report() -> None:
