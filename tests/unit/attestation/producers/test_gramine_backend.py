@@ -7,16 +7,22 @@ opens it through ``open_hardware_backend`` exactly as it would inside an enclave
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from tee_stand_ins import SGX_REPORT_DATA_OFFSET, sgx_quote, stand_in_gramine, unchanged, with_report_data_at
 
-from cloister.attestation.certificate import report_data_for
+from cloister.attestation.certificate import new_key, report_data_for
+from cloister.attestation.deployment import provision
+from cloister.attestation.identity import open_backend
 from cloister.attestation.producers import GramineBackend, open_hardware_backend
 from cloister.attestation.producers.layouts import sgx_report_data
+from cloister.config import SERVICES
 from cloister.errors import AttestationError, ConfigurationError
+from cloister.services.attestation.endorser import Endorser
 
 
 def test_sgx_quote_binds_the_service_key(tmp_path: Path) -> None:
@@ -58,3 +64,19 @@ def test_gramine_refusing_is_an_attestation_error(tmp_path: Path) -> None:
     (tmp_path / "user_report_data").mkdir()  # writing to it fails, as a write Gramine refuses does
     with pytest.raises(AttestationError, match="Gramine could not produce a quote"):
         GramineBackend(tmp_path).evidence(bytes(64))
+
+
+def test_start_up_uses_gramine_when_it_is_there_but_the_attestation_service_refuses_its_quote(tmp_path: Path) -> None:
+    """What a service on SGX meets today: its evidence is made, and the attestation service, which
+    verifies only ``sim`` evidence so far, refuses it (docs/tee.md says so)."""
+    deployment = provision(tmp_path / "state", SERVICES)
+    key = new_key()
+    answer = with_report_data_at(sgx_quote(), SGX_REPORT_DATA_OFFSET)
+    with stand_in_gramine(tmp_path / "root" / "dev" / "attestation", answer):
+        backend = open_backend("sgx", deployment, "storage", devices_root=tmp_path / "root")
+        evidence = backend.evidence(report_data_for(key.public_key()))
+    assert isinstance(backend, GramineBackend)
+    public = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    endorser = Endorser(deployment, dt.timedelta(hours=1))
+    with pytest.raises(AttestationError, match="verifies 'sim' evidence only, not 'sgx'"):
+        endorser.endorse(evidence, public, "storage", dt.datetime.now(dt.UTC))
