@@ -46,3 +46,5 @@ GBDT_TRAIN_ARGUMENTS = {
     "training_optimization_level": 2,
 }
 """The arguments Teaclave trained its fixture model ``gbdt_training/`` with."""
+TEE_EVIDENCE = SHARED / "fixtures" / "tee-evidence"
+"""Real SGX, TDX, SEV-SNP and Nitro evidence with the windows in which each verifies (its NOTICE.md)."""
