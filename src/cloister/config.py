@@ -67,7 +67,7 @@ ENDPOINTS = tuple(DEFAULT_PORTS)
 """Every listening endpoint; the execution service has none. ``attestation`` is the attestation
 service (the part Intel's IAS plays), which is not one of the seven platform services."""
 
-TEE_BACKENDS = ("sim", "sgx", "tdx", "sev-snp")
+TEE_BACKENDS = ("sim", "sgx", "tdx", "sev-snp", "nitro")
 """The backends ``tee_backend`` may name; ``cloister.attestation.backends`` says what each needs."""
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

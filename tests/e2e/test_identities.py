@@ -105,5 +105,5 @@ def test_unknown_backend_stops_start_up(platform: RunningPlatform, tmp_path: Pat
     config.write_text('tee_backend = "sgx"\n' + (platform.state_dir.parent / "cloister.toml").read_text())
     result = _service(platform.state_dir, config, "frontend")
     assert result.returncode == 1
-    assert "no device was found" in result.stderr
+    assert "/dev/attestation/quote is missing" in result.stderr
     assert isinstance(ServiceFailedError("x"), CloisterError)

@@ -310,10 +310,6 @@ class Load:
             client.close()
 
 
-# Under a loaded CI machine one client once left a TLS socket to a killed frontend unclosed (a
-# ResourceWarning at garbage collection, in a load thread); where is not found yet. It is not
-# what this test checks, so it does not fail it.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_losing_an_execution_host_the_active_scheduler_a_frontend_and_core_replicas_under_load(
     deployment: Deployment,
 ):

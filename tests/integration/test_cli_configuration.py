@@ -37,7 +37,7 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
             '[storage]: backend = "postgres" needs [storage] dsn (CLOISTER_STORAGE__DSN), '
             "such as postgresql://cloister@db.example:5432/cloister",
         ),
-        ('tee_backend = "tpm"\n', {}, 'tee_backend must be one of sim, sgx, tdx, sev-snp, not "tpm"'),
+        ('tee_backend = "tpm"\n', {}, 'tee_backend must be one of sim, sgx, tdx, sev-snp, nitro, not "tpm"'),
         (
             "",
             {"CLOISTER_RPC__PEER_TIMEOUT_SECONDS": "-1"},

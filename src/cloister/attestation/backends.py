@@ -1,14 +1,14 @@
 """TEE backends: produce evidence that binds 64 bytes of report data to the running service.
 
 The backend is chosen in the configuration (``tee_backend``). ``sim`` runs anywhere and says
-so; the hardware backends check for their device and stop start-up with what is missing,
-since this build does not yet drive them.
+so. The hardware backends (``cloister.attestation.producers``) reach their TEE through the
+interface its guest kernel or library OS offers, and :func:`check_backend` stops start-up with
+what is missing when that interface is not there.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +20,18 @@ SIMULATED_NOTICE = "TEE backend 'sim': the hardware root of trust is SIMULATED; 
 
 @dataclass(frozen=True)
 class Evidence:
-    """What a backend produced: a quote body and the backend's signature over it."""
+    """What a backend produced.
+
+    ``sim``: a quote body and the simulated quoting key's signature over it. Hardware: the raw
+    evidence in ``quote`` (an SGX or TDX quote, an SEV-SNP report, a Nitro attestation document),
+    whose signature is inside it, so ``signature`` is empty.
+    """
 
     tee_backend: str
     quote: bytes
     signature: bytes
+    certificates: bytes = b""
+    """SEV-SNP: the certificate table the host supplied (VCEK, ASK, ARK), if any; else empty."""
 
 
 class TEEBackend(abc.ABC):
@@ -39,36 +46,50 @@ class TEEBackend(abc.ABC):
 @dataclass(frozen=True)
 class _Hardware:
     description: str
-    devices: tuple[str, ...]
+    interface: str
+    """The path whose presence means the backend can run here."""
+    remedy: str
 
 
+_TSM_ROOT = "/sys/kernel/config/tsm/report"
 _HARDWARE = {
-    "sgx": _Hardware("Intel SGX (via a library OS)", ("/dev/sgx_enclave", "/dev/sgx/enclave")),
-    "tdx": _Hardware("an Intel TDX confidential VM", ("/dev/tdx_guest",)),
-    "sev-snp": _Hardware("an AMD SEV-SNP confidential VM", ("/dev/sev-guest",)),
+    "sgx": _Hardware(
+        "Intel SGX under the Gramine library OS",
+        "/dev/attestation/quote",
+        'run the service with gramine-sgx and sgx.remote_attestation = "dcap" (see docs/tee.md)',
+    ),
+    "tdx": _Hardware(
+        "an Intel TDX confidential VM",
+        _TSM_ROOT,
+        "configfs-tsm needs Linux 6.7 or later with the tdx_guest driver and configfs mounted on /sys/kernel/config",
+    ),
+    "sev-snp": _Hardware(
+        "an AMD SEV-SNP confidential VM",
+        _TSM_ROOT,
+        "configfs-tsm needs Linux 6.7 or later with the sev_guest driver and configfs mounted on /sys/kernel/config",
+    ),
+    "nitro": _Hardware(
+        "an AWS Nitro Enclave",
+        "/dev/nsm",
+        "the Nitro Secure Module device exists only inside an enclave (Linux 6.8 or later, or the nsm driver)",
+    ),
 }
 BACKENDS = TEE_BACKENDS
 """The names the configuration accepts: ``sim`` and each of ``_HARDWARE``."""
 
 
 def check_backend(name: str, devices_root: Path = Path("/")) -> None:
-    """Raise ``ConfigurationError`` saying what is missing unless ``name`` can run here."""
+    """Raise ``ConfigurationError`` saying what is missing unless ``name`` can run here.
+
+    ``devices_root`` stands for ``/``: the interface of each backend is looked for under it.
+    """
     if name == "sim":
         return
     hardware = _HARDWARE.get(name)
     if hardware is None:
         raise ConfigurationError(f"unknown TEE backend {name!r}; available: {', '.join(BACKENDS)}")
-    present = [d for d in hardware.devices if (devices_root / d.lstrip("/")).exists()]
-    if not present:
+    if not (devices_root / hardware.interface.lstrip("/")).exists():
         raise ConfigurationError(
-            f"TEE backend {name!r} needs {hardware.description}, but no device was found "
-            f'({_either(hardware.devices)} is missing); use tee_backend = "sim" to develop without it'
+            f"TEE backend {name!r} needs {hardware.description}, but {hardware.interface} is missing "
+            f'({hardware.remedy}); use tee_backend = "sim" to develop without it'
         )
-    raise ConfigurationError(
-        f"TEE backend {name!r}: {present[0]} is present, but this version of Cloister cannot produce "
-        f'{hardware.description} evidence yet; use tee_backend = "sim"'
-    )
-
-
-def _either(items: Iterable[str]) -> str:
-    return " or ".join(items)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -13,6 +14,7 @@ from cloister.attestation.backends import TEEBackend, check_backend
 from cloister.attestation.certificate import build_certificate
 from cloister.attestation.deployment import Deployment
 from cloister.attestation.measurement import enclave_name
+from cloister.attestation.producers import open_hardware_backend
 from cloister.attestation.report import EndorsedReport
 from cloister.attestation.sim import SimulatedBackend
 
@@ -30,12 +32,14 @@ class ServiceIdentity:
     expires: dt.datetime
 
 
-def open_backend(tee_backend: str, deployment: Deployment, service: str) -> TEEBackend:
+def open_backend(tee_backend: str, deployment: Deployment, service: str, devices_root: Path = Path("/")) -> TEEBackend:
     """The configured backend for ``service``.
 
     Raises:
         ConfigurationError: the backend is unknown, or its hardware or material is missing.
     """
+    if tee_backend != "sim":
+        return open_hardware_backend(tee_backend, devices_root)
     check_backend(tee_backend)
     return SimulatedBackend(service, deployment.sim_quoting_key(), deployment.platform_signing_public_der())
 

@@ -9,6 +9,7 @@ regular files only, and only the places a bundle holds.
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import shutil
@@ -18,6 +19,7 @@ import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from cloister.attestation.deployment import provision
 from cloister.cli.deployment_plan import ALL_SERVICES, DeploymentPlan, read_plan
@@ -240,12 +242,14 @@ def _read_bundle(bundle: Path) -> dict[PurePosixPath, bytes]:
                 files[_safe_name(str(relative), bundle)] = path.read_bytes()
         return files
     try:
-        with tarfile.open(bundle, mode="r:gz") as archive:
-            members = archive.getmembers()
-            if len(members) > _MAX_MEMBERS:
-                raise ConfigurationError(f"{bundle} holds more than {_MAX_MEMBERS} entries: not a Cloister bundle")
+        with (
+            gzip.open(bundle) as compressed,
+            tarfile.open(fileobj=io.BufferedReader(_Capped(compressed)), mode="r|") as archive,
+        ):
             total = 0
-            for member in members:
+            for count, member in enumerate(archive, start=1):
+                if count > _MAX_MEMBERS:
+                    raise ConfigurationError(f"{bundle} holds more than {_MAX_MEMBERS} entries: not a Cloister bundle")
                 name = _safe_name(member.name, bundle)
                 if member.isdir():
                     continue
@@ -257,9 +261,38 @@ def _read_bundle(bundle: Path) -> dict[PurePosixPath, bytes]:
                 extracted = archive.extractfile(member)
                 assert extracted is not None  # a regular file
                 files[name] = extracted.read()
+    except _TooLargeError:
+        raise ConfigurationError(f"{bundle} is larger than a bundle can be; refused") from None
     except (OSError, tarfile.TarError, EOFError) as exc:
         raise ConfigurationError(f"{bundle} is not a readable .tar.gz bundle: {exc}") from None
     return files
+
+
+class _TooLargeError(Exception):
+    """The decompressed bundle passed the cap."""
+
+
+class _Capped(io.RawIOBase):
+    """A decompressed stream that stops at what a bundle can hold, so that a small archive that
+    expands to gigabytes (a gzip bomb) is refused after reading that much, not after all of it."""
+
+    _LIMIT = _MAX_BUNDLE_BYTES + (_MAX_MEMBERS + 2) * 2 * tarfile.BLOCKSIZE + tarfile.RECORDSIZE
+    """The files, each member's header and padding, and the end-of-archive blocks."""
+
+    def __init__(self, stream: gzip.GzipFile) -> None:
+        super().__init__()
+        self._stream = stream
+        self._read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._stream.readinto(buffer)
+        self._read += count
+        if self._read > self._LIMIT:
+            raise _TooLargeError
+        return count
 
 
 def _safe_name(name: str, bundle: Path) -> PurePosixPath:

@@ -55,18 +55,38 @@ def _certificate_at(address: str, identity: ServiceIdentity | None, timeout: flo
     if identity is not None:
         _load_identity(context, identity)
     try:
-        with (
-            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as raw,
-            context.wrap_socket(raw, server_hostname=TLS_NAME) as tls,
-        ):
-            der = tls.getpeercert(binary_form=True)
-            peer_host, peer_port = tls.getpeername()[:2]
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as raw:
+            der = _handshake(raw, context).getpeercert(binary_form=True)
+            peer_host, peer_port = raw.getpeername()[:2]
     except (OSError, ValueError) as exc:
         raise UnavailableError(f"cannot reach {address}: {exc}") from None
     if not der:
         raise UnavailableError(f"{address} presented no certificate")
     dialled = f"[{peer_host}]:{peer_port}" if ":" in peer_host else f"{peer_host}:{peer_port}"
     return der, dialled
+
+
+def _handshake(raw: socket.socket, context: ssl.SSLContext) -> ssl.SSLObject:
+    """A TLS handshake over ``raw`` through memory buffers.
+
+    Not ``context.wrap_socket``: when the peer resets the connection just after it was accepted
+    (a server killed at that moment), Python 3.11's ``SSLSocket`` raises from its constructor
+    without closing itself, and the socket leaks.
+    """
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname=TLS_NAME)
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            raw.sendall(outgoing.read())
+            received = raw.recv(65536)
+            if not received:
+                raise ConnectionResetError("the peer closed the connection during the TLS handshake") from None
+            incoming.write(received)
+    raw.sendall(outgoing.read())  # our last handshake message (and certificate), if any
+    return tls
 
 
 def _load_identity(context: ssl.SSLContext, identity: ServiceIdentity) -> None:

@@ -52,9 +52,14 @@ def test_backends_say_what_is_missing(tmp_path: Path) -> None:
     check_backend("sim")
     with pytest.raises(ConfigurationError, match="unknown TEE backend 'quantum'"):
         check_backend("quantum")
-    with pytest.raises(ConfigurationError, match="/dev/sgx_enclave or /dev/sgx/enclave is missing"):
+    with pytest.raises(ConfigurationError, match="Gramine library OS, but /dev/attestation/quote is missing"):
         check_backend("sgx", devices_root=tmp_path)
-    (tmp_path / "dev").mkdir()
-    (tmp_path / "dev" / "tdx_guest").touch()
-    with pytest.raises(ConfigurationError, match="cannot produce"):
+    with pytest.raises(ConfigurationError, match="TDX confidential VM, but /sys/kernel/config/tsm/report is missing"):
         check_backend("tdx", devices_root=tmp_path)
+    with pytest.raises(ConfigurationError, match="SEV-SNP confidential VM, but /sys/kernel/config/tsm/report is"):
+        check_backend("sev-snp", devices_root=tmp_path)
+    with pytest.raises(ConfigurationError, match="Nitro Enclave, but /dev/nsm is missing"):
+        check_backend("nitro", devices_root=tmp_path)
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / "nsm").touch()
+    check_backend("nitro", devices_root=tmp_path)  # present: the backend is used

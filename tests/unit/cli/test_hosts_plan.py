@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
 import stat
+import tarfile
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -209,3 +212,45 @@ def test_replicas_that_would_split_their_state_are_refused() -> None:
     }
     plan = _plan(hosts=hosts, advertise={"storage": "storage.example:17778"})
     assert plan.endpoint_address("storage") == ("storage.example", 17778)
+
+
+class _Zeros(io.RawIOBase):
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        buffer[:] = bytes(len(buffer))
+        return len(buffer)
+
+
+def _archive(path: Path, members: list[tuple[str, bytes, int]]) -> Path:
+    """A .tar.gz of (name, tar type, size) members, each of zeros."""
+    with (
+        gzip.open(path, "wb", compresslevel=1) as compressed,
+        tarfile.open(fileobj=compressed, mode="w|", format=tarfile.GNU_FORMAT) as archive,
+    ):
+        for name, kind, size in members:
+            info = tarfile.TarInfo(name)
+            info.type, info.size = kind, size
+            archive.addfile(info, io.BufferedReader(_Zeros()) if size else None)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        ([("cloister.toml", tarfile.REGTYPE, 64 << 20)], "larger than a bundle can be"),
+        ([(f"storage/{i}", tarfile.REGTYPE, 0) for i in range(300)], "more than 256 entries"),
+        # An extended header is read whole into memory by tarfile: the decompressed stream stops it.
+        ([("pax", tarfile.XHDTYPE, 64 << 20), ("cloister.toml", tarfile.REGTYPE, 1)], "larger than a bundle can be"),
+    ],
+    ids=["a huge file", "many entries", "a huge extended header"],
+)
+def test_an_archive_that_expands_beyond_a_bundle_is_refused_before_it_is_all_read(
+    tmp_path: Path, members: list[tuple[str, bytes, int]], message: str
+) -> None:
+    bundle = _archive(tmp_path / "bomb.tar.gz", members)
+    assert bundle.stat().st_size < 1 << 20  # small on disk, large once decompressed
+    with pytest.raises(ConfigurationError, match=message):
+        unpack_bundle(bundle, tmp_path / "target")
+    assert not (tmp_path / "target").exists()

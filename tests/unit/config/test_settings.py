@@ -224,7 +224,7 @@ def test_wrong_types_are_refused(tmp_path: Path, text: str, message: str) -> Non
         ),
         ("[audit]\nretention_days = -1\n", "[audit] retention_days must be at least 0, not -1"),
         ('[admin]\nuser = ""\n', '[admin] user must not be empty, not ""'),
-        ('tee_backend = "sgx2"\n', 'tee_backend must be one of sim, sgx, tdx, sev-snp, not "sgx2"'),
+        ('tee_backend = "sgx2"\n', 'tee_backend must be one of sim, sgx, tdx, sev-snp, nitro, not "sgx2"'),
     ],
 )
 def test_out_of_range_values_are_refused(tmp_path: Path, text: str, message: str) -> None:
@@ -250,7 +250,7 @@ def test_out_of_range_values_are_refused(tmp_path: Path, text: str, message: str
         ({"CLOISTER_INSTANCE": "a/b"}, "instance must be letters, digits, '-' or '_', not CLOISTER_INSTANCE=a/b"),
         (
             {"CLOISTER_TEE_BACKEND": "none"},
-            "tee_backend must be one of sim, sgx, tdx, sev-snp, not CLOISTER_TEE_BACKEND=none",
+            "tee_backend must be one of sim, sgx, tdx, sev-snp, nitro, not CLOISTER_TEE_BACKEND=none",
         ),
     ],
 )

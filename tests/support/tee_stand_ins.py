@@ -1,0 +1,213 @@
+"""Stand-ins for the interfaces hardware TEEs offer a guest, for unit tests on machines without one.
+
+Nothing here is a TEE or a kernel. A stand-in is a temporary directory laid out like the real
+interface (configfs-tsm's report entries, Gramine's ``/dev/attestation``) whose report file is a
+FIFO: a thread answers each read after the backend's write, so the backend goes through the same
+write-then-read sequence it performs on real hardware and gets a report made for what it wrote.
+The answers are real evidence from ``../shared/fixtures/tee-evidence``, optionally with the
+report data replaced by what was asked for (which breaks the hardware's signature, but no
+producer checks signatures: verifiers do, with the unmodified fixtures).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cbor2
+from shared_fixtures import TEE_EVIDENCE
+
+from cloister.attestation.producers import TSMBackend
+from cloister.attestation.producers.nsm import NitroBackend
+
+Answer = Callable[[bytes], bytes]
+
+TDX_REPORT_DATA_OFFSET = 568
+SGX_REPORT_DATA_OFFSET = 368
+SNP_REPORT_DATA_OFFSET = 0x50
+
+
+def tdx_quote() -> bytes:
+    return (TEE_EVIDENCE / "tdx" / "tdx_quote").read_bytes()
+
+
+def sgx_quote() -> bytes:
+    return (TEE_EVIDENCE / "sgx" / "sgx_quote").read_bytes()
+
+
+def snp_report() -> bytes:
+    return bytes.fromhex((TEE_EVIDENCE / "sev-snp" / "report_milan.hex").read_text().strip())
+
+
+def nitro_document() -> bytes:
+    return base64.b64decode((TEE_EVIDENCE / "nitro" / "nitro_attestation.b64").read_text())
+
+
+def unchanged(evidence: bytes) -> Answer:
+    """Answer every request with ``evidence`` as it is."""
+    return lambda _request: evidence
+
+
+def with_report_data_at(evidence: bytes, offset: int) -> Answer:
+    """Answer with ``evidence`` whose 64 bytes at ``offset`` are the request (if it is 64 bytes)."""
+
+    def answer(request: bytes) -> bytes:
+        if len(request) != 64:
+            return evidence
+        return evidence[:offset] + request + evidence[offset + 64 :]
+
+    return answer
+
+
+def _serve_once(fifo: Path, request_file: Path, answer: Answer, before_answer: Callable[[], None]) -> bytes:
+    with fifo.open("wb") as out:  # blocks until the backend opens the FIFO to read
+        request = request_file.read_bytes()
+        before_answer()
+        out.write(answer(request))
+    return request
+
+
+def _release(fifo: Path, thread: threading.Thread) -> None:
+    """Let a thread blocked on opening ``fifo`` for writing finish: open it to read, drain, join."""
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        thread.join(timeout=10)
+        with contextlib.suppress(BlockingIOError):
+            while os.read(fd, 65536):
+                pass
+    finally:
+        os.close(fd)
+
+
+class StandInConfigfsTSM:
+    """A directory laid out like ``/sys/kernel/config/tsm/report``, answering with fixed evidence.
+
+    Args:
+        root: the directory standing for the report root (made if missing).
+        provider: what each entry's ``provider`` says (``tdx_guest``, ``sev_guest``).
+        answer: makes ``outblob`` from what was written to ``inblob``.
+        auxblob: the ``auxblob`` of each entry; ``None`` for none (as on TDX).
+        interfered: how many entries, first to last, see a second writer (``generation`` moves by 2).
+    """
+
+    def __init__(
+        self, root: Path, provider: str, answer: Answer, auxblob: bytes | None = None, interfered: int = 0
+    ) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.provider = provider
+        self.answer = answer
+        self.auxblob = auxblob
+        self.interfered = interfered
+        self.requests: list[bytes] = []
+        self.entries: list[Path] = []
+        self._threads: dict[Path, threading.Thread] = {}
+
+    def make_entry(self, entry: Path) -> None:
+        entry.mkdir()
+        (entry / "provider").write_text(self.provider + "\n")
+        (entry / "generation").write_text("0\n")
+        (entry / "inblob").write_bytes(b"")
+        if self.auxblob is not None:
+            (entry / "auxblob").write_bytes(self.auxblob)
+        os.mkfifo(entry / "outblob")
+        step = 2 if len(self.entries) < self.interfered else 1
+        self.entries.append(entry)
+
+        def bump() -> None:
+            (entry / "generation").write_text(f"{step}\n")
+
+        def serve() -> None:
+            request = _serve_once(entry / "outblob", entry / "inblob", self.answer, bump)
+            if request:
+                self.requests.append(request)
+
+        thread = threading.Thread(target=serve, name=f"stand-in {entry.name}", daemon=True)
+        self._threads[entry] = thread
+        thread.start()
+
+    def remove_entry(self, entry: Path) -> None:
+        _release(entry / "outblob", self._threads.pop(entry))
+        shutil.rmtree(entry)
+
+    def backend(self, name: str) -> TSMBackend:
+        """A ``TSMBackend`` over this stand-in: its mkdir and rmdir come here, everything else is files."""
+        stand_in = self
+
+        class StandInTSMBackend(TSMBackend):
+            def _make_entry(self, entry: Path) -> None:
+                stand_in.make_entry(entry)
+
+            def _remove_entry(self, entry: Path) -> None:
+                stand_in.remove_entry(entry)
+
+        return StandInTSMBackend(name, self.root)
+
+
+@contextlib.contextmanager
+def stand_in_gramine(root: Path, answer: Answer, attestation_type: str = "dcap") -> Iterator[list[bytes]]:
+    """A directory laid out like Gramine's ``/dev/attestation``; yields the report data written, in order."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "attestation_type").write_text(attestation_type)
+    (root / "user_report_data").write_bytes(bytes(64))
+    os.mkfifo(root / "quote")
+    requests: list[bytes] = []
+    stopping = threading.Event()
+
+    def next_fifo() -> None:
+        # A FIFO answers once: before this answer ends, a fresh one takes its name, so the backend's
+        # next read cannot open this one again and get the rest of a later answer.
+        os.mkfifo(root / "quote.next")
+        os.replace(root / "quote.next", root / "quote")
+
+    def serve() -> None:
+        while True:
+            with (root / "quote").open("wb") as out:  # blocks until the backend (or the release) opens it
+                if stopping.is_set():  # the backend's reads are over: this is the release
+                    return
+                requests.append((root / "user_report_data").read_bytes())
+                out.write(answer(requests[-1]))
+                next_fifo()
+
+    thread = threading.Thread(target=serve, name="stand-in gramine", daemon=True)
+    thread.start()
+    try:
+        yield requests
+    finally:
+        stopping.set()
+        _release(root / "quote", thread)
+
+
+class StandInNSM:
+    """Answers NSM requests as the device would, with the fixture document (its user_data replaced if asked)."""
+
+    def __init__(self, document: bytes, replace_user_data: bool) -> None:
+        self.document = document
+        self.replace_user_data = replace_user_data
+        self.requests: list[object] = []
+
+    def respond(self, request: bytes) -> bytes:
+        decoded = cbor2.loads(request)
+        self.requests.append(decoded)
+        document = self.document
+        if self.replace_user_data:
+            envelope = cbor2.loads(document)
+            payload = cbor2.loads(envelope[2])
+            payload["user_data"] = decoded["Attestation"]["user_data"]
+            envelope[2] = cbor2.dumps(payload)
+            document = cbor2.dumps(envelope)
+        return cbor2.dumps({"Attestation": {"document": document}})
+
+    def backend(self) -> NitroBackend:
+        stand_in = self
+
+        class StandInNitroBackend(NitroBackend):
+            def _exchange(self, request: bytes) -> bytes:
+                return stand_in.respond(request)
+
+        return StandInNitroBackend()
