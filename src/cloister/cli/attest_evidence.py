@@ -94,12 +94,12 @@ def check_evidence(
     if kind in ("sgx", "tdx"):
         if collateral_path is None:
             raise AttestationError(f"verifying a {kind.upper()} quote needs its PCS collateral: give --collateral FILE")
-        roots = [c for c in certificates if _is_intel_root(c)]
-        root_der = roots[0].public_bytes(Encoding.DER) if roots else None
-        if root_der is not None:
-            notes.append(f"Intel root taken from {certs_dir}: {roots[0].subject.rfc4514_string()}")
+        # Intel's root is pinned: a root in --certs (which may come from whoever sent the
+        # evidence) must never replace it, so it is ignored and said so.
+        for root in (c for c in certificates if _is_intel_root(c)):
+            notes.append(f"ignored {root.subject.rfc4514_string()} in {certs_dir}: Intel's root CA is pinned")
         verify = verify_sgx if kind == "sgx" else verify_tdx
-        claims = verify(evidence, collateral=collateral_path.read_text(), at=at, root_der=root_der)
+        claims = verify(evidence, collateral=collateral_path.read_text(), at=at)
     elif kind == "sev-snp":
         sorted_certificates = SNPCertificates.sort(certificates)
         if not sorted_certificates.vceks:

@@ -97,3 +97,33 @@ def test_usage_errors_exit_2() -> None:
     assert no_offset.returncode == 2 and "has no time zone offset" in no_offset.stderr
     stray = _attest("--certificate", "x.der", "--kind", "sgx")
     assert stray.returncode == 2 and "go with --evidence FILE" in stray.stderr
+
+
+def test_an_intel_root_among_the_certificates_never_replaces_the_pinned_one(tmp_path: Path) -> None:
+    """--certs may come from whoever sent the evidence: a root of theirs named like Intel's is ignored."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Intel SGX Root CA")])
+    forged = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+        .not_valid_after(dt.datetime(2040, 1, 1, tzinfo=dt.UTC))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "root.pem").write_bytes(forged.public_bytes(serialization.Encoding.PEM))
+    run = _attest(*SGX, *SGX_COLLATERAL, *INSIDE, "--certs", certs)
+    assert run.returncode == 0, run.stderr  # still verified under Intel's pinned root
+    assert "Intel's root CA is pinned" in run.stdout + run.stderr
