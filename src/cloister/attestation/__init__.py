@@ -3,6 +3,10 @@
 A backend measures the running service and binds its certificate key into evidence; an
 endorser turns evidence into Teaclave's IAS-v4-style report; the report rides in the first
 extension of the service's certificate, where peers and Teaclave's own SDK verify it against
-the attestation root CA and the auditor-signed ``enclave_info.toml``. Only ``sim`` exists so
-far, and everything it produces says that its hardware root is simulated.
+the attestation root CA and the auditor-signed ``enclave_info.toml``.
+
+``producers`` obtains real evidence on TDX, SEV-SNP, SGX (Gramine) and Nitro, and ``hardware``
+verifies such evidence offline into one ``Claims`` shape judged by a ``TeePolicy``. The
+attestation service still endorses ``sim`` evidence only, and everything ``sim`` produces says
+that its hardware root is simulated.
 """
