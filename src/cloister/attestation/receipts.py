@@ -22,14 +22,17 @@ import binascii
 import datetime as dt
 import hashlib
 import json
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.utils import CryptographyDeprecationWarning
 
 from cloister.attestation.backends import Evidence
 from cloister.attestation.certificate import ec_public_key_of
@@ -194,12 +197,26 @@ def verify_receipt(
     if not isinstance(chain, list) or len(chain) != 1:
         raise AttestationError("receipt must carry exactly one certificate in x5c")
     cert_der = _unb64(chain[0], "x5c certificate")
+    try:  # cryptography parses lazily: a damaged certificate can fail at any of these
+        with warnings.catch_warnings():
+            # A serial number that is not positive: cryptography warns and will refuse it; so do we
+            # (every certificate a Cloister deployment issues has a random positive one).
+            warnings.simplefilter("error", CryptographyDeprecationWarning)
+            parsed = x509.load_der_x509_certificate(cert_der)
+            parsed.public_key()
+            _ = parsed.extensions, parsed.not_valid_before_utc, parsed.not_valid_after_utc
+    except (ValueError, x509.InvalidVersion, UnsupportedAlgorithm, CryptographyDeprecationWarning):
+        raise AttestationError("receipt certificate is not a valid DER certificate") from None
     issued = payload.get("iat")
     if not isinstance(issued, int) or isinstance(issued, bool):
         raise AttestationError("receipt has no integer iat")
     issued_at = dt.datetime.fromtimestamp(issued, dt.UTC)
     when = at or issued_at
-    attested = verify_attested_certificate(cert_der, root, policy, when)
+    try:
+        attested = verify_attested_certificate(cert_der, root, policy, when)
+    except (ValueError, TypeError, KeyError, x509.InvalidVersion, UnsupportedAlgorithm) as exc:
+        # A damaged report inside the certificate: whatever layer noticed it, nothing is trusted.
+        raise AttestationError(f"receipt certificate's report is malformed ({type(exc).__name__})") from None
     cert = attested.certificate
     if not cert.not_valid_before_utc <= issued_at <= cert.not_valid_after_utc:
         raise AttestationError("receipt was issued outside its certificate's validity period")
