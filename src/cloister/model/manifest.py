@@ -39,6 +39,10 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
 def _sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -129,9 +133,9 @@ class TaskManifest:
     @classmethod
     def from_bytes(cls, raw: bytes) -> TaskManifest:
         try:
-            data = json.loads(raw)
-        except ValueError:
-            raise ManifestMismatchError("manifest is not JSON") from None
+            data = json.loads(raw, parse_constant=_no_constant)
+        except (ValueError, RecursionError):
+            raise ManifestMismatchError("manifest is not JSON (or holds NaN or infinity)") from None
         if not isinstance(data, dict):
             raise ManifestMismatchError("manifest is not a JSON object")
         return cls.from_json(data)

@@ -200,4 +200,8 @@ def test_runner_refuses_a_task_that_differs_from_its_manifest(
     bare = replace(_staged(), manifest=None)
     result, receipt = asyncio.run(runner.run_with_receipt(bare))
     assert receipt is None and "carries no approved manifest" in (result.failure or "")
-    assert len(refused) == 3
+
+    not_a_number = replace(_staged(), function_arguments={"message": float("nan")})
+    result, receipt = asyncio.run(runner.run_with_receipt(not_a_number))
+    assert receipt is None and "cannot be encoded" in (result.failure or "")
+    assert len(refused) == 4

@@ -181,7 +181,7 @@ def test_missing_or_stale_approval_is_refused() -> None:
 
 
 def test_malformed_manifests_are_refused() -> None:
-    for raw in (b"not json", b"[]", b"{}", b'{"terms":{"version":2},"approvals":{}}'):
+    for raw in (b"not json", b"[]", b"{}", b'{"terms":{"version":2},"approvals":{}}', b'{"terms":NaN}', b"[" * 100000):
         with pytest.raises(ManifestMismatchError):
             TaskManifest.from_bytes(raw)
 

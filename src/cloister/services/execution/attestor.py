@@ -61,6 +61,8 @@ class TaskAttestor:
             check_manifest(manifest, run_view_of_staged(task))
         except ManifestMismatchError as exc:
             raise TaskRefusedError(f"{REFUSED_PREFIX}: {exc}; it was not run") from None
+        except (ValueError, TypeError, RecursionError):  # values no approved task can hold (NaN, deep nesting)
+            raise TaskRefusedError(f"{REFUSED_PREFIX}: its manifest cannot be encoded; it was not run") from None
         identity = self._identity()  # one key for the evidence and the receipt, even across a renewal
         key = serialization.load_pem_private_key(identity.private_key_pem, None)
         assert isinstance(key, ec.EllipticCurvePrivateKey)

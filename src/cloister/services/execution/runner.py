@@ -56,9 +56,21 @@ class TaskRunner:
             if self._on_refused is not None:
                 await self._on_refused(task, exc.reason)
             return TaskResult.err(exc.reason), None
+        except Exception:
+            return self._incident(task, "before the task ran"), None
         result = await self._run_task(task)
         inputs = {name: staged.cmac for name, staged in task.input_data.items()}
-        return result, self._attestor.receipt(attested, result, inputs)
+        try:
+            return result, self._attestor.receipt(attested, result, inputs)
+        except Exception:
+            # The function ran; its result stands, reported without a receipt (participants see none).
+            logger.exception("task %s: could not sign its receipt", task.task_id)
+            return result, None
+
+    def _incident(self, task: StagedTask, when: str) -> TaskResult:
+        incident = uuid.uuid4().hex[:12]
+        logger.exception("task %s: unexpected error %s (incident %s)", task.task_id, when, incident)
+        return TaskResult.err(f"Runtime Error: internal error in the execution service (incident {incident})")
 
     async def _run_task(self, task: StagedTask) -> TaskResult:
         try:
