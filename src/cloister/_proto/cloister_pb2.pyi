@@ -1,5 +1,6 @@
 from . import teaclave_frontend_service_pb2 as _teaclave_frontend_service_pb2
 from . import teaclave_common_pb2 as _teaclave_common_pb2
+from . import teaclave_scheduler_service_pb2 as _teaclave_scheduler_service_pb2
 from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -74,6 +75,18 @@ class QueryAuditPageResponse(_message.Message):
     head: int
     cut_through: int
     def __init__(self, records: _Optional[_Iterable[_Union[AuditRecord, _Mapping]]] = ..., next_after: _Optional[int] = ..., head: _Optional[int] = ..., cut_through: _Optional[int] = ...) -> None: ...
+
+class GetTaskReceiptRequest(_message.Message):
+    __slots__ = ("task_id",)
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    def __init__(self, task_id: _Optional[str] = ...) -> None: ...
+
+class GetTaskReceiptResponse(_message.Message):
+    __slots__ = ("receipt",)
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    receipt: str
+    def __init__(self, receipt: _Optional[str] = ...) -> None: ...
 
 class PutOp(_message.Message):
     __slots__ = ("key", "value")
@@ -212,10 +225,20 @@ class PullTaskWaitRequest(_message.Message):
     def __init__(self, executor: _Optional[_Union[ExecutorInfo, _Mapping]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
 
 class PullTaskWaitResponse(_message.Message):
-    __slots__ = ("staged_task",)
+    __slots__ = ("staged_task", "manifest")
     STAGED_TASK_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_FIELD_NUMBER: _ClassVar[int]
     staged_task: bytes
-    def __init__(self, staged_task: _Optional[bytes] = ...) -> None: ...
+    manifest: bytes
+    def __init__(self, staged_task: _Optional[bytes] = ..., manifest: _Optional[bytes] = ...) -> None: ...
+
+class ReportTaskResultRequest(_message.Message):
+    __slots__ = ("update", "receipt")
+    UPDATE_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    update: _teaclave_scheduler_service_pb2.UpdateTaskResultRequest
+    receipt: str
+    def __init__(self, update: _Optional[_Union[_teaclave_scheduler_service_pb2.UpdateTaskResultRequest, _Mapping]] = ..., receipt: _Optional[str] = ...) -> None: ...
 
 class ExecutorHeartbeatRequest(_message.Message):
     __slots__ = ("executor", "running_task_ids", "wait_ms")

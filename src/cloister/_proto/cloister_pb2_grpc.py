@@ -41,6 +41,11 @@ class FrontendStub:
                 request_serializer=cloister__pb2.WaitTaskRequest.SerializeToString,
                 response_deserializer=teaclave__frontend__service__pb2.GetTaskResponse.FromString,
                 _registered_method=True)
+        self.GetTaskReceipt = channel.unary_unary(
+                '/cloister.Frontend/GetTaskReceipt',
+                request_serializer=cloister__pb2.GetTaskReceiptRequest.SerializeToString,
+                response_deserializer=cloister__pb2.GetTaskReceiptResponse.FromString,
+                _registered_method=True)
         self.SetFunctionRequirements = channel.unary_unary(
                 '/cloister.Frontend/SetFunctionRequirements',
                 request_serializer=cloister__pb2.FunctionRequirementsRequest.SerializeToString,
@@ -62,6 +67,12 @@ class FrontendServicer:
     """Missing associated documentation comment in .proto file."""
 
     def WaitTask(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTaskReceipt(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -92,6 +103,11 @@ def add_FrontendServicer_to_server(servicer, server):
                     servicer.WaitTask,
                     request_deserializer=cloister__pb2.WaitTaskRequest.FromString,
                     response_serializer=teaclave__frontend__service__pb2.GetTaskResponse.SerializeToString,
+            ),
+            'GetTaskReceipt': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTaskReceipt,
+                    request_deserializer=cloister__pb2.GetTaskReceiptRequest.FromString,
+                    response_serializer=cloister__pb2.GetTaskReceiptResponse.SerializeToString,
             ),
             'SetFunctionRequirements': grpc.unary_unary_rpc_method_handler(
                     servicer.SetFunctionRequirements,
@@ -136,6 +152,33 @@ class Frontend:
             '/cloister.Frontend/WaitTask',
             cloister__pb2.WaitTaskRequest.SerializeToString,
             teaclave__frontend__service__pb2.GetTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTaskReceipt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloister.Frontend/GetTaskReceipt',
+            cloister__pb2.GetTaskReceiptRequest.SerializeToString,
+            cloister__pb2.GetTaskReceiptResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -242,6 +285,11 @@ class ManagementStub:
                 request_serializer=cloister__pb2.WaitTaskRequest.SerializeToString,
                 response_deserializer=teaclave__frontend__service__pb2.GetTaskResponse.FromString,
                 _registered_method=True)
+        self.GetTaskReceipt = channel.unary_unary(
+                '/cloister.Management/GetTaskReceipt',
+                request_serializer=cloister__pb2.GetTaskReceiptRequest.SerializeToString,
+                response_deserializer=cloister__pb2.GetTaskReceiptResponse.FromString,
+                _registered_method=True)
         self.SetFunctionRequirements = channel.unary_unary(
                 '/cloister.Management/SetFunctionRequirements',
                 request_serializer=cloister__pb2.FunctionRequirementsRequest.SerializeToString,
@@ -263,6 +311,12 @@ class ManagementServicer:
     """Missing associated documentation comment in .proto file."""
 
     def WaitTask(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTaskReceipt(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -293,6 +347,11 @@ def add_ManagementServicer_to_server(servicer, server):
                     servicer.WaitTask,
                     request_deserializer=cloister__pb2.WaitTaskRequest.FromString,
                     response_serializer=teaclave__frontend__service__pb2.GetTaskResponse.SerializeToString,
+            ),
+            'GetTaskReceipt': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTaskReceipt,
+                    request_deserializer=cloister__pb2.GetTaskReceiptRequest.FromString,
+                    response_serializer=cloister__pb2.GetTaskReceiptResponse.SerializeToString,
             ),
             'SetFunctionRequirements': grpc.unary_unary_rpc_method_handler(
                     servicer.SetFunctionRequirements,
@@ -337,6 +396,33 @@ class Management:
             '/cloister.Management/WaitTask',
             cloister__pb2.WaitTaskRequest.SerializeToString,
             teaclave__frontend__service__pb2.GetTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTaskReceipt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloister.Management/GetTaskReceipt',
+            cloister__pb2.GetTaskReceiptRequest.SerializeToString,
+            cloister__pb2.GetTaskReceiptResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -649,6 +735,11 @@ class SchedulerStub:
                 request_serializer=cloister__pb2.ExecutorHeartbeatRequest.SerializeToString,
                 response_deserializer=cloister__pb2.ExecutorHeartbeatResponse.FromString,
                 _registered_method=True)
+        self.ReportTaskResult = channel.unary_unary(
+                '/cloister.Scheduler/ReportTaskResult',
+                request_serializer=cloister__pb2.ReportTaskResultRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class SchedulerServicer:
@@ -666,6 +757,12 @@ class SchedulerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportTaskResult(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -678,6 +775,11 @@ def add_SchedulerServicer_to_server(servicer, server):
                     servicer.ExecutorHeartbeat,
                     request_deserializer=cloister__pb2.ExecutorHeartbeatRequest.FromString,
                     response_serializer=cloister__pb2.ExecutorHeartbeatResponse.SerializeToString,
+            ),
+            'ReportTaskResult': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportTaskResult,
+                    request_deserializer=cloister__pb2.ReportTaskResultRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -734,6 +836,33 @@ class Scheduler:
             '/cloister.Scheduler/ExecutorHeartbeat',
             cloister__pb2.ExecutorHeartbeatRequest.SerializeToString,
             cloister__pb2.ExecutorHeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportTaskResult(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloister.Scheduler/ReportTaskResult',
+            cloister__pb2.ReportTaskResultRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

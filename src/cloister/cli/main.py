@@ -532,3 +532,4 @@ def service(
 importlib.import_module("cloister.cli.crypto_commands").register(main)
 importlib.import_module("cloister.cli.probe_command").register(main)
 importlib.import_module("cloister.cli.deploy").register(main)
+importlib.import_module("cloister.cli.receipts").register(main)

@@ -270,6 +270,10 @@ class TaskState:
     """When the last status change was made (seconds since the epoch)."""
     created_at: float | None = None
     """When the task was created (seconds since the epoch); None for a record from before it was kept."""
+    approvals: dict[str, str] = field(default_factory=dict)
+    """Participant → the hash of the manifest terms they approved (``cloister.model.manifest``)."""
+    receipt: str | None = None
+    """The signed receipt of an ended task (a compact JWS), as its execution service reported it."""
 
     @property
     def external_id(self) -> str:
@@ -310,6 +314,8 @@ class TaskState:
             **({"changed_by": self.changed_by.value} if self.changed_by is not None else {}),
             **({"changed_at": self.changed_at} if self.changed_at is not None else {}),
             **({"created_at": self.created_at} if self.created_at is not None else {}),
+            **({"approvals": dict(sorted(self.approvals.items()))} if self.approvals else {}),
+            **({"receipt": self.receipt} if self.receipt is not None else {}),
         }
 
     @classmethod
@@ -342,6 +348,8 @@ class TaskState:
             changed_by=None if changed_by is None else Actor(changed_by),
             changed_at=None if changed_at is None else float(changed_at),
             created_at=None if created_at is None else float(created_at),
+            approvals={str(k): str(v) for k, v in data.get("approvals", {}).items()},
+            receipt=None if data.get("receipt") is None else str(data["receipt"]),
         )
 
 
@@ -372,6 +380,9 @@ class StagedTask:
     function_payload: bytes = field(repr=False)
     input_data: dict[str, StagedInput]
     output_data: dict[str, StagedOutput]
+    manifest: bytes | None = field(default=None, repr=False)
+    """The approved manifest (``cloister.model.manifest``, canonical bytes). Cloister's own: it
+    travels in the staged-task queue element and in PullTaskWait, never in Teaclave's JSON."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -420,7 +431,7 @@ class StagedTask:
         )
 
     @classmethod
-    def for_task(cls, task: TaskState, function: Any, user_id: str) -> StagedTask:
+    def for_task(cls, task: TaskState, function: Any, user_id: str, manifest: bytes | None = None) -> StagedTask:
         """Stage ``task`` to run ``function`` (a :class:`~cloister.model.functions.Function`)."""
         return cls(
             task_id=task.task_id,
@@ -433,6 +444,7 @@ class StagedTask:
             function_payload=function.payload,
             input_data={k: StagedInput(f.url, f.cmac, f.crypto) for k, f in task.assigned_inputs.items()},
             output_data={k: StagedOutput(f.url, f.crypto) for k, f in task.assigned_outputs.items()},
+            manifest=manifest,
         )
 
 
@@ -453,10 +465,16 @@ class StagedElement:
         data: dict[str, Any] = {"staged_task": self.staged.to_json()}
         if self.requires:
             data["requires"] = list(self.requires)
+        if self.staged.manifest is not None:
+            data["manifest"] = self.staged.manifest.decode()
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StagedElement:
         if "staged_task" not in data:
             return cls(StagedTask.from_json(data))
-        return cls(StagedTask.from_json(data["staged_task"]), tuple(data.get("requires", ())))
+        staged = StagedTask.from_json(data["staged_task"])
+        manifest = data.get("manifest")
+        if manifest is not None:
+            staged = replace(staged, manifest=str(manifest).encode())
+        return cls(staged, tuple(data.get("requires", ())))

@@ -27,6 +27,9 @@ class TaskResult:
     log: tuple[str, ...] = ()
     """What the function printed (stdout and stderr), line by line, up to the ``[sandbox] log_bytes``
     limit; every participant of the task reads it, as they read the return value."""
+    receipt: Any = field(default=None, compare=False)
+    """The task's signed receipt (``cloister.sdk.Receipt``, with ``verify(trust)``) when the SDK
+    fetched one; None otherwise. Typed loosely: this layer cannot name the SDK's class."""
 
 
 @dataclass(frozen=True)

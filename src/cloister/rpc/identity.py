@@ -98,6 +98,11 @@ class IdentityKeeper:
         self._task = asyncio.create_task(supervised("certificate renewal", self._renew), name="identity-renewal")
         return self.current()
 
+    @property
+    def backend(self) -> TEEBackend:
+        """The TEE backend this service's evidence comes from."""
+        return self._backend
+
     def current(self) -> ServiceIdentity:
         if self._identity is None:
             raise RuntimeError("identity not obtained yet: await start() first")

@@ -46,11 +46,16 @@ INBOUND: dict[str, tuple[str, ...]] = {
 
 INBOUND_METHODS: dict[str, dict[str, tuple[str, ...]]] = {
     "management": {
-        "/teaclave_management_service_proto.TeaclaveManagement/SaveLogs": ("authentication", "access_control"),
+        "/teaclave_management_service_proto.TeaclaveManagement/SaveLogs": (
+            "authentication",
+            "access_control",
+            "execution",
+        ),
     },
 }
 """Cloister's additions to the inbound rules, per method: authentication ships its API's audit
-entries, and access control its decisions, to management's log; neither may call anything else there."""
+entries, access control its decisions, and execution its refusals of tasks that differ from
+their approved manifest, to management's log; none may call anything else there."""
 
 PUBLIC_ENDPOINTS = frozenset({"authentication_api", "frontend"})
 ANSWERED_BY = "cloister-answered-by"

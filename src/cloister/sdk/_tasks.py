@@ -8,9 +8,11 @@ the task ends, in slices so that a task that starts waiting for an executor is n
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from cloister._proto import cloister_pb2 as cpb
@@ -31,6 +33,7 @@ from cloister.rpc.convert.views import task_from_proto
 from cloister.sdk._channel import CLOISTER_FRONTEND
 from cloister.sdk._files import FileHandle
 from cloister.sdk._functions import FunctionHandle
+from cloister.sdk._receipts import Receipt, fetch_receipt_token
 from cloister.sdk._session import Caller, Session
 
 WAIT_SLICE_SECONDS = 15.0
@@ -129,8 +132,12 @@ class TaskHandle:
         """
         task = self.wait(timeout)
         if task.status is TaskStatus.FINISHED and task.result is not None:
-            return task.result
+            return replace(task.result, receipt=self.receipt())
         raise outcome_error(task)
+
+    def receipt(self) -> Receipt:
+        """The task's signed receipt (:class:`~cloister.sdk._receipts.Receipt`), fetched when first used."""
+        return Receipt(fetch=functools.partial(fetch_receipt_token, self._session, self.id))
 
 
 def check_runnable(task: Task, *, waiting_is_final: bool) -> None:

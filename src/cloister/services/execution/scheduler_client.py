@@ -6,6 +6,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Iterable
+from dataclasses import replace
 
 from cloister._proto import cloister_pb2 as cpb
 from cloister._proto import cloister_pb2_grpc as cgrpc
@@ -54,7 +55,8 @@ class SchedulerClient:
         response = await self._peer.call(cgrpc.SchedulerStub, "PullTaskWait", request, timeout=timeout + _RPC_MARGIN)
         if not response.staged_task:
             return None
-        return _parse_staged_task(response.staged_task)
+        staged = _parse_staged_task(response.staged_task)
+        return replace(staged, manifest=response.manifest) if response.manifest else staged
 
     async def executor_heartbeat(
         self, info: ExecutorInfo, running: Iterable[uuid.UUID], wait: float
@@ -69,3 +71,9 @@ class SchedulerClient:
     async def update_task_result(self, task_id: uuid.UUID, result: TaskResult) -> None:
         request = spb.UpdateTaskResultRequest(task_id=str(task_id), result=task_result_to_proto(result))
         await self._peer.call(sgrpc.TeaclaveSchedulerStub, "UpdateTaskResult", request)
+
+    async def report_task_result(self, task_id: uuid.UUID, result: TaskResult, receipt: str) -> None:
+        """UpdateTaskResult with the task's receipt (Cloister's ReportTaskResult)."""
+        update = spb.UpdateTaskResultRequest(task_id=str(task_id), result=task_result_to_proto(result))
+        request = cpb.ReportTaskResultRequest(update=update, receipt=receipt)
+        await self._peer.call(cgrpc.SchedulerStub, "ReportTaskResult", request)

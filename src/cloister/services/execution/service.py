@@ -12,8 +12,10 @@ from cloister.executors.sandbox.host import SandboxUnavailableError
 from cloister.executors.sandbox.requirements import check_full_isolation
 from cloister.file_agent import FileAgent, TransferLimits
 from cloister.model.executors import ExecutorInfo
+from cloister.model.tasks import StagedTask
 from cloister.rpc import addresses
 from cloister.rpc.runtime import ServiceRuntime
+from cloister.services.execution.attestor import TaskAttestor
 from cloister.services.execution.runner import TaskRunner
 from cloister.services.execution.scheduler_client import SchedulerClient
 from cloister.services.execution.staging import DataPlane
@@ -55,7 +57,14 @@ async def serve(settings: Settings) -> None:
         file_roots=settings.execution.file_roots,
         allowed_networks=settings.execution.allowed_networks,
     )
-    runner = TaskRunner(executors, DataPlane(settings.execution_work_dir, agent))
+    audit = runtime.audit_trail()
+    audit.start()
+
+    async def audit_refusal(task: StagedTask, reason: str) -> None:
+        await audit.record(bytes(16), "", f"refused to run task-{task.task_id}: {reason}", False)
+
+    attestor = TaskAttestor(runtime.keeper.backend, runtime.keeper.current)
+    runner = TaskRunner(executors, DataPlane(settings.execution_work_dir, agent), attestor, audit_refusal)
     worker = ExecutionWorker(
         SchedulerClient(runtime.peer("scheduler", replicas=[e.address for e in settings.execution.schedulers])),
         runner,
@@ -67,6 +76,7 @@ async def serve(settings: Settings) -> None:
     async def drain() -> None:
         await worker.stop(STOP_GRACE_SECONDS)
         await runner.aclose()
+        await audit.stop()
         logger.info("execution service %s stopped", info.executor_id)
 
     worker.start()

@@ -42,10 +42,12 @@ class SchedulerAPI(Protocol):
 
     async def update_task_result(self, task_id: uuid.UUID, result: TaskResult) -> None: ...
 
+    async def report_task_result(self, task_id: uuid.UUID, result: TaskResult, receipt: str) -> None: ...
+
 
 @dataclass
 class _Running:
-    job: asyncio.Task[TaskResult]
+    job: asyncio.Task[tuple[TaskResult, str | None]]
     stop_reason: str | None = None
     """Set when this service stops the task itself (shutdown); None for a scheduler cancel."""
 
@@ -173,7 +175,7 @@ class ExecutionWorker:
         return pull.result()
 
     async def _execute(self, task: StagedTask) -> None:
-        job = asyncio.create_task(self._runner.run(task), name=f"task-{task.task_id}")
+        job = asyncio.create_task(self._runner.run_with_receipt(task), name=f"task-{task.task_id}")
         entry = _Running(job)
         self._running[task.task_id] = entry
         logger.info("running task %s (%s)", task.task_id, task.function_name)
@@ -185,16 +187,16 @@ class ExecutionWorker:
                 if entry.stop_reason is None:
                     logger.info("task %s was cancelled; its result is not reported", task.task_id)
                     return
-                result = TaskResult.err(entry.stop_reason)
+                result, receipt = TaskResult.err(entry.stop_reason), None
             else:
-                result = job.result()
-            await self._report(task.task_id, result)
+                result, receipt = job.result()
+            await self._report(task.task_id, result, receipt)
         finally:
             if not job.done():
                 job.cancel()
             self._running.pop(task.task_id, None)
 
-    async def _report(self, task_id: uuid.UUID, result: TaskResult) -> None:
+    async def _report(self, task_id: uuid.UUID, result: TaskResult, receipt: str | None = None) -> None:
         """Report until the scheduler takes or refuses the result, however long it is away.
 
         Meanwhile the task stays among those the heartbeats say are running, so a scheduler that
@@ -204,7 +206,10 @@ class ExecutionWorker:
         backoff = Backoff(limit=self._retry_limit)
         while True:
             try:
-                await self._scheduler.update_task_result(task_id, result)
+                if receipt is None:
+                    await self._scheduler.update_task_result(task_id, result)
+                else:
+                    await self._scheduler.report_task_result(task_id, result, receipt)
                 return
             except _RETRYABLE as exc:
                 delay = backoff.next()

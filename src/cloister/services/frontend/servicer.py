@@ -30,8 +30,18 @@ class Forwarder:
         self._audit = audit
 
     async def forward(
-        self, stub: type, method: str, api: str, request: Any, context: grpc.aio.ServicerContext, timeout: float | None
+        self,
+        stub: type,
+        method: str,
+        api: str,
+        request: Any,
+        context: grpc.aio.ServicerContext,
+        timeout: float | None,
+        *,
+        audit_as: str | None = None,
     ) -> Any:
+        """Admit the caller to ``api`` (the access-control API name), call management, and audit the
+        call under ``audit_as`` (default: ``api``)."""
         ip = client_ip(context.peer() or "")
         caller = Caller.from_metadata(context.invocation_metadata())
         try:
@@ -41,6 +51,7 @@ class Forwarder:
             await self._audit.record(ip, "", f"authenticate to {api}" + (f": {failure}" if failure else ""), False)
             raise
         user = audit_user(principal.user_id, principal.role.debug_form())
+        api = audit_as or api
         metadata = outgoing(principal.user_id, caller.token or "", str(principal.role))
         try:
             response = await self._management.call(stub, method, request, metadata=metadata, timeout=timeout)
@@ -103,6 +114,9 @@ class CloisterFrontendServicer(cgrpc.FrontendServicer):
     async def WaitTask(self, request: cpb.WaitTaskRequest, context: grpc.aio.ServicerContext) -> Any:
         wait = wait_seconds(request.timeout_ms)
         return await self._forwarder.forward(cgrpc.ManagementStub, "WaitTask", "get_task", request, context, wait + 10)
+
+    async def GetTaskReceipt(self, request: cpb.GetTaskReceiptRequest, context: grpc.aio.ServicerContext) -> Any:
+        return await self._forwarder.forward(cgrpc.ManagementStub, "GetTaskReceipt", "get_task", request, context, None)
 
     async def ListTasks(self, request: cpb.ListTasksRequest, context: grpc.aio.ServicerContext) -> Any:
         return await self._forwarder.forward(cgrpc.ManagementStub, "ListTasks", "list_tasks", request, context, None)

@@ -249,6 +249,12 @@ class CloisterManagementServicer(cgrpc.ManagementServicer):
         task = await self._tasks.wait(_user(context), request.task_id, request.timeout_ms)
         return task_convert.task_to_get_response(task)
 
+    async def GetTaskReceipt(
+        self, request: cpb.GetTaskReceiptRequest, context: grpc.aio.ServicerContext
+    ) -> cpb.GetTaskReceiptResponse:
+        task = await self._tasks.get(_user(context), request.task_id)  # GetTask's rule: participants only
+        return cpb.GetTaskReceiptResponse(receipt=task.receipt or "")
+
     async def ListTasks(
         self, request: cpb.ListTasksRequest, context: grpc.aio.ServicerContext
     ) -> cpb.ListTasksResponse:

@@ -28,6 +28,7 @@ from cloister.model.access import Action, Query, Subject, assignment_query, func
 from cloister.model.files import InputFile, OutputFile
 from cloister.model.functions import Function, FunctionUsage, executor_for
 from cloister.model.ids import ExternalId, parse_id, requirements_key, usage_key
+from cloister.model.manifest import manifest_for_task
 from cloister.model.tasks import (
     REASON_CANCELED_BEFORE_STAGING,
     Actor,
@@ -229,7 +230,13 @@ class TaskService:
                 if not ready:
                     raise FailedOperationError("failed to approve task")
                 await self._require(subject, Action.TASK_APPROVE, task)
-                task = replace(task, approved_users=task.approved_users | {subject.user_id})
+                # The approval binds the terms as they are now: what runs must match them.
+                # (A deleted function leaves nothing to bind, and its task can never be invoked.)
+                function = decode(await self._storage.get(task.function_id.key), Function.from_json)
+                approvals = dict(task.approvals)
+                if function is not None:
+                    approvals[subject.user_id] = manifest_for_task(task, function).terms_hash
+                task = replace(task, approved_users=task.approved_users | {subject.user_id}, approvals=approvals)
                 status = TaskStatus.APPROVED if task.all_approved else TaskStatus.DATA_ASSIGNED
                 await self._storage.commit([Check(task.key, version), put(task.key, _settle(task, status))])
 
@@ -268,9 +275,11 @@ class TaskService:
                         raise FailedOperationError("function quota has been used up")
                     if not (may_stage and _ready_to_stage(task)):
                         raise FailedOperationError(_not_ready(task))
+                    task = _with_invoker_approval(task, function, subject.user_id)
                     staged_task = transition(task, TaskStatus.STAGED, by=Actor.MANAGEMENT)
                     requires = tuple(json.loads(requirements_value.value)) if requirements_value else ()
-                    element = StagedElement(StagedTask.for_task(task, function, subject.user_id), requires)
+                    manifest = manifest_for_task(task, function).to_bytes()
+                    element = StagedElement(StagedTask.for_task(task, function, subject.user_id, manifest), requires)
                     await self._storage.commit(
                         [
                             Check(task.key, version),
@@ -302,6 +311,15 @@ class TaskService:
                     raise FailedOperationError("failed to cancel task, reason: task has already been canceled")
 
         await retrying(attempt)
+
+
+def _with_invoker_approval(task: TaskState, function: Function, user_id: str) -> TaskState:
+    """Invoking approves the terms as they are now for a participant who has not approved yet (the
+    only participant of a single-party task); an earlier approval is never replaced, so terms
+    changed after it no longer match it and the execution service refuses the task."""
+    if user_id not in task.participants or user_id in task.approvals:
+        return task
+    return replace(task, approvals={**task.approvals, user_id: manifest_for_task(task, function).terms_hash})
 
 
 def _settle(task: TaskState, status: TaskStatus) -> TaskState:

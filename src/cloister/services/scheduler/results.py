@@ -9,6 +9,7 @@ Teaclave, which ends it as Finished.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import replace
 
 from cloister.errors import FailedOperationError, IllegalTransitionError, MalformedRequestError
@@ -29,6 +30,8 @@ from cloister.storage.ops import Delete, Op
 logger = logging.getLogger(__name__)
 
 _OVERWRITE = "Cannot overwrite output file cmac"
+_MAX_RECEIPT = 65536
+_RECEIPT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 def _not_found(name: str) -> FailedOperationError:
@@ -56,8 +59,10 @@ class TaskResults:
         async with self._state.guard.exclusive(task_id):
             await rewrite_task(self._storage, task_id, start)
 
-    async def update_task_result(self, task_id_text: str, result: TaskResult | None) -> TaskStatus:
-        """Record a Running task's result; returns the status it ended with.
+    async def update_task_result(
+        self, task_id_text: str, result: TaskResult | None, *, receipt: str | None = None
+    ) -> TaskStatus:
+        """Record a Running task's result (and its signed receipt); returns the status it ended with.
 
         A result for a task that has ended meanwhile (cancelled, failed on executor loss) is
         refused and changes nothing, its outputs' cmacs included.
@@ -66,6 +71,8 @@ class TaskResults:
         if result is None:
             raise MalformedRequestError("UpdateTaskResult needs a result")
         status = TaskStatus.FAILED if result.failure is not None else TaskStatus.FINISHED
+        if receipt is not None and (len(receipt) > _MAX_RECEIPT or not _RECEIPT_SHAPE.fullmatch(receipt)):
+            raise MalformedRequestError(f"a receipt is a compact JWS of at most {_MAX_RECEIPT} characters")
 
         async def end(task: TaskState | None) -> tuple[list[Op], None]:
             if task is None:
@@ -75,6 +82,8 @@ class TaskResults:
             except IllegalTransitionError:
                 raise MalformedRequestError("Cannot restore to Finish from saved state") from None
             ended, outputs = await self._with_cmacs(ended, result)
+            if receipt is not None:
+                ended = replace(ended, receipt=receipt)
             return [put_task(ended), *(put_output(output) for output in outputs), Delete(assignment_key(task_id))], None
 
         async with self._state.guard.exclusive(task_id):

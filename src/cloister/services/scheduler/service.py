@@ -54,7 +54,7 @@ async def serve(settings: Settings) -> None:
         await runtime.serve(
             "scheduler",
             [
-                lambda s: cgrpc.add_SchedulerServicer_to_server(SchedulerServicer(scheduler), s),
+                lambda s: cgrpc.add_SchedulerServicer_to_server(SchedulerServicer(scheduler, results), s),
                 lambda s: sgrpc.add_TeaclaveSchedulerServicer_to_server(
                     TeaclaveSchedulerServicer(scheduler, results), s
                 ),

@@ -27,8 +27,15 @@ def _staged_bytes(staged: StagedTask) -> bytes:
 
 
 class SchedulerServicer(cgrpc.SchedulerServicer):
-    def __init__(self, scheduler: Scheduler) -> None:
+    def __init__(self, scheduler: Scheduler, results: TaskResults) -> None:
         self._scheduler = scheduler
+        self._results = results
+
+    async def ReportTaskResult(self, request: cpb.ReportTaskResultRequest, context: object) -> empty_pb2.Empty:
+        update = request.update
+        result = task_result_from_proto(update.result) if update.HasField("result") else None
+        await self._results.update_task_result(update.task_id, result, receipt=request.receipt or None)
+        return _EMPTY
 
     async def PullTaskWait(
         self, request: cpb.PullTaskWaitRequest, context: grpc.aio.ServicerContext
@@ -38,7 +45,7 @@ class SchedulerServicer(cgrpc.SchedulerServicer):
         )
         if staged is None:
             return cpb.PullTaskWaitResponse()
-        return cpb.PullTaskWaitResponse(staged_task=_staged_bytes(staged))
+        return cpb.PullTaskWaitResponse(staged_task=_staged_bytes(staged), manifest=staged.manifest or b"")
 
     async def ExecutorHeartbeat(
         self, request: cpb.ExecutorHeartbeatRequest, context: object

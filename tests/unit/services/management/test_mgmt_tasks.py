@@ -443,3 +443,50 @@ def test_wait_times_out_and_checks_access(services, act, storage):
         assert (await services.tasks.wait(caller("alice"), tid, 60_000)).status.name == "CANCELED"
 
     asyncio.run(go())
+
+
+def test_approvals_bind_the_terms_and_staging_carries_the_manifest(services, act, storage):
+    """Each approval records the terms hash as the task and function stood; invoking stages the
+    manifest with those approvals, and an approval given to other terms stays as it was."""
+    from cloister.model.manifest import TaskManifest, check_manifest, run_view_of_staged
+    from cloister.model.tasks import StagedElement
+
+    async def go():
+        _, tid = await two_party(services, act)
+        await services.tasks.assign_data(caller("alice"), tid, [("in1", await act.register_input("alice"))], [])
+        await services.tasks.assign_data(caller("bob"), tid, [], [("out", await act.register_output("bob"))])
+        await services.tasks.approve(caller("alice"), tid)
+        alice_hash = storage.json(tid)["approvals"]["alice"]
+        await services.tasks.approve(caller("bob"), tid)
+        assert storage.json(tid)["approvals"] == {"alice": alice_hash, "bob": alice_hash}
+        await services.tasks.invoke(caller("alice"), tid)
+        (raw,) = storage.queue_json(b"staged-task")
+        element = StagedElement.from_json(raw)
+        manifest = TaskManifest.from_bytes(element.staged.manifest or b"")
+        assert manifest.terms_hash == alice_hash and dict(manifest.approvals) == {
+            "alice": alice_hash,
+            "bob": alice_hash,
+        }
+        assert set(manifest.participants) == {"alice", "bob"}
+        check_manifest(manifest, run_view_of_staged(element.staged))
+
+    asyncio.run(go())
+
+
+@pytest.mark.fake_storage
+def test_invoking_a_single_party_task_approves_it(services, act, storage):
+    from cloister.model.manifest import TaskManifest, check_manifest, run_view_of_staged
+    from cloister.model.tasks import StagedElement
+
+    async def go():
+        fid = await act.register_function("fo", name="builtin-echo", payload=b"\x01\x02")
+        tid = await services.tasks.create(caller("alice", ORG1), fid, "{}", "builtin", {}, {})
+        await services.tasks.invoke(caller("alice"), tid)
+        (raw,) = storage.queue_json(b"staged-task")
+        element = StagedElement.from_json(raw)
+        manifest = TaskManifest.from_bytes(element.staged.manifest or b"")
+        assert dict(manifest.approvals) == {"alice": manifest.terms_hash}
+        assert storage.json(tid)["approvals"] == {"alice": manifest.terms_hash}
+        check_manifest(manifest, run_view_of_staged(element.staged))
+
+    asyncio.run(go())

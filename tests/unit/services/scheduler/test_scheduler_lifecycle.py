@@ -193,3 +193,21 @@ def test_cancelling_a_running_task_is_canceled_not_failed(storage: FakeStorage) 
         await scheduler.stop()
 
     run(body)
+
+
+def test_a_receipt_is_stored_with_its_result_and_a_malformed_one_refused(storage: FakeStorage) -> None:
+    async def body() -> None:
+        task, _ = make_task(storage)
+        scheduler = await started(storage)
+        await scheduler.pull_task_wait(executor(), 5)
+        results = TaskResults(storage, scheduler.state)
+        for bad in ("not a jws", "a.b", "a.b.c.d", "a.b." + "c" * 70000):
+            with pytest.raises(MalformedRequestError, match="compact JWS"):
+                await results.update_task_result(str(task.task_id), TaskResult.err("boom"), receipt=bad)
+        assert storage.task(task.task_id).status is TaskStatus.RUNNING  # a refused report changes nothing
+        await results.update_task_result(str(task.task_id), TaskResult.err("boom"), receipt="aGVh.cGF5.c2ln")
+        ended = storage.task(task.task_id)
+        assert (ended.status, ended.receipt) == (TaskStatus.FAILED, "aGVh.cGF5.c2ln")
+        await scheduler.stop()
+
+    run(body)

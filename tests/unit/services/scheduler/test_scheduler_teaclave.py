@@ -185,7 +185,7 @@ def test_publish_task_is_handed_out_from_memory(storage: FakeStorage) -> None:
 def test_servicers_decode_and_encode(storage: FakeStorage) -> None:
     async def body() -> None:
         scheduler, _, results = await started(storage)
-        cloister = SchedulerServicer(scheduler)
+        cloister = SchedulerServicer(scheduler, results)
         teaclave = TeaclaveSchedulerServicer(scheduler, results)
         with pytest.raises(UnimplementedError):
             await teaclave.Subscribe(None, None)  # type: ignore[arg-type]

@@ -1,0 +1,207 @@
+"""Task receipts: the execution service's runner refuses tasks that differ from their manifest, signs
+a receipt for those it runs, and that receipt verifies offline and fails on any changed byte."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import json
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from attestation_helpers import make_identity
+
+from cloister.attestation.deployment import Deployment, provision
+from cloister.attestation.enclave_info import EnclaveIdentity, EnclaveInfo
+from cloister.attestation.identity import ServiceIdentity, open_backend
+from cloister.attestation.receipts import read_receipt_text, verify_receipt
+from cloister.attestation.report import AttestationPolicy
+from cloister.config import SERVICES
+from cloister.errors import AttestationError
+from cloister.executors import BuiltinExecutor
+from cloister.model.functions import Function
+from cloister.model.ids import ExternalId
+from cloister.model.manifest import manifest_for_task
+from cloister.model.tasks import StagedTask, TaskOutputs, TaskResult, TaskState
+from cloister.services.execution.attestor import REFUSED_PREFIX, TaskAttestor
+from cloister.services.execution.runner import TaskRunner
+
+POLICY = AttestationPolicy()
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
+    return provision(tmp_path_factory.mktemp("attestation"), SERVICES)
+
+
+@pytest.fixture(scope="module")
+def execution(deployment: Deployment) -> ServiceIdentity:
+    return make_identity(deployment, "execution")
+
+
+def _function() -> Function:
+    return Function(
+        id=uuid.uuid4(),
+        name="builtin-echo",
+        description="",
+        public=True,
+        executor_type="builtin",
+        payload=b"",
+        arguments=(),
+        inputs=(),
+        outputs=(),
+        owner="alice",
+        user_allowlist=(),
+        usage_quota=None,
+    )
+
+
+def _staged(message: str = "hello", *, approve: bool = True) -> StagedTask:
+    function = _function()
+    task = TaskState(
+        task_id=uuid.uuid4(),
+        creator="alice",
+        function_id=ExternalId("function", function.id),
+        function_arguments={"message": message},
+        executor="builtin",
+        inputs_ownership={},
+        outputs_ownership={},
+        function_owner="alice",
+        participants=frozenset({"alice"}),
+    )
+    if approve:
+        task = replace(task, approvals={"alice": manifest_for_task(task, function).terms_hash})
+    return StagedTask.for_task(task, function, "alice", manifest_for_task(task, function).to_bytes())
+
+
+def _attestor(deployment: Deployment, identity: ServiceIdentity) -> TaskAttestor:
+    return TaskAttestor(open_backend("sim", deployment, "execution"), lambda: identity)
+
+
+def _receipt(deployment: Deployment, identity: ServiceIdentity, outputs: dict[str, bytes] | None = None) -> str:
+    attestor = _attestor(deployment, identity)
+    staged = _staged()
+    attested = attestor.begin(staged)
+    return attestor.receipt(attested, TaskResult.ok(TaskOutputs(tags_map=outputs or {})), {"in": b"\x07" * 16})
+
+
+def _verify(deployment: Deployment, token: str, **kwargs: object):
+    return verify_receipt(token, deployment.as_root_ca(), deployment.enclave_info(), POLICY, **kwargs)  # type: ignore[arg-type]
+
+
+def test_runner_signs_a_receipt_that_verifies(deployment: Deployment, execution: ServiceIdentity) -> None:
+    runner = TaskRunner({"builtin": BuiltinExecutor()}, attestor=_attestor(deployment, execution))
+    staged = _staged("hi there")
+    result, receipt = asyncio.run(runner.run_with_receipt(staged))
+    assert result.outputs is not None and result.outputs.return_value == b"hi there"
+    assert receipt is not None
+    verified = _verify(deployment, receipt, quoting_key=deployment.sim_quoting_public_key())
+    assert verified.task_id == f"task-{staged.task_id}" and verified.status == "Finished"
+    assert verified.manifest_hash == manifest_for_task_bytes_hash(staged)
+    assert verified.signer == "teaclave_execution_service"
+    assert verified.ear_status == "warning" and verified.tee_backend == "sim"
+    assert verified.evidence_signature_checked
+
+
+def manifest_for_task_bytes_hash(staged: StagedTask) -> bytes:
+    from cloister.model.manifest import TaskManifest
+
+    return TaskManifest.from_bytes(staged.manifest or b"").manifest_hash
+
+
+def test_receipt_shape_follows_ear(deployment: Deployment, execution: ServiceIdentity) -> None:
+    token = _receipt(deployment, execution, {"out": b"\x09" * 16})
+    header, payload, _ = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["alg"] == "ES256"
+    assert {"eat_profile", "iat", "ear.verifier-id", "submods"} <= set(claims)
+    submod = claims["submods"]["execution"]
+    assert submod["ear.status"] == "warning"
+    assert submod["cloister.task"]["inputs"] == {"in": "07" * 16}
+    assert submod["cloister.task"]["outputs"] == {"out": "09" * 16}
+
+
+def test_one_changed_byte_anywhere_fails(deployment: Deployment, execution: ServiceIdentity) -> None:
+    token = _receipt(deployment, execution)
+    _verify(deployment, token)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    for position, char in enumerate(token):
+        other = "A" if char == "." else alphabet[(alphabet.index(char) + 1) % 64]
+        tampered = token[:position] + other + token[position + 1 :]
+        with pytest.raises(AttestationError):
+            _verify(deployment, tampered)
+
+
+def test_receipt_file_allows_one_newline_only() -> None:
+    assert read_receipt_text(b"a.b.c\n") == "a.b.c"
+    assert read_receipt_text(b"a.b.c \n") == "a.b.c "  # then refused as not canonical
+    with pytest.raises(AttestationError):
+        read_receipt_text("a.b.cé".encode())
+
+
+def test_wrong_root_or_wrong_signer_is_refused(
+    deployment: Deployment, execution: ServiceIdentity, tmp_path: Path
+) -> None:
+    token = _receipt(deployment, execution)
+    other = provision(tmp_path / "other", SERVICES)
+    with pytest.raises(AttestationError):
+        verify_receipt(token, other.as_root_ca(), deployment.enclave_info(), POLICY)
+    # Signed by another service of the same deployment: its measurement is not execution's.
+    storage = make_identity(deployment, "storage")
+    attestor = TaskAttestor(open_backend("sim", deployment, "storage"), lambda: storage)
+    forged = attestor.receipt(attestor.begin(_staged()), TaskResult.ok(TaskOutputs()), {})
+    with pytest.raises(AttestationError, match="teaclave_execution_service"):
+        _verify(deployment, forged)
+    # An identity file without the execution service's measurement.
+    info = EnclaveInfo.parse(EnclaveInfo.render([EnclaveIdentity("teaclave_execution_service", bytes(32), bytes(32))]))
+    with pytest.raises(AttestationError):
+        verify_receipt(token, deployment.as_root_ca(), info, POLICY)
+
+
+def test_checked_at_a_later_time_the_report_is_too_old(deployment: Deployment, execution: ServiceIdentity) -> None:
+    token = _receipt(deployment, execution)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=3)
+    with pytest.raises(AttestationError):
+        _verify(deployment, token, at=later)
+
+
+def test_evidence_signature_checked_with_the_quoting_key(
+    deployment: Deployment, execution: ServiceIdentity, tmp_path: Path
+) -> None:
+    token = _receipt(deployment, execution)
+    other = provision(tmp_path / "other", SERVICES)
+    with pytest.raises(AttestationError, match="simulated quoting key"):
+        _verify(deployment, token, quoting_key=other.sim_quoting_public_key())
+
+
+def test_runner_refuses_a_task_that_differs_from_its_manifest(
+    deployment: Deployment, execution: ServiceIdentity
+) -> None:
+    refused: list[tuple[uuid.UUID, str]] = []
+
+    async def audit(task: StagedTask, reason: str) -> None:
+        refused.append((task.task_id, reason))
+
+    runner = TaskRunner({"builtin": BuiltinExecutor()}, attestor=_attestor(deployment, execution), on_refused=audit)
+    tampered = replace(_staged("approved"), function_arguments={"message": "changed"})
+    result, receipt = asyncio.run(runner.run_with_receipt(tampered))
+    assert receipt is None and result.outputs is None
+    assert result.failure is not None and result.failure.startswith(REFUSED_PREFIX)
+    assert "arguments differ" in result.failure
+    assert refused == [(tampered.task_id, result.failure)]
+
+    unapproved = _staged(approve=False)
+    result, receipt = asyncio.run(runner.run_with_receipt(unapproved))
+    assert receipt is None and "approved no manifest" in (result.failure or "")
+
+    bare = replace(_staged(), manifest=None)
+    result, receipt = asyncio.run(runner.run_with_receipt(bare))
+    assert receipt is None and "carries no approved manifest" in (result.failure or "")
+
+    not_a_number = replace(_staged(), function_arguments={"message": float("nan")})
+    result, receipt = asyncio.run(runner.run_with_receipt(not_a_number))
+    assert receipt is None and "cannot be encoded" in (result.failure or "")
+    assert len(refused) == 4
