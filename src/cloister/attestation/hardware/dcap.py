@@ -15,6 +15,7 @@ from typing import Any
 
 import dcap_qvl
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from cloister.attestation.hardware.claims import Claims, Platform, TCBStatus, evidence_digest, require_aware
 from cloister.errors import AttestationError
@@ -49,7 +50,10 @@ def _verify(
     quote: bytes, collateral: bytes | str, at: dt.datetime, root_der: bytes | None, platform: Platform
 ) -> Claims:
     at = require_aware(at)
-    text = collateral.decode() if isinstance(collateral, bytes) else collateral
+    try:
+        text = collateral.decode() if isinstance(collateral, bytes) else collateral
+    except UnicodeDecodeError:
+        raise AttestationError("the collateral is not UTF-8 text (dcap-qvl's QuoteCollateralV3 JSON)") from None
     try:
         parsed = dcap_qvl.parse_quote(quote)
     except ValueError as exc:
@@ -62,6 +66,8 @@ def _verify(
     except ValueError as exc:
         raise AttestationError(f"the collateral is not dcap-qvl's QuoteCollateralV3 JSON: {exc}") from None
     seconds = int(at.timestamp())
+    if seconds < 0:
+        raise AttestationError(f"cannot verify a quote at {at.isoformat()}, before 1970")
     try:
         if root_der is None:
             verified = dcap_qvl.verify(quote, loaded, seconds)
@@ -77,7 +83,12 @@ def _verify(
         raise AttestationError(f"unknown TCB status {verified.status!r} from dcap-qvl; refused") from None
     # The body is read from the quote that just verified: dcap-qvl parses the same bytes.
     report = json.loads(verified.to_json())["report"]
-    not_before, not_after = _window(json.loads(text), parsed.cert_chain_pem_bytes() or b"")
+    try:
+        not_before, not_after = _window(json.loads(text), parsed.cert_chain_pem_bytes() or b"")
+    except (ValueError, KeyError, TypeError, AttributeError, x509.InvalidVersion, UnsupportedAlgorithm):
+        # dcap-qvl does not read every certificate given (it ignores the root in the quote's
+        # chain, pinning its own), so what it accepted may still not parse here.
+        raise AttestationError(f"{platform.upper()} quote: a certificate, CRL or date in it does not parse") from None
     details = {"FMSPC": parsed.fmspc(), "quote version": str(parsed.header.version)}
     common: dict[str, Any] = {
         "tcb_status": status,

@@ -8,6 +8,7 @@ AWS Nitro root, and the leaf's key must sign the COSE ``Sig_structure``.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import itertools
 from collections.abc import Mapping
 from importlib import resources
@@ -15,7 +16,7 @@ from typing import Any
 
 import cbor2
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -29,6 +30,8 @@ __all__ = ["pinned_nitro_root", "verify_nitro"]
 _COSE_SIGN1_TAG = 18
 _ES384 = -35
 _REQUIRED = ("module_id", "digest", "timestamp", "pcrs", "certificate", "cabundle")
+_MALFORMED_CERTIFICATE = (ValueError, TypeError, x509.InvalidVersion, x509.DuplicateExtension, UnsupportedAlgorithm)
+"""What ``cryptography`` raises, at load or later when a field is first read, for a certificate it cannot use."""
 
 
 def pinned_nitro_root() -> x509.Certificate:
@@ -58,7 +61,8 @@ def verify_nitro(document: bytes, *, at: dt.datetime, root: x509.Certificate | N
     if not chain or chain[0].public_bytes(Encoding.DER) != trusted.public_bytes(Encoding.DER):
         raise AttestationError("the document's cabundle does not start with the trusted AWS Nitro root")
     chain.append(leaf)
-    for issuer, subject in itertools.pairwise(chain):
+    for below, (issuer, subject) in enumerate(itertools.pairwise(chain)):
+        _check_issuer(issuer, len(chain) - below - 2)
         _check_link(subject, issuer)
     _check_link(chain[0], chain[0])
     for certificate in chain:
@@ -78,6 +82,10 @@ def verify_nitro(document: bytes, *, at: dt.datetime, root: x509.Certificate | N
     except InvalidSignature:
         raise AttestationError("the Nitro document's signature does not verify under its certificate") from None
     pcrs: Mapping[int, bytes] = payload["pcrs"]
+    try:
+        issued_at = dt.datetime.fromtimestamp(payload["timestamp"] / 1000, dt.UTC)
+    except (OverflowError, ValueError, OSError):
+        raise AttestationError(f"the Nitro document's timestamp {payload['timestamp']} is not a time") from None
     return Claims(
         platform="nitro",
         measurements={f"pcr{index}": bytes(pcrs[index]) for index in sorted(pcrs)},
@@ -85,21 +93,26 @@ def verify_nitro(document: bytes, *, at: dt.datetime, root: x509.Certificate | N
         nonce=_optional_bytes(payload, "nonce"),
         public_key=_optional_bytes(payload, "public_key"),
         tcb_status=TCBStatus.UNRATED,
-        # PCR 0 is all zeros only for an enclave started in debug mode (AWS's documentation).
-        debug=0 in pcrs and not any(pcrs[0]),
+        # PCR 0 is all zeros only for an enclave started in debug mode (AWS's documentation); a
+        # document without PCR 0 cannot show it is not one.
+        debug=0 not in pcrs or not any(pcrs[0]),
         not_before=max(c.not_valid_before_utc for c in chain),
         not_after=min(c.not_valid_after_utc for c in chain),
-        issued_at=dt.datetime.fromtimestamp(payload["timestamp"] / 1000, dt.UTC),
+        issued_at=issued_at,
         evidence_digest=evidence_digest(document),
         details={"module id": str(payload["module_id"]), "digest": str(payload["digest"])},
     )
 
 
 def _cose_sign1(document: bytes) -> tuple[bytes, bytes, bytes]:
+    stream = io.BytesIO(document)
     try:
-        decoded = cbor2.loads(document)
+        decoded = cbor2.CBORDecoder(stream).decode()
     except (cbor2.CBORDecodeError, ValueError, TypeError) as exc:
         raise AttestationError(f"not a CBOR document: {exc}") from None
+    if stream.tell() != len(document):
+        # Bytes after the signed structure would change the evidence's digest, not what it says.
+        raise AttestationError(f"{len(document) - stream.tell()} bytes follow the COSE_Sign1 structure")
     if isinstance(decoded, cbor2.CBORTag):
         if decoded.tag != _COSE_SIGN1_TAG:
             raise AttestationError(f"CBOR tag {decoded.tag} is not COSE_Sign1 ({_COSE_SIGN1_TAG})")
@@ -145,9 +158,26 @@ def _certificate(der: object, field: str) -> x509.Certificate:
     if not isinstance(der, bytes):
         raise AttestationError(f"the Nitro payload's {field} holds a non-certificate")
     try:
-        return x509.load_der_x509_certificate(der)
-    except ValueError:
+        certificate = x509.load_der_x509_certificate(der)
+        # cryptography parses these on first use: a malformed one must fail here, as ours.
+        _ = (certificate.subject, certificate.issuer, certificate.signature_hash_algorithm, certificate.extensions)
+    except _MALFORMED_CERTIFICATE:
         raise AttestationError(f"the Nitro payload's {field} holds a malformed certificate") from None
+    return certificate
+
+
+def _check_issuer(issuer: x509.Certificate, below: int) -> None:
+    """``issuer`` is a CA whose path length allows the ``below`` CA certificates that follow it."""
+    try:
+        constraints = issuer.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if constraints is None or not constraints.ca:
+        raise AttestationError(f"{issuer.subject.rfc4514_string()} is not a CA, yet issues a certificate")
+    if constraints.path_length is not None and below > constraints.path_length:
+        raise AttestationError(
+            f"{issuer.subject.rfc4514_string()} allows {constraints.path_length} CAs below it, the chain has {below}"
+        )
 
 
 def _check_link(subject: x509.Certificate, issuer: x509.Certificate) -> None:

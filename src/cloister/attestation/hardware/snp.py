@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -36,6 +36,8 @@ _DEBUG_POLICY_BIT = 1 << 19
 _ECDSA_P384_SHA384 = 1
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
 _SERIAL_WARNING = r"Parsed a serial number which wasn't positive"
+_MALFORMED = (ValueError, TypeError, x509.InvalidVersion, x509.DuplicateExtension, UnsupportedAlgorithm)
+"""What ``cryptography`` raises, at load or when a field is first read, for a certificate it cannot use."""
 # VCEK extensions (AMD's "Versioned Chip Endorsement Key" specification): TCB components and chip id.
 _OID_TCB = {
     "boot_loader": "1.3.6.1.4.1.3704.1.3.1",
@@ -52,12 +54,31 @@ def load_amd_certificate(data: bytes) -> x509.Certificate:
 
     ``cryptography`` warns that a zero serial number breaks RFC 5280 (pyca/cryptography#13287);
     every VCEK AMD issues has one, so exactly that warning is silenced here, and only here.
+
+    Raises:
+        ValueError: not a certificate, or one whose names or extensions do not parse.
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning, message=_SERIAL_WARNING)
-        if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
+        try:
+            if data.lstrip().startswith(b"-----BEGIN"):
+                certificate = x509.load_pem_x509_certificate(data)
+            else:
+                certificate = x509.load_der_x509_certificate(data)
+        except _MALFORMED as exc:
+            raise ValueError(f"not a usable certificate: {exc}") from None
+    if not _parses(certificate):
+        raise ValueError("a certificate whose names or extensions do not parse")
+    return certificate
+
+
+def _parses(certificate: x509.Certificate) -> bool:
+    """Whether the fields read here parse: ``cryptography`` parses them on first use, not at load."""
+    try:
+        _ = (certificate.subject, certificate.issuer, certificate.extensions)
+    except _MALFORMED:
+        return False
+    return True
 
 
 def pinned_arks() -> list[x509.Certificate]:
@@ -85,7 +106,7 @@ class SNPCertificates:
     @classmethod
     def sort(cls, certificates: Iterable[x509.Certificate]) -> SNPCertificates:
         vceks, asks, arks = [], [], []
-        for certificate in certificates:
+        for certificate in filter(_parses, certificates):
             subject = _common_name(certificate.subject)
             if subject in ("SEV-VCEK", "SEV-VLEK"):
                 vceks.append(certificate)
@@ -117,6 +138,8 @@ def verify_snp(
         AttestationError: with the reason.
     """
     at = require_aware(at)
+    if not _parses(vcek):
+        raise AttestationError("the VCEK's names or extensions do not parse")
     if len(report) != REPORT_LENGTH:
         raise AttestationError(f"an SEV-SNP report is {REPORT_LENGTH} bytes, got {len(report)}")
     version, guest_svn, policy = struct.unpack_from("<IIQ", report, 0)
@@ -177,7 +200,10 @@ def _chain(
     _check_window(vcek, at, "VCEK")
     failures = []
     for ask in [*asks, *pinned_asks()]:
-        if ask.subject != vcek.issuer:
+        if not _parses(ask) or ask.subject != vcek.issuer:
+            continue
+        if not _is_ca(ask):
+            failures.append(f"{_common_name(ask.subject)} is not a CA")
             continue
         if not _signed_by(vcek, ask):
             failures.append(f"{_common_name(ask.subject)} did not sign the VCEK")
@@ -197,8 +223,18 @@ def _chain(
     raise AttestationError(f"the VCEK does not chain to a trusted AMD root: {reason}")
 
 
+def _is_ca(certificate: x509.Certificate) -> bool:
+    try:
+        return certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
 def _signed_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
-    key = issuer.public_key()
+    try:
+        key = issuer.public_key()
+    except _MALFORMED:
+        return False
     if not isinstance(key, rsa.RSAPublicKey):
         return False
     try:

@@ -92,7 +92,7 @@ class TeePolicy:
                     else dt.timedelta(seconds=settings.max_evidence_age_seconds)
                 ),
             )
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:  # OverflowError: an age beyond what a timedelta holds
             raise ConfigurationError(f"tee_policy: {exc}") from None
 
     def evaluate(self, claims: Claims, at: dt.datetime) -> Verdict:

@@ -129,12 +129,16 @@ class TSMBackend(TEEBackend):
 
 def _write_blob(path: Path, data: bytes) -> None:
     # configfs takes a binary attribute in one piece, on close.
-    fd = os.open(path, os.O_WRONLY)
     try:
-        if os.write(fd, data) != len(data):
-            raise AttestationError(f"configfs-tsm took only part of {path.name}")
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            written = os.write(fd, data)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise AttestationError(f"configfs-tsm refused {path.name}: {exc.strerror}") from None
+    if written != len(data):
+        raise AttestationError(f"configfs-tsm took only part of {path.name}")
 
 
 def _read_blob(path: Path) -> bytes:
@@ -158,6 +162,10 @@ def _read_text(path: Path, root: Path) -> str:
         return path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
         raise ConfigurationError(f"{root} is not configfs-tsm: a new report entry has no {path.name}") from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"{root} is not configfs-tsm: the {path.name} of a report entry is not text") from None
+    except OSError as exc:
+        raise AttestationError(f"configfs-tsm could not produce {path.name}: {exc.strerror}") from None
 
 
 def _read_generation(entry: Path, root: Path) -> int:

@@ -43,6 +43,8 @@ class GramineBackend(TEEBackend):
             kind = (self.root / "attestation_type").read_text(encoding="ascii").strip()
         except OSError as exc:
             raise ConfigurationError(f"cannot read {self.root / 'attestation_type'}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigurationError(f"{self.root / 'attestation_type'} is not text: is this Gramine?") from None
         if kind != "dcap":
             raise ConfigurationError(
                 f"Gramine's attestation type is {kind!r}, but Cloister needs DCAP quotes: set "
