@@ -276,13 +276,26 @@ def test_snp_ask_with_an_unknown_key_type_is_passed_over() -> None:
     assert claims.details["product"] == "Milan"
 
 
-def _own_snp_chain(*, ask_is_ca: bool) -> tuple[bytes, x509.Certificate, x509.Certificate, x509.Certificate]:
+_VCEK_CLAIMS = tuple(e for e in VCEK.extensions if e.oid.dotted_string.startswith("1.3.6.1.4.1.3704.1."))
+"""The real VCEK's TCB levels and chip id (AMD's arc 1.3.6.1.4.1.3704.1), which the report states too."""
+
+
+def _own_snp_chain(
+    *, ask_is_ca: bool, vcek_claims: bool = True
+) -> tuple[bytes, x509.Certificate, x509.Certificate, x509.Certificate]:
     """A report signed by a VCEK of our own, under an ASK and ARK of our own: (report, vcek, ask, ark)."""
     pss = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
     ark_key, ask_key = rsa.generate_private_key(65537, 2048), rsa.generate_private_key(65537, 2048)
     vcek_key = ec.generate_private_key(ec.SECP384R1())
 
-    def certificate(name: str, key: object, issuer: str, issuer_key: rsa.RSAPrivateKey, ca: bool) -> x509.Certificate:
+    def certificate(
+        name: str,
+        key: object,
+        issuer: str,
+        issuer_key: rsa.RSAPrivateKey,
+        ca: bool,
+        extensions: tuple[x509.Extension[x509.ExtensionType], ...] = (),
+    ) -> x509.Certificate:
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name)]))
@@ -293,11 +306,13 @@ def _own_snp_chain(*, ask_is_ca: bool) -> tuple[bytes, x509.Certificate, x509.Ce
             .not_valid_after(SNP_AT + dt.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         )
+        for extension in extensions:
+            builder = builder.add_extension(extension.value, critical=extension.critical)
         return builder.sign(issuer_key, hashes.SHA384(), rsa_padding=pss)
 
     ark = certificate("ARK-Milan", ark_key, "ARK-Milan", ark_key, True)
     ask = certificate("SEV-Milan", ask_key, "ARK-Milan", ark_key, ask_is_ca)
-    vcek = certificate("SEV-VCEK", vcek_key, "SEV-Milan", ask_key, False)
+    vcek = certificate("SEV-VCEK", vcek_key, "SEV-Milan", ask_key, False, _VCEK_CLAIMS if vcek_claims else ())
     r, s = decode_dss_signature(vcek_key.sign(SNP_REPORT[:0x2A0], ec.ECDSA(hashes.SHA384())))
     report = SNP_REPORT[:0x2A0] + r.to_bytes(72, "little") + s.to_bytes(72, "little") + SNP_REPORT[0x330:]
     return report, vcek, ask, ark
@@ -308,6 +323,12 @@ def test_snp_vcek_under_an_ask_that_is_not_a_ca_is_refused() -> None:
     assert verify_snp(report, vcek=vcek, at=SNP_AT, asks=[ask], arks=[ark]).details["product"] == "Milan"
     report, vcek, ask, ark = _own_snp_chain(ask_is_ca=False)
     with pytest.raises(AttestationError, match="SEV-Milan is not a CA"):
+        verify_snp(report, vcek=vcek, at=SNP_AT, asks=[ask], arks=[ark])
+
+
+def test_snp_vcek_that_certifies_no_tcb_or_chip_is_refused() -> None:
+    report, vcek, ask, ark = _own_snp_chain(ask_is_ca=True, vcek_claims=False)
+    with pytest.raises(AttestationError, match="the VCEK certifies no TCB level for"):
         verify_snp(report, vcek=vcek, at=SNP_AT, asks=[ask], arks=[ark])
 
 

@@ -112,6 +112,14 @@ def test_snp_levels_and_nitro_age_bound_unrated_evidence() -> None:
     nitro = Claims(platform="nitro", issued_at=AT - dt.timedelta(hours=2), **base)  # type: ignore[arg-type]
     assert TeePolicy(max_evidence_age=dt.timedelta(hours=3)).evaluate(nitro, AT).ok
     assert not TeePolicy(max_evidence_age=dt.timedelta(hours=1)).evaluate(nitro, AT).ok
+    future = Claims(platform="nitro", issued_at=AT + dt.timedelta(hours=1), **base)  # type: ignore[arg-type]
+    refused = TeePolicy(max_evidence_age=dt.timedelta(hours=3)).evaluate(future, AT)
+    assert refused.reasons == (
+        f"the evidence says it was made at {future.issued_at.isoformat()}, after {AT.isoformat()}",
+    )  # type: ignore[union-attr]
+    assert not STRICT.evaluate(future, AT).ok  # without an age bound too
+    skewed = Claims(platform="nitro", issued_at=AT + dt.timedelta(minutes=1), **base)  # type: ignore[arg-type]
+    assert TeePolicy(max_evidence_age=dt.timedelta(hours=3)).evaluate(skewed, AT).ok
 
 
 def test_policy_file_loads_from_a_tee_policy_table_and_refuses_nonsense(tmp_path: Path) -> None:

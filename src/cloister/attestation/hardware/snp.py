@@ -161,11 +161,16 @@ def verify_snp(
         raise AttestationError("the SEV-SNP report's signature does not verify under the VCEK") from None
     reported = _tcb(report[0x180:0x188], product)
     certified = _vcek_tcb(vcek)
-    if certified and any(reported.get(name) != value for name, value in certified.items()):
+    uncertified = sorted(set(reported) - set(certified))
+    if uncertified:  # every VCEK AMD issues certifies each component: one that does not is refused
+        raise AttestationError(f"the VCEK certifies no TCB level for {', '.join(uncertified)}")
+    if any(reported.get(name) != value for name, value in certified.items()):
         raise AttestationError(f"the VCEK certifies TCB {certified}, but the report states {reported}")
     chip_id = report[0x1A0:0x1E0]
     hwid = _extension(vcek, _OID_HWID)
-    if hwid is not None and any(chip_id) and hwid != chip_id:
+    if hwid is None:
+        raise AttestationError("the VCEK names no chip (it has no hwID extension)")
+    if any(chip_id) and hwid != chip_id:  # all zero: the guest policy masks the chip id
         raise AttestationError("the report's chip id is not the VCEK's")
     return Claims(
         platform="sev-snp",

@@ -28,6 +28,11 @@ _RATED: frozenset[str] = frozenset({"sgx", "tdx"})
 """Platforms whose vendor rates the TCB (Intel's TCB info); the others are bounded by TCB levels."""
 
 
+CLOCK_SKEW = dt.timedelta(minutes=5)
+"""How far in the future evidence may say it was made (the TEE's clock against the verifier's);
+beyond that it is refused, whatever the age bound."""
+
+
 @dataclass(frozen=True)
 class Verdict:
     ok: bool
@@ -112,6 +117,8 @@ class TeePolicy:
                 f"the evidence is valid from {claims.not_before.isoformat()} to {claims.not_after.isoformat()}, "
                 f"not at {at.isoformat()}"
             )
+        if claims.issued_at is not None and claims.issued_at - at > CLOCK_SKEW:
+            reasons.append(f"the evidence says it was made at {claims.issued_at.isoformat()}, after {at.isoformat()}")
         if self.max_evidence_age is not None and claims.issued_at is not None:
             age = at - claims.issued_at
             if age > self.max_evidence_age:
