@@ -150,6 +150,9 @@ CALLS: dict[str, Callable[[FrontendService, World], object]] = {
     "get_output_file": lambda c, w: c.get_output_file(w.ids["OB"]),
     "get_task": lambda c, w: c.get_task(w.ids["T"]),
     "wait_task": lambda c, w: c.wait_task(w.ids["T"], timeout=0),
+    "get_task_receipt": lambda c, w: c._call(
+        "GetTaskReceipt", cpb.GetTaskReceiptRequest(task_id=w.ids["T"]), service=CLOISTER_FRONTEND
+    ),
     "assign_data": lambda c, w: c.assign_data_to_task(w.task("created"), inputs=[DataMap("in_b", w.ids["IB"])]),
     "approve_task": lambda c, w: c.approve_task(w.task("assigned")),
     "invoke_task": lambda c, w: c.invoke_task(w.task("approved")),
