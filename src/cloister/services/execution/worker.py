@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from cloister.errors import CloisterError, DeadlineExceededError, DiskFullError, UnavailableError
+from cloister.errors import CloisterError, DeadlineExceededError, DiskFullError, InternalError, UnavailableError
 from cloister.model.executors import ExecutorInfo
 from cloister.model.tasks import StagedTask, TaskResult
 from cloister.rpc.retry import Backoff, supervised
@@ -217,6 +217,16 @@ class ExecutionWorker:
                     "cannot report the result of task %s (%s); retrying in %.1f s", task_id, exc.message, delay
                 )
                 await asyncio.sleep(delay)
+            except InternalError as exc:  # a malformed report: over the wire it is INTERNAL
+                if receipt is None:
+                    logger.warning("the scheduler refused the result of task %s: %s", task_id, exc.message)
+                    return
+                # The function ran: its result must not be lost with a receipt the scheduler will
+                # not keep (too large, say). It is reported without one, and participants see none.
+                logger.warning(
+                    "the scheduler refused the receipt of task %s (%s); reporting without it", task_id, exc.message
+                )
+                receipt = None
             except CloisterError as exc:
                 # E.g. the task was cancelled or timed out meanwhile: the scheduler has the final word.
                 logger.warning("the scheduler refused the result of task %s: %s", task_id, exc.message)

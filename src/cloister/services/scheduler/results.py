@@ -30,7 +30,8 @@ from cloister.storage.ops import Delete, Op
 logger = logging.getLogger(__name__)
 
 _OVERWRITE = "Cannot overwrite output file cmac"
-_MAX_RECEIPT = 65536
+_MAX_RECEIPT = 3 * 1024 * 1024
+"""A receipt embeds the task's manifest, arguments and all; it must still fit in a client's 4 MiB answer."""
 _RECEIPT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 

@@ -211,3 +211,33 @@ def test_stopping_fails_tasks_that_outlive_the_grace_period() -> None:
         assert failure is not None and "stopped before the task finished" in failure
 
     run(body)
+
+
+def test_a_result_whose_receipt_the_scheduler_refuses_is_reported_without_it() -> None:
+    """The function ran: a receipt the scheduler will not keep (too large, say) must not lose its result."""
+
+    class ReceiptedRunner(TaskRunner):
+        async def run_with_receipt(self, task: StagedTask) -> tuple[TaskResult, str | None]:
+            return TaskResult.ok(TaskOutputs(return_value=b"done")), "header.payload.signature"
+
+    class RefusingScheduler(FakeScheduler):
+        receipts_refused = 0
+
+        async def report_task_result(self, task_id: uuid.UUID, result: TaskResult, receipt: str) -> None:
+            self.receipts_refused += 1
+            raise error_for_status(13, "a receipt is a compact JWS of at most 3145728 characters")
+
+    async def body() -> None:
+        scheduler = RefusingScheduler()
+        info = ExecutorInfo(str(uuid.uuid4()), ("builtin",), slots=1)
+        runner = ReceiptedRunner({"builtin": GatedExecutor()})
+        service = ExecutionWorker(scheduler, runner, info, slots=1, heartbeat_seconds=5, retry_limit=0.01)
+        task = staged()
+        await scheduler.tasks.put(task)
+        service.start()
+        await until(lambda: task.task_id in scheduler.results)
+        assert scheduler.receipts_refused == 1
+        assert scheduler.results[task.task_id].outputs == TaskOutputs(return_value=b"done")
+        await service.stop(grace=1)
+
+    run(body)
