@@ -1,4 +1,4 @@
-"""In a simulated deployment the attestation service endorses evidence the simulated quoting key signed, about the key it names."""
+"""A simulated deployment endorses evidence the simulated quoting key signed, about the key it names."""
 
 from __future__ import annotations
 
