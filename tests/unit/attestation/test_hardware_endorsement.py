@@ -14,16 +14,12 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-import struct
-import uuid
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding
 from shared_fixtures import TEE_EVIDENCE
-from tee_stand_ins import nitro_document, sgx_quote, snp_report, tdx_quote
+from tee_stand_ins import nitro_document, sgx_quote, snp_certificate_table, snp_report, tdx_quote
 
 from cloister.attestation.backends import Evidence
 from cloister.attestation.certificate import new_key, report_data_for
@@ -56,25 +52,6 @@ LENIENT = TeePolicy(
     allow_debug=True,
 )
 
-_VCEK_GUID = uuid.UUID("63da758d-e664-4564-adc5-f4b93be8accd")
-_ASK_GUID = uuid.UUID("4ab7b379-bbac-4fe4-a02f-05aef327c782")
-
-
-def _snp_table(*entries: tuple[uuid.UUID, bytes]) -> bytes:
-    """A certificate table as an SNP host hands it to the guest: entries, an all-zero one, then the DER."""
-    offset = 24 * (len(entries) + 1)
-    header, body = b"", b""
-    for guid, der in entries:
-        header += guid.bytes + struct.pack("<II", offset + len(body), len(der))
-        body += der
-    return header + bytes(24) + body
-
-
-def _snp_certificates() -> bytes:
-    vcek = (TEE_EVIDENCE / "sev-snp" / "vcek_milan.der").read_bytes()
-    ask = x509.load_pem_x509_certificate((TEE_EVIDENCE / "sev-snp" / "ask_milan.pem").read_bytes())
-    return _snp_table((_VCEK_GUID, vcek), (_ASK_GUID, ask.public_bytes(Encoding.DER)))
-
 
 def _evidence(kind: str) -> Evidence:
     if kind == "sgx":
@@ -86,7 +63,7 @@ def _evidence(kind: str) -> Evidence:
             "tdx", tdx_quote(), b"", collateral=(TEE_EVIDENCE / "tdx" / "tdx_quote_collateral.json").read_bytes()
         )
     if kind == "sev-snp":
-        return Evidence("sev-snp", snp_report(), b"", certificates=_snp_certificates())
+        return Evidence("sev-snp", snp_report(), b"", certificates=snp_certificate_table())
     return Evidence("nitro", nitro_document(), b"")
 
 
