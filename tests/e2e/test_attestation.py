@@ -39,7 +39,7 @@ from cloister.attestation.certificate import TLS_NAME, new_key
 from cloister.attestation.identity import open_backend
 from cloister.attestation.verify import PeerVerifier
 from cloister.config import ATTESTATION_SERVICE, SERVICES, load_settings
-from cloister.errors import AttestationError
+from cloister.errors import AuthenticationError
 from cloister.rpc import addresses
 from cloister.rpc.channel import verified_credentials
 from cloister.rpc.identity import obtain_identity
@@ -185,11 +185,12 @@ def test_a_service_on_snp_sends_the_hosts_certificate_table(platform: RunningPla
     report carrying this key's report data, which breaks AMD's signature; the attestation service
     gets as far as checking that signature under the VCEK from the certificate table, which it
     could not without the table (or, after 2030-04-03, refuses the expired VCEK).
+    The caller sees the refusal as an authentication error.
     """
     settings = _settings(platform)
     deployment = deployment_of(settings)
     answer = with_report_data_at(snp_report(), SNP_REPORT_DATA_OFFSET)
     stand_in = StandInConfigfsTSM(tmp_path, "sev_guest", answer, auxblob=snp_certificate_table())
     backend = stand_in.backend("sev-snp")
-    with pytest.raises(AttestationError, match=r"signature does not verify under the VCEK|VCEK is valid from"):
+    with pytest.raises(AuthenticationError, match=r"signature does not verify under the VCEK|VCEK is valid from"):
         asyncio.run(obtain_identity(settings, deployment, backend, "storage"))
