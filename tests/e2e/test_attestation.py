@@ -10,6 +10,7 @@ import ssl
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
 import grpc
 import pytest
@@ -17,6 +18,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from tee_stand_ins import (
+    SNP_REPORT_DATA_OFFSET,
+    StandInConfigfsTSM,
+    sgx_quote,
+    snp_certificate_table,
+    snp_report,
+    with_report_data_at,
+)
 
 from cloister._proto import cloister_pb2 as cpb
 from cloister._proto import cloister_pb2_grpc as cgrpc
@@ -26,9 +35,12 @@ from cloister._proto import teaclave_authentication_service_pb2 as aupb
 from cloister._proto import teaclave_authentication_service_pb2_grpc as augrpc
 from cloister._proto import teaclave_frontend_service_pb2 as fpb
 from cloister._proto import teaclave_management_service_pb2_grpc as mgrpc
+from cloister.attestation.certificate import TLS_NAME, new_key
 from cloister.attestation.identity import open_backend
 from cloister.attestation.verify import PeerVerifier
-from cloister.config import SERVICES, load_settings
+from cloister.config import ATTESTATION_SERVICE, SERVICES, load_settings
+from cloister.errors import AuthenticationError
+from cloister.rpc import addresses
 from cloister.rpc.channel import verified_credentials
 from cloister.rpc.identity import obtain_identity
 from cloister.rpc.runtime import attestation_policy, deployment_of
@@ -128,3 +140,57 @@ def test_attest_command(platform: RunningPlatform) -> None:
     wrong = subprocess.run([*base, platform.frontend_address, "--service", "storage"], capture_output=True, text=True)
     assert wrong.returncode == 1
     assert "peer is teaclave_frontend_service" in wrong.stderr.replace("\n", " ")
+
+
+async def _endorse(platform: RunningPlatform, request: cpb.EndorseRequest) -> str:
+    settings = _settings(platform)
+    credentials = grpc.ssl_channel_credentials(root_certificates=deployment_of(settings).as_root_ca_pem())
+    address = addresses.resolve(settings, ATTESTATION_SERVICE)
+    async with grpc.aio.secure_channel(
+        address, credentials, options=[("grpc.ssl_target_name_override", TLS_NAME)]
+    ) as channel:
+        try:
+            await cgrpc.AttestationStub(channel).Endorse(request, timeout=10)
+        except grpc.RpcError as error:
+            return error.details() or ""
+    return "endorsed"
+
+
+def test_endorse_carries_what_verifying_hardware_evidence_needs(platform: RunningPlatform) -> None:
+    """Intel's collateral and the SNP certificate table reach the attestation service, which reads them.
+
+    No time-independent evidence could pass (the fixtures expire and bind other keys; see
+    tests/unit/attestation/test_hardware_endorsement.py), so each request is refused, and the
+    reason shows whether the field arrived.
+    """
+    public_key = new_key().public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+    def request(kind: str, quote: bytes, **fields: bytes) -> cpb.EndorseRequest:
+        return cpb.EndorseRequest(tee_backend=kind, quote=quote, public_key=public_key, service="storage", **fields)
+
+    outcomes = [
+        (request("sgx", sgx_quote()), "SGX evidence came without Intel's PCS collateral"),
+        (request("sgx", sgx_quote(), collateral=b"{}"), "not dcap-qvl's QuoteCollateralV3 JSON"),
+        (request("sev-snp", snp_report()), "came without the host's certificate table"),
+        (request("sev-snp", snp_report(), certificates=bytes(24)), "holds no VCEK or VLEK"),
+    ]
+    for sent, reason in outcomes:
+        assert reason in asyncio.run(_endorse(platform, sent))
+
+
+def test_a_service_on_snp_sends_the_hosts_certificate_table(platform: RunningPlatform, tmp_path: Path) -> None:
+    """A service's SNP evidence reaches the attestation service with the VCEK the host supplied.
+
+    The configfs-tsm stand-in (``tee_stand_ins``: a directory, not a TEE) answers with the real
+    report carrying this key's report data, which breaks AMD's signature; the attestation service
+    gets as far as checking that signature under the VCEK from the certificate table, which it
+    could not without the table (or, after 2030-04-03, refuses the expired VCEK).
+    The caller sees the refusal as an authentication error.
+    """
+    settings = _settings(platform)
+    deployment = deployment_of(settings)
+    answer = with_report_data_at(snp_report(), SNP_REPORT_DATA_OFFSET)
+    stand_in = StandInConfigfsTSM(tmp_path, "sev_guest", answer, auxblob=snp_certificate_table())
+    backend = stand_in.backend("sev-snp")
+    with pytest.raises(AuthenticationError, match=r"signature does not verify under the VCEK|VCEK is valid from"):
+        asyncio.run(obtain_identity(settings, deployment, backend, "storage"))

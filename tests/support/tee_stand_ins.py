@@ -15,11 +15,15 @@ import base64
 import contextlib
 import os
 import shutil
+import struct
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cbor2
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from shared_fixtures import TEE_EVIDENCE
 
 from cloister.attestation.producers import TSMBackend
@@ -46,6 +50,22 @@ def snp_report() -> bytes:
 
 def nitro_document() -> bytes:
     return base64.b64decode((TEE_EVIDENCE / "nitro" / "nitro_attestation.b64").read_text())
+
+
+def snp_certificate_table() -> bytes:
+    """The fixture's VCEK and ASK in a certificate table, as an SNP host hands it to its guest."""
+    vcek = (TEE_EVIDENCE / "sev-snp" / "vcek_milan.der").read_bytes()
+    ask = x509.load_pem_x509_certificate((TEE_EVIDENCE / "sev-snp" / "ask_milan.pem").read_bytes())
+    entries = [
+        (uuid.UUID("63da758d-e664-4564-adc5-f4b93be8accd"), vcek),
+        (uuid.UUID("4ab7b379-bbac-4fe4-a02f-05aef327c782"), ask.public_bytes(Encoding.DER)),
+    ]
+    offset = 24 * (len(entries) + 1)  # the entries, an all-zero end entry, then the certificates
+    header, body = b"", b""
+    for guid, der in entries:
+        header += guid.bytes + struct.pack("<II", offset + len(body), len(der))
+        body += der
+    return header + bytes(24) + body
 
 
 def unchanged(evidence: bytes) -> Answer:

@@ -289,18 +289,22 @@ class AuthorizeResponse(_message.Message):
     def __init__(self, allowed: _Optional[_Iterable[bool]] = ...) -> None: ...
 
 class EndorseRequest(_message.Message):
-    __slots__ = ("tee_backend", "quote", "evidence_signature", "public_key", "service")
+    __slots__ = ("tee_backend", "quote", "evidence_signature", "public_key", "service", "certificates", "collateral")
     TEE_BACKEND_FIELD_NUMBER: _ClassVar[int]
     QUOTE_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATES_FIELD_NUMBER: _ClassVar[int]
+    COLLATERAL_FIELD_NUMBER: _ClassVar[int]
     tee_backend: str
     quote: bytes
     evidence_signature: bytes
     public_key: bytes
     service: str
-    def __init__(self, tee_backend: _Optional[str] = ..., quote: _Optional[bytes] = ..., evidence_signature: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., service: _Optional[str] = ...) -> None: ...
+    certificates: bytes
+    collateral: bytes
+    def __init__(self, tee_backend: _Optional[str] = ..., quote: _Optional[bytes] = ..., evidence_signature: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., service: _Optional[str] = ..., certificates: _Optional[bytes] = ..., collateral: _Optional[bytes] = ...) -> None: ...
 
 class EndorseResponse(_message.Message):
     __slots__ = ("report", "signature", "certs", "client_certificate", "expires")

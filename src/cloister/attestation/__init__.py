@@ -6,7 +6,7 @@ extension of the service's certificate, where peers and Teaclave's own SDK verif
 the attestation root CA and the auditor-signed ``enclave_info.toml``.
 
 ``producers`` obtains real evidence on TDX, SEV-SNP, SGX (Gramine) and Nitro, and ``hardware``
-verifies such evidence offline into one ``Claims`` shape judged by a ``TeePolicy``. The
-attestation service still endorses ``sim`` evidence only, and everything ``sim`` produces says
-that its hardware root is simulated.
+verifies such evidence offline into one ``Claims`` shape judged by a ``TeePolicy``; the
+attestation service endorses hardware evidence that policy accepts, and ``sim`` evidence only in
+a simulated deployment, where everything ``sim`` produces says that its hardware root is simulated.
 """

@@ -32,6 +32,10 @@ class Evidence:
     signature: bytes
     certificates: bytes = b""
     """SEV-SNP: the certificate table the host supplied (VCEK, ASK, ARK), if any; else empty."""
+    collateral: bytes = b""
+    """SGX and TDX: Intel's PCS collateral for the quote (dcap-qvl's ``QuoteCollateralV3`` JSON),
+    which the attestation service needs to verify it; empty for ``sim``, SEV-SNP and Nitro, and
+    for a backend that does not fetch it (the attestation service then refuses the quote)."""
 
 
 class TEEBackend(abc.ABC):

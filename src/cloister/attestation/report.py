@@ -96,14 +96,18 @@ class ReportSigner:
         self._chain = tuple(c.public_bytes(Encoding.DER) for c in chain)
         self._tee_backend = tee_backend
 
-    def endorse(self, quote: QuoteBody, now: dt.datetime, status: str = "OK") -> EndorsedReport:
+    def endorse(
+        self, quote: QuoteBody, now: dt.datetime, status: str = "OK", tee_backend: str | None = None
+    ) -> EndorsedReport:
+        """A signed report on ``quote``; ``tee_backend`` names the platform that signed the evidence
+        (``cloisterTeeBackend``), by default the one this signer was made for."""
         report = {
             "id": secrets.token_hex(16),
             "timestamp": now.astimezone(dt.UTC).replace(tzinfo=None).strftime(_TIMESTAMP_FORMAT),
             "version": 4,
             "isvEnclaveQuoteStatus": status,
             "isvEnclaveQuoteBody": base64.b64encode(quote.to_bytes()).decode(),
-            "cloisterTeeBackend": self._tee_backend,
+            "cloisterTeeBackend": tee_backend or self._tee_backend,
         }
         body = json.dumps(report, separators=(",", ":")).encode()
         signature = self._key.sign(body, padding.PKCS1v15(), hashes.SHA256())

@@ -55,6 +55,8 @@ async def obtain_identity(
         evidence_signature=evidence.signature,
         public_key=public_key,
         service=service,
+        certificates=evidence.certificates,
+        collateral=evidence.collateral,
     )
     address = addresses.resolve(settings, ATTESTATION_SERVICE)
     credentials = grpc.ssl_channel_credentials(root_certificates=deployment.as_root_ca_pem())

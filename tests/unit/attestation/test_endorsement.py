@@ -1,4 +1,4 @@
-"""The attestation service endorses only evidence the simulated quoting key signed, about the key it names."""
+"""A simulated deployment endorses evidence the simulated quoting key signed, about the key it names."""
 
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ def test_endorses_genuine_evidence_and_refuses_the_rest(tmp_path: Path) -> None:
     tampered = Evidence("sim", evidence.quote[:112] + bytes(32) + evidence.quote[144:], evidence.signature)
     with pytest.raises(AttestationError):
         endorser.endorse(tampered, _public(key), "storage", NOW)
-    with pytest.raises(AttestationError, match="'sim' evidence only"):
-        endorser.endorse(Evidence("sgx", evidence.quote, evidence.signature), _public(key), "storage", NOW)
+    with pytest.raises(AttestationError, match="unknown kind of evidence 'quantum'"):
+        endorser.endorse(Evidence("quantum", evidence.quote, evidence.signature), _public(key), "storage", NOW)
     with pytest.raises(InvalidArgumentError):
         endorser.endorse(evidence, b"not a key", "storage", NOW)
 

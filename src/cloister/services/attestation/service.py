@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cloister._proto import cloister_pb2_grpc as cgrpc
 from cloister.attestation.certificate import TLS_NAME, new_key
 from cloister.attestation.deployment import Deployment, issue_certificate
+from cloister.attestation.hardware.tee_policy import TeePolicy
 from cloister.config import ATTESTATION_SERVICE, Settings
 from cloister.rpc import addresses
 from cloister.rpc.runtime import deployment_of, wait_for_stop_signal
@@ -49,7 +50,7 @@ def tls_credentials(deployment: Deployment) -> grpc.ServerCredentials:
 async def serve(settings: Settings) -> None:
     deployment = deployment_of(settings)
     lifetime = dt.timedelta(seconds=settings.attestation.certificate_lifetime_seconds)
-    endorser = Endorser(deployment, lifetime)
+    endorser = Endorser(deployment, lifetime, TeePolicy.from_settings(settings.tee_policy), settings.tee_backend)
     configured = settings.endpoint(ATTESTATION_SERVICE)
     server, port = await start_server(
         ATTESTATION_SERVICE,

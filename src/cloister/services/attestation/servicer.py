@@ -17,7 +17,13 @@ class AttestationServicer(cgrpc.AttestationServicer):
         self._endorser = endorser
 
     async def Endorse(self, request: cpb.EndorseRequest, context: object) -> cpb.EndorseResponse:
-        evidence = Evidence(request.tee_backend, request.quote, request.evidence_signature)
+        evidence = Evidence(
+            request.tee_backend,
+            request.quote,
+            request.evidence_signature,
+            certificates=request.certificates,
+            collateral=request.collateral,
+        )
         endorsement = self._endorser.endorse(evidence, request.public_key, request.service, dt.datetime.now(dt.UTC))
         return cpb.EndorseResponse(
             report=endorsement.report.report,

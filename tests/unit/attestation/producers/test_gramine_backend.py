@@ -67,8 +67,8 @@ def test_gramine_refusing_is_an_attestation_error(tmp_path: Path) -> None:
 
 
 def test_start_up_uses_gramine_when_it_is_there_but_the_attestation_service_refuses_its_quote(tmp_path: Path) -> None:
-    """What a service on SGX meets today: its evidence is made, and the attestation service, which
-    verifies only ``sim`` evidence so far, refuses it (docs/tee.md says so)."""
+    """What a service on SGX meets today: its evidence is made, and the attestation service refuses
+    it, because the backend does not fetch Intel's collateral for its quote yet (docs/tee.md says so)."""
     deployment = provision(tmp_path / "state", SERVICES)
     key = new_key()
     answer = with_report_data_at(sgx_quote(), SGX_REPORT_DATA_OFFSET)
@@ -78,5 +78,6 @@ def test_start_up_uses_gramine_when_it_is_there_but_the_attestation_service_refu
     assert isinstance(backend, GramineBackend)
     public = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     endorser = Endorser(deployment, dt.timedelta(hours=1))
-    with pytest.raises(AttestationError, match="verifies 'sim' evidence only, not 'sgx'"):
+    assert evidence.collateral == b""
+    with pytest.raises(AttestationError, match="SGX evidence came without Intel's PCS collateral"):
         endorser.endorse(evidence, public, "storage", dt.datetime.now(dt.UTC))
