@@ -221,6 +221,16 @@ class Scheduler:
             if task is None and mark_running:
                 logger.error("task %s has no readable record; dropping its staged element", task_id)
                 return acks, Skipped.GONE
+            if (
+                mark_running
+                and task is not None
+                and task.status is TaskStatus.RUNNING
+                and await self._unanswered(task_id)
+            ):
+                # An earlier claim of this pending task committed, but storage's answer was lost:
+                # its caller got an error and nobody runs it, so this caller gets it instead.
+                logger.info("task %s was claimed by a commit whose answer was lost; handing it out now", task_id)
+                return [Put(assignment_key(task_id), assignment_value(executor_id, task_id)), *acks], item.staged
             if task is not None and task.status is not TaskStatus.STAGED:
                 logger.info("task %s is %s, not Staged; not handing it out", task_id, task.status.wire_name)
                 return acks, Skipped.CANCELED if task.status is TaskStatus.CANCELED else Skipped.GONE
@@ -243,6 +253,18 @@ class Scheduler:
         if isinstance(outcome, StagedTask):
             logger.info("task %s handed to execution service %s", task_id, executor_id)
         return outcome
+
+    async def _unanswered(self, task_id: uuid.UUID) -> bool:
+        """Whether a pending task's stored assignment is a claim whose commit answer was lost.
+
+        A pending task is in no assignment here, so an assignment record for it can only come from
+        this scheduler's own claim that failed as far as it knew (and so answered its caller with
+        an error): the commit was applied all the same.
+        """
+        if task_id in self.state.assignments:
+            return False
+        (record,) = await self.storage.read([assignment_key(task_id)])
+        return record is not None
 
     async def pull_task_wait(
         self, executor: ExecutorInfo, timeout: float, time_left: Callable[[], float | None] = lambda: None

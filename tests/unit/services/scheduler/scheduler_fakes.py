@@ -32,6 +32,8 @@ class FakeStorage:
         self.commits: list[list[Op]] = []
         self.reads: list[bytes] = []
         self.fail_next_commits = 0
+        self.lose_next_answers = 0
+        """Commits applied whose answer is lost: the caller gets UNAVAILABLE (storage stalled as it answered)."""
         self._seq = 0
         self._version = 0
         self._events: dict[bytes, asyncio.Event] = {}
@@ -96,6 +98,9 @@ class FakeStorage:
                 self.queues[op.queue].pop(op.seq, None)
         for queue in woken:
             self._wake(queue)
+        if self.lose_next_answers:
+            self.lose_next_answers -= 1
+            raise UnavailableError("storage stopped answering")
 
     async def keys_with_prefix(self, prefix: bytes) -> list[bytes]:
         return sorted(k for k in self.kv if k.startswith(prefix + b"-"))

@@ -389,3 +389,28 @@ def test_a_caller_gone_while_its_task_is_claimed_leaves_the_task_to_the_next_one
         await scheduler.stop()
 
     run(body)
+
+
+@pytest.mark.fake_storage  # inspects the fake's queues, records or commits, or fails its commits
+def test_a_claim_committed_whose_answer_was_lost_is_handed_out_again(storage: FakeStorage) -> None:
+    """Storage applied the hand-out but stalled as it answered: the puller got an error, so the
+    task, Running and assigned in storage, belongs to nobody, and the next puller gets it."""
+
+    async def body() -> None:
+        task, staged = make_task(storage)
+        scheduler = await started(storage)
+        await until(lambda: len(scheduler.state.pending) == 1)
+        storage.lose_next_answers = 1
+        first = executor()
+        with pytest.raises(UnavailableError):
+            await scheduler.pull_task_wait(first, 1)
+        assert storage.task(task.task_id).status is TaskStatus.RUNNING  # applied all the same
+        second = executor()
+        assert await scheduler.pull_task_wait(second, 1) == staged
+        key = f"scheduler-assignment-{task.task_id}".encode()
+        assert storage.json(key) == {"executor_id": second.executor_id, "task_id": str(task.task_id)}
+        assert scheduler.state.assignments[task.task_id].executor_id == second.executor_id
+        assert storage.queues[STAGED] == {}
+        await scheduler.stop()
+
+    run(body)
