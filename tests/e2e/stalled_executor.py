@@ -1,4 +1,4 @@
-"""An execution-service stand-in that pulls one task and then never reports: killed by the test.
+"""An execution-service stand-in that pulls and confirms one task and then never reports: killed by the test.
 
 It holds a real execution identity and speaks the scheduler's protocol over attested TLS. Sent
 ``report`` on stdin, it reports an Ok result for the task late and prints the scheduler's answer
@@ -38,9 +38,11 @@ async def main(state_dir: Path) -> None:
         )
         if response.staged_task:
             break
-    print("pulled", flush=True)
     staged = decode(response.staged_task, StagedTask.from_json)
     assert staged is not None
+    confirm = cpb.ConfirmTaskRequest(executor=info, task_id=str(staged.task_id))
+    await scheduler.call(cgrpc.SchedulerStub, "ConfirmTask", confirm)
+    print("pulled", flush=True)
     # It heartbeats, listing the task as running, until it is killed: a live executor, not a lost one.
     beat = cpb.ExecutorHeartbeatRequest(executor=info, running_task_ids=[str(staged.task_id)], wait_ms=0)
     heartbeats = asyncio.create_task(_heartbeats(scheduler, beat))

@@ -232,6 +232,14 @@ class PullTaskWaitResponse(_message.Message):
     manifest: bytes
     def __init__(self, staged_task: _Optional[bytes] = ..., manifest: _Optional[bytes] = ...) -> None: ...
 
+class ConfirmTaskRequest(_message.Message):
+    __slots__ = ("executor", "task_id")
+    EXECUTOR_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    executor: ExecutorInfo
+    task_id: str
+    def __init__(self, executor: _Optional[_Union[ExecutorInfo, _Mapping]] = ..., task_id: _Optional[str] = ...) -> None: ...
+
 class ReportTaskResultRequest(_message.Message):
     __slots__ = ("update", "receipt")
     UPDATE_FIELD_NUMBER: _ClassVar[int]

@@ -730,6 +730,11 @@ class SchedulerStub:
                 request_serializer=cloister__pb2.PullTaskWaitRequest.SerializeToString,
                 response_deserializer=cloister__pb2.PullTaskWaitResponse.FromString,
                 _registered_method=True)
+        self.ConfirmTask = channel.unary_unary(
+                '/cloister.Scheduler/ConfirmTask',
+                request_serializer=cloister__pb2.ConfirmTaskRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
         self.ExecutorHeartbeat = channel.unary_unary(
                 '/cloister.Scheduler/ExecutorHeartbeat',
                 request_serializer=cloister__pb2.ExecutorHeartbeatRequest.SerializeToString,
@@ -746,6 +751,12 @@ class SchedulerServicer:
     """Missing associated documentation comment in .proto file."""
 
     def PullTaskWait(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmTask(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -770,6 +781,11 @@ def add_SchedulerServicer_to_server(servicer, server):
                     servicer.PullTaskWait,
                     request_deserializer=cloister__pb2.PullTaskWaitRequest.FromString,
                     response_serializer=cloister__pb2.PullTaskWaitResponse.SerializeToString,
+            ),
+            'ConfirmTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmTask,
+                    request_deserializer=cloister__pb2.ConfirmTaskRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'ExecutorHeartbeat': grpc.unary_unary_rpc_method_handler(
                     servicer.ExecutorHeartbeat,
@@ -809,6 +825,33 @@ class Scheduler:
             '/cloister.Scheduler/PullTaskWait',
             cloister__pb2.PullTaskWaitRequest.SerializeToString,
             cloister__pb2.PullTaskWaitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloister.Scheduler/ConfirmTask',
+            cloister__pb2.ConfirmTaskRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

@@ -58,6 +58,11 @@ class SchedulerClient:
         staged = _parse_staged_task(response.staged_task)
         return replace(staged, manifest=response.manifest) if response.manifest else staged
 
+    async def confirm_task(self, info: ExecutorInfo, task_id: uuid.UUID) -> None:
+        """Tell the scheduler this service runs ``task_id``; NotFoundError: it must not."""
+        request = cpb.ConfirmTaskRequest(executor=executor_info_to_proto(info), task_id=str(task_id))
+        await self._peer.call(cgrpc.SchedulerStub, "ConfirmTask", request)
+
     async def executor_heartbeat(
         self, info: ExecutorInfo, running: Iterable[uuid.UUID], wait: float
     ) -> list[uuid.UUID]:

@@ -36,6 +36,8 @@ class SchedulerAPI(Protocol):
 
     async def pull_task_wait(self, info: ExecutorInfo, timeout: float) -> StagedTask | None: ...
 
+    async def confirm_task(self, info: ExecutorInfo, task_id: uuid.UUID) -> None: ...
+
     async def executor_heartbeat(
         self, info: ExecutorInfo, running: Iterable[uuid.UUID], wait: float
     ) -> list[uuid.UUID]: ...
@@ -141,7 +143,7 @@ class ExecutionWorker:
                 task = await self._pull()
             except UnreadableStagedTaskError as exc:
                 logger.error("slot %d: the scheduler handed out an unreadable task: %s", number, exc)
-                if exc.task_id is not None:
+                if exc.task_id is not None and await self._confirm(exc.task_id):
                     await self._report(exc.task_id, TaskResult.err("Runtime Error: the staged task could not be read"))
                 continue
             except Exception as exc:
@@ -157,7 +159,7 @@ class ExecutionWorker:
                 await self._pause(delay)
                 continue
             backoff.reset()
-            if task is not None:
+            if task is not None and await self._confirm(task.task_id):
                 await self._execute(task)
 
     async def _pull(self) -> StagedTask | None:
@@ -173,6 +175,27 @@ class ExecutionWorker:
         if pull.cancelled():
             return None
         return pull.result()
+
+    async def _confirm(self, task_id: uuid.UUID) -> bool:
+        """Confirm a hand-out before running it; False when the task is no longer this service's.
+
+        Until the scheduler has the confirmation it may give the task to another service, so an
+        unconfirmed task is never run: retried while the scheduler is unreachable, given up
+        (and left for the scheduler to give back) only when this service stops.
+        """
+        backoff = Backoff(limit=self._retry_limit)
+        while not self._stopping.is_set():
+            try:
+                await self._scheduler.confirm_task(self.info, task_id)
+                return True
+            except _RETRYABLE as exc:
+                delay = backoff.next()
+                logger.warning("cannot confirm task %s (%s); retrying in %.1f s", task_id, exc.message, delay)
+                await self._pause(delay)
+            except CloisterError as exc:
+                logger.warning("not running task %s: %s", task_id, exc.message)
+                return False
+        return False
 
     async def _execute(self, task: StagedTask) -> None:
         job = asyncio.create_task(self._runner.run_with_receipt(task), name=f"task-{task.task_id}")

@@ -20,7 +20,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from cloister.config import SchedulerSettings
-from cloister.errors import CloisterError
+from cloister.errors import CloisterError, NotFoundError
 from cloister.model.executors import ExecutorInfo, kind_of
 from cloister.model.tasks import (
     REASON_EXECUTOR_TIMEOUT,
@@ -60,6 +60,8 @@ _PAUSE_SLACK_SECONDS = 1.0
 ANSWER_MARGIN_SECONDS = 2.0
 """A hand-out is answered only with at least this much of its caller's deadline left; with less
 (the scheduler was stopped, say), the caller may be gone and the task goes back to the queue."""
+_NEVER_TOLD = "was gone before it was told"
+_NEVER_CONFIRMED = "never confirmed it"
 T = TypeVar("T")
 
 
@@ -209,8 +211,14 @@ class Scheduler:
             guard.try_acquire(item.task_id)
         return item
 
-    async def claim(self, item: PendingTask, executor_id: str, *, mark_running: bool) -> StagedTask | Skipped:
-        """Assign a taken task to ``executor_id`` in one commit (Running too, if ``mark_running``)."""
+    async def claim(
+        self, item: PendingTask, executor_id: str, *, mark_running: bool, offered: bool = False
+    ) -> StagedTask | Skipped:
+        """Assign a taken task to ``executor_id`` in one commit (Running too, if ``mark_running``).
+
+        ``offered``: the execution service confirms the hand-out (:meth:`confirm`) before it runs
+        the task, and until then the task may go back to the queue (:meth:`give_back`).
+        """
         task_id = item.task_id
         acks: list[Op] = [] if item.seq is None else [Ack(STAGED_TASK_QUEUE, item.seq)]
         cancel_seq = self.state.to_cancel.get(task_id)
@@ -244,7 +252,8 @@ class Scheduler:
             if cancel_seq is not None:
                 self.state.to_cancel.pop(task_id, None)
             elif isinstance(outcome, StagedTask):
-                self.state.assignments[task_id] = Assignment(executor_id, task_id, self.now())
+                offer = item if offered else None
+                self.state.assignments[task_id] = Assignment(executor_id, task_id, self.now(), offer)
         except BaseException:
             self.state.pending.push(item, front=True)
             raise
@@ -271,9 +280,11 @@ class Scheduler:
     ) -> StagedTask | None:
         """A task ``executor`` can run, already Running and assigned to it; None after ``timeout``.
 
-        ``time_left`` is what remains of the caller's deadline (None: no deadline). A task claimed
-        for a caller that went away, or is about to, is given back (:meth:`give_back`), so a
-        scheduler stopped in the middle of a hand-out loses no task.
+        The hand-out is an offer until the service confirms it (:meth:`confirm`): an answer lost
+        on the way (a connection broken while the scheduler was stopped, say) sends the task back
+        to the queue after ``executor_timeout_seconds`` instead of losing it. ``time_left`` is what
+        remains of the caller's deadline (None: no deadline); a task claimed for a caller that
+        went away, or is about to, is given back at once.
         """
         timeout = min(max(timeout, 0.0), MAX_PULL_WAIT_SECONDS)
         kinds = frozenset(executor.executors)
@@ -292,7 +303,7 @@ class Scheduler:
                     left = time_left()
                     if left is None or left >= ANSWER_MARGIN_SECONDS:
                         return outcome
-                    await shielded(self.give_back(item, executor.executor_id))
+                    await shielded(self.give_back(item.task_id, executor.executor_id, _NEVER_TOLD))
                     return None
                 remaining = deadline - loop.time()
                 if remaining <= 0:
@@ -308,34 +319,53 @@ class Scheduler:
     async def _claim_for_caller(self, item: PendingTask, executor_id: str) -> StagedTask | Skipped:
         """:meth:`claim` for a waiting caller; if the caller goes away meanwhile, the claim still
         finishes (memory must match storage) and a task it assigned is given back."""
-        claim = asyncio.ensure_future(self.claim(item, executor_id, mark_running=True))
+        claim = asyncio.ensure_future(self.claim(item, executor_id, mark_running=True, offered=True))
         try:
             return await asyncio.shield(claim)
         except asyncio.CancelledError:
-            claim.add_done_callback(functools.partial(self._give_back_unanswered, item, executor_id))
+            claim.add_done_callback(functools.partial(self._give_back_unanswered, item.task_id, executor_id))
             raise
 
-    def _give_back_unanswered(self, item: PendingTask, executor_id: str, claim: asyncio.Future[Any]) -> None:
+    def _give_back_unanswered(self, task_id: uuid.UUID, executor_id: str, claim: asyncio.Future[Any]) -> None:
         if claim.cancelled() or claim.exception() is not None:
             _log_failure(claim)
         elif isinstance(claim.result(), StagedTask):
-            task = asyncio.ensure_future(self.give_back(item, executor_id))
+            task = asyncio.ensure_future(self.give_back(task_id, executor_id, _NEVER_TOLD))
             self._giving_back.add(task)
             task.add_done_callback(self._giving_back.discard)
             task.add_done_callback(_log_failure)
 
-    async def give_back(self, item: PendingTask, executor_id: str) -> None:
-        """Put a task claimed for ``executor_id`` back in the queue: its answer was never sent.
+    async def confirm(self, executor: ExecutorInfo, task_id: uuid.UUID) -> None:
+        """``executor`` has the task it was handed and runs it now: it can no longer be given back.
 
-        The caller is gone, so the execution service never saw the task, and it goes back to
-        Staged with a new queue element, in one commit that deletes the assignment. If the commit
-        fails the task stays assigned, and the lost-executor monitor fails it as lost.
+        Raises NotFoundError when the task is not (or no longer) assigned to it: it was given back
+        before the confirmation came, cancelled or failed, and the service must not run it.
         """
-        task_id = item.task_id
+        executor_id = executor.executor_id
+        self.state.see(executor_id, self.now())
         async with self.state.guard.exclusive(task_id):
             assignment = self.state.assignments.get(task_id)
             if assignment is None or assignment.executor_id != executor_id:
-                return  # cancelled or failed meanwhile
+                raise NotFoundError(
+                    f"task {task_id} is not assigned to execution service {executor_id}: "
+                    "it was given back, cancelled or ended before this service confirmed it"
+                )
+            assignment.offer = None
+            assignment.last_present = self.now()
+
+    async def give_back(self, task_id: uuid.UUID, executor_id: str, why: str) -> None:
+        """Put a task offered to ``executor_id`` and not confirmed back in the queue.
+
+        Unconfirmed, the execution service has not run the task, and never will (its confirmation
+        is refused from now on), so it goes back to Staged with a new queue element, in one commit
+        that deletes the assignment. If the commit fails the task stays offered and is given back
+        later. A confirmed task is left alone: it is the service's to run or lose.
+        """
+        async with self.state.guard.exclusive(task_id):
+            assignment = self.state.assignments.get(task_id)
+            if assignment is None or assignment.executor_id != executor_id or assignment.offer is None:
+                return  # confirmed, cancelled or ended meanwhile
+            item = assignment.offer
 
             async def restage(task: TaskState | None) -> tuple[list[Op], None]:
                 ops: list[Op] = [Delete(assignment_key(task_id))]
@@ -349,9 +379,7 @@ class Scheduler:
 
             await rewrite_task(self.storage, task_id, restage)
             del self.state.assignments[task_id]
-        logger.warning(
-            "task %s goes back to the queue: execution service %s was gone before it was told", task_id, executor_id
-        )
+        logger.warning("task %s goes back to the queue: execution service %s %s", task_id, executor_id, why)
 
     # --- heartbeats ----------------------------------------------------------------------
 
@@ -443,18 +471,30 @@ class Scheduler:
                 reason = f"{REASON_EXECUTOR_TIMEOUT}: execution service {executor_id} stopped answering"
                 lost = self.state.assigned_to(executor_id)
                 for assignment in lost:
-                    await self.fail_assignment(assignment, reason)
+                    await self._lose(assignment, reason)
                 still_silent = now - record.last_seen > timeout
                 if still_silent and self.state.executors.get(executor_id) is record:
                     del self.state.executors[executor_id]
                     record.wake()
                 if lost:
-                    logger.warning("execution service %s stopped answering; %d task(s) failed", executor_id, len(lost))
+                    logger.warning(
+                        "execution service %s stopped answering; %d task(s) failed or went back to the queue",
+                        executor_id,
+                        len(lost),
+                    )
             elif record.reports_running:
                 reason = f"{REASON_EXECUTOR_TIMEOUT}: execution service {executor_id} is not running the task"
                 for assignment in self.state.assigned_to(executor_id):
                     if now - assignment.last_present > timeout:
-                        await self.fail_assignment(assignment, reason)
+                        await self._lose(assignment, reason)
+
+    async def _lose(self, assignment: Assignment, reason: str) -> None:
+        """A task its execution service lost: an unconfirmed hand-out never ran and goes back to the
+        queue; a confirmed one may have run, so it fails with ``reason`` rather than run twice."""
+        if assignment.offer is not None:
+            await self.give_back(assignment.task_id, assignment.executor_id, _NEVER_CONFIRMED)
+        else:
+            await self.fail_assignment(assignment, reason)
 
     async def fail_assignment(self, assignment: Assignment, reason: str) -> None:
         """End an assigned task as Failed with ``reason`` (if it is still Staged or Running)."""

@@ -12,7 +12,7 @@ from cloister._proto import teaclave_scheduler_service_pb2 as spb
 from cloister._proto import teaclave_scheduler_service_pb2_grpc as sgrpc
 from cloister.errors import UnimplementedError
 from cloister.model.tasks import StagedTask
-from cloister.rpc.convert.scheduling import executor_info_from_proto, task_ids_from_proto
+from cloister.rpc.convert.scheduling import executor_info_from_proto, parse_uuid, task_ids_from_proto
 from cloister.rpc.convert.tasks import task_result_from_proto
 from cloister.services.scheduler.dispatcher import Scheduler
 from cloister.services.scheduler.results import TaskResults
@@ -46,6 +46,11 @@ class SchedulerServicer(cgrpc.SchedulerServicer):
         if staged is None:
             return cpb.PullTaskWaitResponse()
         return cpb.PullTaskWaitResponse(staged_task=_staged_bytes(staged), manifest=staged.manifest or b"")
+
+    async def ConfirmTask(self, request: cpb.ConfirmTaskRequest, context: object) -> empty_pb2.Empty:
+        task_id = parse_uuid(request.task_id, "task id")
+        await self._scheduler.confirm(executor_info_from_proto(request.executor), task_id)
+        return _EMPTY
 
     async def ExecutorHeartbeat(
         self, request: cpb.ExecutorHeartbeatRequest, context: object

@@ -44,6 +44,10 @@ class Assignment:
     task_id: uuid.UUID
     last_present: float
     """When the executor last said it runs the task (or was handed it)."""
+    offer: PendingTask | None = None
+    """Set while a hand-out awaits the execution service's ConfirmTask: until then the task may go
+    back to the queue (its answer may never have arrived); after it, the task is the service's to
+    run or lose. None for confirmed tasks, Teaclave hand-outs and assignments restored from storage."""
 
 
 @dataclass

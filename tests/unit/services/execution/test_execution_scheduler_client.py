@@ -56,6 +56,15 @@ def test_an_unreadable_staged_task_names_its_task_when_it_can() -> None:
     assert error.value.task_id is None
 
 
+def test_confirm_task_names_the_executor_and_the_task() -> None:
+    peer = FakePeer(None)
+    task_id = uuid.uuid4()
+    asyncio.run(SchedulerClient(peer).confirm_task(INFO, task_id))  # type: ignore[arg-type]
+    method, request, _ = peer.calls[0]
+    assert method == "ConfirmTask" and request.task_id == str(task_id)
+    assert request.executor.executor_id == INFO.executor_id
+
+
 def test_heartbeat_sends_running_ids_and_ignores_junk_answers() -> None:
     cancel = uuid.uuid4()
     peer = FakePeer(cpb.ExecutorHeartbeatResponse(cancel_task_ids=[str(cancel), "junk"]))

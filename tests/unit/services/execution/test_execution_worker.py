@@ -9,7 +9,14 @@ from collections.abc import Iterable
 import pytest
 from async_helpers import run, until
 
-from cloister.errors import DiskFullError, MalformedRequestError, UnavailableError, error_for_status
+from cloister.errors import (
+    DeadlineExceededError,
+    DiskFullError,
+    MalformedRequestError,
+    NotFoundError,
+    UnavailableError,
+    error_for_status,
+)
 from cloister.executors import BuiltinExecutor, Executor, TaskIO
 from cloister.model.executors import ExecutorInfo
 from cloister.model.tasks import StagedTask, TaskOutputs, TaskResult
@@ -32,6 +39,13 @@ class FakeScheduler:
         self.report_errors: list[Exception] = []
         self.heartbeat_errors: list[Exception] = []
         self.heartbeats: list[tuple[uuid.UUID, ...]] = []
+        self.confirm_errors: list[Exception] = []
+        self.confirm_calls: list[uuid.UUID] = []
+
+    async def confirm_task(self, info: ExecutorInfo, task_id: uuid.UUID) -> None:
+        self.confirm_calls.append(task_id)
+        if self.confirm_errors:
+            raise self.confirm_errors.pop(0)
 
     async def pull_task_wait(self, info: ExecutorInfo, timeout: float) -> StagedTask | None:
         try:
@@ -132,6 +146,44 @@ def test_a_cancelled_task_stops_while_another_keeps_running() -> None:
         await until(lambda: second.task_id in scheduler.results)
         assert scheduler.results[second.task_id].outputs == TaskOutputs(return_value=str(second.task_id).encode())
         assert first.task_id not in scheduler.results  # the scheduler already marked it Canceled
+        await service.stop(grace=1)
+
+    run(body)
+
+
+def test_a_task_is_run_only_after_the_scheduler_took_its_confirmation() -> None:
+    async def body() -> None:
+        scheduler, executor = FakeScheduler(), GatedExecutor()
+        # The scheduler is unreachable for a while, then answers: the task runs, confirmed once.
+        scheduler.confirm_errors = [UnavailableError("down"), DeadlineExceededError("slow")]
+        service = worker(scheduler, executor, slots=1)
+        task = staged()
+        await scheduler.tasks.put(task)
+        service.start()
+        await until(lambda: task.task_id in executor.started)
+        assert scheduler.confirm_calls == [task.task_id] * 3 and scheduler.confirm_errors == []
+        executor.gates[task.task_id].set()
+        await until(lambda: task.task_id in scheduler.results)
+        await service.stop(grace=1)
+
+    run(body)
+
+
+def test_a_task_whose_confirmation_is_refused_is_not_run() -> None:
+    async def body() -> None:
+        scheduler, executor = FakeScheduler(), GatedExecutor()
+        given_back, next_one = staged(), staged()
+        scheduler.confirm_errors = [NotFoundError(f"task {given_back.task_id} is not assigned to this service")]
+        service = worker(scheduler, executor, slots=1)
+        await scheduler.tasks.put(given_back)
+        await scheduler.tasks.put(next_one)
+        service.start()
+        await until(lambda: next_one.task_id in executor.started)
+        assert given_back.task_id not in executor.started
+        assert given_back.task_id not in service.running_task_ids
+        executor.gates[next_one.task_id].set()
+        await until(lambda: next_one.task_id in scheduler.results)
+        assert given_back.task_id not in scheduler.results
         await service.stop(grace=1)
 
     run(body)

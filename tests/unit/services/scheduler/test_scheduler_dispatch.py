@@ -11,7 +11,7 @@ from async_helpers import run, until
 from scheduler_fakes import CANCEL, STAGED, FakeStorage, cancel, engine_storage, make_task, pytest_generate_tests  # noqa: F401 - the fixture, the hook
 
 from cloister.config import SchedulerSettings
-from cloister.errors import UnavailableError
+from cloister.errors import NotFoundError, UnavailableError
 from cloister.model.executors import ExecutorInfo
 from cloister.model.tasks import REASON_CANCELED_BY_USER, Actor, StagedElement, TaskResult, TaskStatus, transition
 from cloister.services.scheduler.dispatcher import Scheduler
@@ -233,6 +233,7 @@ def test_the_schedulers_own_pause_is_not_executors_silence(storage: FakeStorage)
         scheduler._monitor_interval = 0.5  # ticks are driven by hand here; the real monitor sleeps on
         me = executor()
         await scheduler.pull_task_wait(me, 5)
+        await scheduler.confirm(me, task.task_id)  # it runs the task
         scheduler.monitor_tick()
         clock.now += 0.5 + 20  # the monitor woke 20 s late: the scheduler was stopped
         scheduler.monitor_tick()
@@ -256,6 +257,7 @@ def test_a_lost_executors_task_fails_with_the_timeout_reason(storage: FakeStorag
         scheduler = await started(storage, timeout=0.5, clock=clock)
         me = executor()
         await scheduler.pull_task_wait(me, 5)
+        await scheduler.confirm(me, task.task_id)  # it runs the task
         await scheduler.check_executors()
         assert storage.task(task.task_id).status is TaskStatus.RUNNING
         clock.now += 1
@@ -279,6 +281,7 @@ def test_a_task_its_live_executor_stops_listing_fails_too(storage: FakeStorage) 
         scheduler = await started(storage, timeout=0.5, clock=clock)
         me = executor()
         await scheduler.pull_task_wait(me, 5)
+        await scheduler.confirm(me, task.task_id)  # it runs the task
         clock.now += 1
         assert await scheduler.executor_heartbeat(me, [], 0) == []  # alive, but not running it
         await scheduler.check_executors()
@@ -411,6 +414,92 @@ def test_a_claim_committed_whose_answer_was_lost_is_handed_out_again(storage: Fa
         assert storage.json(key) == {"executor_id": second.executor_id, "task_id": str(task.task_id)}
         assert scheduler.state.assignments[task.task_id].executor_id == second.executor_id
         assert storage.queues[STAGED] == {}
+        await scheduler.stop()
+
+    run(body)
+
+
+@pytest.mark.parametrize("executor_state", ["alive", "silent"])
+def test_a_hand_out_never_confirmed_goes_back_to_the_queue(storage: FakeStorage, executor_state: str) -> None:
+    """The answer to PullTaskWait was lost on the way (the connection broke while the scheduler
+    was stopped, say): the execution service never confirms, so the task runs elsewhere instead
+    of failing as lost, and the late confirmation is refused."""
+
+    async def body() -> None:
+        clock = Clock()
+        task, staged = make_task(storage)
+        scheduler = await started(storage, timeout=0.5, clock=clock)
+        first = executor()
+        assert await scheduler.pull_task_wait(first, 5) == staged
+        clock.now += 1
+        if executor_state == "alive":
+            assert await scheduler.executor_heartbeat(first, [], 0) == []
+        await scheduler.check_executors()
+        stored = storage.task(task.task_id)
+        assert stored.status is TaskStatus.STAGED and stored.result == TaskResult()
+        assert await storage.get(f"scheduler-assignment-{task.task_id}".encode()) is None
+        with pytest.raises(NotFoundError, match="not assigned to execution service"):
+            await scheduler.confirm(first, task.task_id)
+        second = executor()
+        assert await scheduler.pull_task_wait(second, 5) == staged
+        await scheduler.confirm(second, task.task_id)
+        assert storage.task(task.task_id).status is TaskStatus.RUNNING
+        assert scheduler.state.assignments[task.task_id].executor_id == second.executor_id
+        await scheduler.stop()
+
+    run(body)
+
+
+def test_a_confirmed_task_is_never_given_back_and_only_its_executor_confirms(storage: FakeStorage) -> None:
+    async def body() -> None:
+        task, _ = make_task(storage)
+        scheduler = await started(storage)
+        me = executor()
+        await scheduler.pull_task_wait(me, 5)
+        with pytest.raises(NotFoundError):
+            await scheduler.confirm(executor(), task.task_id)  # another service cannot confirm it
+        await scheduler.confirm(me, task.task_id)
+        await scheduler.confirm(me, task.task_id)  # a retried confirmation whose answer was lost
+        await scheduler.give_back(task.task_id, me.executor_id, "test")
+        assert storage.task(task.task_id).status is TaskStatus.RUNNING
+        assert scheduler.state.assignments[task.task_id].executor_id == me.executor_id
+        await scheduler.stop()
+
+    run(body)
+
+
+@pytest.mark.fake_storage  # inspects the fake's queues, records or commits, or fails its commits
+def test_a_confirmation_racing_the_give_back_is_refused(storage: FakeStorage) -> None:
+    """Whichever of the two the scheduler takes first wins; here the give-back's commit is in flight."""
+
+    async def body() -> None:
+        clock = Clock()
+        task, staged = make_task(storage)
+        scheduler = await started(storage, timeout=0.5, clock=clock)
+        me = executor()
+        await scheduler.pull_task_wait(me, 5)
+        committing, release = asyncio.Event(), asyncio.Event()
+        real_commit = storage.commit
+
+        async def held_commit(ops: list[object]) -> None:
+            committing.set()
+            await release.wait()
+            await real_commit(ops)  # type: ignore[arg-type]
+
+        storage.commit = held_commit  # type: ignore[method-assign]
+        clock.now += 1
+        monitor = asyncio.create_task(scheduler.check_executors())
+        await committing.wait()
+        confirming = asyncio.create_task(scheduler.confirm(me, task.task_id))
+        await asyncio.sleep(0.05)
+        assert not confirming.done()  # it waits for the give-back's commit
+        storage.commit = real_commit  # type: ignore[method-assign]
+        release.set()
+        await monitor
+        with pytest.raises(NotFoundError):
+            await confirming
+        assert storage.task(task.task_id).status is TaskStatus.STAGED
+        assert await scheduler.pull_task_wait(executor(), 5) == staged
         await scheduler.stop()
 
     run(body)

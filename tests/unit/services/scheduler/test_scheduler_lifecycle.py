@@ -85,6 +85,7 @@ def test_a_result_for_a_task_that_ended_meanwhile_changes_nothing(storage: FakeS
         scheduler = await started(storage, clock, timeout=0.5)
         me = executor()
         await scheduler.pull_task_wait(me, 5)
+        await scheduler.confirm(me, task.task_id)  # it runs the task
         if how == "cancelled":
             cancel(storage, task)
             await until(lambda: storage.task(task.task_id).status is TaskStatus.CANCELED)

@@ -14,7 +14,7 @@ from cloister._proto import cloister_pb2 as cpb
 from cloister._proto import teaclave_common_pb2 as common
 from cloister._proto import teaclave_scheduler_service_pb2 as spb
 from cloister.config import SchedulerSettings
-from cloister.errors import FailedOperationError, MalformedRequestError, UnimplementedError
+from cloister.errors import FailedOperationError, MalformedRequestError, NotFoundError, UnimplementedError
 from cloister.model.files import OutputFile
 from cloister.model.tasks import TaskOutputs, TaskResult, TaskState, TaskStatus
 from cloister.services.scheduler.dispatcher import Scheduler
@@ -197,6 +197,12 @@ def test_servicers_decode_and_encode(storage: FakeStorage) -> None:
         assert json.loads(response.staged_task) == staged.to_json()
         empty = await cloister.PullTaskWait(cpb.PullTaskWaitRequest(executor=info, timeout_ms=10), waiting)  # type: ignore[arg-type]
         assert empty.staged_task == b""
+        with pytest.raises(MalformedRequestError, match="invalid task id"):
+            await cloister.ConfirmTask(cpb.ConfirmTaskRequest(executor=info, task_id="junk"), None)
+        with pytest.raises(NotFoundError):
+            await cloister.ConfirmTask(cpb.ConfirmTaskRequest(executor=info, task_id=str(uuid.uuid4())), None)
+        await cloister.ConfirmTask(cpb.ConfirmTaskRequest(executor=info, task_id=str(task.task_id)), None)
+        assert scheduler.state.assignments[task.task_id].offer is None
         beat = await cloister.ExecutorHeartbeat(
             cpb.ExecutorHeartbeatRequest(executor=info, running_task_ids=[str(task.task_id), "junk"], wait_ms=10), None
         )
