@@ -342,7 +342,6 @@ class Scheduler:
         before the confirmation came, cancelled or failed, and the service must not run it.
         """
         executor_id = executor.executor_id
-        self.state.see(executor_id, self.now())
         async with self.state.guard.exclusive(task_id):
             assignment = self.state.assignments.get(task_id)
             if assignment is None or assignment.executor_id != executor_id:
@@ -352,6 +351,7 @@ class Scheduler:
                 )
             assignment.offer = None
             assignment.last_present = self.now()
+            self.state.see(executor_id, assignment.last_present)  # only a known executor is refreshed
 
     async def give_back(self, task_id: uuid.UUID, executor_id: str, why: str) -> None:
         """Put a task offered to ``executor_id`` and not confirmed back in the queue.

@@ -34,6 +34,7 @@ class FakeStorage:
         self.fail_next_commits = 0
         self.lose_next_answers = 0
         """Commits applied whose answer is lost: the caller gets UNAVAILABLE (storage stalled as it answered)."""
+        self._held: tuple[asyncio.Event, asyncio.Event] | None = None
         self._seq = 0
         self._version = 0
         self._events: dict[bytes, asyncio.Event] = {}
@@ -72,8 +73,17 @@ class FakeStorage:
         self.reads.extend(keys)
         return [self.kv.get(k) for k in keys]
 
+    def hold_next_commit(self) -> tuple[asyncio.Event, asyncio.Event]:
+        """(committing, release): the next commit sets ``committing``, then waits for ``release``."""
+        self._held = (asyncio.Event(), asyncio.Event())
+        return self._held
+
     async def commit(self, ops: Sequence[Op]) -> None:
         await asyncio.sleep(0)  # a real commit yields to the loop
+        if self._held is not None:
+            (committing, release), self._held = self._held, None
+            committing.set()
+            await release.wait()
         if self.fail_next_commits:
             self.fail_next_commits -= 1
             raise UnavailableError("storage is down")

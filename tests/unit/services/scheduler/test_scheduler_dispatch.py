@@ -370,19 +370,10 @@ def test_a_caller_gone_while_its_task_is_claimed_leaves_the_task_to_the_next_one
         task, staged = make_task(storage)
         scheduler = await started(storage)
         await until(lambda: len(scheduler.state.pending) == 1)
-        committing, release = asyncio.Event(), asyncio.Event()
-        real_commit = storage.commit
-
-        async def held_commit(ops: list[object]) -> None:
-            committing.set()
-            await release.wait()
-            await real_commit(ops)  # type: ignore[arg-type]
-
-        storage.commit = held_commit  # type: ignore[method-assign]
+        committing, release = storage.hold_next_commit()
         gone = asyncio.create_task(scheduler.pull_task_wait(executor(), 5))
         await committing.wait()
         gone.cancel()  # its RPC was cancelled, or passed its deadline
-        storage.commit = real_commit  # type: ignore[method-assign]
         release.set()
         with pytest.raises(asyncio.CancelledError):
             await gone
@@ -478,22 +469,13 @@ def test_a_confirmation_racing_the_give_back_is_refused(storage: FakeStorage) ->
         scheduler = await started(storage, timeout=0.5, clock=clock)
         me = executor()
         await scheduler.pull_task_wait(me, 5)
-        committing, release = asyncio.Event(), asyncio.Event()
-        real_commit = storage.commit
-
-        async def held_commit(ops: list[object]) -> None:
-            committing.set()
-            await release.wait()
-            await real_commit(ops)  # type: ignore[arg-type]
-
-        storage.commit = held_commit  # type: ignore[method-assign]
+        committing, release = storage.hold_next_commit()
         clock.now += 1
         monitor = asyncio.create_task(scheduler.check_executors())
         await committing.wait()
         confirming = asyncio.create_task(scheduler.confirm(me, task.task_id))
         await asyncio.sleep(0.05)
         assert not confirming.done()  # it waits for the give-back's commit
-        storage.commit = real_commit  # type: ignore[method-assign]
         release.set()
         await monitor
         with pytest.raises(NotFoundError):
