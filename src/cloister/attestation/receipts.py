@@ -26,7 +26,6 @@ import binascii
 import datetime as dt
 import hashlib
 import json
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -36,14 +35,13 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from cryptography.utils import CryptographyDeprecationWarning
 
 from cloister.attestation.backends import Evidence
 from cloister.attestation.certificate import ec_public_key_of
 from cloister.attestation.enclave_info import EnclaveInfo
 from cloister.attestation.measurement import enclave_name
 from cloister.attestation.quote import QuoteBody
-from cloister.attestation.report import AttestationPolicy
+from cloister.attestation.report import AttestationPolicy, load_der_certificate
 from cloister.attestation.sim import verify_simulated_evidence
 from cloister.attestation.verify import verify_attested_certificate
 from cloister.errors import AttestationError
@@ -278,15 +276,11 @@ def verify_receipt(
 
 def _signing_key(cert_der: bytes) -> ec.EllipticCurvePublicKey:
     """The P-256 key of the receipt's certificate, parsed as far as the verifier will read it."""
-    try:  # cryptography parses lazily: a damaged certificate can fail at any of these
-        with warnings.catch_warnings():
-            # A serial number that is not positive: cryptography warns and will refuse it; so do we
-            # (every certificate a Cloister deployment issues has a random positive one).
-            warnings.simplefilter("error", CryptographyDeprecationWarning)
-            parsed = x509.load_der_x509_certificate(cert_der)
-            _ = parsed.extensions, parsed.not_valid_before_utc, parsed.not_valid_after_utc
-            return ec_public_key_of(parsed)
-    except (ValueError, x509.InvalidVersion, UnsupportedAlgorithm, CryptographyDeprecationWarning):
+    parsed = load_der_certificate(cert_der, "receipt certificate")
+    try:  # cryptography parses the rest lazily: a damaged certificate can fail at any of these
+        _ = parsed.extensions, parsed.not_valid_before_utc, parsed.not_valid_after_utc
+        return ec_public_key_of(parsed)
+    except (ValueError, x509.InvalidVersion, x509.DuplicateExtension, UnsupportedAlgorithm):
         raise AttestationError("receipt certificate is not a valid DER certificate") from None
 
 

@@ -14,9 +14,14 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
+import jwt
 import pytest
 from attestation_helpers import make_identity
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from cloister.attestation.certificate import build_certificate, endorsed_report_of
 from cloister.attestation.deployment import Deployment, provision
 from cloister.attestation.enclave_info import EnclaveIdentity, EnclaveInfo
 from cloister.attestation.identity import ServiceIdentity, open_backend
@@ -213,6 +218,8 @@ def test_receipt_shape_follows_ear(deployment: Deployment, execution: ServiceIde
 
 
 def test_one_changed_byte_anywhere_fails(deployment: Deployment, execution: ServiceIdentity) -> None:
+    # Every refusal must be an AttestationError: a fresh receipt each run once met a change that
+    # made cryptography warn instead (see the negative-serial test below, which pins that case).
     token = _receipt(deployment, execution)
     _verify(deployment, token)
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -221,6 +228,32 @@ def test_one_changed_byte_anywhere_fails(deployment: Deployment, execution: Serv
         tampered = token[:position] + other + token[position + 1 :]
         with pytest.raises(AttestationError):
             _verify(deployment, tampered)
+
+
+def test_a_report_signer_whose_serial_is_negative_is_refused_not_raised(
+    deployment: Deployment, execution: ServiceIdentity
+) -> None:
+    """What made the test above flaky, made deterministic. Inside the x5c certificate, the report's
+    signing certificate is a JSON array of byte values; one changed character of the token turned
+    a digit of its serial's first byte ("102" into "202") and made the serial negative, and the
+    verifier let cryptography's CryptographyDeprecationWarning out (an exception under pytest's
+    ``filterwarnings = error``) instead of refusing. Signed here with the attested key itself, so
+    the damaged certificate gets past the JWS signature to the report's chain."""
+    token = _receipt(deployment, execution)
+    key = serialization.load_pem_private_key(execution.private_key_pem, None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    endorsed = endorsed_report_of(x509.load_pem_x509_certificate(execution.server_certificate_pem))
+    signer = bytearray(endorsed.certs[0])
+    serial = signer.index(b"\xa0\x03\x02\x01\x02\x02") + 7  # after version v3, INTEGER and its length
+    signer[serial] |= 0x80
+    damaged = replace(endorsed, certs=(bytes(signer), *endorsed.certs[1:]))
+    certificate = build_certificate(key, "execution", damaged, dt.datetime.now(dt.UTC), dt.timedelta(hours=1))
+    payload = token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    x5c = [base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode()]
+    forged = jwt.encode(claims, key, algorithm="ES256", headers={"typ": "cloister-receipt+jwt", "x5c": x5c})
+    with pytest.raises(AttestationError, match="report-signing certificate's serial number is not positive"):
+        _verify(deployment, forged)
 
 
 def test_receipt_file_allows_one_newline_only() -> None:
