@@ -1,6 +1,8 @@
-"""Receipts and approved manifests end to end: a task's receipt verifies offline with the CLI and
-fails after one byte of it is changed; a task whose arguments an insider changes in storage after
-approval is refused by the execution service, does not run, and the refusal is audited."""
+"""Receipts and approved manifests end to end: a task's receipt verifies offline with the CLI, with
+the manifest served next to it, and fails after one byte of either is changed; a task with a
+megabyte of arguments gets a small receipt all the same; a task whose arguments an insider changes
+in storage after approval is refused by the execution service, does not run, and the refusal is
+audited."""
 
 from __future__ import annotations
 
@@ -37,21 +39,36 @@ def test_receipt_verifies_with_the_cli_and_fails_after_one_changed_byte(
     root.frontend.invoke_task(task_id)
     assert root.frontend.get_task_result(task_id) == b"receipted"
 
-    receipt = tmp_path / "receipt.jws"
-    fetched = _cloister(platform, "receipt", "get", task_id, "--state-dir", platform.state_dir, "-o", receipt)
+    receipt, manifest = tmp_path / "receipt.jws", tmp_path / "manifest.json"
+    fetched = _cloister(
+        platform, "receipt", "get", task_id, "--state-dir", platform.state_dir, "-o", receipt, "--manifest", manifest
+    )
     assert fetched.returncode == 0, fetched.stderr
+    assert json.loads(manifest.read_bytes())["terms"]["arguments"] == {"message": "receipted"}
     verified = _cloister(platform, "receipt", "verify", receipt, "--state-dir", platform.state_dir)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert f"task:           {task_id} (Finished)" in verified.stdout
+    assert f"function:       {function_id}\n" in verified.stdout
+    assert "manifest:       not given" in verified.stdout
     assert "signed by:      teaclave_execution_service (sim" in verified.stdout
     assert "task evidence:  signature checked" in verified.stdout
     assert verified.stdout.rstrip().endswith("VERIFIED")
-    # With the published trust files only, as a participant elsewhere would check it.
+    # With the published trust files only, as a participant elsewhere would check it, and the manifest.
     published = _cloister(
         platform, "receipt", "verify", receipt, "--as-root-ca", platform.as_root_ca,
-        "--enclave-info", platform.enclave_info, "--state-dir", tmp_path / "nowhere",
+        "--enclave-info", platform.enclave_info, "--state-dir", tmp_path / "nowhere", "--manifest", manifest,
     )  # fmt: skip
     assert published.returncode == 0, published.stdout + published.stderr
+    assert f"function:       {function_id} (builtin-echo)" in published.stdout
+    assert f"participants:   {platform.admin_user}" in published.stdout
+
+    changed_manifest = tmp_path / "changed-manifest.json"
+    changed_manifest.write_bytes(manifest.read_bytes().replace(b'"receipted"', b'"Receipted"'))
+    refused = _cloister(
+        platform, "receipt", "verify", receipt, "--state-dir", platform.state_dir, "--manifest", changed_manifest
+    )
+    assert refused.returncode == 1, refused.stdout
+    assert refused.stdout.startswith("NOT VERIFIED: the manifest does not hash to the receipt's manifest_hash")
 
     data = bytearray(receipt.read_bytes())
     for position in (10, len(data) // 2, len(data) - 5):  # header, payload, signature
@@ -62,6 +79,32 @@ def test_receipt_verifies_with_the_cli_and_fails_after_one_changed_byte(
         refused = _cloister(platform, "receipt", "verify", changed, "--state-dir", platform.state_dir)
         assert refused.returncode == 1, refused.stdout
         assert refused.stdout.startswith("NOT VERIFIED: "), refused.stdout
+
+
+def test_a_task_with_a_megabyte_of_arguments_gets_a_receipt_that_verifies(
+    platform: RunningPlatform, tmp_path: Path
+) -> None:
+    root = admin(platform)
+    function_id = root.frontend.register_function(
+        "builtin-echo", "echo", "builtin", arguments=[FunctionArgument("message")]
+    )
+    message = "m" * (1024 * 1024)
+    task_id = root.frontend.create_task(function_id, {"message": message}, "builtin")
+    root.frontend.invoke_task(task_id)
+    assert root.frontend.get_task_result(task_id) == message.encode()
+
+    receipt, manifest = tmp_path / "receipt.jws", tmp_path / "manifest.json"
+    fetched = _cloister(
+        platform, "receipt", "get", task_id, "--state-dir", platform.state_dir, "-o", receipt, "--manifest", manifest
+    )
+    assert fetched.returncode == 0, fetched.stderr
+    assert receipt.stat().st_size < 64 * 1024 < 1024 * 1024 < manifest.stat().st_size
+    verified = _cloister(
+        platform, "receipt", "verify", receipt, "--state-dir", platform.state_dir, "--manifest", manifest
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert f"task:           {task_id} (Finished)" in verified.stdout
+    assert verified.stdout.rstrip().endswith("VERIFIED")
 
 
 def test_sdk_result_carries_a_receipt_that_verifies(platform: RunningPlatform) -> None:
@@ -78,7 +121,9 @@ def test_sdk_result_carries_a_receipt_that_verifies(platform: RunningPlatform) -
         verified = result.receipt.verify(trust)
     assert result.return_value == b"via the sdk"
     assert verified.task_id == task.id and verified.status == "Finished"
+    assert verified.manifest is not None  # served with the receipt, checked against its hash
     assert verified.manifest.arguments == {"message": "via the sdk"}
+    assert result.receipt.manifest is not None and len(result.receipt.token) < 64 * 1024
 
 
 def _rewrite_task(platform: RunningPlatform, task_id: str, change) -> None:

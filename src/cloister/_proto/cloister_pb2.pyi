@@ -83,10 +83,12 @@ class GetTaskReceiptRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ...) -> None: ...
 
 class GetTaskReceiptResponse(_message.Message):
-    __slots__ = ("receipt",)
+    __slots__ = ("receipt", "manifest")
     RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_FIELD_NUMBER: _ClassVar[int]
     receipt: str
-    def __init__(self, receipt: _Optional[str] = ...) -> None: ...
+    manifest: bytes
+    def __init__(self, receipt: _Optional[str] = ..., manifest: _Optional[bytes] = ...) -> None: ...
 
 class PutOp(_message.Message):
     __slots__ = ("key", "value")

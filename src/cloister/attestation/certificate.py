@@ -71,7 +71,7 @@ def endorsed_report_of(cert: x509.Certificate) -> EndorsedReport:
     """The report in the certificate's first extension, as Teaclave's verifiers read it."""
     try:
         first = cert.extensions[0]
-    except (IndexError, ValueError):
+    except (IndexError, ValueError, x509.DuplicateExtension):
         raise AttestationError("certificate carries no attestation extension") from None
     if first.oid != NETSCAPE_COMMENT_OID:
         raise AttestationError("certificate's first extension is not the attestation report")

@@ -2,17 +2,21 @@
 
 A receipt is a compact JWS (ES256) whose payload follows IETF EAR (EAT Attestation Results):
 ``eat_profile``, ``iat``, ``ear.verifier-id`` and one submodule, ``execution``, with its
-``ear.status`` and Cloister's claims under ``cloister.*``: the task, the approved manifest, the
-inputs' and outputs' cmacs, and the evidence the TEE backend produced for this task, whose report
-data is the manifest hash followed by the SHA-256 of the signing key (:func:`task_report_data`).
-The header's ``x5c`` carries the service's attested certificate.
+``ear.status`` and Cloister's claims under ``cloister.*``: the task, the hash of its approved
+manifest with a few small digests of its parts, the inputs' and outputs' cmacs, and the evidence
+the TEE backend produced for this task, whose report data is the manifest hash followed by the
+SHA-256 of the signing key (:func:`task_report_data`). The header's ``x5c`` carries the
+service's attested certificate. The manifest itself is not in the receipt, so a receipt's size
+does not grow with the task's arguments: a participant gets the manifest apart from it and
+checks it against the hash (``verify_receipt(..., manifest=...)``).
 
 PyJWT (already a dependency) signs and checks the signature with the algorithm pinned to ES256,
 so neither ``none`` nor an HMAC with the public key can be slipped in. Checking a receipt
 (:func:`verify_receipt`) needs only the deployment's trust files: the certificate's report must
 chain to the attestation root CA, bind the certificate's key, and carry the execution service's
 measurements from ``enclave_info.toml``; everything else follows from the signature. Each
-base64url segment must be in its one canonical form, so no changed byte goes unnoticed.
+base64url segment must be in its one canonical form, so no changed byte goes unnoticed, and
+whatever is malformed is refused with :class:`AttestationError`, never another exception.
 """
 
 from __future__ import annotations
@@ -22,9 +26,8 @@ import binascii
 import datetime as dt
 import hashlib
 import json
-import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jwt
@@ -32,14 +35,13 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from cryptography.utils import CryptographyDeprecationWarning
 
 from cloister.attestation.backends import Evidence
 from cloister.attestation.certificate import ec_public_key_of
 from cloister.attestation.enclave_info import EnclaveInfo
 from cloister.attestation.measurement import enclave_name
 from cloister.attestation.quote import QuoteBody
-from cloister.attestation.report import AttestationPolicy
+from cloister.attestation.report import AttestationPolicy, load_der_certificate
 from cloister.attestation.sim import verify_simulated_evidence
 from cloister.attestation.verify import verify_attested_certificate
 from cloister.errors import AttestationError
@@ -47,6 +49,9 @@ from cloister.model.manifest import ManifestMismatchError, TaskManifest
 
 EAT_PROFILE = "tag:cloister.dev,2026:task-receipt/v1"
 VERIFIER_ID = {"developer": "cloister", "build": "cloister-execution"}
+MAX_RECEIPT_CHARS = 64 * 1024
+"""The longest receipt signed, stored or checked. Without the manifest a receipt is a few
+kilobytes (the certificate and the evidence) plus about 100 characters per input and output."""
 _SUBMOD = "execution"
 _TYPE = "cloister-receipt+jwt"
 
@@ -72,10 +77,31 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: Any, what: str) -> bytes:
+    if not isinstance(text, str):
+        raise AttestationError(f"receipt: {what} is not a base64 string")
     try:
-        return base64.b64decode(str(text), validate=True)
+        raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise AttestationError(f"receipt: {what} is not base64") from None
+    if _b64(raw) != text:  # unused bits set in the last character: another text for the same bytes
+        raise AttestationError(f"receipt: {what} is not in canonical base64")
+    return raw
+
+
+def _task_claims(
+    manifest: TaskManifest, status: str, inputs: Mapping[str, bytes], outputs: Mapping[str, bytes]
+) -> dict[str, Any]:
+    return {
+        "task_id": manifest.task_id,
+        "status": status,
+        "manifest_hash": manifest.manifest_hash.hex(),
+        # Small digests of the manifest's parts, so a receipt alone says what was agreed.
+        "terms_hash": manifest.terms_hash,
+        "function": {"id": manifest.function_id, "payload_sha256": manifest.payload_sha256},
+        "arguments_sha256": manifest.arguments_sha256,
+        "inputs": {name: tag.hex() for name, tag in sorted(inputs.items())},
+        "outputs": {name: tag.hex() for name, tag in sorted(outputs.items())},
+    }
 
 
 def sign_receipt(
@@ -90,7 +116,12 @@ def sign_receipt(
     simulated: bool,
     issued_at: int,
 ) -> str:
-    """A receipt for a task that ended with ``status`` ("Finished" or "Failed")."""
+    """A receipt for a task that ended with ``status`` ("Finished" or "Failed").
+
+    Raises:
+        ValueError: it would be longer than :data:`MAX_RECEIPT_CHARS` (thousands of inputs and
+            outputs); nobody would store or accept it.
+    """
     claims = {
         "eat_profile": EAT_PROFILE,
         "iat": issued_at,
@@ -99,14 +130,7 @@ def sign_receipt(
             _SUBMOD: {
                 # EAR's four-level verdict on the attester: a simulated hardware root is a warning.
                 "ear.status": "warning" if simulated else "affirming",
-                "cloister.task": {
-                    "task_id": manifest.task_id,
-                    "status": status,
-                    "manifest_hash": manifest.manifest_hash.hex(),
-                    "inputs": {name: tag.hex() for name, tag in sorted(inputs.items())},
-                    "outputs": {name: tag.hex() for name, tag in sorted(outputs.items())},
-                },
-                "cloister.manifest": manifest.to_json(),
+                "cloister.task": _task_claims(manifest, status, inputs, outputs),
                 "cloister.evidence": {
                     "tee_backend": evidence.tee_backend,
                     "simulated": simulated,
@@ -118,7 +142,10 @@ def sign_receipt(
         },
     }
     headers = {"typ": _TYPE, "x5c": [_b64(certificate_der)]}
-    return jwt.encode(claims, key, algorithm="ES256", headers=headers)
+    token = jwt.encode(claims, key, algorithm="ES256", headers=headers)
+    if len(token) > MAX_RECEIPT_CHARS:
+        raise ValueError(f"the receipt would be {len(token)} characters, over the limit of {MAX_RECEIPT_CHARS}")
+    return token
 
 
 @dataclass(frozen=True)
@@ -126,7 +153,14 @@ class VerifiedReceipt:
     task_id: str
     status: str
     manifest_hash: bytes
-    manifest: TaskManifest
+    terms_hash: str
+    """SHA-256 (hex) of the manifest's terms: what each participant's approval binds."""
+    function_id: str
+    payload_sha256: str
+    arguments_sha256: str
+    """SHA-256 (hex) of the arguments' canonical JSON (``TaskManifest.arguments_sha256``)."""
+    manifest: TaskManifest | None
+    """The manifest, when one was given and checked against ``manifest_hash``; None otherwise."""
     inputs: dict[str, str]
     outputs: dict[str, str]
     issued_at: dt.datetime
@@ -139,6 +173,8 @@ class VerifiedReceipt:
 
 
 def _canonical_segments(token: str) -> list[bytes]:
+    if len(token) > MAX_RECEIPT_CHARS:
+        raise AttestationError(f"receipt is longer than {MAX_RECEIPT_CHARS} characters")
     parts = token.split(".")
     if len(parts) != 3:
         raise AttestationError("receipt is not a compact JWS (three dot-separated parts)")
@@ -154,14 +190,22 @@ def _canonical_segments(token: str) -> list[bytes]:
     return decoded
 
 
+def _without_newline(data: bytes) -> bytes:
+    return data[:-1] if data.endswith(b"\n") else data
+
+
 def read_receipt_text(data: bytes) -> str:
     """The token in a receipt file: ASCII, with at most one trailing newline."""
-    if data.endswith(b"\n"):
-        data = data[:-1]
     try:
-        return data.decode("ascii")
+        return _without_newline(data).decode("ascii")
     except UnicodeDecodeError:
         raise AttestationError("receipt is not ASCII text") from None
+
+
+def read_manifest_file(data: bytes) -> bytes:
+    """The manifest in a manifest file: its canonical bytes, as GetTaskReceipt serves them and
+    ``cloister receipt get --manifest`` saves them, with at most one trailing newline."""
+    return _without_newline(data)
 
 
 def verify_receipt(
@@ -172,48 +216,50 @@ def verify_receipt(
     *,
     at: dt.datetime | None = None,
     quoting_key: ec.EllipticCurvePublicKey | None = None,
+    manifest: bytes | None = None,
 ) -> VerifiedReceipt:
     """Check a receipt offline against a deployment's trust files.
 
     The signing certificate and its report are checked as of ``at`` (default: the receipt's own
     ``iat``, so a receipt stays checkable after its short-lived certificate expires). With
     ``quoting_key`` (the ``sim`` backend's public quoting key) the task evidence's signature is
-    checked too.
+    checked too. With ``manifest`` (its canonical bytes, as GetTaskReceipt serves them) the
+    manifest must hash to the receipt's ``manifest_hash`` and agree with its digests; it is then
+    returned parsed, so a participant can compare it with the terms they approved.
 
     Raises:
-        AttestationError: saying which check failed.
+        AttestationError: saying which check failed; nothing in the receipt may be trusted then.
     """
     header_raw, payload_raw, _ = _canonical_segments(token)
     try:
         header = json.loads(header_raw)
         payload = json.loads(payload_raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise AttestationError("receipt header or payload is not JSON") from None
     if not isinstance(header, dict) or not isinstance(payload, dict):
         raise AttestationError("receipt header or payload is not a JSON object")
-    if header.get("alg") != "ES256" or header.get("typ") != _TYPE:
+    if header.get("alg") != "ES256" or header.get("typ") != _TYPE or set(header) != {"alg", "typ", "x5c"}:
         raise AttestationError("receipt is not an ES256-signed Cloister receipt")
-    chain = header.get("x5c")
+    chain = header["x5c"]
     if not isinstance(chain, list) or len(chain) != 1:
         raise AttestationError("receipt must carry exactly one certificate in x5c")
     cert_der = _unb64(chain[0], "x5c certificate")
-    try:  # cryptography parses lazily: a damaged certificate can fail at any of these
-        with warnings.catch_warnings():
-            # A serial number that is not positive: cryptography warns and will refuse it; so do we
-            # (every certificate a Cloister deployment issues has a random positive one).
-            warnings.simplefilter("error", CryptographyDeprecationWarning)
-            parsed = x509.load_der_x509_certificate(cert_der)
-            parsed.public_key()
-            _ = parsed.extensions, parsed.not_valid_before_utc, parsed.not_valid_after_utc
-    except (ValueError, x509.InvalidVersion, UnsupportedAlgorithm, CryptographyDeprecationWarning):
-        raise AttestationError("receipt certificate is not a valid DER certificate") from None
+    public_key = _signing_key(cert_der)
+    # The signature first: any changed byte of the token stops here, before the certificate's
+    # report and the claims (whoever wrote them) are looked at.
+    try:
+        jwt.PyJWS().decode_complete(token, public_key, algorithms=["ES256"])
+    except jwt.InvalidTokenError:
+        raise AttestationError("receipt signature does not verify under its certificate's key") from None
     issued = payload.get("iat")
     if not isinstance(issued, int) or isinstance(issued, bool):
         raise AttestationError("receipt has no integer iat")
-    issued_at = dt.datetime.fromtimestamp(issued, dt.UTC)
-    when = at or issued_at
     try:
-        attested = verify_attested_certificate(cert_der, root, policy, when)
+        issued_at = dt.datetime.fromtimestamp(issued, dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        raise AttestationError("receipt's iat is not a time") from None
+    try:
+        attested = verify_attested_certificate(cert_der, root, policy, at or issued_at)
     except (ValueError, TypeError, KeyError, x509.InvalidVersion, UnsupportedAlgorithm) as exc:
         # A damaged report inside the certificate: whatever layer noticed it, nothing is trusted.
         raise AttestationError(f"receipt certificate's report is malformed ({type(exc).__name__})") from None
@@ -222,12 +268,20 @@ def verify_receipt(
         raise AttestationError("receipt was issued outside its certificate's validity period")
     quote = attested.report.quote
     signer = enclave_info.match(quote.mr_enclave, quote.mr_signer, [enclave_name("execution")]).name
-    public_key = ec_public_key_of(cert)
-    try:
-        jwt.PyJWS().decode_complete(token, public_key, algorithms=["ES256"])
-    except jwt.InvalidTokenError:
-        raise AttestationError("receipt signature does not verify under its certificate's key") from None
-    return _check_claims(payload, public_key, quote, issued_at, signer, quoting_key)
+    verified = _check_claims(payload, public_key, quote, issued_at, signer, quoting_key)
+    if manifest is None:
+        return verified
+    return _with_manifest(verified, manifest)
+
+
+def _signing_key(cert_der: bytes) -> ec.EllipticCurvePublicKey:
+    """The P-256 key of the receipt's certificate, parsed as far as the verifier will read it."""
+    parsed = load_der_certificate(cert_der, "receipt certificate")
+    try:  # cryptography parses the rest lazily: a damaged certificate can fail at any of these
+        _ = parsed.extensions, parsed.not_valid_before_utc, parsed.not_valid_after_utc
+        return ec_public_key_of(parsed)
+    except (ValueError, x509.InvalidVersion, x509.DuplicateExtension, UnsupportedAlgorithm):
+        raise AttestationError("receipt certificate is not a valid DER certificate") from None
 
 
 def _check_claims(
@@ -244,27 +298,31 @@ def _check_claims(
         submod = payload["submods"][_SUBMOD]
         task = submod["cloister.task"]
         raw_evidence = submod["cloister.evidence"]
-        manifest = TaskManifest.from_json(submod["cloister.manifest"])
         evidence = Evidence(
             str(raw_evidence["tee_backend"]),
             _unb64(raw_evidence["quote"], "evidence quote"),
             _unb64(raw_evidence["signature"], "evidence signature"),
         )
         manifest_hash = bytes.fromhex(task["manifest_hash"])
+        if len(manifest_hash) != 32:
+            raise ValueError("manifest_hash is not 32 bytes")
+        function = task["function"]
+        digests = {
+            "terms_hash": str(task["terms_hash"]),
+            "function_id": str(function["id"]),
+            "payload_sha256": str(function["payload_sha256"]),
+            "arguments_sha256": str(task["arguments_sha256"]),
+        }
         ear_status = str(submod["ear.status"])
         inputs = {str(k): str(v) for k, v in task["inputs"].items()}
         outputs = {str(k): str(v) for k, v in task["outputs"].items()}
         claimed_digest = raw_evidence["digest"]
         task_id, status = str(task["task_id"]), str(task["status"])
-    except (KeyError, TypeError, AttributeError, ValueError, ManifestMismatchError) as exc:
+        task_quote = QuoteBody.parse(evidence.quote)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise AttestationError(f"receipt claims are malformed: {exc}") from None
-    if manifest.manifest_hash != manifest_hash:
-        raise AttestationError("receipt's manifest does not hash to its manifest_hash")
-    if manifest.task_id != task_id:
-        raise AttestationError("receipt's manifest is of another task")
     if evidence_digest(evidence) != claimed_digest:
         raise AttestationError("receipt's evidence digest does not match its evidence")
-    task_quote = QuoteBody.parse(evidence.quote)
     if task_quote.report_data != task_report_data(manifest_hash, public_key):
         raise AttestationError("task evidence does not bind this manifest and signing key")
     if (task_quote.mr_enclave, task_quote.mr_signer) != (cert_quote.mr_enclave, cert_quote.mr_signer):
@@ -279,7 +337,8 @@ def _check_claims(
         task_id=task_id,
         status=status,
         manifest_hash=manifest_hash,
-        manifest=manifest,
+        **digests,
+        manifest=None,
         inputs=inputs,
         outputs=outputs,
         issued_at=issued_at,
@@ -288,3 +347,30 @@ def _check_claims(
         signer=signer,
         evidence_signature_checked=checked,
     )
+
+
+def _with_manifest(verified: VerifiedReceipt, raw: bytes) -> VerifiedReceipt:
+    """``verified`` with the manifest ``raw``, once it is the one the receipt's hash names."""
+    if hashlib.sha256(raw).digest() != verified.manifest_hash:
+        raise AttestationError(
+            "the manifest does not hash to the receipt's manifest_hash: it is not the one this task ran under"
+        )
+    try:
+        manifest = TaskManifest.from_bytes(raw)
+        canonical = manifest.to_bytes() == raw
+    except (ManifestMismatchError, ValueError, RecursionError):
+        raise AttestationError("the manifest that hashes to manifest_hash is not a manifest") from None
+    if not canonical:  # the execution service signs only canonical manifests; fail closed anyway
+        raise AttestationError("the manifest is not in its canonical encoding")
+    claimed = (verified.task_id, verified.terms_hash, verified.function_id, verified.payload_sha256)
+    actual = (manifest.task_id, manifest.terms_hash, manifest.function_id, manifest.payload_sha256)
+    if claimed != actual or verified.arguments_sha256 != manifest.arguments_sha256:
+        raise AttestationError("the receipt's digests disagree with its manifest")
+    participants = set(manifest.participants)
+    if not participants or any(manifest.approvals.get(user) != manifest.terms_hash for user in participants):
+        raise AttestationError("the manifest lacks a participant's approval of its terms")
+    if verified.inputs != {name: str(value.get("cmac")) for name, value in manifest.inputs.items()}:
+        raise AttestationError("the receipt's input cmacs are not those its manifest approved")
+    if not set(verified.outputs) <= set(manifest.outputs):
+        raise AttestationError("the receipt names outputs its manifest does not have")
+    return replace(verified, manifest=manifest)

@@ -10,6 +10,7 @@ import base64
 import datetime as dt
 import json
 import secrets
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.utils import CryptographyDeprecationWarning
 
 from cloister.attestation.quote import QuoteBody
 from cloister.errors import AttestationError
@@ -123,6 +125,27 @@ class AttestationPolicy:
     accepted_versions: frozenset[int] = frozenset({4})
 
 
+def load_der_certificate(data: bytes, what: str) -> x509.Certificate:
+    """A DER certificate from outside, parsed.
+
+    cryptography warns about a serial number that is not positive, and will refuse it; so do we
+    (the report signer, the deployment CA and IAS all issue positive ones). Left a warning, it
+    escapes as whatever the warnings filter makes of it: an exception of cryptography's, not
+    ours, under ``-W error`` or pytest's ``filterwarnings = error``.
+
+    Raises:
+        AttestationError: ``what`` is not a valid DER certificate, or its serial number is not positive.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CryptographyDeprecationWarning)
+            return x509.load_der_x509_certificate(data)
+    except CryptographyDeprecationWarning:
+        raise AttestationError(f"{what}'s serial number is not positive") from None
+    except (ValueError, x509.InvalidVersion):
+        raise AttestationError(f"{what} is not a valid DER certificate") from None
+
+
 def verify_report(
     endorsed: EndorsedReport, root: x509.Certificate, now: dt.datetime, policy: AttestationPolicy
 ) -> VerifiedReport:
@@ -137,10 +160,7 @@ def verify_report(
     """
     if not endorsed.certs:
         raise AttestationError("endorsed report carries no signing certificate")
-    try:
-        chain = [x509.load_der_x509_certificate(c) for c in endorsed.certs]
-    except ValueError:
-        raise AttestationError("report-signing certificate is not valid DER") from None
+    chain = [load_der_certificate(c, "report-signing certificate") for c in endorsed.certs]
     public_key = chain[0].public_key()
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise AttestationError("report-signing certificate does not hold an RSA key")

@@ -11,7 +11,7 @@ from cryptography import x509
 
 from cloister.attestation.certificate import ec_public_key_of, endorsed_report_of, report_data_for
 from cloister.attestation.enclave_info import EnclaveInfo
-from cloister.attestation.report import AttestationPolicy, VerifiedReport, verify_report
+from cloister.attestation.report import AttestationPolicy, VerifiedReport, load_der_certificate, verify_report
 from cloister.errors import AttestationError
 
 
@@ -43,10 +43,7 @@ def verify_attested_certificate(
         AttestationError: saying which step failed.
     """
     now = now or dt.datetime.now(dt.UTC)
-    try:
-        cert = x509.load_der_x509_certificate(cert_der)
-    except ValueError:
-        raise AttestationError("certificate is not valid DER") from None
+    cert = load_der_certificate(cert_der, "certificate")
     report = verify_report(endorsed_report_of(cert), root, now, policy)
     if report.quote.report_data != report_data_for(ec_public_key_of(cert)):
         raise AttestationError("report data does not match the certificate's key")

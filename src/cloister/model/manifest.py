@@ -91,6 +91,11 @@ class TaskManifest:
         """SHA-256 (hex) of the canonical terms: what a participant's approval binds."""
         return _sha256_hex(canonical_json(self.terms_json()))
 
+    @property
+    def arguments_sha256(self) -> str:
+        """SHA-256 (hex) of the canonical arguments: a receipt's digest of them."""
+        return _sha256_hex(canonical_json(dict(self.arguments)))
+
     def to_json(self) -> dict[str, Any]:
         return {"terms": self.terms_json(), "approvals": dict(sorted(self.approvals.items()))}
 
@@ -127,7 +132,7 @@ class TaskManifest:
                 participants=tuple(str(p) for p in terms["participants"]),
                 approvals={str(k): str(v) for k, v in data["approvals"].items()},
             )
-        except (KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise ManifestMismatchError(f"malformed manifest: {type(exc).__name__}: {exc}") from None
 
     @classmethod

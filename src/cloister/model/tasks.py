@@ -274,6 +274,9 @@ class TaskState:
     """Participant → the hash of the manifest terms they approved (``cloister.model.manifest``)."""
     receipt: str | None = None
     """The signed receipt of an ended task (a compact JWS), as its execution service reported it."""
+    manifest: bytes | None = field(default=None, repr=False)
+    """The approved manifest the task was staged with (``cloister.model.manifest``, canonical
+    bytes): the receipt carries only its hash, so participants get it from here."""
 
     @property
     def external_id(self) -> str:
@@ -316,6 +319,7 @@ class TaskState:
             **({"created_at": self.created_at} if self.created_at is not None else {}),
             **({"approvals": dict(sorted(self.approvals.items()))} if self.approvals else {}),
             **({"receipt": self.receipt} if self.receipt is not None else {}),
+            **({"manifest": self.manifest.decode("ascii")} if self.manifest is not None else {}),
         }
 
     @classmethod
@@ -350,6 +354,7 @@ class TaskState:
             created_at=None if created_at is None else float(created_at),
             approvals={str(k): str(v) for k, v in data.get("approvals", {}).items()},
             receipt=None if data.get("receipt") is None else str(data["receipt"]),
+            manifest=None if data.get("manifest") is None else str(data["manifest"]).encode("ascii"),
         )
 
 

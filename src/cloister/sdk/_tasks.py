@@ -33,7 +33,7 @@ from cloister.rpc.convert.views import task_from_proto
 from cloister.sdk._channel import CLOISTER_FRONTEND
 from cloister.sdk._files import FileHandle
 from cloister.sdk._functions import FunctionHandle
-from cloister.sdk._receipts import Receipt, fetch_receipt_token
+from cloister.sdk._receipts import Receipt, fetch_receipt
 from cloister.sdk._session import Caller, Session
 
 WAIT_SLICE_SECONDS = 15.0
@@ -137,7 +137,7 @@ class TaskHandle:
 
     def receipt(self) -> Receipt:
         """The task's signed receipt (:class:`~cloister.sdk._receipts.Receipt`), fetched when first used."""
-        return Receipt(fetch=functools.partial(fetch_receipt_token, self._session, self.id))
+        return Receipt(fetch=functools.partial(fetch_receipt, self._session, self.id))
 
 
 def check_runnable(task: Task, *, waiting_is_final: bool) -> None:

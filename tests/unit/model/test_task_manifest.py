@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from dataclasses import replace
 
@@ -184,6 +186,17 @@ def test_malformed_manifests_are_refused() -> None:
     for raw in (b"not json", b"[]", b"{}", b'{"terms":{"version":2},"approvals":{}}', b'{"terms":NaN}', b"[" * 100000):
         with pytest.raises(ManifestMismatchError):
             TaskManifest.from_bytes(raw)
+    good = json.loads(manifest_for_task(_task(), _function()).to_bytes())
+    good["terms"]["inputs"] = {"in": "abc"}  # dict("abc"): a ValueError, not a manifest
+    with pytest.raises(ManifestMismatchError):
+        TaskManifest.from_bytes(json.dumps(good).encode())
+
+
+def test_arguments_digest_is_of_the_canonical_arguments() -> None:
+    manifest = manifest_for_task(_task(), _function())
+    assert manifest.arguments_sha256 == hashlib.sha256(canonical_json(dict(manifest.arguments))).hexdigest()
+    changed = replace(manifest, arguments={**manifest.arguments, "extra": 1})
+    assert changed.arguments_sha256 != manifest.arguments_sha256
 
 
 def test_manifest_travels_in_the_queue_element_not_in_teaclave_json() -> None:

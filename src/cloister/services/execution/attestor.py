@@ -3,7 +3,9 @@
 The manifest comes from storage through the scheduler, like the staged task, so this service
 does not take either's word: it recomputes the terms from what it is about to run (function id,
 name, executor, payload, arguments, inputs' cmacs and files, outputs' files) and refuses the task
-unless they equal the manifest's and every participant approved exactly those terms.
+unless they equal the manifest's and every participant approved exactly those terms. The
+manifest must be in its one canonical encoding, so the hash the evidence and the receipt bind is
+the hash of the very bytes participants are served next to the receipt.
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ class TaskAttestor:
             raise TaskRefusedError(f"{REFUSED_PREFIX}: it carries no approved manifest; it was not run")
         try:
             manifest = TaskManifest.from_bytes(task.manifest)
+            if manifest.to_bytes() != task.manifest:
+                # The receipt binds the hash of these exact bytes, which participants get to check it.
+                raise ManifestMismatchError("its manifest is not in the canonical encoding")
             check_manifest(manifest, run_view_of_staged(task))
         except ManifestMismatchError as exc:
             raise TaskRefusedError(f"{REFUSED_PREFIX}: {exc}; it was not run") from None

@@ -253,7 +253,7 @@ class CloisterManagementServicer(cgrpc.ManagementServicer):
         self, request: cpb.GetTaskReceiptRequest, context: grpc.aio.ServicerContext
     ) -> cpb.GetTaskReceiptResponse:
         task = await self._tasks.get(_user(context), request.task_id)  # GetTask's rule: participants only
-        return cpb.GetTaskReceiptResponse(receipt=task.receipt or "")
+        return cpb.GetTaskReceiptResponse(receipt=task.receipt or "", manifest=task.manifest or b"")
 
     async def ListTasks(
         self, request: cpb.ListTasksRequest, context: grpc.aio.ServicerContext

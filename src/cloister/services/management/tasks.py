@@ -276,9 +276,10 @@ class TaskService:
                     if not (may_stage and _ready_to_stage(task)):
                         raise FailedOperationError(_not_ready(task))
                     task = _with_invoker_approval(task, function, subject.user_id)
-                    staged_task = transition(task, TaskStatus.STAGED, by=Actor.MANAGEMENT)
-                    requires = tuple(json.loads(requirements_value.value)) if requirements_value else ()
                     manifest = manifest_for_task(task, function).to_bytes()
+                    # Kept with the task: its receipt binds only the manifest's hash.
+                    staged_task = transition(replace(task, manifest=manifest), TaskStatus.STAGED, by=Actor.MANAGEMENT)
+                    requires = tuple(json.loads(requirements_value.value)) if requirements_value else ()
                     element = StagedElement(StagedTask.for_task(task, function, subject.user_id, manifest), requires)
                     await self._storage.commit(
                         [

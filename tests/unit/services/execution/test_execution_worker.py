@@ -277,7 +277,7 @@ def test_a_result_whose_receipt_the_scheduler_refuses_is_reported_without_it() -
 
         async def report_task_result(self, task_id: uuid.UUID, result: TaskResult, receipt: str) -> None:
             self.receipts_refused += 1
-            raise error_for_status(13, "a receipt is a compact JWS of at most 3145728 characters")
+            raise error_for_status(13, "a receipt is a compact JWS of at most 65536 characters")
 
     async def body() -> None:
         scheduler = RefusingScheduler()

@@ -447,7 +447,8 @@ def test_wait_times_out_and_checks_access(services, act, storage):
 
 def test_approvals_bind_the_terms_and_staging_carries_the_manifest(services, act, storage):
     """Each approval records the terms hash as the task and function stood; invoking stages the
-    manifest with those approvals, and an approval given to other terms stays as it was."""
+    manifest with those approvals, keeps it with the task, and an approval given to other terms
+    stays as it was."""
     from cloister.model.manifest import TaskManifest, check_manifest, run_view_of_staged
     from cloister.model.tasks import StagedElement
 
@@ -469,6 +470,9 @@ def test_approvals_bind_the_terms_and_staging_carries_the_manifest(services, act
         }
         assert set(manifest.participants) == {"alice", "bob"}
         check_manifest(manifest, run_view_of_staged(element.staged))
+        # The task keeps the very bytes it was staged with: its receipt binds only their hash.
+        assert storage.json(tid)["manifest"].encode() == element.staged.manifest
+        assert (await services.tasks.get(caller("bob"), tid)).manifest == element.staged.manifest
 
     asyncio.run(go())
 

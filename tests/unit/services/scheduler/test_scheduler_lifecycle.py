@@ -10,6 +10,7 @@ import pytest
 from async_helpers import run, until
 from scheduler_fakes import STAGED, FakeStorage, cancel, engine_storage, make_task, pytest_generate_tests  # noqa: F401 - the fixture, the hook
 
+from cloister.attestation.receipts import MAX_RECEIPT_CHARS
 from cloister.config import SchedulerSettings
 from cloister.errors import ConflictError, MalformedRequestError
 from cloister.model.executors import ExecutorInfo
@@ -202,13 +203,16 @@ def test_a_receipt_is_stored_with_its_result_and_a_malformed_one_refused(storage
         scheduler = await started(storage)
         await scheduler.pull_task_wait(executor(), 5)
         results = TaskResults(storage, scheduler.state)
-        for bad in ("not a jws", "a.b", "a.b.c.d", "a.b." + "c" * (3 * 1024 * 1024)):
+        too_long = "a.b." + "c" * (MAX_RECEIPT_CHARS - 3)  # one over the cap, which is 64 KiB
+        assert len(too_long) == MAX_RECEIPT_CHARS + 1 == 64 * 1024 + 1
+        for bad in ("not a jws", "a.b", "a.b.c.d", too_long):
             with pytest.raises(MalformedRequestError, match="compact JWS"):
                 await results.update_task_result(str(task.task_id), TaskResult.err("boom"), receipt=bad)
         assert storage.task(task.task_id).status is TaskStatus.RUNNING  # a refused report changes nothing
-        await results.update_task_result(str(task.task_id), TaskResult.err("boom"), receipt="aGVh.cGF5.c2ln")
+        at_cap = "aGVh.cGF5." + "c" * (MAX_RECEIPT_CHARS - 10)
+        await results.update_task_result(str(task.task_id), TaskResult.err("boom"), receipt=at_cap)
         ended = storage.task(task.task_id)
-        assert (ended.status, ended.receipt) == (TaskStatus.FAILED, "aGVh.cGF5.c2ln")
+        assert (ended.status, ended.receipt) == (TaskStatus.FAILED, at_cap)
         await scheduler.stop()
 
     run(body)
