@@ -25,6 +25,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import cbor2
@@ -161,8 +162,11 @@ class StandInConfigfsTSM:
         _release(entry / "outblob", self._threads.pop(entry))
         shutil.rmtree(entry)
 
-    def backend(self, name: str) -> TSMBackend:
-        """A ``TSMBackend`` over this stand-in: its mkdir and rmdir come here, everything else is files."""
+    def backend(self, name: str, **options: Any) -> TSMBackend:
+        """A ``TSMBackend`` over this stand-in: its mkdir and rmdir come here, everything else is files.
+
+        ``options`` go to ``TSMBackend`` (``collateral``, ``vceks``).
+        """
         stand_in = self
 
         class StandInTSMBackend(TSMBackend):
@@ -172,7 +176,7 @@ class StandInConfigfsTSM:
             def _remove_entry(self, entry: Path) -> None:
                 stand_in.remove_entry(entry)
 
-        return StandInTSMBackend(name, self.root)
+        return StandInTSMBackend(name, self.root, **options)
 
 
 @contextlib.contextmanager

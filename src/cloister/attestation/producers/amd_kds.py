@@ -15,7 +15,7 @@ import struct
 import threading
 
 from cloister.attestation.hardware.snp import load_amd_certificate
-from cloister.attestation.producers.remote import check_service_url, get_bounded
+from cloister.attestation.producers.remote import NotServedError, check_service_url, get_bounded
 from cloister.errors import AttestationError
 
 __all__ = ["AMDKeyDistribution", "kds_queries"]
@@ -112,8 +112,8 @@ class AMDKeyDistribution:
                 url = self.base_url + path
                 try:
                     answer = get_bounded(url, what="the VCEK", max_bytes=MAX_VCEK_BYTES, timeout_seconds=self._timeout)
-                except AttestationError as exc:
-                    if len(paths) > 1 and "(HTTP 404)" in exc.message:  # the product was a guess: try the next
+                except NotServedError:
+                    if len(paths) > 1:  # the product was a guess: try the next
                         missing.append(url)
                         continue
                     raise

@@ -19,10 +19,14 @@ import httpx
 from cloister.config import AttestationSettings, is_loopback_host
 from cloister.errors import AttestationError, ConfigurationError, UnavailableError
 
-__all__ = ["Answer", "EndorsementSources", "check_service_url", "get_bounded"]
+__all__ = ["Answer", "EndorsementSources", "NotServedError", "check_service_url", "get_bounded"]
 
 _DEADLINE_FACTOR = 3
 """The whole answer must arrive within this many timeouts, however it trickles in."""
+
+
+class NotServedError(AttestationError):
+    """The service answered 404: it has nothing at that URL (for KDS, perhaps another product's)."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ def get_bounded(url: str, *, what: str, max_bytes: int, timeout_seconds: float) 
     Raises:
         ConfigurationError: the URL is neither https nor loopback http.
         UnavailableError: the service cannot be reached, is too slow, or answers 429 or 5xx: try again later.
-        AttestationError: any other status (404: it has no such thing), or a body over ``max_bytes``.
+        AttestationError: any other status (404: :class:`NotServedError`), or a body over ``max_bytes``.
     """
     parts = urlsplit(url)
     if not (parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname or ""))):
@@ -101,7 +105,9 @@ def get_bounded(url: str, *, what: str, max_bytes: int, timeout_seconds: float) 
                 _refuse_status(response.status_code, url, what)
             announced = response.headers.get("Content-Length", "")
             if announced.isdigit() and int(announced) > max_bytes:
-                raise AttestationError(f"{url} answered {what} of {announced} bytes, more than the {max_bytes} allowed")
+                raise AttestationError(
+                    f"{url} answered {what} of {announced} bytes, more than the {max_bytes} bytes allowed"
+                )
             body = bytearray()
             for chunk in response.iter_raw():
                 body += chunk
@@ -125,7 +131,7 @@ def _refuse_status(status: int, url: str, what: str) -> None:
     if status == 429 or status >= 500:
         raise UnavailableError(f"could not fetch {what} from {url}: it answered HTTP {status}; try again later")
     if status == 404:
-        raise AttestationError(f"{url} has no {what} (HTTP 404)")
+        raise NotServedError(f"{url} answered HTTP 404 (not found) for {what}")
     if 300 <= status < 400:
         raise AttestationError(f"{url} answered {what} with a redirect (HTTP {status}), which is not followed")
     raise AttestationError(f"{url} refused to give {what} (HTTP {status})")
