@@ -118,7 +118,7 @@ def test_a_host_table_without_a_vcek_gets_it_added(tmp_path: Path) -> None:
 def test_kds_without_the_chip_is_refused_after_each_product(tmp_path: Path) -> None:
     with FixtureHTTPServer(tmp_path) as kds:
         with pytest.raises(
-            AttestationError, match="AMD's KDS has no VCEK for this chip: .*Milan.*Genoa.* answered 404"
+            AttestationError, match=r"AMD's KDS has no VCEK for this chip: .*Milan.*Genoa.* answered 404"
         ):
             AMDKeyDistribution(kds.url("")).vcek_for(snp_report())
         assert [urlsplit(r.path).path.split("/")[3] for r in kds.requests] == ["Milan", "Genoa"]
@@ -137,7 +137,7 @@ def test_a_version_3_report_names_its_product(tmp_path: Path) -> None:
 def test_a_masked_chip_id_cannot_be_looked_up() -> None:
     report = bytearray(snp_report())
     report[0x1A0:0x1E0] = bytes(64)
-    with pytest.raises(AttestationError, match="chip id is masked.*the host must supply a VLEK"):
+    with pytest.raises(AttestationError, match=r"chip id is masked.*the host must supply a VLEK"):
         AMDKeyDistribution("https://kds.example").vcek_for(bytes(report))
 
 
@@ -150,7 +150,7 @@ def test_garbage_and_oversized_answers_are_refused(tmp_path: Path) -> None:
         ):
             AMDKeyDistribution(kds.url("")).vcek_for(snp_report())
         (tmp_path / path.lstrip("/")).write_bytes(_vcek() * 20)
-        with pytest.raises(AttestationError, match="answered the VCEK of .*more than the 16384 bytes allowed"):
+        with pytest.raises(AttestationError, match=r"answered the VCEK of .*more than the 16384 bytes allowed"):
             AMDKeyDistribution(kds.url("")).vcek_for(snp_report())
         kds.switches.status[path] = 429
         with pytest.raises(UnavailableError, match="it answered HTTP 429; try again later"):

@@ -30,6 +30,7 @@ from tee_stand_ins import (
     write_pccs_answers,
 )
 
+from cloister.attestation.backends import Evidence
 from cloister.attestation.certificate import new_key
 from cloister.attestation.deployment import Deployment, provision
 from cloister.attestation.hardware.claims import TCBStatus
@@ -107,14 +108,14 @@ def test_sgx_backend_opened_from_settings_sends_collateral(tmp_path: Path, deplo
     _verified_then_refused_for_the_key(deployment, evidence, "sgx")
 
 
-def _verified_then_refused_for_the_key(deployment: Deployment, evidence: object, kind: str) -> None:
-    claims = verify_evidence(evidence, at=IN_WINDOW, quoting_public_key=deployment.sim_quoting_public_key())  # type: ignore[arg-type]
+def _verified_then_refused_for_the_key(deployment: Deployment, evidence: Evidence, kind: str) -> None:
+    claims = verify_evidence(evidence, at=IN_WINDOW, quoting_public_key=deployment.sim_quoting_public_key())
     assert claims.platform == kind
     expected = TCBStatus.UP_TO_DATE if kind == "tdx" else TCBStatus.CONFIGURATION_AND_SW_HARDENING_NEEDED
     assert claims.tcb_status is expected
     with pytest.raises(AttestationError, match="report data does not bind the key"):
         Endorser(deployment, dt.timedelta(hours=1), LENIENT, tee_backend=kind).endorse(
-            evidence,  # type: ignore[arg-type]
+            evidence,
             _public_key(),
             "storage",
             IN_WINDOW,
@@ -122,7 +123,7 @@ def _verified_then_refused_for_the_key(deployment: Deployment, evidence: object,
     # The same evidence without the collateral is what the backends sent before: refused.
     with pytest.raises(AttestationError, match="without Intel's PCS collateral"):
         verify_evidence(
-            dataclasses.replace(evidence, collateral=b""),  # type: ignore[type-var]
+            dataclasses.replace(evidence, collateral=b""),
             at=IN_WINDOW,
             quoting_public_key=deployment.sim_quoting_public_key(),
         )
@@ -181,12 +182,16 @@ def test_a_pccs_that_never_answers_times_out(tmp_path: Path) -> None:
 
 
 def test_a_pccs_without_the_platform_answers_404(tmp_path: Path) -> None:
-    with FixtureHTTPServer(tmp_path) as empty:
-        with pytest.raises(AttestationError, match=r"answered HTTP 404 \(not found\) for the PCK CRL"):
-            _collateral(empty).for_quote(sgx_quote())
-    with _pccs(tmp_path / "pccs", "tdx") as pccs:  # serves TDX collateral only
-        with pytest.raises(AttestationError, match=r"/sgx/certification/v4/tcb\?fmspc=00A067110000 answered HTTP 404"):
-            _collateral(pccs).for_quote(sgx_quote())
+    with (
+        FixtureHTTPServer(tmp_path) as empty,
+        pytest.raises(AttestationError, match=r"answered HTTP 404 \(not found\) for the PCK CRL"),
+    ):
+        _collateral(empty).for_quote(sgx_quote())
+    with (
+        _pccs(tmp_path / "pccs", "tdx") as pccs,  # serves TDX collateral only
+        pytest.raises(AttestationError, match=r"/sgx/certification/v4/tcb\?fmspc=00A067110000 answered HTTP 404"),
+    ):
+        _collateral(pccs).for_quote(sgx_quote())
 
 
 @pytest.mark.parametrize("announce_length", [True, False])

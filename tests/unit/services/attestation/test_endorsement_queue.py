@@ -159,7 +159,7 @@ def test_oversized_fields_are_refused_before_any_verification(deployment: Deploy
     queue = EndorsementQueue(endorser, workers=1, waiting=0)
     request = _request(deployment)
     evidence = Evidence(request.tee_backend, request.quote, request.evidence_signature)
-    evidence = dataclasses.replace(evidence, **{field: bytes(MAX_FIELD_BYTES[field] + 1)})
+    evidence = dataclasses.replace(evidence, **{field: bytes(MAX_FIELD_BYTES[field] + 1)})  # type: ignore[arg-type]
 
     async def body() -> None:
         with pytest.raises(InvalidArgumentError, match=f"{field} is .* bytes, more than the"):
