@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import ipaddress
 import json
 import socket
+import ssl
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
 from http_fixture_server import FixtureHTTPServer, ServerSwitches
 from tee_stand_ins import (
     StandInConfigfsTSM,
@@ -270,3 +274,34 @@ def test_the_collateral_is_dcap_qvl_json_with_the_signed_documents_byte_for_byte
         fetched = json.loads(_collateral(pccs).for_quote(sgx_quote()))
     served = (tmp_path / "sgx" / "certification" / "v4" / "tcb").read_text()
     assert served.startswith('{"tcbInfo":' + fetched["tcb_info"] + ',"signature":')
+
+
+def test_a_pccs_whose_certificate_no_public_ca_signed_is_refused(tmp_path: Path) -> None:
+    """https is checked against the public CAs: a stand-in with a self-signed certificate is not trusted."""
+    key = new_key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "cert.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    server = _pccs(tmp_path / "pccs", "sgx")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    refused = (
+        r"could not fetch the PCK CRL from https://127.0.0.1:.*(CERTIFICATE_VERIFY_FAILED|certificate verify failed)"
+    )
+    with server, pytest.raises(UnavailableError, match=refused):
+        IntelCollateral(f"https://127.0.0.1:{server.port}", timeout_seconds=5).for_quote(sgx_quote())
