@@ -98,9 +98,11 @@ class IdentityKeeper:
             try:
                 self._identity = await obtain_identity(self._settings, self._deployment, self._backend, self._service)
                 break
-            except (UnavailableError, ResourceExhaustedError):  # not up yet, or busy endorsing others
+            except (UnavailableError, ResourceExhaustedError) as exc:  # not up yet, busy, or a PCCS/KDS down
                 if attempt == _CONNECT_ATTEMPTS - 1:
                     raise
+                if attempt % 10 == 9:
+                    logger.warning("no identity yet after %d attempts (%s); still trying", attempt + 1, exc.message)
                 await backoff.sleep()
         self._task = asyncio.create_task(supervised("certificate renewal", self._renew), name="identity-renewal")
         return self.current()
