@@ -18,6 +18,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -244,6 +245,42 @@ class AuthenticationSettings(_Section):
         return self
 
 
+INTEL_PCS_URL = "https://api.trustedservices.intel.com"
+"""Intel's Provisioning Certification Service, which serves every platform's collateral without an account."""
+AMD_KDS_URL = "https://kdsintf.amd.com"
+"""AMD's Key Distribution Service, which serves every chip's VCEK."""
+
+
+def _endorsement_service_url(value: str) -> str:
+    """Empty, an ``https`` URL, or an ``http`` URL on a loopback address (a local stand-in or PCCS)."""
+    value = value.strip().rstrip("/")
+    if not value:
+        return value
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ValueError("must be an https URL such as https://pccs.example:8081") from None
+    if parts.scheme == "https" and host:
+        return value
+    if parts.scheme == "http" and is_loopback_host(host):
+        return value
+    if parts.scheme == "http":
+        raise ValueError("must be https unless it is on this machine (127.0.0.1, ::1, localhost)")
+    raise ValueError("must be an https URL such as https://pccs.example:8081")
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (as a URL names it, IPv6 without brackets) is this machine by its address or ``localhost``."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class AttestationSettings(_Section):
     enclave_info: Path | None = None
     """A deployment's signed identity file; by default ``cloister up`` measures and signs one."""
@@ -256,6 +293,17 @@ class AttestationSettings(_Section):
     """How long a service certificate and its report are valid; renewed at two thirds of it."""
     max_report_age_seconds: _Seconds = 7200.0
     accepted_quote_statuses: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)] = ("OK",)
+    pccs_url: Annotated[str, AfterValidator(_endorsement_service_url)] = INTEL_PCS_URL
+    """Where the ``sgx`` and ``tdx`` backends fetch Intel's collateral for their quotes (a PCCS, or
+    Intel's PCS itself); empty: not fetched, and the attestation service refuses their evidence."""
+    amd_kds_url: Annotated[str, AfterValidator(_endorsement_service_url)] = AMD_KDS_URL
+    """Where the ``sev-snp`` backend fetches its VCEK when the host supplies none; empty: not fetched."""
+    collateral_timeout_seconds: _Seconds = 10.0
+    """Longest a fetch of collateral or a VCEK may wait to connect, or between bytes of the answer."""
+    verification_threads: _Count = max(2, os.cpu_count() or 1)
+    """The attestation service verifies this many pieces of evidence at once, each in its own thread."""
+    verification_queue: Annotated[int, BeforeValidator(_not_a_boolean), Field(ge=0)] = 64
+    """Endorse calls that may wait for a verification thread; one more is refused (RESOURCE_EXHAUSTED)."""
 
     @property
     def uses_provided_identities(self) -> bool:

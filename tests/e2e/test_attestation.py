@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from http_fixture_server import FixtureHTTPServer
 from tee_stand_ins import (
     SNP_REPORT_DATA_OFFSET,
     StandInConfigfsTSM,
@@ -25,6 +26,7 @@ from tee_stand_ins import (
     snp_certificate_table,
     snp_report,
     with_report_data_at,
+    write_kds_answers,
 )
 
 from cloister._proto import cloister_pb2 as cpb
@@ -37,6 +39,7 @@ from cloister._proto import teaclave_frontend_service_pb2 as fpb
 from cloister._proto import teaclave_management_service_pb2_grpc as mgrpc
 from cloister.attestation.certificate import TLS_NAME, new_key
 from cloister.attestation.identity import open_backend
+from cloister.attestation.producers import AMDKeyDistribution
 from cloister.attestation.verify import PeerVerifier
 from cloister.config import ATTESTATION_SERVICE, SERVICES, load_settings
 from cloister.errors import AuthenticationError
@@ -194,3 +197,25 @@ def test_a_service_on_snp_sends_the_hosts_certificate_table(platform: RunningPla
     backend = stand_in.backend("sev-snp")
     with pytest.raises(AuthenticationError, match=r"signature does not verify under the VCEK|VCEK is valid from"):
         asyncio.run(obtain_identity(settings, deployment, backend, "storage"))
+
+
+def test_a_service_on_snp_without_a_host_table_sends_the_vcek_from_kds(
+    platform: RunningPlatform, tmp_path: Path
+) -> None:
+    """A host that supplies no certificate table: the backend fetches the VCEK by the report's chip
+    id and TCB from a stand-in of AMD's KDS (an HTTP server on a loopback port serving the fixture
+    chip's real VCEK, not AMD's), and the attestation service gets as far as the report's
+    signature under it, as in the test above.
+    """
+    settings = _settings(platform)
+    deployment = deployment_of(settings)
+    answer = with_report_data_at(snp_report(), SNP_REPORT_DATA_OFFSET)
+    write_kds_answers(tmp_path / "kds")
+    stand_in = StandInConfigfsTSM(tmp_path / "tsm", "sev_guest", answer, auxblob=None)
+    with FixtureHTTPServer(tmp_path / "kds") as kds:
+        backend = stand_in.backend("sev-snp", vceks=AMDKeyDistribution(kds.url("")))
+        with pytest.raises(AuthenticationError, match=r"signature does not verify under the VCEK|VCEK is valid from"):
+            asyncio.run(obtain_identity(settings, deployment, backend, "storage"))
+        assert [request.path.split("?")[0] for request in kds.requests] == [
+            f"/vcek/v1/Milan/{snp_report()[0x1A0:0x1E0].hex()}"
+        ]

@@ -45,6 +45,8 @@ class ServerSwitches:
     wait_for_stall: set[str] = field(default_factory=set)
     """paths answered only once some stalled answer has sent its first bytes."""
     announce_length: bool = True
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)
+    """path -> extra headers sent with the file served there."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -94,6 +96,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         data = file.read_bytes()
         self.send_response(200)
+        for key, value in switches.headers.get(path, {}).items():
+            self.send_header(key, value)
         if switches.announce_length:
             self.send_header("Content-Length", str(len(data)))
         self.end_headers()

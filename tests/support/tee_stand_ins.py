@@ -7,12 +7,17 @@ write-then-read sequence it performs on real hardware and gets a report made for
 The answers are real evidence from ``../shared/fixtures/tee-evidence``, optionally with the
 report data replaced by what was asked for (which breaks the hardware's signature, but no
 producer checks signatures: verifiers do, with the unmodified fixtures).
+
+:func:`write_pccs_answers` and :func:`write_kds_answers` lay out, for
+``http_fixture_server.FixtureHTTPServer``, what a PCCS (Intel's v4 API) and AMD's KDS would
+answer for the fixtures: the fixtures' real collateral and VCEK, served by a stand-in, not by Intel or AMD.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import shutil
 import struct
@@ -20,6 +25,8 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import cbor2
 from cryptography import x509
@@ -155,8 +162,11 @@ class StandInConfigfsTSM:
         _release(entry / "outblob", self._threads.pop(entry))
         shutil.rmtree(entry)
 
-    def backend(self, name: str) -> TSMBackend:
-        """A ``TSMBackend`` over this stand-in: its mkdir and rmdir come here, everything else is files."""
+    def backend(self, name: str, **options: Any) -> TSMBackend:
+        """A ``TSMBackend`` over this stand-in: its mkdir and rmdir come here, everything else is files.
+
+        ``options`` go to ``TSMBackend`` (``collateral``, ``vceks``).
+        """
         stand_in = self
 
         class StandInTSMBackend(TSMBackend):
@@ -166,7 +176,7 @@ class StandInConfigfsTSM:
             def _remove_entry(self, entry: Path) -> None:
                 stand_in.remove_entry(entry)
 
-        return StandInTSMBackend(name, self.root)
+        return StandInTSMBackend(name, self.root, **options)
 
 
 @contextlib.contextmanager
@@ -231,3 +241,42 @@ class StandInNSM:
                 return stand_in.respond(request)
 
         return StandInNitroBackend()
+
+
+def write_pccs_answers(root: Path, kind: str) -> dict[str, dict[str, str]]:
+    """Under ``root``, what a PCCS answers for the ``sgx`` or ``tdx`` fixture quote (whatever the query).
+
+    The bodies and issuer-chain headers are rebuilt from the fixture's collateral: the signed TCB
+    info and QE identity exactly as Intel signed them, the PCK CRL in DER, the root CA's CRL in
+    hex (as a PCCS serves it). Returns the headers, by path, for ``ServerSwitches.headers``.
+    """
+    collateral = json.loads((TEE_EVIDENCE / kind / f"{kind}_quote_collateral.json").read_text())
+    api = root / "sgx" / "certification" / "v4"
+    tee_api = root / kind / "certification" / "v4"
+    (tee_api / "qe").mkdir(parents=True, exist_ok=True)
+    api.mkdir(parents=True, exist_ok=True)
+    (api / "pckcrl").write_bytes(bytes.fromhex(collateral["pck_crl"]))
+    (api / "rootcacrl").write_text(collateral["root_ca_crl"])
+    tcb = f'{{"tcbInfo":{collateral["tcb_info"]},"signature":"{collateral["tcb_info_signature"]}"}}'
+    (tee_api / "tcb").write_text(tcb)
+    qe = f'{{"enclaveIdentity":{collateral["qe_identity"]},"signature":"{collateral["qe_identity_signature"]}"}}'
+    (tee_api / "qe" / "identity").write_text(qe)
+    return {
+        "/sgx/certification/v4/pckcrl": {"SGX-PCK-CRL-Issuer-Chain": quote(collateral["pck_crl_issuer_chain"])},
+        f"/{kind}/certification/v4/tcb": {"TCB-Info-Issuer-Chain": quote(collateral["tcb_info_issuer_chain"])},
+        f"/{kind}/certification/v4/qe/identity": {
+            "SGX-Enclave-Identity-Issuer-Chain": quote(collateral["qe_identity_issuer_chain"])
+        },
+    }
+
+
+def snp_chip_id() -> bytes:
+    return snp_report()[0x1A0:0x1E0]
+
+
+def write_kds_answers(root: Path) -> str:
+    """Under ``root``, the fixture chip's VCEK where AMD's KDS serves it; returns that path."""
+    path = f"vcek/v1/Milan/{snp_chip_id().hex()}"
+    (root / path).parent.mkdir(parents=True, exist_ok=True)
+    (root / path).write_bytes((TEE_EVIDENCE / "sev-snp" / "vcek_milan.der").read_bytes())
+    return "/" + path

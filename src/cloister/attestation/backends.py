@@ -44,7 +44,15 @@ class TEEBackend(abc.ABC):
 
     @abc.abstractmethod
     def evidence(self, report_data: bytes) -> Evidence:
-        """Evidence that this service, as measured now, holds the key behind ``report_data``."""
+        """Evidence that this service, as measured now, holds the key behind ``report_data``.
+
+        It may block: on the TEE, and for a hardware backend on fetching what verifying the
+        evidence takes (Intel's collateral, a VCEK), so async code calls it in a thread.
+        """
+
+    def forget_endorsements(self) -> None:
+        """The attestation service refused evidence: drop any cached collateral or VCEK, so the next is fetched."""
+        return  # nothing cached by default
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from cloister.attestation.backends import TEEBackend, check_backend
 from cloister.attestation.certificate import build_certificate
 from cloister.attestation.deployment import Deployment
 from cloister.attestation.measurement import enclave_name
-from cloister.attestation.producers import open_hardware_backend
+from cloister.attestation.producers import EndorsementSources, open_hardware_backend
 from cloister.attestation.report import EndorsedReport
 from cloister.attestation.sim import SimulatedBackend
 
@@ -32,14 +32,20 @@ class ServiceIdentity:
     expires: dt.datetime
 
 
-def open_backend(tee_backend: str, deployment: Deployment, service: str, devices_root: Path = Path("/")) -> TEEBackend:
-    """The configured backend for ``service``.
+def open_backend(
+    tee_backend: str,
+    deployment: Deployment,
+    service: str,
+    devices_root: Path = Path("/"),
+    sources: EndorsementSources | None = None,
+) -> TEEBackend:
+    """The configured backend for ``service``; a hardware one fetches collateral and VCEKs from ``sources``.
 
     Raises:
         ConfigurationError: the backend is unknown, or its hardware or material is missing.
     """
     if tee_backend != "sim":
-        return open_hardware_backend(tee_backend, devices_root)
+        return open_hardware_backend(tee_backend, devices_root, sources)
     check_backend(tee_backend)
     return SimulatedBackend(service, deployment.sim_quoting_key(), deployment.platform_signing_public_der())
 

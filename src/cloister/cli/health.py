@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cloister.attestation.certificate import TLS_NAME
 from cloister.attestation.identity import ServiceIdentity, open_backend
+from cloister.attestation.producers import EndorsementSources
 from cloister.attestation.verify import PeerVerifier
 from cloister.config import ATTESTATION_SERVICE, ENDPOINTS, SERVICES, Settings
 from cloister.errors import CloisterError
@@ -46,7 +47,9 @@ def check_service(settings: Settings, service: str) -> dict[str, tuple[bool, str
     endpoints = [endpoint for endpoint in ENDPOINTS if _SERVICE_OF.get(endpoint, endpoint) == service]
     try:
         verifier = PeerVerifier(deployment.as_root_ca(), deployment.enclave_info(), attestation_policy(settings))
-        backend = open_backend(settings.tee_backend, deployment, "status")
+        backend = open_backend(
+            settings.tee_backend, deployment, "status", sources=EndorsementSources.from_settings(settings.attestation)
+        )
         identity = asyncio.run(obtain_identity(settings, deployment, backend, "status"))
     except CloisterError as exc:
         return {endpoint: (False, exc.message) for endpoint in endpoints}
@@ -59,7 +62,9 @@ def check_all(settings: Settings) -> dict[str, tuple[bool, str]]:
     results[ATTESTATION_SERVICE] = _check_attestation(settings, deployment.as_root_ca_pem())
     try:
         verifier = PeerVerifier(deployment.as_root_ca(), deployment.enclave_info(), attestation_policy(settings))
-        backend = open_backend(settings.tee_backend, deployment, "status")
+        backend = open_backend(
+            settings.tee_backend, deployment, "status", sources=EndorsementSources.from_settings(settings.attestation)
+        )
         identity = asyncio.run(obtain_identity(settings, deployment, backend, "status"))
     except CloisterError as exc:
         results.update(

@@ -24,7 +24,7 @@ from cloister.attestation.deployment import Deployment
 from cloister.attestation.identity import ServiceIdentity, build_identity
 from cloister.attestation.report import EndorsedReport
 from cloister.config import ATTESTATION_SERVICE, Settings
-from cloister.errors import CloisterError, UnavailableError
+from cloister.errors import CloisterError, ResourceExhaustedError, StatusCode, UnavailableError
 from cloister.rpc import addresses
 from cloister.rpc.errors import from_rpc_error
 from cloister.rpc.retry import Backoff, supervised
@@ -42,10 +42,12 @@ async def obtain_identity(
 
     Raises:
         AttestationError: the attestation service refused the evidence.
-        UnavailableError: it could not be reached.
+        UnavailableError: it, or the PCCS or KDS the backend fetches from, could not be reached.
+        ResourceExhaustedError: it is busy verifying other evidence.
     """
     key = new_key()
-    evidence = backend.evidence(report_data_for(key.public_key()))
+    # In a thread: the TEE may take its time, and a hardware backend may fetch collateral or a VCEK.
+    evidence = await asyncio.to_thread(backend.evidence, report_data_for(key.public_key()))
     public_key = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -66,7 +68,10 @@ async def obtain_identity(
         try:
             response = await cgrpc.AttestationStub(channel).Endorse(request, timeout=settings.rpc.call_timeout_seconds)
         except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
+            error = from_rpc_error(exc)
+            if error.status is StatusCode.UNAUTHENTICATED:  # refused: fetch collateral afresh next time
+                backend.forget_endorsements()
+            raise error from exc
     now = dt.datetime.now(dt.UTC)
     endorsed = EndorsedReport(response.report, response.signature, tuple(response.certs))
     expires = dt.datetime.fromtimestamp(response.expires, dt.UTC)
@@ -93,9 +98,11 @@ class IdentityKeeper:
             try:
                 self._identity = await obtain_identity(self._settings, self._deployment, self._backend, self._service)
                 break
-            except UnavailableError:
+            except (UnavailableError, ResourceExhaustedError) as exc:  # not up yet, busy, or a PCCS/KDS down
                 if attempt == _CONNECT_ATTEMPTS - 1:
                     raise
+                if attempt % 10 == 9:
+                    logger.warning("no identity yet after %d attempts (%s); still trying", attempt + 1, exc.message)
                 await backoff.sleep()
         self._task = asyncio.create_task(supervised("certificate renewal", self._renew), name="identity-renewal")
         return self.current()

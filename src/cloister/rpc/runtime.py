@@ -21,6 +21,7 @@ import grpc
 from cloister.attestation.backends import SIMULATED_NOTICE
 from cloister.attestation.deployment import Deployment
 from cloister.attestation.identity import ServiceIdentity, open_backend
+from cloister.attestation.producers import EndorsementSources
 from cloister.attestation.report import AttestationPolicy
 from cloister.attestation.verify import PeerVerifier
 from cloister.config import Settings
@@ -64,7 +65,9 @@ class ServiceRuntime:
         """
         deployment = deployment_of(settings)
         enclave_info, auditors = deployment.verified_enclave_info()
-        backend = open_backend(settings.tee_backend, deployment, service)
+        backend = open_backend(
+            settings.tee_backend, deployment, service, sources=EndorsementSources.from_settings(settings.attestation)
+        )
         logger.info("enclave_info.toml signed by %s", ", ".join(auditors))
         if backend.simulated:
             logger.info(SIMULATED_NOTICE)

@@ -17,7 +17,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cloister.attestation.backends import Evidence, TEEBackend
-from cloister.attestation.producers.layouts import REPORT_DATA_LENGTH, snp_report_data, tdx_report_data
+from cloister.attestation.producers.amd_kds import AMDKeyDistribution
+from cloister.attestation.producers.intel_collateral import IntelCollateral
+from cloister.attestation.producers.layouts import (
+    REPORT_DATA_LENGTH,
+    snp_certificate_table,
+    snp_certificates,
+    snp_report_data,
+    tdx_report_data,
+)
 from cloister.errors import AttestationError, ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -36,15 +44,26 @@ class TSMBackend(TEEBackend):
     Args:
         name: ``tdx`` or ``sev-snp``; the kernel's provider must be the matching guest driver.
         root: the report directory of configfs-tsm.
+        collateral: ``tdx``: where Intel's collateral for each quote comes from; None: none is sent.
+        vceks: ``sev-snp``: where the VCEK comes from when the host supplies none; None: not fetched.
     """
 
     simulated = False
 
-    def __init__(self, name: str, root: Path = TSM_REPORT_ROOT) -> None:
+    def __init__(
+        self,
+        name: str,
+        root: Path = TSM_REPORT_ROOT,
+        *,
+        collateral: IntelCollateral | None = None,
+        vceks: AMDKeyDistribution | None = None,
+    ) -> None:
         if name not in _PROVIDERS:
             raise ValueError(f"configfs-tsm serves tdx and sev-snp, not {name!r}")
         self.name = name
         self.root = root
+        self.collateral = collateral
+        self.vceks = vceks
 
     def probe(self) -> None:
         """Check that the kernel's provider is this backend's guest driver, without making a report.
@@ -67,10 +86,14 @@ class TSMBackend(TEEBackend):
     def evidence(self, report_data: bytes) -> Evidence:
         """A fresh quote or report whose report data is ``report_data``.
 
+        A TDX quote comes with Intel's collateral and an SNP report with a certificate table
+        holding its VCEK (the host's, else AMD's KDS's), when the backend was given where to fetch them.
+
         Raises:
             ValueError: ``report_data`` is not 64 bytes.
-            AttestationError: the kernel refused, the report does not carry ``report_data``, or
-                concurrent writers kept changing the entry.
+            AttestationError: the kernel refused, the report does not carry ``report_data``,
+                concurrent writers kept changing the entry, or the collateral or VCEK could not be had.
+            UnavailableError: the PCCS or KDS could not be reached.
         """
         if len(report_data) != REPORT_DATA_LENGTH:
             raise ValueError(f"report data must be {REPORT_DATA_LENGTH} bytes")
@@ -94,7 +117,25 @@ class TSMBackend(TEEBackend):
             raise AttestationError(f"configfs-tsm report came from {provider!r}, not {_PROVIDERS[self.name]!r}")
         if _REPORT_DATA_OF[self.name](outblob) != report_data:
             raise AttestationError(f"the {self.name} report's report data is not the 64 bytes that were asked for")
-        return Evidence(self.name, outblob, b"", certificates=auxblob)
+        collateral = b""
+        if self.name == "tdx" and self.collateral is not None:
+            collateral = self.collateral.for_quote(outblob)
+        if self.name == "sev-snp" and self.vceks is not None:
+            auxblob = self._with_vcek(outblob, auxblob)
+        return Evidence(self.name, outblob, b"", certificates=auxblob, collateral=collateral)
+
+    def _with_vcek(self, report: bytes, table: bytes) -> bytes:
+        """The host's certificate table if it holds a VCEK or VLEK; else one with the VCEK from KDS added."""
+        certificates = snp_certificates(table) if table else {}
+        if "vcek" in certificates or "vlek" in certificates:
+            return table
+        assert self.vceks is not None
+        return snp_certificate_table({"vcek": self.vceks.vcek_for(report), **certificates})
+
+    def forget_endorsements(self) -> None:
+        for source in (self.collateral, self.vceks):
+            if source is not None:
+                source.forget()
 
     def _new_entry(self) -> Path:
         entry = self.root / f"cloister-{os.getpid()}-{secrets.token_hex(8)}"

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from cloister.attestation.backends import Evidence, TEEBackend
+from cloister.attestation.producers.intel_collateral import IntelCollateral
 from cloister.attestation.producers.layouts import REPORT_DATA_LENGTH, sgx_report_data
 from cloister.errors import AttestationError, ConfigurationError
 
@@ -24,13 +25,15 @@ class GramineBackend(TEEBackend):
 
     Args:
         root: Gramine's attestation directory.
+        collateral: where Intel's collateral for each quote comes from; None: none is sent.
     """
 
     name = "sgx"
     simulated = False
 
-    def __init__(self, root: Path = GRAMINE_ATTESTATION_ROOT) -> None:
+    def __init__(self, root: Path = GRAMINE_ATTESTATION_ROOT, *, collateral: IntelCollateral | None = None) -> None:
         self.root = root
+        self.collateral = collateral
 
     def probe(self) -> None:
         """Check that Gramine was told to produce DCAP quotes.
@@ -52,11 +55,13 @@ class GramineBackend(TEEBackend):
             )
 
     def evidence(self, report_data: bytes) -> Evidence:
-        """A fresh DCAP quote whose report data is ``report_data``.
+        """A fresh DCAP quote whose report data is ``report_data``, with Intel's collateral if the backend fetches it.
 
         Raises:
             ValueError: ``report_data`` is not 64 bytes.
-            AttestationError: Gramine refused, or the quote does not carry ``report_data``.
+            AttestationError: Gramine refused, the quote does not carry ``report_data``, or the
+                PCCS answered no usable collateral.
+            UnavailableError: the PCCS could not be reached.
         """
         if len(report_data) != REPORT_DATA_LENGTH:
             raise ValueError(f"report data must be {REPORT_DATA_LENGTH} bytes")
@@ -68,4 +73,9 @@ class GramineBackend(TEEBackend):
                 raise AttestationError(f"Gramine could not produce a quote: {exc.strerror}") from None
         if sgx_report_data(quote) != report_data:
             raise AttestationError("the sgx quote's report data is not the 64 bytes that were asked for")
-        return Evidence(self.name, quote, b"")
+        collateral = self.collateral.for_quote(quote) if self.collateral is not None else b""
+        return Evidence(self.name, quote, b"", collateral=collateral)
+
+    def forget_endorsements(self) -> None:
+        if self.collateral is not None:
+            self.collateral.forget()

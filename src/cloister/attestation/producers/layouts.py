@@ -100,3 +100,20 @@ def snp_certificates(table: bytes) -> dict[str, bytes]:
         if role is not None:
             certificates[role] = table[offset : offset + length]
     raise AttestationError("SEV-SNP certificate table has no terminating entry")
+
+
+_ROLE_GUIDS = {role: guid for guid, role in SNP_CERTIFICATE_GUIDS.items()}
+
+
+def snp_certificate_table(certificates: dict[str, bytes]) -> bytes:
+    """A certificate table as an SNP host hands it to its guest, holding ``certificates`` by role.
+
+    The inverse of :func:`snp_certificates`: entries with RFC 4122 GUIDs, an all-zero end entry,
+    then the certificates.
+    """
+    offset = _SNP_TABLE_ENTRY.size * (len(certificates) + 1)
+    header, body = b"", b""
+    for role, certificate in certificates.items():
+        header += _SNP_TABLE_ENTRY.pack(_ROLE_GUIDS[role].bytes, offset + len(body), len(certificate))
+        body += certificate
+    return header + bytes(_SNP_TABLE_ENTRY.size) + body

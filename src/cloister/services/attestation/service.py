@@ -19,6 +19,7 @@ from cloister.config import ATTESTATION_SERVICE, Settings
 from cloister.rpc import addresses
 from cloister.rpc.runtime import deployment_of, wait_for_stop_signal
 from cloister.rpc.server import start_server
+from cloister.services.attestation.admission import EndorsementQueue
 from cloister.services.attestation.endorser import Endorser
 from cloister.services.attestation.servicer import AttestationServicer
 
@@ -51,6 +52,9 @@ async def serve(settings: Settings) -> None:
     deployment = deployment_of(settings)
     lifetime = dt.timedelta(seconds=settings.attestation.certificate_lifetime_seconds)
     endorser = Endorser(deployment, lifetime, TeePolicy.from_settings(settings.tee_policy), settings.tee_backend)
+    endorsements = EndorsementQueue(
+        endorser, settings.attestation.verification_threads, settings.attestation.verification_queue
+    )
     configured = settings.endpoint(ATTESTATION_SERVICE)
     server, port = await start_server(
         ATTESTATION_SERVICE,
@@ -58,7 +62,7 @@ async def serve(settings: Settings) -> None:
         tls_credentials(deployment),
         None,
         settings.rpc,
-        [lambda s: cgrpc.add_AttestationServicer_to_server(AttestationServicer(endorser), s)],
+        [lambda s: cgrpc.add_AttestationServicer_to_server(AttestationServicer(endorsements), s)],
     )
     addresses.publish(settings, ATTESTATION_SERVICE, port)
     logger.info("attestation service listening on %s:%d", configured.bind_host, port)
@@ -67,3 +71,4 @@ async def serve(settings: Settings) -> None:
     finally:
         addresses.unpublish(settings, ATTESTATION_SERVICE)
         await server.stop(grace=2.0)
+        endorsements.close()

@@ -9,12 +9,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cloister._proto import cloister_pb2 as cpb
 from cloister._proto import cloister_pb2_grpc as cgrpc
 from cloister.attestation.backends import Evidence
-from cloister.services.attestation.endorser import Endorser
+from cloister.services.attestation.admission import EndorsementQueue
 
 
 class AttestationServicer(cgrpc.AttestationServicer):
-    def __init__(self, endorser: Endorser) -> None:
-        self._endorser = endorser
+    def __init__(self, endorsements: EndorsementQueue) -> None:
+        self._endorsements = endorsements
 
     async def Endorse(self, request: cpb.EndorseRequest, context: object) -> cpb.EndorseResponse:
         evidence = Evidence(
@@ -24,7 +24,9 @@ class AttestationServicer(cgrpc.AttestationServicer):
             certificates=request.certificates,
             collateral=request.collateral,
         )
-        endorsement = self._endorser.endorse(evidence, request.public_key, request.service, dt.datetime.now(dt.UTC))
+        endorsement = await self._endorsements.endorse(
+            evidence, request.public_key, request.service, dt.datetime.now(dt.UTC)
+        )
         return cpb.EndorseResponse(
             report=endorsement.report.report,
             signature=endorsement.report.signature,

@@ -8,6 +8,7 @@ only that task, with an incident id that points at the logged traceback.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -50,7 +51,8 @@ class TaskRunner:
         if self._attestor is None:
             return await self._run_task(task), None
         try:
-            attested = self._attestor.begin(task)
+            # In a thread: evidence from a TEE may block (the TEE, a collateral fetch on a cache miss).
+            attested = await asyncio.to_thread(self._attestor.begin, task)
         except TaskRefusedError as exc:
             logger.warning("task %s refused: %s", task.task_id, exc.reason)
             if self._on_refused is not None:

@@ -66,9 +66,10 @@ def test_gramine_refusing_is_an_attestation_error(tmp_path: Path) -> None:
         GramineBackend(tmp_path).evidence(bytes(64))
 
 
-def test_start_up_uses_gramine_when_it_is_there_but_the_attestation_service_refuses_its_quote(tmp_path: Path) -> None:
-    """What a service on SGX meets today: its evidence is made, and the attestation service refuses
-    it, because the backend does not fetch Intel's collateral for its quote yet (docs/tee.md says so)."""
+def test_without_a_pccs_the_attestation_service_refuses_the_quote(tmp_path: Path) -> None:
+    """A service on SGX with no PCCS to fetch Intel's collateral from (``pccs_url = ""``): its
+    evidence is made, and the attestation service refuses it for want of the collateral
+    (``test_intel_collateral.py`` has the backend fetch it)."""
     deployment = provision(tmp_path / "state", SERVICES)
     key = new_key()
     answer = with_report_data_at(sgx_quote(), SGX_REPORT_DATA_OFFSET)
