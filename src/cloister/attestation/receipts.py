@@ -221,7 +221,7 @@ def verify_receipt(
     if not cert.not_valid_before_utc <= issued_at <= cert.not_valid_after_utc:
         raise AttestationError("receipt was issued outside its certificate's validity period")
     quote = attested.report.quote
-    signer = enclave_info.match(quote.mr_enclave, quote.mr_signer, [enclave_name("execution")]).name
+    signer = enclave_info.identify(attested.report, [enclave_name("execution")]).name
     public_key = ec_public_key_of(cert)
     try:
         jwt.PyJWS().decode_complete(token, public_key, algorithms=["ES256"])
