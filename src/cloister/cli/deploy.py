@@ -159,22 +159,26 @@ def measure_command(
     if measurements_file is not None and (kind or services or collateral or certs or at_text):
         raise click.UsageError("--kind, --services, --collateral, --certs and --at go with --from-evidence")
     try:
+        chosen = _services(services) if services is not None else ()
+        at = parse_time(at_text) if at_text else dt.datetime.now(dt.UTC)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
         if measurements_file is not None:
             images = read_measurements(measurements_file, load_plan(directory).tee_backend)
             identities = [identity for image in images for identity in image.identities()]
         else:
-            assert evidence_file is not None and kind is not None and services is not None
-            at = parse_time(at_text) if at_text else dt.datetime.now(dt.UTC)
+            assert evidence_file is not None and kind is not None
             check = check_evidence(kind, evidence_file, at=at, collateral_path=collateral, certs_dir=certs)
             click.echo(f"verified {kind} evidence {evidence_file} at {at.isoformat().replace('+00:00', 'Z')}")
             if check.claims.debug:
                 click.echo("note: the evidence is from a TEE in debug mode, which a strict TEE policy refuses")
-            identities = identities_of(check.claims, _services(services))
+            identities = identities_of(check.claims, chosen)
         info = measure_identities(directory, identities)
     except CloisterError as exc:
         raise click.ClickException(exc.message) from None
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    except ValueError as exc:  # evidence the verifiers could not even parse
+        raise click.ClickException(f"{evidence_file}: {exc}") from None
     except OSError as exc:
         raise click.ClickException(_describe(exc)) from None
     for identity in identities:
@@ -191,7 +195,7 @@ def _services(text: str) -> tuple[str, ...]:
     unknown = [s for s in chosen if s not in SERVICES]
     if unknown or not chosen:
         named = ", ".join(unknown) or "none"
-        raise ValueError(f"--services: {named} is not a service; services: {', '.join(SERVICES)}")
+        raise ValueError(f"--services: {named} is not a service; services: {', '.join(SERVICES)}, or all")
     return chosen
 
 

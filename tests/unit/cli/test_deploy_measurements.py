@@ -128,3 +128,14 @@ def test_a_hardware_deployment_changes_identities_only_by_measurement(tmp_path: 
     all_services = _file(tmp_path, {"services": list(SERVICES), **TDX})
     tampered = _cloister("deploy", "measure", directory, "--measurements", all_services)
     assert tampered.exit_code == 1 and "does not verify" in tampered.output  # never re-signed over a change
+
+
+def test_measure_needs_one_source_and_known_services(tmp_path: Path) -> None:
+    evidence = tmp_path / "quote.bin"
+    evidence.write_bytes(b"\0")
+    neither = _cloister("deploy", "measure", tmp_path)
+    assert neither.exit_code == 2 and "give either --measurements FILE or --from-evidence FILE" in neither.output
+    no_kind = _cloister("deploy", "measure", tmp_path, "--from-evidence", evidence, "--services", "all")
+    assert no_kind.exit_code == 2 and "needs --kind and --services" in no_kind.output
+    unknown = _cloister("deploy", "measure", tmp_path, "--from-evidence", evidence, "--kind", "tdx", "--services", "db")
+    assert unknown.exit_code == 2 and "--services: db is not a service" in unknown.output
