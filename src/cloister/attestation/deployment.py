@@ -214,6 +214,14 @@ def measured_identities(deployment: Deployment, services: tuple[str, ...]) -> li
 
 
 def _sign_development_identities(deployment: Deployment, services: tuple[str, ...]) -> None:
+    write_signed_identities(deployment, measured_identities(deployment, services))
+
+
+def write_signed_identities(deployment: Deployment, identities: list[EnclaveIdentity]) -> None:
+    """Write ``identities`` as the deployment's ``enclave_info.toml``, signed by its development auditor.
+
+    The auditor's key is made on first use; the file and its signature are each replaced atomically.
+    """
     directory = deployment.directory
     auditor_key_path = directory / _AUDITOR_DIR / f"{_DEV_AUDITOR}.key"
     if not auditor_key_path.exists():
@@ -222,7 +230,7 @@ def _sign_development_identities(deployment: Deployment, services: tuple[str, ..
         (directory / _AUDITOR_DIR / f"{_DEV_AUDITOR}.public.pem").write_bytes(
             auditor_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
         )
-    raw = EnclaveInfo.render(measured_identities(deployment, services))
+    raw = EnclaveInfo.render(identities)
     auditor_key = serialization.load_pem_private_key(auditor_key_path.read_bytes(), None)
     assert isinstance(auditor_key, rsa.RSAPrivateKey)
     _atomic_write(directory / ENCLAVE_INFO, raw)
@@ -285,4 +293,4 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["AttestationError", "Deployment", "measured_identities", "provision"]
+__all__ = ["AttestationError", "Deployment", "measured_identities", "provision", "write_signed_identities"]

@@ -267,7 +267,7 @@ def verify_receipt(
     if not cert.not_valid_before_utc <= issued_at <= cert.not_valid_after_utc:
         raise AttestationError("receipt was issued outside its certificate's validity period")
     quote = attested.report.quote
-    signer = enclave_info.match(quote.mr_enclave, quote.mr_signer, [enclave_name("execution")]).name
+    signer = enclave_info.identify(attested.report, [enclave_name("execution")]).name
     verified = _check_claims(payload, public_key, quote, issued_at, signer, quoting_key)
     if manifest is None:
         return verified

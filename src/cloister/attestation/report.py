@@ -44,6 +44,7 @@ TEACLAVE_QUOTE_STATUSES = frozenset(
 
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 _CLOCK_SKEW = dt.timedelta(minutes=5)
+_MAX_SERVICE_NAME = 128
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,9 @@ class VerifiedReport:
     tee_backend: str
     signed_by: str
     version: int
+    service: str | None = None
+    """The identity name the attestation service certified (``cloisterService``); None in reports
+    from signers that name none (Intel's IAS, Teaclave's DCAP service)."""
 
     def age(self, now: dt.datetime) -> dt.timedelta:
         return now - self.timestamp
@@ -99,11 +103,17 @@ class ReportSigner:
         self._tee_backend = tee_backend
 
     def endorse(
-        self, quote: QuoteBody, now: dt.datetime, status: str = "OK", tee_backend: str | None = None
+        self,
+        quote: QuoteBody,
+        now: dt.datetime,
+        status: str = "OK",
+        tee_backend: str | None = None,
+        service: str | None = None,
     ) -> EndorsedReport:
         """A signed report on ``quote``; ``tee_backend`` names the platform that signed the evidence
-        (``cloisterTeeBackend``), by default the one this signer was made for."""
-        report = {
+        (``cloisterTeeBackend``), by default the one this signer was made for, and ``service`` the
+        identity name the key is certified as (``cloisterService``)."""
+        report: dict[str, object] = {
             "id": secrets.token_hex(16),
             "timestamp": now.astimezone(dt.UTC).replace(tzinfo=None).strftime(_TIMESTAMP_FORMAT),
             "version": 4,
@@ -111,6 +121,8 @@ class ReportSigner:
             "isvEnclaveQuoteBody": base64.b64encode(quote.to_bytes()).decode(),
             "cloisterTeeBackend": tee_backend or self._tee_backend,
         }
+        if service is not None:
+            report["cloisterService"] = service
         body = json.dumps(report, separators=(",", ":")).encode()
         signature = self._key.sign(body, padding.PKCS1v15(), hashes.SHA256())
         return EndorsedReport(body, signature, self._chain)
@@ -174,8 +186,11 @@ def verify_report(
         status = report["isvEnclaveQuoteStatus"]
         timestamp = parse_timestamp(report["timestamp"])
         quote = QuoteBody.parse(base64.b64decode(report["isvEnclaveQuoteBody"], validate=True))
+        service = report.get("cloisterService")
     except (ValueError, KeyError, TypeError) as exc:
         raise AttestationError(f"report is malformed: {exc}") from None
+    if service is not None and not (isinstance(service, str) and 0 < len(service) <= _MAX_SERVICE_NAME):
+        raise AttestationError("report is malformed: cloisterService is not a service name")
     verify_chain(chain[0], chain[1:], root, timestamp)
     if version not in policy.accepted_versions:
         accepted = ", ".join(str(v) for v in sorted(policy.accepted_versions))
@@ -193,6 +208,7 @@ def verify_report(
         str(report.get("cloisterTeeBackend") or ("sgx-epid" if quote.version in (1, 2) else "sgx-dcap")),
         chain[0].subject.rfc4514_string(),
         int(version),
+        service,
     )
 
 

@@ -80,8 +80,7 @@ class PeerVerifier:
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
             until = cert.not_valid_after_utc.isoformat()
             raise AttestationError(f"peer certificate is outside its validity period (until {until})")
-        quote = attested.report.quote
-        identity = self._info.match(quote.mr_enclave, quote.mr_signer, names)
+        identity = self._info.identify(attested.report, names)
         peer = PeerIdentity(
             identity.name,
             identity.mr_enclave,

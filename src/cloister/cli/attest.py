@@ -70,8 +70,7 @@ def attest(
         signers = verify_auditor_signatures(enclave_info.raw, signatures, keys, required=1)
     identity = None
     if names and enclave_info is not None:
-        quote = attested.report.quote
-        identity = enclave_info.match(quote.mr_enclave, quote.mr_signer, names).name
+        identity = enclave_info.identify(attested.report, names).name
     return Attestation(attested, identity, signers)
 
 
@@ -87,6 +86,7 @@ def describe(result: Attestation, now: dt.datetime) -> list[str]:
     lines = [
         f"TEE backend        {backend}" + ("  (SIMULATED: no hardware root of trust)" if simulated else ""),
         f"identity           {result.identity or 'not checked (give --service NAME and an enclave_info.toml)'}",
+        f"certified as       {report.service or '(the report names no service)'}",
         f"mr_enclave         {report.quote.mr_enclave.hex()}",
         f"mr_signer          {report.quote.mr_signer.hex()}",
         f"quote status       {report.quote_status} (quote version {report.quote.version}, report v{report.version})",

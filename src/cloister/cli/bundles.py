@@ -21,8 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from cloister.attestation.deployment import provision
+from cloister.attestation.deployment import Deployment, provision, write_signed_identities
+from cloister.attestation.enclave_info import EnclaveIdentity, EnclaveInfo
+from cloister.attestation.measurement import enclave_name
 from cloister.cli.deployment_plan import ALL_SERVICES, DeploymentPlan, read_plan
+from cloister.cli.measurements import MeasuredImage, merged
 from cloister.config import ATTESTATION_SERVICE, SERVICES, load_settings
 from cloister.crypto.sealing import load_or_create_key
 from cloister.errors import CloisterError, ConfigurationError
@@ -47,12 +50,18 @@ _MAX_BUNDLE_BYTES = 16 * 1024 * 1024
 _MAX_MEMBERS = 256
 
 
-def init_deployment(directory: Path, plan: DeploymentPlan, force: bool = False) -> None:
+def init_deployment(
+    directory: Path, plan: DeploymentPlan, force: bool = False, images: list[MeasuredImage] | None = None
+) -> None:
     """Create the deployment in ``directory``: trust material, signed identities, every host's settings.
 
+    The identities are the ``sim`` measurements of the code installed here, or, given
+    ``images``, the hardware measurements of every service (all of them must be there).
+
     Raises:
-        ConfigurationError: ``directory`` already holds a deployment (and not ``force``), or a
-            host's settings would not load.
+        ConfigurationError: ``directory`` already holds a deployment (and not ``force``), a
+            host's settings would not load, or ``images`` leave a service out or are for
+            another platform than the plan's.
     """
     ours = (PLAN_FILE, _ATTESTATION, "secrets", "hosts")
     existing = [name for name in ours if (directory / name).exists() or (directory / name).is_symlink()]
@@ -63,6 +72,9 @@ def init_deployment(directory: Path, plan: DeploymentPlan, force: bool = False) 
         )
     for name in plan.hosts:  # checked before anything is written
         _check_host_config(plan, name)
+    identities = None
+    if images is not None:
+        identities = _hardware_identities(plan, images)
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
     for entry in existing:
@@ -71,7 +83,9 @@ def init_deployment(directory: Path, plan: DeploymentPlan, force: bool = False) 
             shutil.rmtree(path)
         else:
             path.unlink()
-    provision(directory / _ATTESTATION, SERVICES)
+    deployment = provision(directory / _ATTESTATION, SERVICES)
+    if identities is not None:
+        write_signed_identities(deployment, identities)
     os.chmod(directory / _ATTESTATION / "auditors", 0o700)
     (directory / "secrets").mkdir(mode=0o700)
     load_or_create_key(directory / "secrets" / _STORAGE_KEY.name)
@@ -90,8 +104,52 @@ def sign_identities(directory: Path) -> None:
     Raises:
         ConfigurationError: ``directory`` holds no deployment.
     """
-    load_plan(directory)
+    plan = load_plan(directory)
+    if plan.tee_backend != "sim":
+        raise ConfigurationError(
+            f"this deployment runs on {plan.tee_backend}: its identities are the hardware's measurements, "
+            f"not the code installed here; record new ones with 'cloister deploy measure {directory}'"
+        )
     provision(directory / _ATTESTATION, SERVICES)
+
+
+def measure_identities(directory: Path, identities: list[EnclaveIdentity]) -> EnclaveInfo:
+    """Record hardware ``identities`` in the deployment's ``enclave_info.toml`` and sign it again.
+
+    Identities of the same names are replaced, the others kept; keys and CAs stay. Returns the
+    new identity file.
+
+    Raises:
+        ConfigurationError: ``directory`` holds no deployment, or the identities are for another
+            platform than the plan's.
+        AttestationError: the identity file there no longer verifies under its auditors' signatures.
+    """
+    plan = load_plan(directory)
+    for identity in identities:
+        if identity.platform != plan.tee_backend:
+            raise ConfigurationError(
+                f"the deployment's tee_backend is {plan.tee_backend}, but these measurements are {identity.platform}"
+            )
+    deployment = Deployment(directory / _ATTESTATION)
+    current, _ = deployment.verified_enclave_info()  # never carry a changed file forward under a new signature
+    write_signed_identities(deployment, merged(current.identities(), identities))
+    return deployment.enclave_info()
+
+
+def _hardware_identities(plan: DeploymentPlan, images: list[MeasuredImage]) -> list[EnclaveIdentity]:
+    for image in images:
+        if image.platform != plan.tee_backend:
+            raise ConfigurationError(
+                f"the deployment's tee_backend is {plan.tee_backend}, but the measurements are {image.platform}"
+            )
+    by_service = {identity.name: identity for image in images for identity in image.identities()}
+    missing = [s for s in SERVICES if enclave_name(s) not in by_service]
+    if missing:
+        raise ConfigurationError(
+            f"the measurements leave out {', '.join(missing)}: on {plan.tee_backend} every service needs its "
+            "image's measurements"
+        )
+    return [by_service[enclave_name(s)] for s in SERVICES]
 
 
 def _check_host_config(plan: DeploymentPlan, name: str) -> None:

@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 from attestation_helpers import make_identity
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from cloister.attestation.certificate import build_certificate, endorsed_report_of, new_key
 from cloister.attestation.deployment import Deployment, provision
 from cloister.attestation.enclave_info import EnclaveIdentity, EnclaveInfo, verify_auditor_signatures
-from cloister.attestation.report import AttestationPolicy, EndorsedReport
+from cloister.attestation.report import AttestationPolicy, EndorsedReport, verify_report
 from cloister.attestation.verify import PeerVerifier
 from cloister.config import SERVICES
 from cloister.errors import AttestationError
@@ -118,3 +119,15 @@ def test_auditor_signatures(deployment: Deployment) -> None:
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
     with pytest.raises(AttestationError):
         verify_auditor_signatures(raw, signatures, [("stranger", stranger)], required=1)
+
+
+@pytest.mark.parametrize("service", [5, "", "x" * 129, ["teaclave_storage_service"]])
+def test_a_report_whose_certified_name_is_not_a_name_is_refused(deployment: Deployment, service: object) -> None:
+    genuine = _report_of(make_identity(deployment, "storage").server_certificate_pem)
+    report = json.loads(genuine.report)
+    assert report["cloisterService"] == "teaclave_storage_service"
+    body = json.dumps({**report, "cloisterService": service}).encode()
+    key, _ = deployment.report_signer()
+    signed = EndorsedReport(body, key.sign(body, padding.PKCS1v15(), hashes.SHA256()), genuine.certs)
+    with pytest.raises(AttestationError, match="cloisterService is not a service name"):
+        verify_report(signed, deployment.as_root_ca(), dt.datetime.now(dt.UTC), POLICY)

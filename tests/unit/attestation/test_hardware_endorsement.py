@@ -172,6 +172,7 @@ def test_simulated_evidence_only_in_a_simulated_deployment(deployment: Deploymen
     )
     report = json.loads(endorsement.report.report)
     assert report["cloisterTeeBackend"] == "sim" and report["isvEnclaveQuoteStatus"] == "OK"
+    assert report["cloisterService"] == "teaclave_storage_service"  # the name asked for, signed
     # A hardware deployment refuses it, even under a policy that says simulated evidence is fine.
     permissive = dataclasses.replace(LENIENT, platforms=frozenset({"tdx", "sim"}), allow_simulated=True)
     for policy in (LENIENT, permissive):

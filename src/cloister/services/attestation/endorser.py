@@ -63,8 +63,9 @@ class Endorser:
     def endorse(self, evidence: Evidence, public_key_der: bytes, service: str, now: dt.datetime) -> Endorsement:
         """Endorse ``evidence`` about ``public_key_der``, verified and judged at ``now``.
 
-        The report says which platform signed the evidence (``cloisterTeeBackend``) and carries
-        its measurements as :func:`quote_body_of` maps them.
+        The report says which platform signed the evidence (``cloisterTeeBackend``), carries
+        its measurements as :func:`quote_body_of` maps them, and names the identity the key is
+        certified as (``cloisterService``, the ``teaclave_<service>_service`` the request asks for).
 
         Raises:
             AttestationError: the evidence does not verify, the policy refuses it (with every
@@ -91,7 +92,9 @@ class Endorser:
             quote, status = QuoteBody.parse(evidence.quote), "OK"
         else:
             quote, status = quote_body_of(claims), quote_status_of(claims)
-        report = self._signer.endorse(quote, now, status, tee_backend=claims.platform)
+        # The name the service asks for rides in the signed report: peers recognise it only where
+        # their enclave_info lists it with this platform and these measurements (docs/tee.md).
+        report = self._signer.endorse(quote, now, status, tee_backend=claims.platform, service=enclave_name(service))
         ca_cert, ca_key = self._ca
         client_certificate = issue_certificate(
             enclave_name(service),
