@@ -53,13 +53,9 @@ def verify(settings: Settings, exports: Path | None = None, check_exports: bool 
     """
     store = _open(settings)
     try:
-        keys = store.keys_with_prefix(ENTRY_PREFIX)
-        *values, raw_head, raw_anchor = store.read([*keys, HEAD_KEY, ANCHOR_KEY])
+        records, head, anchor = _stored_log(store)
     finally:
         store.close()
-    records = [(entry_seq(key), value.value) for key, value in zip(keys, values, strict=True) if value is not None]
-    head = load_head(raw_head.value if raw_head is not None else None)
-    anchor = load_anchor(raw_anchor.value if raw_anchor is not None else None)
     exported: int | None = None
     past_anchor: dict[int, bytes] = {}
     if check_exports:
@@ -68,6 +64,35 @@ def verify(settings: Settings, exports: Path | None = None, check_exports: bool 
     return Verification(verify_chain(records, head, anchor, past_anchor), exported, head, anchor)
 
 
+def _stored_log(store: _OfflineStore) -> tuple[list[tuple[int, bytes]], ChainHead, ChainAnchor]:
+    """The stored entries (number, JSON), head and anchor as one state of a log that may be growing.
+
+    Listing the keys and reading them are two steps, and a running platform appends in between:
+    the entries it added are read by number up to the head read with the others (an append commits
+    its entries with the head, and retention deletes only the oldest, with the anchor). A cut that
+    moved the anchor while the tail was read makes it read again.
+    """
+    for _ in range(_SNAPSHOT_ATTEMPTS):
+        keys = store.keys_with_prefix(ENTRY_PREFIX)
+        *values, raw_head, raw_anchor = store.read([*keys, HEAD_KEY, ANCHOR_KEY])
+        head, anchor = _head_and_anchor(raw_head, raw_anchor)
+        records = [(entry_seq(k), v.value) for k, v in zip(keys, values, strict=True) if v is not None]
+        listed = max((entry_seq(key) for key in keys), default=0)
+        tail = range(max(listed, anchor.seq) + 1, head.count + 1)
+        if not tail:
+            return records, head, anchor
+        *values, raw_anchor = store.read([*(entry_key(n) for n in tail), ANCHOR_KEY])
+        if _head_and_anchor(None, raw_anchor)[1] == anchor:
+            return records + [(n, v.value) for n, v in zip(tail, values, strict=True) if v is not None], head, anchor
+    return records, head, anchor  # the log kept being cut: verify what was read, which will say what is off
+
+
+def _head_and_anchor(raw_head: Versioned | None, raw_anchor: Versioned | None) -> tuple[ChainHead, ChainAnchor]:
+    head = load_head(raw_head.value if raw_head is not None else None)
+    return head, load_anchor(raw_anchor.value if raw_anchor is not None else None)
+
+
+_SNAPSHOT_ATTEMPTS = 5
 _READ_CHUNK = 1_000
 
 
@@ -124,9 +149,7 @@ def export(settings: Settings, since: int, out: BinaryIO, exports: Path | None =
     """
     store = _open(settings)
     try:
-        raw_head, raw_anchor = store.read([HEAD_KEY, ANCHOR_KEY])
-        head = load_head(raw_head.value if raw_head is not None else None)
-        anchor = load_anchor(raw_anchor.value if raw_anchor is not None else None)
+        head, anchor = _head_and_anchor(*store.read([HEAD_KEY, ANCHOR_KEY]))
         last = since
         if since < anchor.seq:
             for line in _exported(exports or settings.audit_export_dir, since, anchor.seq):

@@ -7,55 +7,29 @@ import ``functions``, ``model`` and layers below; services import executors.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable, Mapping
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from cloister.executors.base import (
-    Executor,
-    FunctionError,
-    TaskFiles,
-    TaskIO,
-    pair_name,
-    task_log,
-)
-from cloister.executors.builtin import BuiltinExecutor
-from cloister.executors.sandbox.host import Sandbox
-from cloister.executors.sandboxed import SandboxedExecutor
-from cloister.model.executors import ExecutorKind, kind_of, parse_kinds
-from cloister.model.tasks import StagedTask
+if TYPE_CHECKING:
+    from cloister.executors.base import Executor, FunctionError, TaskFiles, TaskIO, pair_name, task_log
+    from cloister.executors.builtin import BuiltinExecutor
+    from cloister.executors.sandbox.host import Sandbox
+    from cloister.executors.selection import create_executors, select_executor
 
-logger = logging.getLogger(__name__)
-
-
-def create_executors(kinds: Iterable[str], sandbox: Sandbox) -> dict[ExecutorKind, Executor]:
-    """One executor per requested kind this build has; the others are logged and skipped.
-
-    An execution service announces only what this returns, so the scheduler never hands it a
-    task it cannot run. All kinds run their tasks in ``sandbox``.
-    """
-    known, unknown = parse_kinds(list(dict.fromkeys(kinds)))
-    for name in unknown:
-        logger.warning("executor kind %r is not available in this build; not offering it", name)
-    return {
-        kind: BuiltinExecutor(sandbox) if kind is ExecutorKind.BUILTIN else SandboxedExecutor(kind, sandbox)
-        for kind in known
-    }
-
-
-def select_executor(task: StagedTask, executors: Mapping[str, Executor]) -> Executor:
-    """The executor that runs ``task``.
-
-    Raises:
-        FunctionError: ``function not available: (<Type>, <Executor>)`` when the function's
-            executor type and the task's executor are not a registered pair, or this service
-            does not offer that kind.
-    """
-    kind = kind_of(task.executor_type, task.executor)
-    executor = executors.get(kind) if kind is not None else None
-    if executor is None:
-        raise FunctionError(f"function not available: {pair_name(task.executor_type, task.executor)}")
-    return executor
-
+_LAZY = {
+    "BuiltinExecutor": "cloister.executors.builtin",
+    "Executor": "cloister.executors.base",
+    "FunctionError": "cloister.executors.base",
+    "Sandbox": "cloister.executors.sandbox.host",
+    "TaskFiles": "cloister.executors.base",
+    "TaskIO": "cloister.executors.base",
+    "create_executors": "cloister.executors.selection",
+    "pair_name": "cloister.executors.base",
+    "select_executor": "cloister.executors.selection",
+    "task_log": "cloister.executors.base",
+}
+"""Public name → the module it is loaded from on first use, so the sandbox template, which
+imports this package's runtimes, does not load the service side (configuration, asyncio)."""
 
 __all__ = [
     "BuiltinExecutor",
@@ -69,3 +43,16 @@ __all__ = [
     "select_executor",
     "task_log",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cloister.executors' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -16,8 +16,8 @@ from cloister.cli.audit import export, verify
 from cloister.config import Settings, load_settings
 from cloister.crypto.sealing import Sealer, load_or_create_key
 from cloister.errors import ConfigurationError
-from cloister.model.audit import AuditEntry, ChainedEntry, ChainHead, verify_chain
-from cloister.services.management.audit import AuditLog
+from cloister.model.audit import AuditChainBrokenError, AuditEntry, ChainedEntry, ChainHead, verify_chain
+from cloister.services.management.audit import HEAD_KEY, AuditLog, entry_key, load_head
 from cloister.services.management.audit_retention import AuditRetention
 from cloister.storage.engine import open_storage
 from cloister.storage.local import LocalStorage
@@ -134,3 +134,44 @@ def test_export_and_verify_read_the_configured_postgres_database(
     assert [line["entry"]["message"] for line in _lines(settings, 1)] == ["call 2", "call 3"]
     assert verify(settings, check_exports=False).stored == 3
     assert not settings.database_path.exists()  # read from PostgreSQL, not an empty SQLite file
+
+
+def _appending_after_listing(monkeypatch: pytest.MonkeyPatch, settings: Settings, count: int, drop_last: bool) -> None:
+    """Make verify's key listing be followed by a running platform's append of ``count`` entries
+    (and, with ``drop_last``, by the removal of the newest entry, as tampering would)."""
+    from cloister.cli import audit as audit_cli
+    from cloister.storage.ops import Delete
+
+    listing = audit_cli._OfflineStore.keys_with_prefix
+
+    def keys_then_append(self: audit_cli._OfflineStore, prefix: bytes) -> list[bytes]:
+        keys = listing(self, prefix)
+        store = SQLiteStore(settings.database_path, Sealer(settings.storage_key_path.read_bytes()))
+        store.start()
+        try:
+            entries = [AuditEntry(int(NOW * 1e6) + n, bytes(16), "", f"late {n}", True) for n in range(count)]
+            asyncio.run(AuditLog(LocalStorage(store), PolicyAuthorizer()).save(entries))
+            if drop_last:
+                head = load_head(asyncio.run(LocalStorage(store).get(HEAD_KEY)))
+                asyncio.run(LocalStorage(store).commit([Delete(entry_key(head.count))]))
+        finally:
+            store.close()
+        return keys
+
+    monkeypatch.setattr(audit_cli._OfflineStore, "keys_with_prefix", keys_then_append)
+
+
+def test_verify_checks_a_log_that_grows_while_it_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = _platform(tmp_path, [1, 1, 1])
+    _appending_after_listing(monkeypatch, settings, count=4, drop_last=False)
+    verification = verify(settings, check_exports=False)
+    assert verification.stored == 7 and verification.head.count == 7
+
+
+def test_verify_still_finds_the_newest_entry_removed_while_the_log_grows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _platform(tmp_path, [1, 1, 1])
+    _appending_after_listing(monkeypatch, settings, count=4, drop_last=True)
+    with pytest.raises(AuditChainBrokenError, match="holds 6 entries after entry 0 but its head records 7"):
+        verify(settings, check_exports=False)

@@ -1,83 +1,24 @@
-"""The execution process: offer the configured executors to the scheduler until stopped."""
+"""The execution process: check the task sandbox, then offer the configured executors to the
+scheduler until stopped.
+
+The sandbox template starts first, before the rest of the service is imported. Its start (a
+Python of its own, importing the runtimes) and the test task are most of a restart, and they go
+on in their own processes while this one imports and gets its identity (:mod:`running`).
+"""
 
 from __future__ import annotations
 
-import logging
-import uuid
+import asyncio
+import importlib
 
 from cloister.config import Settings
-from cloister.errors import ConfigurationError
-from cloister.executors import Sandbox, create_executors
-from cloister.executors.sandbox.host import SandboxUnavailableError
+from cloister.executors.sandbox.host import Sandbox
 from cloister.executors.sandbox.requirements import check_full_isolation
-from cloister.file_agent import FileAgent, TransferLimits
-from cloister.model.executors import ExecutorInfo
-from cloister.model.tasks import StagedTask
-from cloister.rpc import addresses
-from cloister.rpc.runtime import ServiceRuntime
-from cloister.services.execution.attestor import TaskAttestor
-from cloister.services.execution.runner import TaskRunner
-from cloister.services.execution.scheduler_client import SchedulerClient
-from cloister.services.execution.staging import DataPlane
-from cloister.services.execution.worker import ExecutionWorker
-
-logger = logging.getLogger(__name__)
-
-STOP_GRACE_SECONDS = 4.0
-"""Running tasks get this long to finish on SIGTERM (the launcher kills after 10 s)."""
 
 
 async def serve(settings: Settings) -> None:
     sandbox = Sandbox(settings.sandbox, (settings.state_dir, settings.execution_work_dir))
-    # Before anything else: a service that cannot isolate tasks fully must not take any.
-    try:
-        isolation = await check_full_isolation(sandbox)
-    except SandboxUnavailableError as exc:
-        await sandbox.close()
-        raise ConfigurationError(f"{exc.reason}; the execution service runs no task without it") from None
-    logger.info("task sandbox: %s", isolation)
-    runtime = await ServiceRuntime.start(settings, "execution")
-    addresses.publish_note(settings, settings.process_name("execution"), "sandbox", isolation)
-    executors = create_executors(settings.execution.executors, sandbox)
-    if not executors:
-        raise ConfigurationError(
-            f"none of the configured executors {list(settings.execution.executors)} is available; "
-            'set execution.executors to include "builtin"'
-        )
-    info = ExecutorInfo(
-        executor_id=str(uuid.uuid4()),
-        executors=frozenset(executors),
-        labels=tuple(settings.execution.labels),
-        slots=settings.execution.slots,
-    )
-    settings.fusion_base_dir.mkdir(parents=True, exist_ok=True)
-    agent = FileAgent(
-        settings.fusion_base_dir,
-        TransferLimits.from_settings(settings.execution),
-        file_roots=settings.execution.file_roots,
-        allowed_networks=settings.execution.allowed_networks,
-    )
-    audit = runtime.audit_trail()
-    audit.start()
-
-    async def audit_refusal(task: StagedTask, reason: str) -> None:
-        await audit.record(bytes(16), "", f"refused to run task-{task.task_id}: {reason}", False)
-
-    attestor = TaskAttestor(runtime.keeper.backend, runtime.keeper.current)
-    runner = TaskRunner(executors, DataPlane(settings.execution_work_dir, agent), attestor, audit_refusal)
-    worker = ExecutionWorker(
-        SchedulerClient(runtime.peer("scheduler", replicas=[e.address for e in settings.execution.schedulers])),
-        runner,
-        info,
-        slots=settings.execution.slots,
-        heartbeat_seconds=settings.execution.heartbeat_seconds,
-    )
-
-    async def drain() -> None:
-        await worker.stop(STOP_GRACE_SECONDS)
-        await runner.aclose()
-        await audit.stop()
-        logger.info("execution service %s stopped", info.executor_id)
-
-    worker.start()
-    await runtime.run_until_stopped(before_shutdown=drain)
+    check = asyncio.create_task(check_full_isolation(sandbox), name="sandbox-check")
+    await asyncio.sleep(0)  # the check's first step spawns the template
+    running = importlib.import_module("cloister.services.execution.running")
+    await running.serve(settings, sandbox, check)
