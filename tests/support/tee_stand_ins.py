@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
 import json
 import os
 import shutil
@@ -33,6 +34,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from shared_fixtures import TEE_EVIDENCE
 
+from cloister.attestation.backends import Evidence
 from cloister.attestation.producers import TSMBackend
 from cloister.attestation.producers.nsm import NitroBackend
 
@@ -73,6 +75,38 @@ def snp_certificate_table() -> bytes:
         header += guid.bytes + struct.pack("<II", offset + len(body), len(der))
         body += der
     return header + bytes(24) + body
+
+
+def fixture_evidence(kind: str) -> Evidence:
+    """The fixture of ``kind`` with what verifying it needs: Intel's collateral, the SNP host's
+    certificate table (Nitro's document carries its own chain)."""
+    if kind in ("sgx", "tdx"):
+        quote = sgx_quote() if kind == "sgx" else tdx_quote()
+        return Evidence(
+            kind, quote, b"", collateral=(TEE_EVIDENCE / kind / f"{kind}_quote_collateral.json").read_bytes()
+        )
+    if kind == "sev-snp":
+        return Evidence("sev-snp", snp_report(), b"", certificates=snp_certificate_table())
+    return Evidence("nitro", nitro_document(), b"")
+
+
+VERIFIES_AT = {
+    "sgx": dt.datetime(2025, 7, 1, tzinfo=dt.UTC),  # SGX and TDX collateral: 2025-06-19 .. 2025-07-19
+    "tdx": dt.datetime(2025, 7, 1, tzinfo=dt.UTC),
+    "sev-snp": dt.datetime(2025, 7, 1, tzinfo=dt.UTC),  # the Milan chain: 2023-04-03 .. 2030-04-03
+    "nitro": dt.datetime(2024, 9, 7, 14, 37, 39, 545000, tzinfo=dt.UTC),  # issued then; its leaf lives 3 hours
+}
+"""A time inside each fixture's window (``NOTICE.md``)."""
+EXPIRED_AT = {
+    "sgx": dt.datetime(2025, 7, 20, tzinfo=dt.UTC),
+    "tdx": dt.datetime(2025, 7, 20, tzinfo=dt.UTC),
+    "sev-snp": dt.datetime(2030, 4, 4, tzinfo=dt.UTC),
+    "nitro": dt.datetime(2024, 9, 7, 18, 0, tzinfo=dt.UTC),
+}
+"""A time after each fixture's window."""
+FLIPPED_BYTE = {"sgx": 48 + 64, "tdx": 48 + 200, "sev-snp": 0x90, "nitro": -1}
+"""A byte each verifier must notice: inside the signed body (SGX and TDX report body, SNP
+measurement), and the last byte of the Nitro document, which is its signature's."""
 
 
 def unchanged(evidence: bytes) -> Answer:

@@ -5,7 +5,8 @@ A receipt is a compact JWS (ES256) whose payload follows IETF EAR (EAT Attestati
 ``ear.status`` and Cloister's claims under ``cloister.*``: the task, the hash of its approved
 manifest with a few small digests of its parts, the inputs' and outputs' cmacs, and the evidence
 the TEE backend produced for this task, whose report data is the manifest hash followed by the
-SHA-256 of the signing key (:func:`task_report_data`). The header's ``x5c`` carries the
+SHA-256 of the signing key (:func:`task_report_data`), with what verifying it needs (Intel's
+collateral, the SEV-SNP host's certificate table). The header's ``x5c`` carries the
 service's attested certificate. The manifest itself is not in the receipt, so a receipt's size
 does not grow with the task's arguments: a participant gets the manifest apart from it and
 checks it against the hash (``verify_receipt(..., manifest=...)``).
@@ -14,7 +15,9 @@ PyJWT (already a dependency) signs and checks the signature with the algorithm p
 so neither ``none`` nor an HMAC with the public key can be slipped in. Checking a receipt
 (:func:`verify_receipt`) needs only the deployment's trust files: the certificate's report must
 chain to the attestation root CA, bind the certificate's key, and carry the execution service's
-measurements from ``enclave_info.toml``; everything else follows from the signature. Each
+measurements from ``enclave_info.toml``; hardware evidence is verified to its vendor's pinned
+root as of the receipt's time, and must measure the same code; everything else follows from the
+signature. Each
 base64url segment must be in its one canonical form, so no changed byte goes unnoticed, and
 whatever is malformed is refused with :class:`AttestationError`, never another exception.
 """
@@ -39,6 +42,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cloister.attestation.backends import Evidence
 from cloister.attestation.certificate import ec_public_key_of
 from cloister.attestation.enclave_info import EnclaveInfo
+from cloister.attestation.hardware.evidence import quote_body_of, verify_evidence
 from cloister.attestation.measurement import enclave_name
 from cloister.attestation.quote import QuoteBody
 from cloister.attestation.report import AttestationPolicy, load_der_certificate
@@ -49,9 +53,10 @@ from cloister.model.manifest import ManifestMismatchError, TaskManifest
 
 EAT_PROFILE = "tag:cloister.dev,2026:task-receipt/v1"
 VERIFIER_ID = {"developer": "cloister", "build": "cloister-execution"}
-MAX_RECEIPT_CHARS = 64 * 1024
+MAX_RECEIPT_CHARS = 128 * 1024
 """The longest receipt signed, stored or checked. Without the manifest a receipt is a few
-kilobytes (the certificate and the evidence) plus about 100 characters per input and output."""
+kilobytes (the certificate and the evidence) plus about 100 characters per input and output;
+an SGX or TDX quote's collateral adds about 30 KiB."""
 _SUBMOD = "execution"
 _TYPE = "cloister-receipt+jwt"
 
@@ -137,6 +142,9 @@ def sign_receipt(
                     "quote": _b64(evidence.quote),
                     "signature": _b64(evidence.signature),
                     "digest": evidence_digest(evidence),
+                    # What verifying hardware evidence needs, so the receipt is checkable offline.
+                    **({"collateral": _b64(evidence.collateral)} if evidence.collateral else {}),
+                    **({"certificates": _b64(evidence.certificates)} if evidence.certificates else {}),
                 },
             }
         },
@@ -169,7 +177,8 @@ class VerifiedReceipt:
     signer: str
     """The enclave_info identity of the service that signed it."""
     evidence_signature_checked: bool
-    """Whether the task evidence's own signature was checked (needs the backend's verifier key)."""
+    """Whether the task evidence's own signature was checked: always for hardware evidence (to its
+    vendor's root), for simulated evidence only with the ``sim`` backend's quoting key."""
 
 
 def _canonical_segments(token: str) -> list[bytes]:
@@ -221,9 +230,10 @@ def verify_receipt(
     """Check a receipt offline against a deployment's trust files.
 
     The signing certificate and its report are checked as of ``at`` (default: the receipt's own
-    ``iat``, so a receipt stays checkable after its short-lived certificate expires). With
-    ``quoting_key`` (the ``sim`` backend's public quoting key) the task evidence's signature is
-    checked too. With ``manifest`` (its canonical bytes, as GetTaskReceipt serves them) the
+    ``iat``, so a receipt stays checkable after its short-lived certificate expires), and so is
+    hardware task evidence (SGX, TDX, SEV-SNP, Nitro), to its vendor's pinned root. With
+    ``quoting_key`` (the ``sim`` backend's public quoting key) simulated task evidence's
+    signature is checked too. With ``manifest`` (its canonical bytes, as GetTaskReceipt serves them) the
     manifest must hash to the receipt's ``manifest_hash`` and agree with its digests; it is then
     returned parsed, so a participant can compare it with the terms they approved.
 
@@ -268,7 +278,7 @@ def verify_receipt(
         raise AttestationError("receipt was issued outside its certificate's validity period")
     quote = attested.report.quote
     signer = enclave_info.identify(attested.report, [enclave_name("execution")]).name
-    verified = _check_claims(payload, public_key, quote, issued_at, signer, quoting_key)
+    verified = _check_claims(payload, public_key, quote, attested.report.tee_backend, issued_at, signer, quoting_key)
     if manifest is None:
         return verified
     return _with_manifest(verified, manifest)
@@ -288,6 +298,7 @@ def _check_claims(
     payload: dict[str, Any],
     public_key: ec.EllipticCurvePublicKey,
     cert_quote: QuoteBody,
+    cert_backend: str,
     issued_at: dt.datetime,
     signer: str,
     quoting_key: ec.EllipticCurvePublicKey | None,
@@ -302,6 +313,8 @@ def _check_claims(
             str(raw_evidence["tee_backend"]),
             _unb64(raw_evidence["quote"], "evidence quote"),
             _unb64(raw_evidence["signature"], "evidence signature"),
+            _unb64(raw_evidence.get("certificates", ""), "evidence certificates"),
+            _unb64(raw_evidence.get("collateral", ""), "evidence collateral"),
         )
         manifest_hash = bytes.fromhex(task["manifest_hash"])
         if len(manifest_hash) != 32:
@@ -318,21 +331,19 @@ def _check_claims(
         outputs = {str(k): str(v) for k, v in task["outputs"].items()}
         claimed_digest = raw_evidence["digest"]
         task_id, status = str(task["task_id"]), str(task["status"])
-        task_quote = QuoteBody.parse(evidence.quote)
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise AttestationError(f"receipt claims are malformed: {exc}") from None
     if evidence_digest(evidence) != claimed_digest:
         raise AttestationError("receipt's evidence digest does not match its evidence")
+    if evidence.tee_backend != cert_backend:
+        raise AttestationError(
+            f"task evidence is {evidence.tee_backend!r} but the signing certificate was attested on {cert_backend!r}"
+        )
+    task_quote, checked = _task_quote(evidence, issued_at, quoting_key)
     if task_quote.report_data != task_report_data(manifest_hash, public_key):
         raise AttestationError("task evidence does not bind this manifest and signing key")
     if (task_quote.mr_enclave, task_quote.mr_signer) != (cert_quote.mr_enclave, cert_quote.mr_signer):
         raise AttestationError("task evidence measures other code than the signing certificate")
-    checked = False
-    if quoting_key is not None:
-        if evidence.tee_backend != "sim":
-            raise AttestationError(f"a simulated quoting key cannot check {evidence.tee_backend!r} evidence")
-        verify_simulated_evidence(evidence, quoting_key)
-        checked = True
     return VerifiedReceipt(
         task_id=task_id,
         status=status,
@@ -347,6 +358,31 @@ def _check_claims(
         signer=signer,
         evidence_signature_checked=checked,
     )
+
+
+def _task_quote(
+    evidence: Evidence, issued_at: dt.datetime, quoting_key: ec.EllipticCurvePublicKey | None
+) -> tuple[QuoteBody, bool]:
+    """The task evidence as a quote body (hardware measurements mapped as the attestation service
+    maps them), and whether its signature was checked.
+
+    Hardware evidence is always verified, as of the receipt's time: its report data and
+    measurements mean nothing otherwise. Simulated evidence is signed by the deployment's quoting
+    key, which only a ``quoting_key`` can check.
+    """
+    if evidence.tee_backend != "sim":
+        claims = verify_evidence(evidence, at=issued_at)
+        if len(claims.report_data) != 64:  # no task's: those are a manifest hash and a key hash
+            raise AttestationError("task evidence does not bind this manifest and signing key")
+        return quote_body_of(claims), True
+    try:
+        body = QuoteBody.parse(evidence.quote)
+    except ValueError as exc:
+        raise AttestationError(f"receipt claims are malformed: {exc}") from None
+    if quoting_key is None:
+        return body, False
+    verify_simulated_evidence(evidence, quoting_key)
+    return body, True
 
 
 def _with_manifest(verified: VerifiedReceipt, raw: bytes) -> VerifiedReceipt:

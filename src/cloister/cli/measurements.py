@@ -2,7 +2,7 @@
 
 A peer on TEE hardware is recognised when the identity file lists the values its endorsed report
 carries, and those are the platform's measurements as the attestation service maps them
-(:func:`~cloister.services.attestation.hardware_evidence.quote_body_of`). Both ways here go through
+(:func:`~cloister.attestation.hardware.evidence.quote_body_of`). Both ways here go through
 that very function, on claims built from the file or verified from the evidence, so the
 identity file cannot drift from what the attestation service endorses.
 """
@@ -20,10 +20,10 @@ from typing import Any
 
 from cloister.attestation.enclave_info import HARDWARE_PLATFORMS, EnclaveIdentity
 from cloister.attestation.hardware.claims import Claims, Platform, TCBStatus
+from cloister.attestation.hardware.evidence import quote_body_of
 from cloister.attestation.measurement import enclave_name
 from cloister.config import SERVICES
 from cloister.errors import ConfigurationError
-from cloister.services.attestation.hardware_evidence import quote_body_of
 
 FIELDS: Mapping[str, Mapping[str, int]] = {
     "sgx": {"mr_enclave": 32, "mr_signer": 32},

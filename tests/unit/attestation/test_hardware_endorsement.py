@@ -18,32 +18,24 @@ import json
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from shared_fixtures import TEE_EVIDENCE
-from tee_stand_ins import nitro_document, sgx_quote, snp_certificate_table, snp_report, tdx_quote
+from tee_stand_ins import EXPIRED_AT, FLIPPED_BYTE, VERIFIES_AT, fixture_evidence
 
-from cloister.attestation.backends import Evidence
 from cloister.attestation.certificate import new_key, report_data_for
 from cloister.attestation.deployment import Deployment, provision
 from cloister.attestation.hardware.claims import Claims, TCBStatus
+from cloister.attestation.hardware.evidence import (
+    effective_policy,
+    quote_body_of,
+    quote_status_of,
+    verify_evidence,
+)
 from cloister.attestation.hardware.tee_policy import TeePolicy
 from cloister.attestation.identity import open_backend
 from cloister.attestation.quote import QuoteBody
 from cloister.config import SERVICES
 from cloister.errors import AttestationError
 from cloister.services.attestation.endorser import Endorser
-from cloister.services.attestation.hardware_evidence import (
-    effective_policy,
-    quote_body_of,
-    quote_status_of,
-    verify_evidence,
-)
 
-IN_DCAP_WINDOW = dt.datetime(2025, 7, 1, tzinfo=dt.UTC)  # SGX and TDX collateral: 2025-06-19 .. 2025-07-19
-AFTER_DCAP_WINDOW = dt.datetime(2025, 7, 20, tzinfo=dt.UTC)
-IN_SNP_WINDOW = dt.datetime(2025, 7, 1, tzinfo=dt.UTC)  # the Milan chain: 2023-04-03 .. 2030-04-03
-AFTER_SNP_WINDOW = dt.datetime(2030, 4, 4, tzinfo=dt.UTC)
-NITRO_ISSUED = dt.datetime(2024, 9, 7, 14, 37, 39, 545000, tzinfo=dt.UTC)  # its leaf lives 3 hours
-AFTER_NITRO_WINDOW = dt.datetime(2024, 9, 7, 18, 0, tzinfo=dt.UTC)
 LIFETIME = dt.timedelta(hours=1)
 
 LENIENT = TeePolicy(
@@ -52,27 +44,7 @@ LENIENT = TeePolicy(
     allow_debug=True,
 )
 
-
-def _evidence(kind: str) -> Evidence:
-    if kind == "sgx":
-        return Evidence(
-            "sgx", sgx_quote(), b"", collateral=(TEE_EVIDENCE / "sgx" / "sgx_quote_collateral.json").read_bytes()
-        )
-    if kind == "tdx":
-        return Evidence(
-            "tdx", tdx_quote(), b"", collateral=(TEE_EVIDENCE / "tdx" / "tdx_quote_collateral.json").read_bytes()
-        )
-    if kind == "sev-snp":
-        return Evidence("sev-snp", snp_report(), b"", certificates=snp_certificate_table())
-    return Evidence("nitro", nitro_document(), b"")
-
-
-INSIDE = {"sgx": IN_DCAP_WINDOW, "tdx": IN_DCAP_WINDOW, "sev-snp": IN_SNP_WINDOW, "nitro": NITRO_ISSUED}
-AFTER = {"sgx": AFTER_DCAP_WINDOW, "tdx": AFTER_DCAP_WINDOW, "sev-snp": AFTER_SNP_WINDOW, "nitro": AFTER_NITRO_WINDOW}
-KINDS = tuple(INSIDE)
-# A byte each verifier must notice: inside the signed body (SGX and TDX report body, SNP
-# measurement), and the last byte of the Nitro document, which is its signature's.
-FLIPPED = {"sgx": 48 + 64, "tdx": 48 + 200, "sev-snp": 0x90, "nitro": -1}
+KINDS = tuple(VERIFIES_AT)
 
 
 @pytest.fixture(scope="module")
@@ -88,13 +60,13 @@ def _public(key: ec.EllipticCurvePrivateKey) -> bytes:
 def test_genuine_evidence_verifies_and_passes_a_lenient_policy_but_binds_another_key(
     deployment: Deployment, kind: str
 ) -> None:
-    evidence = _evidence(kind)
-    claims = verify_evidence(evidence, at=INSIDE[kind], quoting_public_key=deployment.sim_quoting_public_key())
+    evidence = fixture_evidence(kind)
+    claims = verify_evidence(evidence, at=VERIFIES_AT[kind], quoting_public_key=deployment.sim_quoting_public_key())
     assert claims.platform == kind and not claims.simulated
-    assert LENIENT.evaluate(claims, INSIDE[kind]).ok
+    assert LENIENT.evaluate(claims, VERIFIES_AT[kind]).ok
     endorser = Endorser(deployment, LIFETIME, LENIENT, tee_backend=kind)
     with pytest.raises(AttestationError, match="report data does not bind the key"):
-        endorser.endorse(evidence, _public(new_key()), "storage", INSIDE[kind])
+        endorser.endorse(evidence, _public(new_key()), "storage", VERIFIES_AT[kind])
 
 
 def test_a_strict_policy_refuses_each_kind_with_its_reasons(deployment: Deployment) -> None:
@@ -118,10 +90,10 @@ def test_a_strict_policy_refuses_each_kind_with_its_reasons(deployment: Deployme
         ),
     }
     for kind, (policy, reasons) in strict.items():
-        at = INSIDE[kind] + (dt.timedelta(hours=2) if kind == "nitro" else dt.timedelta())
+        at = VERIFIES_AT[kind] + (dt.timedelta(hours=2) if kind == "nitro" else dt.timedelta())
         endorser = Endorser(deployment, LIFETIME, policy, tee_backend=kind)
         with pytest.raises(AttestationError, match=f"the TEE policy refuses this {kind} evidence") as refused:
-            endorser.endorse(_evidence(kind), key, "storage", at)
+            endorser.endorse(fixture_evidence(kind), key, "storage", at)
         for reason in reasons:
             assert reason in refused.value.message, (kind, refused.value.message)
 
@@ -130,37 +102,42 @@ def test_a_strict_policy_refuses_each_kind_with_its_reasons(deployment: Deployme
 def test_evidence_after_its_window_is_refused(deployment: Deployment, kind: str) -> None:
     endorser = Endorser(deployment, LIFETIME, LENIENT, tee_backend=kind)
     with pytest.raises(AttestationError, match=r"TCBInfo expired|valid from .* not at"):
-        endorser.endorse(_evidence(kind), _public(new_key()), "storage", AFTER[kind])
+        endorser.endorse(fixture_evidence(kind), _public(new_key()), "storage", EXPIRED_AT[kind])
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_one_flipped_byte_is_refused(deployment: Deployment, kind: str) -> None:
-    genuine = _evidence(kind)
+    genuine = fixture_evidence(kind)
     flipped = bytearray(genuine.quote)
-    flipped[FLIPPED[kind]] ^= 0x01
+    flipped[FLIPPED_BYTE[kind]] ^= 0x01
     endorser = Endorser(deployment, LIFETIME, LENIENT, tee_backend=kind)
     with pytest.raises(AttestationError, match=r"signature .*(is invalid|does not verify)"):
         endorser.endorse(
-            dataclasses.replace(genuine, quote=bytes(flipped)), _public(new_key()), "storage", INSIDE[kind]
+            dataclasses.replace(genuine, quote=bytes(flipped)), _public(new_key()), "storage", VERIFIES_AT[kind]
         )
 
 
 @pytest.mark.parametrize("kind", ["sgx", "tdx"])
 def test_intel_quotes_without_collateral_are_refused(deployment: Deployment, kind: str) -> None:
     endorser = Endorser(deployment, LIFETIME, LENIENT, tee_backend=kind)
-    bare = dataclasses.replace(_evidence(kind), collateral=b"")
+    bare = dataclasses.replace(fixture_evidence(kind), collateral=b"")
     with pytest.raises(AttestationError, match=f"{kind.upper()} evidence came without Intel's PCS collateral"):
-        endorser.endorse(bare, _public(new_key()), "storage", INSIDE[kind])
+        endorser.endorse(bare, _public(new_key()), "storage", VERIFIES_AT[kind])
 
 
 def test_snp_needs_a_vcek_from_the_host_and_never_takes_a_root_from_it(deployment: Deployment) -> None:
     endorser = Endorser(deployment, LIFETIME, LENIENT, tee_backend="sev-snp")
     key = _public(new_key())
     with pytest.raises(AttestationError, match="without the host's certificate table"):
-        endorser.endorse(dataclasses.replace(_evidence("sev-snp"), certificates=b""), key, "storage", IN_SNP_WINDOW)
+        endorser.endorse(
+            dataclasses.replace(fixture_evidence("sev-snp"), certificates=b""), key, "storage", VERIFIES_AT["sev-snp"]
+        )
     with pytest.raises(AttestationError, match="holds no VCEK or VLEK"):
         endorser.endorse(
-            dataclasses.replace(_evidence("sev-snp"), certificates=bytes(24)), key, "storage", IN_SNP_WINDOW
+            dataclasses.replace(fixture_evidence("sev-snp"), certificates=bytes(24)),
+            key,
+            "storage",
+            VERIFIES_AT["sev-snp"],
         )
 
 
@@ -168,7 +145,7 @@ def test_simulated_evidence_only_in_a_simulated_deployment(deployment: Deploymen
     key = new_key()
     evidence = open_backend("sim", deployment, "storage").evidence(report_data_for(key.public_key()))
     endorsement = Endorser(deployment, LIFETIME, tee_backend="sim").endorse(
-        evidence, _public(key), "storage", IN_DCAP_WINDOW
+        evidence, _public(key), "storage", VERIFIES_AT["sgx"]
     )
     report = json.loads(endorsement.report.report)
     assert report["cloisterTeeBackend"] == "sim" and report["isvEnclaveQuoteStatus"] == "OK"
@@ -178,7 +155,7 @@ def test_simulated_evidence_only_in_a_simulated_deployment(deployment: Deploymen
     for policy in (LENIENT, permissive):
         with pytest.raises(AttestationError, match="simulated") as refused:
             Endorser(deployment, LIFETIME, policy, tee_backend="tdx").endorse(
-                evidence, _public(key), "storage", IN_DCAP_WINDOW
+                evidence, _public(key), "storage", VERIFIES_AT["sgx"]
             )
         assert "the TEE policy refuses this sim evidence" in refused.value.message
 
@@ -195,8 +172,8 @@ def _claims(platform: str, measurements: dict[str, bytes], **changes: object) ->
         measurements=measurements,
         report_data=bytes(range(64)),
         tcb_status=TCBStatus.UNRATED,
-        not_before=IN_DCAP_WINDOW,
-        not_after=AFTER_DCAP_WINDOW,
+        not_before=VERIFIES_AT["sgx"],
+        not_after=EXPIRED_AT["sgx"],
         evidence_digest=bytes(32),
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]

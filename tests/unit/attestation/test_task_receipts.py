@@ -190,7 +190,7 @@ def test_receipt_size_is_capped_when_signing_and_when_checking(
 ) -> None:
     attestor = _attestor(deployment, execution)
     attested = attestor.begin(_staged())
-    many = {f"output-{n:05}": bytes(16) for n in range(1000)}  # about 100 characters each
+    many = {f"output-{n:05}": bytes(16) for n in range(2000)}  # about 100 characters each
     with pytest.raises(ValueError, match=f"over the limit of {MAX_RECEIPT_CHARS}"):
         attestor.receipt(attested, TaskResult.ok(TaskOutputs(tags_map=many)), {})
     token = _receipt(deployment, execution)

@@ -25,6 +25,7 @@ from cloister.attestation.certificate import build_certificate, new_key, report_
 from cloister.attestation.deployment import Deployment
 from cloister.attestation.enclave_info import EnclaveIdentity, EnclaveInfo, verify_auditor_signatures
 from cloister.attestation.hardware.claims import Claims
+from cloister.attestation.hardware.evidence import quote_body_of
 from cloister.attestation.quote import QuoteBody
 from cloister.attestation.report import AttestationPolicy, ReportSigner
 from cloister.attestation.verify import PeerVerifier
@@ -34,7 +35,6 @@ from cloister.cli.main import main
 from cloister.config import SERVICES
 from cloister.errors import AttestationError
 from cloister.services.attestation.endorser import Endorser
-from cloister.services.attestation.hardware_evidence import quote_body_of
 
 KINDS = ("sgx", "tdx", "sev-snp", "nitro")
 INSIDE = {  # each fixture's window, NOTICE.md

@@ -13,17 +13,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cloister.attestation.backends import Evidence
 from cloister.attestation.certificate import NETSCAPE_COMMENT_OID, TLS_NAME, report_data_for
 from cloister.attestation.deployment import Deployment, issue_certificate
-from cloister.attestation.hardware.tee_policy import TeePolicy
-from cloister.attestation.measurement import enclave_name
-from cloister.attestation.quote import QuoteBody
-from cloister.attestation.report import EndorsedReport, ReportSigner
-from cloister.errors import AttestationError, InvalidArgumentError
-from cloister.services.attestation.hardware_evidence import (
+from cloister.attestation.hardware.evidence import (
     effective_policy,
     quote_body_of,
     quote_status_of,
     verify_evidence,
 )
+from cloister.attestation.hardware.tee_policy import TeePolicy
+from cloister.attestation.measurement import enclave_name
+from cloister.attestation.quote import QuoteBody
+from cloister.attestation.report import EndorsedReport, ReportSigner
+from cloister.errors import AttestationError, InvalidArgumentError
 
 _MAX_NAME = 64
 

@@ -38,6 +38,7 @@ from cloister.attestation.backends import Evidence
 from cloister.attestation.certificate import new_key
 from cloister.attestation.deployment import Deployment, provision
 from cloister.attestation.hardware.claims import TCBStatus
+from cloister.attestation.hardware.evidence import verify_evidence
 from cloister.attestation.hardware.tee_policy import TeePolicy
 from cloister.attestation.identity import open_backend
 from cloister.attestation.producers import EndorsementSources, IntelCollateral, open_hardware_backend
@@ -45,7 +46,6 @@ from cloister.attestation.producers.layouts import sgx_report_data, tdx_report_d
 from cloister.config import INTEL_PCS_URL, SERVICES, load_settings
 from cloister.errors import AttestationError, ConfigurationError, UnavailableError
 from cloister.services.attestation.endorser import Endorser
-from cloister.services.attestation.hardware_evidence import verify_evidence
 
 IN_WINDOW = dt.datetime(2025, 7, 1, tzinfo=dt.UTC)  # SGX and TDX collateral: 2025-06-19 .. 2025-07-19
 TDX_NOT_AFTER = dt.datetime(2025, 7, 19, 10, 0, 35, tzinfo=dt.UTC)  # its QE identity's nextUpdate

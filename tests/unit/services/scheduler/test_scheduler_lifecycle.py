@@ -203,8 +203,8 @@ def test_a_receipt_is_stored_with_its_result_and_a_malformed_one_refused(storage
         scheduler = await started(storage)
         await scheduler.pull_task_wait(executor(), 5)
         results = TaskResults(storage, scheduler.state)
-        too_long = "a.b." + "c" * (MAX_RECEIPT_CHARS - 3)  # one over the cap, which is 64 KiB
-        assert len(too_long) == MAX_RECEIPT_CHARS + 1 == 64 * 1024 + 1
+        too_long = "a.b." + "c" * (MAX_RECEIPT_CHARS - 3)  # one over the cap, which is 128 KiB
+        assert len(too_long) == MAX_RECEIPT_CHARS + 1 == 128 * 1024 + 1
         for bad in ("not a jws", "a.b", "a.b.c.d", too_long):
             with pytest.raises(MalformedRequestError, match="compact JWS"):
                 await results.update_task_result(str(task.task_id), TaskResult.err("boom"), receipt=bad)

@@ -1,10 +1,11 @@
-"""Evidence at the attestation service: verify it, decide on it under the TEE policy, and map it into a quote body.
+"""Evidence of any kind: verify it, and map it into a quote body.
 
-Every kind goes the same way: the platform's verifier (``cloister.attestation.hardware``) turns
-the evidence into :class:`Claims` at the given time or refuses it, then the deployment's
-effective :class:`TeePolicy` decides. What the endorsed report carries is Teaclave's 432-byte
-quote body (reference §14.3), which has room for two 32-byte measurements only, so each
-platform's measurements are mapped into it by one fixed rule (:func:`quote_body_of`).
+Every kind goes the same way: the platform's verifier (:mod:`.dcap`, :mod:`.snp`, :mod:`.nitro`,
+:mod:`.simulated`) turns the evidence into :class:`Claims` at the given time or refuses it, then
+the deployment's effective :class:`TeePolicy` decides (at the attestation service). What an
+endorsed report carries is Teaclave's 432-byte quote body (reference §14.3), which has room for
+two 32-byte measurements only, so each platform's measurements are mapped into it by one fixed
+rule (:func:`quote_body_of`). Receipts are checked by the same two steps, offline.
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ def effective_policy(configured: TeePolicy, deployment_backend: str) -> TeePolic
     return dataclasses.replace(configured, allow_simulated=False)
 
 
-def verify_evidence(evidence: Evidence, *, at: dt.datetime, quoting_public_key: ec.EllipticCurvePublicKey) -> Claims:
+def verify_evidence(
+    evidence: Evidence, *, at: dt.datetime, quoting_public_key: ec.EllipticCurvePublicKey | None = None
+) -> Claims:
     """The claims of ``evidence`` (``sim`` or one of :data:`HARDWARE_KINDS`), verified at ``at``.
 
     Intel's and AMD's roots are the pinned ones: nothing the attester sends can replace them.
@@ -72,6 +75,10 @@ def verify_evidence(evidence: Evidence, *, at: dt.datetime, quoting_public_key: 
     """
     kind = evidence.tee_backend
     if kind == "sim":
+        if quoting_public_key is None:
+            raise AttestationError(
+                "simulated evidence is checked with the deployment's quoting key, which was not given"
+            )
         return verify_sim(evidence, quoting_public_key=quoting_public_key, at=at)
     if kind in ("sgx", "tdx"):
         if not evidence.collateral:
