@@ -7,11 +7,12 @@ service); what it signs and how a verifier checks it follow reference §14.2 and
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import json
 import secrets
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -137,23 +138,36 @@ class AttestationPolicy:
     accepted_versions: frozenset[int] = frozenset({4})
 
 
+@contextlib.contextmanager
+def nonpositive_serials_refused(what: str) -> Iterator[None]:
+    """Certificates parsed inside refuse a serial number that is not positive.
+
+    cryptography warns about one, and will refuse it; so do we (the report signer, the
+    deployment CA, IAS, Intel's PCS and AWS all issue positive ones; AMD's zero serials are
+    admitted where AMD's certificates are loaded). Left a warning, it escapes as whatever the
+    warnings filter makes of it: an exception of cryptography's, not ours, under ``-W error`` or
+    pytest's ``filterwarnings = error``.
+
+    Raises:
+        AttestationError: ``what`` holds a certificate whose serial number is not positive.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CryptographyDeprecationWarning)
+            yield
+    except CryptographyDeprecationWarning:
+        raise AttestationError(f"{what}'s serial number is not positive") from None
+
+
 def load_der_certificate(data: bytes, what: str) -> x509.Certificate:
     """A DER certificate from outside, parsed.
-
-    cryptography warns about a serial number that is not positive, and will refuse it; so do we
-    (the report signer, the deployment CA and IAS all issue positive ones). Left a warning, it
-    escapes as whatever the warnings filter makes of it: an exception of cryptography's, not
-    ours, under ``-W error`` or pytest's ``filterwarnings = error``.
 
     Raises:
         AttestationError: ``what`` is not a valid DER certificate, or its serial number is not positive.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", CryptographyDeprecationWarning)
+        with nonpositive_serials_refused(what):
             return x509.load_der_x509_certificate(data)
-    except CryptographyDeprecationWarning:
-        raise AttestationError(f"{what}'s serial number is not positive") from None
     except (ValueError, x509.InvalidVersion):
         raise AttestationError(f"{what} is not a valid DER certificate") from None
 

@@ -432,3 +432,25 @@ def test_gramine_attestation_type_that_is_not_text(tmp_path: Path) -> None:
     (tmp_path / "attestation_type").write_bytes(b"dcap\xff")
     with pytest.raises(ConfigurationError, match="not text"):
         GramineBackend(tmp_path).probe()
+
+
+def _negative_serial(der: bytes) -> bytes:
+    """The certificate with its serial number's sign bit set: the same length, now negative."""
+    at = der.index(b"\xa0\x03\x02\x01\x02") + 5  # after the version, the serial's INTEGER
+    assert der[at] == 0x02
+    return der[: at + 2] + bytes([der[at + 2] | 0x80]) + der[at + 3 :]
+
+
+def test_nitro_cabundle_certificate_with_a_negative_serial_is_refused_as_ours() -> None:
+    document = _nitro_with_cabundle_certificate(1, _negative_serial)
+    with pytest.raises(AttestationError, match="cabundle's serial number is not positive"):
+        verify_nitro(document, at=NITRO_AT)
+
+
+def test_quote_whose_unread_root_copy_has_a_negative_serial_is_refused_as_ours() -> None:
+    blocks = list(re.finditer(rb"-----BEGIN CERTIFICATE-----\n(.*?)-----END CERTIFICATE-----", SGX_QUOTE, re.S))
+    text = base64.b64encode(_negative_serial(base64.b64decode(blocks[-1].group(1))))
+    lines = b"\n".join(text[i : i + 64] for i in range(0, len(text), 64)) + b"\n"
+    quote = SGX_QUOTE[: blocks[-1].start(1)] + lines + SGX_QUOTE[blocks[-1].end(1) :]
+    with pytest.raises(AttestationError, match="certificate chain's serial number is not positive"):
+        verify_sgx(quote, collateral=SGX_COLLATERAL, at=SGX_AT)

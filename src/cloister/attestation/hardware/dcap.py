@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
 from cloister.attestation.hardware.claims import Claims, Platform, TCBStatus, evidence_digest, require_aware
+from cloister.attestation.report import nonpositive_serials_refused
 from cloister.errors import AttestationError
 
 __all__ = ["verify_sgx", "verify_tdx"]
@@ -84,7 +85,8 @@ def _verify(
     # The body is read from the quote that just verified: dcap-qvl parses the same bytes.
     report = json.loads(verified.to_json())["report"]
     try:
-        not_before, not_after = _window(json.loads(text), parsed.cert_chain_pem_bytes() or b"")
+        with nonpositive_serials_refused(f"{platform.upper()} quote's certificate chain"):
+            not_before, not_after = _window(json.loads(text), parsed.cert_chain_pem_bytes() or b"")
     except (ValueError, KeyError, TypeError, AttributeError, x509.InvalidVersion, UnsupportedAlgorithm):
         # dcap-qvl does not read every certificate given (it ignores the root in the quote's
         # chain, pinning its own), so what it accepted may still not parse here.

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from cloister.attestation.hardware.claims import Claims, TCBStatus, evidence_digest, require_aware
+from cloister.attestation.report import nonpositive_serials_refused
 from cloister.errors import AttestationError
 
 __all__ = ["pinned_nitro_root", "verify_nitro"]
@@ -158,7 +159,8 @@ def _certificate(der: object, field: str) -> x509.Certificate:
     if not isinstance(der, bytes):
         raise AttestationError(f"the Nitro payload's {field} holds a non-certificate")
     try:
-        certificate = x509.load_der_x509_certificate(der)
+        with nonpositive_serials_refused(f"the Nitro payload's {field}"):
+            certificate = x509.load_der_x509_certificate(der)
         # cryptography parses these on first use: a malformed one must fail here, as ours.
         _ = (certificate.subject, certificate.issuer, certificate.signature_hash_algorithm, certificate.extensions)
     except _MALFORMED_CERTIFICATE:
