@@ -10,6 +10,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev,vision]"
+	@# pip compiles what it installs, but not an editable checkout: with PYTHONDONTWRITEBYTECODE
+	@# set, every service start (and restart) would compile the whole package again.
+	$(BIN)/python -m compileall -q src
 	touch $(STAMP)
 
 install: $(STAMP)
