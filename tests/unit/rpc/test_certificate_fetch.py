@@ -3,7 +3,6 @@ resets the connection at once (a server killed as it accepts)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import gc
 import socket
 import ssl
@@ -14,10 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from attestation_helpers import self_signed_certificate
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from cloister.errors import UnavailableError
 from cloister.rpc.channel import fetch_certificate
@@ -25,18 +23,7 @@ from cloister.rpc.channel import fetch_certificate
 
 def _self_signed(directory: Path) -> tuple[Path, Path, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "peer")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .sign(key, hashes.SHA256())
-    )
+    cert = self_signed_certificate(key, "peer")
     cert_path, key_path = directory / "peer.pem", directory / "peer.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import ipaddress
 import json
 import socket
 import ssl
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import NameOID
+from attestation_helpers import self_signed_certificate
+from cryptography.hazmat.primitives import serialization
 from http_fixture_server import FixtureHTTPServer, ServerSwitches
 from tee_stand_ins import (
     StandInConfigfsTSM,
@@ -279,19 +277,7 @@ def test_the_collateral_is_dcap_qvl_json_with_the_signed_documents_byte_for_byte
 def test_a_pccs_whose_certificate_no_public_ca_signed_is_refused(tmp_path: Path) -> None:
     """https is checked against the public CAs: a stand-in with a self-signed certificate is not trusted."""
     key = new_key()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .sign(key, hashes.SHA256())
-    )
+    certificate = self_signed_certificate(key, "127.0.0.1", ip="127.0.0.1")
     (tmp_path / "cert.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     (tmp_path / "key.pem").write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
