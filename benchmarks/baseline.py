@@ -1,67 +1,63 @@
-"""The baseline every latency is compared with: a bare TLS gRPC unary call on loopback."""
+"""The baseline every task figure is compared with: a unary call to a running service over its
+attested TLS connection (the frontend's health check), timed the same way as the task."""
 
 from __future__ import annotations
 
-import datetime as dt
 import statistics
+import threading
 import time
-from concurrent import futures
 
-import grpc
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from cloister.rpc.channel import SyncPeer
+from cloister.sdk._connection import open_peer
+from cloister.testing import RunningPlatform
 
 
-def _self_signed() -> tuple[bytes, bytes]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return key_pem, cert.public_bytes(serialization.Encoding.PEM)
-
-
-def bare_tls_round_trip(calls: int = 2000) -> list[float]:
-    """Seconds per unary call to a plain TLS gRPC server (the health service) on loopback."""
-    key_pem, cert_pem = _self_signed()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
-    port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key_pem, cert_pem)]))
-    server.start()
+def attested_round_trips(platform: RunningPlatform, calls: int = 2000) -> list[float]:
+    """Seconds per unary call to the running frontend over its attested TLS connection: its gRPC
+    health check, which it answers itself. A task's latency is measured in these."""
+    peer = open_peer("frontend", *platform.connection_args("frontend"))
     try:
-        channel = grpc.secure_channel(
-            f"127.0.0.1:{port}",
-            grpc.ssl_channel_credentials(root_certificates=cert_pem),
-            options=[("grpc.ssl_target_name_override", "localhost")],
-        )
-        stub = health_pb2_grpc.HealthStub(channel)
-        request = health_pb2.HealthCheckRequest()
         for _ in range(100):
-            stub.Check(request)
+            _check(peer)
         samples = []
         for _ in range(calls):
             started = time.perf_counter()
-            stub.Check(request)
+            _check(peer)
             samples.append(time.perf_counter() - started)
-        channel.close()
         return samples
     finally:
-        server.stop(None)
+        peer.close()
+
+
+def attested_round_trips_per_second(platform: RunningPlatform, clients: int, seconds: float = 5.0) -> float:
+    """Health checks per second the running frontend answers ``clients`` clients at once, each
+    on an attested connection of its own, calling back to back. Task throughput is measured in these."""
+    peers = [open_peer("frontend", *platform.connection_args("frontend")) for _ in range(clients)]
+    counts = [0] * clients
+    deadline = time.perf_counter() + seconds
+
+    def work(index: int) -> None:
+        while time.perf_counter() < deadline:
+            _check(peers[index])
+            counts[index] += 1
+
+    try:
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(clients)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return sum(counts) / (time.perf_counter() - started)
+    finally:
+        for peer in peers:
+            peer.close()
+
+
+def _check(peer: SyncPeer) -> None:
+    peer.call(health_pb2_grpc.HealthStub, "Check", health_pb2.HealthCheckRequest())
 
 
 def percentile(samples: list[float], q: float) -> float:

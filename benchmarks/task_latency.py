@@ -1,4 +1,5 @@
-"""Echo-task latency (invoke → result seen by the client) and throughput on an idle platform.
+"""Echo-task latency (invoke → result seen by the client) and throughput on an idle platform,
+each as a ratio of the same platform's attested round trip (``baseline``), measured in the same run.
 
 Usage: python -m benchmarks.task_latency [--tasks N] [--concurrency C]
 """
@@ -11,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks.baseline import bare_tls_round_trip, median, percentile
+from benchmarks.baseline import attested_round_trips, attested_round_trips_per_second, median, percentile
 from cloister.sdk import AuthenticationService, FrontendService, FunctionArgument
 from cloister.testing import RunningPlatform, start_platform
 
@@ -73,10 +74,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
 
-    baseline = bare_tls_round_trip()
     with tempfile.TemporaryDirectory() as tmp:
         platform = start_platform(Path(tmp), heartbeat=1.0, executor_timeout=30.0)
         try:
+            baseline = attested_round_trips(platform)
+            baseline_rate = attested_round_trips_per_second(platform, args.concurrency)
             frontend = client_of(platform)
             function_id = frontend.register_function(
                 "builtin-echo", "bench", "builtin", arguments=[FunctionArgument("message")]
@@ -102,10 +104,14 @@ def main() -> None:
 
     rtt = median(baseline)
     p50, p99 = median(samples), percentile(samples, 0.99)
-    print(f"bare TLS gRPC unary round trip   p50 {rtt * 1000:8.3f} ms   (baseline, {len(baseline)} calls)")
+    print(f"attested round trip (frontend health check) p50 {rtt * 1000:8.3f} ms   (baseline, {len(baseline)} calls)")
+    print(f"attested round trips with {args.concurrency} clients   {baseline_rate:8.1f} /s   (baseline)")
     print(f"echo task invoke->result          p50 {p50 * 1000:8.3f} ms   = {p50 / rtt:6.1f} x baseline")
     print(f"echo task invoke->result          p99 {p99 * 1000:8.3f} ms   = {p99 / rtt:6.1f} x baseline")
-    print(f"echo task throughput                  {throughput:8.1f} tasks/s with {args.concurrency} clients")
+    print(
+        f"echo task throughput                  {throughput:8.1f} tasks/s with {args.concurrency} clients"
+        f" = {throughput / baseline_rate:6.3f} x baseline"
+    )
     for label, sample in (("python task", python_samples), ("wasm task", wasm_samples)):
         p = median(sample)
         print(f"{label:<12} invoke->result          p50 {p * 1000:8.3f} ms   = {p / p50:6.2f} x echo task")
