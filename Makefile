@@ -59,6 +59,7 @@ faults: $(STAMP)
 ## Latency, throughput and memory, each printed against a baseline measured in the same run; bytes of state per task.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.task_latency
+	$(BIN)/python -m benchmarks.task_timeline
 	$(BIN)/python -m benchmarks.crypto_throughput
 	$(BIN)/python -m benchmarks.data_plane_memory
 	$(BIN)/python -m benchmarks.builtin_overhead

@@ -456,6 +456,30 @@ class LoggingSettings(_Section):
         return value.upper()
 
 
+def _collector_url(value: str | None) -> str | None:
+    """An http(s) URL of an OTLP/HTTP collector (spans carry timings and method names, nothing a tenant sent)."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ValueError("must be an http(s) URL such as http://collector:4318/v1/traces") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL such as http://collector:4318/v1/traces")
+    return value
+
+
+class TracingSettings(_Section):
+    """``[tracing]``: per-hop spans of every call between services (OpenTelemetry), off unless a destination is set."""
+
+    file: Path | None = None
+    """Append each span as one JSON line to this file (every service of the host may share it)."""
+    otlp_endpoint: Annotated[str | None, AfterValidator(_collector_url)] = None
+    """Also export spans to this OTLP/HTTP collector (needs the ``otlp`` extra installed)."""
+
+
 class TeePolicySettings(_Section):
     """``[tee_policy]``: which hardware evidence is acceptable (``cloister.attestation.hardware.tee_policy``).
 
@@ -516,6 +540,7 @@ class Settings(BaseSettings):
     sandbox: SandboxLimits = SandboxLimits()
     rpc: RPCSettings = RPCSettings()
     logging: LoggingSettings = LoggingSettings()
+    tracing: TracingSettings = TracingSettings()
     tee_policy: TeePolicySettings = TeePolicySettings()
     instance: str = ""
     """Names one of several processes of the same service on a host (``--instance``); never from the file."""

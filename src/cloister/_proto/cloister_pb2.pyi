@@ -227,12 +227,14 @@ class PullTaskWaitRequest(_message.Message):
     def __init__(self, executor: _Optional[_Union[ExecutorInfo, _Mapping]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
 
 class PullTaskWaitResponse(_message.Message):
-    __slots__ = ("staged_task", "manifest")
+    __slots__ = ("staged_task", "manifest", "traceparent")
     STAGED_TASK_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     staged_task: bytes
     manifest: bytes
-    def __init__(self, staged_task: _Optional[bytes] = ..., manifest: _Optional[bytes] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, staged_task: _Optional[bytes] = ..., manifest: _Optional[bytes] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class ConfirmTaskRequest(_message.Message):
     __slots__ = ("executor", "task_id")

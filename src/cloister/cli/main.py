@@ -20,6 +20,7 @@ from cloister.attestation.backends import SIMULATED_NOTICE
 from cloister.config import ATTESTATION_SERVICE, SERVICES, Settings, load_settings
 from cloister.errors import CloisterError, ConfigurationError
 from cloister.launcher import LaunchRecord, Platform, stop_with_launcher
+from cloister.rpc import tracing
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 """Progress, warnings and errors."""
@@ -522,11 +523,14 @@ def service(
     logs.configure(name, settings.logging.level, log_file, settings.logging)
     module = importlib.import_module(f"cloister.services.{name}.service")
     try:
+        tracing.configure(settings.tracing, name)
         asyncio.run(module.serve(settings))
     except CloisterError as exc:
         # Logged, not printed, so the reason is in the log file the launcher points to.
         logging.getLogger(f"cloister.services.{name}").critical("cannot run: %s", exc.message)
         sys.exit(1)
+    finally:
+        tracing.shutdown()
 
 
 importlib.import_module("cloister.cli.crypto_commands").register(main)

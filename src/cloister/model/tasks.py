@@ -388,6 +388,9 @@ class StagedTask:
     manifest: bytes | None = field(default=None, repr=False)
     """The approved manifest (``cloister.model.manifest``, canonical bytes). Cloister's own: it
     travels in the staged-task queue element and in PullTaskWait, never in Teaclave's JSON."""
+    trace: str = ""
+    """The W3C ``traceparent`` of the call that staged it (empty unless tracing is on), so the run
+    joins that call's trace. Like ``manifest``, never in Teaclave's JSON."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -453,6 +456,10 @@ class StagedTask:
         )
 
 
+_MAX_TRACE_LENGTH = 128
+"""A ``traceparent`` is 55 characters; anything much longer is not one."""
+
+
 @dataclass(frozen=True)
 class StagedElement:
     """An element of the ``staged-task`` queue: the staged task and what an executor must offer.
@@ -472,6 +479,8 @@ class StagedElement:
             data["requires"] = list(self.requires)
         if self.staged.manifest is not None:
             data["manifest"] = self.staged.manifest.decode()
+        if self.staged.trace:
+            data["trace"] = self.staged.trace
         return data
 
     @classmethod
@@ -482,4 +491,7 @@ class StagedElement:
         manifest = data.get("manifest")
         if manifest is not None:
             staged = replace(staged, manifest=str(manifest).encode())
+        trace = data.get("trace")
+        if isinstance(trace, str) and len(trace) <= _MAX_TRACE_LENGTH:
+            staged = replace(staged, trace=trace)
         return cls(staged, tuple(data.get("requires", ())))

@@ -26,6 +26,7 @@ from cloister.attestation.measurement import enclave_name
 from cloister.attestation.verify import PeerIdentity, PeerVerifier
 from cloister.config import RPCSettings
 from cloister.errors import AttestationError, CloisterError, DeadlineExceededError, UnavailableError
+from cloister.rpc import tracing
 from cloister.rpc.errors import from_rpc_error
 from cloister.rpc.server import ANSWERED_BY, channel_options, keepalive_interval_ms
 
@@ -237,7 +238,8 @@ class Peer:
                 stub = self._stubs[stub_type] = stub_type(channel)  # type: ignore[call-arg]
             deadline = timeout or self._rpc.call_timeout_seconds
             try:
-                return await getattr(stub, method)(request, metadata=metadata, timeout=deadline)
+                with tracing.client_span(self.service, method, metadata) as sent:
+                    return await getattr(stub, method)(request, metadata=sent, timeout=deadline)
             except grpc.aio.AioRpcError as exc:
                 if _answered(exc):
                     raise from_rpc_error(exc) from exc
@@ -332,10 +334,10 @@ class SyncPeer:
             stub = self._stubs.get(stub_type)
             if stub is None:
                 stub = self._stubs[stub_type] = stub_type(channel)  # type: ignore[call-arg]
+            deadline = timeout or self._rpc.call_timeout_seconds
             try:
-                return getattr(stub, method)(
-                    request, metadata=metadata, timeout=timeout or self._rpc.call_timeout_seconds
-                )
+                with tracing.client_span(self.service, method, metadata) as sent:
+                    return getattr(stub, method)(request, metadata=sent, timeout=deadline)
             except grpc.RpcError as exc:
                 if exc.code() is grpc.StatusCode.UNAVAILABLE and attempt == 1 and not _answered(exc):
                     self.close()

@@ -29,6 +29,7 @@ from cloister.attestation.measurement import enclave_name
 from cloister.attestation.verify import PeerVerifier
 from cloister.config import RPCSettings
 from cloister.errors import AttestationError, ConfigurationError, MalformedRequestError, UnimplementedError
+from cloister.rpc import tracing
 from cloister.rpc.addresses import setting_of
 from cloister.rpc.errors import status_and_message
 from cloister.rpc.metadata import Caller
@@ -213,7 +214,8 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
         checked = bool(self._inbound) and method not in _OPEN_METHODS
 
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            user_id = Caller.from_metadata(context.invocation_metadata()).user_id or ""
+            metadata = context.invocation_metadata()
+            user_id = Caller.from_metadata(metadata).user_id or ""
             fields = {
                 "service": self._endpoint,
                 "method": name,
@@ -223,22 +225,24 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
             token = request_context.set(fields)
             started = time.perf_counter()
             outcome = "OK"
-            try:
-                if checked:
-                    self._check_peer(context, allowed)
-                return await behavior(request, context)
-            except asyncio.CancelledError:
-                outcome = "CANCELLED"  # the caller went away (or the server is stopping): nothing to answer or map
-                raise
-            except Exception as exc:
-                if isinstance(exc, grpc.aio.AbortError):
+            with tracing.server_span(self._endpoint, name, metadata) as span:
+                try:
+                    if checked:
+                        self._check_peer(context, allowed)
+                    return await behavior(request, context)
+                except asyncio.CancelledError:
+                    outcome = "CANCELLED"  # the caller went away (or the server is stopping): nothing to answer or map
                     raise
-                code, message = status_and_message(exc, method)
-                outcome = code.name
-                await context.abort(code, message, trailing_metadata=((ANSWERED_BY, self._endpoint),))
-            finally:
-                logger.info("%s %s %.1fms", name, outcome, (time.perf_counter() - started) * 1000)
-                request_context.reset(token)
+                except Exception as exc:
+                    if isinstance(exc, grpc.aio.AbortError):
+                        raise
+                    code, message = status_and_message(exc, method)
+                    outcome = code.name
+                    await context.abort(code, message, trailing_metadata=((ANSWERED_BY, self._endpoint),))
+                finally:
+                    tracing.set_outcome(span, outcome)
+                    logger.info("%s %s %.1fms", name, outcome, (time.perf_counter() - started) * 1000)
+                    request_context.reset(token)
 
         parse = handler.request_deserializer
         return make_handler(

@@ -55,7 +55,7 @@ class SchedulerClient:
         response = await self._peer.call(cgrpc.SchedulerStub, "PullTaskWait", request, timeout=timeout + _RPC_MARGIN)
         if not response.staged_task:
             return None
-        staged = _parse_staged_task(response.staged_task)
+        staged = replace(_parse_staged_task(response.staged_task), trace=response.traceparent[:128])
         return replace(staged, manifest=response.manifest) if response.manifest else staged
 
     async def confirm_task(self, info: ExecutorInfo, task_id: uuid.UUID) -> None:

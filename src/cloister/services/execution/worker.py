@@ -20,6 +20,7 @@ from typing import Protocol
 from cloister.errors import CloisterError, DeadlineExceededError, DiskFullError, InternalError, UnavailableError
 from cloister.model.executors import ExecutorInfo
 from cloister.model.tasks import StagedTask, TaskResult
+from cloister.rpc import tracing
 from cloister.rpc.retry import Backoff, supervised
 from cloister.services.execution.runner import TaskRunner
 from cloister.services.execution.scheduler_client import UnreadableStagedTaskError
@@ -159,8 +160,11 @@ class ExecutionWorker:
                 await self._pause(delay)
                 continue
             backoff.reset()
-            if task is not None and await self._confirm(task.task_id):
-                await self._execute(task)
+            if task is None:
+                continue
+            with tracing.span("execution/task", parent=task.trace):
+                if await self._confirm(task.task_id):
+                    await self._execute(task)
 
     async def _pull(self) -> StagedTask | None:
         """The next task, or None when none came or the worker is stopping."""

@@ -39,6 +39,7 @@ from cloister.model.tasks import (
     TaskStatus,
     transition,
 )
+from cloister.rpc import tracing
 from cloister.rpc.authorizer import Authorizer, denied, require
 from cloister.rpc.convert.tasks import function_arguments_from_json, wait_seconds
 from cloister.services.management import task_index, task_rules
@@ -280,7 +281,8 @@ class TaskService:
                     # Kept with the task: its receipt binds only the manifest's hash.
                     staged_task = transition(replace(task, manifest=manifest), TaskStatus.STAGED, by=Actor.MANAGEMENT)
                     requires = tuple(json.loads(requirements_value.value)) if requirements_value else ()
-                    element = StagedElement(StagedTask.for_task(task, function, subject.user_id, manifest), requires)
+                    staged = StagedTask.for_task(task, function, subject.user_id, manifest)
+                    element = StagedElement(replace(staged, trace=tracing.current_traceparent()), requires)
                     await self._storage.commit(
                         [
                             Check(task.key, version),

@@ -45,7 +45,9 @@ class SchedulerServicer(cgrpc.SchedulerServicer):
         )
         if staged is None:
             return cpb.PullTaskWaitResponse()
-        return cpb.PullTaskWaitResponse(staged_task=_staged_bytes(staged), manifest=staged.manifest or b"")
+        return cpb.PullTaskWaitResponse(
+            staged_task=_staged_bytes(staged), manifest=staged.manifest or b"", traceparent=staged.trace
+        )
 
     async def ConfirmTask(self, request: cpb.ConfirmTaskRequest, context: object) -> empty_pb2.Empty:
         task_id = parse_uuid(request.task_id, "task id")
