@@ -11,12 +11,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class WaitTaskRequest(_message.Message):
-    __slots__ = ("task_id", "timeout_ms")
+    __slots__ = ("task_id", "timeout_ms", "return_if_stuck")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    RETURN_IF_STUCK_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     timeout_ms: int
-    def __init__(self, task_id: _Optional[str] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+    return_if_stuck: bool
+    def __init__(self, task_id: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., return_if_stuck: _Optional[bool] = ...) -> None: ...
 
 class FunctionRequirementsRequest(_message.Message):
     __slots__ = ("function_id", "labels")

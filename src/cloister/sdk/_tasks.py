@@ -1,9 +1,9 @@
 """Tasks: creating one, listing them, and the handle that drives one to its result.
 
-Waiting never hangs on a task that cannot run: :meth:`TaskHandle.result` first checks what is
-missing (approvals, data, the invoke, an execution service able to run it) and says so at
-once; otherwise it waits on the frontend's ``WaitTask`` long poll, which answers as soon as
-the task ends, in slices so that a task that starts waiting for an executor is noticed.
+Waiting never hangs on a task that cannot run: :meth:`TaskHandle.result` waits on the
+frontend's ``WaitTask`` long poll, which answers as soon as the task ends, or at once while the
+task cannot end unless someone acts (approvals, data, the invoke, an execution service able to
+run it missing), which is then said at once.
 """
 
 from __future__ import annotations
@@ -99,21 +99,25 @@ class TaskHandle:
             TimeoutError: ``timeout`` seconds passed first.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        task = self.describe()
-        while not task.is_ended:
-            check_runnable(task, waiting_is_final=deadline is None)
+        first = True
+        while True:
             wait = WAIT_SLICE_SECONDS
             if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(_timeout_message(task, timeout))
-                wait = min(wait, remaining)
-            request = cpb.WaitTaskRequest(task_id=self.id, timeout_ms=max(1, int(wait * 1000)))
+                wait = min(wait, max(0.001, deadline - time.monotonic()))
+            # The first call answers at once if the task cannot run as it stands (and so do all
+            # when waiting has no end): what is missing is then said at once, without a GetTask first.
+            request = cpb.WaitTaskRequest(
+                task_id=self.id, timeout_ms=max(1, int(wait * 1000)), return_if_stuck=first or deadline is None
+            )
             response = self._session.frontend(
                 "WaitTask", request, service=CLOISTER_FRONTEND, timeout=wait + _DEADLINE_MARGIN
             )
-            task = task_from_proto(response)
-        return task
+            task, first = task_from_proto(response), False
+            if task.is_ended:
+                return task
+            check_runnable(task, waiting_is_final=deadline is None)
+            if deadline is not None and deadline - time.monotonic() <= 0:
+                raise TimeoutError(_timeout_message(task, timeout))
 
     def result(self, timeout: float | None = None) -> TaskResult:
         """The function's return value, output tags and log once the task finishes.

@@ -31,21 +31,29 @@ def _client(frontend: FakeChannel) -> Client:
     return Client(frontend, authentication_channel(), Credentials("alice", "pw"))
 
 
-def _answering(get: object, waits: list[object] | None = None) -> FakeChannel:
-    """GetTask answers ``get``; each WaitTask the next of ``waits`` (the last one repeats)."""
-    pending = list(waits or [])
+def _answering(first: object, waits: list[object] | None = None) -> FakeChannel:
+    """The first WaitTask answers ``first`` (the task as the server finds it: ended, stuck or
+    after its wait), each later one the next of ``waits`` (the last one repeats)."""
+    pending = [first, *(waits or [first])]
 
     def wait(_request: object) -> object:
         return pending.pop(0) if len(pending) > 1 else pending[0]
 
-    return FakeChannel().on("GetTask", get).on("WaitTask", wait)
+    return FakeChannel().on("WaitTask", wait)
+
+
+def _one_call_returning_if_stuck(frontend: FakeChannel) -> None:
+    """The task was read and checked in one WaitTask that may not wait on a stuck task, no GetTask."""
+    (request,) = frontend.sent("WaitTask")
+    assert request.return_if_stuck
+    assert frontend.sent("GetTask") == []
 
 
 def test_finished_task_returns_its_result() -> None:
     frontend = _answering(task_message(status=TaskStatus.FINISHED, result=OK))
     result = _client(frontend).tasks.get(TASK_ID).result()
     assert result == TaskResult(b"agreed", {"out": bytes(16)}, ("line 1",))
-    assert frontend.sent("WaitTask") == []  # already ended: nothing to wait for
+    _one_call_returning_if_stuck(frontend)  # already ended: nothing more to wait for
 
 
 def test_running_task_is_waited_for_with_the_long_poll() -> None:
@@ -56,6 +64,7 @@ def test_running_task_is_waited_for_with_the_long_poll() -> None:
     assert (first.method, first.service, second.method) == ("WaitTask", "Frontend", "WaitTask")
     assert first.request.task_id == TASK_ID and first.request.timeout_ms > 0
     assert first.timeout is not None and first.timeout > first.request.timeout_ms / 1000  # room to answer
+    assert frontend.sent("GetTask") == []
 
 
 @pytest.mark.parametrize("status", [TaskStatus.CREATED, TaskStatus.DATA_ASSIGNED, TaskStatus.APPROVED])
@@ -78,7 +87,7 @@ def test_a_task_not_invoked_raises_at_once_with_what_is_missing(status: TaskStat
     assert "input data right" in message and "left" not in message.split("input data")[1].split(";")[0]
     assert "output data out" in message
     assert "an invoke by its creator alice" in message
-    assert frontend.sent("WaitTask") == []
+    _one_call_returning_if_stuck(frontend)
 
 
 def test_an_approved_single_party_task_is_missing_only_the_invoke() -> None:
@@ -92,7 +101,7 @@ def test_a_staged_task_no_executor_can_run_raises_at_once_without_timeout() -> N
     frontend = _answering(task_message(status=TaskStatus.STAGED, result=_err(reason)))
     with pytest.raises(TaskNotReadyError, match="needs executor 'wasm'"):
         _client(frontend).tasks.get(TASK_ID).result()
-    assert frontend.sent("WaitTask") == []
+    _one_call_returning_if_stuck(frontend)
 
 
 def test_a_staged_task_that_starts_waiting_later_is_noticed() -> None:
@@ -101,7 +110,14 @@ def test_a_staged_task_that_starts_waiting_later_is_noticed() -> None:
     frontend = _answering(staged, [waiting])
     with pytest.raises(TaskNotReadyError, match="no live execution service"):
         _client(frontend).tasks.get(TASK_ID).result()
-    assert len(frontend.sent("WaitTask")) == 1
+    assert [r.return_if_stuck for r in frontend.sent("WaitTask")] == [True, True]  # the server answers when it does
+
+
+def test_with_a_timeout_only_the_first_call_returns_if_stuck() -> None:
+    waiting = task_message(status=TaskStatus.STAGED, result=_err("waiting: no live execution service"))
+    frontend = _answering(waiting, [task_message(status=TaskStatus.FINISHED, result=OK)])
+    assert _client(frontend).tasks.get(TASK_ID).result(timeout=30).return_value == b"agreed"
+    assert [r.return_if_stuck for r in frontend.sent("WaitTask")] == [True, False]  # then it waits for a service
 
 
 def test_with_a_timeout_a_waiting_task_is_waited_for_and_times_out() -> None:
@@ -125,7 +141,7 @@ def test_zero_timeout_does_not_wait() -> None:
     frontend = _answering(running, [running])
     with pytest.raises(TimeoutError):
         _client(frontend).tasks.get(TASK_ID).result(timeout=0)
-    assert frontend.sent("WaitTask") == []
+    assert [r.timeout_ms for r in frontend.sent("WaitTask")] == [1]  # the task is read, with no wait to speak of
 
 
 @pytest.mark.parametrize(

@@ -246,7 +246,7 @@ class CloisterManagementServicer(cgrpc.ManagementServicer):
         return _EMPTY
 
     async def WaitTask(self, request: cpb.WaitTaskRequest, context: grpc.aio.ServicerContext) -> fe_pb.GetTaskResponse:
-        task = await self._tasks.wait(_user(context), request.task_id, request.timeout_ms)
+        task = await self._tasks.wait(_user(context), request.task_id, request.timeout_ms, request.return_if_stuck)
         return task_convert.task_to_get_response(task)
 
     async def GetTaskReceipt(

@@ -146,8 +146,9 @@ class TaskService:
                         return page, candidate[0] != positions[-1]
         return page, False
 
-    async def wait(self, subject: Subject, task_id: str, timeout_ms: int) -> TaskState:
-        """The task once it has ended, or as it is when ``timeout_ms`` (at most 60 s) has passed.
+    async def wait(self, subject: Subject, task_id: str, timeout_ms: int, return_if_stuck: bool = False) -> TaskState:
+        """The task once it has ended, or as it is when ``timeout_ms`` (at most 60 s) has passed;
+        with ``return_if_stuck``, also as soon as it cannot end unless someone acts (:func:`_stuck`).
 
         Woken by storage when the task's record changes, so there is no polling.
         """
@@ -156,7 +157,7 @@ class TaskService:
         await self._require(subject, Action.TASK_READ, task)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_seconds(timeout_ms)
-        while not task.status.is_ended:
+        while not task.status.is_ended and not (return_if_stuck and _stuck(task)):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
@@ -328,6 +329,11 @@ def _with_invoker_approval(task: TaskState, function: Function, user_id: str) ->
 def _settle(task: TaskState, status: TaskStatus) -> TaskState:
     """The task at ``status``: a transition when that is a change, the task as it is otherwise."""
     return task if task.status is status else transition(task, status, by=Actor.MANAGEMENT)
+
+
+def _stuck(task: TaskState) -> bool:
+    """Whether ``task`` can end only once someone acts: not invoked yet, or waiting for an execution service."""
+    return task.status < TaskStatus.STAGED or task.waiting_reason is not None
 
 
 def _ready_to_stage(task: TaskState) -> bool:

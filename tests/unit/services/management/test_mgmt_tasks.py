@@ -445,6 +445,28 @@ def test_wait_times_out_and_checks_access(services, act, storage):
     asyncio.run(go())
 
 
+def test_wait_asked_to_return_if_stuck_answers_while_the_task_cannot_end(services, act, storage):
+    """Not invoked, or invoked but waiting for an execution service: answered at once; staged and
+    runnable: waited for as usual, until it starts waiting for a service."""
+
+    async def go():
+        fid = await act.register_function("fo")
+        tid = await services.tasks.create(caller("alice", ORG1), fid, "{}", "builtin", {}, {})
+        alice = caller("alice")
+        stuck = await asyncio.wait_for(services.tasks.wait(alice, tid, 60_000, return_if_stuck=True), 10)
+        assert stuck.status.name == "CREATED"
+        await services.tasks.invoke(alice, tid)
+        waiter = asyncio.ensure_future(services.tasks.wait(alice, tid, 60_000, return_if_stuck=True))
+        await asyncio.sleep(0.1)
+        assert not waiter.done(), "a staged task that can run is waited for"
+        await storage.update_json(tid, waiting_reason="no live execution service can run it")
+        task = await asyncio.wait_for(waiter, 10)
+        assert task.status.name == "STAGED" and task.waiting_reason == "no live execution service can run it"
+        assert (await services.tasks.wait(alice, tid, 50)).status.name == "STAGED"  # without the flag: its timeout
+
+    asyncio.run(go())
+
+
 def test_approvals_bind_the_terms_and_staging_carries_the_manifest(services, act, storage):
     """Each approval records the terms hash as the task and function stood; invoking stages the
     manifest with those approvals, keeps it with the task, and an approval given to other terms
