@@ -335,14 +335,12 @@ class FrontendService(_Service):
         """
         if timeout is not None:
             return self._wait_slice(task_id, int(min(timeout * 1000, _WAIT_SLICE_MS)))
-        task = self._call("GetTask", fpb.GetTaskRequest(task_id=task_id))
-        while not TaskStatus(task.status).is_ended:
+        while not TaskStatus((task := self._wait_slice(task_id, _WAIT_SLICE_MS, return_if_stuck=True)).status).is_ended:
             check_runnable(task_from_proto(task), waiting_is_final=True)
-            task = self._wait_slice(task_id, _WAIT_SLICE_MS)
-        return task  # type: ignore[no-any-return]
+        return task
 
-    def _wait_slice(self, task_id: str, slice_ms: int) -> fpb.GetTaskResponse:
-        request = cpb.WaitTaskRequest(task_id=task_id, timeout_ms=slice_ms)
+    def _wait_slice(self, task_id: str, slice_ms: int, return_if_stuck: bool = False) -> fpb.GetTaskResponse:
+        request = cpb.WaitTaskRequest(task_id=task_id, timeout_ms=slice_ms, return_if_stuck=return_if_stuck)
         return self._call("WaitTask", request, service=CLOISTER_FRONTEND, timeout=slice_ms / 1000 + 15)  # type: ignore[no-any-return]
 
     def get_task_result(self, task_id: str, timeout: float | None = None) -> bytes:

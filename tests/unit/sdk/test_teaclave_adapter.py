@@ -174,12 +174,12 @@ CASES: dict[str, tuple[Call, dict[str, Message], Any]] = {
     ),
     "get_task_result": (
         lambda s: s.get_task_result(TASK_ID),
-        {"GetTask": task_message(status=TaskStatus.FINISHED, result=OK)},
+        {"WaitTask": task_message(status=TaskStatus.FINISHED, result=OK)},
         b"agreed",
     ),
     "get_output_cmac_by_tag": (
         lambda s: s.get_output_cmac_by_tag(TASK_ID, "out"),
-        {"GetTask": task_message(status=TaskStatus.FINISHED, result=OK)},
+        {"WaitTask": task_message(status=TaskStatus.FINISHED, result=OK)},
         TAG,
     ),
     "query_audit_logs": (
@@ -367,28 +367,27 @@ def test_get_task_result_on_a_task_never_invoked_says_what_is_missing_at_once() 
         approved_users=["alice"],
         inputs_ownership=[fe_pb.OwnerList(data_name="in", uids=["bob"])],
     )
-    channel = FakeChannel().on("GetTask", created)
+    channel = FakeChannel().on("WaitTask", created)  # answered at once: the task is stuck
     with pytest.raises(TaskNotReadyError) as caught:
         _service(FrontendService, channel).get_task_result(TASK_ID)
     assert "bob" in caught.value.reason and "in" in caught.value.reason
-    assert channel.sent("WaitTask") == []
+    (asked,) = channel.sent("WaitTask")
+    assert asked.return_if_stuck
 
 
 def test_get_task_result_raises_timeout_error_when_its_timeout_passes() -> None:
     running = task_message(status=TaskStatus.RUNNING)
-    channel = FakeChannel().on("GetTask", running).on("WaitTask", running)
+    channel = FakeChannel().on("WaitTask", running)
     with pytest.raises(TimeoutError, match="still Running"):
         _service(FrontendService, channel).get_task_result(TASK_ID, timeout=0.05)
     assert channel.sent("WaitTask")  # it did wait, with the long poll
 
 
 def test_get_task_result_waits_for_a_running_task() -> None:
-    channel = (
-        FakeChannel()
-        .on("GetTask", task_message(status=TaskStatus.RUNNING))
-        .on("WaitTask", task_message(status=TaskStatus.FINISHED, result=OK))
-    )
+    answers = [task_message(status=TaskStatus.RUNNING), task_message(status=TaskStatus.FINISHED, result=OK)]
+    channel = FakeChannel().on("WaitTask", lambda _request: answers.pop(0))
     assert _service(FrontendService, channel).get_task_result(TASK_ID) == b"agreed"
+    assert len(channel.sent("WaitTask")) == 2 and answers == []
     assert channel.last("WaitTask").metadata == METADATA
 
 
@@ -402,7 +401,7 @@ def test_get_task_result_waits_for_a_running_task() -> None:
 )
 def test_get_task_result_and_cmac_raise_how_the_task_ended(status: TaskStatus, reason: str, error: type) -> None:
     ended = task_message(status=status, result=common_pb.TaskResult(Err=common_pb.TaskFailure(reason=reason)))
-    frontend = _service(FrontendService, FakeChannel().on("GetTask", ended))
+    frontend = _service(FrontendService, FakeChannel().on("WaitTask", ended))
     with pytest.raises(error, match=reason):
         frontend.get_task_result(TASK_ID)
     with pytest.raises(error):
@@ -417,18 +416,15 @@ def test_wait_task_keeps_returning_the_message() -> None:
 
 
 def test_wait_task_without_a_timeout_refuses_at_once_a_task_that_is_not_invoked() -> None:
-    channel = FakeChannel().on("GetTask", task_message(status=TaskStatus.CREATED, function_arguments="{}"))
+    channel = FakeChannel().on("WaitTask", task_message(status=TaskStatus.CREATED, function_arguments="{}"))
     with pytest.raises(TaskNotReadyError, match="not invoked"):
         _service(FrontendService, channel).wait_task(TASK_ID)
-    assert channel.sent("WaitTask") == []
+    (asked,) = channel.sent("WaitTask")  # which the frontend answers at once, the task being stuck
+    assert asked.return_if_stuck and channel.sent("GetTask") == []
 
 
 def test_wait_task_without_a_timeout_waits_in_slices_until_the_task_ends() -> None:
     answers = iter([TaskStatus.RUNNING, TaskStatus.FINISHED])
-    channel = (
-        FakeChannel()
-        .on("GetTask", task_message(status=TaskStatus.STAGED))
-        .on("WaitTask", lambda _request: task_message(status=next(answers)))
-    )
+    channel = FakeChannel().on("WaitTask", lambda _request: task_message(status=next(answers)))
     task = _service(FrontendService, channel).wait_task(TASK_ID)
     assert task.status == TaskStatus.FINISHED and len(channel.sent("WaitTask")) == 2
