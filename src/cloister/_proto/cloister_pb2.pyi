@@ -333,3 +333,19 @@ class EndorseResponse(_message.Message):
     client_certificate: bytes
     expires: int
     def __init__(self, report: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., certs: _Optional[_Iterable[bytes]] = ..., client_certificate: _Optional[bytes] = ..., expires: _Optional[int] = ...) -> None: ...
+
+class CredentialChanges(_message.Message):
+    __slots__ = ("seq", "user_ids", "trust_ms")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    TRUST_MS_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    user_ids: _containers.RepeatedScalarFieldContainer[str]
+    trust_ms: int
+    def __init__(self, seq: _Optional[int] = ..., user_ids: _Optional[_Iterable[str]] = ..., trust_ms: _Optional[int] = ...) -> None: ...
+
+class CredentialAck(_message.Message):
+    __slots__ = ("seq",)
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    def __init__(self, seq: _Optional[int] = ...) -> None: ...

@@ -1065,3 +1065,75 @@ class Attestation:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class CredentialFeedStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Watch = channel.stream_stream(
+                '/cloister.CredentialFeed/Watch',
+                request_serializer=cloister__pb2.CredentialAck.SerializeToString,
+                response_deserializer=cloister__pb2.CredentialChanges.FromString,
+                _registered_method=True)
+
+
+class CredentialFeedServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def Watch(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_CredentialFeedServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Watch': grpc.stream_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=cloister__pb2.CredentialAck.FromString,
+                    response_serializer=cloister__pb2.CredentialChanges.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'cloister.CredentialFeed', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('cloister.CredentialFeed', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class CredentialFeed:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Watch(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/cloister.CredentialFeed/Watch',
+            cloister__pb2.CredentialAck.SerializeToString,
+            cloister__pb2.CredentialChanges.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -15,7 +15,7 @@ import socket
 import ssl
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -253,6 +253,27 @@ class Peer:
                 if attempt == 2 or _unresponsive(exc):
                     raise self._unavailable() from None
         raise AssertionError("unreachable")
+
+    async def stream(self, stub_type: type[Stub], method: str, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """The responses of a long-lived stream ``method``, without a deadline; ends when the peer ends it.
+
+        Failures arrive as ``CloisterError``; a connection that failed is replaced for the next call.
+        """
+        channel = await self._connect()
+        stub = self._stubs.get(stub_type)
+        if stub is None:
+            stub = self._stubs[stub_type] = stub_type(channel)  # type: ignore[call-arg]
+        call = getattr(stub, method)(requests)
+        try:
+            async for response in call:
+                yield response
+        except grpc.aio.AioRpcError as exc:
+            if _answered(exc) or exc.code() is not grpc.StatusCode.UNAVAILABLE:
+                raise from_rpc_error(exc) from exc
+            await self._replace(channel)
+            raise self._unavailable() from None
+        finally:
+            call.cancel()
 
     def _unavailable(self) -> UnavailableError:
         """What callers are told: which service is down, never where it was expected (an internal address)."""

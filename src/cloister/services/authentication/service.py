@@ -12,6 +12,7 @@ import logging
 import secrets
 from pathlib import Path
 
+from cloister._proto import cloister_pb2_grpc as cgrpc
 from cloister._proto import teaclave_authentication_service_pb2_grpc as agrpc
 from cloister.config import Settings
 from cloister.crypto.secret_files import create_secret_file
@@ -20,8 +21,9 @@ from cloister.model.roles import Role, RoleKind
 from cloister.rpc.authorizer import RemoteAuthorizer
 from cloister.rpc.runtime import ServiceRuntime
 from cloister.services.authentication.audit import audited
+from cloister.services.authentication.feed import CredentialFeed
 from cloister.services.authentication.passwords import PasswordHasher, password_too_long
-from cloister.services.authentication.servicer import ApiServicer, InternalServicer
+from cloister.services.authentication.servicer import ApiServicer, CredentialFeedServicer, InternalServicer
 from cloister.services.authentication.tokens import JWTIssuer
 from cloister.services.authentication.users import UserRecord, UserStore, check_user_id, new_generation
 
@@ -84,7 +86,8 @@ def _generated_password(path: Path) -> str:
 async def serve(settings: Settings) -> None:
     runtime = await ServiceRuntime.start(settings, "authentication")
     directory = state_directory(settings)
-    store = UserStore(directory)
+    feed = CredentialFeed()
+    store = UserStore(directory, on_change=feed.changed)
     try:
         await store.upgrade_keys()
         issuer = JWTIssuer.load_or_create(directory, settings.authentication.token_lifetime_seconds)
@@ -100,8 +103,16 @@ async def serve(settings: Settings) -> None:
         )
         await runtime.serve(
             "authentication_internal",
-            [lambda s: agrpc.add_TeaclaveAuthenticationInternalServicer_to_server(internal, s)],
+            [
+                lambda s: agrpc.add_TeaclaveAuthenticationInternalServicer_to_server(internal, s),
+                lambda s: cgrpc.add_CredentialFeedServicer_to_server(CredentialFeedServicer(feed), s),
+            ],
         )
-        await runtime.run_until_stopped(before_shutdown=trail.stop)
+
+        async def before_shutdown() -> None:
+            feed.close()
+            await trail.stop()
+
+        await runtime.run_until_stopped(before_shutdown=before_shutdown)
     finally:
         store.close()

@@ -14,11 +14,13 @@ import contextvars
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from google.protobuf import empty_pb2
 
+from cloister._proto import cloister_pb2 as cpb
+from cloister._proto import cloister_pb2_grpc as cgrpc
 from cloister._proto import teaclave_authentication_service_pb2 as apb
 from cloister._proto import teaclave_authentication_service_pb2_grpc as agrpc
 from cloister.config import AuthenticationSettings
@@ -28,6 +30,7 @@ from cloister.model.roles import Role, RoleKind
 from cloister.rpc.audit_trail import client_ip
 from cloister.rpc.authorizer import Authorizer
 from cloister.rpc.metadata import Caller
+from cloister.services.authentication.feed import CredentialFeed
 from cloister.services.authentication.passwords import PasswordHash, PasswordHasher, password_too_long
 from cloister.services.authentication.throttle import LoginThrottle, address_key
 from cloister.services.authentication.tokens import JWTIssuer, TokenClaims
@@ -271,3 +274,14 @@ class InternalServicer(agrpc.TeaclaveAuthenticationInternalServicer):
         return apb.UserAuthenticateResponse(
             claims=apb.UserAuthClaims(sub=claims.sub, role=str(record.role), iss=claims.iss, exp=claims.exp)
         )
+
+
+class CredentialFeedServicer(cgrpc.CredentialFeedServicer):
+    def __init__(self, feed: CredentialFeed) -> None:
+        self._feed = feed
+
+    async def Watch(  # type: ignore[override]
+        self, request_iterator: AsyncIterator[cpb.CredentialAck], context: object
+    ) -> AsyncIterator[cpb.CredentialChanges]:
+        async for message in self._feed.watch(request_iterator):
+            yield message

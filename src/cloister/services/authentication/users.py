@@ -21,7 +21,7 @@ import json
 import logging
 import secrets
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,8 +129,13 @@ class UserStore:
     """Users by id; failures of the database surface as ``InternalError("service internal error")``,
     except a full disk, which stays a ``DiskFullError``."""
 
-    def __init__(self, directory: Path) -> None:
-        """Open (creating if needed) ``directory/users.db`` sealed under ``directory/users.key``."""
+    def __init__(self, directory: Path, on_change: Callable[[list[str]], Awaitable[None]] | None = None) -> None:
+        """Open (creating if needed) ``directory/users.db`` sealed under ``directory/users.key``.
+
+        ``on_change`` is awaited with the ids of the users each change touched, after it is
+        stored and before the change returns (frontends forget what they knew of those users).
+        """
+        self._on_change = on_change
         key = load_or_create_key(directory / KEY_FILE_NAME)
         self._names = _Names(key)
         self._store = SQLiteStore(directory / DATABASE_FILE_NAME, Sealer(key), service="authentication")
@@ -199,6 +204,7 @@ class UserStore:
     ) -> bool:
         """Commit ``ops`` if every user in ``expected`` (None: absent) and ``by`` are still as read,
         and so is ``former``'s former role, all checked under the lock."""
+        changed = sorted(expected)
         if by is not None:
             expected = {**expected, by.id: by} if by.id not in expected else expected
         async with self._lock:
@@ -207,7 +213,9 @@ class UserStore:
             if former is not None and self.former_role(former[0]) != former[1]:
                 return False
             await self._commit(ops)
-            return True
+        if self._on_change is not None:
+            await self._on_change(changed)
+        return True
 
     def list_ids(self) -> list[str]:
         """Every user id, in byte order."""

@@ -1,11 +1,12 @@
 """The checks every frontend call passes: who is calling (authentication) and may they (access control).
 
 Authentication verifies the token first and answers with the role stored for the user now;
-access control is then asked whether that role may call the API. Its answers depend only on
-(role, API) and its policy, which changes only when the service restarts, so they are
-remembered for ``DECISION_TTL`` seconds; the token is verified on every call. Access control
-is never asked about a role the caller merely claims: its audit log would show decisions for
-callers nobody authenticated.
+the answer is remembered until authentication says the user changed (``tokens``), so a token
+is verified once, not on every call. Access control is then asked whether that role may call
+the API. Its answers depend only on (role, API) and its policy, which changes only when the
+service restarts, so they are remembered for ``DECISION_TTL`` seconds. Access control is never
+asked about a role the caller merely claims: its audit log would show decisions for callers
+nobody authenticated.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from cloister.errors import AccessDeniedError, AuthenticationError, CloisterErro
 from cloister.model.roles import Role
 from cloister.rpc.channel import Peer
 from cloister.rpc.metadata import Caller
+from cloister.services.frontend.tokens import RememberedTokens
 
 DECISION_TTL = 2.0
 INCORRECT_CREDENTIAL = "incorrent credential"
@@ -35,9 +37,10 @@ class Principal:
 
 
 class Gate:
-    def __init__(self, authentication: Peer, access_control: Peer) -> None:
+    def __init__(self, authentication: Peer, access_control: Peer, tokens: RememberedTokens | None = None) -> None:
         self._authentication = authentication
         self._access_control = access_control
+        self._tokens = tokens or RememberedTokens()
         self._decisions: dict[tuple[str, str], tuple[bool, float]] = {}
 
     async def admit(self, caller: Caller, api: str) -> Principal:
@@ -49,6 +52,14 @@ class Gate:
             UnavailableError: authentication or access control cannot answer now (naming which).
         """
         user_id, token = caller.require_credentials()
+        role = self._tokens.role(user_id, token) or await self._authenticate(user_id, token)
+        if not await self._authorize(role, api):
+            raise AccessDeniedError("permission denied")
+        return Principal(user_id, Role.parse(role))
+
+    async def _authenticate(self, user_id: str, token: str) -> str:
+        """The role authentication answers for a valid token (remembered for the next calls)."""
+        epoch = self._tokens.epoch
         try:
             response = await self._authentication.call(
                 augrpc.TeaclaveAuthenticationInternalStub,
@@ -61,9 +72,8 @@ class Gate:
             raise AuthenticationError(INCORRECT_CREDENTIAL) from None
         if not response.HasField("claims") or response.claims.sub != user_id:
             raise AuthenticationError(INCORRECT_CREDENTIAL)
-        if not await self._authorize(response.claims.role, api):
-            raise AccessDeniedError("permission denied")
-        return Principal(user_id, Role.parse(response.claims.role))
+        self._tokens.remember(user_id, token, response.claims.role, response.claims.exp, since_epoch=epoch)
+        return response.claims.role
 
     async def _authorize(self, role: str, api: str) -> bool:
         """Access control's decision for (role, api). When access control cannot answer, the call

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from cloister._proto import cloister_pb2_grpc as cgrpc
 from cloister._proto import teaclave_frontend_service_pb2_grpc as fgrpc
 from cloister.config import Settings
 from cloister.rpc.runtime import ServiceRuntime
 from cloister.services.frontend.gate import Gate
 from cloister.services.frontend.servicer import CloisterFrontendServicer, Forwarder, FrontendServicer
+from cloister.services.frontend.tokens import RememberedTokens, follow_changes
 
 
 async def serve(settings: Settings) -> None:
     runtime = await ServiceRuntime.start(settings, "frontend")
     management = runtime.peer("management")
-    gate = Gate(runtime.peer("authentication", "authentication_internal"), runtime.peer("access_control"))
+    authentication = runtime.peer("authentication", "authentication_internal")
+    tokens = RememberedTokens()
+    following = asyncio.create_task(follow_changes(authentication, tokens), name="user-changes")
+    gate = Gate(authentication, runtime.peer("access_control"), tokens)
     audit = runtime.audit_trail()
     audit.start()
     forwarder = Forwarder(gate, management, audit)
@@ -24,4 +30,9 @@ async def serve(settings: Settings) -> None:
             lambda s: cgrpc.add_FrontendServicer_to_server(CloisterFrontendServicer(forwarder), s),
         ],
     )
-    await runtime.run_until_stopped(before_shutdown=audit.stop)
+
+    async def before_shutdown() -> None:
+        following.cancel()
+        await audit.stop()
+
+    await runtime.run_until_stopped(before_shutdown=before_shutdown)
