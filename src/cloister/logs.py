@@ -71,6 +71,22 @@ class RotatingLogFile(logging.handlers.RotatingFileHandler):
             super().emit(note)
             _say(f"log file {self.baseFilename}: writing again ({dropped} records dropped while the disk was full)")
 
+    def format(self, record: logging.LogRecord) -> str:
+        """The record's line, formatted once: the rotation check and the write both ask for it."""
+        cached = record.__dict__.get("_cloister_line")
+        if cached is not None and cached[0] is self:
+            return str(cached[1])
+        line = super().format(record)
+        record.__dict__["_cloister_line"] = (self, line)
+        return line
+
+    def shouldRollover(self, record: logging.LogRecord) -> bool:  # noqa: N802 - logging's name
+        """Whether this record would take the file past ``maxBytes``: the standard check also stats
+        the path twice per record, which a file this handler created needs not."""
+        if self.stream is None:
+            self.stream = self._open()
+        return self.maxBytes > 0 and self.stream.tell() + len(self.format(record)) + 1 >= self.maxBytes
+
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
         exc = sys.exc_info()[1]
         if exc is None or not is_disk_full(exc):

@@ -40,7 +40,10 @@ FIRST_SEQ_KEY = "cloister-audit-seq"
 MAX_BATCH = 1_000
 _SOURCE_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
 _MAX_SEQ = 2**63 - 1
-_SHIP_PAUSE = 0.2
+_SHIP_PAUSE = 0.5
+"""After a batch, wait this long for the next: an entry after a quiet spell ships at once, and
+under load each service makes two batches a second (each batch costs management a chain and
+index commit however many entries it holds), while entries still arrive within a second."""
 _STOP_TIMEOUT = 5.0
 
 

@@ -24,7 +24,7 @@ from cloister.services.management.audit_query import Query, QuerySyntaxError, pa
 from cloister.services.management.audit_search import AuditSearch, Page, Scope
 from cloister.services.management.locks import retrying
 from cloister.storage.client import KeyValueStore
-from cloister.storage.ops import Check, Op, Put
+from cloister.storage.ops import Check, Op, Put, Versioned
 from cloister.storage.records import decode, encode_json, put
 
 logger = logging.getLogger(__name__)
@@ -116,18 +116,19 @@ class AuditLog:
 
         await retrying(attempt)
 
-    async def _load_head(self) -> tuple[ChainHead, Check, IndexState]:
-        """The chain's head and the index's state, read together; the check that the head is unchanged."""
-        raw_head, raw_state, raw_key = await self._storage.read([HEAD_KEY, STATE_KEY, KEY_KEY])
+    async def _load_head(self, *more: bytes) -> tuple[ChainHead, Check, IndexState, list[Versioned | None]]:
+        """The chain's head and the index's state, and the records ``more`` names, read together;
+        the check that the head is unchanged."""
+        raw_head, raw_state, raw_key, *others = await self._storage.read([HEAD_KEY, STATE_KEY, KEY_KEY, *more])
         head = load_head(raw_head.value if raw_head is not None else None)
-        return head, Check.of(HEAD_KEY, raw_head), self._index.loaded(head.count, raw_state, raw_key)
+        return head, Check.of(HEAD_KEY, raw_head), self._index.loaded(head.count, raw_state, raw_key), others
 
     async def _append(self, entries: Sequence[AuditEntry], source: SpoolPosition | None) -> None:
-        head, unchanged, _ = await self._load_head()
+        head, unchanged, _, others = await self._load_head(*([delivered_key(source[0])] if source else []))
         ops: list[Op] = [unchanged]
         if source is not None:
             name, first = source
-            (raw,) = await self._storage.read([delivered_key(name)])
+            (raw,) = others
             delivered = int(json.loads(raw.value)["seq"]) if raw is not None else 0
             skip = max(0, delivered - first + 1)
             if skip:
@@ -160,7 +161,7 @@ class AuditLog:
     async def _backfill_block(self) -> None:
         # Not checked against the head: entries appended meanwhile touch only the index records
         # that ops_for checks, so the two conflict only where they would lose each other's bits.
-        _, _, state = await self._load_head()
+        _, _, state, _ = await self._load_head()
         self._indexed = state.complete
         if state.complete:
             return
