@@ -143,7 +143,8 @@ class AuditTrail:
             await self._wakeup.wait()
             self._wakeup.clear()
             try:
-                await self._ship_all()
+                if await self._ship_batch():
+                    self._wakeup.set()  # more is waiting already
             except CloisterError as exc:
                 logger.warning("could not ship audit entries to management (%s); will retry", exc.message)
                 self._wakeup.set()
@@ -153,7 +154,18 @@ class AuditTrail:
             await asyncio.sleep(_SHIP_PAUSE)  # let entries gather into the next batch
 
     async def _ship_all(self) -> None:
-        while batch := await asyncio.to_thread(self._spool.read, self._shipped, MAX_BATCH):
+        while await self._ship_batch():
+            pass
+
+    async def _ship_batch(self) -> bool:
+        """Ship the oldest unshipped entries, up to :data:`MAX_BATCH`; whether more were left behind.
+
+        One batch per pause, not a drain: under load a drain never ends, and management would get
+        a batch for every few entries instead of one for all that gathered meanwhile.
+        """
+        batch = await asyncio.to_thread(self._spool.read, self._shipped, MAX_BATCH)
+        run: list[bytes] = []
+        if batch:
             first = batch[0][0]
             run = [payload for n, (seq, payload) in enumerate(batch) if seq == first + n]
             entries = []
@@ -168,3 +180,4 @@ class AuditTrail:
             await self._management.call(mgrpc.TeaclaveManagementStub, "SaveLogs", request, metadata=metadata)
             self._shipped = first + len(run) - 1
             await asyncio.to_thread(self._spool.release, self._shipped)
+        return len(batch) == MAX_BATCH or len(run) < len(batch)

@@ -38,6 +38,8 @@ class Management:
         self.servicer, _ = create_servicers(storage, PolicyAuthorizer())
         self.down = False
         self.lose_answers = 0
+        self.delay = 0.0
+        """Seconds each call takes, as a busy management's would."""
         self.calls: list[tuple[tuple[str, str], ...]] = []
 
     async def call(self, stub: type, method: str, request: Any, *, metadata: Any = None, timeout: Any = None) -> Any:
@@ -45,6 +47,7 @@ class Management:
         self.calls.append(metadata)
         if self.down:
             raise UnavailableError("the management service is unavailable; try again shortly")
+        await asyncio.sleep(self.delay)
         answer = await self.servicer.SaveLogs(request, Context(metadata))
         if self.lose_answers:  # stored, but the answer never arrives (management killed right after its commit)
             self.lose_answers -= 1
@@ -124,6 +127,33 @@ def test_entries_spooled_while_management_is_down_are_shipped_after_a_restart(st
     asyncio.run(after_restart())
     assert _stored(storage) == ["answered 0", "answered 1", "answered 2", "after restart"]
     assert not [p for p in tmp_path.glob("*.spool") if p.read_bytes().strip(b"\0")]  # acknowledged, so deleted
+
+
+@pytest.mark.fake_storage  # inspects the fake's records of commits and data, or fails its commits
+def test_a_steady_stream_of_entries_is_shipped_a_batch_per_pause(
+    storage: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entries that keep coming are not shipped as they come, each to its own SaveLogs: one batch
+    holds what gathered during a pause, and everything arrives, in order."""
+    monkeypatch.setattr("cloister.rpc.audit_trail._SHIP_PAUSE", 0.2)
+    management = Management(storage)
+    management.delay = 0.03  # entries keep coming while each batch is saved
+
+    async def go() -> float:
+        trail = AuditTrail(management, tmp_path, "frontend")  # type: ignore[arg-type]
+        trail.start()
+        started = asyncio.get_running_loop().time()
+        for n in range(60):
+            await trail.record(IP, "u", f"call {n}", True)
+            await asyncio.sleep(0.005)
+        elapsed = asyncio.get_running_loop().time() - started
+        await _until(lambda: len(_stored(storage)) >= 60)
+        await trail.stop()
+        return elapsed
+
+    elapsed = asyncio.run(go())
+    assert _stored(storage) == [f"call {n}" for n in range(60)]
+    assert len(management.calls) <= elapsed / 0.2 + 3, f"{len(management.calls)} batches in {elapsed:.2f} s"
 
 
 @pytest.mark.fake_storage  # inspects the fake's records of commits and data, or fails its commits
