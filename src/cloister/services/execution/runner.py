@@ -16,6 +16,7 @@ from dataclasses import replace
 
 from cloister.executors import Executor, FunctionError, TaskIO, select_executor
 from cloister.model.tasks import StagedTask, TaskOutputs, TaskResult
+from cloister.rpc import tracing
 from cloister.services.execution.attestor import TaskAttestor, TaskRefusedError
 from cloister.services.execution.staging import DataPlane
 
@@ -52,7 +53,8 @@ class TaskRunner:
             return await self._run_task(task), None
         try:
             # In a thread: evidence from a TEE may block (the TEE, a collateral fetch on a cache miss).
-            attested = await asyncio.to_thread(self._attestor.begin, task)
+            with tracing.span("execution/check manifest"):
+                attested = await asyncio.to_thread(self._attestor.begin, task)
         except TaskRefusedError as exc:
             logger.warning("task %s refused: %s", task.task_id, exc.reason)
             if self._on_refused is not None:
@@ -63,7 +65,8 @@ class TaskRunner:
         result = await self._run_task(task)
         inputs = {name: staged.cmac for name, staged in task.input_data.items()}
         try:
-            return result, self._attestor.receipt(attested, result, inputs)
+            with tracing.span("execution/sign receipt"):
+                return result, self._attestor.receipt(attested, result, inputs)
         except Exception:
             # The function ran; its result stands, reported without a receipt (participants see none).
             logger.exception("task %s: could not sign its receipt", task.task_id)
@@ -78,7 +81,8 @@ class TaskRunner:
         try:
             executor = select_executor(task, self._executors)
             executor.prepare(task)
-            outputs = await self._run(executor, task)
+            with tracing.span("execution/run function"):
+                outputs = await self._run(executor, task)
         except FunctionError as exc:
             logger.info("task %s failed: %s", task.task_id, exc.reason)
             return TaskResult.err(exc.reason)

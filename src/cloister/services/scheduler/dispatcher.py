@@ -34,6 +34,7 @@ from cloister.model.tasks import (
     transition,
     with_waiting_reason,
 )
+from cloister.rpc import tracing
 from cloister.rpc.retry import Backoff, supervised
 from cloister.services.scheduler.queues import TaskQueues
 from cloister.services.scheduler.records import (
@@ -319,12 +320,16 @@ class Scheduler:
     async def _claim_for_caller(self, item: PendingTask, executor_id: str) -> StagedTask | Skipped:
         """:meth:`claim` for a waiting caller; if the caller goes away meanwhile, the claim still
         finishes (memory must match storage) and a task it assigned is given back."""
-        claim = asyncio.ensure_future(self.claim(item, executor_id, mark_running=True, offered=True))
+        claim = asyncio.ensure_future(self._offer(item, executor_id))
         try:
             return await asyncio.shield(claim)
         except asyncio.CancelledError:
             claim.add_done_callback(functools.partial(self._give_back_unanswered, item.task_id, executor_id))
             raise
+
+    async def _offer(self, item: PendingTask, executor_id: str) -> StagedTask | Skipped:
+        with tracing.span("scheduler/hand out", parent=item.staged.trace):  # a hop of the task's own trace
+            return await self.claim(item, executor_id, mark_running=True, offered=True)
 
     def _give_back_unanswered(self, task_id: uuid.UUID, executor_id: str, claim: asyncio.Future[Any]) -> None:
         if claim.cancelled() or claim.exception() is not None:
