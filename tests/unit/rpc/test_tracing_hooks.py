@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from staged_tasks import echo_task
 
 from cloister.config import TracingSettings, load_settings
 from cloister.errors import ConfigurationError
-from cloister.model.tasks import StagedElement, StagedTask
+from cloister.model.tasks import StagedElement
 from cloister.rpc import tracing
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -87,31 +87,15 @@ def test_read_spans_skips_a_torn_last_line(spans_file: Path) -> None:
     assert [s["name"] for s in tracing.read_spans(spans_file)] == ["whole"]
 
 
-def _staged(trace: str) -> StagedTask:
-    return StagedTask(
-        task_id=uuid.uuid4(),
-        function_id=uuid.uuid4(),
-        user_id="alice",
-        executor="builtin",
-        executor_type="builtin",
-        function_name="builtin-echo",
-        function_arguments={},
-        function_payload=b"",
-        input_data={},
-        output_data={},
-        trace=trace,
-    )
-
-
 def test_the_staged_task_carries_the_trace_across_the_queue() -> None:
-    element = StagedElement(_staged(TRACEPARENT))
+    element = StagedElement(echo_task(trace=TRACEPARENT))
     assert StagedElement.from_json(element.to_json()).staged.trace == TRACEPARENT
-    assert "trace" not in StagedElement(_staged("")).to_json()
+    assert "trace" not in StagedElement(echo_task()).to_json()
     assert "trace" not in element.staged.to_json(), "never in Teaclave's staged-task JSON"
 
 
 def test_an_overlong_trace_in_a_queue_element_is_dropped() -> None:
-    data = StagedElement(_staged("")).to_json()
+    data = StagedElement(echo_task()).to_json()
     data["trace"] = "x" * 10_000
     assert StagedElement.from_json(data).staged.trace == ""
 

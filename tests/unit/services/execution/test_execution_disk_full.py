@@ -4,11 +4,11 @@ behind, and the next task stages once space is freed; a real tmpfs is the work d
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import pytest
 from async_helpers import run
+from staged_tasks import echo_task
 from tmpfs import fill, mounted_tmpfs
 
 from cloister.crypto.files import decrypt_file, encrypt_file
@@ -23,18 +23,7 @@ CRYPTO = FileCrypto("aes-gcm-128", bytes(range(16)), bytes(range(12)))
 
 
 def _task(inputs: dict[str, StagedInput], outputs: dict[str, StagedOutput]) -> StagedTask:
-    return StagedTask(
-        task_id=uuid.uuid4(),
-        function_id=uuid.uuid4(),
-        user_id="alice",
-        executor="builtin",
-        executor_type="trusted",
-        function_name="builtin-echo",
-        function_arguments={},
-        function_payload=b"",
-        input_data=inputs,
-        output_data=outputs,
-    )
+    return echo_task(executor_type="trusted", input_data=inputs, output_data=outputs)
 
 
 def _input(fusion: Path, name: str, size: int) -> StagedInput:
