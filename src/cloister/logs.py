@@ -17,6 +17,7 @@ import json
 import logging
 import logging.handlers
 import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -57,6 +58,8 @@ class RotatingLogFile(logging.handlers.RotatingFileHandler):
     and counted instead of printing a traceback per record, and writing resumes by itself."""
 
     def __init__(self, path: Path, max_bytes: int, backup_count: int) -> None:
+        self._regular = True
+        """Whether the file opened is a regular file (only those are rotated); set by each open."""
         super().__init__(path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8")
         self.dropped = 0
         """Records lost to the current full-disk episode (0 while writing works)."""
@@ -85,7 +88,9 @@ class RotatingLogFile(logging.handlers.RotatingFileHandler):
         the path twice per record, which a file this handler created needs not."""
         if self.stream is None:
             self.stream = self._open()
-        return self.maxBytes > 0 and self.stream.tell() + len(self.format(record)) + 1 >= self.maxBytes
+        if self.maxBytes <= 0 or not self._regular:
+            return False  # a pipe or terminal (``--log-file /dev/stderr``) is never rotated
+        return self.stream.tell() + len(self.format(record)) + 1 >= self.maxBytes
 
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
         exc = sys.exc_info()[1]
@@ -103,6 +108,7 @@ class RotatingLogFile(logging.handlers.RotatingFileHandler):
 
     def _open(self) -> io.TextIOWrapper:
         stream = super()._open()
+        self._regular = stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
         # A line cut short (a full disk, a crash mid-write) must not swallow the next record.
         with contextlib.suppress(OSError):
             size = os.fstat(stream.fileno()).st_size

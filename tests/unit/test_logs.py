@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -60,6 +61,23 @@ def test_a_service_log_rotates_and_stays_within_its_bound(tmp_path: Path, restor
     assert all(f.stat().st_size <= 4096 for f in files)
     last = json.loads(log_file.read_text().splitlines()[-1])
     assert last["message"].startswith("record 1999 ")  # the newest records are in the current file
+
+
+def test_a_log_file_that_is_a_pipe_is_written_and_never_rotated(tmp_path: Path, restore_logging: None) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        settings = load_settings(None, {"CLOISTER_LOGGING__MAX_BYTES": "1024"}, state_dir=tmp_path)
+        logs.configure("storage", "INFO", fifo, settings.logging)
+        for n in range(20):
+            logging.getLogger("cloister.test").info("record %d %s", n, "x" * 100)  # past max_bytes twice over
+        logging.getLogger().handlers[-1].flush()
+        lines = os.read(reader, 65536).decode().splitlines()
+    finally:
+        os.close(reader)
+    assert [json.loads(line)["message"].split()[1] for line in lines] == [str(n) for n in range(20)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo"]
 
 
 def test_a_full_disk_drops_records_and_writing_resumes(tmp_path: Path) -> None:
