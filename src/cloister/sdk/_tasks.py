@@ -104,11 +104,11 @@ class TaskHandle:
             wait = WAIT_SLICE_SECONDS
             if deadline is not None:
                 wait = min(wait, max(0.001, deadline - time.monotonic()))
-            # The first call answers at once if the task cannot run as it stands (and so do all
-            # when waiting has no end): what is missing is then said at once, without a GetTask first.
-            request = cpb.WaitTaskRequest(
-                task_id=self.id, timeout_ms=max(1, int(wait * 1000)), return_if_stuck=first or deadline is None
-            )
+            # The first call answers at once if the task cannot run as it stands, so what is
+            # missing is said at once without a GetTask first. Later ones wait out their slice: a
+            # waiting reason that comes and goes (a scheduler that just took over, before the
+            # execution services found it) is judged only where the slice ends.
+            request = cpb.WaitTaskRequest(task_id=self.id, timeout_ms=max(1, int(wait * 1000)), return_if_stuck=first)
             response = self._session.frontend(
                 "WaitTask", request, service=CLOISTER_FRONTEND, timeout=wait + _DEADLINE_MARGIN
             )

@@ -335,8 +335,10 @@ class FrontendService(_Service):
         """
         if timeout is not None:
             return self._wait_slice(task_id, int(min(timeout * 1000, _WAIT_SLICE_MS)))
-        while not TaskStatus((task := self._wait_slice(task_id, _WAIT_SLICE_MS, return_if_stuck=True)).status).is_ended:
+        task = self._wait_slice(task_id, _WAIT_SLICE_MS, return_if_stuck=True)  # at once if it cannot run
+        while not TaskStatus(task.status).is_ended:
             check_runnable(task_from_proto(task), waiting_is_final=True)
+            task = self._wait_slice(task_id, _WAIT_SLICE_MS)
         return task
 
     def _wait_slice(self, task_id: str, slice_ms: int, return_if_stuck: bool = False) -> fpb.GetTaskResponse:
