@@ -233,7 +233,9 @@ class Peer:
         """
         for attempt in (1, 2):
             channel = await self._connect()
-            stub = _stub(self._stubs, stub_type, channel)
+            stub = self._stubs.get(stub_type)
+            if stub is None:
+                stub = self._stubs[stub_type] = stub_type(channel)  # type: ignore[call-arg]
             deadline = timeout or self._rpc.call_timeout_seconds
             try:
                 with tracing.client_span(self.service, method, metadata) as sent:
@@ -258,7 +260,10 @@ class Peer:
         Failures arrive as ``CloisterError``; a connection that failed is replaced for the next call.
         """
         channel = await self._connect()
-        call = getattr(_stub(self._stubs, stub_type, channel), method)(requests)
+        stub = self._stubs.get(stub_type)
+        if stub is None:
+            stub = self._stubs[stub_type] = stub_type(channel)  # type: ignore[call-arg]
+        call = getattr(stub, method)(requests)
         try:
             async for response in call:
                 yield response
@@ -293,14 +298,6 @@ class Peer:
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
-
-
-def _stub(stubs: dict[type, Any], stub_type: type[Stub], channel: grpc.Channel | grpc.aio.Channel) -> Any:
-    """The ``stub_type`` stub on ``channel``, made once per channel (``stubs`` is emptied with each new one)."""
-    stub = stubs.get(stub_type)
-    if stub is None:
-        stub = stubs[stub_type] = stub_type(channel)  # type: ignore[call-arg]
-    return stub
 
 
 def _unresponsive(exc: grpc.RpcError) -> bool:
@@ -355,7 +352,9 @@ class SyncPeer:
     ) -> Any:
         for attempt in (1, 2):
             channel = self.connect()
-            stub = _stub(self._stubs, stub_type, channel)
+            stub = self._stubs.get(stub_type)
+            if stub is None:
+                stub = self._stubs[stub_type] = stub_type(channel)  # type: ignore[call-arg]
             deadline = timeout or self._rpc.call_timeout_seconds
             try:
                 with tracing.client_span(self.service, method, metadata) as sent:
