@@ -426,19 +426,36 @@ class ExecutionSettings(_Section):
     allowed_networks: tuple[Annotated[str, AfterValidator(_network)], ...] = ()
     """Networks (CIDR) that http(s) file URLs may reach besides global addresses; none (the default) keeps
     loopback, private, link-local and every other internal address out of a task's reach."""
+    payload_cache_bytes: _Count = 256 * 1024**2
+    """Function payloads kept in memory between tasks, so that each crosses the wire once; 0 keeps none."""
+
+
+INTERNAL_HEADROOM_BYTES = 1024 * 1024
+"""What a message between services may carry besides the largest request (records, keys, seals)."""
 
 
 class RPCSettings(_Section):
     max_message_bytes: _MessageBytes = 4 * 1024 * 1024
     """Largest message on the public endpoints, as Teaclave's."""
     internal_max_message_bytes: _MessageBytes = 64 * 1024 * 1024
-    """Largest message between services: a staged task carries its arguments and payload twice."""
+    """Largest message between services: what a request brings travels on in one (a payload in a
+    storage commit, say), with some more alongside."""
     call_timeout_seconds: _Seconds = 30.0
     """Longest a call between services may take, however alive its peer (long polls set their own)."""
     peer_timeout_seconds: _Seconds = 4.0
     """How soon a call learns that its peer is gone (killed, stopped, unreachable): the connection
     is pinged while calls wait on it, and a peer that acknowledges nothing for this long is down.
     A slow but alive peer still acknowledges (pings are answered below the Python code)."""
+
+    @model_validator(mode="after")
+    def _room_for_requests(self) -> RPCSettings:
+        if self.internal_max_message_bytes < self.max_message_bytes + INTERNAL_HEADROOM_BYTES:
+            raise ValueError(
+                f"internal_max_message_bytes ({self.internal_max_message_bytes}) must exceed max_message_bytes"
+                f" ({self.max_message_bytes}) by at least {INTERNAL_HEADROOM_BYTES} bytes: what a request"
+                " brings is passed on between services with more alongside"
+            )
+        return self
 
 
 class LoggingSettings(_Section):

@@ -221,22 +221,28 @@ class ExecutorInfo(_message.Message):
     def __init__(self, executor_id: _Optional[str] = ..., executors: _Optional[_Iterable[str]] = ..., labels: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ...) -> None: ...
 
 class PullTaskWaitRequest(_message.Message):
-    __slots__ = ("executor", "timeout_ms")
+    __slots__ = ("executor", "timeout_ms", "cached_payloads")
     EXECUTOR_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_PAYLOADS_FIELD_NUMBER: _ClassVar[int]
     executor: ExecutorInfo
     timeout_ms: int
-    def __init__(self, executor: _Optional[_Union[ExecutorInfo, _Mapping]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+    cached_payloads: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, executor: _Optional[_Union[ExecutorInfo, _Mapping]] = ..., timeout_ms: _Optional[int] = ..., cached_payloads: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PullTaskWaitResponse(_message.Message):
-    __slots__ = ("staged_task", "manifest", "traceparent")
+    __slots__ = ("staged_task", "manifest", "traceparent", "function_payload", "payload_sha256")
     STAGED_TASK_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_SHA256_FIELD_NUMBER: _ClassVar[int]
     staged_task: bytes
     manifest: bytes
     traceparent: str
-    def __init__(self, staged_task: _Optional[bytes] = ..., manifest: _Optional[bytes] = ..., traceparent: _Optional[str] = ...) -> None: ...
+    function_payload: bytes
+    payload_sha256: str
+    def __init__(self, staged_task: _Optional[bytes] = ..., manifest: _Optional[bytes] = ..., traceparent: _Optional[str] = ..., function_payload: _Optional[bytes] = ..., payload_sha256: _Optional[str] = ...) -> None: ...
 
 class ConfirmTaskRequest(_message.Message):
     __slots__ = ("executor", "task_id")

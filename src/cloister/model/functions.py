@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cloister.errors import InvalidArgumentError, InvalidChoiceError, quoted
@@ -24,6 +25,15 @@ _KIND_BY_SPELLING = {
 in both fields, executor_type and executor."""
 _KIND_NAMES = [kind.value for kind in ExecutorKind]
 _ALSO_NAMES = sorted(set(_KIND_BY_SPELLING) - set(_KIND_NAMES))
+
+
+def payload_sha256(payload: bytes) -> str:
+    """A payload's SHA-256 (hex): how records, staged tasks, manifests and caches name it."""
+    return hashlib.sha256(payload).hexdigest()
+
+
+EMPTY_PAYLOAD_SHA256 = payload_sha256(b"")
+"""A built-in's payload: nothing to store, fetch or cache."""
 
 
 def _kind(field: str, text: str) -> ExecutorKind:
@@ -104,7 +114,8 @@ class Function:
     description: str
     public: bool
     executor_type: str
-    payload: bytes = field(repr=False)
+    payload_sha256: str
+    """Of the payload, which is stored in a record of its own (``ids.payload_key``)."""
     arguments: tuple[FunctionArgument, ...]
     inputs: tuple[FunctionFile, ...]
     outputs: tuple[FunctionFile, ...]
@@ -113,6 +124,9 @@ class Function:
     usage_quota: int | None
     disabled: bool = False
     """Set by DisableFunction; the policy decides what it means (by default nothing, as in Teaclave)."""
+    inline_payload: bytes | None = field(default=None, repr=False, compare=False)
+    """The payload of a record written by an earlier version, which kept it inside the record (as a
+    JSON list of integers); kept there while the record lives, and None for every new record."""
 
     @property
     def external_id(self) -> str:
@@ -125,7 +139,7 @@ class Function:
             "description": self.description,
             "public": self.public,
             "executor_type": executor_type_name(self.executor_type),
-            "payload": list(self.payload),
+            "payload_sha256": self.payload_sha256,
             "arguments": [a.to_json() for a in self.arguments],
             "inputs": [f.to_json() for f in self.inputs],
             "outputs": [f.to_json() for f in self.outputs],
@@ -133,17 +147,19 @@ class Function:
             "user_allowlist": list(self.user_allowlist),
             "usage_quota": self.usage_quota,
             "disabled": self.disabled,
+            **({} if self.inline_payload is None else {"payload": list(self.inline_payload)}),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Function:
+        inline = bytes(data["payload"]) if "payload" in data else None
         return cls(
             id=uuid.UUID(data["id"]),
             name=data["name"],
             description=data["description"],
             public=data["public"],
             executor_type=executor_type_from_name(data["executor_type"]),
-            payload=bytes(data["payload"]),
+            payload_sha256=payload_sha256(inline) if inline is not None else parse_sha256(data["payload_sha256"]),
             arguments=tuple(FunctionArgument.from_json(a) for a in data["arguments"]),
             inputs=tuple(FunctionFile.from_json(f) for f in data["inputs"]),
             outputs=tuple(FunctionFile.from_json(f) for f in data["outputs"]),
@@ -151,7 +167,32 @@ class Function:
             user_allowlist=tuple(data["user_allowlist"]),
             usage_quota=data["usage_quota"],
             disabled=data.get("disabled", False),
+            inline_payload=inline,
         )
+
+
+def parse_sha256(text: object) -> str:
+    """``text`` if it is a SHA-256 digest in lower-case hex (it may end up in a storage key).
+
+    Raises:
+        ValueError: it is not.
+    """
+    if not isinstance(text, str) or len(text) != 64 or text.strip("0123456789abcdef"):
+        raise ValueError(f"not a SHA-256 hex digest: {text!r}"[:120])
+    return text
+
+
+@dataclass(frozen=True)
+class FunctionUpload:
+    """A function as RegisterFunction or UpdateFunction brings it: its record, and its payload."""
+
+    function: Function
+    payload: bytes = field(repr=False)
+
+    @classmethod
+    def of(cls, function: Function, payload: bytes) -> FunctionUpload:
+        """``function`` (whatever digest it had) with ``payload`` and the payload's digest."""
+        return cls(replace(function, payload_sha256=payload_sha256(payload), inline_payload=None), payload)
 
 
 def normalize_quota(quota: int) -> int | None:

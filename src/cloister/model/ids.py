@@ -65,6 +65,12 @@ def usage_key(function_uuid: uuid.UUID) -> bytes:
     return f"usage-{function_uuid}".encode()
 
 
+def payload_key(function_uuid: uuid.UUID, sha256_hex: str) -> bytes:
+    """A function's payload, raw bytes in a record of its own, named by the function and its digest
+    (an update stores the new payload under a new key, so no reader sees a half-changed one)."""
+    return f"payload-{function_uuid}-{sha256_hex}".encode()
+
+
 def requirements_key(function_uuid: uuid.UUID) -> bytes:
     """The labels a function requires of execution services (a Cloister record of its own)."""
     return f"requirements-{function_uuid}".encode()

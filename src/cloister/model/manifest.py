@@ -217,7 +217,7 @@ def manifest_for_task(task: TaskState, function: Function) -> TaskManifest:
         function_name=function.name,
         executor=executor_name(task.executor),
         executor_type=executor_type_name(function.executor_type),
-        payload_sha256=_sha256_hex(function.payload),
+        payload_sha256=function.payload_sha256,
         arguments=dict(task.function_arguments),
         inputs={
             name: {

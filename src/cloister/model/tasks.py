@@ -25,7 +25,15 @@ from cloister.model.files import (
     uids_from_json,
     uids_json,
 )
-from cloister.model.functions import executor_from_name, executor_name, executor_type_from_name, executor_type_name
+from cloister.model.functions import (
+    EMPTY_PAYLOAD_SHA256,
+    executor_from_name,
+    executor_name,
+    executor_type_from_name,
+    executor_type_name,
+    parse_sha256,
+    payload_sha256,
+)
 from cloister.model.ids import ExternalId
 
 
@@ -391,6 +399,22 @@ class StagedTask:
     trace: str = ""
     """The W3C ``traceparent`` of the call that staged it (empty unless tracing is on), so the run
     joins that call's trace. Like ``manifest``, never in Teaclave's JSON."""
+    function_payload_sha256: str = ""
+    """Names the payload when ``function_payload`` does not carry it (staged tasks travel without
+    it; the execution service gets it from the scheduler or its cache); computed when empty."""
+
+    def __post_init__(self) -> None:
+        if not self.function_payload_sha256:
+            object.__setattr__(self, "function_payload_sha256", payload_sha256(self.function_payload))
+
+    @property
+    def payload_missing(self) -> bool:
+        """Whether the payload still has to be fetched: it is named but not carried."""
+        return not self.function_payload and self.function_payload_sha256 != EMPTY_PAYLOAD_SHA256
+
+    def without_payload(self) -> StagedTask:
+        """The same task naming its payload by digest only."""
+        return replace(self, function_payload=b"")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -449,10 +473,11 @@ class StagedTask:
             executor_type=function.executor_type,
             function_name=function.name,
             function_arguments=task.function_arguments,
-            function_payload=function.payload,
+            function_payload=function.inline_payload or b"",
             input_data={k: StagedInput(f.url, f.cmac, f.crypto) for k, f in task.assigned_inputs.items()},
             output_data={k: StagedOutput(f.url, f.crypto) for k, f in task.assigned_outputs.items()},
             manifest=manifest,
+            function_payload_sha256=function.payload_sha256,
         )
 
 
@@ -481,6 +506,8 @@ class StagedElement:
             data["manifest"] = self.staged.manifest.decode()
         if self.staged.trace:
             data["trace"] = self.staged.trace
+        if self.staged.payload_missing:
+            data["payload_sha256"] = self.staged.function_payload_sha256
         return data
 
     @classmethod
@@ -494,4 +521,6 @@ class StagedElement:
         trace = data.get("trace")
         if isinstance(trace, str) and len(trace) <= _MAX_TRACE_LENGTH:
             staged = replace(staged, trace=trace)
+        if "payload_sha256" in data and not staged.function_payload:
+            staged = replace(staged, function_payload_sha256=parse_sha256(data["payload_sha256"]))
         return cls(staged, tuple(data.get("requires", ())))

@@ -25,6 +25,11 @@ DEFAULT_POLICY = AttestationPolicy(accepted_statuses=frozenset({"OK"}), max_repo
 """What clients accept unless told otherwise: quote status OK, reports at most a day old."""
 
 
+_CLIENT_RPC = RPCSettings(max_message_bytes=1024**3, internal_max_message_bytes=2**31 - 1)
+"""The platform's own ``[rpc] max_message_bytes`` decides what it takes; the client sends and
+receives up to 1 GiB, so a large payload is refused (or not) by the service, naming the setting."""
+
+
 def open_peer(
     service: str,
     address: tuple[str, int] | str,
@@ -40,6 +45,6 @@ def open_peer(
 
 def open_verified(service: str, address: tuple[str, int] | str, verifier: PeerVerifier) -> SyncPeer:
     """A connection to ``service`` at ``address`` whose attestation ``verifier`` has already accepted."""
-    peer = SyncPeer(service, normalize_address(address), verifier, None, RPCSettings())
+    peer = SyncPeer(service, normalize_address(address), verifier, None, _CLIENT_RPC)
     peer.connect()
     return peer

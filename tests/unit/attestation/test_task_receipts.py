@@ -37,7 +37,7 @@ from cloister.attestation.report import AttestationPolicy
 from cloister.config import SERVICES
 from cloister.errors import AttestationError
 from cloister.executors import BuiltinExecutor
-from cloister.model.functions import Function
+from cloister.model.functions import EMPTY_PAYLOAD_SHA256, Function
 from cloister.model.ids import ExternalId
 from cloister.model.manifest import TaskManifest, manifest_for_task
 from cloister.model.tasks import StagedTask, TaskOutputs, TaskResult, TaskState
@@ -64,7 +64,7 @@ def _function() -> Function:
         description="",
         public=True,
         executor_type="builtin",
-        payload=b"",
+        payload_sha256=EMPTY_PAYLOAD_SHA256,
         arguments=(),
         inputs=(),
         outputs=(),

@@ -9,9 +9,19 @@ import pytest
 
 from cloister.errors import InvalidArgumentError
 from cloister.model.files import FileCrypto, InputFile
+from cloister.model.functions import EMPTY_PAYLOAD_SHA256, Function, payload_sha256
 from cloister.model.ids import ExternalId
 from cloister.model.roles import Role, RoleKind
-from cloister.model.tasks import StagedInput, StagedOutput, StagedTask, TaskOutputs, TaskResult, TaskState, TaskStatus
+from cloister.model.tasks import (
+    StagedElement,
+    StagedInput,
+    StagedOutput,
+    StagedTask,
+    TaskOutputs,
+    TaskResult,
+    TaskState,
+    TaskStatus,
+)
 
 
 def test_external_ids() -> None:
@@ -117,3 +127,49 @@ def test_task_state_round_trip() -> None:
     assert TaskState.from_json(data) == task
     assert TaskResult.from_json("NotReady") == TaskResult()
     assert TaskResult.from_json({"Err": {"reason": "boom"}}).failure == "boom"
+
+
+def _function_record(**extra: object) -> dict:
+    return {
+        "id": str(uuid.UUID(int=5)),
+        "name": "f",
+        "description": "",
+        "public": True,
+        "executor_type": "Python",
+        "arguments": [],
+        "inputs": [],
+        "outputs": [],
+        "owner": "alice",
+        "user_allowlist": [],
+        "usage_quota": None,
+        **extra,
+    }
+
+
+def test_a_function_record_names_its_payload_and_an_older_record_keeps_its_own() -> None:
+    digest = payload_sha256(b"code")
+    current = Function.from_json(_function_record(payload_sha256=digest))
+    assert current.payload_sha256 == digest and current.inline_payload is None
+    assert "payload" not in current.to_json() and Function.from_json(current.to_json()) == current
+    # An earlier version's record kept the payload inside, as a JSON list: it keeps it, and a
+    # task of it is staged carrying it, as before.
+    older = Function.from_json(_function_record(payload=list(b"code")))
+    assert older.payload_sha256 == digest and older.inline_payload == b"code"
+    assert older.to_json()["payload"] == list(b"code")
+    for bad in ("", "AB" * 32, "../" * 22, digest[:-1], 7):
+        with pytest.raises(ValueError):
+            Function.from_json(_function_record(payload_sha256=bad))
+
+
+def test_a_staged_element_names_a_payload_it_does_not_carry() -> None:
+    task = StagedTask(uuid.uuid4(), uuid.uuid4(), "u", "mesapy", "python", "f", {}, b"code", {}, {})
+    assert task.function_payload_sha256 == payload_sha256(b"code") and not task.payload_missing
+    element = StagedElement(task.without_payload()).to_json()
+    assert element["staged_task"]["function_payload"] == [] and element["payload_sha256"] == payload_sha256(b"code")
+    back = StagedElement.from_json(element).staged
+    assert back.payload_missing and back.function_payload_sha256 == payload_sha256(b"code")
+    assert "payload_sha256" not in StagedElement(task).to_json()  # carried: nothing to name
+    with pytest.raises(ValueError):
+        StagedElement.from_json({**element, "payload_sha256": "../../etc"})
+    builtin = StagedTask(uuid.uuid4(), uuid.uuid4(), "u", "builtin", "builtin", "builtin-echo", {}, b"", {}, {})
+    assert builtin.function_payload_sha256 == EMPTY_PAYLOAD_SHA256 and not builtin.payload_missing

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from cloister.model.files import FileCrypto, InputFile, OutputFile
-from cloister.model.functions import Function
+from cloister.model.functions import Function, payload_sha256
 from cloister.model.ids import ExternalId
 from cloister.model.manifest import (
     ManifestMismatchError,
@@ -32,7 +32,7 @@ def _function() -> Function:
         description="",
         public=True,
         executor_type="builtin",
-        payload=b"payload",
+        payload_sha256=payload_sha256(b"payload"),
         arguments=(),
         inputs=(),
         outputs=(),
@@ -64,7 +64,8 @@ def _approved(task: TaskState, function: Function) -> TaskState:
 
 
 def _staged(task: TaskState, function: Function) -> StagedTask:
-    return StagedTask.for_task(task, function, task.creator, manifest_for_task(task, function).to_bytes())
+    staged = StagedTask.for_task(task, function, task.creator, manifest_for_task(task, function).to_bytes())
+    return replace(staged, function_payload=b"payload")  # as the execution service gets it
 
 
 def test_canonical_encoding_ignores_insertion_order() -> None:
@@ -78,7 +79,7 @@ def test_canonical_encoding_ignores_insertion_order() -> None:
 CHANGES = {
     "arguments": lambda t, f: (replace(t, function_arguments={"message": "hi", "n": 4}), f),
     "new argument": lambda t, f: (replace(t, function_arguments={**t.function_arguments, "x": ""}), f),
-    "payload": lambda t, f: (t, replace(f, payload=b"payload2")),
+    "payload": lambda t, f: (t, replace(f, payload_sha256=payload_sha256(b"payload2"))),
     "function name": lambda t, f: (t, replace(f, name="builtin-other")),
     "function id": lambda t, f: (
         replace(t, function_id=ExternalId("function", uuid.UUID(int=8))),

@@ -19,7 +19,6 @@ DOC = (Path(__file__).resolve().parents[3] / "docs" / "requests.md").read_text()
     [
         f"| {limits.size_text(RPCSettings().max_message_bytes)} | `[rpc] max_message_bytes`",
         f"| `function_arguments` (the JSON text) | {limits.size_text(limits.MAX_ARGUMENTS_JSON_BYTES)} |",
-        f"| a function's `payload` | {limits.size_text(limits.MAX_PAYLOAD_BYTES)} |",
         f"| a function name, argument key, user id or data id | {limits.MAX_NAME_CHARS} characters |",
         f"| a description or an argument's default | {limits.MAX_TEXT_CHARS} characters |",
         f"| a function's arguments | {limits.MAX_ARGUMENTS} |",

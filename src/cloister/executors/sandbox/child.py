@@ -2,7 +2,8 @@
 its task, limit itself, seal itself with seccomp, and only then read the task and run its function.
 
 The task arrives from the execution service on the sandbox's own channel, as descriptors: the
-task spec (JSON in a sealed memfd), the result and log pipes, and one per input and output file.
+task spec (JSON in a sealed memfd), the function's payload (another), the result and log pipes,
+and one per input and output file.
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ def _read_spec(fd: int) -> dict[str, Any]:
 def run(channel_fd: int, identity: TaskIdentity, limits: dict[str, int], *, memfd: bool) -> None:
     """Never returns: become the task's process, wait for the task on ``channel_fd``, run it, exit.
 
-    The task arrives as descriptors: the spec (a sealed memfd), the result and log pipes, then
+    The task arrives as descriptors: the spec and the payload (sealed memfds), the result and log
+    pipes, then
     the task's files in the order the spec's ``inputs`` and ``outputs`` index them.
     """
     try:
@@ -96,10 +98,10 @@ def run(channel_fd: int, identity: TaskIdentity, limits: dict[str, int], *, memf
     except OSError:
         received = None
     channel.close()
-    if received is None or len(received[1]) < 3:
+    if received is None or len(received[1]) < 4:
         os._exit(0)  # the service let the sandbox go unused
     fds = received[1]
-    spec_fd, result_fd, log_fd, file_fds = fds[0], fds[1], fds[2], fds[3:]
+    spec_fd, payload_fd, result_fd, log_fd, file_fds = fds[0], fds[1], fds[2], fds[3], fds[4:]
     result = os.fdopen(result_fd, "w")
     outcome: dict[str, Any]
     files = DescriptorFiles({}, {})
@@ -114,11 +116,13 @@ def run(channel_fd: int, identity: TaskIdentity, limits: dict[str, int], *, memf
         seccomp.install(memfd=memfd)
         # Tenant data from here on: the function, its arguments and its file names.
         spec = _read_spec(spec_fd)
+        with os.fdopen(payload_fd, "rb") as stream:
+            payload = stream.read()
         files = DescriptorFiles(
             {name: file_fds[index] for name, index in spec["inputs"].items()},
             {name: file_fds[index] for name, index in spec["outputs"].items()},
         )
-        value = _dispatch(spec, files, limits)
+        value = _dispatch(spec, payload, files, limits)
         outcome = {"ok": True, "text": value} if isinstance(value, str) else {"ok": True, "hex": value.hex()}
     except FunctionError as exc:
         outcome = {"ok": False, "reason": exc.reason}
@@ -149,13 +153,13 @@ def _close_others(keep: set[int]) -> None:
     os.closerange(start, 1 << 16)
 
 
-def _run_python(spec: dict[str, Any], files: DescriptorFiles, limits: dict[str, int]) -> str | bytes:
+def _run_python(spec: dict[str, Any], payload: bytes, files: DescriptorFiles, limits: dict[str, int]) -> str | bytes:
     from cloister.executors.python_runtime import run_python
 
-    return run_python(bytes.fromhex(spec["payload_hex"]), spec["arguments"], files)
+    return run_python(payload, spec["arguments"], files)
 
 
-def _run_builtin(spec: dict[str, Any], files: DescriptorFiles, limits: dict[str, int]) -> str | bytes:
+def _run_builtin(spec: dict[str, Any], payload: bytes, files: DescriptorFiles, limits: dict[str, int]) -> str | bytes:
     from cloister.functions import capture_task_log, find_function
 
     function = find_function(spec["function_name"])
@@ -167,14 +171,13 @@ def _run_builtin(spec: dict[str, Any], files: DescriptorFiles, limits: dict[str,
                 print(line)
 
 
-def _run_wasm(spec: dict[str, Any], files: DescriptorFiles, limits: dict[str, int]) -> str | bytes:
+def _run_wasm(spec: dict[str, Any], payload: bytes, files: DescriptorFiles, limits: dict[str, int]) -> str | bytes:
     from cloister.executors.wasm_runtime import WasmLimits, run_wasm
 
-    payload = bytes.fromhex(spec["payload_hex"])
     return run_wasm(payload, spec["arguments"], files, WasmLimits(fuel=limits["wasm_fuel"]))
 
 
-RUNTIMES: dict[ExecutorKind, Callable[[dict[str, Any], DescriptorFiles, dict[str, int]], str | bytes]] = {
+RUNTIMES: dict[ExecutorKind, Callable[[dict[str, Any], bytes, DescriptorFiles, dict[str, int]], str | bytes]] = {
     ExecutorKind.BUILTIN: _run_builtin,
     ExecutorKind.PYTHON: _run_python,
     ExecutorKind.WASM: _run_wasm,
@@ -182,8 +185,8 @@ RUNTIMES: dict[ExecutorKind, Callable[[dict[str, Any], DescriptorFiles, dict[str
 """How the task's process runs a function of each kind."""
 
 
-def _dispatch(spec: dict[str, Any], files: DescriptorFiles, limits: dict[str, int]) -> str | bytes:
+def _dispatch(spec: dict[str, Any], payload: bytes, files: DescriptorFiles, limits: dict[str, int]) -> str | bytes:
     runtime = RUNTIMES.get(spec["kind"])
     if runtime is None:
         raise FunctionError(f"this sandbox cannot run {spec['kind']!r} functions")
-    return runtime(spec, files, limits)
+    return runtime(spec, payload, files, limits)

@@ -501,7 +501,6 @@ class Sandbox:
         spec = {
             "kind": kind,
             "function_name": task.function_name,
-            "payload_hex": task.function_payload.hex(),
             "arguments": task.function_arguments,
             "inputs": {name: i for i, name in enumerate(inputs)},
             "outputs": {name: len(inputs) + i for i, name in enumerate(outputs)},
@@ -510,6 +509,7 @@ class Sandbox:
         log_read, log_write = os.pipe()
         sent = [
             _sealed(json.dumps(spec).encode()),
+            _sealed(task.function_payload),
             result_write,
             log_write,
             *(os.open(files.inputs[name], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC) for name in inputs),
@@ -627,7 +627,8 @@ def _hit_thread_limit(outcome: _Outcome, group: TaskCgroup | None) -> bool:
 
 
 def _sealed(data: bytes) -> int:
-    """A read-only memfd holding ``data``: the task reads its spec, and can neither change nor grow it."""
+    """A read-only memfd holding ``data``: the task reads its spec or payload, and can neither change
+    nor grow it."""
     fd = os.memfd_create("task-spec", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     try:
         view = memoryview(data)

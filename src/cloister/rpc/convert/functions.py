@@ -12,6 +12,7 @@ from cloister.model.functions import (
     Function,
     FunctionArgument,
     FunctionFile,
+    FunctionUpload,
     normalize_quota,
     parse_executor_type,
 )
@@ -19,12 +20,10 @@ from cloister.model.ids import ExternalId, parse_id
 from cloister.rpc.convert.limits import (
     MAX_ARGUMENTS,
     MAX_FILES,
-    MAX_PAYLOAD_BYTES,
     MAX_TEXT_CHARS,
     check_count,
     check_text,
     check_users,
-    too_large,
 )
 
 _INT32_MAX = 2**31 - 1
@@ -76,17 +75,17 @@ def _files(
 
 def _function_from_request(
     request: fe_pb.RegisterFunctionRequest | fe_pb.UpdateFunctionRequest, owner: str, function_id: uuid.UUID
-) -> Function:
+) -> FunctionUpload:
+    """The payload's only limit is the message's (``[rpc] max_message_bytes``): it is stored as
+    bytes in a record of its own, so any payload a request can carry can be stored."""
     executor_type = parse_executor_type(request.executor_type)
-    if len(request.payload) > MAX_PAYLOAD_BYTES:
-        raise too_large("payload", len(request.payload), MAX_PAYLOAD_BYTES)
-    return Function(
+    function = Function(
         id=function_id,
         name=check_text(request.name, "function name"),
         description=check_text(request.description, "function description", MAX_TEXT_CHARS),
         public=request.public,
         executor_type=executor_type,
-        payload=bytes(request.payload),
+        payload_sha256="",
         arguments=_arguments(request.arguments),
         inputs=_files(request.inputs, "function inputs"),
         outputs=_files(request.outputs, "function outputs"),
@@ -94,29 +93,30 @@ def _function_from_request(
         user_allowlist=tuple(check_users(list(request.user_allowlist), "user_allowlist")),
         usage_quota=normalize_quota(request.usage_quota),
     )
+    return FunctionUpload.of(function, bytes(request.payload))
 
 
 def function_from_register_request(
     request: fe_pb.RegisterFunctionRequest, owner: str, function_id: uuid.UUID
-) -> Function:
+) -> FunctionUpload:
     """A new function owned by ``owner``; a negative quota means unlimited."""
     return _function_from_request(request, owner, function_id)
 
 
-def function_from_update_request(request: fe_pb.UpdateFunctionRequest, owner: str) -> Function:
+def function_from_update_request(request: fe_pb.UpdateFunctionRequest, owner: str) -> FunctionUpload:
     """The replacement for the function the request names (its id is checked first)."""
     function_id = parse_function_id(request.function_id)
     return _function_from_request(request, owner, function_id.uuid)
 
 
-def function_to_get_response(function: Function, *, redacted: bool) -> fe_pb.GetFunctionResponse:
+def function_to_get_response(function: Function, payload: bytes, *, redacted: bool) -> fe_pb.GetFunctionResponse:
     """``redacted`` hides the payload and the allowlist from users who are only allow-listed."""
     return fe_pb.GetFunctionResponse(
         name=function.name,
         description=function.description,
         executor_type=function.executor_type,
         owner=function.owner,
-        payload=b"" if redacted else function.payload,
+        payload=b"" if redacted else payload,
         public=function.public,
         arguments=[
             fe_pb.FunctionArgument(key=a.key, default_value=a.default_value, allow_overwrite=a.allow_overwrite)

@@ -1,10 +1,9 @@
 """Upper bounds on what one request may carry, so no field can exhaust memory or storage.
 
-The limits are generous: Teaclave had none beyond the 4 MiB gRPC message size. The payload
-limit follows from that size too: a stored record keeps bytes as a JSON list of integers
-(reference §3.2), up to four characters per byte, and must still fit in one storage message.
-They are constants, not settings; ``docs/api.md`` lists them. A request over one is refused
-with INVALID_ARGUMENT naming the field, its size and the limit.
+The limits are generous: Teaclave had none beyond the 4 MiB gRPC message size, which is also the
+only limit of a function's payload (``[rpc] max_message_bytes``). They are constants, not
+settings; ``docs/api.md`` lists them. A request over one is refused with INVALID_ARGUMENT naming
+the field, its size and the limit.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ MAX_USERS = 1000
 """Users in an allowlist, an owner list or one data name's owners."""
 MAX_ARGUMENTS_JSON_BYTES = 2 * 1024 * 1024
 """Teaclave passes whole images as arguments (face detection), so arguments may be large."""
-MAX_PAYLOAD_BYTES = 768 * 1024
 
 
 def size_text(size: int) -> str:

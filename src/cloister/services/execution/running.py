@@ -17,6 +17,7 @@ from cloister.model.tasks import StagedTask
 from cloister.rpc import addresses
 from cloister.rpc.runtime import ServiceRuntime
 from cloister.services.execution.attestor import TaskAttestor
+from cloister.services.execution.payloads import PayloadCache
 from cloister.services.execution.runner import TaskRunner
 from cloister.services.execution.scheduler_client import SchedulerClient
 from cloister.services.execution.staging import DataPlane
@@ -84,7 +85,10 @@ async def serve(settings: Settings, sandbox: Sandbox, check: asyncio.Task[str]) 
     attestor = TaskAttestor(runtime.keeper.backend, runtime.keeper.current)
     runner = TaskRunner(executors, DataPlane(settings.execution_work_dir, agent), attestor, audit_refusal)
     worker = ExecutionWorker(
-        SchedulerClient(runtime.peer("scheduler", replicas=[e.address for e in settings.execution.schedulers])),
+        SchedulerClient(
+            runtime.peer("scheduler", replicas=[e.address for e in settings.execution.schedulers]),
+            PayloadCache(settings.execution.payload_cache_bytes),
+        ),
         runner,
         info,
         slots=settings.execution.slots,

@@ -145,7 +145,7 @@ class ExecutionWorker:
             except UnreadableStagedTaskError as exc:
                 logger.error("slot %d: the scheduler handed out an unreadable task: %s", number, exc)
                 if exc.task_id is not None and await self._confirm(exc.task_id):
-                    await self._report(exc.task_id, TaskResult.err("Runtime Error: the staged task could not be read"))
+                    await self._report(exc.task_id, TaskResult.err(f"Runtime Error: {exc.reason}"))
                 continue
             except Exception as exc:
                 if self._stopping.is_set():

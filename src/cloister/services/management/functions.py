@@ -15,8 +15,8 @@ from dataclasses import replace
 from cloister.errors import InvalidArgumentError, InvalidChoiceError, InvalidFunctionIdError, quoted
 from cloister.functions import builtin_names
 from cloister.model.access import Action, Subject, function_query, user_query
-from cloister.model.functions import Function, FunctionUsage, UserFunctions
-from cloister.model.ids import ExternalId, parse_id, requirements_key, usage_key
+from cloister.model.functions import EMPTY_PAYLOAD_SHA256, Function, FunctionUpload, FunctionUsage, UserFunctions
+from cloister.model.ids import ExternalId, parse_id, payload_key, requirements_key, usage_key
 from cloister.rpc.authorizer import Authorizer, denied, require
 from cloister.services.management.locks import KeyLocks, retrying
 from cloister.services.management.naming import Names, user_tag
@@ -117,8 +117,10 @@ class FunctionService:
         await self._storage.commit(ops)
         return len(found)
 
-    async def register(self, function: Function) -> str:
-        """Store ``function``, list it for its owner and allow-listed users, start its counter at 0."""
+    async def register(self, upload: FunctionUpload) -> str:
+        """Store the function and its payload, list it for its owner and allow-listed users, start
+        its counter at 0."""
+        function = upload.function
         check_builtin(function)
         function_id = function.external_id
         users = [function.owner, *function.user_allowlist]
@@ -133,7 +135,7 @@ class FunctionService:
                 for user in function.user_allowlist:
                     record = lists[user]
                     lists[user] = replace(record, allowed_functions=(*record.allowed_functions, function_id))
-                ops: list[Op] = [*checks, put(function_id.encode(), function)]
+                ops: list[Op] = [*checks, put(function_id.encode(), function), *_store_payload(upload)]
                 ops += [put(keys[u], r) for u, r in lists.items()]
                 ops.append(put(usage_key(function.id), FunctionUsage(function.id, 0)))
                 await self._storage.commit(ops)
@@ -141,8 +143,13 @@ class FunctionService:
         await retrying(attempt)
         return function_id
 
-    async def update(self, subject: Subject, replacement: Function) -> str:
-        """Replace the function entirely; users' lists and the counter stay as they were [QUIRK]."""
+    async def update(self, subject: Subject, upload: FunctionUpload) -> str:
+        """Replace the function entirely; users' lists and the counter stay as they were [QUIRK].
+
+        A changed payload replaces the old one, so a task invoked before the change and not yet
+        run fails (its payload is gone) rather than run code its approvers did not see.
+        """
+        replacement = upload.function
         parsed = parse_id(replacement.external_id, _PREFIX, InvalidFunctionIdError)
         check_builtin(replacement)
 
@@ -151,7 +158,10 @@ class FunctionService:
                 current, unchanged = await self._load_for_change(parsed)
                 await self._require(subject, Action.FUNCTION_UPDATE, current)
                 updated = replace(replacement, owner=subject.user_id, disabled=current.disabled)
-                await self._storage.commit([unchanged, put(parsed.key, updated)])
+                ops: list[Op] = [unchanged, put(parsed.key, updated)]
+                if current.payload_sha256 != updated.payload_sha256 or current.inline_payload is not None:
+                    ops += [*_drop_payload(current), *_store_payload(upload)]
+                await self._storage.commit(ops)
 
         await retrying(attempt)
         return replacement.external_id
@@ -182,6 +192,21 @@ class FunctionService:
             return function, FunctionView.REDACTED
         raise denied()
 
+    async def payload(self, function: Function) -> bytes:
+        """The function's payload (``get`` decides who may see it).
+
+        Raises:
+            InvalidFunctionIdError: the function changed or was deleted since it was read.
+        """
+        if function.inline_payload is not None:
+            return function.inline_payload
+        if function.payload_sha256 == EMPTY_PAYLOAD_SHA256:
+            return b""
+        value = await self._storage.get(payload_key(function.id, function.payload_sha256))
+        if value is None:
+            raise InvalidFunctionIdError()
+        return value
+
     async def usage_stats(self, subject: Subject, function_id: str) -> tuple[int | None, int]:
         """``(quota, invocations so far)``; a quota of ``None`` is unlimited."""
         parsed = parse_id(function_id, _PREFIX, InvalidFunctionIdError)
@@ -203,7 +228,7 @@ class FunctionService:
             async with self._locks.hold(parsed.key):
                 function, unchanged = await self._load_for_change(parsed)
                 await self._require(subject, Action.FUNCTION_DELETE, function)
-                await self._storage.commit([unchanged, Delete(parsed.key)])
+                await self._storage.commit([unchanged, Delete(parsed.key), *_drop_payload(function)])
 
         await retrying(attempt)
 
@@ -251,6 +276,19 @@ class FunctionService:
         if all_allowed:
             allowed = [key.decode() for key in await self._storage.keys_with_prefix(_PREFIX.encode())]
         return list(record.registered_functions), allowed
+
+
+def _store_payload(upload: FunctionUpload) -> list[Op]:
+    function = upload.function
+    if function.payload_sha256 == EMPTY_PAYLOAD_SHA256:
+        return []
+    return [Put(payload_key(function.id, function.payload_sha256), upload.payload)]
+
+
+def _drop_payload(function: Function) -> list[Op]:
+    if function.inline_payload is not None or function.payload_sha256 == EMPTY_PAYLOAD_SHA256:
+        return []
+    return [Delete(payload_key(function.id, function.payload_sha256))]
 
 
 def _merged(older: UserFunctions, newer: UserFunctions) -> UserFunctions:

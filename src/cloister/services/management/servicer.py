@@ -141,7 +141,10 @@ class ManagementServicer(mgrpc.TeaclaveManagementServicer):
         self, request: fe_pb.GetFunctionRequest, context: grpc.aio.ServicerContext
     ) -> fe_pb.GetFunctionResponse:
         function, view = await self._functions.get(_user_and_role(context), request.function_id)
-        return function_convert.function_to_get_response(function, redacted=view is FunctionView.REDACTED)
+        if view is FunctionView.REDACTED:
+            return function_convert.function_to_get_response(function, b"", redacted=True)
+        payload = await self._functions.payload(function)
+        return function_convert.function_to_get_response(function, payload, redacted=False)
 
     async def GetFunctionUsageStats(
         self, request: fe_pb.GetFunctionUsageStatsRequest, context: grpc.aio.ServicerContext

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from cloister.config import SchedulerSettings
 from cloister.errors import CloisterError, NotFoundError
 from cloister.model.executors import ExecutorInfo, kind_of
+from cloister.model.ids import payload_key
 from cloister.model.tasks import (
     REASON_EXECUTOR_TIMEOUT,
     WAITING_PREFIX,
@@ -339,6 +340,16 @@ class Scheduler:
             self._giving_back.add(task)
             task.add_done_callback(self._giving_back.discard)
             task.add_done_callback(_log_failure)
+
+    async def payload_of(self, staged: StagedTask) -> bytes:
+        """The payload of a handed-out task: carried, or read from its record; empty when the
+        function changed or was deleted since (the execution service then fails the task)."""
+        if not staged.payload_missing:
+            return staged.function_payload
+        payload = await self.storage.get(payload_key(staged.function_id, staged.function_payload_sha256))
+        if payload is None:
+            logger.warning("task %s: its function's payload is no longer stored", staged.task_id)
+        return payload or b""
 
     async def confirm(self, executor: ExecutorInfo, task_id: uuid.UUID) -> None:
         """``executor`` has the task it was handed and runs it now: it can no longer be given back.

@@ -20,6 +20,8 @@ from cloister.services.scheduler.teaclave import TeaclaveExecutors
 from cloister.storage.records import encode
 
 _EMPTY = empty_pb2.Empty()
+MAX_CACHED_PAYLOADS = 256
+"""Digests of a PullTaskWait's ``cached_payloads`` looked at; any further ones are ignored."""
 
 
 def _staged_bytes(staged: StagedTask) -> bytes:
@@ -45,8 +47,14 @@ class SchedulerServicer(cgrpc.SchedulerServicer):
         )
         if staged is None:
             return cpb.PullTaskWaitResponse()
+        digest = staged.function_payload_sha256
+        cached = digest in request.cached_payloads[:MAX_CACHED_PAYLOADS]
         return cpb.PullTaskWaitResponse(
-            staged_task=_staged_bytes(staged), manifest=staged.manifest or b"", traceparent=staged.trace
+            staged_task=_staged_bytes(staged.without_payload()),
+            manifest=staged.manifest or b"",
+            traceparent=staged.trace,
+            function_payload=b"" if cached else await self._scheduler.payload_of(staged),
+            payload_sha256=digest,
         )
 
     async def ConfirmTask(self, request: cpb.ConfirmTaskRequest, context: object) -> empty_pb2.Empty:

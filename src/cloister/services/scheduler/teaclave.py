@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
+from dataclasses import replace
 
 from cloister.errors import FailedOperationError, MalformedRequestError
 from cloister.model.tasks import StagedTask
@@ -53,7 +54,8 @@ class TeaclaveExecutors:
         return ExecutorCommand.NEW_TASK if len(scheduler.state.pending) else ExecutorCommand.NO_ACTION
 
     async def pull_task(self, executor_id_text: str) -> StagedTask:
-        """The oldest pending task, assigned to the executor (still Staged until UpdateTaskStatus)."""
+        """The oldest pending task, assigned to the executor (still Staged until UpdateTaskStatus),
+        carrying its payload as Teaclave's staged tasks do."""
         scheduler = self._scheduler
         executor_id = str(parse_uuid(executor_id_text, "executor id"))
         scheduler.state.see(executor_id, scheduler.now())
@@ -65,7 +67,7 @@ class TeaclaveExecutors:
             if outcome is Skipped.CANCELED:
                 raise FailedOperationError("task to pull has been canceled")
             if isinstance(outcome, StagedTask):
-                return outcome
+                return replace(outcome, function_payload=await scheduler.payload_of(outcome))
 
     def publish_task(self, raw: bytes) -> None:
         """Queue a staged task in memory only (it bypasses storage, as in the reference)."""

@@ -11,7 +11,8 @@ from policy_authorizer import caller
 
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
 from cloister.errors import AccessDeniedError, InvalidArgumentError, InvalidChoiceError, InvalidFunctionIdError
-from cloister.model.ids import ExternalId, usage_key
+from cloister.model.functions import payload_sha256
+from cloister.model.ids import ExternalId, payload_key, usage_key
 from cloister.model.roles import Role
 from cloister.rpc.convert.functions import (
     function_from_register_request,
@@ -50,14 +51,14 @@ def test_get_function_views(services, act):
         public = await act.register_function("alice", payload=b"code", user_allowlist=["bob"])
         private = await act.register_function("alice", public=False, payload=b"code", user_allowlist=["bob"])
         f, view = await services.functions.get(caller("zed", DO), public)
-        assert view is FunctionView.FULL and f.payload == b"code"
+        assert view is FunctionView.FULL and await services.functions.payload(f) == b"code"
         _, view = await services.functions.get(caller("alice", FO), private)
         assert view is FunctionView.FULL
         _, view = await services.functions.get(caller("root", ADMIN), private)
         assert view is FunctionView.FULL
         f, view = await services.functions.get(caller("bob", DO), private)
         assert view is FunctionView.REDACTED
-        response = function_to_get_response(f, redacted=True)
+        response = function_to_get_response(f, b"", redacted=True)
         assert response.payload == b"" and list(response.user_allowlist) == []
         assert response.executor_type == "builtin" and response.owner == "alice"
         with pytest.raises(AccessDeniedError):
@@ -96,6 +97,39 @@ def test_list_functions(services, act, storage):
         registered, allowed = await services.functions.list_functions(caller("root", ADMIN), "alice")
         assert registered == [f1] and sorted(allowed) == sorted([f1, f2])
         assert await services.functions.list_functions(caller("root", ADMIN), "nobody") == ([], [])
+
+    asyncio.run(go())
+
+
+@pytest.mark.fake_storage  # inspects the fake's records
+def test_a_payload_lives_in_its_own_record_replaced_and_deleted_with_its_function(services, act, storage):
+    def payload_keys() -> list[bytes]:
+        return sorted(k for k in storage.data if k.startswith(b"payload-"))
+
+    async def go():
+        fid = await act.register_function("alice", name="f", executor_type="python", payload=b"first")
+        uid = ExternalId.parse(fid, "function").uuid
+        assert payload_keys() == [payload_key(uid, payload_sha256(b"first"))]
+        assert storage.json(fid)["payload_sha256"] == payload_sha256(b"first") and "payload" not in storage.json(fid)
+        request = fe_pb.UpdateFunctionRequest(function_id=fid, name="f", executor_type="python", payload=b"second")
+        await services.functions.update(caller("alice"), function_from_update_request(request, "alice"))
+        assert payload_keys() == [payload_key(uid, payload_sha256(b"second"))]
+        function, _ = await services.functions.get(caller("alice"), fid)
+        assert await services.functions.payload(function) == b"second"
+        # An earlier version's record, payload inside: read as it is, moved out at its next update.
+        legacy = {**storage.json(fid), "payload": list(b"old")}
+        del legacy["payload_sha256"]
+        await storage.commit([Put(fid.encode(), json.dumps(legacy).encode())])
+        function, _ = await services.functions.get(caller("alice"), fid)
+        assert await services.functions.payload(function) == b"old"
+        await services.functions.update(caller("alice"), function_from_update_request(request, "alice"))
+        assert "payload" not in storage.json(fid)
+        await services.functions.delete(caller("alice"), fid)
+        assert payload_keys() == []
+        builtin = await act.register_function("alice", name="builtin-echo")
+        assert payload_keys() == []  # a built-in has no payload to store
+        function, _ = await services.functions.get(caller("alice"), builtin)
+        assert await services.functions.payload(function) == b""
 
     asyncio.run(go())
 
@@ -169,24 +203,22 @@ def test_register_request_validation():
 
     with pytest.raises(InvalidChoiceError, match=r"^executor_type 'java' is not one of: builtin, python, wasm"):
         build(executor_type="java")
-    assert build(executor_type="wasm").executor_type == "wamr"
-    assert build(executor_type="mesapy").executor_type == "python"
+    assert build(executor_type="wasm").function.executor_type == "wamr"
+    assert build(executor_type="mesapy").function.executor_type == "python"
     with pytest.raises(InvalidArgumentError, match=r"^too many function arguments: 1001, over the limit of 1000$"):
         build(arguments=[fe_pb.FunctionArgument(key=str(i)) for i in range(1001)])
     with pytest.raises(InvalidArgumentError, match=r"^function name is 5000 characters long, over the limit of 1024$"):
         build(name="x" * 5000)
-    with pytest.raises(
-        InvalidArgumentError, match=r"^payload is 1048576 bytes, over the limit of 786432 bytes \(768 KiB\)$"
-    ):
-        build(payload=bytes(1024 * 1024))
+    large = build(payload=bytes(8 * 1024 * 1024))  # only the message size limits a payload now
+    assert large.payload == bytes(8 * 1024 * 1024) and large.function.payload_sha256 == payload_sha256(large.payload)
     with pytest.raises(InvalidArgumentError, match=r"^too many user_allowlist: 1001"):
         build(user_allowlist=["u"] * 1001)
     with pytest.raises(InvalidArgumentError, match=r"^arguments: 'a' is declared twice$"):
         build(arguments=[fe_pb.FunctionArgument(key="a"), fe_pb.FunctionArgument(key="a")])
     with pytest.raises(InvalidArgumentError, match=r"^function inputs: 'in' is declared twice$"):
         build(inputs=[fe_pb.FunctionInput(name="in"), fe_pb.FunctionInput(name="in", optional=True)])
-    assert build(usage_quota=0).usage_quota == 0
-    assert build(usage_quota=-1).usage_quota is None
+    assert build(usage_quota=0).function.usage_quota == 0
+    assert build(usage_quota=-1).function.usage_quota is None
 
 
 @pytest.mark.fake_storage  # inspects the fake's records of commits and data, or fails its commits

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 from policy_authorizer import caller
@@ -16,6 +17,7 @@ from cloister.errors import (
     InvalidFunctionIdError,
     InvalidTaskIdError,
 )
+from cloister.model.functions import payload_sha256
 from cloister.model.ids import ExternalId, usage_key
 from cloister.model.roles import Role
 
@@ -312,11 +314,13 @@ def test_single_user_task_invokes_directly(services, act, storage):
                 "executor_type": "Builtin",
                 "function_name": "builtin-echo",
                 "function_arguments": {"inner": {}},
-                "function_payload": [1, 2],
+                "function_payload": [],
                 "input_data": {"inner": {}},
                 "output_data": {"inner": {}},
             }
         ]
+        # The payload stays in its record: the element names it.
+        assert [e.get("payload_sha256") for e in storage.queue_json(b"staged-task")] == [payload_sha256(b"\x01\x02")]
         (commit,) = storage.commits[-1:]
         assert len(commit) == 6  # the checks of task, function and counter; task, usage and queue in one commit
         assert len(services.locks) == 0
@@ -513,6 +517,6 @@ def test_invoking_a_single_party_task_approves_it(services, act, storage):
         manifest = TaskManifest.from_bytes(element.staged.manifest or b"")
         assert dict(manifest.approvals) == {"alice": manifest.terms_hash}
         assert storage.json(tid)["approvals"] == {"alice": manifest.terms_hash}
-        check_manifest(manifest, run_view_of_staged(element.staged))
+        check_manifest(manifest, run_view_of_staged(replace(element.staged, function_payload=b"\x01\x02")))
 
     asyncio.run(go())
