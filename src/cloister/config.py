@@ -430,6 +430,9 @@ class ExecutionSettings(_Section):
     """Function payloads kept in memory between tasks, so that each crosses the wire once; 0 keeps none."""
 
 
+MAX_LONG_POLL_SECONDS = 60.0
+"""The longest a service holds one long poll, whatever the caller asks; the caller then asks again
+(``cloister.rpc.long_poll``)."""
 INTERNAL_HEADROOM_BYTES = 1024 * 1024
 """What a message between services may carry besides the largest request (records, keys, seals)."""
 
@@ -446,6 +449,10 @@ class RPCSettings(_Section):
     """How soon a call learns that its peer is gone (killed, stopped, unreachable): the connection
     is pinged while calls wait on it, and a peer that acknowledges nothing for this long is down.
     A slow but alive peer still acknowledges (pings are answered below the Python code)."""
+    long_poll_seconds: Annotated[float, BeforeValidator(_not_a_boolean), Field(gt=0, le=MAX_LONG_POLL_SECONDS)] = 30.0
+    """How long the services' own long polls wait before they are made again: an execution
+    service's PullTaskWait, a scheduler's watches of the task queues (at most 60, the longest any
+    service holds a long poll)."""
 
     @model_validator(mode="after")
     def _room_for_requests(self) -> RPCSettings:

@@ -30,6 +30,7 @@ from cloister.model.functions import parse_executor_type
 from cloister.model.tasks import REASON_EXECUTOR_TIMEOUT, TaskStatus
 from cloister.model.views import Task, TaskResult
 from cloister.rpc.convert.views import task_from_proto
+from cloister.rpc.long_poll import long_poll_deadline
 from cloister.sdk._channel import CLOISTER_FRONTEND
 from cloister.sdk._files import FileHandle
 from cloister.sdk._functions import FunctionHandle
@@ -38,8 +39,6 @@ from cloister.sdk._session import Caller, Session
 
 WAIT_SLICE_SECONDS = 15.0
 """The longest one WaitTask call waits before the task is looked at again."""
-_DEADLINE_MARGIN = 15.0
-"""What a WaitTask call is given beyond its wait to answer."""
 LIST_PAGE_SIZE = 100
 
 Owners = Mapping[str, Iterable[str] | str]
@@ -110,7 +109,7 @@ class TaskHandle:
             # execution services found it) is judged only where the slice ends.
             request = cpb.WaitTaskRequest(task_id=self.id, timeout_ms=max(1, int(wait * 1000)), return_if_stuck=first)
             response = self._session.frontend(
-                "WaitTask", request, service=CLOISTER_FRONTEND, timeout=wait + _DEADLINE_MARGIN
+                "WaitTask", request, service=CLOISTER_FRONTEND, timeout=long_poll_deadline(wait)
             )
             task, first = task_from_proto(response), False
             if task.is_ended:

@@ -26,6 +26,7 @@ from cloister.attestation.report import AttestationPolicy
 from cloister.errors import AuthenticationError, CloisterError
 from cloister.model.tasks import TaskStatus
 from cloister.rpc.convert.views import task_from_proto
+from cloister.rpc.long_poll import long_poll_deadline
 from cloister.sdk._channel import AUTHENTICATION_API, CLOISTER_FRONTEND, TEACLAVE_FRONTEND, AttestedChannel, Channel
 from cloister.sdk._connection import open_peer
 from cloister.sdk._functions import function_fields
@@ -343,7 +344,7 @@ class FrontendService(_Service):
 
     def _wait_slice(self, task_id: str, slice_ms: int, return_if_stuck: bool = False) -> fpb.GetTaskResponse:
         request = cpb.WaitTaskRequest(task_id=task_id, timeout_ms=slice_ms, return_if_stuck=return_if_stuck)
-        return self._call("WaitTask", request, service=CLOISTER_FRONTEND, timeout=slice_ms / 1000 + 15)  # type: ignore[no-any-return]
+        return self._call("WaitTask", request, service=CLOISTER_FRONTEND, timeout=long_poll_deadline(slice_ms / 1000))  # type: ignore[no-any-return]
 
     def get_task_result(self, task_id: str, timeout: float | None = None) -> bytes:
         """The function's return value once the task finishes.

@@ -10,6 +10,7 @@ from cloister._proto import cloister_pb2_grpc as cgrpc
 from cloister._proto import teaclave_storage_service_pb2 as spb
 from cloister._proto import teaclave_storage_service_pb2_grpc as sgrpc
 from cloister.rpc.channel import Peer
+from cloister.rpc.long_poll import long_poll_deadline
 from cloister.storage.ops import Ack, Check, Delete, Dequeue, Enqueue, Op, Put, QueueItem, Versioned
 
 
@@ -91,14 +92,14 @@ class StorageClient:
 
     async def watch(self, key: bytes, after_version: int, timeout: float) -> Versioned | None:
         request = cpb.WatchRequest(key=key, after_version=after_version, timeout_ms=int(timeout * 1000))
-        response = await self._peer.call(cgrpc.StorageStub, "Watch", request, timeout=timeout + 10)
+        response = await self._peer.call(cgrpc.StorageStub, "Watch", request, timeout=long_poll_deadline(timeout))
         return _versioned(response)
 
     async def watch_queue(self, queue: bytes, after_seq: int, limit: int, timeout: float) -> list[QueueItem]:
         request = cpb.WatchQueueRequest(
             queue=queue, after_seq=after_seq, max_items=limit, timeout_ms=int(timeout * 1000)
         )
-        response = await self._peer.call(cgrpc.StorageStub, "WatchQueue", request, timeout=timeout + 10)
+        response = await self._peer.call(cgrpc.StorageStub, "WatchQueue", request, timeout=long_poll_deadline(timeout))
         return [QueueItem(item.seq, item.value) for item in response.items]
 
 

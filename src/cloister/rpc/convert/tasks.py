@@ -24,14 +24,12 @@ from cloister.rpc.convert.limits import (
     check_users,
     too_large,
 )
-
-MAX_WAIT_SECONDS = 60.0
-"""The longest one WaitTask call waits; the client then asks again."""
+from cloister.rpc.long_poll import granted_wait
 
 
 def wait_seconds(timeout_ms: int) -> float:
-    """How long a WaitTask call waits: its ``timeout_ms``, at most :data:`MAX_WAIT_SECONDS`."""
-    return min(timeout_ms / 1000, MAX_WAIT_SECONDS)
+    """How long a WaitTask call waits: its ``timeout_ms``, at most a long poll's longest wait."""
+    return granted_wait(timeout_ms / 1000)
 
 
 DEFAULT_PAGE_SIZE = 100

@@ -93,6 +93,7 @@ async def serve(settings: Settings, sandbox: Sandbox, check: asyncio.Task[str]) 
         info,
         slots=settings.execution.slots,
         heartbeat_seconds=settings.execution.heartbeat_seconds,
+        pull_timeout=settings.rpc.long_poll_seconds,
     )
 
     async def drain() -> None:

@@ -20,12 +20,10 @@ from cloister.model.tasks import StagedTask, TaskResult
 from cloister.rpc.channel import Peer
 from cloister.rpc.convert.scheduling import executor_info_to_proto, task_ids_from_proto
 from cloister.rpc.convert.tasks import task_result_to_proto
+from cloister.rpc.long_poll import long_poll_deadline
 from cloister.services.execution.payloads import PayloadCache
 
 logger = logging.getLogger(__name__)
-
-_RPC_MARGIN = 10.0
-"""Seconds a long poll's RPC deadline exceeds the wait asked of the scheduler."""
 
 
 class UnreadableStagedTaskError(Exception):
@@ -67,7 +65,7 @@ class SchedulerClient:
                 executor=executor_info_to_proto(info), timeout_ms=int(timeout * 1000), cached_payloads=cached
             )
             response = await self._peer.call(
-                cgrpc.SchedulerStub, "PullTaskWait", request, timeout=timeout + _RPC_MARGIN
+                cgrpc.SchedulerStub, "PullTaskWait", request, timeout=long_poll_deadline(timeout)
             )
             if not response.staged_task:
                 return None
@@ -119,7 +117,9 @@ class SchedulerClient:
         request = cpb.ExecutorHeartbeatRequest(
             executor=executor_info_to_proto(info), running_task_ids=[str(t) for t in running], wait_ms=int(wait * 1000)
         )
-        response = await self._peer.call(cgrpc.SchedulerStub, "ExecutorHeartbeat", request, timeout=wait + _RPC_MARGIN)
+        response = await self._peer.call(
+            cgrpc.SchedulerStub, "ExecutorHeartbeat", request, timeout=long_poll_deadline(wait)
+        )
         return task_ids_from_proto(response.cancel_task_ids)
 
     async def update_task_result(self, task_id: uuid.UUID, result: TaskResult) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from cloister.config import RPCSettings
 from cloister.errors import CloisterError, DeadlineExceededError, DiskFullError, InternalError, UnavailableError
 from cloister.model.executors import ExecutorInfo
 from cloister.model.tasks import StagedTask, TaskResult
@@ -27,7 +28,6 @@ from cloister.services.execution.scheduler_client import UnreadableStagedTaskErr
 
 logger = logging.getLogger(__name__)
 
-PULL_TIMEOUT_SECONDS = 30.0
 _RETRYABLE = (UnavailableError, DeadlineExceededError, DiskFullError)
 """Failures to report a result that pass: a peer restarting, or storage's disk until space is freed."""
 
@@ -70,7 +70,7 @@ class ExecutionWorker:
         *,
         slots: int,
         heartbeat_seconds: float,
-        pull_timeout: float = PULL_TIMEOUT_SECONDS,
+        pull_timeout: float = RPCSettings().long_poll_seconds,
         retry_limit: float = 10.0,
     ) -> None:
         self.info = info

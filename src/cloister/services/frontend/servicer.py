@@ -19,6 +19,7 @@ from cloister.rpc.audit_trail import AuditTrail, audit_user, client_ip
 from cloister.rpc.channel import Peer
 from cloister.rpc.convert.tasks import wait_seconds
 from cloister.rpc.errors import grpc_code
+from cloister.rpc.long_poll import long_poll_deadline
 from cloister.rpc.metadata import Caller, outgoing
 from cloister.services.frontend.gate import Gate
 
@@ -112,8 +113,8 @@ class CloisterFrontendServicer(cgrpc.FrontendServicer):
         )
 
     async def WaitTask(self, request: cpb.WaitTaskRequest, context: grpc.aio.ServicerContext) -> Any:
-        wait = wait_seconds(request.timeout_ms)
-        return await self._forwarder.forward(cgrpc.ManagementStub, "WaitTask", "get_task", request, context, wait + 10)
+        deadline = long_poll_deadline(wait_seconds(request.timeout_ms))
+        return await self._forwarder.forward(cgrpc.ManagementStub, "WaitTask", "get_task", request, context, deadline)
 
     async def GetTaskReceipt(self, request: cpb.GetTaskReceiptRequest, context: grpc.aio.ServicerContext) -> Any:
         return await self._forwarder.forward(cgrpc.ManagementStub, "GetTaskReceipt", "get_task", request, context, None)

@@ -36,6 +36,7 @@ from cloister.model.tasks import (
     with_waiting_reason,
 )
 from cloister.rpc import tracing
+from cloister.rpc.long_poll import granted_wait
 from cloister.rpc.retry import Backoff, supervised
 from cloister.services.scheduler.queues import TaskQueues
 from cloister.services.scheduler.records import (
@@ -54,7 +55,6 @@ from cloister.storage.records import CANCEL_QUEUE, STAGED_TASK_QUEUE, encode
 
 logger = logging.getLogger(__name__)
 
-MAX_PULL_WAIT_SECONDS = 60.0
 MAX_HEARTBEAT_WAIT_SECONDS = 10.0
 _RETRY_LIMIT = 5.0
 _PAUSE_SLACK_SECONDS = 1.0
@@ -288,7 +288,7 @@ class Scheduler:
         remains of the caller's deadline (None: no deadline); a task claimed for a caller that
         went away, or is about to, is given back at once.
         """
-        timeout = min(max(timeout, 0.0), MAX_PULL_WAIT_SECONDS)
+        timeout = granted_wait(timeout)
         kinds = frozenset(executor.executors)
         labels = frozenset(executor.labels)
         self.state.see(executor.executor_id, self.now(), kinds, reports_running=True, labels=labels)

@@ -36,7 +36,7 @@ async def serve(settings: Settings) -> None:
     )
     await leadership.acquire()
     storage = FencedStorage(StorageClient(runtime.peer("storage")), leadership)
-    scheduler = Scheduler(storage, settings.scheduler)
+    scheduler = Scheduler(storage, settings.scheduler, queue_watch_seconds=settings.rpc.long_poll_seconds)
     results = TaskResults(storage, scheduler.state)
     await scheduler.start()
     lost: list[LeadershipLostError] = []

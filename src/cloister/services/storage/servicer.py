@@ -14,12 +14,12 @@ from cloister._proto import cloister_pb2_grpc as cgrpc
 from cloister._proto import teaclave_storage_service_pb2 as spb
 from cloister._proto import teaclave_storage_service_pb2_grpc as sgrpc
 from cloister.errors import InternalError, InvalidArgumentError, NotFoundError
+from cloister.rpc.long_poll import granted_wait
 from cloister.storage.client import MAX_READ_KEYS, op_from_proto
 from cloister.storage.engine import Storage
 from cloister.storage.ops import Check, Delete, Dequeue, Enqueue, Put, Versioned
 
 MAX_KEY_LENGTH = 1024
-MAX_WATCH_SECONDS = 60.0
 _EMPTY = empty_pb2.Empty()
 
 
@@ -36,7 +36,7 @@ def _versioned(value: Versioned | None) -> cpb.VersionedValue:
 
 
 def _timeout(ms: int) -> float:
-    return min(ms / 1000, MAX_WATCH_SECONDS)
+    return granted_wait(ms / 1000)
 
 
 class TeaclaveStorageServicer(sgrpc.TeaclaveStorageServicer):
