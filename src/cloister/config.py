@@ -433,8 +433,10 @@ class ExecutionSettings(_Section):
 MAX_LONG_POLL_SECONDS = 60.0
 """The longest a service holds one long poll, whatever the caller asks; the caller then asks again
 (``cloister.rpc.long_poll``)."""
-INTERNAL_HEADROOM_BYTES = 1024 * 1024
-"""What a message between services may carry besides the largest request (records, keys, seals)."""
+INTERNAL_HEADROOM_BYTES = 8 * 1024 * 1024
+"""What a message between services may carry besides the largest request: a task handed out with
+its function's payload also carries its arguments twice (in it and in its manifest, up to 2 MiB
+each), and records, keys and seals."""
 
 
 class RPCSettings(_Section):

@@ -195,6 +195,12 @@ def test_wrong_types_are_refused(tmp_path: Path, text: str, message: str) -> Non
             "[rpc]\nmax_message_bytes = 4294967296\n",
             "[rpc] max_message_bytes must be at most 2147483647, not 4294967296",
         ),
+        (
+            "[rpc]\nmax_message_bytes = 67108864\n",
+            "[rpc]: internal_max_message_bytes (67108864) must exceed max_message_bytes (67108864) by at least"
+            " 8388608 bytes: what a request brings is passed on between services with more alongside",
+        ),
+        ("[rpc]\nlong_poll_seconds = 61\n", "[rpc] long_poll_seconds must be at most 60.0, not 61"),
         ('[endpoints]\nfrontend = "127.0.0.1:65536"\n', "[endpoints] frontend.port must be at most 65535, not 65536"),
         ('[endpoints]\nfrontend = "localhost"\n', '[endpoints] frontend must look like HOST:PORT, not "localhost"'),
         (
