@@ -1,6 +1,6 @@
 """``cloister up``: provision the deployment, start the seven services, supervise, stop them.
 
-Each service is its own process (``python -m cloister service NAME``), started in dependency
+Each service is its own process (``python -m cloister.serve NAME``), started in dependency
 order; a service counts as started once it has published its ready file. Children die with the
 launcher (``PR_SET_PDEATHSIG``) and are stopped in reverse order on Ctrl-C.
 
@@ -18,7 +18,6 @@ that the configured ports are free.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import json
 import logging
@@ -39,6 +38,7 @@ from cloister.config import ENDPOINTS, SERVICES, Settings
 from cloister.errors import ConfigurationError
 from cloister.rpc import addresses
 from cloister.rpc.retry import Backoff
+from cloister.serve import STANDBY
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,6 @@ STOP_ORDER = (
 )
 """Clients before their servers, except that the services shipping audit entries to management
 stop before it: their last entries still reach the log."""
-_PR_SET_PDEATHSIG = 1
 RESTART_BUDGET = 5
 RESTART_WINDOW = 60.0
 ENDPOINTS_OF = {
@@ -98,16 +97,25 @@ def last_fatal_message(log: Path) -> str | None:
     return None
 
 
-def stop_with_launcher(launcher_pid: int) -> None:
-    """Have this service process stopped when its launcher dies, even by kill -9.
+def _tell(process: subprocess.Popen[bytes], lines: list[str]) -> bool:
+    """Write ``lines`` to the standard input of ``process`` and close it; False if it has gone."""
+    if not lines or process.stdin is None:
+        return True
+    try:
+        process.stdin.write("".join(f"{line}\n" for line in lines).encode())
+        process.stdin.close()
+    except BrokenPipeError:
+        _reap(process)
+        return False
+    return True
 
-    Run by the service itself at start, not between fork and exec (``preexec_fn``): Python code
-    there is unsafe while the launcher has other threads, and crashed restarts.
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != launcher_pid:  # it died before the request took effect
-        sys.exit(1)
+
+def _reap(process: subprocess.Popen[bytes]) -> None:
+    process.kill()
+    if process.stdin is not None:
+        with contextlib.suppress(OSError):
+            process.stdin.close()
+    process.wait()
 
 
 class ServiceFailedError(ConfigurationError):
@@ -216,6 +224,8 @@ class Platform:
         self._supervising = threading.Event()
         self._supervisor: threading.Thread | None = None
         self._lock_file: IO[str] | None = None
+        self._standby: subprocess.Popen[bytes] | None = None
+        """A process with the services' shared imports done, the next to start (``cloister.serve --standby``)."""
 
     @property
     def log_dir(self) -> Path:
@@ -282,25 +292,22 @@ class Platform:
     def _spawn(self, process_name: str, launch: _Launch, timeout: float, pinned: Mapping[str, str] = {}) -> None:
         name, instance, extra_env = launch.service, launch.instance, {**launch.extra_env, **pinned}
         addresses.unmark_ready(self.settings, process_name)
-        command = [sys.executable, "-m", "cloister", "service", name, "--state-dir", str(self.settings.state_dir)]
+        arguments = [name, "--state-dir", str(self.settings.state_dir)]
         if self._config_path is not None:
-            command += ["--config", str(self._config_path)]
+            arguments += ["--config", str(self._config_path)]
         if instance:
-            command += ["--instance", instance]
-        command += ["--log-file", str(self.log_dir / f"{process_name}.log"), "--launcher-pid", str(os.getpid())]
+            arguments += ["--instance", instance]
+        arguments += ["--log-file", str(self.log_dir / f"{process_name}.log"), "--launcher-pid", str(os.getpid())]
         password = self._admin_password if name == "authentication" else None
         if password:
-            command.append("--admin-password-stdin")
-        process = subprocess.Popen(
-            command,
-            env={**self._env, **(extra_env or {})},
-            stdin=subprocess.PIPE if password else subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        if password and process.stdin is not None:
-            with contextlib.suppress(BrokenPipeError):
-                process.stdin.write(password.encode() + b"\n")
-            process.stdin.close()
+            arguments.append("--admin-password-stdin")
+        secret = [password] if password else []
+        role = json.dumps({"argv": arguments, "env": extra_env})
+        process = self._standby
+        self._standby = None
+        if process is None or not _tell(process, [role, *secret]):
+            process = self._popen(arguments, extra_env, stdin=bool(secret))
+            _tell(process, secret)
         self.processes[process_name] = process
         self._wait_ready(process_name, timeout)
         note = f"{launch.total_restarts} {time.time():.3f}"
@@ -308,6 +315,17 @@ class Platform:
             addresses.publish_note(self.settings, process_name, "supervision", note)
         except OSError as exc:  # a full disk costs `cloister status` its restart count, not the service
             logger.warning("cannot note the start of %s for cloister status: %s", process_name, exc.strerror)
+        self._standby = self._popen(
+            [STANDBY, "--state-dir", str(self.settings.state_dir), "--launcher-pid", str(os.getpid())], {}, stdin=True
+        )
+
+    def _popen(self, arguments: list[str], extra_env: Mapping[str, str], *, stdin: bool) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cloister.serve", *arguments],
+            env={**self._env, **extra_env},
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def _wait_ready(self, name: str, timeout: float) -> None:
         process = self.processes[name]
@@ -431,6 +449,9 @@ class Platform:
         with self._guard:
             for name in sorted(self.processes, key=position):
                 self.stop_service(name)
+            if self._standby is not None:
+                _reap(self._standby)
+                self._standby = None
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None

@@ -27,6 +27,7 @@ LAYERS = {
     "preflight": 6,
     "cli": 6,
     "testing": 6,
+    "serve": 6,
     "__main__": 6,
     "__init__": 0,
 }

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
-import logging
 import os
 import signal
 import sys
@@ -19,8 +17,8 @@ from cloister import logs
 from cloister.attestation.backends import SIMULATED_NOTICE
 from cloister.config import ATTESTATION_SERVICE, SERVICES, Settings, load_settings
 from cloister.errors import CloisterError, ConfigurationError
-from cloister.launcher import LaunchRecord, Platform, stop_with_launcher
-from cloister.rpc import tracing
+from cloister.launcher import LaunchRecord, Platform
+from cloister.serve import load_service_settings, run_service
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 """Progress, warnings and errors."""
@@ -41,13 +39,8 @@ config_option = click.option(
 def _settings(
     state_dir: Path | None, config_path: Path | None, instance: str | None = None, admin_password: str | None = None
 ) -> Settings:
-    env = dict(os.environ)
-    if instance:
-        env["CLOISTER_INSTANCE"] = instance
-    if admin_password:
-        env["CLOISTER_ADMIN_PASSWORD"] = admin_password
     try:
-        return load_settings(config_path, env, state_dir=state_dir)
+        return load_service_settings(state_dir, config_path, instance, admin_password)
     except CloisterError as exc:
         raise click.ClickException(exc.message) from None
 
@@ -514,23 +507,18 @@ def service(
     launcher_pid: int | None,
 ) -> None:
     """Run one service in the foreground (for deployments across hosts)."""
-    if launcher_pid is not None:
-        stop_with_launcher(launcher_pid)
-    # A secret in the environment outlives its use and reaches every child: take it out.
-    from_environment = os.environ.pop("CLOISTER_ADMIN_PASSWORD", None)
-    password = sys.stdin.readline().rstrip("\r\n") if admin_password_stdin else from_environment
-    settings = _settings(state_dir, config_path, instance, password)
-    logs.configure(name, settings.logging.level, log_file, settings.logging)
-    module = importlib.import_module(f"cloister.services.{name}.service")
     try:
-        tracing.configure(settings.tracing, name)
-        asyncio.run(module.serve(settings))
-    except CloisterError as exc:
-        # Logged, not printed, so the reason is in the log file the launcher points to.
-        logging.getLogger(f"cloister.services.{name}").critical("cannot run: %s", exc.message)
-        sys.exit(1)
-    finally:
-        tracing.shutdown()
+        run_service(
+            name,
+            state_dir=state_dir,
+            config_path=config_path,
+            log_file=log_file,
+            instance=instance,
+            admin_password_stdin=admin_password_stdin,
+            launcher_pid=launcher_pid,
+        )
+    except CloisterError as exc:  # the settings: nothing is logged yet
+        raise click.ClickException(exc.message) from None
 
 
 importlib.import_module("cloister.cli.crypto_commands").register(main)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import httpx
 
 from cloister.config import AttestationSettings, is_loopback_host
 from cloister.errors import AttestationError, ConfigurationError, UnavailableError
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["Answer", "EndorsementSources", "NotServedError", "check_service_url", "get_bounded"]
 
@@ -94,6 +96,8 @@ def get_bounded(url: str, *, what: str, max_bytes: int, timeout_seconds: float) 
     parts = urlsplit(url)
     if not (parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname or ""))):
         raise ConfigurationError(f"refusing to fetch {what} from {url}: only https (or http to loopback) is allowed")
+    import httpx  # here, not at the top: importing httpx costs every service's start 0.1 s of CPU (it loads its CLI)
+
     timeout = httpx.Timeout(timeout_seconds)
     deadline = time.monotonic() + _DEADLINE_FACTOR * timeout_seconds
     try:

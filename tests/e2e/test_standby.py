@@ -1,0 +1,100 @@
+"""The launcher keeps one standby process, imports done, that becomes the next service to start:
+a restart pays only for what is the service's own (``cloister.serve``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from cloister_cli import processes_mentioning
+from conftest import admin, wait_back
+
+from cloister.sdk import FunctionArgument
+from cloister.testing import RunningPlatform
+
+
+def _command_line(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except OSError:
+        return []
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
+def standbys(state_dir: Path) -> list[int]:
+    """The live standby processes of the platform in ``state_dir``."""
+    return [pid for pid in processes_mentioning(str(state_dir)) if "--standby" in _command_line(pid)]
+
+
+def _echo_works(platform: RunningPlatform, message: str) -> None:
+    root = admin(platform)
+    try:
+        function_id = root.frontend.register_function(
+            "builtin-echo", "echo", "builtin", arguments=[FunctionArgument("message")]
+        )
+        task_id = root.frontend.create_task(function_id, {"message": message}, "builtin")
+        root.frontend.invoke_task(task_id)
+        assert root.frontend.get_task_result(task_id) == message.encode()
+    finally:
+        root.close()
+
+
+def test_a_killed_service_comes_back_as_the_standby_and_another_standby_waits(own_platform: RunningPlatform) -> None:
+    [standby] = standbys(own_platform.state_dir)
+    assert _parent(standby) == os.getpid() and _command_line(standby)[1:4] == ["-m", "cloister.serve", "--standby"]
+    for name in ("storage", "authentication"):  # authentication also reads the admin password first
+        old = own_platform.platform.processes[name].pid
+        os.kill(old, signal.SIGKILL)
+        wait_back(own_platform, name, old)
+        assert own_platform.platform.processes[name].pid == standby  # the standby became it
+        [standby] = standbys(own_platform.state_dir)  # and another one waits
+        assert standby not in {p.pid for p in own_platform.platform.processes.values()}
+    _echo_works(own_platform, "after two restarts")
+
+
+def test_a_dead_standby_is_replaced_by_an_ordinary_start(own_platform: RunningPlatform) -> None:
+    [standby] = standbys(own_platform.state_dir)
+    os.kill(standby, signal.SIGKILL)
+    old = own_platform.platform.processes["frontend"].pid
+    os.kill(old, signal.SIGKILL)
+    wait_back(own_platform, "frontend", old)
+    assert own_platform.platform.processes["frontend"].pid != standby
+    assert len(standbys(own_platform.state_dir)) == 1
+    _echo_works(own_platform, "after a dead standby")
+
+
+def test_nothing_outlives_a_launcher_killed_with_sigkill(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        from cloister.testing import start_platform
+        start_platform(Path({str(tmp_path)!r}))
+        print("started", flush=True)
+        time.sleep(600)
+        """
+    )
+    launcher = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert launcher.stdout is not None and launcher.stdout.readline() == "started\n"
+        state_dir = tmp_path / "state"
+        assert len(standbys(state_dir)) == 1 and len(processes_mentioning(str(state_dir))) == 9
+        launcher.kill()
+        launcher.wait()
+        deadline = time.monotonic() + 30
+        while processes_mentioning(str(state_dir)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert processes_mentioning(str(state_dir)) == []
+    finally:
+        launcher.kill()
+        launcher.wait()
+        if launcher.stdout is not None:
+            launcher.stdout.close()
