@@ -303,8 +303,7 @@ class Platform:
             arguments.append("--admin-password-stdin")
         secret = [password] if password else []
         role = json.dumps({"argv": arguments, "env": extra_env})
-        process = self._standby
-        self._standby = None
+        process = self._take_standby(extra_env)
         if process is None or not _tell(process, [role, *secret]):
             process = self._popen(arguments, extra_env, stdin=bool(secret))
             _tell(process, secret)
@@ -315,9 +314,23 @@ class Platform:
             addresses.publish_note(self.settings, process_name, "supervision", note)
         except OSError as exc:  # a full disk costs `cloister status` its restart count, not the service
             logger.warning("cannot note the start of %s for cloister status: %s", process_name, exc.strerror)
-        self._standby = self._popen(
-            [STANDBY, "--state-dir", str(self.settings.state_dir), "--launcher-pid", str(os.getpid())], {}, stdin=True
-        )
+        if self._standby is None:
+            self._standby = self._popen(
+                [STANDBY, "--state-dir", str(self.settings.state_dir), "--launcher-pid", str(os.getpid())],
+                {},
+                stdin=True,
+            )
+
+    def _take_standby(self, extra_env: Mapping[str, str]) -> subprocess.Popen[bytes] | None:
+        """The standby, if it can become a service started with ``extra_env``.
+
+        It can take settings (``CLOISTER_*``, read when the service loads them), not what acts
+        when an interpreter starts (``PYTHONPATH``, say): a service given that starts afresh.
+        """
+        if self._standby is None or not all(name.startswith("CLOISTER_") for name in extra_env):
+            return None
+        standby, self._standby = self._standby, None
+        return standby
 
     def _popen(self, arguments: list[str], extra_env: Mapping[str, str], *, stdin: bool) -> subprocess.Popen[bytes]:
         return subprocess.Popen(

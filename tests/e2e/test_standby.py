@@ -71,6 +71,30 @@ def test_a_dead_standby_is_replaced_by_an_ordinary_start(own_platform: RunningPl
     _echo_works(own_platform, "after a dead standby")
 
 
+def _environment(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+    return dict(entry.partition("=")[::2] for entry in raw.split("\0") if entry)
+
+
+def test_only_settings_are_handed_to_the_standby_what_acts_at_interpreter_start_starts_afresh(
+    own_platform: RunningPlatform,
+) -> None:
+    platform = own_platform.platform
+    [standby] = standbys(own_platform.state_dir)
+    platform.stop_service("access_control")
+    platform.start_service("access_control", extra_env={"PYTHONSAFEPATH": "1"})  # too late for a running interpreter
+    fresh = platform.processes["access_control"].pid
+    assert fresh != standby and _environment(fresh).get("PYTHONSAFEPATH") == "1"
+    assert standbys(own_platform.state_dir) == [standby]  # still waiting, and still the only one
+
+    platform.stop_service("access_control")
+    platform.start_service("access_control", extra_env={"CLOISTER_LOGGING__LEVEL": "DEBUG"})  # a setting
+    assert platform.processes["access_control"].pid == standby
+    [_] = standbys(own_platform.state_dir)
+    _echo_works(own_platform, "after two starts")
+    assert '"level": "DEBUG"' in (own_platform.state_dir / "logs" / "access_control.log").read_text()
+
+
 def test_nothing_outlives_a_launcher_killed_with_sigkill(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""

@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -497,26 +498,10 @@ def _attest_evidence(
     help="Read the first admin's password from the first line of standard input (authentication).",
 )
 @click.option("--launcher-pid", type=int, default=None, hidden=True, help="Stop when this launcher process dies.")
-def service(
-    name: str,
-    state_dir: Path | None,
-    config_path: Path | None,
-    log_file: Path | None,
-    instance: str | None,
-    admin_password_stdin: bool,
-    launcher_pid: int | None,
-) -> None:
+def service(**options: Any) -> None:
     """Run one service in the foreground (for deployments across hosts)."""
     try:
-        run_service(
-            name,
-            state_dir=state_dir,
-            config_path=config_path,
-            log_file=log_file,
-            instance=instance,
-            admin_password_stdin=admin_password_stdin,
-            launcher_pid=launcher_pid,
-        )
+        run_service(**options)  # each option is named as one of its keyword arguments
     except CloisterError as exc:  # the settings: nothing is logged yet
         raise click.ClickException(exc.message) from None
 
