@@ -341,3 +341,13 @@ def test_a_stopped_task_leaves_no_process(how: str) -> None:
             assert _task_processes(OWN_UIDS) == []
     finally:
         runner.close()
+
+
+def test_everything_printed_before_returning_is_in_the_log(sandbox: Runner) -> None:
+    """The task's process hands back its result before it exits: its log must be whole by then."""
+    source = "def entrypoint(argv):\n    for i in range(300):\n        print('line', i)\n    return 'done'\n"
+    task = StagedTask(uuid.uuid4(), uuid.uuid4(), "u", "mesapy", "python", "f", {}, source.encode(), {}, {})
+    for _ in range(5):
+        outputs = sandbox.loop.run_until_complete(sandbox.sandbox.run(ExecutorKind.PYTHON, task, TaskFiles()))
+        assert outputs.return_value == b"done"
+        assert outputs.log == tuple(f"line {i}" for i in range(300))

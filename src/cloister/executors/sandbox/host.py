@@ -541,7 +541,9 @@ class Sandbox:
             raw_result, _ = await result_reader
             printed, dropped = await log_reader
         outcome = _Outcome.parse(raw_result, set(outputs))
-        reason = prepared.exit.result() if prepared.exit.done() else None
+        # A complete report means the function returned: the kill above, which the template may
+        # report first, is not why it ended.
+        reason = None
         if outcome is None or not outcome.ok:
             reason = await prepared.exit  # it ended abnormally: the template says how
         group = prepared.group
