@@ -15,7 +15,7 @@ from postgres_cluster import PostgresCluster
 
 from cloister.crypto.sealing import Sealer
 from cloister.storage.engine import Storage
-from cloister.storage.ops import Enqueue, Op, Put, QueueItem, Versioned
+from cloister.storage.ops import Enqueue, Op, Put, QueueItem, Versioned, Written, written
 from cloister.storage.postgres import PostgresStore
 from cloister.storage.sqlite import SQLiteStorage, SQLiteStore
 
@@ -140,8 +140,8 @@ class EngineStorage:
         assert len(keys) <= 1000
         return await self._background.call(self._store.read(keys))
 
-    async def commit(self, ops: Sequence[Op]) -> None:
-        await self._background.call(self._store.commit(ops))
+    async def commit(self, ops: Sequence[Op]) -> Written:
+        return written(ops, await self._background.call(self._store.commit(ops)))
 
     async def keys_with_prefix(self, prefix: bytes) -> list[bytes]:
         return await self._background.call(self._store.keys_with_prefix(prefix))

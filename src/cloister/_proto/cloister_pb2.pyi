@@ -150,6 +150,12 @@ class CommitRequest(_message.Message):
     ops: _containers.RepeatedCompositeFieldContainer[StorageOp]
     def __init__(self, ops: _Optional[_Iterable[_Union[StorageOp, _Mapping]]] = ...) -> None: ...
 
+class CommitResponse(_message.Message):
+    __slots__ = ("versions",)
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, versions: _Optional[_Iterable[int]] = ...) -> None: ...
+
 class WatchRequest(_message.Message):
     __slots__ = ("key", "after_version", "timeout_ms")
     KEY_FIELD_NUMBER: _ClassVar[int]

@@ -527,7 +527,7 @@ class StorageStub:
         self.Commit = channel.unary_unary(
                 '/cloister.Storage/Commit',
                 request_serializer=cloister__pb2.CommitRequest.SerializeToString,
-                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                response_deserializer=cloister__pb2.CommitResponse.FromString,
                 _registered_method=True)
         self.Read = channel.unary_unary(
                 '/cloister.Storage/Read',
@@ -579,7 +579,7 @@ def add_StorageServicer_to_server(servicer, server):
             'Commit': grpc.unary_unary_rpc_method_handler(
                     servicer.Commit,
                     request_deserializer=cloister__pb2.CommitRequest.FromString,
-                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+                    response_serializer=cloister__pb2.CommitResponse.SerializeToString,
             ),
             'Read': grpc.unary_unary_rpc_method_handler(
                     servicer.Read,
@@ -623,7 +623,7 @@ class Storage:
             target,
             '/cloister.Storage/Commit',
             cloister__pb2.CommitRequest.SerializeToString,
-            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            cloister__pb2.CommitResponse.FromString,
             options,
             channel_credentials,
             insecure,

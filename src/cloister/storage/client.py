@@ -11,7 +11,7 @@ from cloister._proto import teaclave_storage_service_pb2 as spb
 from cloister._proto import teaclave_storage_service_pb2_grpc as sgrpc
 from cloister.rpc.channel import Peer
 from cloister.rpc.long_poll import long_poll_deadline
-from cloister.storage.ops import Ack, Check, Delete, Dequeue, Enqueue, Op, Put, QueueItem, Versioned
+from cloister.storage.ops import Ack, Check, Delete, Dequeue, Enqueue, Op, Put, QueueItem, Versioned, Written, written
 
 
 def op_to_proto(op: Op) -> cpb.StorageOp:
@@ -55,7 +55,7 @@ class KeyValueStore(Protocol):
 
     async def read(self, keys: Sequence[bytes]) -> list[Versioned | None]: ...
 
-    async def commit(self, ops: Sequence[Op]) -> None: ...
+    async def commit(self, ops: Sequence[Op]) -> Written: ...
 
     async def keys_with_prefix(self, prefix: bytes) -> list[bytes]: ...
 
@@ -81,8 +81,11 @@ class StorageClient:
             values.extend(_versioned(v) for v in response.values)
         return values
 
-    async def commit(self, ops: Sequence[Op]) -> None:
-        await self._peer.call(cgrpc.StorageStub, "Commit", cpb.CommitRequest(ops=[op_to_proto(o) for o in ops]))
+    async def commit(self, ops: Sequence[Op]) -> Written:
+        response = await self._peer.call(
+            cgrpc.StorageStub, "Commit", cpb.CommitRequest(ops=[op_to_proto(o) for o in ops])
+        )
+        return written(ops, list(response.versions))
 
     async def keys_with_prefix(self, prefix: bytes) -> list[bytes]:
         response = await self._peer.call(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from cloister.errors import ConfigurationError
-from cloister.storage.ops import Lease, Op, QueueItem, Versioned
+from cloister.storage.ops import Op, OpResult, QueueItem, Versioned
 
 if TYPE_CHECKING:
     from cloister.config import Settings
@@ -52,8 +52,8 @@ class Storage(Protocol):
         """Up to ``limit`` elements of queue ``name`` numbered above ``after_seq``, oldest first."""
         ...
 
-    async def commit(self, ops: Sequence[Op]) -> list[bytes | Lease | None]:
-        """Apply ``ops`` atomically and durably; one result per op (a Dequeue's value, a Claim's lease, else None)."""
+    async def commit(self, ops: Sequence[Op]) -> list[OpResult]:
+        """Apply ``ops`` atomically and durably; one :data:`~cloister.storage.ops.OpResult` per op."""
         ...
 
     async def watch(self, key: bytes, after_version: int, timeout: float) -> Versioned | None:

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Sequence
 
 from cloister.storage.engine import Storage
-from cloister.storage.ops import Op, Versioned
+from cloister.storage.ops import Op, Versioned, Written, written
 from cloister.storage.sqlite import SQLiteStorage, SQLiteStore
 
 
@@ -33,8 +33,8 @@ class LocalStorage:
         await asyncio.sleep(0)  # as a call would, let other tasks run in between
         return await self._store.read(keys)
 
-    async def commit(self, ops: Sequence[Op]) -> None:
-        await self._store.commit(ops)
+    async def commit(self, ops: Sequence[Op]) -> Written:
+        return written(ops, await self._store.commit(ops))
 
     async def keys_with_prefix(self, prefix: bytes) -> list[bytes]:
         await asyncio.sleep(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cloister.errors import InvalidArgumentError
@@ -99,6 +100,29 @@ def check_lease_seconds(seconds: float) -> float:
     if not 0 < seconds <= MAX_LEASE_SECONDS:  # also refuses NaN
         raise InvalidArgumentError(f"a lease lasts more than 0 and at most {MAX_LEASE_SECONDS:.0f} seconds")
     return seconds
+
+
+OpResult = bytes | Lease | int | None
+"""What one op of a commit gives back: a Dequeue's value, a Claim's lease, a Put's new version, else None."""
+
+
+Written = Mapping[bytes, int]
+"""The version a commit gave each key it put (the last put of a key, when it is put twice).
+
+Empty when the storage service does not say (one older than this client): the writer then
+reads what it needs, as it would have without.
+"""
+
+
+def written(ops: Sequence[Op], results: Sequence[int | object]) -> dict[bytes, int]:
+    """:data:`Written` from a commit's ops and its results (one per op); empty unless they pair up."""
+    if len(results) != len(ops):
+        return {}
+    return {
+        op.key: result
+        for op, result in zip(ops, results, strict=True)
+        if isinstance(op, Put) and isinstance(result, int) and result > 0
+    }
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,7 @@ from cloister.storage.ops import (
     Extend,
     Lease,
     Op,
+    OpResult,
     Put,
     QueueItem,
     Versioned,
@@ -276,7 +277,7 @@ class PostgresStore:
 
     # --- writes ------------------------------------------------------------------------
 
-    async def commit(self, ops: Sequence[Op]) -> list[bytes | Lease | None]:
+    async def commit(self, ops: Sequence[Op]) -> list[OpResult]:
         """Apply ``ops`` atomically and durably; one result per op (a Dequeue's value)."""
         tokens: set[str] = set()
         for attempt in range(_RETRIES):
@@ -304,7 +305,7 @@ class PostgresStore:
 
     async def _apply_all(
         self, conn: psycopg.AsyncConnection[Any], ops: Sequence[Op], tokens: set[str]
-    ) -> list[bytes | Lease | None]:
+    ) -> list[OpResult]:
         locks = {_lock_id(b"k", op.key) for op in ops if isinstance(op, Put | Delete | Check)}
         locks |= {_lock_id(b"q", op.queue) for op in ops if isinstance(op, Enqueue)}
         if locks:
@@ -314,9 +315,9 @@ class PostgresStore:
             )
         versions = await _draw(conn, "cloister_version", sum(isinstance(op, Put) for op in ops))
         seqs = await _draw(conn, "cloister_queue_seq", sum(isinstance(op, Enqueue) for op in ops))
-        results: list[bytes | Lease | None] = []
+        results: list[OpResult] = []
         for op in ops:
-            result: bytes | Lease | None = None
+            result: OpResult = None
             if isinstance(op, Put):
                 version = versions.pop(0)
                 await conn.execute(
@@ -324,6 +325,7 @@ class PostgresStore:
                     "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version",
                     (op.key, self._sealer.seal(op.value, kv_context(op.key, version)), version),
                 )
+                result = version
                 tokens.add(wake_token(b"k", op.key))
             elif isinstance(op, Delete):
                 await conn.execute("DELETE FROM cloister_kv WHERE key = %s", (op.key,))

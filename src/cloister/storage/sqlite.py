@@ -39,6 +39,7 @@ from cloister.storage.ops import (
     Extend,
     Lease,
     Op,
+    OpResult,
     Put,
     QueueItem,
     Versioned,
@@ -149,10 +150,10 @@ class SQLiteStore:
 
     # --- writes ------------------------------------------------------------------------
 
-    async def commit(self, ops: Sequence[Op]) -> list[bytes | Lease | None]:
+    async def commit(self, ops: Sequence[Op]) -> list[OpResult]:
         """Apply ``ops`` atomically and durably; one result per op (a Dequeue's value)."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[bytes | Lease | None]] = loop.create_future()
+        future: asyncio.Future[list[OpResult]] = loop.create_future()
         self._pending.put(_Batch(ops, loop, future))
         return await future
 
@@ -178,7 +179,7 @@ class SQLiteStore:
 
     def _write_group(self, group: list[_Batch]) -> None:
         db = self._write_db
-        outcomes: list[tuple[_Batch, list[bytes | Lease | None] | BaseException]] = []
+        outcomes: list[tuple[_Batch, list[OpResult] | BaseException]] = []
         keys: set[bytes] = set()
         queues: set[bytes] = set()
         version_at_start = self._version
@@ -236,7 +237,7 @@ class SQLiteStore:
             )
         return DiskFullError.of(self._service)
 
-    def _apply(self, db: sqlite3.Connection, op: Op, keys: set[bytes], queues: set[bytes]) -> bytes | Lease | None:
+    def _apply(self, db: sqlite3.Connection, op: Op, keys: set[bytes], queues: set[bytes]) -> OpResult:
         if isinstance(op, Put):
             self._version += 1
             db.execute(
@@ -244,6 +245,7 @@ class SQLiteStore:
                 (op.key, self._sealer.seal(op.value, op.key), self._version),
             )
             keys.add(op.key)
+            return self._version
         elif isinstance(op, Delete):
             self._version += 1
             db.execute("DELETE FROM kv WHERE key = ?", (op.key,))
@@ -297,7 +299,7 @@ class SQLiteStore:
 
     def _finish(
         self,
-        outcomes: list[tuple[_Batch, list[bytes | Lease | None] | BaseException]],
+        outcomes: list[tuple[_Batch, list[OpResult] | BaseException]],
         keys: frozenset[bytes],
         queues: frozenset[bytes],
     ) -> None:
@@ -391,7 +393,7 @@ class SQLiteStorage:
     async def queue_items(self, name: bytes, after_seq: int, limit: int) -> list[QueueItem]:
         return self.store.queue_items(name, after_seq, limit)
 
-    async def commit(self, ops: Sequence[Op]) -> list[bytes | Lease | None]:
+    async def commit(self, ops: Sequence[Op]) -> list[OpResult]:
         return await self.store.commit(ops)
 
     async def watch(self, key: bytes, after_version: int, timeout: float) -> Versioned | None:

@@ -83,8 +83,24 @@ def test_concurrent_checked_writers_of_one_key_never_both_win(storage_engine: En
             store.commit([Check(b"counter", start.version), Put(b"counter", str(n).encode())]) for n in range(8)
         ]
         outcomes = await asyncio.gather(*attempts, return_exceptions=True)
-        assert sum(o == [None, None] for o in outcomes) == 1
-        assert all(isinstance(o, ConflictError) for o in outcomes if o != [None, None])
+        won = [o for o in outcomes if not isinstance(o, ConflictError)]
+        assert len(won) == 1
+        stored = await store.get(b"counter")
+        assert stored is not None
+        # The winner is told the version its put gave the key: the one stored now, above the one checked.
+        assert won[0] == [None, stored.version] and stored.version > start.version
+
+    run(storage_engine, scenario)
+
+
+def test_a_commit_gives_the_version_of_each_put_and_nothing_for_other_ops(storage_engine: Engine) -> None:
+    async def scenario(store: Storage) -> None:
+        results = await store.commit([Put(b"a", b"1"), Enqueue(b"q", b"x"), Put(b"b", b"2"), Put(b"a", b"3")])
+        a, b = await store.get(b"a"), await store.get(b"b")
+        assert a is not None and b is not None
+        assert results == [results[0], None, b.version, a.version]
+        assert isinstance(results[0], int) and results[0] < b.version < a.version
+        assert a.value == b"3"
 
     run(storage_engine, scenario)
 
@@ -109,7 +125,7 @@ def test_failed_batch_leaves_nothing_and_does_not_harm_others(storage_engine: En
         good = store.commit([Put(b"a", b"1")])
         bad = store.commit([Put(b"b", b"2"), Dequeue(b"empty-queue")])
         results = await asyncio.gather(good, bad, return_exceptions=True)
-        assert results[0] == [None]
+        assert isinstance(results[0], list) and isinstance(results[0][0], int)
         assert isinstance(results[1], NotFoundError)
         assert await store.get(b"a") is not None
         assert await store.get(b"b") is None

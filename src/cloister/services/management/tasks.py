@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 
 from cloister.errors import (
@@ -45,13 +45,67 @@ from cloister.rpc.convert.tasks import function_arguments_from_json, wait_second
 from cloister.services.management import task_index, task_rules
 from cloister.services.management.locks import KeyLocks, retrying
 from cloister.storage.client import StorageClient
-from cloister.storage.ops import Check, Enqueue
-from cloister.storage.records import CANCEL_QUEUE, STAGED_TASK_QUEUE, decode, encode, load, put
+from cloister.storage.ops import Check, Enqueue, Op, Versioned
+from cloister.storage.records import CANCEL_QUEUE, STAGED_TASK_QUEUE, KeptRecords, decode, encode, load, put
 
 _PENDING = (TaskStatus.CREATED, TaskStatus.DATA_ASSIGNED, TaskStatus.APPROVED)
 _AWAITING_APPROVAL = (TaskStatus.CREATED, TaskStatus.DATA_ASSIGNED)
 _LIST_CHUNK = 200
 """Index entries read (and decided) per round trip while a page fills."""
+
+
+def _version(value: Versioned | None) -> int:
+    return 0 if value is None else value.version
+
+
+class _KeptFirst:
+    """Reads for one read-decide-commit: records kept from this service's own writes and reads
+    where it has them all (no round trip), storage's otherwise.
+
+    Every commit made on them checks their versions, so a stale one costs a refused commit, never
+    a wrong write. A refusal decided on kept records is checked against storage before it is
+    answered (:meth:`still_current`), and decided again only if they had changed.
+    """
+
+    def __init__(self, storage: StorageClient, kept: KeptRecords) -> None:
+        self._storage = storage
+        self._kept = kept
+        self._trusted = True
+        self.used: dict[bytes, int] = {}
+        """Kept records the current attempt decided on: key -> version."""
+
+    async def read(self, keys: Sequence[bytes]) -> list[Versioned | None]:
+        found = self._kept.known(keys) if self._trusted else None
+        if found is not None:
+            self.used.update((key, _version(value)) for key, value in zip(keys, found, strict=True))
+            return found
+        values = await self._storage.read(keys)
+        for key, value in zip(keys, values, strict=True):
+            self._kept.keep(key, value)
+        return values
+
+    async def still_current(self) -> bool:
+        """Whether the kept records the last attempt decided on are still storage's; if not, they are
+        forgotten and the next attempt reads."""
+        if not self.used:
+            return True
+        keys = list(self.used)
+        current = await self._storage.read(keys)
+        fresh = all(_version(value) == self.used[key] for key, value in zip(keys, current, strict=True))
+        if not fresh:
+            self._kept.forget(*keys)
+            self._trusted = False
+        self.used = {}
+        return fresh
+
+    async def attempt(self, operation: Callable[[], Awaitable[None]]) -> None:
+        """``operation`` on kept records, and again on storage's when they had changed."""
+        try:
+            await operation()
+        except CloisterError:
+            if await self.still_current():
+                raise
+            await operation()
 
 
 class TaskService:
@@ -63,6 +117,8 @@ class TaskService:
         self._authorizer = authorizer
         self._clock = clock  # a task's creation time, which orders ListTasks
         self._index = task_index.TaskIndex(storage)
+        self._kept = KeptRecords()
+        """Task, function, use-counter and requirement records as last written or read here."""
 
     async def _require(self, subject: Subject, action: Action, task: TaskState) -> None:
         await require(self._authorizer, subject, task_query(action, task))
@@ -93,7 +149,8 @@ class TaskService:
         task = task_rules.new_task(
             function, parsed, subject.user_id, executor, arguments, inputs_ownership, outputs_ownership, self._clock()
         )
-        await self._storage.commit([put(task.key, task), *await self._index.entries(task)])
+        ops = [put(task.key, task), *await self._index.entries(task)]
+        self._kept.keep_written(ops, await self._storage.commit(ops), frozenset({task.key}))
         return task.external_id
 
     async def get(self, subject: Subject, task_id: str) -> TaskState:
@@ -252,14 +309,19 @@ class TaskService:
         applied in the reference's order.
         """
         parsed = parse_id(task_id, "task", InvalidTaskIdError)
+        reads = _KeptFirst(self._storage, self._kept)
 
         async def attempt() -> None:
             async with self._locks.hold(parsed.key):
-                task, version = await self._load(parsed)
+                (task_value,) = await reads.read([parsed.key])
+                if task_value is None:
+                    raise InvalidTaskIdError()
+                task, version = TaskState.from_json(json.loads(task_value.value)), task_value.version
                 counter_key = usage_key(task.function_id.uuid)
+                requirements = requirements_key(task.function_id.uuid)
                 async with self._locks.hold(counter_key):
-                    function_value, usage_value, requirements_value = await self._storage.read(
-                        [task.function_id.key, counter_key, requirements_key(task.function_id.uuid)]
+                    function_value, usage_value, requirements_value = await reads.read(
+                        [task.function_id.key, counter_key, requirements]
                     )
                     function = decode(function_value, Function.from_json)
                     usage = decode(usage_value, FunctionUsage.from_json)
@@ -284,18 +346,25 @@ class TaskService:
                     requires = tuple(json.loads(requirements_value.value)) if requirements_value else ()
                     staged = StagedTask.for_task(task, function, subject.user_id, manifest)
                     element = StagedElement(replace(staged, trace=tracing.current_traceparent()), requires)
-                    await self._storage.commit(
-                        [
-                            Check(task.key, version),
-                            Check.of(task.function_id.key, function_value),
-                            Check.of(counter_key, usage_value),
-                            put(task.key, staged_task),
-                            put(counter_key, replace(usage, use_numbers=usage.use_numbers + 1)),
-                            Enqueue(STAGED_TASK_QUEUE, encode(element)),
-                        ]
-                    )
+                    ops: list[Op] = [
+                        Check(task.key, version),
+                        Check.of(task.function_id.key, function_value),
+                        Check.of(counter_key, usage_value),
+                        Check.of(requirements, requirements_value),
+                        put(task.key, staged_task),
+                        put(counter_key, replace(usage, use_numbers=usage.use_numbers + 1)),
+                        Enqueue(STAGED_TASK_QUEUE, encode(element)),
+                    ]
+                    try:
+                        written = await self._storage.commit(ops)
+                    except BaseException:
+                        self._kept.forget(task.key, counter_key)  # written or not: unknown
+                        raise
+                    # The task is the scheduler's from here; the counter is needed by the next invoke.
+                    self._kept.forget(task.key)
+                    self._kept.keep_written(ops, written, frozenset({counter_key}))
 
-        await retrying(attempt)
+        await retrying(lambda: reads.attempt(attempt))
 
     async def cancel(self, subject: Subject, task_id: str) -> None:
         """Cancel before staging here; a staged or running task is cancelled by the scheduler."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from cloister.errors import CloisterError, ConflictError, InternalError
 from cloister.rpc.retry import Backoff
 from cloister.services.scheduler.records import Storage
-from cloister.storage.ops import Check, Op, Put, QueueItem, Versioned
+from cloister.storage.ops import Check, Op, Put, QueueItem, Versioned, Written
 from cloister.storage.records import encode_json
 
 LEASE_KEY = b"scheduler-lease"
@@ -171,8 +171,8 @@ class FencedStorage:
     async def read(self, keys: Sequence[bytes]) -> list[Versioned | None]:
         return await self._storage.read(keys)
 
-    async def commit(self, ops: Sequence[Op]) -> None:
-        await self._storage.commit([self._leadership.fence, *ops])
+    async def commit(self, ops: Sequence[Op]) -> Written:
+        return await self._storage.commit([self._leadership.fence, *ops])
 
     async def keys_with_prefix(self, prefix: bytes) -> list[bytes]:
         return await self._storage.keys_with_prefix(prefix)

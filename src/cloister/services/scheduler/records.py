@@ -3,9 +3,11 @@
 Task and output records use the JSON of reference §3.2 (``cloister.model``); assignment records
 are Cloister's own: ``scheduler-assignment-<task uuid>`` = ``{"executor_id","task_id"}``.
 
-The scheduler keeps no copy of a task record: every change to one is decided on the record as
-read from storage and committed on condition that it did not change meanwhile
-(:func:`rewrite_task`), so nothing can write an older state over a newer one.
+Every change to a task record is committed on condition that the record is still the one the
+change was decided on (:func:`rewrite_task`), so nothing can write an older state over a newer
+one. That record is the one read from storage, or the one this scheduler last wrote itself
+(:class:`~cloister.storage.records.KeptRecords`), which saves the read when nothing else wrote
+the task since.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from typing import Protocol, TypeVar
 from cloister.errors import ConflictError
 from cloister.model.files import OutputFile
 from cloister.model.tasks import REASON_CANCELED_BY_USER, Actor, TaskResult, TaskState, TaskStatus, transition
-from cloister.storage.ops import Check, Op, Put, QueueItem, Versioned
-from cloister.storage.records import decode, encode_json, put
+from cloister.storage.ops import Check, Op, Put, QueueItem, Versioned, Written
+from cloister.storage.records import KeptRecords, decode, encode_json, put
 
 ASSIGNMENT_PREFIX = b"scheduler-assignment"
 
@@ -37,7 +39,7 @@ class Storage(Protocol):
 
     async def read(self, keys: Sequence[bytes]) -> list[Versioned | None]: ...
 
-    async def commit(self, ops: Sequence[Op]) -> None: ...
+    async def commit(self, ops: Sequence[Op]) -> Written: ...
 
     async def keys_with_prefix(self, prefix: bytes) -> list[bytes]: ...
 
@@ -90,6 +92,10 @@ async def load_task(storage: Storage, task_id: uuid.UUID) -> TaskState | None:
 async def load_task_versioned(storage: Storage, task_id: uuid.UUID) -> tuple[TaskState | None, int]:
     """The stored task (None when there is none or it cannot be read) and its storage version (0: none)."""
     (value,) = await storage.read([task_key(task_id)])
+    return _task_of(task_id, value)
+
+
+def _task_of(task_id: uuid.UUID, value: Versioned | None) -> tuple[TaskState | None, int]:
     if value is None:
         return None, 0
     try:
@@ -100,29 +106,55 @@ async def load_task_versioned(storage: Storage, task_id: uuid.UUID) -> tuple[Tas
 
 
 async def rewrite_task(
-    storage: Storage, task_id: uuid.UUID, decide: Callable[[TaskState | None], Awaitable[tuple[Sequence[Op], T]]]
+    storage: Storage,
+    task_id: uuid.UUID,
+    decide: Callable[[TaskState | None], Awaitable[tuple[Sequence[Op], T]]],
+    kept: KeptRecords | None = None,
+    *,
+    keep: bool = True,
 ) -> T:
-    """Read the task, let ``decide`` choose the commit from it, and commit only if the record is unchanged.
+    """Let ``decide`` choose the commit from the task, and commit only if the record is unchanged.
 
     ``decide`` returns the operations to commit (none: nothing to write) and what to return. When
     the record changed between the read and the commit, it is read and decided again, so a
-    decision is never made on a stale record.
+    decision is never made on a stale record. With ``kept``, the first decision is made on the
+    record this scheduler last wrote, if it kept it; any outcome of that decision but a commit
+    (a refusal, nothing to write, a conflict) is decided again on the record read from storage.
+    The record the commit writes is kept there in turn, unless not to ``keep`` (a task's last write).
 
     Raises:
         ConflictError: the record kept changing for :data:`_REWRITE_ATTEMPTS` reads.
     """
-    for attempt in range(1, _REWRITE_ATTEMPTS + 1):
-        task, version = await load_task_versioned(storage, task_id)
-        ops, outcome = await decide(task)
+    key = task_key(task_id)
+    known = kept.known([key]) if kept is not None else None
+    remembered = known[0] if known else None
+    attempts = _REWRITE_ATTEMPTS + (remembered is not None)
+    for attempt in range(1, attempts + 1):
+        guessed = remembered is not None
+        task, version = _task_of(task_id, remembered) if guessed else await load_task_versioned(storage, task_id)
+        remembered = None
+        if guessed and kept is not None:
+            kept.forget(key)  # used once: kept again below only if the commit succeeds
+        try:
+            ops, outcome = await decide(task)
+        except Exception:
+            if guessed:
+                continue
+            raise
         if not ops:
+            if guessed:
+                continue
             return outcome
         try:
-            await storage.commit([Check(task_key(task_id), version), *ops])
+            versions = await storage.commit([Check(key, version), *ops])
         except ConflictError:
-            if attempt == _REWRITE_ATTEMPTS:
+            if attempt == attempts:
                 raise
-            logger.info("task %s changed while it was being updated; deciding again", task_id)
+            if not guessed:
+                logger.info("task %s changed while it was being updated; deciding again", task_id)
             continue
+        if kept is not None and keep:
+            kept.keep_written(ops, versions, frozenset({key}))
         return outcome
     raise AssertionError("unreachable")  # pragma: no cover
 

@@ -88,7 +88,7 @@ class TaskResults:
             return [put_task(ended), *(put_output(output) for output in outputs), Delete(assignment_key(task_id))], None
 
         async with self._state.guard.exclusive(task_id):
-            await rewrite_task(self._storage, task_id, end)
+            await rewrite_task(self._storage, task_id, end, self._state.written, keep=False)
             self._state.assignments.pop(task_id, None)
         logger.info("task %s %s", task_id, status.wire_name)
         return status

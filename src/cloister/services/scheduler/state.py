@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
 from cloister.model.tasks import StagedTask
+from cloister.storage.records import KeptRecords
 
 
 @dataclass(eq=False)
@@ -171,6 +172,8 @@ class SchedulerState:
         self.executors: dict[str, ExecutorRecord] = {}
         self.to_cancel: dict[uuid.UUID, int] = {}
         """Cancelled while Staged but before its staged element was read: task → cancel element."""
+        self.written = KeptRecords()
+        """Task records as this scheduler last wrote them (the hand-outs'), so that a result needs no read."""
         self.guard = TaskGuard(self._released)
 
     def _released(self, task_id: uuid.UUID) -> None:

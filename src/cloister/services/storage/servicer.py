@@ -17,7 +17,7 @@ from cloister.errors import InternalError, InvalidArgumentError, NotFoundError
 from cloister.rpc.long_poll import granted_wait
 from cloister.storage.client import MAX_READ_KEYS, op_from_proto
 from cloister.storage.engine import Storage
-from cloister.storage.ops import Check, Delete, Dequeue, Enqueue, Put, Versioned
+from cloister.storage.ops import Check, Delete, Dequeue, Enqueue, Put, Versioned, written
 
 MAX_KEY_LENGTH = 1024
 _EMPTY = empty_pb2.Empty()
@@ -79,15 +79,16 @@ class StorageServicer(cgrpc.StorageServicer):
     def __init__(self, store: Storage) -> None:
         self._store = store
 
-    async def Commit(self, request: cpb.CommitRequest, context: object) -> empty_pb2.Empty:
+    async def Commit(self, request: cpb.CommitRequest, context: object) -> cpb.CommitResponse:
         try:
             ops = [op_from_proto(op) for op in request.ops]
         except ValueError as exc:
             raise InvalidArgumentError(str(exc)) from None
         for op in ops:
             _key(op.key if isinstance(op, Put | Delete | Check) else op.queue)
-        await self._store.commit(ops)
-        return _EMPTY
+        results = await self._store.commit(ops)
+        versions = written(ops, results)
+        return cpb.CommitResponse(versions=[versions.get(op.key, 0) if isinstance(op, Put) else 0 for op in ops])
 
     async def Read(self, request: cpb.ReadRequest, context: object) -> cpb.ReadResponse:
         if len(request.keys) > MAX_READ_KEYS:

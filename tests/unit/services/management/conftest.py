@@ -53,7 +53,7 @@ class FakeStorage:
         self.reads.append(list(keys))
         return [self.data.get(k) for k in keys]
 
-    async def commit(self, ops: Sequence[Op]) -> None:
+    async def commit(self, ops: Sequence[Op]) -> dict[bytes, int]:
         await asyncio.sleep(0)
         if self.fail_commits:
             raise RuntimeError("storage is down")
@@ -83,6 +83,7 @@ class FakeStorage:
         for key in touched:
             for event in self._waiters.get(key, ()):
                 event.set()
+        return {op.key: data[op.key].version for op in ops if isinstance(op, Put)}
 
     async def keys_with_prefix(self, prefix: bytes) -> list[bytes]:
         return sorted(k for k in self.data if k.startswith(prefix + b"-"))

@@ -322,7 +322,8 @@ def test_single_user_task_invokes_directly(services, act, storage):
         # The payload stays in its record: the element names it.
         assert [e.get("payload_sha256") for e in storage.queue_json(b"staged-task")] == [payload_sha256(b"\x01\x02")]
         (commit,) = storage.commits[-1:]
-        assert len(commit) == 6  # the checks of task, function and counter; task, usage and queue in one commit
+        # The checks of task, function, counter and requirements; task, usage and queue in one commit.
+        assert len(commit) == 7
         assert len(services.locks) == 0
 
     asyncio.run(go())
@@ -518,5 +519,60 @@ def test_invoking_a_single_party_task_approves_it(services, act, storage):
         assert dict(manifest.approvals) == {"alice": manifest.terms_hash}
         assert storage.json(tid)["approvals"] == {"alice": manifest.terms_hash}
         check_manifest(manifest, run_view_of_staged(replace(element.staged, function_payload=b"\x01\x02")))
+
+    asyncio.run(go())
+
+
+@pytest.mark.fake_storage  # counts the fake's reads
+def test_invoking_a_task_created_here_reads_nothing_back(services, act, storage):
+    # Management keeps the records it wrote or read (the task it created, the function, its
+    # counter): an invoke decides on them and its commit checks their versions.
+    async def go():
+        fid = await act.register_function("fo", name="builtin-echo")
+        first = await services.tasks.create(caller("alice", ORG1), fid, "{}", "builtin", {}, {})
+        await services.tasks.invoke(caller("alice"), first)
+        second = await services.tasks.create(caller("alice", ORG1), fid, "{}", "builtin", {}, {})
+        storage.reads.clear()
+        await services.tasks.invoke(caller("alice"), second)
+        assert storage.reads == []
+        assert storage.json(second)["status"] == "Staged"
+        assert storage.json(usage_key(ExternalId.parse(fid).uuid))["use_numbers"] == 2
+
+    asyncio.run(go())
+
+
+def test_an_invoke_after_a_change_elsewhere_decides_on_the_change(services, act, storage, authorizer):
+    # Another management replica counts uses of the same function: what this one kept is stale.
+    async def go():
+        fid = await act.register_function("fo", usage_quota=1)
+        counter = usage_key(ExternalId.parse(fid).uuid).decode()
+        first = await services.tasks.create(caller("alice", ORG1), fid, "{}", "builtin", {}, {})
+        second = await services.tasks.create(caller("alice", ORG1), fid, "{}", "builtin", {}, {})
+        await services.tasks.invoke(caller("alice"), first)
+        decisions = 0
+        decide = authorizer.decide
+
+        async def counting(subject, queries):
+            nonlocal decisions
+            decisions += 1
+            return await decide(subject, queries)
+
+        authorizer.decide = counting
+        # The quota is used up, and what was kept says so: refused once, not decided again.
+        with pytest.raises(FailedOperationError, match="quota"):
+            await services.tasks.invoke(caller("alice"), second)
+        assert decisions == 1
+        # Elsewhere the use is given back: the refusal made on the kept counter is decided again.
+        await storage.update_json(counter, use_numbers=0)
+        decisions = 0
+        await services.tasks.invoke(caller("alice"), second)
+        assert decisions == 2
+        assert storage.json(second)["status"] == "Staged"
+        assert storage.json(counter)["use_numbers"] == 1
+        # A use counted elsewhere is not written over either.
+        third = await services.tasks.create(caller("alice", ORG1), fid, "{}", "builtin", {}, {})
+        await storage.update_json(counter, use_numbers=0)
+        await services.tasks.invoke(caller("alice"), third)
+        assert storage.json(counter)["use_numbers"] == 1
 
     asyncio.run(go())

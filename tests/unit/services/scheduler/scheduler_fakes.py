@@ -78,7 +78,7 @@ class FakeStorage:
         self._held = (asyncio.Event(), asyncio.Event())
         return self._held
 
-    async def commit(self, ops: Sequence[Op]) -> None:
+    async def commit(self, ops: Sequence[Op]) -> dict[bytes, int]:
         await asyncio.sleep(0)  # a real commit yields to the loop
         if self._held is not None:
             (committing, release), self._held = self._held, None
@@ -94,10 +94,12 @@ class FakeStorage:
                     raise ConflictError(f"{op.key!r} changed since it was read")
         self.commits.append(list(ops))
         woken = set()
+        versions: dict[bytes, int] = {}
         for op in ops:
             if isinstance(op, Put):
                 self._version += 1
                 self.kv[op.key] = Versioned(op.value, self._version)
+                versions[op.key] = self._version
             elif isinstance(op, Delete):
                 self.kv.pop(op.key, None)
             elif isinstance(op, Enqueue):
@@ -111,6 +113,7 @@ class FakeStorage:
         if self.lose_next_answers:
             self.lose_next_answers -= 1
             raise UnavailableError("storage stopped answering")
+        return versions
 
     async def keys_with_prefix(self, prefix: bytes) -> list[bytes]:
         return sorted(k for k in self.kv if k.startswith(prefix + b"-"))

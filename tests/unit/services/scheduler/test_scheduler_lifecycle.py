@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 from async_helpers import run, until
@@ -38,13 +39,13 @@ class RacingStorage(FakeStorage):
         self.race: tuple[bytes, bytes] | None = None
         self.conflicts = 0
 
-    async def commit(self, ops: Sequence[Op]) -> None:
+    async def commit(self, ops: Sequence[Op]) -> dict[bytes, int]:
         if self.race is not None and any(isinstance(op, Check) and op.key == self.race[0] for op in ops):
             key, value = self.race
             self.race = None
             self.put_json(key, json.loads(value))
         try:
-            await super().commit(ops)
+            return await super().commit(ops)
         except ConflictError:
             self.conflicts += 1
             raise
@@ -102,6 +103,35 @@ def test_a_result_for_a_task_that_ended_meanwhile_changes_nothing(storage: FakeS
             await TaskResults(storage, scheduler.state).update_task_result(str(task.task_id), late)
         assert storage.task(task.task_id) == before
         assert storage.kv[output_key] == output_before  # no cmac written for a result that was refused
+        await scheduler.stop()
+
+    run(body)
+
+
+@pytest.mark.parametrize("changed_elsewhere", [False, True])
+@pytest.mark.fake_storage  # counts the fake's reads
+def test_a_result_is_decided_on_the_hand_outs_own_record_unless_it_changed(
+    storage: FakeStorage, changed_elsewhere: bool
+) -> None:
+    # The hand-out wrote the task Running and kept that record: the result needs no read of it.
+    # When something else wrote the task since, storage refuses the write made on the kept record
+    # and the result is decided again on the stored one.
+    async def body() -> None:
+        task, _ = make_task(storage)
+        scheduler = await started(storage)
+        me = executor()
+        await scheduler.pull_task_wait(me, 5)
+        await scheduler.confirm(me, task.task_id)
+        running = storage.task(task.task_id)
+        if changed_elsewhere:
+            storage.put_json(task.key, replace(running, approvals={"someone": "elsewhere"}).to_json())
+        storage.reads.clear()
+        await TaskResults(storage, scheduler.state).update_task_result(str(task.task_id), TaskResult.err("boom"))
+        ended = storage.task(task.task_id)
+        assert ended.status is TaskStatus.FAILED and ended.result.failure == "boom"
+        assert (task.key in storage.reads) is changed_elsewhere
+        if changed_elsewhere:  # decided on the newer record, not written over it
+            assert ended.approvals == {"someone": "elsewhere"}
         await scheduler.stop()
 
     run(body)
