@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
+from typing import TypeVar
 
 from cloister.errors import (
     CloisterError,
@@ -46,7 +47,9 @@ from cloister.services.management import task_index, task_rules
 from cloister.services.management.locks import KeyLocks, retrying
 from cloister.storage.client import StorageClient
 from cloister.storage.ops import Check, Enqueue, Op, Versioned
-from cloister.storage.records import CANCEL_QUEUE, STAGED_TASK_QUEUE, KeptRecords, decode, encode, load, put
+from cloister.storage.records import CANCEL_QUEUE, STAGED_TASK_QUEUE, KeptRecords, decode, encode, put
+
+T = TypeVar("T")
 
 _PENDING = (TaskStatus.CREATED, TaskStatus.DATA_ASSIGNED, TaskStatus.APPROVED)
 _AWAITING_APPROVAL = (TaskStatus.CREATED, TaskStatus.DATA_ASSIGNED)
@@ -98,14 +101,14 @@ class _KeptFirst:
         self.used = {}
         return fresh
 
-    async def attempt(self, operation: Callable[[], Awaitable[None]]) -> None:
+    async def attempt(self, operation: Callable[[], Awaitable[T]]) -> T:
         """``operation`` on kept records, and again on storage's when they had changed."""
         try:
-            await operation()
+            return await operation()
         except CloisterError:
             if await self.still_current():
                 raise
-            await operation()
+            return await operation()
 
 
 class TaskService:
@@ -142,16 +145,29 @@ class TaskService:
         """Checked in the reference's order: function, permission, executor and JSON, then the task rules;
         an executor that cannot run the function is refused here, not when the task runs."""
         parsed = parse_id(function_id, "function", InvalidFunctionIdError)
-        function = await load(self._storage, parsed, Function.from_json, InvalidFunctionIdError)
-        await require(self._authorizer, subject, function_query(Action.TASK_CREATE, function))
-        executor = executor_for(function.executor_type, executor)
-        arguments = function_arguments_from_json(arguments_json)
-        task = task_rules.new_task(
-            function, parsed, subject.user_id, executor, arguments, inputs_ownership, outputs_ownership, self._clock()
-        )
-        ops = [put(task.key, task), *await self._index.entries(task)]
-        self._kept.keep_written(ops, await self._storage.commit(ops), frozenset({task.key}))
-        return task.external_id
+        reads = _KeptFirst(self._storage, self._kept)
+
+        async def attempt() -> str:
+            (function_value,) = await reads.read([parsed.key])
+            function = decode(function_value, Function.from_json)
+            if function is None:
+                raise InvalidFunctionIdError()
+            await require(self._authorizer, subject, function_query(Action.TASK_CREATE, function))
+            chosen = executor_for(function.executor_type, executor)
+            arguments = function_arguments_from_json(arguments_json)
+            task = task_rules.new_task(
+                function, parsed, subject.user_id, chosen, arguments, inputs_ownership, outputs_ownership, self._clock()
+            )
+            # Created on the function as it is: one changed or deleted meanwhile is decided again.
+            ops: list[Op] = [
+                Check.of(parsed.key, function_value),
+                put(task.key, task),
+                *await self._index.entries(task),
+            ]
+            self._kept.keep_written(ops, await self._storage.commit(ops), frozenset({task.key}))
+            return task.external_id
+
+        return await retrying(lambda: reads.attempt(attempt))
 
     async def get(self, subject: Subject, task_id: str) -> TaskState:
         task, _ = await self._load(parse_id(task_id, "task", InvalidTaskIdError))

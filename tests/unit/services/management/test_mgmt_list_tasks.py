@@ -21,7 +21,7 @@ from cloister.services.management import naming, task_index
 from cloister.services.management.locks import KeyLocks
 from cloister.services.management.servicer import CloisterManagementServicer
 from cloister.services.management.tasks import TaskService
-from cloister.storage.ops import Delete, Put
+from cloister.storage.ops import Check, Delete, Put
 
 ORG1 = Role.parse("DataOwner-org1")
 S = TaskStatus
@@ -94,7 +94,8 @@ def test_index_is_written_in_the_commit_that_creates_the_task(services, act, sto
         fid = await act.register_function("fo", outputs=OUT)
         tid = await create(tasks, fid, outputs=["bob", "alice-x"])
         (commit,) = storage.commits[-1:]
-        task_put, *entries = commit
+        function_check, task_put, *entries = commit  # created on the function as it is
+        assert function_check == Check(fid.encode(), storage.data[fid.encode()].version)
         assert task_put == Put(tid.encode(), task_put.value)
         assert json.loads(task_put.value)["created_at"] == 1_700_000_000.0
         at = f"{10**16 - 1 - 1_700_000_000 * 10**6:016d}-{tid.split('-', 1)[1].replace('-', '')}"

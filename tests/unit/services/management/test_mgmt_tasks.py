@@ -20,6 +20,7 @@ from cloister.errors import (
 from cloister.model.functions import payload_sha256
 from cloister.model.ids import ExternalId, usage_key
 from cloister.model.roles import Role
+from cloister.storage.ops import Delete
 
 ADMIN = Role.parse("PlatformAdmin")
 FO = Role.parse("FunctionOwner")
@@ -574,5 +575,20 @@ def test_an_invoke_after_a_change_elsewhere_decides_on_the_change(services, act,
         await storage.update_json(counter, use_numbers=0)
         await services.tasks.invoke(caller("alice"), third)
         assert storage.json(counter)["use_numbers"] == 1
+
+    asyncio.run(go())
+
+
+def test_a_task_is_not_created_on_a_function_deleted_elsewhere(services, act, storage):
+    # This management kept the function when it created the first task; another replica then
+    # deleted it. The create decided on the kept record is refused by storage and decided again.
+    async def go():
+        fid = await act.register_function("fo")
+        await services.tasks.create(caller("alice", ORG1), fid, "{}", "builtin", {}, {})
+        before = set(await storage.keys_with_prefix(b"task"))
+        await storage.commit([Delete(fid.encode())])
+        with pytest.raises(InvalidFunctionIdError):
+            await services.tasks.create(caller("alice", ORG1), fid, "{}", "builtin", {}, {})
+        assert set(await storage.keys_with_prefix(b"task")) == before
 
     asyncio.run(go())
