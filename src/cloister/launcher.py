@@ -327,6 +327,9 @@ class Platform:
         It can take settings (``CLOISTER_*``, read when the service loads them), not what acts
         when an interpreter starts (``PYTHONPATH``, say): a service given that starts afresh.
         """
+        if self._standby is not None and self._standby.poll() is not None:
+            _reap(self._standby)  # it died waiting (killed, say): reaped here, and replaced below
+            self._standby = None
         if self._standby is None or not all(name.startswith("CLOISTER_") for name in extra_env):
             return None
         standby, self._standby = self._standby, None

@@ -81,6 +81,21 @@ def test_a_dead_standby_is_replaced_by_an_ordinary_start(own_platform: RunningPl
     _echo_works(own_platform, "after a dead standby")
 
 
+def test_a_standby_that_died_is_reaped_and_replaced_by_a_start_that_bypasses_it(own_platform: RunningPlatform) -> None:
+    platform = own_platform.platform
+    standby = one_standby(own_platform.state_dir)
+    os.kill(standby, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{standby}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the killed standby did not die"
+        time.sleep(0.02)
+    platform.stop_service("access_control")
+    platform.start_service("access_control", extra_env={"PYTHONSAFEPATH": "1"})  # not one for the standby
+    assert not Path(f"/proc/{standby}").exists()  # reaped, not left a zombie
+    assert one_standby(own_platform.state_dir) != standby  # and another one waits
+    _echo_works(own_platform, "after a standby died")
+
+
 def _environment(pid: int) -> dict[str, str]:
     raw = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
     return dict(entry.partition("=")[::2] for entry in raw.split("\0") if entry)
