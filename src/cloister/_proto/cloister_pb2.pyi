@@ -130,19 +130,29 @@ class CheckOp(_message.Message):
     version: int
     def __init__(self, key: _Optional[bytes] = ..., version: _Optional[int] = ...) -> None: ...
 
+class CheckValueOp(_message.Message):
+    __slots__ = ("key", "sha256")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    key: bytes
+    sha256: bytes
+    def __init__(self, key: _Optional[bytes] = ..., sha256: _Optional[bytes] = ...) -> None: ...
+
 class StorageOp(_message.Message):
-    __slots__ = ("put", "delete", "enqueue", "ack", "check")
+    __slots__ = ("put", "delete", "enqueue", "ack", "check", "check_value")
     PUT_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
     ENQUEUE_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
     CHECK_FIELD_NUMBER: _ClassVar[int]
+    CHECK_VALUE_FIELD_NUMBER: _ClassVar[int]
     put: PutOp
     delete: DeleteOp
     enqueue: EnqueueOp
     ack: AckOp
     check: CheckOp
-    def __init__(self, put: _Optional[_Union[PutOp, _Mapping]] = ..., delete: _Optional[_Union[DeleteOp, _Mapping]] = ..., enqueue: _Optional[_Union[EnqueueOp, _Mapping]] = ..., ack: _Optional[_Union[AckOp, _Mapping]] = ..., check: _Optional[_Union[CheckOp, _Mapping]] = ...) -> None: ...
+    check_value: CheckValueOp
+    def __init__(self, put: _Optional[_Union[PutOp, _Mapping]] = ..., delete: _Optional[_Union[DeleteOp, _Mapping]] = ..., enqueue: _Optional[_Union[EnqueueOp, _Mapping]] = ..., ack: _Optional[_Union[AckOp, _Mapping]] = ..., check: _Optional[_Union[CheckOp, _Mapping]] = ..., check_value: _Optional[_Union[CheckValueOp, _Mapping]] = ...) -> None: ...
 
 class CommitRequest(_message.Message):
     __slots__ = ("ops",)

@@ -489,14 +489,18 @@ _MAX_TRACE_LENGTH = 128
 class StagedElement:
     """An element of the ``staged-task`` queue: the staged task and what an executor must offer.
 
-    It carries no copy of the task record: the scheduler reads the record when it hands the task
-    out, so a copy cannot disagree with storage. A bare StagedTask JSON (Teaclave's element) is
-    read too, and so is an element from earlier versions that carried the record (ignored).
+    A bare StagedTask JSON (Teaclave's element) is read too, and so is an element from earlier
+    versions that carried a copy of the record under ``task`` (ignored).
     """
 
     staged: StagedTask
     requires: tuple[str, ...] = ()
     """Labels an execution service must offer to run it (the function's requirements)."""
+    stored: bytes | None = field(default=None, repr=False)
+    """The task record exactly as the commit that enqueued this element stored it. The scheduler
+    decides the hand-out on it without a read, and commits on condition that storage still holds
+    these very bytes (``CheckValue``): a copy that disagrees with storage is never acted on.
+    None: the record is read (elements of Teaclave and of earlier versions)."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"staged_task": self.staged.to_json()}
@@ -508,6 +512,8 @@ class StagedElement:
             data["trace"] = self.staged.trace
         if self.staged.payload_missing:
             data["payload_sha256"] = self.staged.function_payload_sha256
+        if self.stored is not None:
+            data["stored"] = self.stored.decode()
         return data
 
     @classmethod
@@ -523,4 +529,5 @@ class StagedElement:
             staged = replace(staged, trace=trace)
         if "payload_sha256" in data and not staged.function_payload:
             staged = replace(staged, function_payload_sha256=parse_sha256(data["payload_sha256"]))
-        return cls(staged, tuple(data.get("requires", ())))
+        stored = data.get("stored")
+        return cls(staged, tuple(data.get("requires", ())), stored.encode() if isinstance(stored, str) else None)

@@ -11,7 +11,20 @@ from cloister._proto import teaclave_storage_service_pb2 as spb
 from cloister._proto import teaclave_storage_service_pb2_grpc as sgrpc
 from cloister.rpc.channel import Peer
 from cloister.rpc.long_poll import long_poll_deadline
-from cloister.storage.ops import Ack, Check, Delete, Dequeue, Enqueue, Op, Put, QueueItem, Versioned, Written, written
+from cloister.storage.ops import (
+    Ack,
+    Check,
+    CheckValue,
+    Delete,
+    Dequeue,
+    Enqueue,
+    Op,
+    Put,
+    QueueItem,
+    Versioned,
+    Written,
+    written,
+)
 
 
 def op_to_proto(op: Op) -> cpb.StorageOp:
@@ -25,6 +38,8 @@ def op_to_proto(op: Op) -> cpb.StorageOp:
         return cpb.StorageOp(ack=cpb.AckOp(queue=op.queue, seq=op.seq))
     if isinstance(op, Check):
         return cpb.StorageOp(check=cpb.CheckOp(key=op.key, version=op.version))
+    if isinstance(op, CheckValue):
+        return cpb.StorageOp(check_value=cpb.CheckValueOp(key=op.key, sha256=op.sha256))
     raise TypeError(f"{type(op).__name__} cannot be sent in a commit")
 
 
@@ -40,6 +55,10 @@ def op_from_proto(message: cpb.StorageOp) -> Op:
         return Ack(message.ack.queue, message.ack.seq)
     if kind == "check":
         return Check(message.check.key, message.check.version)
+    if kind == "check_value":
+        if len(message.check_value.sha256) != 32:
+            raise ValueError("a value check names its value by a 32-byte SHA-256")
+        return CheckValue(message.check_value.key, message.check_value.sha256)
     raise ValueError("storage op has no operation set")
 
 

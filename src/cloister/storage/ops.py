@@ -58,6 +58,19 @@ class Check:
 
 
 @dataclass(frozen=True)
+class CheckValue:
+    """Apply the commit only if ``key`` still holds the value whose SHA-256 is ``sha256``, else ConflictError.
+
+    For a writer that has the record from elsewhere than a read (a queue element written in the
+    same commit as the record), and so no version: the check holds exactly when a decision made on
+    that copy is a decision on what is stored.
+    """
+
+    key: bytes
+    sha256: bytes
+
+
+@dataclass(frozen=True)
 class Claim:
     """Lease the oldest element of a queue that no live lease holds, for ``lease_seconds``.
 
@@ -81,7 +94,7 @@ class Extend:
     lease_seconds: float
 
 
-Op = Put | Delete | Enqueue | Ack | Dequeue | Check | Claim | Extend
+Op = Put | Delete | Enqueue | Ack | Dequeue | Check | CheckValue | Claim | Extend
 
 MAX_LEASE_SECONDS = 24 * 3600.0
 

@@ -60,6 +60,7 @@ from cloister.errors import (
 from cloister.storage.ops import (
     Ack,
     Check,
+    CheckValue,
     Claim,
     Delete,
     Dequeue,
@@ -306,7 +307,7 @@ class PostgresStore:
     async def _apply_all(
         self, conn: psycopg.AsyncConnection[Any], ops: Sequence[Op], tokens: set[str]
     ) -> list[OpResult]:
-        locks = {_lock_id(b"k", op.key) for op in ops if isinstance(op, Put | Delete | Check)}
+        locks = {_lock_id(b"k", op.key) for op in ops if isinstance(op, Put | Delete | Check | CheckValue)}
         locks |= {_lock_id(b"q", op.queue) for op in ops if isinstance(op, Enqueue)}
         if locks:
             # PostgreSQL evaluates the select list after ORDER BY, so the locks are taken in this order.
@@ -366,6 +367,12 @@ class PostgresStore:
                 row = await cursor.fetchone()
                 if (0 if row is None else row[0]) != op.version:
                     raise ConflictError(f"{op.key.decode(errors='replace')} changed since it was read")
+            elif isinstance(op, CheckValue):
+                cursor = await conn.execute("SELECT value, version FROM cloister_kv WHERE key = %s", (op.key,))
+                row = await cursor.fetchone()
+                stored = None if row is None else self._sealer.unseal(bytes(row[0]), kv_context(op.key, row[1]))
+                if stored is None or hashlib.sha256(stored).digest() != op.sha256:
+                    raise ConflictError(f"{op.key.decode(errors='replace')} is not the value it was decided on")
             else:  # pragma: no cover - the Op union is closed
                 raise TypeError(f"unknown storage op {op!r}")
             results.append(result)

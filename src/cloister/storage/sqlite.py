@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import queue
@@ -32,6 +33,7 @@ from cloister.errors import ConflictError, DiskFullError, NotFoundError, is_disk
 from cloister.storage.ops import (
     Ack,
     Check,
+    CheckValue,
     Claim,
     Delete,
     Dequeue,
@@ -293,6 +295,10 @@ class SQLiteStore:
             row = db.execute("SELECT version FROM kv WHERE key = ?", (op.key,)).fetchone()
             if (0 if row is None else row[0]) != op.version:
                 raise ConflictError(f"{op.key.decode(errors='replace')} changed since it was read")
+        elif isinstance(op, CheckValue):
+            row = db.execute("SELECT value FROM kv WHERE key = ?", (op.key,)).fetchone()
+            if row is None or hashlib.sha256(self._sealer.unseal(row[0], op.key)).digest() != op.sha256:
+                raise ConflictError(f"{op.key.decode(errors='replace')} is not the value it was decided on")
         else:  # pragma: no cover - the Op union is closed
             raise TypeError(f"unknown storage op {op!r}")
         return None

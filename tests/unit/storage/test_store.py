@@ -6,6 +6,7 @@ Every test runs against SQLite and against a real PostgreSQL server (``storage_e
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from cloister.errors import (
     UnavailableError,
 )
 from cloister.storage.engine import Storage
-from cloister.storage.ops import Ack, Check, Claim, Delete, Dequeue, Enqueue, Extend, Lease, Put
+from cloister.storage.ops import Ack, Check, CheckValue, Claim, Delete, Dequeue, Enqueue, Extend, Lease, Put
 
 
 def run(engine: Engine, scenario: Callable[[Storage], Awaitable[None]]) -> None:
@@ -101,6 +102,21 @@ def test_a_commit_gives_the_version_of_each_put_and_nothing_for_other_ops(storag
         assert results == [results[0], None, b.version, a.version]
         assert isinstance(results[0], int) and results[0] < b.version < a.version
         assert a.value == b"3"
+
+    run(storage_engine, scenario)
+
+
+def test_a_value_check_applies_a_commit_only_while_the_key_holds_that_value(storage_engine: Engine) -> None:
+    async def scenario(store: Storage) -> None:
+        await store.commit([Put(b"task", b"staged")])
+        staged = hashlib.sha256(b"staged").digest()
+        await store.commit([CheckValue(b"task", staged), Put(b"task", b"running")])
+        for check in (CheckValue(b"task", staged), CheckValue(b"absent", staged)):
+            with pytest.raises(ConflictError):
+                await store.commit([check, Put(b"task", b"written over"), Enqueue(b"q", b"x")])
+        stored = await store.get(b"task")
+        assert stored is not None and stored.value == b"running"
+        assert await store.queue_items(b"q", 0, 10) == []
 
     run(storage_engine, scenario)
 

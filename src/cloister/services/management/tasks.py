@@ -46,7 +46,7 @@ from cloister.rpc.convert.tasks import function_arguments_from_json, wait_second
 from cloister.services.management import task_index, task_rules
 from cloister.services.management.locks import KeyLocks, retrying
 from cloister.storage.client import StorageClient
-from cloister.storage.ops import Check, Enqueue, Op, Versioned
+from cloister.storage.ops import Check, Enqueue, Op, Put, Versioned
 from cloister.storage.records import CANCEL_QUEUE, STAGED_TASK_QUEUE, KeptRecords, decode, encode, put
 
 T = TypeVar("T")
@@ -361,13 +361,14 @@ class TaskService:
                     staged_task = transition(replace(task, manifest=manifest), TaskStatus.STAGED, by=Actor.MANAGEMENT)
                     requires = tuple(json.loads(requirements_value.value)) if requirements_value else ()
                     staged = StagedTask.for_task(task, function, subject.user_id, manifest)
-                    element = StagedElement(replace(staged, trace=tracing.current_traceparent()), requires)
+                    record = encode(staged_task)
+                    element = StagedElement(replace(staged, trace=tracing.current_traceparent()), requires, record)
                     ops: list[Op] = [
                         Check(task.key, version),
                         Check.of(task.function_id.key, function_value),
                         Check.of(counter_key, usage_value),
                         Check.of(requirements, requirements_value),
-                        put(task.key, staged_task),
+                        Put(task.key, record),
                         put(counter_key, replace(usage, use_numbers=usage.use_numbers + 1)),
                         Enqueue(STAGED_TASK_QUEUE, encode(element)),
                     ]

@@ -250,7 +250,7 @@ class Scheduler:
             return ops, item.staged
 
         try:
-            outcome = await rewrite_task(self.storage, task_id, decide, self.state.written)
+            outcome = await rewrite_task(self.storage, task_id, decide, self.state.written, stored=item.stored)
             if cancel_seq is not None:
                 self.state.to_cancel.pop(task_id, None)
             elif isinstance(outcome, StagedTask):

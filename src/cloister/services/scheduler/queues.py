@@ -90,7 +90,7 @@ class TaskQueues:
                 )
                 self._state.to_cancel.pop(task_id, None)
                 return
-            self._state.pending.push(PendingTask(element.staged, item.seq, element.requires))
+            self._state.pending.push(PendingTask(element.staged, item.seq, element.requires, stored=element.stored))
 
     async def handle_cancel(self, item: QueueItem) -> None:
         """A cancel_queue element (the task's state, §10.4): cancel it wherever it is."""

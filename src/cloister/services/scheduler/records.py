@@ -12,16 +12,17 @@ the task since.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
 
-from cloister.errors import ConflictError
+from cloister.errors import ConflictError, InvalidArgumentError
 from cloister.model.files import OutputFile
 from cloister.model.tasks import REASON_CANCELED_BY_USER, Actor, TaskResult, TaskState, TaskStatus, transition
-from cloister.storage.ops import Check, Op, Put, QueueItem, Versioned, Written
+from cloister.storage.ops import Check, CheckValue, Op, Put, QueueItem, Versioned, Written
 from cloister.storage.records import KeptRecords, decode, encode_json, put
 
 ASSIGNMENT_PREFIX = b"scheduler-assignment"
@@ -112,29 +113,38 @@ async def rewrite_task(
     kept: KeptRecords | None = None,
     *,
     keep: bool = True,
+    stored: bytes | None = None,
 ) -> T:
     """Let ``decide`` choose the commit from the task, and commit only if the record is unchanged.
 
     ``decide`` returns the operations to commit (none: nothing to write) and what to return. When
     the record changed between the read and the commit, it is read and decided again, so a
-    decision is never made on a stale record. With ``kept``, the first decision is made on the
-    record this scheduler last wrote, if it kept it; any outcome of that decision but a commit
-    (a refusal, nothing to write, a conflict) is decided again on the record read from storage.
-    The record the commit writes is kept there in turn, unless not to ``keep`` (a task's last write).
+    decision is never made on a stale record.
+
+    The first decision may be made without a read: on the record this scheduler last wrote, if
+    ``kept`` has it, or else on ``stored``, the record as the commit that staged the task wrote it
+    (its queue element carries it), committed on condition that storage still holds exactly those
+    bytes. Any outcome of such a decision but a commit (a refusal, nothing to write, a conflict)
+    is decided again on the record read from storage. The record a commit writes is kept in
+    ``kept`` in turn, unless not to ``keep`` (a task's last write).
 
     Raises:
         ConflictError: the record kept changing for :data:`_REWRITE_ATTEMPTS` reads.
     """
     key = task_key(task_id)
     known = kept.known([key]) if kept is not None else None
-    remembered = known[0] if known else None
-    attempts = _REWRITE_ATTEMPTS + (remembered is not None)
+    guess = _guess(key, known[0] if known else None, stored)
+    if known and kept is not None:
+        kept.forget(key)  # used once: kept again below only if the commit succeeds
+    attempts = _REWRITE_ATTEMPTS + (guess is not None)
     for attempt in range(1, attempts + 1):
-        guessed = remembered is not None
-        task, version = _task_of(task_id, remembered) if guessed else await load_task_versioned(storage, task_id)
-        remembered = None
-        if guessed and kept is not None:
-            kept.forget(key)  # used once: kept again below only if the commit succeeds
+        guessed = guess is not None
+        if guess is not None:
+            (task, _), check = _task_of(task_id, guess[0]), guess[1]
+            guess = None
+        else:
+            task, version = await load_task_versioned(storage, task_id)
+            check = Check(key, version)
         try:
             ops, outcome = await decide(task)
         except Exception:
@@ -146,17 +156,30 @@ async def rewrite_task(
                 continue
             return outcome
         try:
-            versions = await storage.commit([Check(key, version), *ops])
+            versions = await storage.commit([check, *ops])
         except ConflictError:
             if attempt == attempts:
                 raise
             if not guessed:
                 logger.info("task %s changed while it was being updated; deciding again", task_id)
             continue
+        except InvalidArgumentError:
+            if not guessed:
+                raise
+            continue  # a storage service older than CheckValue: decided again on the record as read
         if kept is not None and keep:
             kept.keep_written(ops, versions, frozenset({key}))
         return outcome
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _guess(key: bytes, kept: Versioned | None, stored: bytes | None) -> tuple[Versioned, Op] | None:
+    """A record to decide on without reading it, and the check that it is still storage's."""
+    if kept is not None:
+        return kept, Check(key, kept.version)
+    if stored is not None:
+        return Versioned(stored, 0), CheckValue(key, hashlib.sha256(stored).digest())
+    return None
 
 
 async def load_outputs(storage: Storage, outputs: Sequence[OutputFile]) -> list[OutputFile | None]:

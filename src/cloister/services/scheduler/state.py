@@ -20,7 +20,7 @@ from cloister.storage.records import KeptRecords
 
 @dataclass(eq=False)
 class PendingTask:
-    """A task waiting for an executor. Its record stays in storage only: no copy is kept here."""
+    """A task waiting for an executor."""
 
     staged: StagedTask
     seq: int | None
@@ -31,6 +31,8 @@ class PendingTask:
     """Whether why no live execution service can run it has been written to its record."""
     since: float = field(default_factory=time.monotonic)
     """When it was queued here (execution services get a moment to connect before it is explained)."""
+    stored: bytes | None = field(default=None, repr=False)
+    """Its record as staged, from its element (:attr:`~cloister.model.tasks.StagedElement.stored`)."""
 
     @property
     def task_id(self) -> uuid.UUID:

@@ -17,7 +17,7 @@ from cloister.errors import InternalError, InvalidArgumentError, NotFoundError
 from cloister.rpc.long_poll import granted_wait
 from cloister.storage.client import MAX_READ_KEYS, op_from_proto
 from cloister.storage.engine import Storage
-from cloister.storage.ops import Check, Delete, Dequeue, Enqueue, Put, Versioned, written
+from cloister.storage.ops import Check, CheckValue, Delete, Dequeue, Enqueue, Put, Versioned, written
 
 MAX_KEY_LENGTH = 1024
 _EMPTY = empty_pb2.Empty()
@@ -85,7 +85,7 @@ class StorageServicer(cgrpc.StorageServicer):
         except ValueError as exc:
             raise InvalidArgumentError(str(exc)) from None
         for op in ops:
-            _key(op.key if isinstance(op, Put | Delete | Check) else op.queue)
+            _key(op.key if isinstance(op, Put | Delete | Check | CheckValue) else op.queue)
         results = await self._store.commit(ops)
         versions = written(ops, results)
         return cpb.CommitResponse(versions=[versions.get(op.key, 0) if isinstance(op, Put) else 0 for op in ops])

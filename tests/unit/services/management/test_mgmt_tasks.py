@@ -322,6 +322,8 @@ def test_single_user_task_invokes_directly(services, act, storage):
         ]
         # The payload stays in its record: the element names it.
         assert [e.get("payload_sha256") for e in storage.queue_json(b"staged-task")] == [payload_sha256(b"\x01\x02")]
+        # The record rides along, byte for byte as stored: the scheduler hands the task out on it.
+        assert [e["stored"].encode() for e in storage.queue_json(b"staged-task")] == [await storage.get(tid.encode())]
         (commit,) = storage.commits[-1:]
         # The checks of task, function, counter and requirements; task, usage and queue in one commit.
         assert len(commit) == 7

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import uuid
 from collections import defaultdict
@@ -18,8 +19,8 @@ from storage_engines import EngineStorage, background_store
 from cloister.errors import ConflictError, UnavailableError
 from cloister.model.files import FileCrypto, OutputFile
 from cloister.model.ids import ExternalId
-from cloister.model.tasks import StagedOutput, StagedTask, TaskState, TaskStatus
-from cloister.storage.ops import Ack, Check, Delete, Enqueue, Op, Put, QueueItem, Versioned
+from cloister.model.tasks import StagedElement, StagedOutput, StagedTask, TaskState, TaskStatus
+from cloister.storage.ops import Ack, Check, CheckValue, Delete, Enqueue, Op, Put, QueueItem, Versioned
 
 STAGED = b"staged-task"
 CANCEL = b"cancel_queue"
@@ -92,6 +93,10 @@ class FakeStorage:
                 current = self.kv.get(op.key)
                 if (0 if current is None else current.version) != op.version:
                     raise ConflictError(f"{op.key!r} changed since it was read")
+            elif isinstance(op, CheckValue):
+                current = self.kv.get(op.key)
+                if current is None or hashlib.sha256(current.value).digest() != op.sha256:
+                    raise ConflictError(f"{op.key!r} is not the value it was decided on")
         self.commits.append(list(ops))
         woken = set()
         versions: dict[bytes, int] = {}
@@ -146,8 +151,10 @@ def make_task(
     executor_type: str | None = None,
     outputs: Sequence[str] = (),
     enqueue: bool = True,
+    with_record: bool = False,
 ) -> tuple[TaskState, StagedTask]:
-    """Store a task (and its output records) and, with ``enqueue``, its staged element."""
+    """Store a task (and its output records) and, with ``enqueue``, its staged element: a bare staged
+    task as Teaclave's management enqueues it, or ``with_record`` Cloister's, carrying the record."""
     task_id = uuid.uuid4()
     assigned = {
         name: OutputFile(
@@ -183,7 +190,10 @@ def make_task(
         input_data={},
         output_data={name: StagedOutput(o.url, o.crypto) for name, o in assigned.items()},
     )
-    if enqueue:
+    if enqueue and with_record:
+        element = StagedElement(staged, stored=json.dumps(task.to_json()).encode())  # the bytes put_json stored
+        storage.enqueue(STAGED, json.dumps(element.to_json()).encode())
+    elif enqueue:
         storage.enqueue(STAGED, json.dumps(staged.to_json()).encode())
     return task, staged
 

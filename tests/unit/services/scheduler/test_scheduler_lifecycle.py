@@ -13,12 +13,12 @@ from scheduler_fakes import STAGED, FakeStorage, cancel, engine_storage, make_ta
 
 from cloister.attestation.receipts import MAX_RECEIPT_CHARS
 from cloister.config import SchedulerSettings
-from cloister.errors import ConflictError, MalformedRequestError
+from cloister.errors import ConflictError, InvalidArgumentError, MalformedRequestError
 from cloister.model.executors import ExecutorInfo
 from cloister.model.tasks import REASON_CANCELED_BY_USER, Actor, TaskOutputs, TaskResult, TaskStatus, transition
 from cloister.services.scheduler.dispatcher import Scheduler
 from cloister.services.scheduler.results import TaskResults
-from cloister.storage.ops import Check, Op
+from cloister.storage.ops import Check, CheckValue, Op
 
 TAG = bytes(range(16))
 
@@ -132,6 +132,57 @@ def test_a_result_is_decided_on_the_hand_outs_own_record_unless_it_changed(
         assert (task.key in storage.reads) is changed_elsewhere
         if changed_elsewhere:  # decided on the newer record, not written over it
             assert ended.approvals == {"someone": "elsewhere"}
+        await scheduler.stop()
+
+    run(body)
+
+
+@pytest.mark.parametrize("changed_since", [False, True])
+def test_a_hand_out_decides_on_the_record_its_element_carries_unless_storage_holds_another(
+    storage: FakeStorage, changed_since: bool
+) -> None:
+    # Cloister's element carries the record as staged: no read at hand-out. Storage applies the
+    # hand-out only while it holds those very bytes; a task ended since is not handed out.
+    async def body() -> None:
+        task, _ = make_task(storage, with_record=True)
+        scheduler = await started(storage)
+        await until(lambda: len(scheduler.state.pending) == 1)
+        if changed_since:
+            ended = transition(task, TaskStatus.CANCELED, by=Actor.SCHEDULER, result=TaskResult.err("elsewhere"))
+            storage.put_json(task.key, ended.to_json())
+        handed = await scheduler.pull_task_wait(executor(), 0.2)
+        stored = storage.task(task.task_id)
+        if changed_since:
+            assert handed is None
+            assert stored.status is TaskStatus.CANCELED and stored.result.failure == "elsewhere"
+        else:
+            assert handed is not None and handed.task_id == task.task_id
+            assert stored.status is TaskStatus.RUNNING
+        if isinstance(storage, FakeStorage):  # the fake counts reads
+            assert (task.key in storage.reads) is changed_since
+        await scheduler.stop()
+
+    run(body)
+
+
+class StorageBeforeValueChecks(FakeStorage):
+    """A storage service of an earlier version: it refuses an op it does not know."""
+
+    async def commit(self, ops: Sequence[Op]) -> dict[bytes, int]:
+        if any(isinstance(op, CheckValue) for op in ops):
+            raise InvalidArgumentError("storage op has no operation set")
+        return await super().commit(ops)
+
+
+def test_a_hand_out_against_an_older_storage_service_reads_the_record_instead() -> None:
+    async def body() -> None:
+        storage = StorageBeforeValueChecks()
+        task, _ = make_task(storage, with_record=True)
+        scheduler = await started(storage)
+        handed = await scheduler.pull_task_wait(executor(), 5)
+        assert handed is not None and handed.task_id == task.task_id
+        assert storage.task(task.task_id).status is TaskStatus.RUNNING
+        assert task.key in storage.reads
         await scheduler.stop()
 
     run(body)
