@@ -125,8 +125,14 @@ class Scheduler:
         clock: Callable[[], float] = time.monotonic,
         monitor_interval: float = 0.5,
         queue_watch_seconds: float = 30.0,
+        reconnect_seconds: float = 0.0,
     ) -> None:
         self.storage = storage
+        self._reconnect_seconds = reconnect_seconds
+        """How long execution services may take to find this scheduler once it starts (after a
+        takeover they are still waiting on the silent one): no task is explained as waiting for
+        want of a live one before then."""
+        self._started_at = time.monotonic()
         self.settings = settings
         self.state = SchedulerState()
         self._clock = clock
@@ -159,6 +165,7 @@ class Scheduler:
 
     async def start(self) -> None:
         """Restore assignments from storage (retrying until it answers), then watch the queues."""
+        self._started_at = time.monotonic()
         backoff = Backoff(limit=_RETRY_LIMIT)
         while True:
             try:
@@ -455,7 +462,10 @@ class Scheduler:
         GetTask shows (``docs/tasks.md``), and is cleared when the task is handed out.
         """
         live = list(self.state.executors.values())
-        settled = time.monotonic() - _WAIT_GRACE_SECONDS
+        now = time.monotonic()
+        if now - self._started_at < self._reconnect_seconds:
+            return
+        settled = now - _WAIT_GRACE_SECONDS
         for item in self.state.pending:
             if item.explained or item.since > settled or any(can_run(r.kinds, r.labels, item) for r in live):
                 continue

@@ -36,7 +36,15 @@ async def serve(settings: Settings) -> None:
     )
     await leadership.acquire()
     storage = FencedStorage(StorageClient(runtime.peer("storage")), leadership)
-    scheduler = Scheduler(storage, settings.scheduler, queue_watch_seconds=settings.rpc.long_poll_seconds)
+    # An execution service gives up on a silent scheduler after a heartbeat and a peer timeout, then
+    # tries the next: twice that, before a task is said to have no live execution service.
+    reconnect = 2 * (settings.rpc.peer_timeout_seconds + settings.execution.heartbeat_seconds)
+    scheduler = Scheduler(
+        storage,
+        settings.scheduler,
+        queue_watch_seconds=settings.rpc.long_poll_seconds,
+        reconnect_seconds=reconnect,
+    )
     results = TaskResults(storage, scheduler.state)
     await scheduler.start()
     lost: list[LeadershipLostError] = []

@@ -485,3 +485,26 @@ def test_a_confirmation_racing_the_give_back_is_refused(storage: FakeStorage) ->
         await scheduler.stop()
 
     run(body)
+
+
+@pytest.mark.fake_storage  # inspects the fake's records
+def test_no_task_is_explained_as_waiting_before_execution_services_could_find_a_new_scheduler(
+    storage: FakeStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After a takeover, execution services are still waiting on the silent scheduler: until they
+    # could have found this one, "no live execution service" would be false.
+    monkeypatch.setattr("cloister.services.scheduler.dispatcher._WAIT_GRACE_SECONDS", -1.0)
+
+    async def body() -> None:
+        task, _ = make_task(storage, executor="mesapy")
+        scheduler = Scheduler(storage, SchedulerSettings(), monitor_interval=3600, reconnect_seconds=0.5)
+        await scheduler.start()
+        await until(lambda: len(scheduler.state.pending) == 1)
+        await scheduler.explain_waiting()
+        assert storage.task(task.task_id).waiting_reason is None
+        await asyncio.sleep(0.6)
+        await scheduler.explain_waiting()
+        assert storage.task(task.task_id).waiting_reason is not None
+        await scheduler.stop()
+
+    run(body)
