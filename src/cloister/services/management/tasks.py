@@ -123,6 +123,12 @@ class TaskService:
         self._kept = KeptRecords()
         """Task, function, use-counter and requirement records as last written or read here."""
 
+    async def _rewrite(self, key: bytes, version: int, task: TaskState) -> None:
+        """Write ``task`` over the version read; what was kept of it is dropped, so the next invoke
+        decides on the record as stored rather than on one it would first find stale."""
+        self._kept.forget(key)
+        await self._storage.commit([Check(key, version), put(key, task)])
+
     async def _require(self, subject: Subject, action: Action, task: TaskState) -> None:
         await require(self._authorizer, subject, task_query(action, task))
 
@@ -289,7 +295,7 @@ class TaskService:
                     raise unparsable
                 task = replace(task, assigned_inputs=assigned_inputs, assigned_outputs=assigned_outputs)
                 status = TaskStatus.DATA_ASSIGNED if task.all_data_assigned else TaskStatus.CREATED
-                await self._storage.commit([Check(task.key, version), put(task.key, _settle(task, status))])
+                await self._rewrite(task.key, version, _settle(task, status))
 
         await retrying(attempt)
 
@@ -313,7 +319,7 @@ class TaskService:
                     approvals[subject.user_id] = manifest_for_task(task, function).terms_hash
                 task = replace(task, approved_users=task.approved_users | {subject.user_id}, approvals=approvals)
                 status = TaskStatus.APPROVED if task.all_approved else TaskStatus.DATA_ASSIGNED
-                await self._storage.commit([Check(task.key, version), put(task.key, _settle(task, status))])
+                await self._rewrite(task.key, version, _settle(task, status))
 
         await retrying(attempt)
 
@@ -396,7 +402,7 @@ class TaskService:
                 elif task.status in _PENDING:
                     reason = TaskResult.err(REASON_CANCELED_BEFORE_STAGING)
                     canceled = transition(task, TaskStatus.CANCELED, by=Actor.MANAGEMENT, result=reason)
-                    await self._storage.commit([Check(task.key, version), put(task.key, canceled)])
+                    await self._rewrite(task.key, version, canceled)
                 else:
                     raise FailedOperationError("failed to cancel task, reason: task has already been canceled")
 
