@@ -60,6 +60,7 @@ faults: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.task_latency
 	$(BIN)/python -m benchmarks.task_timeline
+	$(BIN)/python -m benchmarks.task_floor
 	$(BIN)/python -m benchmarks.crypto_throughput
 	$(BIN)/python -m benchmarks.data_plane_memory
 	$(BIN)/python -m benchmarks.builtin_overhead
