@@ -54,6 +54,9 @@ SERVICES = (
 ATTESTATION_SERVICE = "attestation"
 """The attestation service plays Intel's IAS for a deployment; it is not one of the seven."""
 
+CONSOLE = "console"
+"""The web console: a process ``cloister up`` runs beside the services, a client of the frontend."""
+
 DEFAULT_PORTS = {
     "attestation": 17781,
     "authentication_api": 7776,
@@ -497,6 +500,39 @@ def _collector_url(value: str | None) -> str | None:
     return value
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class ConsoleSettings(_Section):
+    """``[console]``: the web console ``cloister up`` starts, a client of the frontend like any user."""
+
+    enabled: bool = True
+    address: EndpointSettings = EndpointSettings(host="127.0.0.1", port=7780)
+    """Where browsers reach it (``HOST:PORT``; port 0 picks a free one)."""
+    certificate: Annotated[Path, AfterValidator(_absolute)] | None = None
+    key: Annotated[Path, AfterValidator(_absolute)] | None = None
+    """Its TLS certificate and key (PEM). Without them a self-signed certificate for ``address``
+    is made once, in ``<state>/console``, and the banner names it."""
+    plain_http: bool = False
+    """Serve HTTP instead of HTTPS: for development, and only on a loopback address."""
+
+    @model_validator(mode="after")
+    def _safe_transport(self) -> ConsoleSettings:
+        if (self.certificate is None) != (self.key is None):
+            raise ValueError("certificate and key go together: give both or neither")
+        if self.plain_http and not _is_loopback(self.address.host):
+            raise ValueError(
+                "plain_http is allowed only on a loopback address (sign-ins would cross the network in clear)"
+            )
+        return self
+
+
 class TracingSettings(_Section):
     """``[tracing]``: per-hop spans of every call between services (OpenTelemetry), off unless a destination is set."""
 
@@ -568,6 +604,7 @@ class Settings(BaseSettings):
     logging: LoggingSettings = LoggingSettings()
     tracing: TracingSettings = TracingSettings()
     tee_policy: TeePolicySettings = TeePolicySettings()
+    console: ConsoleSettings = ConsoleSettings()
     instance: str = ""
     """Names one of several processes of the same service on a host (``--instance``); never from the file."""
 

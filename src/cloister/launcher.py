@@ -34,7 +34,7 @@ from typing import IO
 
 from cloister import preflight
 from cloister.attestation.deployment import provision
-from cloister.config import ENDPOINTS, SERVICES, Settings
+from cloister.config import CONSOLE, ENDPOINTS, SERVICES, Settings
 from cloister.errors import ConfigurationError
 from cloister.rpc import addresses
 from cloister.rpc.retry import Backoff
@@ -53,6 +53,7 @@ START_ORDER = (
     "execution",
 )
 STOP_ORDER = (
+    CONSOLE,
     "execution",
     "frontend",
     "scheduler",
@@ -63,9 +64,17 @@ STOP_ORDER = (
     "attestation",
 )
 """Clients before their servers, except that the services shipping audit entries to management
-stop before it: their last entries still reach the log."""
+stop before it: their last entries still reach the log. The console (``[console] enabled``)
+starts after every service and stops first."""
 RESTART_BUDGET = 5
 RESTART_WINDOW = 60.0
+
+
+def default_processes(settings: Settings) -> tuple[str, ...]:
+    """What ``cloister up`` runs, in start order: every service, then the console if enabled."""
+    return START_ORDER + ((CONSOLE,) if settings.console.enabled else ())
+
+
 ENDPOINTS_OF = {
     "attestation": ("attestation",),
     "authentication": ("authentication_api", "authentication_internal"),
@@ -206,7 +215,7 @@ class Platform:
         settings: Settings,
         config_path: Path | None = None,
         env: Mapping[str, str] | None = None,
-        services: tuple[str, ...] = START_ORDER,
+        services: tuple[str, ...] | None = None,
     ) -> None:
         self.settings = settings
         self._config_path = config_path
@@ -215,7 +224,7 @@ class Platform:
         # Only the authentication service needs it, once, and it gets it on its standard input:
         # no service's environment holds it.
         self._admin_password = self._env.pop("CLOISTER_ADMIN_PASSWORD", None)
-        self._services = services
+        self._services = services if services is not None else default_processes(settings)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._launches: dict[str, _Launch] = {}
         self.given_up: dict[str, str] = {}
@@ -246,6 +255,8 @@ class Platform:
             if "execution" in self._services:
                 preflight.check_sandbox(self.settings)
             preflight.check_ports(self.settings, [e for s in self._services for e in ENDPOINTS_OF.get(s, ())])
+            if CONSOLE in self._services:
+                preflight.check_console_port(self.settings)
             for stale in self.settings.run_dir.glob("*"):
                 if stale.name != "lock":
                     stale.unlink(missing_ok=True)
@@ -406,6 +417,10 @@ class Platform:
     def _pinned_ports(self, service: str) -> dict[str, str]:
         """Environment that binds ``service`` again to the ports it picked itself (configured as 0)."""
         pinned = {}
+        console = self.settings.console.address
+        url = addresses.published(self.settings, CONSOLE) if service == CONSOLE else None
+        if url is not None and console.port == 0:
+            pinned["CLOISTER_CONSOLE__ADDRESS"] = f"{console.host}:{url.rpartition(':')[2]}"
         for endpoint in ENDPOINTS_OF.get(service, ()):
             configured = self.settings.endpoint(endpoint)
             address = addresses.published(self.settings, endpoint)

@@ -74,6 +74,31 @@ def check_ports(settings: Settings, endpoints: Iterable[str]) -> None:
             held[where] = endpoint
 
 
+def check_console_port(settings: Settings) -> None:
+    """Listen once on the console's port, unless it is 0.
+
+    Raises:
+        PreflightError: the port is taken or cannot be listened on, naming ``[console] address``.
+    """
+    place = settings.console.address
+    if place.bind_port == 0:
+        return
+    setting = "[console] address (CLOISTER_CONSOLE__ADDRESS)"
+    try:
+        with contextlib.ExitStack() as sockets:
+            for listener in _listen(place.bind_host, place.bind_port):
+                sockets.enter_context(listener)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise PreflightError(
+                f"port {place.bind_port} (console) is already in use on {place.bind_host}: "
+                f"stop what holds it, or change {setting}"
+            ) from None
+        raise PreflightError(
+            f"cannot listen on {place.bind_address} (console): {exc.strerror or exc}; change {setting}"
+        ) from None
+
+
 def _listen(host: str, port: int) -> list[socket.socket]:
     """Listening sockets on every address ``host`` means, as gRPC will bind them (SO_REUSEADDR, so
     that only a port someone listens on counts as taken, not one in TIME_WAIT; ``::`` dual-stack)."""

@@ -29,7 +29,7 @@ from pathlib import Path
 import setproctitle
 
 from cloister import logs
-from cloister.config import ATTESTATION_SERVICE, SERVICES, Settings, load_settings
+from cloister.config import ATTESTATION_SERVICE, CONSOLE, SERVICES, Settings, load_settings
 from cloister.errors import CloisterError
 from cloister.rpc import tracing
 
@@ -92,7 +92,8 @@ def run_service(
     password = sys.stdin.readline().rstrip("\r\n") if admin_password_stdin else from_environment
     settings = load_service_settings(state_dir, config_path, instance, password)
     logs.configure(name, settings.logging.level, log_file, settings.logging)
-    module = importlib.import_module(f"cloister.services.{name}.service")
+    module_name = "cloister.console.service" if name == CONSOLE else f"cloister.services.{name}.service"
+    module = importlib.import_module(module_name)
     try:
         tracing.configure(settings.tracing, name)
         asyncio.run(module.serve(settings))
@@ -128,7 +129,7 @@ def main(argv: list[str]) -> None:
     if argv[:1] == [STANDBY]:
         argv = await_role(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m cloister.serve", description="Run one Cloister service.")
-    parser.add_argument("name", choices=(ATTESTATION_SERVICE, *SERVICES))
+    parser.add_argument("name", choices=(ATTESTATION_SERVICE, *SERVICES, CONSOLE))
     parser.add_argument("--state-dir", type=Path, default=None)
     parser.add_argument("--config", dest="config_path", type=Path, default=None)
     parser.add_argument("--log-file", type=Path, default=None)

@@ -31,6 +31,9 @@ executor_timeout_seconds = {executor_timeout}
 
 [execution]
 heartbeat_seconds = {heartbeat}
+
+[console]
+{console}
 """
 
 
@@ -77,12 +80,18 @@ class RunningPlatform:
         self.platform.supervise_in_background()
 
 
-def write_test_config(directory: Path, *, executor_timeout: float = 3.0, heartbeat: float = 0.5) -> Path:
-    """``directory / "cloister.toml"``: every endpoint on a free loopback port, executors judged lost quickly."""
+def write_test_config(
+    directory: Path, *, executor_timeout: float = 3.0, heartbeat: float = 0.5, console: bool = False
+) -> Path:
+    """``directory / "cloister.toml"``: every endpoint on a free loopback port, executors judged
+    lost quickly; the web console only with ``console`` (on a free port too)."""
     config = directory / "cloister.toml"
     endpoints = "\n".join(f'{name} = "127.0.0.1:0"' for name in ENDPOINTS)
+    console_settings = 'address = "127.0.0.1:0"' if console else "enabled = false"
     config.write_text(
-        _CONFIG_TEMPLATE.format(endpoints=endpoints, executor_timeout=executor_timeout, heartbeat=heartbeat)
+        _CONFIG_TEMPLATE.format(
+            endpoints=endpoints, executor_timeout=executor_timeout, heartbeat=heartbeat, console=console_settings
+        )
     )
     return config
 
@@ -93,10 +102,12 @@ def start_platform(
     executor_timeout: float = 3.0,
     heartbeat: float = 0.5,
     env: Mapping[str, str] | None = None,
+    console: bool = False,
 ) -> RunningPlatform:
-    """Start all services with state in ``directory / "state"``; stop it with ``.stop()``."""
+    """Start all services (and with ``console`` the web console) with state in ``directory / "state"``;
+    stop it with ``.stop()``."""
     state_dir = directory / "state"
-    config = write_test_config(directory, executor_timeout=executor_timeout, heartbeat=heartbeat)
+    config = write_test_config(directory, executor_timeout=executor_timeout, heartbeat=heartbeat, console=console)
     password = secrets.token_urlsafe(16)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("CLOISTER_")}
     environment.update(env or {})

@@ -26,6 +26,7 @@ LAYERS = {
     "launcher": 6,
     "preflight": 6,
     "cli": 6,
+    "console": 6,
     "testing": 6,
     "serve": 6,
     "__main__": 6,

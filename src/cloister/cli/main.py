@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from cloister import logs
 from cloister.attestation.backends import SIMULATED_NOTICE
-from cloister.config import ATTESTATION_SERVICE, SERVICES, Settings, load_settings
+from cloister.config import ATTESTATION_SERVICE, CONSOLE, SERVICES, Settings, load_settings
 from cloister.errors import CloisterError, ConfigurationError
 from cloister.launcher import LaunchRecord, Platform
 from cloister.serve import load_service_settings, run_service
@@ -94,6 +94,8 @@ def up(state_dir: Path | None, config_path: Path | None) -> None:
 
 
 def _print_banner(platform: Platform) -> None:
+    from cloister.console.certificate import certificate_paths
+    from cloister.rpc import addresses
     from cloister.rpc.runtime import deployment_of
 
     settings = platform.settings
@@ -109,6 +111,11 @@ def _print_banner(platform: Platform) -> None:
         print(f"  log in as '{settings.admin.user}' with the password in {password_file}")
     else:
         print(f"  log in as '{settings.admin.user}' with the password you configured (CLOISTER_ADMIN_PASSWORD)")
+    console_url = addresses.published(settings, CONSOLE) if settings.console.enabled else None
+    if console_url is not None:
+        print(f"  web console         {console_url}")
+        if not settings.console.plain_http:
+            print(f"  console certificate {certificate_paths(settings)[0]}")
     print(f"  logs                {platform.log_dir}")
     print(f"  task URLs reach     {task_url_reach(settings)}")
     print(f"  {SIMULATED_NOTICE}" if settings.tee_backend == "sim" else f"  TEE backend {settings.tee_backend}")

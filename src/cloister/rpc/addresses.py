@@ -26,6 +26,11 @@ def publish(settings: Settings, endpoint: str, port: int) -> None:
     _write_run_file(settings, endpoint, f"{_connect_host(settings.endpoint(endpoint).host)}:{port}\n")
 
 
+def publish_url(settings: Settings, name: str, url: str) -> None:
+    """Where a process browsers reach (the console) serves, for the banner and ``cloister status``."""
+    _write_run_file(settings, name, f"{url}\n")
+
+
 def unpublish(settings: Settings, endpoint: str) -> None:
     (settings.run_dir / endpoint).unlink(missing_ok=True)
 

@@ -11,7 +11,7 @@ from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
 from cloister.model.files import FileCrypto
 from cloister.model.views import File
 from cloister.rpc.convert.views import file_from_proto
-from cloister.sdk._session import Session
+from cloister.sdk._session import UserCaller
 
 _IV_LENGTH = 12
 
@@ -53,7 +53,7 @@ class Crypto(FileCrypto):
 class FileHandle:
     """A registered file, by id; registering returns one, and tasks are assigned them."""
 
-    def __init__(self, session: Session, file_id: str) -> None:
+    def __init__(self, session: UserCaller, file_id: str) -> None:
         self._session = session
         self.id = file_id
 
@@ -82,7 +82,7 @@ class FileHandle:
 class FilesAPI:
     """``client.files``: register inputs and outputs."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: UserCaller) -> None:
         self._session = session
 
     def register_input(self, url: str, crypto: Crypto, cmac: bytes) -> FileHandle:

@@ -12,7 +12,7 @@ from cloister.model.functions import FunctionArgument, FunctionFile
 from cloister.model.views import Function
 from cloister.rpc.convert.views import function_from_proto
 from cloister.sdk._channel import CLOISTER_FRONTEND
-from cloister.sdk._session import Session
+from cloister.sdk._session import UserCaller
 
 ArgumentSpec = str | FunctionArgument
 """An argument's key, or a :class:`FunctionArgument` with its default and whether a task may override it."""
@@ -79,7 +79,7 @@ def function_fields(
 class FunctionHandle:
     """A registered function, by id."""
 
-    def __init__(self, session: Session, function_id: str, executor_type: str | None = None) -> None:
+    def __init__(self, session: UserCaller, function_id: str, executor_type: str | None = None) -> None:
         self._session = session
         self.id = function_id
         self.executor_type = executor_type
@@ -149,7 +149,7 @@ class FunctionHandle:
 class FunctionsAPI:
     """``client.functions``: register functions and reach registered ones."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: UserCaller) -> None:
         self._session = session
 
     def register(

@@ -28,6 +28,14 @@ class Caller(Protocol):
     ) -> Any: ...
 
 
+class UserCaller(Caller, Protocol):
+    """A :class:`Caller` that knows whose calls it sends: a :class:`Session`, or the web console's
+    calls for one signed-in user."""
+
+    @property
+    def user_id(self) -> str: ...
+
+
 class Session:
     """Calls to the frontend and the authentication API as one user."""
 

@@ -35,7 +35,7 @@ from cloister.sdk._channel import CLOISTER_FRONTEND
 from cloister.sdk._files import FileHandle
 from cloister.sdk._functions import FunctionHandle
 from cloister.sdk._receipts import Receipt, fetch_receipt
-from cloister.sdk._session import Caller, Session
+from cloister.sdk._session import Caller, UserCaller
 
 WAIT_SLICE_SECONDS = 15.0
 """The longest one WaitTask call waits before the task is looked at again."""
@@ -188,7 +188,7 @@ def default_executor(executor_type: str) -> str:
 class TasksAPI:
     """``client.tasks``: create tasks, reach them by id, list yours."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: UserCaller) -> None:
         self._session = session
 
     def create(

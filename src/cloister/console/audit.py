@@ -1,0 +1,63 @@
+"""The audit log for platform administrators: a query, a page at a time, and an export of every match."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+from collections.abc import Iterator
+
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from cloister.console.kit import PageKit
+from cloister.console.link import Participant
+from cloister.model.audit import AuditRecord
+from cloister.sdk._audit import AuditAPI
+
+PAGE_SIZE = 50
+
+
+def row(record: AuditRecord) -> dict[str, object]:
+    """An entry as the page and the export show it: its number, UTC time, address, caller, message, outcome."""
+    entry = record.entry
+    when = dt.datetime.fromtimestamp(entry.microsecond / 1_000_000, dt.UTC)
+    address = ipaddress.IPv6Address(entry.ip) if len(entry.ip) == 16 else None
+    shown = "" if address is None else str(address.ipv4_mapped or address)
+    return {
+        "seq": record.seq,
+        "time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "ip": shown,
+        "user": entry.user,
+        "message": entry.message,
+        "result": entry.result,
+    }
+
+
+class AuditPages:
+    def __init__(self, kit: PageKit) -> None:
+        self._kit = kit
+        self.search = kit.as_user(self._search)
+        self.export = kit.as_user(self._export)
+
+    async def _search(self, request: Request, participant: Participant) -> Response:
+        query = request.query_params.get("q", "")
+        after_text = request.query_params.get("after", "0")
+        if not after_text.isdigit():
+            return self._kit.error(request, 400, "The page cursor must be a whole number.", participant)
+        page = await run_in_threadpool(AuditAPI(participant).query, query, limit=PAGE_SIZE, after=int(after_text))
+        context = {"query": query, "page": page, "rows": [row(r) for r in page.records], "after": int(after_text)}
+        return self._kit.render(request, "audit.html", context, user=participant)
+
+    async def _export(self, request: Request, participant: Participant) -> Response:
+        query = request.query_params.get("q", "")
+        api = AuditAPI(participant)
+        await run_in_threadpool(api.query, query, limit=1)  # refused (not an admin, bad query) before streaming
+
+        def lines() -> Iterator[str]:
+            for record in api.entries(query):
+                yield json.dumps(row(record), ensure_ascii=False) + "\n"
+
+        headers = {"Content-Disposition": 'attachment; filename="cloister-audit.jsonl"'}
+        return StreamingResponse(iterate_in_threadpool(lines()), media_type="application/x-ndjson", headers=headers)
