@@ -13,13 +13,14 @@ import os
 import time
 
 import grpc
+import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cloister.attestation.certificate import TLS_NAME
 from cloister.attestation.identity import ServiceIdentity, open_backend
 from cloister.attestation.producers import EndorsementSources
 from cloister.attestation.verify import PeerVerifier
-from cloister.config import ATTESTATION_SERVICE, ENDPOINTS, SERVICES, Settings
+from cloister.config import ATTESTATION_SERVICE, CONSOLE, ENDPOINTS, SERVICES, Settings
 from cloister.errors import CloisterError
 from cloister.rpc import addresses
 from cloister.rpc.channel import SyncPeer
@@ -83,7 +84,27 @@ def check_all(settings: Settings) -> dict[str, tuple[bool, str]]:
     usable = running and not (sandbox or "").startswith("UNAVAILABLE")
     detail = f"{detail}; task sandbox {sandbox}" if sandbox else detail
     results["execution"] = (usable, detail + (_supervision(settings, "execution") if running else ""))
+    if settings.console.enabled:
+        results[CONSOLE] = _check_console(settings)
     return results
+
+
+def _check_console(settings: Settings) -> tuple[bool, str]:
+    """Whether the web console answers its sign-in page (over HTTPS, checked against its certificate)."""
+    from cloister.console.certificate import certificate_paths
+
+    url = addresses.published(settings, CONSOLE)
+    pid = addresses.ready_pid(settings, CONSOLE)
+    if url is None or pid is None or not _alive(pid):
+        return False, "not running"
+    verify: str | bool = str(certificate_paths(settings)[0]) if settings.console.certificate is None else True
+    try:
+        answer = httpx.get(f"{url}/sign-in", verify=verify, timeout=settings.rpc.peer_timeout_seconds)
+    except httpx.HTTPError as exc:
+        return False, f"{url} does not answer: {exc}"
+    if answer.status_code != 200:
+        return False, f"{url} answered {answer.status_code}"
+    return True, f"{url} (serving)" + _supervision(settings, CONSOLE)
 
 
 def _supervision(settings: Settings, service: str) -> str:

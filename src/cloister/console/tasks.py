@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from cloister.console.kit import PageKit
 from cloister.console.link import Participant
-from cloister.errors import CloisterError, StatusCode
+from cloister.errors import AuthenticationError, CloisterError, StatusCode
 from cloister.model.tasks import TaskStatus
 from cloister.model.views import Function, Task
 from cloister.sdk._functions import FunctionHandle
@@ -27,6 +29,11 @@ ACTIONS: dict[str, Callable[[TaskHandle], None]] = {
 """What a task's buttons post, by the last part of their path."""
 MAX_SOURCE_BYTES = 256 * 1024
 """A Python function's source is shown up to this size; beyond it, only its digest."""
+POLL_SECONDS = 1.0
+"""How often an open task page's stream reads the task again."""
+KEEPALIVE_SECONDS = 15.0
+MAX_EVENT_STREAMS = 500
+"""Open task pages the console follows at once; more are refused (each reads its task every second)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,8 @@ class TaskPages:
         self.list = kit.as_user(self._list)
         self.task = kit.as_user(self._task)
         self.act = kit.as_user(self._act)
+        self.events = kit.as_user(self._events)
+        self._streams = 0
 
     async def _inbox(self, request: Request, participant: Participant) -> Response:
         def load() -> list[TaskDetails]:
@@ -71,15 +80,50 @@ class TaskPages:
         return self._kit.render(request, "tasks.html", context, user=participant)
 
     async def _task(self, request: Request, participant: Participant) -> Response:
+        view = await run_in_threadpool(task_view, participant, request.path_params["task_id"])
+        return self._kit.render(request, "task.html", view, user=participant)
+
+    async def _events(self, request: Request, participant: Participant) -> Response:
+        """The task's view as server-sent events: one now, one on every change, and ``ended``
+        once it has ended. Short calls on a timer rather than a long poll, so an open page never
+        holds one of the worker threads every page shares."""
         task_id = request.path_params["task_id"]
-        item = await run_in_threadpool(lambda: details(participant, TaskHandle(participant, task_id).describe()))
-        task = item.task
-        allowed = {
-            "approve": participant.user_id in task.missing_approvals,
-            "invoke": participant.user_id == task.creator and not task.is_invoked,
-            "cancel": not task.is_ended,
-        }
-        return self._kit.render(request, "task.html", {"item": item, "allowed": allowed}, user=participant)
+        if self._streams >= MAX_EVENT_STREAMS:
+            return self._kit.error(request, 503, "Too many live task pages are open; reload this one later.")
+        csrf, _ = self._kit.guard.csrf_token(request)
+        template = self._kit.templates.get_template("_task_view.html")
+
+        async def events() -> AsyncIterator[str]:
+            self._streams += 1
+            try:
+                shown = None
+                quiet = 0.0
+                while True:
+                    try:
+                        view = await run_in_threadpool(task_view, participant, task_id)
+                    except AuthenticationError:
+                        yield _event("task", self._kit.templates.get_template("_session_ended.html").render())
+                        yield _event("ended", "")
+                        return
+                    html = template.render({**view, "csrf": csrf, "me": participant})
+                    if html != shown:
+                        yield _event("task", html)
+                        shown, quiet = html, 0.0
+                    elif quiet >= KEEPALIVE_SECONDS:
+                        yield ": still here\n\n"
+                        quiet = 0.0
+                    if view["item"].task.is_ended:
+                        yield _event("ended", "")
+                        return
+                    await asyncio.sleep(POLL_SECONDS)
+                    quiet += POLL_SECONDS
+            finally:
+                self._streams -= 1
+
+        # The first read happens here, so a task the user may not see is refused as a page is.
+        await run_in_threadpool(TaskHandle(participant, task_id).describe)
+        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
     async def _act(self, request: Request, participant: Participant) -> Response:
         form = await self._kit.checked_form(request)
@@ -90,6 +134,25 @@ class TaskPages:
         await run_in_threadpool(act, TaskHandle(participant, task_id))
         back = "/inbox" if form.get("back") == "inbox" else f"/tasks/{task_id}"
         return RedirectResponse(back, status_code=303)
+
+
+def task_view(participant: Participant, task_id: str) -> dict[str, Any]:
+    """What a task's page shows: ``item`` (the task with its function) and ``allowed`` (the
+    actions open to this user)."""
+    item = details(participant, TaskHandle(participant, task_id).describe())
+    task = item.task
+    allowed = {
+        "approve": participant.user_id in task.missing_approvals,
+        "invoke": participant.user_id == task.creator and not task.is_invoked,
+        "cancel": participant.user_id == task.creator and not task.is_ended,  # access control's rule too
+    }
+    return {"item": item, "allowed": allowed}
+
+
+def _event(name: str, html: str) -> str:
+    """One server-sent event: its name, then the HTML a line of data at a time."""
+    data = "".join(f"data: {line}\n" for line in (html.splitlines() or [""]))
+    return f"event: {name}\n{data}\n"
 
 
 def details(participant: Participant, task: Task) -> TaskDetails:
