@@ -12,12 +12,14 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from cloister_cli import clean_environment, cloister, cloister_command, processes_mentioning
 
@@ -32,6 +34,8 @@ class Launched:
     config: Path
     frontend: str
     """The frontend's address, given to ``cloister up`` in the environment only."""
+    console: str
+    """The web console's URL, as the banner printed it."""
 
 
 def _free_port() -> int:
@@ -65,9 +69,9 @@ def _wait_for_banner(process: subprocess.Popen[str], timeout: float = 120) -> li
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
     directory = tmp_path_factory.mktemp("up")
-    state_dir, config = directory / "state", write_test_config(directory)
-    frontend = f"127.0.0.1:{_free_port()}"
-    env = clean_environment(CLOISTER_ENDPOINTS__FRONTEND=frontend)
+    state_dir, config = directory / "state", write_test_config(directory, console=True)
+    frontend, console = f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
+    env = clean_environment(CLOISTER_ENDPOINTS__FRONTEND=frontend, CLOISTER_CONSOLE__ADDRESS=console)
     with open(directory / "up.err", "w") as errors:
         process = subprocess.Popen(
             [cloister_command(), "up", "--state-dir", str(state_dir), "--config", str(config)],
@@ -80,7 +84,9 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
     try:
         banner = _wait_for_banner(process)
         assert f"  frontend API        {frontend}" in banner
-        yield Launched(state_dir, config, frontend)
+        assert f"  web console         https://{console}" in banner
+        assert f"  console certificate {state_dir / 'console' / 'console.crt'}" in banner
+        yield Launched(state_dir, config, frontend, f"https://{console}")
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -105,7 +111,9 @@ def test_status_checks_the_platform_up_started_without_being_given_its_settings(
             f"state directory {launched.state_dir} (settings {launched.config}, as cloister up was started)"
         )
         rows = {line.split()[0]: line.split()[1] for line in lines[1:] if not line.startswith(" ")}
-        assert rows == {name: "up" for name in rows} and len(rows) == 9, lines
+        assert rows == {name: "up" for name in rows} and len(rows) == 10, lines
+        console = next(line for line in lines if line.startswith("console "))
+        assert re.match(rf"console +up +{re.escape(launched.console)} \(serving\)", console)
         frontend = next(line for line in lines if line.startswith("frontend "))
         assert re.match(rf"frontend +up +{re.escape(launched.frontend)} \(serving, attested\)", frontend)
 
@@ -141,6 +149,34 @@ def _assert_refused_before_starting(result: subprocess.CompletedProcess[str], st
     assert not (state_dir / "admin-password").exists()
     assert processes_mentioning(str(state_dir)) == []
     return lines[1]
+
+
+def test_a_killed_console_is_started_again_at_the_same_address(launched: Launched) -> None:
+    ready = launched.state_dir / "run" / "console.ready"
+    certificate = ssl.create_default_context(cafile=launched.state_dir / "console" / "console.crt")
+    assert httpx.get(f"{launched.console}/sign-in", verify=certificate).status_code == 200
+    old = int(ready.read_text())
+    os.kill(old, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while not ready.exists() or int(ready.read_text() or old) == old:
+        assert time.monotonic() < deadline, "the console was not started again"
+        time.sleep(0.1)
+    assert httpx.get(f"{launched.console}/sign-in", verify=certificate).status_code == 200
+
+
+def test_a_taken_console_port_is_named_with_its_setting(tmp_path: Path) -> None:
+    state_dir, config = tmp_path / "state", write_test_config(tmp_path, console=True)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        env = clean_environment(CLOISTER_CONSOLE__ADDRESS=f"127.0.0.1:{port}")
+        result = cloister("up", "--state-dir", state_dir, "--config", config, env=env)
+    error = _assert_refused_before_starting(result, state_dir)
+    assert error == (
+        f"Error: port {port} (console) is already in use on 127.0.0.1: stop what holds it, "
+        "or change [console] address (CLOISTER_CONSOLE__ADDRESS)"
+    )
 
 
 def test_a_taken_port_is_named_with_its_setting(tmp_path: Path) -> None:

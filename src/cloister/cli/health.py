@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import time
 
 import grpc
@@ -97,7 +98,9 @@ def _check_console(settings: Settings) -> tuple[bool, str]:
     pid = addresses.ready_pid(settings, CONSOLE)
     if url is None or pid is None or not _alive(pid):
         return False, "not running"
-    verify: str | bool = str(certificate_paths(settings)[0]) if settings.console.certificate is None else True
+    # Its own self-signed certificate is what it is checked against; a configured one, the system's CAs.
+    trusted = certificate_paths(settings)[0] if settings.console.certificate is None else None
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(trusted)) if trusted else True
     try:
         answer = httpx.get(f"{url}/sign-in", verify=verify, timeout=settings.rpc.peer_timeout_seconds)
     except httpx.HTTPError as exc:
