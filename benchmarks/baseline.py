@@ -3,9 +3,11 @@ attested TLS connection (the frontend's health check), timed the same way as the
 
 from __future__ import annotations
 
+import functools
 import statistics
 import threading
 import time
+from collections.abc import Callable, Sequence
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -35,25 +37,31 @@ def attested_round_trips_per_second(platform: RunningPlatform, clients: int, sec
     """Health checks per second the running frontend answers ``clients`` clients at once, each
     on an attested connection of its own, calling back to back. Task throughput is measured in these."""
     peers = [open_peer("frontend", *platform.connection_args("frontend")) for _ in range(clients)]
-    counts = [0] * clients
-    deadline = time.perf_counter() + seconds
-
-    def work(index: int) -> None:
-        while time.perf_counter() < deadline:
-            _check(peers[index])
-            counts[index] += 1
-
     try:
-        threads = [threading.Thread(target=work, args=(n,)) for n in range(clients)]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return sum(counts) / (time.perf_counter() - started)
+        return per_second([functools.partial(_check, peer) for peer in peers], seconds)
     finally:
         for peer in peers:
             peer.close()
+
+
+def per_second(workers: Sequence[Callable[[], object]], seconds: float) -> float:
+    """Calls per second of all ``workers`` together, each called back to back on a thread of its
+    own for ``seconds``."""
+    counts = [0] * len(workers)
+    deadline = time.perf_counter() + seconds
+
+    def loop(index: int) -> None:
+        while time.perf_counter() < deadline:
+            workers[index]()
+            counts[index] += 1
+
+    threads = [threading.Thread(target=loop, args=(n,)) for n in range(len(workers))]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts) / (time.perf_counter() - started)
 
 
 def _check(peer: SyncPeer) -> None:

@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from benchmarks.baseline import median, percentile
+from benchmarks.baseline import median, per_second, percentile
 
 ROUTES: dict[str, dict[str, list[tuple[str, str]]]] = {
     "frontend": {
@@ -251,8 +251,8 @@ def main() -> None:
             baseline = _timed(client.health, 2000)
             samples = _timed(client.invoke_and_wait, args.tasks)
             clients = [_Client(ports["frontend"], pem) for _ in range(args.concurrency)]
-            baseline_rate = _per_second(clients, _Client.health, args.seconds)
-            throughput = _per_second(clients, _Client.task, args.seconds)
+            baseline_rate = per_second([c.health for c in clients], args.seconds)
+            throughput = per_second([c.task for c in clients], args.seconds)
             for each in [client, *clients]:
                 each.close()
         finally:

@@ -254,9 +254,8 @@ class Platform:
         try:
             if "execution" in self._services:
                 preflight.check_sandbox(self.settings)
-            preflight.check_ports(self.settings, [e for s in self._services for e in ENDPOINTS_OF.get(s, ())])
-            if CONSOLE in self._services:
-                preflight.check_console_port(self.settings)
+            endpoints = [e for s in self._services for e in ENDPOINTS_OF.get(s, ())]
+            preflight.check_ports(self.settings, endpoints, console=CONSOLE in self._services)
             for stale in self.settings.run_dir.glob("*"):
                 if stale.name != "lock":
                     stale.unlink(missing_ok=True)

@@ -39,24 +39,26 @@ def check_sandbox(settings: Settings) -> None:
         ) from None
 
 
-def check_ports(settings: Settings, endpoints: Iterable[str]) -> None:
-    """Listen once on every fixed port of ``endpoints`` (all together, so two endpoints sharing
-    a port are found too), then let go; port 0 is picked by the service and needs no check.
+def check_ports(settings: Settings, endpoints: Iterable[str], *, console: bool = False) -> None:
+    """Listen once on every fixed port of ``endpoints``, and of the web console with ``console``
+    (all together, so two that share a port are found too), then let go; port 0 is picked by the
+    process and needs no check.
 
     Raises:
         PreflightError: a port is taken or cannot be listened on, naming it and its setting.
     """
+    places = [(endpoint, settings.endpoint(endpoint), setting_of(endpoint)) for endpoint in endpoints]
+    if console:
+        places.append(("console", settings.console.address, "[console] address (CLOISTER_CONSOLE__ADDRESS)"))
     held: dict[tuple[str, int], str] = {}
     with contextlib.ExitStack() as sockets:
-        for endpoint in endpoints:
-            configured = settings.endpoint(endpoint)
+        for name, configured, setting in places:
             if configured.bind_port == 0:
                 continue
             where = (configured.bind_host, configured.bind_port)
             if where in held:
                 raise PreflightError(
-                    f"port {configured.bind_port} is configured for both {held[where]} and {endpoint}; "
-                    f"change {setting_of(endpoint)}"
+                    f"port {configured.bind_port} is configured for both {held[where]} and {name}; change {setting}"
                 )
             try:
                 for listener in _listen(configured.bind_host, configured.bind_port):
@@ -64,39 +66,14 @@ def check_ports(settings: Settings, endpoints: Iterable[str]) -> None:
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
                     raise PreflightError(
-                        f"port {configured.bind_port} ({endpoint}) is already in use on {configured.bind_host}: "
-                        f"stop what holds it, or change {setting_of(endpoint)}"
+                        f"port {configured.bind_port} ({name}) is already in use on {configured.bind_host}: "
+                        f"stop what holds it, or change {setting}"
                     ) from None
                 reason = exc.strerror or str(exc)
                 raise PreflightError(
-                    f"cannot listen on {configured.bind_address} ({endpoint}): {reason}; change {setting_of(endpoint)}"
+                    f"cannot listen on {configured.bind_address} ({name}): {reason}; change {setting}"
                 ) from None
-            held[where] = endpoint
-
-
-def check_console_port(settings: Settings) -> None:
-    """Listen once on the console's port, unless it is 0.
-
-    Raises:
-        PreflightError: the port is taken or cannot be listened on, naming ``[console] address``.
-    """
-    place = settings.console.address
-    if place.bind_port == 0:
-        return
-    setting = "[console] address (CLOISTER_CONSOLE__ADDRESS)"
-    try:
-        with contextlib.ExitStack() as sockets:
-            for listener in _listen(place.bind_host, place.bind_port):
-                sockets.enter_context(listener)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise PreflightError(
-                f"port {place.bind_port} (console) is already in use on {place.bind_host}: "
-                f"stop what holds it, or change {setting}"
-            ) from None
-        raise PreflightError(
-            f"cannot listen on {place.bind_address} (console): {exc.strerror or exc}; change {setting}"
-        ) from None
+            held[where] = name
 
 
 def _listen(host: str, port: int) -> list[socket.socket]:
