@@ -8,6 +8,7 @@ A screenshot of each page is saved under ``$CLOISTER_TEST_ARTIFACTS/console`` (d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from http_fixture_server import LOOPBACK_ENV
 from test_list_tasks import encrypted_input
 
+from cloister.console.tasks import MAX_EVENT_STREAMS_PER_USER
 from cloister.rpc import addresses
 from cloister.sdk import DataMap, FunctionArgument, FunctionInput, OwnerList
 from cloister.testing import RunningPlatform, start_platform
@@ -360,10 +362,12 @@ def test_a_task_page_follows_the_task_without_reloading(
     )
     alice, bob = (login(platform, f"console_{n}", f"{n}-password") for n in ("alice", "bob"))
     task_id = alice.frontend.create_task(
-        function_id, {"message": "live"}, "builtin", inputs_ownership=[OwnerList("part", ["console_bob"])]
+        function_id, {"message": "live\u202e"}, "builtin", inputs_ownership=[OwnerList("part", ["console_bob"])]
     )
     page = sign_in(browser, console_url, "alice")
     page.goto(f"{console_url}/tasks/{task_id}")
+    # A right-to-left override in the arguments is shown, not obeyed.
+    playwright_api.expect(page.get_by_label("Arguments").locator("mark.hidden-char")).to_have_text("U+202E")
     facts = page.locator("dl.facts").first
     playwright_api.expect(facts).to_contain_text("nobody yet")
     opened = page.url
@@ -379,4 +383,34 @@ def test_a_task_page_follows_the_task_without_reloading(
     playwright_api.expect(page.get_by_role("button", name="Cancel")).to_have_count(0)
     assert page.url == opened
     for session in (root, alice, bob):
+        session.close()
+
+
+def test_one_user_cannot_hold_every_live_stream(
+    platform: RunningPlatform, browser: object, console_url: str, parties: dict[str, str]
+) -> None:
+    root = admin(platform)
+    function_id = root.frontend.register_function(
+        "builtin-echo", "echo", "builtin", arguments=[FunctionArgument("message")], inputs=[FunctionInput("part")]
+    )
+    eve = login(platform, "console_eve", "eve-password")  # a task that never ends: Bob never assigns his part
+    task_id = eve.frontend.create_task(
+        function_id, {"message": "hold"}, "builtin", inputs_ownership=[OwnerList("part", ["console_bob"])]
+    )
+    cookies = sign_in(browser, console_url, "eve").context.cookies()  # type: ignore[attr-defined]
+    jar = {c["name"]: c["value"] for c in cookies}
+    with httpx.Client(verify=False, cookies=jar, timeout=30) as client, contextlib.ExitStack() as streams:
+        for _ in range(MAX_EVENT_STREAMS_PER_USER):
+            opened = streams.enter_context(client.stream("GET", f"{console_url}/tasks/{task_id}/events"))
+            assert opened.status_code == 200 and opened.headers["content-type"].startswith("text/event-stream")
+        refused = client.get(f"{console_url}/tasks/{task_id}/events")
+        assert refused.status_code == 503
+    bob = sign_in(browser, console_url, "bob")  # another user still follows a task live
+    bobs = {c["name"]: c["value"] for c in bob.context.cookies()}  # type: ignore[attr-defined]
+    with (
+        httpx.Client(verify=False, cookies=bobs) as client,
+        client.stream("GET", f"{console_url}/tasks/{parties['task']}/events") as live,
+    ):
+        assert live.status_code == 200
+    for session in (root, eve):
         session.close()

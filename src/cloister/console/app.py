@@ -13,7 +13,7 @@ from starlette.templating import Jinja2Templates
 from cloister.console.audit import AuditPages
 from cloister.console.catalog import CatalogPages
 from cloister.console.guard import BodyLimit, Guard, SecurityHeaders
-from cloister.console.kit import PageKit
+from cloister.console.kit import PageKit, reveal_hidden
 from cloister.console.link import PlatformLink
 from cloister.console.signin import SigninPages
 from cloister.console.tasks import TaskPages
@@ -28,6 +28,7 @@ def make_app(link: PlatformLink, guard: Guard, max_upload_bytes: int) -> Securit
     environment = Environment(
         loader=FileSystemLoader(_HERE / "templates"), autoescape=select_autoescape(default=True), auto_reload=False
     )
+    environment.filters["visible"] = reveal_hidden
     kit = PageKit(link, guard, Jinja2Templates(env=environment), max_upload_bytes)
     signin, tasks, catalog, audit = SigninPages(kit), TaskPages(kit), CatalogPages(kit), AuditPages(kit)
     app = Starlette(

@@ -11,7 +11,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from cloister.console.kit import PageKit
+from cloister.console.kit import PageKit, whole_number
 from cloister.console.link import Participant
 from cloister.model.audit import AuditRecord
 from cloister.sdk._audit import AuditAPI
@@ -43,11 +43,11 @@ class AuditPages:
 
     async def _search(self, request: Request, participant: Participant) -> Response:
         query = request.query_params.get("q", "")
-        after_text = request.query_params.get("after", "0")
-        if not after_text.isdigit():
+        after = whole_number(request.query_params.get("after", "0"), 2**63 - 1)
+        if after is None:
             return self._kit.error(request, 400, "The page cursor must be a whole number.", participant)
-        page = await run_in_threadpool(AuditAPI(participant).query, query, limit=PAGE_SIZE, after=int(after_text))
-        context = {"query": query, "page": page, "rows": [row(r) for r in page.records], "after": int(after_text)}
+        page = await run_in_threadpool(AuditAPI(participant).query, query, limit=PAGE_SIZE, after=after)
+        context = {"query": query, "page": page, "rows": [row(r) for r in page.records], "after": after}
         return self._kit.render(request, "audit.html", context, user=participant)
 
     async def _export(self, request: Request, participant: Participant) -> Response:

@@ -14,9 +14,9 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from cloister.console.kit import PageKit, listed, text_field
+from cloister.console.kit import PageKit, listed, text_field, whole_number
 from cloister.console.link import Participant
-from cloister.console.tasks import MAX_SOURCE_BYTES
+from cloister.console.tasks import MAX_SOURCE_BYTES, shown_source
 from cloister.errors import CloisterError, InvalidArgumentError
 from cloister.model.views import File, Function
 from cloister.sdk._files import Crypto, FileHandle, FilesAPI
@@ -73,7 +73,8 @@ class CatalogPages:
             if executor != "builtin" and not payload:
                 raise InvalidArgumentError(f"a {executor} function needs its code: choose the file")
             quota_text = text_field(form, "usage_quota")
-            if quota_text and not quota_text.isdigit():
+            quota = whole_number(quota_text, 2**31 - 1) if quota_text else None
+            if quota_text and quota is None:
                 raise InvalidArgumentError("the usage quota is a whole number of tasks, or empty for no limit")
             registered = await run_in_threadpool(
                 lambda: FunctionsAPI(participant).register(
@@ -86,7 +87,7 @@ class CatalogPages:
                     outputs=listed(form, "outputs"),
                     public=form.get("public") == "on",
                     allowed_users=listed(form, "allowed_users"),
-                    usage_quota=int(quota_text) if quota_text else None,
+                    usage_quota=quota,
                 )
             )
         except InvalidArgumentError as exc:
@@ -95,10 +96,7 @@ class CatalogPages:
 
     async def _function(self, request: Request, participant: Participant) -> Response:
         function = await run_in_threadpool(FunctionHandle(participant, request.path_params["function_id"]).get)
-        source = None
-        if function.executor_type == "python" and function.payload and len(function.payload) <= MAX_SOURCE_BYTES:
-            source = function.payload.decode("utf-8", "replace")
-        context = {"function": function, "source": source}
+        context = {"function": function, "source": shown_source(function), "too_long": MAX_SOURCE_BYTES}
         return self._kit.render(request, "function.html", context, user=participant)
 
     # --- files ------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ SESSION_LIFETIME_SECONDS = 8 * 3600
 """How long the browser keeps the session cookie; the token may end sooner (its own lifetime, a
 change to the user), and then the console asks to sign in again."""
 _KEY_FILE = "csrf.key"
+MAX_COOKIE_CHARS = 4096
+"""A session cookie longer than browsers keep is no session (and is not parsed)."""
 
 
 @dataclass(frozen=True)
@@ -76,12 +78,12 @@ class Guard:
 
     def signin(self, request: Request) -> Signin | None:
         value = request.cookies.get(self.session_cookie)
-        if not value:
+        if not value or len(value) > MAX_COOKIE_CHARS:
             return None
         try:
             data = json.loads(base64.urlsafe_b64decode(value.encode("ascii")))
             user_id, token = data["u"], data["t"]
-        except (ValueError, KeyError, TypeError, UnicodeEncodeError, binascii.Error):
+        except (ValueError, KeyError, TypeError, UnicodeEncodeError, binascii.Error, RecursionError):
             return None
         if not isinstance(user_id, str) or not isinstance(token, str) or not user_id or not token:
             return None
@@ -112,14 +114,20 @@ class Guard:
     def set_presession(self, response: Response, value: str) -> None:
         self._set(response, self.presession_cookie, value, 3600)
 
-    def check_post(self, request: Request, form_token: object) -> bool:
-        """Whether a POST may be acted on: same-site by its headers, and its form's token matches
-        the session it is bound to."""
+    @staticmethod
+    def same_site(request: Request) -> bool:
+        """Whether a request's ``Sec-Fetch-Site`` and ``Origin`` headers, when present, say it
+        comes from this console's own pages. Checked before a form is read."""
         site = request.headers.get("sec-fetch-site")
         if site is not None and site not in ("same-origin", "none"):
             return False
         origin = request.headers.get("origin")
-        if origin is not None and origin != _own_origin(request):
+        return origin is None or origin == _own_origin(request)
+
+    def check_post(self, request: Request, form_token: object) -> bool:
+        """Whether a POST may be acted on: same-site by its headers, and its form's token matches
+        the session it is bound to."""
+        if not self.same_site(request):
             return False
         if not isinstance(form_token, str) or not form_token:
             return False

@@ -7,9 +7,11 @@ worker thread), so the platform's access control decides what each user sees.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from markupsafe import Markup, escape
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -31,6 +33,8 @@ _HTTP_STATUS = {
     StatusCode.UNAVAILABLE: 503,
     StatusCode.DEADLINE_EXCEEDED: 504,
 }
+MAX_FIELD_BYTES = 64 * 1024
+"""The largest text field a form takes (files are bounded by the body limit only)."""
 FORM_EXPIRED = "This form was not sent from this console's own page (or it expired). Reload the page and try again."
 
 
@@ -73,7 +77,9 @@ class PageKit:
         Raises:
             FormRefusedError: they are not this console's.
         """
-        form = await request.form(max_part_size=self.max_upload_bytes)
+        if not self.guard.same_site(request):
+            raise FormRefusedError  # before the body is read
+        form = await request.form(max_part_size=MAX_FIELD_BYTES)
         if not self.guard.check_post(request, form.get("csrf")):
             raise FormRefusedError
         return form
@@ -101,6 +107,21 @@ class PageKit:
         return handle
 
 
+def reveal_hidden(value: object) -> Markup:
+    """``value`` as escaped text in which every invisible formatting character (bidirectional
+    overrides and isolates, zero-width characters, category Cf) is shown as a marked ``U+XXXX``:
+    what an approver reads must be what runs, with no reordered or hidden text."""
+    shown = []
+    for char in str(value):
+        if unicodedata.category(char) == "Cf":
+            code = f"U+{ord(char):04X}"
+            name = unicodedata.name(char, "format character")
+            shown.append(Markup('<mark class="hidden-char" title="{}">{}</mark>').format(name, code))
+        else:
+            shown.append(escape(char))
+    return Markup("").join(shown)
+
+
 def http_status(exc: CloisterError) -> int:
     return _HTTP_STATUS.get(exc.status, 500)
 
@@ -109,6 +130,14 @@ def text_field(form: FormData, name: str) -> str:
     """A text field's value, stripped; empty when missing or not text (a file where text belongs)."""
     value = form.get(name)
     return value.strip() if isinstance(value, str) else ""
+
+
+def whole_number(text: str, most: int) -> int | None:
+    """``text`` as a whole number from 0 to ``most`` (ASCII digits only); None when it is not one."""
+    if not text.isascii() or not text.isdigit() or len(text) > len(str(most)):
+        return None
+    value = int(text)
+    return value if value <= most else None
 
 
 def listed(form: FormData, name: str) -> list[str]:

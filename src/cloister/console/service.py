@@ -20,6 +20,10 @@ from cloister.sdk._trust import Trust
 logger = logging.getLogger(__name__)
 
 
+MAX_CONNECTIONS = 1000
+"""Connections and requests at once; beyond them uvicorn answers 503 rather than running out of file descriptors."""
+
+
 def console_url(settings: Settings, port: int) -> str:
     scheme = "http" if settings.console.plain_http else "https"
     host = settings.console.address.host
@@ -51,6 +55,7 @@ async def serve(settings: Settings) -> None:
         server_header=False,
         proxy_headers=False,
         lifespan="off",
+        limit_concurrency=MAX_CONNECTIONS,
     )
     server = uvicorn.Server(config)  # it stops on SIGTERM and SIGINT, as the launcher asks
     serving = asyncio.create_task(server.serve(sockets=[listener]))

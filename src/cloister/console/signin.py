@@ -6,7 +6,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from cloister.console.kit import FORM_EXPIRED, PageKit, http_status
+from cloister.console.kit import FORM_EXPIRED, MAX_FIELD_BYTES, PageKit, http_status
 from cloister.errors import AuthenticationError, CloisterError
 
 WRONG_CREDENTIALS = "The user ID or password is wrong, or sign-ins for this user are paused for a while."
@@ -24,7 +24,9 @@ class SigninPages:
 
     async def sign_in(self, request: Request) -> Response:
         kit = self._kit
-        form = await request.form()
+        if not kit.guard.same_site(request):
+            return kit.error(request, 403, FORM_EXPIRED)
+        form = await request.form(max_part_size=MAX_FIELD_BYTES)
         if not kit.guard.check_post(request, form.get("csrf")):
             return kit.error(request, 403, FORM_EXPIRED)
         user_id, password = form.get("user_id"), form.get("password")
@@ -44,7 +46,9 @@ class SigninPages:
         return response
 
     async def sign_out(self, request: Request) -> Response:
-        form = await request.form()
+        if not self._kit.guard.same_site(request):
+            return self._kit.error(request, 403, FORM_EXPIRED)
+        form = await request.form(max_part_size=MAX_FIELD_BYTES)
         if not self._kit.guard.check_post(request, form.get("csrf")):
             return self._kit.error(request, 403, FORM_EXPIRED)
         response = RedirectResponse("/sign-in", status_code=303)

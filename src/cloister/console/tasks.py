@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import json
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -34,6 +35,8 @@ POLL_SECONDS = 1.0
 KEEPALIVE_SECONDS = 15.0
 MAX_EVENT_STREAMS = 500
 """Open task pages the console follows at once; more are refused (each reads its task every second)."""
+MAX_EVENT_STREAMS_PER_USER = 20
+"""... and of one user, so that one user cannot take them all."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,8 @@ class TaskDetails:
     """None when the user may not read the function (a private one they are not allowed to use)."""
     payload_sha256: str | None
     source: str | None
-    """The function's code as text (Python), when the user may read it."""
+    """The function's code as text (Python), when the user may read it and it is not too long to show."""
+    payload_bytes: int = 0
 
     @property
     def arguments_json(self) -> str:
@@ -60,7 +64,7 @@ class TaskPages:
         self.task = kit.as_user(self._task)
         self.act = kit.as_user(self._act)
         self.events = kit.as_user(self._events)
-        self._streams = 0
+        self._streams = StreamCount(MAX_EVENT_STREAMS, MAX_EVENT_STREAMS_PER_USER)
 
     async def _inbox(self, request: Request, participant: Participant) -> Response:
         def load() -> list[TaskDetails]:
@@ -86,25 +90,23 @@ class TaskPages:
     async def _events(self, request: Request, participant: Participant) -> Response:
         """The task's view as server-sent events: one now, one on every change, and ``ended``
         once it has ended. Short calls on a timer rather than a long poll, so an open page never
-        holds one of the worker threads every page shares."""
+        holds one of the worker threads every page shares; the function is read once per stream."""
         task_id = request.path_params["task_id"]
-        if self._streams >= MAX_EVENT_STREAMS:
+        if not self._streams.open(participant.user_id):
             return self._kit.error(request, 503, "Too many live task pages are open; reload this one later.")
+        try:
+            # The first read happens here, so a task the user may not see is refused as a page is.
+            first = await run_in_threadpool(task_view, participant, task_id)
+        except BaseException:
+            self._streams.close(participant.user_id)
+            raise
         csrf, _ = self._kit.guard.csrf_token(request)
         template = self._kit.templates.get_template("_task_view.html")
 
         async def events() -> AsyncIterator[str]:
-            self._streams += 1
             try:
-                shown = None
-                quiet = 0.0
+                view, shown, quiet = first, None, 0.0
                 while True:
-                    try:
-                        view = await run_in_threadpool(task_view, participant, task_id)
-                    except AuthenticationError:
-                        yield _event("task", self._kit.templates.get_template("_session_ended.html").render())
-                        yield _event("ended", "")
-                        return
                     html = template.render({**view, "csrf": csrf, "me": participant})
                     if html != shown:
                         yield _event("task", html)
@@ -117,11 +119,15 @@ class TaskPages:
                         return
                     await asyncio.sleep(POLL_SECONDS)
                     quiet += POLL_SECONDS
+                    try:
+                        view = await run_in_threadpool(task_view, participant, task_id, view["item"])
+                    except AuthenticationError:
+                        yield _event("task", self._kit.templates.get_template("_session_ended.html").render())
+                        yield _event("ended", "")
+                        return
             finally:
-                self._streams -= 1
+                self._streams.close(participant.user_id)
 
-        # The first read happens here, so a task the user may not see is refused as a page is.
-        await run_in_threadpool(TaskHandle(participant, task_id).describe)
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
@@ -136,10 +142,32 @@ class TaskPages:
         return RedirectResponse(back, status_code=303)
 
 
-def task_view(participant: Participant, task_id: str) -> dict[str, Any]:
+class StreamCount:
+    """Open event streams, in all and per user: a stream is counted from the moment it is let in."""
+
+    def __init__(self, limit: int, per_user: int) -> None:
+        self._limit = limit
+        self._per_user = per_user
+        self._open: collections.Counter[str] = collections.Counter()
+
+    def open(self, user_id: str) -> bool:
+        """Count one more stream for ``user_id``; False (and nothing counted) over either limit."""
+        if self._open.total() >= self._limit or self._open[user_id] >= self._per_user:
+            return False
+        self._open[user_id] += 1
+        return True
+
+    def close(self, user_id: str) -> None:
+        self._open[user_id] -= 1
+        if self._open[user_id] <= 0:
+            del self._open[user_id]
+
+
+def task_view(participant: Participant, task_id: str, known: TaskDetails | None = None) -> dict[str, Any]:
     """What a task's page shows: ``item`` (the task with its function) and ``allowed`` (the
-    actions open to this user)."""
-    item = details(participant, TaskHandle(participant, task_id).describe())
+    actions open to this user). With ``known``, the function is taken from it, not read again."""
+    task = TaskHandle(participant, task_id).describe()
+    item = details(participant, task) if known is None else replace(known, task=task)
     task = item.task
     allowed = {
         "approve": participant.user_id in task.missing_approvals,
@@ -166,7 +194,11 @@ def details(participant: Participant, task: Task) -> TaskDetails:
     if not function.payload:
         return TaskDetails(task, function, None, None)
     digest = hashlib.sha256(function.payload).hexdigest()
-    source = None
-    if function.executor_type == "python" and len(function.payload) <= MAX_SOURCE_BYTES:
-        source = function.payload.decode("utf-8", "replace")
-    return TaskDetails(task, function, digest, source)
+    return TaskDetails(task, function, digest, shown_source(function), len(function.payload))
+
+
+def shown_source(function: Function) -> str | None:
+    """A Python function's code as text, unless it is longer than a page shows."""
+    if function.executor_type != "python" or not function.payload or len(function.payload) > MAX_SOURCE_BYTES:
+        return None
+    return function.payload.decode("utf-8", "replace")
