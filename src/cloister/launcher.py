@@ -143,17 +143,21 @@ class LaunchRecord:
     endpoints: Mapping[str, str]
     """Every endpoint as configured (``HOST:PORT``; port 0 means the one the service published)."""
     tee_backend: str
+    console: str | None = None
+    """The web console's address as configured, if ``cloister up`` started it."""
 
     @classmethod
-    def of(cls, settings: Settings, config_path: Path | None) -> LaunchRecord:
+    def of(cls, settings: Settings, config_path: Path | None, *, console: bool = False) -> LaunchRecord:
         endpoints = {name: settings.endpoint(name).address for name in ENDPOINTS}
-        return cls(config_path.resolve() if config_path else None, endpoints, settings.tee_backend)
+        place = settings.console.address.address if console else None
+        return cls(config_path.resolve() if config_path else None, endpoints, settings.tee_backend, place)
 
     def write(self, state_dir: Path) -> None:
         data = {
             "config": None if self.config_path is None else str(self.config_path),
             "endpoints": dict(self.endpoints),
             "tee_backend": self.tee_backend,
+            "console": self.console,
         }
         path = state_dir / LAUNCH_RECORD
         temporary = path.with_name(f".{LAUNCH_RECORD}.tmp")
@@ -172,8 +176,10 @@ class LaunchRecord:
         try:
             data = json.loads(path.read_text())
             config, endpoints, backend = data["config"], data["endpoints"], data["tee_backend"]
+            console = data.get("console")  # absent from the records of older versions: no console
             if not (
-                (config is None or isinstance(config, str))
+                (console is None or isinstance(console, str))
+                and (config is None or isinstance(config, str))
                 and isinstance(endpoints, dict)
                 and all(isinstance(k, str) and isinstance(v, str) for k, v in endpoints.items())
                 and isinstance(backend, str)
@@ -183,12 +189,15 @@ class LaunchRecord:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigurationError(f"{path} is unreadable ({exc}); start the platform again to rewrite it") from None
-        return cls(None if config is None else Path(config), endpoints, backend)
+        return cls(None if config is None else Path(config), endpoints, backend, console)
 
     def environment(self) -> dict[str, str]:
         """The environment variables that give these endpoints and backend to ``load_settings``."""
         env = {f"CLOISTER_ENDPOINTS__{name.upper()}": address for name, address in self.endpoints.items()}
         env["CLOISTER_TEE_BACKEND"] = self.tee_backend
+        env["CLOISTER_CONSOLE__ENABLED"] = "true" if self.console else "false"
+        if self.console:
+            env["CLOISTER_CONSOLE__ADDRESS"] = self.console
         return env
 
 
@@ -260,7 +269,8 @@ class Platform:
                 if stale.name != "lock":
                     stale.unlink(missing_ok=True)
             provision(self.settings.attestation_dir, SERVICES, self.settings.attestation)
-            LaunchRecord.of(self.settings, self._config_path).write(self.settings.state_dir)
+            record = LaunchRecord.of(self.settings, self._config_path, console=CONSOLE in self._services)
+            record.write(self.settings.state_dir)
             for name in self._services:
                 self.start_service(name, timeout)
         except BaseException:

@@ -33,11 +33,38 @@ def test_the_record_gives_status_the_endpoints_up_had(tmp_path: Path) -> None:
     assert later.tee_backend == started.tee_backend
 
 
+def test_the_record_says_whether_up_started_the_console_and_where(tmp_path: Path) -> None:
+    started = load_settings(None, {"CLOISTER_CONSOLE__ADDRESS": "127.0.0.1:18780"}, state_dir=tmp_path)
+    LaunchRecord.of(started, None, console=True).write(tmp_path)
+    record = LaunchRecord.read(tmp_path)
+    assert record is not None and record.console == "127.0.0.1:18780"
+    later = load_settings(None, record.environment(), state_dir=tmp_path)
+    assert later.console.enabled and later.console.address.address == "127.0.0.1:18780"
+
+    LaunchRecord.of(started, None).write(tmp_path)  # started without it
+    record = LaunchRecord.read(tmp_path)
+    assert record is not None and record.console is None
+    assert not load_settings(None, record.environment(), state_dir=tmp_path).console.enabled
+
+    older = {"config": None, "endpoints": {}, "tee_backend": "sim"}  # an earlier version's record
+    (tmp_path / LAUNCH_RECORD).write_text(json.dumps(older))
+    record = LaunchRecord.read(tmp_path)
+    assert record is not None and record.console is None
+
+
 def test_no_record_before_the_first_start(tmp_path: Path) -> None:
     assert LaunchRecord.read(tmp_path) is None
 
 
-@pytest.mark.parametrize("text", ["{", '{"config": 3, "endpoints": {}, "tee_backend": "sim"}', "[]"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{",
+        '{"config": 3, "endpoints": {}, "tee_backend": "sim"}',
+        "[]",
+        '{"config": null, "endpoints": {}, "tee_backend": "sim", "console": 7780}',
+    ],
+)
 def test_a_broken_record_is_refused_with_what_to_do(tmp_path: Path, text: str) -> None:
     (tmp_path / LAUNCH_RECORD).write_text(text)
     with pytest.raises(ConfigurationError, match=r"is unreadable .*start the platform again"):

@@ -85,9 +85,21 @@ def check_all(settings: Settings) -> dict[str, tuple[bool, str]]:
     usable = running and not (sandbox or "").startswith("UNAVAILABLE")
     detail = f"{detail}; task sandbox {sandbox}" if sandbox else detail
     results["execution"] = (usable, detail + (_supervision(settings, "execution") if running else ""))
-    if settings.console.enabled:
+    if console_launched(settings):
         results[CONSOLE] = _check_console(settings)
     return results
+
+
+def console_launched(settings: Settings) -> bool:
+    """Whether ``cloister up`` started a web console for this state directory (services started
+    one by one, ``cloister service NAME``, have none)."""
+    from cloister.launcher import LaunchRecord
+
+    try:
+        record = LaunchRecord.read(settings.state_dir)
+    except CloisterError:
+        return False
+    return settings.console.enabled and record is not None and record.console is not None
 
 
 def _check_console(settings: Settings) -> tuple[bool, str]:
