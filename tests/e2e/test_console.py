@@ -9,6 +9,7 @@ A screenshot of each page is saved under ``$CLOISTER_TEST_ARTIFACTS/console`` (d
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -26,7 +27,7 @@ from test_list_tasks import encrypted_input
 
 from cloister.console.tasks import MAX_EVENT_STREAMS_PER_USER
 from cloister.rpc import addresses
-from cloister.sdk import DataMap, FunctionArgument, FunctionInput, OwnerList
+from cloister.sdk import AccessDeniedError, Client, Credentials, DataMap, FunctionArgument, FunctionInput, OwnerList
 from cloister.testing import RunningPlatform, start_platform
 
 CHROMIUM = "/usr/bin/chromium"
@@ -413,4 +414,38 @@ def test_one_user_cannot_hold_every_live_stream(
     ):
         assert live.status_code == 200
     for session in (root, eve):
+        session.close()
+
+
+def test_an_approver_sees_the_digest_of_a_private_function_they_may_not_read(
+    platform: RunningPlatform, browser: object, console_url: str, people: None
+) -> None:
+    root = admin(platform)
+    code = b"def entrypoint(argv):\n    return 'private ' + argv[1]\n"
+    function_id = root.frontend.register_function(
+        "private", "kept private", "python", public=False, payload=code, user_allowlist=["org_alice"],
+        arguments=[FunctionArgument("message")], inputs=[FunctionInput("part")],
+    )  # fmt: skip
+    alice, bob, eve = (login(platform, f"console_{n}", f"{n}-password") for n in ("alice", "bob", "eve"))
+    task_id = alice.frontend.create_task(
+        function_id, {"message": "x"}, "python", inputs_ownership=[OwnerList("part", ["console_bob"])]
+    )
+    digest = hashlib.sha256(code).hexdigest()
+    with Client.connect_local(platform.state_dir, credentials=Credentials("console_bob", "bob-password")) as client:
+        terms = client.tasks.get(task_id).terms()  # before anyone approved or invoked
+        assert terms is not None and terms.payload_sha256 == digest and terms.approvals == {}
+        assert set(terms.participants) == {platform.admin_user, "console_alice", "console_bob"}
+        assert terms.arguments == {"message": "x"}
+    with (
+        Client.connect_local(platform.state_dir, credentials=Credentials("console_eve", "eve-password")) as client,
+        pytest.raises(AccessDeniedError),
+    ):
+        client.tasks.get(task_id).terms()
+
+    page = sign_in(browser, console_url, "bob")
+    card = page.get_by_role("region", name=re.compile(task_id))
+    playwright_api.expect(card).to_contain_text(digest)
+    playwright_api.expect(card).to_contain_text("its code is not shown to you")
+    assert "private ' + argv[1]" not in page.content()
+    for session in (root, alice, bob, eve):
         session.close()

@@ -184,17 +184,19 @@ def _event(name: str, html: str) -> str:
 
 
 def details(participant: Participant, task: Task) -> TaskDetails:
-    """``task`` with what the user may read of its function."""
+    """``task`` with what the user may read of its function. The payload's digest comes from the
+    task's terms, which every participant reads even when the function is private to others."""
     try:
-        function = FunctionHandle(participant, task.function_id).get()
+        function: Function | None = FunctionHandle(participant, task.function_id).get()
     except CloisterError as exc:
         if exc.status is StatusCode.UNAUTHENTICATED:
             raise
-        return TaskDetails(task, None, None, None)
-    if not function.payload:
-        return TaskDetails(task, function, None, None)
-    digest = hashlib.sha256(function.payload).hexdigest()
-    return TaskDetails(task, function, digest, shown_source(function), len(function.payload))
+        function = None
+    if function is not None and function.payload:
+        digest = hashlib.sha256(function.payload).hexdigest()
+        return TaskDetails(task, function, digest, shown_source(function), len(function.payload))
+    terms = TaskHandle(participant, task.id).terms()
+    return TaskDetails(task, function, terms.payload_sha256 if terms else None, None)
 
 
 def shown_source(function: Function) -> str | None:

@@ -27,6 +27,7 @@ from cloister.errors import (
 )
 from cloister.model.executors import SPELLINGS
 from cloister.model.functions import parse_executor_type
+from cloister.model.manifest import TaskManifest
 from cloister.model.tasks import REASON_EXECUTOR_TIMEOUT, TaskStatus
 from cloister.model.views import Task, TaskResult
 from cloister.rpc.convert.views import task_from_proto
@@ -137,6 +138,14 @@ class TaskHandle:
         if task.status is TaskStatus.FINISHED and task.result is not None:
             return replace(task.result, receipt=self.receipt())
         raise outcome_error(task)
+
+    def terms(self) -> TaskManifest | None:
+        """What its participants approve (or approved): the function with its payload's SHA-256,
+        the arguments, the data and its owners, and the approvals so far. Before the task is
+        invoked, the terms as they stand now; after, the manifest it was staged with. None when
+        its function was deleted before it was invoked (it can never run)."""
+        _, manifest = fetch_receipt(self._session, self.id)
+        return TaskManifest.from_bytes(manifest) if manifest else None
 
     def receipt(self) -> Receipt:
         """The task's signed receipt (:class:`~cloister.sdk._receipts.Receipt`), fetched when first used."""

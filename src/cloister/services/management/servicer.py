@@ -255,7 +255,7 @@ class CloisterManagementServicer(cgrpc.ManagementServicer):
     async def GetTaskReceipt(
         self, request: cpb.GetTaskReceiptRequest, context: grpc.aio.ServicerContext
     ) -> cpb.GetTaskReceiptResponse:
-        task = await self._tasks.get(_user(context), request.task_id)  # GetTask's rule: participants only
+        task = await self._tasks.manifest(_user(context), request.task_id)  # GetTask's rule: participants only
         return cpb.GetTaskReceiptResponse(receipt=task.receipt or "", manifest=task.manifest or b"")
 
     async def ListTasks(

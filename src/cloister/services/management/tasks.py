@@ -180,6 +180,19 @@ class TaskService:
         await self._require(subject, Action.TASK_READ, task)
         return task
 
+    async def manifest(self, subject: Subject, task_id: str) -> TaskState:
+        """The task (GetTask's rule: participants only) with its manifest: the one approved at
+        invoke or, before that, the terms as they stand now with the approvals so far, so that a
+        participant can see what they are asked to approve (the function's payload digest
+        included, even of a private function they may not read)."""
+        task = await self.get(subject, task_id)
+        if task.manifest:
+            return task
+        function = decode(await self._storage.get(task.function_id.key), Function.from_json)
+        if function is None:
+            return task  # a deleted function leaves no terms: the task can never run
+        return replace(task, manifest=manifest_for_task(task, function).to_bytes())
+
     async def list_tasks(
         self,
         subject: Subject,
