@@ -29,7 +29,6 @@ import multiprocessing
 import os
 import socket
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -205,24 +204,6 @@ def _timed(work: Callable[[], None], count: int) -> list[float]:
         work()
         samples.append(time.perf_counter() - started)
     return samples
-
-
-def _per_second(clients: list[_Client], work: Callable[[_Client], None], seconds: float) -> float:
-    counts = [0] * len(clients)
-    deadline = time.perf_counter() + seconds
-
-    def loop(index: int) -> None:
-        while time.perf_counter() < deadline:
-            work(clients[index])
-            counts[index] += 1
-
-    threads = [threading.Thread(target=loop, args=(n,)) for n in range(len(clients))]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sum(counts) / (time.perf_counter() - started)
 
 
 def main() -> None:
