@@ -57,6 +57,10 @@ ATTESTATION_SERVICE = "attestation"
 CONSOLE = "console"
 """The web console: a process ``cloister up`` runs beside the services, a client of the frontend."""
 
+MEASURED = (*SERVICES, CONSOLE)
+"""What a development deployment's ``enclave_info.toml`` lists: the seven services, and the
+console, whose attested identity vouches for its users' addresses."""
+
 DEFAULT_PORTS = {
     "attestation": 17781,
     "authentication_api": 7776,

@@ -34,7 +34,7 @@ from typing import IO
 
 from cloister import preflight
 from cloister.attestation.deployment import provision
-from cloister.config import CONSOLE, ENDPOINTS, SERVICES, Settings
+from cloister.config import CONSOLE, ENDPOINTS, MEASURED, Settings
 from cloister.errors import ConfigurationError
 from cloister.rpc import addresses
 from cloister.rpc.retry import Backoff
@@ -268,7 +268,7 @@ class Platform:
             for stale in self.settings.run_dir.glob("*"):
                 if stale.name != "lock":
                     stale.unlink(missing_ok=True)
-            provision(self.settings.attestation_dir, SERVICES, self.settings.attestation)
+            provision(self.settings.attestation_dir, MEASURED, self.settings.attestation)
             record = LaunchRecord.of(self.settings, self._config_path, console=CONSOLE in self._services)
             record.write(self.settings.state_dir)
             for name in self._services:

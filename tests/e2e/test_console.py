@@ -8,6 +8,8 @@ A screenshot of each page is saved under ``$CLOISTER_TEST_ARTIFACTS/console`` (d
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import json
@@ -20,14 +22,21 @@ from pathlib import Path
 import httpx
 import playwright.sync_api as playwright_api
 import pytest
-from conftest import admin, login
+from conftest import admin, audit_entries, login
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from http_fixture_server import LOOPBACK_ENV
 from test_list_tasks import encrypted_input
 
+from cloister._proto.teaclave_frontend_service_pb2 import ListFunctionsRequest
+from cloister.attestation.identity import open_backend
+from cloister.console.link import PlatformLink
 from cloister.console.tasks import MAX_EVENT_STREAMS_PER_USER
+from cloister.errors import AuthenticationError
 from cloister.rpc import addresses
+from cloister.rpc.identity import obtain_identity
+from cloister.rpc.runtime import deployment_of
 from cloister.sdk import AccessDeniedError, Client, Credentials, DataMap, FunctionArgument, FunctionInput, OwnerList
+from cloister.sdk._trust import Trust
 from cloister.testing import RunningPlatform, start_platform
 
 CHROMIUM = "/usr/bin/chromium"
@@ -37,9 +46,13 @@ SOURCE = b'def entrypoint(argv):\n    """Agree on a message."""\n    return "agr
 pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"needs Debian's Chromium at {CHROMIUM}")
 
 
+FAILURES_PER_ADDRESS = 3
+
+
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
-    with start_platform(tmp_path_factory.mktemp("console"), env=LOOPBACK_ENV, console=True) as running:
+    env = {**LOOPBACK_ENV, "CLOISTER_AUTHENTICATION__LOGIN_FAILURES_PER_ADDRESS": str(FAILURES_PER_ADDRESS)}
+    with start_platform(tmp_path_factory.mktemp("console"), env=env, console=True) as running:
         yield running
 
 
@@ -221,6 +234,60 @@ def test_a_wrong_password_is_told_without_saying_which_part_was_wrong(
     playwright_api.expect(page.get_by_role("alert")).to_contain_text("The user ID or password is wrong")
     assert page.url == f"{console_url}/sign-in"
     assert "__Host-cloister-session" not in {c["name"] for c in page.context.cookies()}
+
+
+def sign_in_from(source: str, console_url: str, user_id: str, password: str) -> httpx.Response:
+    """The console's answer to a sign-in posted by a browser whose connections come from ``source``
+    (any 127.x.y.z is this machine), with the form's token and cookie as a browser sends them."""
+    transport = httpx.HTTPTransport(verify=False, local_address=source)
+    with httpx.Client(transport=transport, verify=False) as client:
+        form = client.get(f"{console_url}/sign-in")
+        token = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert token is not None
+        fields = {"csrf": token.group(1), "user_id": user_id, "password": password}
+        return client.post(f"{console_url}/sign-in", data=fields, headers={"Origin": console_url})
+
+
+def test_the_platform_sees_each_browsers_address_not_the_consoles(platform: RunningPlatform, console_url: str) -> None:
+    for guess in range(FAILURES_PER_ADDRESS):  # unknown ids: no user's own limit is reached
+        assert sign_in_from("127.0.0.2", console_url, f"nobody_{guess}", "guess").status_code == 401
+    paused = sign_in_from("127.0.0.2", console_url, platform.admin_user, platform.admin_password)
+    assert paused.status_code == 429 and "try again" in paused.text
+    # Another browser on the same console is not paused with it.
+    assert sign_in_from("127.0.0.3", console_url, platform.admin_user, platform.admin_password).status_code == 303
+    root = admin(platform)
+    guesses = audit_entries(root, "ip:127.0.0.2 AND message:user_login", FAILURES_PER_ADDRESS + 1)
+    assert len(guesses) == FAILURES_PER_ADDRESS + 1 and not any(entry["result"] for entry in guesses)
+    signed_in = audit_entries(root, "ip:127.0.0.3 AND message:user_login", 1)
+    assert [entry["result"] for entry in signed_in] == [True]
+    root.close()
+
+
+def test_no_one_but_the_attested_console_may_name_a_client_address(platform: RunningPlatform) -> None:
+    """A client with an attested identity of its own (as ``cloister status`` gets one) claims an
+    address: both public endpoints refuse the call, and nothing is done or audited under it."""
+    settings = platform.platform.settings
+    deployment = deployment_of(settings)
+    obtain = obtain_identity(settings, deployment, open_backend("sim", deployment, "status"), "status")
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:  # Playwright's loop runs in this one
+        impostor = thread.submit(asyncio.run, obtain).result()
+    link = PlatformLink(
+        Trust.from_state_dir(settings.state_dir),
+        addresses.resolve(settings, "authentication_api"),
+        addresses.resolve(settings, "frontend"),
+        lambda: impostor,
+    )
+    root = admin(platform)
+    try:
+        with pytest.raises(AuthenticationError, match="failed attestation"):
+            link.login(platform.admin_user, platform.admin_password, "192.0.2.44")
+        token = root.frontend.metadata["token"]
+        with pytest.raises(AuthenticationError, match="failed attestation"):
+            link.as_user(platform.admin_user, token, "192.0.2.44").frontend("ListFunctions", ListFunctionsRequest())
+        assert audit_entries(root, "ip:192.0.2.44", 1) == []
+    finally:
+        link.close()
+        root.close()
 
 
 def test_a_function_registered_with_the_form_shows_its_source(browser: object, console_url: str, people: None) -> None:

@@ -26,7 +26,7 @@ from cloister.attestation.enclave_info import EnclaveIdentity, EnclaveInfo
 from cloister.attestation.measurement import enclave_name
 from cloister.cli.deployment_plan import ALL_SERVICES, DeploymentPlan, read_plan
 from cloister.cli.measurements import MeasuredImage, merged
-from cloister.config import ATTESTATION_SERVICE, SERVICES, load_settings
+from cloister.config import ATTESTATION_SERVICE, MEASURED, SERVICES, load_settings
 from cloister.crypto.sealing import load_or_create_key
 from cloister.errors import CloisterError, ConfigurationError
 
@@ -83,7 +83,8 @@ def init_deployment(
             shutil.rmtree(path)
         else:
             path.unlink()
-    deployment = provision(directory / _ATTESTATION, SERVICES)
+    # On hardware the console, like every service, is known by its image's measurements, never the sim ones.
+    deployment = provision(directory / _ATTESTATION, MEASURED if plan.tee_backend == "sim" else SERVICES)
     if identities is not None:
         write_signed_identities(deployment, identities)
     os.chmod(directory / _ATTESTATION / "auditors", 0o700)
@@ -110,7 +111,7 @@ def sign_identities(directory: Path) -> None:
             f"this deployment runs on {plan.tee_backend}: its identities are the hardware's measurements, "
             f"not the code installed here; record new ones with 'cloister deploy measure {directory}'"
         )
-    provision(directory / _ATTESTATION, SERVICES)
+    provision(directory / _ATTESTATION, MEASURED)
 
 
 def measure_identities(directory: Path, identities: list[EnclaveIdentity]) -> EnclaveInfo:
@@ -149,7 +150,7 @@ def _hardware_identities(plan: DeploymentPlan, images: list[MeasuredImage]) -> l
             f"the measurements leave out {', '.join(missing)}: on {plan.tee_backend} every service needs its "
             "image's measurements"
         )
-    return [by_service[enclave_name(s)] for s in SERVICES]
+    return [by_service[enclave_name(s)] for s in MEASURED if enclave_name(s) in by_service]  # the console's is optional
 
 
 def _check_host_config(plan: DeploymentPlan, name: str) -> None:

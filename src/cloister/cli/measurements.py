@@ -22,7 +22,7 @@ from cloister.attestation.enclave_info import HARDWARE_PLATFORMS, EnclaveIdentit
 from cloister.attestation.hardware.claims import Claims, Platform, TCBStatus
 from cloister.attestation.hardware.evidence import quote_body_of
 from cloister.attestation.measurement import enclave_name
-from cloister.config import SERVICES
+from cloister.config import MEASURED
 from cloister.errors import ConfigurationError
 
 FIELDS: Mapping[str, Mapping[str, int]] = {
@@ -136,8 +136,8 @@ def _image(table: Mapping[str, Any], platform: str, where: str) -> MeasuredImage
     if not isinstance(services, list) or not services or not all(isinstance(s, str) for s in services):
         raise ConfigurationError(f'{where}: services must list services, e.g. ["frontend", "management"]')
     for service in services:
-        if service not in SERVICES:
-            raise ConfigurationError(f"{where}: {service!r} is not a service; services: {', '.join(SERVICES)}")
+        if service not in MEASURED:
+            raise ConfigurationError(f"{where}: {service!r} is not a service; services: {', '.join(MEASURED)}")
     if len(set(services)) != len(services):
         raise ConfigurationError(f"{where}: services lists a service twice")
     measurements = {}

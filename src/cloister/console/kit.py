@@ -92,7 +92,7 @@ class PageKit:
             signin = self.guard.signin(request)
             if signin is None:
                 return RedirectResponse("/sign-in", status_code=303)
-            participant = self.link.as_user(signin.user_id, signin.token)
+            participant = self.link.as_user(signin.user_id, signin.token, browser_address(request))
             try:
                 return await page(request, participant)
             except AuthenticationError:
@@ -105,6 +105,11 @@ class PageKit:
                 return self.error(request, http_status(exc), exc.message, participant)
 
         return handle
+
+
+def browser_address(request: Request) -> str:
+    """The address the browser's connection came from (a proxy's, behind one: no header is trusted)."""
+    return request.client.host if request.client is not None else ""
 
 
 def reveal_hidden(value: object) -> Markup:

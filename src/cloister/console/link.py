@@ -1,15 +1,19 @@
 """The console's connection to the platform: attested channels shared by every signed-in user,
-and calls made as one of them (their token on each)."""
+and calls made as one of them (their token on each, and their browser's address, which the
+console's attested identity vouches for: ``cloister.rpc.forwarding``)."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf.message import Message
 
 from cloister._proto import teaclave_authentication_service_pb2 as apb
+from cloister.attestation.identity import ServiceIdentity
+from cloister.rpc.forwarding import ClaimSigner
 from cloister.sdk._channel import AUTHENTICATION_API, TEACLAVE_FRONTEND, AttestedChannel, Channel
 from cloister.sdk._connection import open_verified
 from cloister.sdk._trust import Trust
@@ -22,9 +26,12 @@ class PlatformLink:
     next request rather than failing the console's start.
     """
 
-    def __init__(self, trust: Trust, authentication: str, frontend: str) -> None:
+    def __init__(
+        self, trust: Trust, authentication: str, frontend: str, identity: Callable[[], ServiceIdentity]
+    ) -> None:
         self._trust = trust
         self._addresses = {AUTHENTICATION_API: authentication, TEACLAVE_FRONTEND: frontend}
+        self._claims = ClaimSigner(identity)
         self._channels: dict[str, Channel] = {}
         self._lock = threading.Lock()
 
@@ -42,19 +49,25 @@ class PlatformLink:
                 channel = self._channels[endpoint] = AttestedChannel(peer)
             return channel
 
-    def login(self, user_id: str, password: str) -> str:
-        """A token for ``user_id``.
+    def login(self, user_id: str, password: str, address: str) -> str:
+        """A token for ``user_id``, asked for by the browser at ``address``.
 
         Raises:
             AuthenticationError: the credentials were refused, or logins are paused for them.
             UnavailableError: the authentication service cannot be reached.
         """
         request = apb.UserLoginRequest(id=user_id, password=password)
-        response = self.channel(AUTHENTICATION_API).call(AUTHENTICATION_API, "UserLogin", request)
+        metadata = self.claim(address, "UserLogin")
+        response = self.channel(AUTHENTICATION_API).call(AUTHENTICATION_API, "UserLogin", request, metadata=metadata)
         return str(response.token)
 
-    def as_user(self, user_id: str, token: str) -> Participant:
-        return Participant(self, user_id, token)
+    def claim(self, address: str, method: str) -> tuple[tuple[str, str | bytes], ...]:
+        """Metadata naming ``address`` as the client of this call to ``method``, signed as the console."""
+        return self._claims.metadata(address, method)
+
+    def as_user(self, user_id: str, token: str, address: str) -> Participant:
+        """Calls as ``user_id``, from the browser at ``address``."""
+        return Participant(self, user_id, token, address)
 
     def close(self) -> None:
         with self._lock:
@@ -74,10 +87,12 @@ class Participant:
     link: PlatformLink
     user_id: str
     token: str = field(repr=False)
+    address: str = ""
+    """The browser's address, as the console's listener saw it."""
 
     def frontend(
         self, method: str, request: Message, *, service: str = TEACLAVE_FRONTEND, timeout: float | None = None
     ) -> Any:
-        metadata = (("id", self.user_id), ("token", self.token))
+        metadata = (("id", self.user_id), ("token", self.token), *self.link.claim(self.address, method))
         channel = self.link.channel(TEACLAVE_FRONTEND)
         return channel.call(service, method, request, timeout=timeout, metadata=metadata)

@@ -1,4 +1,8 @@
-"""The console process: HTTPS (or, on loopback in development, HTTP) with uvicorn, until stopped."""
+"""The console process: HTTPS (or, on loopback in development, HTTP) with uvicorn, until stopped.
+
+Like a service, it first gets an attested identity, renewed in the background: the platform
+takes the browser addresses it names only from that identity.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ import socket
 
 import uvicorn
 
+from cloister.attestation.identity import open_backend
+from cloister.attestation.producers import EndorsementSources
 from cloister.config import CONSOLE, Settings
 from cloister.console.app import make_app
 from cloister.console.certificate import ensure_certificate
@@ -15,6 +21,8 @@ from cloister.console.guard import Guard
 from cloister.console.link import PlatformLink
 from cloister.errors import ConfigurationError
 from cloister.rpc import addresses
+from cloister.rpc.identity import IdentityKeeper
+from cloister.rpc.runtime import deployment_of
 from cloister.sdk._trust import Trust
 
 logger = logging.getLogger(__name__)
@@ -39,10 +47,17 @@ async def serve(settings: Settings) -> None:
     certificate = key = None
     if secure:
         certificate, key = ensure_certificate(settings)
+    deployment = deployment_of(settings)
+    sources = EndorsementSources.from_settings(settings.attestation)
+    keeper = IdentityKeeper(
+        settings, deployment, open_backend(settings.tee_backend, deployment, CONSOLE, sources=sources), CONSOLE
+    )
+    await keeper.start()
     link = PlatformLink(
         Trust.from_state_dir(settings.state_dir),
         addresses.resolve(settings, "authentication_api"),
         addresses.resolve(settings, "frontend"),
+        keeper.current,
     )
     guard = Guard.from_directory(settings.state_dir / "console", secure=secure)
     listener = _listen(settings)
@@ -70,6 +85,7 @@ async def serve(settings: Settings) -> None:
         await serving
     finally:
         await asyncio.to_thread(link.close)
+        await keeper.stop()
 
 
 def _listen(settings: Settings) -> socket.socket:

@@ -6,7 +6,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from cloister.console.kit import FORM_EXPIRED, MAX_FIELD_BYTES, PageKit, http_status
+from cloister.console.kit import FORM_EXPIRED, MAX_FIELD_BYTES, PageKit, browser_address, http_status
 from cloister.errors import AuthenticationError, CloisterError
 
 WRONG_CREDENTIALS = "The user ID or password is wrong, or sign-ins for this user are paused for a while."
@@ -36,7 +36,7 @@ class SigninPages:
                 request, "sign_in.html", {"user_id": shown, "error": "Enter your user ID and password."}, 400
             )
         try:
-            token = await run_in_threadpool(kit.link.login, user_id, password)
+            token = await run_in_threadpool(kit.link.login, user_id, password, browser_address(request))
         except AuthenticationError:
             return kit.render(request, "sign_in.html", {"user_id": user_id, "error": WRONG_CREDENTIALS}, 401)
         except CloisterError as exc:

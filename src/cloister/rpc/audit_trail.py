@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from urllib.parse import unquote
 
 from google.protobuf.message import DecodeError
 
@@ -57,23 +55,6 @@ def audit_user(user_id: str | None = None, role: str | None = None) -> str:
     shown = user_id if user_id is None or _PLAIN_ID.fullmatch(user_id) else json.dumps(user_id)
     parts = ([f"user: {shown}"] if shown is not None else []) + ([f"role: {role}"] if role is not None else [])
     return "{ " + ", ".join(parts) + " }"
-
-
-def client_ip(peer: str) -> bytes:
-    """16-byte IPv6 form of a gRPC peer string; IPv4 becomes IPv4-compatible ``::a.b.c.d``.
-
-    gRPC writes IPv6 peers percent-encoded (``ipv6:%5B::1%5D:5000``) and may add a ``%zone``.
-    """
-    try:
-        kind, _, rest = unquote(peer).partition(":")
-        if kind == "ipv4":
-            v4 = ipaddress.IPv4Address(rest.rsplit(":", 1)[0])
-            return bytes(12) + v4.packed
-        if kind == "ipv6":
-            return ipaddress.IPv6Address(rest.rsplit(":", 1)[0].strip("[]").split("%", 1)[0]).packed
-    except ValueError:
-        pass
-    return bytes(16)
 
 
 def spool_position(metadata: Iterable[tuple[str, str | bytes]] | None) -> tuple[str, int] | None:

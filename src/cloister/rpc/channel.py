@@ -221,7 +221,7 @@ class Peer:
         method: str,
         request: Any,
         *,
-        metadata: tuple[tuple[str, str], ...] | None = None,
+        metadata: tuple[tuple[str, str | bytes], ...] | None = None,
         timeout: float | None = None,
     ) -> Any:
         """Call ``method`` on ``stub_type``; failures arrive as ``CloisterError``.
@@ -347,7 +347,7 @@ class SyncPeer:
         method: str,
         request: Any,
         *,
-        metadata: tuple[tuple[str, str], ...] | None = None,
+        metadata: tuple[tuple[str, str | bytes], ...] | None = None,
         timeout: float | None = None,
     ) -> Any:
         for attempt in (1, 2):

@@ -29,7 +29,7 @@ from cloister.attestation.measurement import enclave_name
 from cloister.attestation.verify import PeerVerifier
 from cloister.config import RPCSettings
 from cloister.errors import AttestationError, ConfigurationError, MalformedRequestError, UnimplementedError
-from cloister.rpc import tracing
+from cloister.rpc import forwarding, tracing
 from cloister.rpc.addresses import setting_of
 from cloister.rpc.errors import status_and_message
 from cloister.rpc.metadata import Caller
@@ -77,6 +77,14 @@ request_context: contextvars.ContextVar[dict[str, str] | None] = contextvars.Con
 def channel_options(rpc: RPCSettings, internal: bool = False) -> list[tuple[str, Any]]:
     limit = rpc.internal_max_message_bytes if internal else rpc.max_message_bytes
     return [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
+
+
+def _metadata_limits(endpoint: str) -> list[tuple[str, Any]]:
+    """Room on the public endpoints for a forwarded client address, which carries a certificate."""
+    if endpoint not in PUBLIC_ENDPOINTS:
+        return []
+    most = forwarding.MAX_METADATA_BYTES
+    return [("grpc.max_metadata_size", most), ("grpc.absolute_max_metadata_size", most)]
 
 
 def keepalive_interval_ms(rpc: RPCSettings) -> int:
@@ -212,6 +220,7 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
         name = method.rsplit("/", 1)[-1]
         allowed = self._by_method.get(method, self._inbound)
         checked = bool(self._inbound) and method not in _OPEN_METHODS
+        public = self._endpoint in PUBLIC_ENDPOINTS
 
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             metadata = context.invocation_metadata()
@@ -225,10 +234,13 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
             token = request_context.set(fields)
             started = time.perf_counter()
             outcome = "OK"
+            address: contextvars.Token[bytes | None] | None = None
             with tracing.server_span(self._endpoint, name, metadata) as span:
                 try:
                     if checked:
                         self._check_peer(context, allowed)
+                    if public:
+                        address = forwarding.bind_caller_ip(context, name, self._verifier)
                     return await behavior(request, context)
                 except asyncio.CancelledError:
                     outcome = "CANCELLED"  # the caller went away (or the server is stopping): nothing to answer or map
@@ -243,6 +255,8 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
                     tracing.set_outcome(span, outcome)
                     logger.info("%s %s %.1fms", name, outcome, (time.perf_counter() - started) * 1000)
                     request_context.reset(token)
+                    if address is not None:
+                        forwarding.unbind_caller_ip(address)
 
         parse = handler.request_deserializer
         return make_handler(
@@ -290,6 +304,7 @@ async def start_server(
         options=[
             *channel_options(rpc, internal=endpoint not in PUBLIC_ENDPOINTS),
             *_ping_tolerance(rpc),
+            *_metadata_limits(endpoint),
             ("grpc.so_reuseport", 0),
         ],
         maximum_concurrent_rpcs=None,

@@ -109,8 +109,8 @@ def set_outcome(span: Any, outcome: str) -> None:
 
 @contextlib.contextmanager
 def client_span(
-    service: str, method: str, metadata: Sequence[tuple[str, str]] | None
-) -> Iterator[tuple[tuple[str, str], ...] | None]:
+    service: str, method: str, metadata: Sequence[tuple[str, str | bytes]] | None
+) -> Iterator[tuple[tuple[str, str | bytes], ...] | None]:
     """A span around one call to ``service``; yields ``metadata`` with the span's ``traceparent`` added."""
     if _tracer is None:
         yield tuple(metadata) if metadata is not None else None

@@ -30,7 +30,7 @@ _STUBS: dict[str, type] = {
     CLOISTER_FRONTEND: cgrpc.FrontendStub,
 }
 
-Metadata = Sequence[tuple[str, str]]
+Metadata = Sequence[tuple[str, str | bytes]]
 
 
 class Channel(Protocol):

@@ -10,8 +10,9 @@ from cloister._proto import cloister_pb2 as cpb
 from cloister._proto import cloister_pb2_grpc as cgrpc
 from cloister._proto import teaclave_access_control_service_pb2 as apb
 from cloister._proto import teaclave_access_control_service_pb2_grpc as agrpc
-from cloister.rpc.audit_trail import AuditTrail, audit_user, client_ip
+from cloister.rpc.audit_trail import AuditTrail, audit_user
 from cloister.rpc.convert.access import queries_from_proto, subject_from_proto
+from cloister.rpc.forwarding import client_ip
 from cloister.services.access_control.policy import AccessPolicy
 
 _MAX_FIELD = 256

@@ -12,7 +12,8 @@ from typing import Any
 import grpc
 
 from cloister.errors import CloisterError
-from cloister.rpc.audit_trail import AuditTrail, audit_user, client_ip
+from cloister.rpc.audit_trail import AuditTrail, audit_user
+from cloister.rpc.forwarding import caller_ip
 from cloister.services.authentication.servicer import ApiServicer, verified_caller
 
 API_NAMES = {
@@ -37,7 +38,7 @@ def _recording(original: Any, api: str, trail: AuditTrail) -> Any:
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         verified: list[str] = []
         token = verified_caller.set(verified)
-        ip = client_ip(context.peer() or "")
+        ip = caller_ip(context)
         try:
             response = await original(request, context)
         except CloisterError as exc:

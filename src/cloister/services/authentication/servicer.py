@@ -27,8 +27,8 @@ from cloister.config import AuthenticationSettings
 from cloister.errors import AuthenticationError, UserExistsError
 from cloister.model.access import Action, Query, Subject, account_query, listed_role_query, user_list_query
 from cloister.model.roles import Role, RoleKind
-from cloister.rpc.audit_trail import client_ip
 from cloister.rpc.authorizer import Authorizer
+from cloister.rpc.forwarding import caller_ip
 from cloister.rpc.metadata import Caller
 from cloister.services.authentication.feed import CredentialFeed
 from cloister.services.authentication.passwords import PasswordHash, PasswordHasher, password_too_long
@@ -141,7 +141,7 @@ class ApiServicer(agrpc.TeaclaveAuthenticationApiServicer):
     async def UserLogin(self, request: apb.UserLoginRequest, context: _Context) -> apb.UserLoginResponse:
         if not request.id or not request.password:
             raise AuthenticationError()
-        attempt = self._throttle.begin(request.id, address_key(client_ip(context.peer() or "")))
+        attempt = self._throttle.begin(request.id, address_key(caller_ip(context)))
         record = self._store.get(request.id)
         # Unknown users cost a full hash too, so the answer time does not reveal which ids exist.
         stored = record.password if record is not None else self._decoy

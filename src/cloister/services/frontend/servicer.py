@@ -15,10 +15,11 @@ from cloister._proto import cloister_pb2_grpc as cgrpc
 from cloister._proto import teaclave_frontend_service_pb2_grpc as fgrpc
 from cloister._proto import teaclave_management_service_pb2_grpc as mgrpc
 from cloister.errors import CloisterError
-from cloister.rpc.audit_trail import AuditTrail, audit_user, client_ip
+from cloister.rpc.audit_trail import AuditTrail, audit_user
 from cloister.rpc.channel import Peer
 from cloister.rpc.convert.tasks import wait_seconds
 from cloister.rpc.errors import grpc_code
+from cloister.rpc.forwarding import caller_ip
 from cloister.rpc.long_poll import long_poll_deadline
 from cloister.rpc.metadata import Caller, outgoing
 from cloister.services.frontend.gate import Gate
@@ -43,7 +44,7 @@ class Forwarder:
     ) -> Any:
         """Admit the caller to ``api`` (the access-control API name), call management, and audit the
         call under ``audit_as`` (default: ``api``)."""
-        ip = client_ip(context.peer() or "")
+        ip = caller_ip(context)
         caller = Caller.from_metadata(context.invocation_metadata())
         try:
             principal = await self._gate.admit(caller, api)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from cloister.rpc.audit_trail import audit_user, client_ip
+from cloister.rpc.audit_trail import audit_user
+from cloister.rpc.forwarding import client_ip
 
 
 def test_ipv4_becomes_ipv4_compatible_ipv6() -> None:
