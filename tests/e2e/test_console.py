@@ -36,6 +36,7 @@ from cloister.rpc import addresses
 from cloister.rpc.identity import obtain_identity
 from cloister.rpc.runtime import deployment_of
 from cloister.sdk import AccessDeniedError, Client, Credentials, DataMap, FunctionArgument, FunctionInput, OwnerList
+from cloister.sdk._receipts import Receipt
 from cloister.sdk._trust import Trust
 from cloister.testing import RunningPlatform, start_platform
 
@@ -147,7 +148,15 @@ def test_two_parties_agree_on_a_task_in_the_browser(
     # No reload: the page follows the task over server-sent events until it has finished.
     playwright_api.expect(alice.locator("dl.facts").first).to_contain_text("Finished", timeout=60_000)
     playwright_api.expect(alice.get_by_label("Return value")).to_have_text("agreed: hello")
+    receipt = alice.get_by_role("region", name="Receipt")
+    playwright_api.expect(receipt).to_contain_text("checked by the console")
+    playwright_api.expect(receipt).to_contain_text(hashlib.sha256(SOURCE).hexdigest())
     shot(alice, "task")
+    # What the page offers to download checks offline against the deployment's trust files alone.
+    token = alice.context.request.get(f"{console_url}/tasks/{task_id}/receipt").text().strip()
+    manifest = alice.context.request.get(f"{console_url}/tasks/{task_id}/manifest").body()
+    verified = Receipt(token, manifest=manifest).verify(Trust.from_state_dir(platform.platform.settings.state_dir))
+    assert verified.task_id == task_id and verified.status == "Finished" and verified.manifest is not None
     alice.get_by_role("link", name="Tasks").click()
     playwright_api.expect(alice.get_by_role("link", name=task_id)).to_be_visible()
     shot(alice, "tasks")
@@ -166,6 +175,9 @@ def test_a_non_participant_sees_nothing_of_the_task(browser: object, console_url
     text = eve.content()
     assert "agreed" not in text and "hello" not in text and "bobs_data" not in text
     shot(eve, "not-a-participant")
+    for part in ("receipt", "manifest"):
+        answer = eve.context.request.get(f"{console_url}/tasks/{parties['task']}/{part}")
+        assert answer.status in (403, 404) and "hello" not in answer.text()
 
 
 def test_forms_without_the_pages_token_or_from_another_site_are_refused(
@@ -200,6 +212,8 @@ def test_forms_without_the_pages_token_or_from_another_site_are_refused(
     done = requests.post(f"{console_url}/tasks/{task_id}/cancel", form={"csrf": token}, max_redirects=0)
     assert done.status == 303  # the page's own form works
     assert alice.frontend.get_task(task_id)["status"] == 20  # Canceled
+    assert page.goto(f"{console_url}/tasks/{task_id}").status == 200  # it never ran: no receipt, and no error
+    assert page.get_by_role("region", name="Receipt").count() == 0 and "no receipt" not in page.content()
     for session in (root, alice):
         session.close()
 

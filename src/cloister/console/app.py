@@ -41,6 +41,8 @@ def make_app(link: PlatformLink, guard: Guard, max_upload_bytes: int) -> Securit
             Route("/tasks", tasks.list),
             Route("/tasks/{task_id}", tasks.task),
             Route("/tasks/{task_id}/events", tasks.events, methods=["GET"]),
+            Route("/tasks/{task_id}/receipt", tasks.receipt, methods=["GET"]),
+            Route("/tasks/{task_id}/manifest", tasks.receipt, methods=["GET"]),
             Route("/tasks/{task_id}/{action}", tasks.act, methods=["POST"]),
             Route("/functions", catalog.functions, methods=["GET"]),
             Route("/functions", catalog.register_function, methods=["POST"]),

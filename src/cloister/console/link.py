@@ -35,6 +35,11 @@ class PlatformLink:
         self._channels: dict[str, Channel] = {}
         self._lock = threading.Lock()
 
+    @property
+    def trust(self) -> Trust:
+        """The deployment's root CA and identity file, which channels and receipts are checked against."""
+        return self._trust
+
     def channel(self, endpoint: str) -> Channel:
         """The channel to ``endpoint`` (``AUTHENTICATION_API`` or ``TEACLAVE_FRONTEND``).
 

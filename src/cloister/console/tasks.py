@@ -6,6 +6,7 @@ import asyncio
 import collections
 import hashlib
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -14,9 +15,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
+from cloister.attestation.receipts import VerifiedReceipt
 from cloister.console.kit import PageKit
 from cloister.console.link import Participant
-from cloister.errors import AuthenticationError, CloisterError, StatusCode
+from cloister.errors import AttestationError, AuthenticationError, CloisterError, StatusCode
 from cloister.model.tasks import TaskStatus
 from cloister.model.views import Function, Task
 from cloister.sdk._functions import FunctionHandle
@@ -56,6 +58,17 @@ class TaskDetails:
         return json.dumps(dict(self.task.arguments), indent=2, sort_keys=True, ensure_ascii=False)
 
 
+@dataclass(frozen=True)
+class ReceiptCheck:
+    """What the console made of an ended task's receipt: what it proves, or why it proves nothing."""
+
+    verified: VerifiedReceipt | None
+    problem: str | None = None
+
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+
 class TaskPages:
     def __init__(self, kit: PageKit) -> None:
         self._kit = kit
@@ -64,6 +77,7 @@ class TaskPages:
         self.task = kit.as_user(self._task)
         self.act = kit.as_user(self._act)
         self.events = kit.as_user(self._events)
+        self.receipt = kit.as_user(self._receipt)
         self._streams = StreamCount(MAX_EVENT_STREAMS, MAX_EVENT_STREAMS_PER_USER)
 
     async def _inbox(self, request: Request, participant: Participant) -> Response:
@@ -86,6 +100,24 @@ class TaskPages:
     async def _task(self, request: Request, participant: Participant) -> Response:
         view = await run_in_threadpool(task_view, participant, request.path_params["task_id"])
         return self._kit.render(request, "task.html", view, user=participant)
+
+    async def _receipt(self, request: Request, participant: Participant) -> Response:
+        """The task's receipt (``receipt``) or its manifest (``manifest``) as a file, to check offline."""
+        task_id, part = request.path_params["task_id"], request.url.path.rsplit("/", 1)[-1]
+        receipt = TaskHandle(participant, task_id).receipt()
+        try:
+            token, manifest = await run_in_threadpool(lambda: (receipt.token, receipt.manifest))
+        except AttestationError as exc:
+            return self._kit.error(request, 404, exc.message, participant)
+        name = _SAFE_NAME.sub("_", task_id)[:100]
+        if part == "receipt":
+            body, kind, filename = token.encode() + b"\n", "application/jose", f"{name}.receipt.jws"
+        elif part == "manifest" and manifest is not None:
+            body, kind, filename = manifest, "application/json", f"{name}.manifest.json"
+        else:
+            return self._kit.error(request, 404, "This task's receipt has no manifest.", participant)
+        headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+        return Response(body, media_type=kind, headers=headers)
 
     async def _events(self, request: Request, participant: Participant) -> Response:
         """The task's view as server-sent events: one now, one on every change, and ``ended``
@@ -174,7 +206,22 @@ def task_view(participant: Participant, task_id: str, known: TaskDetails | None 
         "invoke": participant.user_id == task.creator and not task.is_invoked,
         "cancel": participant.user_id == task.creator and not task.is_ended,  # access control's rule too
     }
-    return {"item": item, "allowed": allowed}
+    receipt = check_receipt(participant, task) if task.is_ended else None
+    return {"item": item, "allowed": allowed, "receipt": receipt}
+
+
+def check_receipt(participant: Participant, task: Task) -> ReceiptCheck | None:
+    """The ended ``task``'s receipt, checked against the deployment's trust files as any
+    participant would check it offline; None for a task that never ran (nothing signs one)."""
+    receipt = TaskHandle(participant, task.id).receipt()
+    try:
+        receipt.token  # noqa: B018 - fetches it
+    except AttestationError as exc:
+        return None if task.status is TaskStatus.CANCELED else ReceiptCheck(None, exc.message)
+    try:
+        return ReceiptCheck(receipt.verify(participant.link.trust))
+    except AttestationError as exc:
+        return ReceiptCheck(None, exc.message)
 
 
 def _event(name: str, html: str) -> str:
