@@ -165,6 +165,30 @@ def test_two_parties_agree_on_a_task_in_the_browser(
     playwright_api.expect(bob.get_by_label("Return value")).to_have_text("agreed: hello")
 
 
+def test_a_data_owner_rejects_a_task_and_its_creator_sees_who(
+    platform: RunningPlatform, browser: object, console_url: str, parties: dict[str, str]
+) -> None:
+    alice, bob = (login(platform, f"console_{n}", f"{n}-password") for n in ("alice", "bob"))
+    task_id = alice.frontend.create_task(
+        parties["function"], {"message": "not this"}, "python",
+        inputs_ownership=[OwnerList("bobs_data", ["console_bob"])],
+    )  # fmt: skip
+    bob.frontend.assign_data_to_task(task_id, inputs=[DataMap("bobs_data", encrypted_input(bob))])
+    page = sign_in(browser, console_url, "bob")
+    card = page.get_by_role("region", name=re.compile(task_id))
+    playwright_api.expect(card.get_by_label("Arguments")).to_contain_text("not this")
+    card.get_by_role("button", name="Reject").click()
+    page.wait_for_url(f"{console_url}/inbox")
+    playwright_api.expect(page.get_by_role("region", name=re.compile(task_id))).to_have_count(0)
+    creator = sign_in(browser, console_url, "alice")
+    creator.goto(f"{console_url}/tasks/{task_id}")
+    playwright_api.expect(creator.locator("dl.facts").first).to_contain_text("Canceled")
+    playwright_api.expect(creator.get_by_text("Task rejected by console_bob")).to_be_visible()
+    assert creator.get_by_role("button", name="Invoke").count() == 0
+    for session in (alice, bob):
+        session.close()
+
+
 def test_a_non_participant_sees_nothing_of_the_task(browser: object, console_url: str, parties: dict[str, str]) -> None:
     eve = sign_in(browser, console_url, "eve")
     playwright_api.expect(eve.get_by_text("Nothing is waiting for your approval.")).to_be_visible()

@@ -157,6 +157,9 @@ CALLS: dict[str, Callable[[FrontendService, World], object]] = {
     "approve_task": lambda c, w: c.approve_task(w.task("assigned")),
     "invoke_task": lambda c, w: c.invoke_task(w.task("approved")),
     "cancel_task": lambda c, w: c.cancel_task(w.task("created")),
+    "reject_task": lambda c, w: c._call(
+        "RejectTask", cpb.RejectTaskRequest(task_id=w.task("created")), service=CLOISTER_FRONTEND
+    ),
     # Everyone who may call it is answered, with only their own tasks (test_list_tasks.py).
     "list_tasks": lambda c, w: c._call("ListTasks", cpb.ListTasksRequest(), service=CLOISTER_FRONTEND),
     "query_audit_logs": lambda c, w: c.query_audit_logs("get_task", 1),

@@ -92,6 +92,12 @@ class GetTaskReceiptResponse(_message.Message):
     manifest: bytes
     def __init__(self, receipt: _Optional[str] = ..., manifest: _Optional[bytes] = ...) -> None: ...
 
+class RejectTaskRequest(_message.Message):
+    __slots__ = ("task_id",)
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    def __init__(self, task_id: _Optional[str] = ...) -> None: ...
+
 class PutOp(_message.Message):
     __slots__ = ("key", "value")
     KEY_FIELD_NUMBER: _ClassVar[int]

@@ -41,6 +41,11 @@ class FrontendStub:
                 request_serializer=cloister__pb2.WaitTaskRequest.SerializeToString,
                 response_deserializer=teaclave__frontend__service__pb2.GetTaskResponse.FromString,
                 _registered_method=True)
+        self.RejectTask = channel.unary_unary(
+                '/cloister.Frontend/RejectTask',
+                request_serializer=cloister__pb2.RejectTaskRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
         self.GetTaskReceipt = channel.unary_unary(
                 '/cloister.Frontend/GetTaskReceipt',
                 request_serializer=cloister__pb2.GetTaskReceiptRequest.SerializeToString,
@@ -67,6 +72,12 @@ class FrontendServicer:
     """Missing associated documentation comment in .proto file."""
 
     def WaitTask(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectTask(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -103,6 +114,11 @@ def add_FrontendServicer_to_server(servicer, server):
                     servicer.WaitTask,
                     request_deserializer=cloister__pb2.WaitTaskRequest.FromString,
                     response_serializer=teaclave__frontend__service__pb2.GetTaskResponse.SerializeToString,
+            ),
+            'RejectTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectTask,
+                    request_deserializer=cloister__pb2.RejectTaskRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'GetTaskReceipt': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTaskReceipt,
@@ -152,6 +168,33 @@ class Frontend:
             '/cloister.Frontend/WaitTask',
             cloister__pb2.WaitTaskRequest.SerializeToString,
             teaclave__frontend__service__pb2.GetTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloister.Frontend/RejectTask',
+            cloister__pb2.RejectTaskRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,
@@ -285,6 +328,11 @@ class ManagementStub:
                 request_serializer=cloister__pb2.WaitTaskRequest.SerializeToString,
                 response_deserializer=teaclave__frontend__service__pb2.GetTaskResponse.FromString,
                 _registered_method=True)
+        self.RejectTask = channel.unary_unary(
+                '/cloister.Management/RejectTask',
+                request_serializer=cloister__pb2.RejectTaskRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
         self.GetTaskReceipt = channel.unary_unary(
                 '/cloister.Management/GetTaskReceipt',
                 request_serializer=cloister__pb2.GetTaskReceiptRequest.SerializeToString,
@@ -311,6 +359,12 @@ class ManagementServicer:
     """Missing associated documentation comment in .proto file."""
 
     def WaitTask(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectTask(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -347,6 +401,11 @@ def add_ManagementServicer_to_server(servicer, server):
                     servicer.WaitTask,
                     request_deserializer=cloister__pb2.WaitTaskRequest.FromString,
                     response_serializer=teaclave__frontend__service__pb2.GetTaskResponse.SerializeToString,
+            ),
+            'RejectTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectTask,
+                    request_deserializer=cloister__pb2.RejectTaskRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'GetTaskReceipt': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTaskReceipt,
@@ -396,6 +455,33 @@ class Management:
             '/cloister.Management/WaitTask',
             cloister__pb2.WaitTaskRequest.SerializeToString,
             teaclave__frontend__service__pb2.GetTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloister.Management/RejectTask',
+            cloister__pb2.RejectTaskRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

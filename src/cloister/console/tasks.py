@@ -28,6 +28,7 @@ ACTIONS: dict[str, Callable[[TaskHandle], None]] = {
     "approve": TaskHandle.approve,
     "invoke": TaskHandle.invoke,
     "cancel": TaskHandle.cancel,
+    "reject": TaskHandle.reject,
 }
 """What a task's buttons post, by the last part of their path."""
 MAX_SOURCE_BYTES = 256 * 1024
@@ -205,6 +206,8 @@ def task_view(participant: Participant, task_id: str, known: TaskDetails | None 
         "approve": participant.user_id in task.missing_approvals,
         "invoke": participant.user_id == task.creator and not task.is_invoked,
         "cancel": participant.user_id == task.creator and not task.is_ended,  # access control's rule too
+        # Others decline with Reject, which the creator has Cancel for.
+        "reject": participant.user_id in task.participants - {task.creator} and not task.is_invoked,
     }
     receipt = check_receipt(participant, task) if task.is_ended else None
     return {"item": item, "allowed": allowed, "receipt": receipt}

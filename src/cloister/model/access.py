@@ -55,6 +55,8 @@ class Action(enum.StrEnum):
     TASK_STAGE = "task.stage"
     """Hand the task to the scheduler: its data owners and approvals."""
     TASK_CANCEL = "task.cancel"
+    TASK_REJECT = "task.reject"
+    """RejectTask: a participant declines the task before it is invoked (Cloister's)."""
     AUDIT_QUERY = "audit.query"
     USER_REGISTER = "user.register"
     """UserRegister: ``r.obj`` is the new user, with the role asked for."""

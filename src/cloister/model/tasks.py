@@ -77,6 +77,8 @@ _STATUS_BY_NAME = {v: k for k, v in _STATUS_NAMES.items()}
 # Reasons the reference fixes (§8.8, §8.9).
 REASON_CANCELED_BEFORE_STAGING = "Task canceled"
 REASON_CANCELED_BY_USER = "Task Canceled by the user"
+REASON_REJECTED_BY = "Task rejected by "
+"""Cloister's: followed by the id of the participant who rejected it (RejectTask)."""
 REASON_EXECUTOR_TIMEOUT = "Runtime Error: Executor Timeout"
 WAITING_PREFIX = "waiting: "
 """How a waiting reason starts; records written before it had a field of its own kept it in ``result``."""

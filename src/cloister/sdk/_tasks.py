@@ -85,6 +85,11 @@ class TaskHandle:
     def cancel(self) -> None:
         self._session.frontend("CancelTask", fe_pb.CancelTaskRequest(task_id=self.id))
 
+    def reject(self) -> None:
+        """Decline it as one of its participants, before it is invoked: it ends Canceled, and its
+        result says who rejected it (Cloister's; Teaclave has no such call)."""
+        self._session.frontend("RejectTask", cpb.RejectTaskRequest(task_id=self.id), service=CLOISTER_FRONTEND)
+
     def describe(self) -> Task:
         return task_from_proto(self._session.frontend("GetTask", fe_pb.GetTaskRequest(task_id=self.id)))
 

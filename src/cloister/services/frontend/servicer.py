@@ -117,6 +117,9 @@ class CloisterFrontendServicer(cgrpc.FrontendServicer):
         deadline = long_poll_deadline(wait_seconds(request.timeout_ms))
         return await self._forwarder.forward(cgrpc.ManagementStub, "WaitTask", "get_task", request, context, deadline)
 
+    async def RejectTask(self, request: cpb.RejectTaskRequest, context: grpc.aio.ServicerContext) -> Any:
+        return await self._forwarder.forward(cgrpc.ManagementStub, "RejectTask", "reject_task", request, context, None)
+
     async def GetTaskReceipt(self, request: cpb.GetTaskReceiptRequest, context: grpc.aio.ServicerContext) -> Any:
         return await self._forwarder.forward(cgrpc.ManagementStub, "GetTaskReceipt", "get_task", request, context, None)
 

@@ -252,6 +252,10 @@ class CloisterManagementServicer(cgrpc.ManagementServicer):
         task = await self._tasks.wait(_user(context), request.task_id, request.timeout_ms, request.return_if_stuck)
         return task_convert.task_to_get_response(task)
 
+    async def RejectTask(self, request: cpb.RejectTaskRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
+        await self._tasks.reject(_user(context), request.task_id)
+        return _EMPTY
+
     async def GetTaskReceipt(
         self, request: cpb.GetTaskReceiptRequest, context: grpc.aio.ServicerContext
     ) -> cpb.GetTaskReceiptResponse:

@@ -32,6 +32,7 @@ from cloister.model.ids import ExternalId, parse_id, requirements_key, usage_key
 from cloister.model.manifest import manifest_for_task
 from cloister.model.tasks import (
     REASON_CANCELED_BEFORE_STAGING,
+    REASON_REJECTED_BY,
     Actor,
     StagedElement,
     StagedTask,
@@ -418,6 +419,29 @@ class TaskService:
                     await self._rewrite(task.key, version, canceled)
                 else:
                     raise FailedOperationError("failed to cancel task, reason: task has already been canceled")
+
+        await retrying(attempt)
+
+    async def reject(self, subject: Subject, task_id: str) -> None:
+        """A participant declines the task before it is invoked: it ends Canceled, naming them.
+
+        Cloister's addition: otherwise a participant could decline only by never approving,
+        and the task's creator would not learn it.
+        """
+        parsed = parse_id(task_id, "task", InvalidTaskIdError)
+
+        async def attempt() -> None:
+            async with self._locks.hold(parsed.key):
+                task, version = await self._load(parsed)
+                await self._require(subject, Action.TASK_REJECT, task)
+                if task.status not in _PENDING:
+                    raise FailedOperationError(
+                        f"failed to reject task, reason: it is already {task.status.wire_name}; "
+                        "a task can be rejected only before it is invoked"
+                    )
+                reason = TaskResult.err(REASON_REJECTED_BY + subject.user_id)
+                rejected = transition(task, TaskStatus.CANCELED, by=Actor.MANAGEMENT, result=reason)
+                await self._rewrite(task.key, version, rejected)
 
         await retrying(attempt)
 

@@ -385,6 +385,29 @@ def test_cancel_in_each_state(services, act, storage):
     asyncio.run(go())
 
 
+def test_a_participant_rejects_a_task_before_it_is_invoked(services, act, storage):
+    async def go():
+        _, tid = await two_party(services, act)  # alice created it on her data; bob owns its output
+        with pytest.raises(AccessDeniedError):
+            await services.tasks.reject(caller("carol", ORG1), tid)  # not a participant
+        assert storage.json(tid)["status"] == "Created"
+        await services.tasks.reject(caller("bob", ORG2), tid)
+        assert storage.json(tid)["status"] == "Canceled"
+        assert storage.json(tid)["result"] == {"Err": {"reason": "Task rejected by bob"}}
+        with pytest.raises(FailedOperationError, match="already Canceled; a task can be rejected only before"):
+            await services.tasks.reject(caller("alice", ORG1), tid)
+        for status in ("Staged", "Running", "Finished", "Failed"):  # once invoked, only Cancel stops it
+            _, tid = await two_party(services, act)
+            await storage.update_json(tid, status=status)
+            with pytest.raises(FailedOperationError, match=f"already {status}"):
+                await services.tasks.reject(caller("bob", ORG2), tid)
+            assert storage.json(tid)["status"] == status and not storage.queue_json(b"cancel_queue")
+        with pytest.raises(InvalidTaskIdError):
+            await services.tasks.reject(caller("bob", ORG2), "task-zzz")
+
+    asyncio.run(go())
+
+
 def test_get_task_needs_participant(services, act):
     async def go():
         _, tid = await two_party(services, act)
