@@ -23,16 +23,27 @@ def row(record: AuditRecord) -> dict[str, object]:
     """An entry as the page and the export show it: its number, UTC time, address, caller, message, outcome."""
     entry = record.entry
     when = dt.datetime.fromtimestamp(entry.microsecond / 1_000_000, dt.UTC)
-    address = ipaddress.IPv6Address(entry.ip) if len(entry.ip) == 16 else None
-    shown = "" if address is None else str(address.ipv4_mapped or address)
     return {
         "seq": record.seq,
         "time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "ip": shown,
+        "ip": shown_ip(entry.ip),
         "user": entry.user,
         "message": entry.message,
         "result": entry.result,
     }
+
+
+def shown_ip(packed: bytes) -> str:
+    """An entry's 16-byte address as people write it: IPv4 in either form the services store it
+    (``::a.b.c.d``, ``::ffff:a.b.c.d``) as ``a.b.c.d``; empty when it is not 16 bytes."""
+    if len(packed) != 16:
+        return ""
+    address = ipaddress.IPv6Address(packed)
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    if packed[:12] == bytes(12) and packed[12:15] != bytes(3):  # not :: or ::1
+        return str(ipaddress.IPv4Address(packed[12:]))
+    return str(address)
 
 
 class AuditPages:
