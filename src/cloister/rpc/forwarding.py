@@ -44,6 +44,8 @@ SIGNATURE_KEY = "cloister-forwarder-signature-bin"
 KEYS = frozenset({ADDRESS_KEY, AT_KEY, CERTIFICATE_KEY, SIGNATURE_KEY})
 MAX_SKEW_SECONDS = 120
 """A claim signed longer ago than this (or as far in the future) is refused."""
+MAX_CERTIFICATE_BYTES = 16 * 1024
+"""A genuine certificate, with its report and the report's signing chain, takes about 7 KiB."""
 MAX_METADATA_BYTES = 64 * 1024
 """What the public endpoints accept in one call's metadata: a claim's certificate carries an
 attestation report and its signing chain, several kilobytes that gRPC's 8 KiB default refuses."""
@@ -88,10 +90,12 @@ def claimed_ip(
     metadata: Iterable[tuple[str, str | bytes]] | None,
     method: str,
     verifier: PeerVerifier | None,
+    issuer: x509.Certificate | None,
     now: float | None = None,
 ) -> bytes | None:
     """The 16-byte address a verified claim in ``metadata`` names for this call to ``method``;
-    None when there is no claim.
+    None when there is no claim. The claim's certificate must be issued by ``issuer`` (the
+    deployment CA) and verify under ``verifier`` as the console's identity.
 
     Raises:
         AttestationError: there is a claim and it does not hold.
@@ -120,26 +124,35 @@ def claimed_ip(
         raise AttestationError("a forwarded client address has no valid time")
     if abs((time.time() if now is None else now) - int(at)) > MAX_SKEW_SECONDS:
         raise AttestationError(f"a forwarded client address was signed more than {MAX_SKEW_SECONDS} s from now")
-    if verifier is None:
+    if verifier is None or issuer is None:
         raise AttestationError("this endpoint cannot verify who forwards a client address")
+    # Cheap checks first: only a certificate the deployment CA issued (to an identity the
+    # attestation service endorsed) is worth verifying in full, which costs what its report costs.
+    if len(certificate) > MAX_CERTIFICATE_BYTES:
+        raise AttestationError("the forwarder's certificate is larger than any genuine one")
     try:
-        verifier.verify(certificate, [enclave_name(FORWARDER)])
-    except AttestationError as exc:
-        raise AttestationError(f"the forwarder of a client address failed attestation: {exc.message}") from None
-    public_key = x509.load_der_x509_certificate(certificate).public_key()
+        parsed = x509.load_der_x509_certificate(certificate)
+        parsed.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        raise AttestationError("the forwarder's certificate is not one the deployment CA issued") from None
+    public_key = parsed.public_key()
     if not isinstance(public_key, ec.EllipticCurvePublicKey):
         raise AttestationError("the forwarder's certificate key is not ECDSA")
     try:
         public_key.verify(signature, _signed(method, address, at), ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
         raise AttestationError("the forwarded client address is not signed by the forwarder's key") from None
+    try:
+        verifier.verify(certificate, [enclave_name(FORWARDER)])
+    except AttestationError as exc:
+        raise AttestationError(f"the forwarder of a client address failed attestation: {exc.message}") from None
     if isinstance(ip, ipaddress.IPv4Address):
         return bytes(12) + ip.packed
     return ip.packed
 
 
 def bind_caller_ip(
-    context: grpc.aio.ServicerContext, method: str, verifier: PeerVerifier | None
+    context: grpc.aio.ServicerContext, method: str, verifier: PeerVerifier | None, issuer: x509.Certificate | None
 ) -> contextvars.Token[bytes | None]:
     """Work out the address of this call's client (the claim's, else the connection's) for
     :func:`caller_ip`; reset it with the token returned when the call ends.
@@ -147,7 +160,7 @@ def bind_caller_ip(
     Raises:
         AttestationError: the call carries a claim that does not hold.
     """
-    claimed = claimed_ip(context.invocation_metadata(), method, verifier)
+    claimed = claimed_ip(context.invocation_metadata(), method, verifier, issuer)
     return _caller_ip.set(claimed if claimed is not None else client_ip(context.peer() or ""))
 
 

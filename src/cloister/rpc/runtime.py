@@ -17,6 +17,7 @@ import signal
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import grpc
+from cryptography import x509
 
 from cloister.attestation.backends import SIMULATED_NOTICE
 from cloister.attestation.deployment import Deployment
@@ -107,8 +108,15 @@ class ServiceRuntime:
         """Start ``endpoint``'s server and publish its address; returns the bound port."""
         configured = self.settings.endpoint(endpoint)
         credentials = self.keeper.server_credentials(requires_client_certificate(endpoint))
+        deployment_ca = x509.load_pem_x509_certificate(self.identity.deployment_ca_pem)
         server, port = await start_server(
-            endpoint, configured.bind_address, credentials, self.verifier, self.settings.rpc, register
+            endpoint,
+            configured.bind_address,
+            credentials,
+            self.verifier,
+            self.settings.rpc,
+            register,
+            forwarder_issuer=deployment_ca,
         )
         self._servers.append((endpoint, server))
         addresses.publish(self.settings, endpoint, port)

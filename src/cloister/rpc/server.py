@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
+from cryptography import x509
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
@@ -180,9 +181,12 @@ async def _refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
 
 
 class _CallInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, endpoint: str, verifier: PeerVerifier | None) -> None:
+    def __init__(
+        self, endpoint: str, verifier: PeerVerifier | None, forwarder_issuer: x509.Certificate | None = None
+    ) -> None:
         self._endpoint = endpoint
         self._verifier = verifier
+        self._forwarder_issuer = forwarder_issuer
         self._inbound = tuple(enclave_name(s) for s in INBOUND.get(endpoint, ()))
         self._by_method = {
             method: (*self._inbound, *(enclave_name(s) for s in extra))
@@ -240,7 +244,7 @@ class _CallInterceptor(grpc.aio.ServerInterceptor):
                     if checked:
                         self._check_peer(context, allowed)
                     if public:
-                        address = forwarding.bind_caller_ip(context, name, self._verifier)
+                        address = forwarding.bind_caller_ip(context, name, self._verifier, self._forwarder_issuer)
                     return await behavior(request, context)
                 except asyncio.CancelledError:
                     outcome = "CANCELLED"  # the caller went away (or the server is stopping): nothing to answer or map
@@ -293,14 +297,18 @@ async def start_server(
     verifier: PeerVerifier | None,
     rpc: RPCSettings,
     register: Iterable[Callable[[grpc.aio.Server], None]],
+    *,
+    forwarder_issuer: x509.Certificate | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Start a TLS server for ``endpoint`` at ``address``; returns it and its bound port.
 
     ``credentials`` must require client certificates exactly when the endpoint has inbound
-    rules (:func:`requires_client_certificate`); the interceptor then checks each caller.
+    rules (:func:`requires_client_certificate`); the interceptor then checks each caller. On a
+    public endpoint, a forwarded client address is taken only with a certificate that
+    ``forwarder_issuer`` (the deployment CA) issued (:mod:`cloister.rpc.forwarding`).
     """
     server = grpc.aio.server(
-        interceptors=[_CallInterceptor(endpoint, verifier)],
+        interceptors=[_CallInterceptor(endpoint, verifier, forwarder_issuer)],
         options=[
             *channel_options(rpc, internal=endpoint not in PUBLIC_ENDPOINTS),
             *_ping_tolerance(rpc),
