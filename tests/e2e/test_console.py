@@ -449,14 +449,18 @@ def test_a_request_body_over_the_limit_is_refused_before_it_is_read(
         answer = client.post(f"{console_url}/functions", content=b"x" * (limit + 128 * 1024))
         assert answer.status_code == 413
 
-        def chunks() -> Iterator[bytes]:  # an upload that never ends, sent without a length
-            yield b'--cut\r\nContent-Disposition: form-data; name="payload"; filename="big"\r\n\r\n'
-            for _ in range(limit // (1024 * 1024) + 2):
-                yield b"y" * (1024 * 1024)
+        def chunks() -> Iterator[bytes]:  # a form that never ends, sent without a length
+            for field in range(limit // (60 * 1024) + 20):  # each field under the 64 KiB a field may have
+                yield f"f{field}=".encode() + b"y" * (60 * 1024) + b"&"
 
-        multipart = {"content-type": "multipart/form-data; boundary=cut"}
-        answer = client.post(f"{console_url}/sign-in", content=chunks(), headers=multipart)
+        urlencoded = {"content-type": "application/x-www-form-urlencoded"}
+        answer = client.post(f"{console_url}/sign-in", content=chunks(), headers=urlencoded)
         assert answer.status_code == 413
+        # The sign-in form takes no file: one is refused when its part begins, not read.
+        upload = {"content-type": "multipart/form-data; boundary=cut"}
+        start = b'--cut\r\nContent-Disposition: form-data; name="password"; filename="big"\r\n\r\n' + b"y" * 1024
+        answer = client.post(f"{console_url}/sign-in", content=start + b"\r\n--cut--\r\n", headers=upload)
+        assert answer.status_code == 400
 
 
 def test_a_task_page_follows_the_task_without_reloading(

@@ -2,8 +2,10 @@
 tokens on every form and the headers every response carries.
 
 The session cookie holds the user's id and Cloister token, HttpOnly and SameSite=Strict, and over
-HTTPS Secure under the ``__Host-`` prefix (so no other host or path can set it). It is not signed:
-changing it only presents other credentials, which the frontend checks on every call.
+HTTPS Secure under the ``__Host-`` prefix (so no other host or path can set it). It is signed
+with the console's key: the frontend checks the token on every call anyway, but a cookie the
+console did not issue is no session at all, so a made-up one gets no form body read, no live
+stream counted against a user, and no user id the platform never accepted passed on.
 
 Every form carries a CSRF token, an HMAC (under a key kept in the state directory) of the cookie it
 is bound to: the session cookie once signed in, before that a random pre-session cookie. A POST
@@ -80,8 +82,11 @@ class Guard:
         value = request.cookies.get(self.session_cookie)
         if not value or len(value) > MAX_COOKIE_CHARS:
             return None
+        payload, _, mac = value.rpartition(".")
+        if not hmac.compare_digest(self._mac(b"session-cookie", payload).encode(), mac.encode("utf-8", "replace")):
+            return None
         try:
-            data = json.loads(base64.urlsafe_b64decode(value.encode("ascii")))
+            data = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
             user_id, token = data["u"], data["t"]
         except (ValueError, KeyError, TypeError, UnicodeEncodeError, binascii.Error, RecursionError):
             return None
@@ -90,7 +95,8 @@ class Guard:
         return Signin(user_id, token)
 
     def start_session(self, response: Response, user_id: str, token: str) -> None:
-        value = base64.urlsafe_b64encode(json.dumps({"u": user_id, "t": token}).encode()).decode("ascii")
+        payload = base64.urlsafe_b64encode(json.dumps({"u": user_id, "t": token}).encode()).decode("ascii")
+        value = f"{payload}.{self._mac(b'session-cookie', payload)}"
         self._set(response, self.session_cookie, value, SESSION_LIFETIME_SECONDS)
         response.delete_cookie(self.presession_cookie, secure=self.secure, httponly=True, samesite="strict")
 

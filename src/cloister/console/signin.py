@@ -26,7 +26,7 @@ class SigninPages:
         kit = self._kit
         if not kit.guard.same_site(request):
             return kit.error(request, 403, FORM_EXPIRED)
-        form = await request.form(max_part_size=MAX_FIELD_BYTES)
+        form = await request.form(max_part_size=MAX_FIELD_BYTES, max_files=0)  # no uploads here
         if not kit.guard.check_post(request, form.get("csrf")):
             return kit.error(request, 403, FORM_EXPIRED)
         user_id, password = form.get("user_id"), form.get("password")
@@ -48,7 +48,7 @@ class SigninPages:
     async def sign_out(self, request: Request) -> Response:
         if not self._kit.guard.same_site(request):
             return self._kit.error(request, 403, FORM_EXPIRED)
-        form = await request.form(max_part_size=MAX_FIELD_BYTES)
+        form = await request.form(max_part_size=MAX_FIELD_BYTES, max_files=0)  # no uploads here
         if not self._kit.guard.check_post(request, form.get("csrf")):
             return self._kit.error(request, 403, FORM_EXPIRED)
         response = RedirectResponse("/sign-in", status_code=303)

@@ -71,6 +71,18 @@ def test_a_hostile_session_cookie_is_no_session(guard: Guard, value: str) -> Non
     assert guard.signin(request({guard.session_cookie: value})) is None
 
 
+def test_only_a_session_cookie_this_console_issued_is_a_session(guard: Guard) -> None:
+    """The cookie's payload is readable, but a made-up or altered one (another user id, another
+    token) or one from a console with another key is no session."""
+    genuine = session_cookie(guard)[guard.session_cookie]
+    payload, _, mac = genuine.rpartition(".")
+    made_up = base64.urlsafe_b64encode(json.dumps({"u": "alice", "t": "forged"}).encode()).decode()
+    for value in (made_up, f"{made_up}.{mac}", payload, f"{payload}.", f"{payload}.{mac[:-1]}"):
+        assert guard.signin(request({guard.session_cookie: value})) is None
+    assert Guard(b"x" * 32, secure=True).signin(request({guard.session_cookie: genuine})) is None
+    assert guard.signin(request({guard.session_cookie: genuine})) is not None
+
+
 def test_a_form_token_works_only_with_the_session_it_was_made_for(guard: Guard) -> None:
     bobs, eves = session_cookie(guard, "bob"), session_cookie(guard, "eve", "other")
     token, fresh = guard.csrf_token(request(bobs))
