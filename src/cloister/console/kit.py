@@ -112,15 +112,20 @@ def browser_address(request: Request) -> str:
     return request.client.host if request.client is not None else ""
 
 
+_HIDING = frozenset({"Cf", "Zl", "Zp"})
+
+
 def reveal_hidden(value: object) -> Markup:
     """``value`` as escaped text in which every invisible formatting character (bidirectional
-    overrides and isolates, zero-width characters, category Cf) is shown as a marked ``U+XXXX``:
-    what an approver reads must be what runs, with no reordered or hidden text."""
+    overrides and isolates, zero-width characters: category Cf), line and paragraph separator
+    and control character other than tab and line ends is shown as a marked ``U+XXXX``: what an
+    approver reads must be what runs, with no reordered or hidden text."""
     shown = []
     for char in str(value):
-        if unicodedata.category(char) == "Cf":
+        category = unicodedata.category(char)
+        if category in _HIDING or (category == "Cc" and char not in "\t\n\r"):
             code = f"U+{ord(char):04X}"
-            name = unicodedata.name(char, "format character")
+            name = unicodedata.name(char, "control character")
             shown.append(Markup('<mark class="hidden-char" title="{}">{}</mark>').format(name, code))
         else:
             shown.append(escape(char))

@@ -48,11 +48,17 @@ class PlatformLink:
         """
         with self._lock:
             channel = self._channels.get(endpoint)
-            if channel is None:
-                service = "authentication" if endpoint == AUTHENTICATION_API else "frontend"
-                peer = open_verified(service, self._addresses[endpoint], self._trust.verifier())
-                channel = self._channels[endpoint] = AttestedChannel(peer)
+        if channel is not None:
             return channel
+        # Opened without the lock: while a service is slow to answer or down, each request
+        # waits for its own attempt, not for every attempt queued before it.
+        service = "authentication" if endpoint == AUTHENTICATION_API else "frontend"
+        opened = AttestedChannel(open_verified(service, self._addresses[endpoint], self._trust.verifier()))
+        with self._lock:
+            channel = self._channels.setdefault(endpoint, opened)
+        if channel is not opened:  # another request opened one meanwhile
+            opened.close()
+        return channel
 
     def login(self, user_id: str, password: str, address: str) -> str:
         """A token for ``user_id``, asked for by the browser at ``address``.

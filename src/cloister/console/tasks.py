@@ -68,6 +68,7 @@ class ReceiptCheck:
 
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+_EVENT_LINES = re.compile(r"\r\n|\r|\n")
 
 
 class TaskPages:
@@ -229,7 +230,9 @@ def check_receipt(participant: Participant, task: Task) -> ReceiptCheck | None:
 
 def _event(name: str, html: str) -> str:
     """One server-sent event: its name, then the HTML a line of data at a time."""
-    data = "".join(f"data: {line}\n" for line in (html.splitlines() or [""]))
+    # Split only where the event stream ends lines (CR, LF, CRLF): str.splitlines would also
+    # split at U+2028 or U+0085 in a value, and the page would show a line break there instead.
+    data = "".join(f"data: {line}\n" for line in _EVENT_LINES.split(html))
     return f"event: {name}\n{data}\n"
 
 

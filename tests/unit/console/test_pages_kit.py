@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cloister.console.kit import reveal_hidden, whole_number
-from cloister.console.tasks import StreamCount
+from cloister.console.tasks import StreamCount, _event
 
 
 def test_invisible_formatting_characters_are_shown_and_everything_is_escaped() -> None:
@@ -15,6 +15,14 @@ def test_invisible_formatting_characters_are_shown_and_everything_is_escaped() -
     assert '<mark class="hidden-char" title="ZERO WIDTH SPACE">U+200B</mark>' in shown
     assert "<script>" not in shown and "&lt;script&gt;" in shown
     assert str(reveal_hidden("plain text, é and 中文")) == "plain text, é and 中文"
+
+
+def test_line_separators_and_control_characters_are_shown_but_tabs_and_line_ends_kept() -> None:
+    shown = str(reveal_hidden("a\u2028b\u2029c\x85d\x1be"))
+    for code in ("U+2028", "U+2029", "U+0085", "U+001B"):
+        assert f">{code}</mark>" in shown
+    assert not any(char in shown for char in "\u2028\u2029\x85\x1b")
+    assert str(reveal_hidden("def f():\r\n\treturn 1\n")) == "def f():\r\n\treturn 1\n"
 
 
 @pytest.mark.parametrize(
@@ -37,3 +45,8 @@ def test_live_streams_are_limited_in_all_and_per_user() -> None:
     count.close("eve")
     assert count.open("bob")
     assert not count.open("bob")
+
+
+def test_an_event_splits_lines_only_where_the_event_stream_does() -> None:
+    event = _event("task", "a\u2028b\r\nc\rd\ne")
+    assert event == "event: task\ndata: a\u2028b\ndata: c\ndata: d\ndata: e\n\n"
