@@ -26,6 +26,7 @@ _LAZY = {
     "Task": "cloister.model",
     "TaskResult": "cloister.model",
     "TaskStatus": "cloister.model",
+    "TimelineEntry": "cloister.model",
     "CloisterError": "cloister.errors",
     "AccessDeniedError": "cloister.errors",
     "AuthenticationError": "cloister.errors",

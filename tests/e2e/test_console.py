@@ -148,6 +148,10 @@ def test_two_parties_agree_on_a_task_in_the_browser(
     # No reload: the page follows the task over server-sent events until it has finished.
     playwright_api.expect(alice.locator("dl.facts").first).to_contain_text("Finished", timeout=60_000)
     playwright_api.expect(alice.get_by_label("Return value")).to_have_text("agreed: hello")
+    steps = alice.get_by_role("region", name="Timeline").inner_text()
+    order = ["Created by console_alice", "Approved by console_bob", "Approved by console_alice", "Invoked", "Finished"]
+    assert all(step in steps for step in order), steps
+    assert [steps.index(step) for step in order] == sorted(steps.index(step) for step in order)  # oldest first
     receipt = alice.get_by_role("region", name="Receipt")
     playwright_api.expect(receipt).to_contain_text("checked by the console")
     playwright_api.expect(receipt).to_contain_text(hashlib.sha256(SOURCE).hexdigest())

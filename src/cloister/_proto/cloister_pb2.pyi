@@ -85,12 +85,24 @@ class GetTaskReceiptRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ...) -> None: ...
 
 class GetTaskReceiptResponse(_message.Message):
-    __slots__ = ("receipt", "manifest")
+    __slots__ = ("receipt", "manifest", "history")
     RECEIPT_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
     receipt: str
     manifest: bytes
-    def __init__(self, receipt: _Optional[str] = ..., manifest: _Optional[bytes] = ...) -> None: ...
+    history: _containers.RepeatedCompositeFieldContainer[TaskEvent]
+    def __init__(self, receipt: _Optional[str] = ..., manifest: _Optional[bytes] = ..., history: _Optional[_Iterable[_Union[TaskEvent, _Mapping]]] = ...) -> None: ...
+
+class TaskEvent(_message.Message):
+    __slots__ = ("microsecond", "what", "user_id")
+    MICROSECOND_FIELD_NUMBER: _ClassVar[int]
+    WHAT_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    microsecond: int
+    what: str
+    user_id: str
+    def __init__(self, microsecond: _Optional[int] = ..., what: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
 
 class RejectTaskRequest(_message.Message):
     __slots__ = ("task_id",)

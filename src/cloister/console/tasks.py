@@ -211,7 +211,8 @@ def task_view(participant: Participant, task_id: str, known: TaskDetails | None 
         "reject": participant.user_id in task.participants - {task.creator} and not task.is_invoked,
     }
     receipt = check_receipt(participant, task) if task.is_ended else None
-    return {"item": item, "allowed": allowed, "receipt": receipt}
+    timeline = TaskHandle(participant, task_id).timeline()
+    return {"item": item, "allowed": allowed, "receipt": receipt, "timeline": timeline}
 
 
 def check_receipt(participant: Participant, task: Task) -> ReceiptCheck | None:

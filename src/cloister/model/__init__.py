@@ -7,6 +7,6 @@ client reads (:mod:`cloister.model.views`); the stored records live in their own
 
 from cloister.model.functions import FunctionArgument, FunctionFile
 from cloister.model.tasks import TaskStatus
-from cloister.model.views import File, Function, Task, TaskResult
+from cloister.model.views import File, Function, Task, TaskResult, TimelineEntry
 
-__all__ = ["File", "Function", "FunctionArgument", "FunctionFile", "Task", "TaskResult", "TaskStatus"]
+__all__ = ["File", "Function", "FunctionArgument", "FunctionFile", "Task", "TaskResult", "TaskStatus", "TimelineEntry"]

@@ -156,6 +156,41 @@ Rules that follow from the table:
 """
 
 
+APPROVAL = "Approval"
+"""A :class:`TaskEvent`'s ``what`` for a participant's approval; every other is a status's wire name."""
+MAX_HISTORY = 100
+"""Events a task keeps; past them the oldest after the first few are dropped (a task put back
+in the queue again and again must not grow without bound)."""
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """One step of a task's life, for its timeline: a status change, or a participant's approval."""
+
+    at: float
+    """Seconds since the epoch."""
+    what: str
+    """The new status's wire name (``Staged``), or :data:`APPROVAL`."""
+    user: str = ""
+    """Who approved, for an approval."""
+
+    def to_json(self) -> list[Any]:
+        return [self.at, self.what, self.user]
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> TaskEvent:
+        at, what, user = data
+        return cls(float(at), str(what), str(user))
+
+
+def with_event(task: TaskState, event: TaskEvent) -> TaskState:
+    """``task`` with ``event`` at the end of its history, which keeps at most :data:`MAX_HISTORY`."""
+    history = (*task.history, event)
+    if len(history) > MAX_HISTORY:
+        history = history[:10] + history[len(history) - (MAX_HISTORY - 10) :]
+    return replace(task, history=history)
+
+
 def transition(
     task: TaskState, to: TaskStatus, *, by: Actor, result: TaskResult | None = None, at: float | None = None
 ) -> TaskState:
@@ -176,14 +211,16 @@ def transition(
         )
     if to.is_ended and result is None:
         raise IllegalTransitionError(f"a task cannot end as {to.wire_name} without a result ({task.external_id})")
-    return replace(
+    now = time.time() if at is None else at
+    moved = replace(
         task,
         status=to,
         result=task.result if result is None else result,
         waiting_reason=None,
         changed_by=by,
-        changed_at=time.time() if at is None else at,
+        changed_at=now,
     )
+    return with_event(moved, TaskEvent(now, to.wire_name))
 
 
 def with_waiting_reason(task: TaskState, reason: str) -> TaskState:
@@ -287,6 +324,8 @@ class TaskState:
     manifest: bytes | None = field(default=None, repr=False)
     """The approved manifest the task was staged with (``cloister.model.manifest``, canonical
     bytes): the receipt carries only its hash, so participants get it from here."""
+    history: tuple[TaskEvent, ...] = ()
+    """Its status changes and approvals, oldest first (empty for a record from before it was kept)."""
 
     @property
     def external_id(self) -> str:
@@ -330,6 +369,7 @@ class TaskState:
             **({"approvals": dict(sorted(self.approvals.items()))} if self.approvals else {}),
             **({"receipt": self.receipt} if self.receipt is not None else {}),
             **({"manifest": self.manifest.decode("ascii")} if self.manifest is not None else {}),
+            **({"history": [event.to_json() for event in self.history]} if self.history else {}),
         }
 
     @classmethod
@@ -365,6 +405,7 @@ class TaskState:
             approvals={str(k): str(v) for k, v in data.get("approvals", {}).items()},
             receipt=None if data.get("receipt") is None else str(data["receipt"]),
             manifest=None if data.get("manifest") is None else str(data["manifest"]).encode("ascii"),
+            history=tuple(TaskEvent.from_json(event) for event in data.get("history", ())),
         )
 
 

@@ -7,12 +7,13 @@ These are views of a participant, built from the frontend's answers by
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from cloister.model.functions import FunctionArgument, FunctionFile
-from cloister.model.tasks import TaskStatus
+from cloister.model.tasks import APPROVAL, TaskStatus
 
 _NOT_INVOKED = (TaskStatus.CREATED, TaskStatus.DATA_ASSIGNED, TaskStatus.APPROVED)
 
@@ -92,6 +93,38 @@ class Task:
             found.append(f"output data {', '.join(sorted(self.unassigned_outputs))}")
         found.append(f"an invoke by its creator {self.creator}")
         return found
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One step of a task's life as its participants see it: a status change, or an approval."""
+
+    at: dt.datetime
+    """When it happened (UTC)."""
+    what: str
+    """``"Created"``, the status the task moved to (``TaskStatus`` wire name, e.g. ``"Staged"``),
+    or ``"Approval"``."""
+    user_id: str | None = None
+    """Who created it, for ``"Created"``; who approved, for an approval."""
+
+    @property
+    def description(self) -> str:
+        if self.what == APPROVAL:
+            return f"Approved by {self.user_id}"
+        if self.what == "Created":
+            return f"Created by {self.user_id}"
+        return _STEP_NAMES.get(self.what, self.what)
+
+
+_STEP_NAMES = {
+    "DataAssigned": "All data assigned",
+    "Approved": "Approved by every participant",
+    "Staged": "Invoked: waiting for an execution service",
+    "Running": "Running",
+    "Finished": "Finished",
+    "Failed": "Failed",
+    "Canceled": "Canceled",
+}
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from cloister.errors import (
     UserExistsError,
 )
 from cloister.model.tasks import TaskStatus
-from cloister.model.views import File, Function, Task, TaskResult
+from cloister.model.views import File, Function, Task, TaskResult, TimelineEntry
 from cloister.sdk._channel import Channel
 from cloister.sdk._client import Client
 from cloister.sdk._files import Crypto, FileHandle
@@ -67,6 +67,7 @@ __all__ = [
     "TaskResult",
     "TaskStatus",
     "TeaclaveException",
+    "TimelineEntry",
     "Trust",
     "UserExistsError",
 ]

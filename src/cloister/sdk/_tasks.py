@@ -29,8 +29,8 @@ from cloister.model.executors import SPELLINGS
 from cloister.model.functions import parse_executor_type
 from cloister.model.manifest import TaskManifest
 from cloister.model.tasks import REASON_EXECUTOR_TIMEOUT, TaskStatus
-from cloister.model.views import Task, TaskResult
-from cloister.rpc.convert.views import task_from_proto
+from cloister.model.views import Task, TaskResult, TimelineEntry
+from cloister.rpc.convert.views import task_from_proto, timeline_from_proto
 from cloister.rpc.long_poll import long_poll_deadline
 from cloister.sdk._channel import CLOISTER_FRONTEND
 from cloister.sdk._files import FileHandle
@@ -151,6 +151,14 @@ class TaskHandle:
         its function was deleted before it was invoked (it can never run)."""
         _, manifest = fetch_receipt(self._session, self.id)
         return TaskManifest.from_bytes(manifest) if manifest else None
+
+    def timeline(self) -> tuple[TimelineEntry, ...]:
+        """What happened to it, oldest first: when it was created, each status change and each
+        approval (participants only, like :meth:`describe`)."""
+        response = self._session.frontend(
+            "GetTaskReceipt", cpb.GetTaskReceiptRequest(task_id=self.id), service=CLOISTER_FRONTEND
+        )
+        return timeline_from_proto(response.history)
 
     def receipt(self) -> Receipt:
         """The task's signed receipt (:class:`~cloister.sdk._receipts.Receipt`), fetched when first used."""

@@ -12,13 +12,17 @@ import pytest
 from cloister.errors import IllegalTransitionError
 from cloister.model.ids import ExternalId
 from cloister.model.tasks import (
+    APPROVAL,
+    MAX_HISTORY,
     TRANSITIONS,
     Actor,
+    TaskEvent,
     TaskOutputs,
     TaskResult,
     TaskState,
     TaskStatus,
     transition,
+    with_event,
     with_waiting_reason,
 )
 
@@ -151,3 +155,19 @@ def test_an_earlier_records_waiting_result_becomes_its_waiting_reason() -> None:
     # Only on a Staged task: an ended task's reason stays its result.
     failed = TaskState.from_json(task_at(S.FAILED, result=TaskResult.err("waiting: for godot")).to_json())
     assert failed.result.failure == "waiting: for godot" and failed.waiting_reason is None
+
+
+def test_each_status_change_and_approval_is_kept_in_order_and_bounded() -> None:
+    task = transition(task_at(S.CREATED), S.DATA_ASSIGNED, by=Actor.MANAGEMENT, at=10.0)
+    task = with_event(task, TaskEvent(11.0, APPROVAL, "bob"))
+    task = transition(task, S.STAGED, by=Actor.MANAGEMENT, at=12.0)
+    expected = (TaskEvent(10.0, "DataAssigned"), TaskEvent(11.0, APPROVAL, "bob"), TaskEvent(12.0, "Staged"))
+    assert task.history == expected
+    assert TaskState.from_json(json.loads(json.dumps(task.to_json()))).history == expected
+    assert "history" not in task_at(S.CREATED).to_json()  # a record without one keeps its old shape
+    # A hand-out given back again and again: the first steps and the latest are kept, no more.
+    for n in range(300):
+        task = transition(task, S.RUNNING, by=Actor.SCHEDULER, at=100.0 + 2 * n)
+        task = transition(task, S.STAGED, by=Actor.SCHEDULER, at=101.0 + 2 * n)
+    assert len(task.history) == MAX_HISTORY
+    assert task.history[:3] == expected and task.history[-1] == TaskEvent(699.0, "Staged")

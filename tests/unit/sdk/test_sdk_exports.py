@@ -40,6 +40,7 @@ def test_exported_names() -> None:
         "TaskResult",
         "TaskStatus",
         "TeaclaveException",
+        "TimelineEntry",
         "Trust",
         "UserExistsError",
     ]

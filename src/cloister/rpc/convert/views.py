@@ -6,14 +6,16 @@ Unlike ``MessageToDict``, nothing at its default value goes missing: a new task'
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Sequence
 from typing import Any
 
+from cloister._proto import cloister_pb2 as cpb
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
 from cloister.model.functions import FunctionArgument, FunctionFile
 from cloister.model.tasks import TaskStatus
-from cloister.model.views import File, Function, Task, TaskResult
+from cloister.model.views import File, Function, Task, TaskResult, TimelineEntry
 from cloister.rpc.convert.tasks import task_result_from_proto
 
 
@@ -87,3 +89,10 @@ def function_from_proto(function_id: str, message: fe_pb.GetFunctionResponse) ->
 
 def file_from_proto(data_id: str, message: fe_pb.GetInputFileResponse | fe_pb.GetOutputFileResponse) -> File:
     return File(id=data_id, owners=frozenset(message.owner), cmac=bytes(message.cmac) or None)
+
+
+def timeline_from_proto(events: Sequence[cpb.TaskEvent]) -> tuple[TimelineEntry, ...]:
+    return tuple(
+        TimelineEntry(dt.datetime.fromtimestamp(e.microsecond / 1_000_000, dt.UTC), e.what, e.user_id or None)
+        for e in events
+    )

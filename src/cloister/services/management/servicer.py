@@ -260,7 +260,9 @@ class CloisterManagementServicer(cgrpc.ManagementServicer):
         self, request: cpb.GetTaskReceiptRequest, context: grpc.aio.ServicerContext
     ) -> cpb.GetTaskReceiptResponse:
         task = await self._tasks.manifest(_user(context), request.task_id)  # GetTask's rule: participants only
-        return cpb.GetTaskReceiptResponse(receipt=task.receipt or "", manifest=task.manifest or b"")
+        return cpb.GetTaskReceiptResponse(
+            receipt=task.receipt or "", manifest=task.manifest or b"", history=task_convert.history_to_proto(task)
+        )
 
     async def ListTasks(
         self, request: cpb.ListTasksRequest, context: grpc.aio.ServicerContext

@@ -31,15 +31,18 @@ from cloister.model.functions import Function, FunctionUsage, executor_for
 from cloister.model.ids import ExternalId, parse_id, requirements_key, usage_key
 from cloister.model.manifest import manifest_for_task
 from cloister.model.tasks import (
+    APPROVAL,
     REASON_CANCELED_BEFORE_STAGING,
     REASON_REJECTED_BY,
     Actor,
     StagedElement,
     StagedTask,
+    TaskEvent,
     TaskResult,
     TaskState,
     TaskStatus,
     transition,
+    with_event,
 )
 from cloister.rpc import tracing
 from cloister.rpc.authorizer import Authorizer, denied, require
@@ -331,7 +334,10 @@ class TaskService:
                 approvals = dict(task.approvals)
                 if function is not None:
                     approvals[subject.user_id] = manifest_for_task(task, function).terms_hash
+                changed = subject.user_id not in task.approved_users or approvals != task.approvals
                 task = replace(task, approved_users=task.approved_users | {subject.user_id}, approvals=approvals)
+                if changed:  # approving the same terms again is not another step
+                    task = with_event(task, TaskEvent(time.time(), APPROVAL, subject.user_id))
                 status = TaskStatus.APPROVED if task.all_approved else TaskStatus.DATA_ASSIGNED
                 await self._rewrite(task.key, version, _settle(task, status))
 

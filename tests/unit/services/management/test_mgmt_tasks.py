@@ -286,6 +286,14 @@ def test_two_party_approve_then_invoke(services, act, storage):
             await services.tasks.invoke(caller("bob"), tid)
         await services.tasks.invoke(caller("alice"), tid)
         assert storage.json(tid)["status"] == "Staged"
+        steps = [(what, user) for _, what, user in storage.json(tid)["history"]]  # the task's timeline
+        assert steps == [
+            ("DataAssigned", ""),
+            ("Approval", "alice"),
+            ("Approval", "bob"),
+            ("Approved", ""),
+            ("Staged", ""),
+        ]
         (element,) = storage.queue_json(b"staged-task")
         staged = element["staged_task"]
         assert "task" not in element  # no copy of the record that could disagree with storage
