@@ -22,6 +22,7 @@ from cloister.errors import AttestationError, AuthenticationError, CloisterError
 from cloister.model.tasks import TaskStatus
 from cloister.model.views import Function, Task
 from cloister.sdk._functions import FunctionHandle
+from cloister.sdk._receipts import Receipt, ReceiptAnswer, fetch_receipt_answer
 from cloister.sdk._tasks import TaskHandle, TasksAPI
 
 ACTIONS: dict[str, Callable[[TaskHandle], None]] = {
@@ -210,15 +211,15 @@ def task_view(participant: Participant, task_id: str, known: TaskDetails | None 
         # Others decline with Reject, which the creator has Cancel for.
         "reject": participant.user_id in task.participants - {task.creator} and not task.is_invoked,
     }
-    receipt = check_receipt(participant, task) if task.is_ended else None
-    timeline = TaskHandle(participant, task_id).timeline()
-    return {"item": item, "allowed": allowed, "receipt": receipt, "timeline": timeline}
+    answer = fetch_receipt_answer(participant, task_id)  # the timeline, and the receipt once it has ended
+    receipt = check_receipt(participant, task, answer) if task.is_ended else None
+    return {"item": item, "allowed": allowed, "receipt": receipt, "timeline": answer.timeline}
 
 
-def check_receipt(participant: Participant, task: Task) -> ReceiptCheck | None:
+def check_receipt(participant: Participant, task: Task, answer: ReceiptAnswer) -> ReceiptCheck | None:
     """The ended ``task``'s receipt, checked against the deployment's trust files as any
     participant would check it offline; None for a task that never ran (nothing signs one)."""
-    receipt = TaskHandle(participant, task.id).receipt()
+    receipt = Receipt(fetch=lambda: (answer.receipt, answer.manifest))
     try:
         receipt.token  # noqa: B018 - fetches it
     except AttestationError as exc:

@@ -158,6 +158,8 @@ Rules that follow from the table:
 
 APPROVAL = "Approval"
 """A :class:`TaskEvent`'s ``what`` for a participant's approval; every other is a status's wire name."""
+CREATED = "Created"
+"""A timeline's first step (not kept as an event: it is the task's ``created_at`` and ``creator``)."""
 MAX_HISTORY = 100
 """Events a task keeps; past them the oldest after the first few are dropped (a task put back
 in the queue again and again must not grow without bound)."""

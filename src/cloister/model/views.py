@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cloister.model.functions import FunctionArgument, FunctionFile
-from cloister.model.tasks import APPROVAL, TaskStatus
+from cloister.model.tasks import APPROVAL, CREATED, TaskStatus
 
 _NOT_INVOKED = (TaskStatus.CREATED, TaskStatus.DATA_ASSIGNED, TaskStatus.APPROVED)
 
@@ -111,7 +111,7 @@ class TimelineEntry:
     def description(self) -> str:
         if self.what == APPROVAL:
             return f"Approved by {self.user_id}"
-        if self.what == "Created":
+        if self.what == CREATED:
             return f"Created by {self.user_id}"
         return _STEP_NAMES.get(self.what, self.what)
 

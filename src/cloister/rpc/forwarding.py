@@ -146,9 +146,7 @@ def claimed_ip(
         verifier.verify(certificate, [enclave_name(FORWARDER)])
     except AttestationError as exc:
         raise AttestationError(f"the forwarder of a client address failed attestation: {exc.message}") from None
-    if isinstance(ip, ipaddress.IPv4Address):
-        return bytes(12) + ip.packed
-    return ip.packed
+    return _packed(ip)
 
 
 def bind_caller_ip(
@@ -182,13 +180,17 @@ def client_ip(peer: str) -> bytes:
     try:
         kind, _, rest = unquote(peer).partition(":")
         if kind == "ipv4":
-            v4 = ipaddress.IPv4Address(rest.rsplit(":", 1)[0])
-            return bytes(12) + v4.packed
+            return _packed(ipaddress.IPv4Address(rest.rsplit(":", 1)[0]))
         if kind == "ipv6":
-            return ipaddress.IPv6Address(rest.rsplit(":", 1)[0].strip("[]").split("%", 1)[0]).packed
+            return _packed(ipaddress.IPv6Address(rest.rsplit(":", 1)[0].strip("[]").split("%", 1)[0]))
     except ValueError:
         pass
     return bytes(16)
+
+
+def _packed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bytes:
+    """The 16 bytes the audit log and the login limits keep: IPv4 as IPv4-compatible ``::a.b.c.d``."""
+    return bytes(12) + ip.packed if isinstance(ip, ipaddress.IPv4Address) else ip.packed
 
 
 def _canonical(address: str) -> str:

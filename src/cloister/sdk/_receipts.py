@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from cloister._proto import cloister_pb2 as cpb
 from cloister.attestation.receipts import VerifiedReceipt, verify_receipt
 from cloister.errors import AttestationError
+from cloister.model.views import TimelineEntry
+from cloister.rpc.convert.views import timeline_from_proto
 from cloister.sdk._channel import CLOISTER_FRONTEND
 from cloister.sdk._session import Caller
 from cloister.sdk._trust import Trust
@@ -97,8 +100,23 @@ class Receipt:
         Path(path).write_text(token + "\n", encoding="ascii")
 
 
-def fetch_receipt(session: Caller, task_id: str) -> tuple[str, bytes]:
-    """The task's receipt and approved manifest (participants only, like GetTask); empty when it has none."""
+@dataclass(frozen=True)
+class ReceiptAnswer:
+    """One GetTaskReceipt answer: the receipt and manifest (empty when there is none) and the timeline."""
+
+    receipt: str
+    manifest: bytes
+    timeline: tuple[TimelineEntry, ...]
+
+
+def fetch_receipt_answer(session: Caller, task_id: str) -> ReceiptAnswer:
+    """Everything GetTaskReceipt answers about the task (participants only, like GetTask)."""
     request = cpb.GetTaskReceiptRequest(task_id=task_id)
     response = session.frontend("GetTaskReceipt", request, service=CLOISTER_FRONTEND)
-    return str(response.receipt), bytes(response.manifest)
+    return ReceiptAnswer(str(response.receipt), bytes(response.manifest), timeline_from_proto(response.history))
+
+
+def fetch_receipt(session: Caller, task_id: str) -> tuple[str, bytes]:
+    """The task's receipt and approved manifest (participants only, like GetTask); empty when it has none."""
+    answer = fetch_receipt_answer(session, task_id)
+    return answer.receipt, answer.manifest

@@ -30,12 +30,12 @@ from cloister.model.functions import parse_executor_type
 from cloister.model.manifest import TaskManifest
 from cloister.model.tasks import REASON_EXECUTOR_TIMEOUT, TaskStatus
 from cloister.model.views import Task, TaskResult, TimelineEntry
-from cloister.rpc.convert.views import task_from_proto, timeline_from_proto
+from cloister.rpc.convert.views import task_from_proto
 from cloister.rpc.long_poll import long_poll_deadline
 from cloister.sdk._channel import CLOISTER_FRONTEND
 from cloister.sdk._files import FileHandle
 from cloister.sdk._functions import FunctionHandle
-from cloister.sdk._receipts import Receipt, fetch_receipt
+from cloister.sdk._receipts import Receipt, fetch_receipt, fetch_receipt_answer
 from cloister.sdk._session import Caller, UserCaller
 
 WAIT_SLICE_SECONDS = 15.0
@@ -155,10 +155,7 @@ class TaskHandle:
     def timeline(self) -> tuple[TimelineEntry, ...]:
         """What happened to it, oldest first: when it was created, each status change and each
         approval (participants only, like :meth:`describe`)."""
-        response = self._session.frontend(
-            "GetTaskReceipt", cpb.GetTaskReceiptRequest(task_id=self.id), service=CLOISTER_FRONTEND
-        )
-        return timeline_from_proto(response.history)
+        return fetch_receipt_answer(self._session, self.id).timeline
 
     def receipt(self) -> Receipt:
         """The task's signed receipt (:class:`~cloister.sdk._receipts.Receipt`), fetched when first used."""

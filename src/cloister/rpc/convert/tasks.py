@@ -16,7 +16,7 @@ from cloister._proto import teaclave_common_pb2 as common_pb
 from cloister._proto import teaclave_frontend_service_pb2 as fe_pb
 from cloister.errors import InvalidArgumentError
 from cloister.model.files import parse_data_name
-from cloister.model.tasks import TaskEvent, TaskOutputs, TaskResult, TaskState, TaskStatus
+from cloister.model.tasks import CREATED, TaskEvent, TaskOutputs, TaskResult, TaskState, TaskStatus
 from cloister.rpc.convert.limits import (
     MAX_ARGUMENTS_JSON_BYTES,
     MAX_FILES,
@@ -193,7 +193,7 @@ def task_to_get_response(task: TaskState) -> fe_pb.GetTaskResponse:
 
 def history_to_proto(task: TaskState) -> list[cpb.TaskEvent]:
     """The task's timeline for GetTaskReceipt: its creation (when known), then its history."""
-    created = () if task.created_at is None else (TaskEvent(task.created_at, "Created", task.creator),)
+    created = () if task.created_at is None else (TaskEvent(task.created_at, CREATED, task.creator),)
     return [
         cpb.TaskEvent(microsecond=round(event.at * 1_000_000), what=event.what, user_id=event.user)
         for event in (*created, *task.history)
